@@ -1,0 +1,202 @@
+#include <functional>
+#include <utility>
+
+#include <unistd.h>
+
+#include <memtide/collectors/file_reader.hpp>
+#include <memtide/collectors/host_source.hpp>
+#include <memtide/collectors/procfs_parsers.hpp>
+#include <memtide/collectors/sysfs_parsers.hpp>
+
+namespace memtide::collectors {
+
+std::uint64_t system_page_size() {
+  const long size = ::sysconf(_SC_PAGESIZE);
+  return size > 0 ? static_cast<std::uint64_t>(size) : 4096;
+}
+
+HostSource::HostSource(HostRoots roots, std::uint64_t page_size_bytes)
+    : roots_(std::move(roots)), page_size_bytes_(page_size_bytes) {}
+
+Result<HostSample> HostSource::read() const {
+  HostSample sample;
+  const auto& proc = roots_.procfs;
+
+  auto meminfo_path = proc + "/meminfo";
+  auto meminfo_text = read_file(meminfo_path);
+  if (!meminfo_text) {
+    return meminfo_text.error();
+  }
+  auto meminfo = parse_meminfo(*meminfo_text, meminfo_path);
+  if (!meminfo) {
+    return meminfo.error();
+  }
+  sample.meminfo = *meminfo;
+
+  auto vmstat_path = proc + "/vmstat";
+  auto vmstat_text = read_file(vmstat_path);
+  if (!vmstat_text) {
+    return vmstat_text.error();
+  }
+  auto vmstat = parse_vmstat(*vmstat_text, page_size_bytes_, vmstat_path);
+  if (!vmstat) {
+    return vmstat.error();
+  }
+  sample.vmstat = *vmstat;
+
+  const std::pair<const char*, std::optional<Pressure>*> psi_files[] = {
+      {"memory", &sample.psi_memory}, {"io", &sample.psi_io}, {"cpu", &sample.psi_cpu}};
+  for (const auto& [name, dest] : psi_files) {
+    const auto path = proc + "/pressure/" + name;
+    auto text = read_optional_file(path);
+    if (!text) {
+      return text.error();
+    }
+    if (!text->has_value()) {
+      continue;  // no PSI on this kernel
+    }
+    auto pressure = parse_pressure(**text, path);
+    if (!pressure) {
+      return pressure.error();
+    }
+    *dest = *pressure;
+  }
+
+  const auto swaps_path = proc + "/swaps";
+  auto swaps_text = read_optional_file(swaps_path);
+  if (!swaps_text) {
+    return swaps_text.error();
+  }
+  if (swaps_text->has_value()) {
+    auto swaps = parse_swaps(**swaps_text, swaps_path);
+    if (!swaps) {
+      return swaps.error();
+    }
+    sample.swaps = std::move(*swaps);
+  }
+  return sample;
+}
+
+KsmControl::KsmControl(std::string sysfs_root, std::uint64_t page_size_bytes)
+    : dir_(std::move(sysfs_root) + "/kernel/mm/ksm"), page_size_bytes_(page_size_bytes) {}
+
+namespace {
+
+// How one KSM file lands in KsmSample: `store` receives the parsed text; `required` files exist
+// on every kernel with KSM (2.6.32+).
+struct KsmFile {
+  const char* name;
+  bool required;
+  std::function<Status(KsmSample&, std::string_view text, const std::string& path,
+                       std::uint64_t page)>
+      store;
+};
+
+template <typename Member>
+KsmFile u64_file(const char* name, bool required, Member member, bool in_pages = false) {
+  return {name, required,
+          [member, in_pages](KsmSample& s, std::string_view text, const std::string& path,
+                             std::uint64_t page) -> Status {
+            auto v = parse_sysfs_u64(text, path);
+            if (!v) {
+              return v.error();
+            }
+            std::uint64_t value = *v;
+            if (in_pages && __builtin_mul_overflow(*v, page, &value)) {
+              return Error{path, 1, 0, "page count too large"};
+            }
+            s.*member = value;
+            return Ok{};
+          }};
+}
+
+KsmFile bool_file(const char* name, std::optional<bool> KsmSample::*member) {
+  return {name, false,
+          [member](KsmSample& s, std::string_view text, const std::string& path,
+                   std::uint64_t) -> Status {
+            auto v = parse_sysfs_u64(text, path);
+            if (!v) {
+              return v.error();
+            }
+            if (*v > 1) {
+              return Error{path, 1, 0, "expected 0 or 1, got " + std::to_string(*v)};
+            }
+            s.*member = *v == 1;
+            return Ok{};
+          }};
+}
+
+std::vector<KsmFile> ksm_files() {
+  using S = KsmSample;
+  return {
+      u64_file("run", true, &S::run),
+      u64_file("pages_to_scan", true, &S::pages_to_scan),
+      u64_file("sleep_millisecs", true, &S::sleep_ms),
+      bool_file("merge_across_nodes", &S::merge_across_nodes),
+      bool_file("use_zero_pages", &S::use_zero_pages),
+      u64_file("max_page_sharing", false, &S::max_page_sharing),
+      u64_file("stable_node_chains_prune_millisecs", false, &S::stable_node_chains_prune_ms),
+      bool_file("smart_scan", &S::smart_scan),
+      {"advisor_mode", false,
+       [](S& s, std::string_view text, const std::string& path, std::uint64_t) -> Status {
+         auto v = parse_sysfs_choice(text, path);
+         if (!v) {
+           return v.error();
+         }
+         s.advisor_mode = *v;
+         return Ok{};
+       }},
+      u64_file("advisor_max_cpu", false, &S::advisor_max_cpu_percent),
+      u64_file("advisor_min_pages_to_scan", false, &S::advisor_min_pages_to_scan),
+      u64_file("advisor_max_pages_to_scan", false, &S::advisor_max_pages_to_scan),
+      u64_file("advisor_target_scan_time", false, &S::advisor_target_scan_time_seconds),
+      u64_file("pages_shared", true, &S::shared_bytes, true),
+      u64_file("pages_sharing", true, &S::sharing_bytes, true),
+      u64_file("pages_unshared", true, &S::unshared_bytes, true),
+      u64_file("pages_volatile", true, &S::volatile_bytes, true),
+      u64_file("full_scans", true, &S::full_scans_total),
+      u64_file("stable_node_chains", false, &S::stable_node_chains),
+      u64_file("stable_node_dups", false, &S::stable_node_dups),
+      u64_file("ksm_zero_pages", false, &S::zero_pages_bytes, true),
+      {"general_profit", false,
+       [](S& s, std::string_view text, const std::string& path, std::uint64_t) -> Status {
+         auto v = parse_sysfs_i64(text, path);
+         if (!v) {
+           return v.error();
+         }
+         s.general_profit_bytes = *v;
+         return Ok{};
+       }},
+      u64_file("pages_scanned", false, &S::scanned_bytes_total, true),
+      u64_file("pages_skipped", false, &S::skipped_bytes_total, true),
+  };
+}
+
+}  // namespace
+
+Result<std::optional<KsmSample>> KsmControl::read() const {
+  static const std::vector<KsmFile> kFiles = ksm_files();
+  KsmSample sample;
+  for (const auto& file : kFiles) {
+    const std::string path = dir_ + "/" + file.name;
+    auto text = read_optional_file(path);
+    if (!text) {
+      return text.error();
+    }
+    if (!text->has_value()) {
+      if (std::string_view(file.name) == "run") {
+        return std::optional<KsmSample>{};  // no KSM in this kernel
+      }
+      if (file.required) {
+        return Error{path, 0, 0, "missing although KSM is present"};
+      }
+      continue;
+    }
+    if (auto stored = file.store(sample, **text, path, page_size_bytes_); !stored) {
+      return stored.error();
+    }
+  }
+  return std::optional<KsmSample>{std::move(sample)};
+}
+
+}  // namespace memtide::collectors

@@ -1,0 +1,88 @@
+// The validated, typed configuration. A Config is immutable once built: the daemon holds a
+// std::shared_ptr<const Config> and a reload swaps the pointer whole, so nothing ever sees a
+// half-applied file. Every field documented here is documented for operators in
+// config/memtide.example.yaml and README.md; defaults below are the defaults of an empty file.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <memtide/config/units.hpp>
+
+namespace memtide::config {
+
+using namespace std::chrono_literals;
+
+enum class LogLevel { debug, info, notice, warning, error };
+
+struct DaemonSection {
+  std::chrono::milliseconds interval = 10s;  // period of the collect/decide/act tick
+  std::string procfs = "/proc";              // root of procfs (fixture trees in tests)
+  std::string sysfs = "/sys";                // root of sysfs
+  LogLevel log_level = LogLevel::info;       // least severe message that is logged
+  friend bool operator==(const DaemonSection&, const DaemonSection&) = default;
+};
+
+struct SwapForecastSection {
+  std::chrono::milliseconds horizon = 120s;  // warn when swapping is predicted within this
+  std::chrono::milliseconds window = 60s;    // history the trend is fitted over
+  friend bool operator==(const SwapForecastSection&, const SwapForecastSection&) = default;
+};
+
+struct PressureSection {
+  double psi_some_avg10_ratio = 0.10;  // host memory PSI "some" avg10 that counts as pressure
+  double psi_full_avg10_ratio = 0.02;  // host memory PSI "full" avg10 that counts as pressure
+  friend bool operator==(const PressureSection&, const PressureSection&) = default;
+};
+
+struct HostSection {
+  std::uint64_t reserve_bytes = 2ULL << 30;  // MemAvailable the host keeps for itself
+  SwapForecastSection swap_forecast;
+  PressureSection pressure;
+  friend bool operator==(const HostSection&, const HostSection&) = default;
+};
+
+enum class KsmMode { off, on, automatic };  // "auto" in YAML
+
+struct KsmSection {
+  KsmMode mode = KsmMode::automatic;
+  double min_savings_ratio = 0.05;  // estimated savings (share of guest RAM) needed to merge
+  double max_cpu_ratio = 0.20;      // ksmd CPU budget, share of one core
+  friend bool operator==(const KsmSection&, const KsmSection&) = default;
+};
+
+struct BalloonSettings {
+  bool enabled = true;
+  SizeOrRatio min{0.30};           // floor: bytes, or share of the VM's maximum
+  double guest_free_ratio = 0.15;  // usable memory the guest should keep, share of its current size
+  std::uint32_t shares = 1000;     // weight when memory is divided between VMs
+  SizeOrRatio max_step{0.05};      // largest change per tick: bytes, or share of the VM's maximum
+  std::uint64_t deadband_bytes = 32ULL << 20;  // changes smaller than this are not made
+  friend bool operator==(const BalloonSettings&, const BalloonSettings&) = default;
+};
+
+// A class of VMs. A VM belongs to the first class whose `match` fits it.
+struct VmClass {
+  std::string name;
+  std::optional<std::string> match_name;   // glob over the libvirt domain name
+  std::optional<std::string> match_class;  // class named in the domain's memtide metadata
+  BalloonSettings balloon;
+  friend bool operator==(const VmClass&, const VmClass&) = default;
+};
+
+struct Config {
+  std::string source;  // file it was loaded from ("" for built-in defaults)
+  DaemonSection daemon;
+  HostSection host;
+  KsmSection ksm;
+  std::vector<VmClass> classes;  // empty file: one class "default" matching every VM
+  friend bool operator==(const Config&, const Config&) = default;
+};
+
+const char* to_string(LogLevel level);
+const char* to_string(KsmMode mode);
+
+}  // namespace memtide::config

@@ -1,0 +1,611 @@
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include <sys/stat.h>
+#include <yaml-cpp/yaml.h>
+
+#include <memtide/config/loader.hpp>
+
+namespace memtide::config {
+
+std::string ConfigError::to_string() const {
+  std::string out = file;
+  if (line > 0) {
+    out += ':' + std::to_string(line) + ':' + std::to_string(column > 0 ? column : 1);
+  }
+  out += ": ";
+  if (!key_path.empty()) {
+    out += key_path + ": ";
+  }
+  out += message;
+  return out;
+}
+
+const char* to_string(LogLevel level) {
+  switch (level) {
+    case LogLevel::debug:
+      return "debug";
+    case LogLevel::info:
+      return "info";
+    case LogLevel::notice:
+      return "notice";
+    case LogLevel::warning:
+      return "warning";
+    case LogLevel::error:
+      return "error";
+  }
+  return "?";
+}
+
+const char* to_string(KsmMode mode) {
+  switch (mode) {
+    case KsmMode::off:
+      return "off";
+    case KsmMode::on:
+      return "on";
+    case KsmMode::automatic:
+      return "auto";
+  }
+  return "?";
+}
+
+namespace {
+
+// More errors than this in one file are summarised; beyond it they add nothing for the reader.
+constexpr std::size_t kMaxErrors = 100;
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) {
+    row[j] = j;
+  }
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The candidate closest to `word`, if it is close enough to be a plausible typo.
+std::optional<std::string> closest(std::string_view word, const std::vector<std::string>& options) {
+  std::optional<std::string> best;
+  std::size_t best_distance = std::max<std::size_t>(2, word.size() / 3) + 1;
+  for (const auto& option : options) {
+    const auto d = edit_distance(word, option);
+    if (d < best_distance) {
+      best_distance = d;
+      best = option;
+    }
+  }
+  return best;
+}
+
+class Diagnostics {
+ public:
+  explicit Diagnostics(std::string file) : file_(std::move(file)) {}
+
+  void add(int line, int column, std::string path, std::string message) {
+    if (errors_.size() < kMaxErrors) {
+      errors_.push_back({file_, line, column, std::move(path), std::move(message)});
+    } else {
+      ++dropped_;
+    }
+  }
+  void add(const YAML::Mark& mark, std::string path, std::string message) {
+    // yaml-cpp marks are 0-based; a null mark (-1) means "no position".
+    add(mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0, std::move(path),
+        std::move(message));
+  }
+  bool empty() const { return errors_.empty(); }
+
+  std::vector<ConfigError> take() {
+    std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+    });
+    if (dropped_ > 0) {
+      errors_.push_back({file_, 0, 0, "", std::to_string(dropped_) + " further errors not shown"});
+    }
+    return std::move(errors_);
+  }
+
+ private:
+  std::string file_;
+  std::vector<ConfigError> errors_;
+  std::size_t dropped_ = 0;
+};
+
+std::string node_kind(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Undefined:
+      return "nothing";
+  }
+  return "?";
+}
+
+// Reads one YAML mapping against a fixed set of keys. Each `take` both fetches a key and declares
+// it known; `finish` reports every key that was never asked for, with the nearest known key as a
+// suggestion, and duplicate keys (which YAML forbids but yaml-cpp accepts silently).
+class MapReader {
+ public:
+  MapReader(const YAML::Node& node, std::string path, Diagnostics& diag)
+      : path_(std::move(path)), diag_(diag), mark_(node.Mark()) {
+    if (node.IsNull()) {
+      return;  // "section:" with nothing under it: all defaults
+    }
+    if (!node.IsMap()) {
+      diag_.add(node.Mark(), path_, "expected a mapping of keys, got " + node_kind(node));
+      return;
+    }
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) {
+        diag_.add(kv.first.Mark(), path_, "keys must be plain names, got " + node_kind(kv.first));
+        continue;
+      }
+      const auto key = kv.first.Scalar();
+      const auto [it, inserted] = entries_.try_emplace(key, Entry{kv.first.Mark(), kv.second});
+      if (!inserted) {
+        diag_.add(kv.first.Mark(), child_path(key),
+                  "duplicate key (first defined on line " +
+                      std::to_string(it->second.key_mark.line + 1) + ")");
+      }
+    }
+  }
+
+  MapReader(const MapReader&) = delete;
+  MapReader& operator=(const MapReader&) = delete;
+  ~MapReader() { finish(); }
+
+  // The value under `key`, or nullopt when absent. Marks `key` as a known key.
+  std::optional<YAML::Node> take(const std::string& key) {
+    known_.push_back(key);
+    const auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      return std::nullopt;
+    }
+    it->second.used = true;
+    return it->second.value;
+  }
+
+  std::string child_path(const std::string& key) const {
+    return path_.empty() ? key : path_ + "." + key;
+  }
+  const YAML::Mark& mark() const { return mark_; }
+  bool has(const std::string& key) const { return entries_.count(key) != 0; }
+
+ private:
+  struct Entry {
+    YAML::Mark key_mark;
+    YAML::Node value;
+    bool used = false;
+  };
+
+  void finish() {
+    for (const auto& [key, entry] : entries_) {
+      if (entry.used) {
+        continue;
+      }
+      std::string message = "unknown key '" + key + "'";
+      if (const auto suggestion = closest(key, known_)) {
+        message += "; did you mean '" + *suggestion + "'?";
+      } else {
+        std::string list;
+        for (const auto& k : known_) {
+          list += (list.empty() ? "" : ", ") + k;
+        }
+        message += "; known keys here: " + list;
+      }
+      diag_.add(entry.key_mark, child_path(key), message);
+    }
+  }
+
+  std::string path_;
+  Diagnostics& diag_;
+  YAML::Mark mark_;
+  std::map<std::string, Entry> entries_;
+  std::vector<std::string> known_;
+};
+
+// Reads scalar `key` of `map` through `parse` (string -> Result<T>) and then `check`
+// (T -> error message or ""), storing the value in `dest` only when both succeed.
+template <typename T, typename Parse>
+void read_scalar(MapReader& map, Diagnostics& diag, const std::string& key, T& dest, Parse parse,
+                 const std::function<std::string(const T&)>& check = nullptr) {
+  const auto node = map.take(key);
+  if (!node) {
+    return;
+  }
+  const auto path = map.child_path(key);
+  if (!node->IsScalar()) {
+    diag.add(node->Mark(), path, "expected a value, got " + node_kind(*node));
+    return;
+  }
+  auto parsed = parse(node->Scalar());
+  if (!parsed) {
+    diag.add(node->Mark(), path, parsed.error().message);
+    return;
+  }
+  if (check) {
+    if (auto problem = check(*parsed); !problem.empty()) {
+      diag.add(node->Mark(), path, problem);
+      return;
+    }
+  }
+  dest = *parsed;
+}
+
+Result<bool> parse_bool(std::string_view text) {
+  if (text == "true") {
+    return true;
+  }
+  if (text == "false") {
+    return false;
+  }
+  return Error{"", 0, 0, "expected true or false, got '" + std::string(text) + "'"};
+}
+
+Result<std::string> parse_string(std::string_view text) {
+  if (text.empty()) {
+    return Error{"", 0, 0, "must not be empty"};
+  }
+  return std::string(text);
+}
+
+Result<std::string> parse_absolute_path(std::string_view text) {
+  if (text.empty() || text.front() != '/') {
+    return Error{"", 0, 0, "expected an absolute path, got '" + std::string(text) + "'"};
+  }
+  return std::string(text);
+}
+
+Result<std::uint32_t> parse_uint32(std::string_view text) {
+  std::uint64_t value = 0;
+  if (text.empty() || text.size() > 10 ||
+      text.find_first_not_of("0123456789") != std::string_view::npos) {
+    return Error{"", 0, 0, "expected a whole number, got '" + std::string(text) + "'"};
+  }
+  for (char c : text) {
+    value = value * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  if (value > UINT32_MAX) {
+    return Error{"", 0, 0, "number too large: '" + std::string(text) + "'"};
+  }
+  return static_cast<std::uint32_t>(value);
+}
+
+// Parser for an enumeration given as (name, value) pairs.
+template <typename E>
+auto enum_parser(std::vector<std::pair<std::string, E>> choices) {
+  return [choices = std::move(choices)](std::string_view text) -> Result<E> {
+    std::vector<std::string> names;
+    for (const auto& [name, value] : choices) {
+      if (name == text) {
+        return value;
+      }
+      names.push_back(name);
+    }
+    std::string list;
+    for (const auto& n : names) {
+      list += (list.empty() ? "" : ", ") + n;
+    }
+    std::string message = "unknown value '" + std::string(text) + "'; expected one of " + list;
+    if (const auto suggestion = closest(text, names)) {
+      message += " (did you mean '" + *suggestion + "'?)";
+    }
+    return Error{"", 0, 0, message};
+  };
+}
+
+template <typename T>
+std::function<std::string(const T&)> within(T low, T high, std::function<std::string(T)> show) {
+  return [=](const T& v) -> std::string {
+    if (v < low || v > high) {
+      return "must be between " + show(low) + " and " + show(high) + ", got " + show(v);
+    }
+    return "";
+  };
+}
+
+std::string show_duration(std::chrono::milliseconds d) {
+  return format_duration(d);
+}
+std::string show_size(std::uint64_t b) {
+  return format_size(b);
+}
+std::string show_percent(double r) {
+  std::ostringstream out;
+  out << r * 100 << "%";
+  return out.str();
+}
+
+void read_daemon(MapReader& root, Diagnostics& diag, DaemonSection& out) {
+  const auto node = root.take("daemon");
+  if (!node) {
+    return;
+  }
+  MapReader map(*node, "daemon", diag);
+  read_scalar(map, diag, "interval", out.interval, parse_duration,
+              within<std::chrono::milliseconds>(100ms, 1h, show_duration));
+  read_scalar(map, diag, "procfs", out.procfs, parse_absolute_path);
+  read_scalar(map, diag, "sysfs", out.sysfs, parse_absolute_path);
+  read_scalar(map, diag, "log_level", out.log_level,
+              enum_parser<LogLevel>({{"debug", LogLevel::debug},
+                                     {"info", LogLevel::info},
+                                     {"notice", LogLevel::notice},
+                                     {"warning", LogLevel::warning},
+                                     {"error", LogLevel::error}}));
+}
+
+void read_host(MapReader& root, Diagnostics& diag, HostSection& out) {
+  const auto node = root.take("host");
+  if (!node) {
+    return;
+  }
+  MapReader map(*node, "host", diag);
+  read_scalar(map, diag, "reserve", out.reserve_bytes, parse_size,
+              within<std::uint64_t>(0, 1ULL << 44, show_size));
+  if (const auto forecast = map.take("swap_forecast")) {
+    MapReader f(*forecast, "host.swap_forecast", diag);
+    read_scalar(f, diag, "horizon", out.swap_forecast.horizon, parse_duration,
+                within<std::chrono::milliseconds>(10s, 24h, show_duration));
+    read_scalar(f, diag, "window", out.swap_forecast.window, parse_duration,
+                within<std::chrono::milliseconds>(10s, 1h, show_duration));
+  }
+  if (const auto pressure = map.take("pressure")) {
+    MapReader p(*pressure, "host.pressure", diag);
+    read_scalar(p, diag, "psi_some_avg10", out.pressure.psi_some_avg10_ratio, parse_percent);
+    read_scalar(p, diag, "psi_full_avg10", out.pressure.psi_full_avg10_ratio, parse_percent);
+  }
+}
+
+void read_ksm(MapReader& root, Diagnostics& diag, KsmSection& out) {
+  const auto node = root.take("ksm");
+  if (!node) {
+    return;
+  }
+  MapReader map(*node, "ksm", diag);
+  read_scalar(map, diag, "mode", out.mode,
+              enum_parser<KsmMode>(
+                  {{"off", KsmMode::off}, {"on", KsmMode::on}, {"auto", KsmMode::automatic}}));
+  read_scalar(map, diag, "min_savings", out.min_savings_ratio, parse_percent);
+  read_scalar(map, diag, "max_cpu", out.max_cpu_ratio, parse_percent,
+              within<double>(0.01, 1.0, show_percent));
+}
+
+std::function<std::string(const SizeOrRatio&)> positive_size_or_ratio() {
+  return [](const SizeOrRatio& v) -> std::string {
+    if (v.is_ratio() ? std::get<1>(v.value) <= 0 : std::get<0>(v.value) == 0) {
+      return "must be greater than zero";
+    }
+    return "";
+  };
+}
+
+void read_balloon(MapReader& cls, Diagnostics& diag, BalloonSettings& out) {
+  const auto node = cls.take("balloon");
+  if (!node) {
+    return;
+  }
+  MapReader map(*node, cls.child_path("balloon"), diag);
+  read_scalar(map, diag, "enabled", out.enabled, parse_bool);
+  read_scalar(map, diag, "min", out.min, parse_size_or_percent);
+  read_scalar(map, diag, "guest_free", out.guest_free_ratio, parse_percent,
+              within<double>(0.0, 0.9, show_percent));
+  read_scalar(
+      map, diag, "shares", out.shares, parse_uint32,
+      within<std::uint32_t>(1, 1'000'000, [](std::uint32_t v) { return std::to_string(v); }));
+  read_scalar(map, diag, "max_step", out.max_step, parse_size_or_percent, positive_size_or_ratio());
+  read_scalar(map, diag, "deadband", out.deadband_bytes, parse_size,
+              within<std::uint64_t>(0, 16ULL << 30, show_size));
+}
+
+void read_classes(MapReader& root, Diagnostics& diag, std::vector<VmClass>& out) {
+  const auto node = root.take("classes");
+  if (!node) {
+    return;
+  }
+  if (!node->IsSequence()) {
+    diag.add(node->Mark(), "classes", "expected a list of classes, got " + node_kind(*node));
+    return;
+  }
+  if (node->size() == 0) {
+    diag.add(node->Mark(), "classes", "must list at least one class");
+    return;
+  }
+  out.clear();
+  std::map<std::string, int> first_line_of_name;
+  std::size_t index = 0;
+  for (const auto& item : *node) {
+    const std::string path = "classes[" + std::to_string(index++) + "]";
+    VmClass cls;
+    MapReader map(item, path, diag);
+    if (!item.IsMap()) {
+      continue;
+    }
+    const auto name_node = map.take("name");
+    if (!name_node) {
+      diag.add(item.Mark(), path, "missing required key 'name'");
+    } else if (!name_node->IsScalar() || name_node->Scalar().empty()) {
+      diag.add(name_node->Mark(), map.child_path("name"), "expected a non-empty class name");
+    } else {
+      cls.name = name_node->Scalar();
+      const auto [it, inserted] =
+          first_line_of_name.try_emplace(cls.name, name_node->Mark().line + 1);
+      if (!inserted) {
+        diag.add(
+            name_node->Mark(), map.child_path("name"),
+            "class '" + cls.name + "' is already defined on line " + std::to_string(it->second));
+      }
+    }
+    const auto match_node = map.take("match");
+    if (!match_node) {
+      diag.add(item.Mark(), path, "missing required key 'match' (use {name: \"*\"} for all VMs)");
+    } else {
+      MapReader match(*match_node, map.child_path("match"), diag);
+      read_scalar(match, diag, "name", cls.match_name, parse_string);
+      read_scalar(match, diag, "class", cls.match_class, parse_string);
+      if (match_node->IsMap() && !match.has("name") && !match.has("class")) {
+        diag.add(match_node->Mark(), map.child_path("match"),
+                 "needs 'name' (a glob) or 'class' (from domain metadata)");
+      }
+    }
+    read_balloon(map, diag, cls.balloon);
+    out.push_back(std::move(cls));
+  }
+}
+
+// Cross-field rules, checked only when each field on its own was valid.
+void check_consistency(const YAML::Node& root, const Config& config, Diagnostics& diag) {
+  const auto& window = config.host.swap_forecast.window;
+  if (window < 3 * config.daemon.interval) {
+    YAML::Mark mark = root.Mark();
+    if (root["host"] && root["host"]["swap_forecast"] && root["host"]["swap_forecast"]["window"]) {
+      mark = root["host"]["swap_forecast"]["window"].Mark();
+    }
+    diag.add(mark, "host.swap_forecast.window",
+             "must cover at least 3 ticks of daemon.interval (" +
+                 format_duration(config.daemon.interval) + "), got " + format_duration(window));
+  }
+}
+
+// Problems YAML parsers handle badly or not at all, found by a plain scan of the text.
+void prescan(std::string_view text, Diagnostics& diag) {
+  int line = 1;
+  int column = 1;
+  bool in_indent = true;
+  int tab_errors = 0;
+  for (char c : text) {
+    if (c == '\0') {
+      diag.add(line, column, "", "NUL byte: this is not a text file");
+      return;
+    }
+    if (c == '\t' && in_indent && tab_errors++ < 10) {
+      diag.add(line, column, "", "tab in indentation; YAML allows only spaces there");
+    }
+    if (c == '\n') {
+      ++line;
+      column = 1;
+      in_indent = true;
+      continue;
+    }
+    if (c != ' ' && c != '\t') {
+      in_indent = false;
+    }
+    ++column;
+  }
+}
+
+std::vector<VmClass> default_classes() {
+  VmClass all;
+  all.name = "default";
+  all.match_name = "*";
+  return {all};
+}
+
+}  // namespace
+
+LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
+  Diagnostics diag{std::string(origin)};
+  LoadResult result;
+  if (yaml.size() > kMaxConfigBytes) {
+    diag.add(0, 0, "",
+             "file is " + std::to_string(yaml.size()) + " bytes; a configuration may be at most " +
+                 format_size(kMaxConfigBytes));
+    result.errors = diag.take();
+    return result;
+  }
+  prescan(yaml, diag);
+  if (!diag.empty()) {
+    result.errors = diag.take();
+    return result;
+  }
+
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    diag.add(e.mark, "", "YAML syntax error: " + e.msg);
+    result.errors = diag.take();
+    return result;
+  }
+
+  auto config = std::make_shared<Config>();
+  config->source = std::string(origin);
+  config->classes = default_classes();
+  try {
+    if (!root.IsNull() && !root.IsMap()) {
+      diag.add(root.Mark(), "",
+               "the top level must be a mapping of sections, got " + node_kind(root));
+    } else {
+      {
+        MapReader map(root, "", diag);
+        read_daemon(map, diag, config->daemon);
+        read_host(map, diag, config->host);
+        read_ksm(map, diag, config->ksm);
+        read_classes(map, diag, config->classes);
+      }
+      if (diag.empty()) {
+        check_consistency(root, *config, diag);
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp throws for some malformed documents only when the node is accessed.
+    diag.add(e.mark, "", "YAML error: " + e.msg);
+  }
+  if (!diag.empty()) {
+    result.errors = diag.take();
+    return result;
+  }
+  result.config = std::move(config);
+  return result;
+}
+
+LoadResult load_config_file(const std::string& path) {
+  LoadResult result;
+  std::ifstream in(path, std::ios::binary);
+  struct stat st {};
+  if (!in || ::stat(path.c_str(), &st) != 0) {
+    result.errors.push_back({path, 0, 0, "", std::string("cannot open: ") + std::strerror(errno)});
+    return result;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    result.errors.push_back({path, 0, 0, "", "not a regular file"});
+    return result;
+  }
+  // Read at most one byte past the limit: enough to tell that the file is too large without
+  // reading all of it.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) {
+    result.errors.push_back({path, 0, 0, "",
+                             "file is " + std::to_string(st.st_size) +
+                                 " bytes; a configuration may be at most " +
+                                 format_size(kMaxConfigBytes)});
+    return result;
+  }
+  return load_config_string(text, path);
+}
+
+std::shared_ptr<const Config> default_config() {
+  auto config = std::make_shared<Config>();
+  config->classes = default_classes();
+  return config;
+}
+
+}  // namespace memtide::config

@@ -1,0 +1,22 @@
+// Everything one tick collected, as plain values: the input of policy::decide and of the
+// record/replay trace.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include <memtide/core/host_sample.hpp>
+#include <memtide/core/ksm_sample.hpp>
+
+namespace memtide {
+
+struct Snapshot {
+  std::int64_t collected_at_unix_ms = 0;  // wall clock, for humans and traces
+  std::int64_t monotonic_ms = 0;          // CLOCK_MONOTONIC, for rates; immune to clock steps
+  HostSample host;
+  std::optional<KsmSample> ksm;  // unavailable without CONFIG_KSM
+
+  friend bool operator==(const Snapshot&, const Snapshot&) = default;
+};
+
+}  // namespace memtide

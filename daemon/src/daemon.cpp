@@ -1,0 +1,222 @@
+#include "daemon.hpp"
+
+#include <cstring>
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+
+#include <memtide/config/loader.hpp>
+#include <memtide/config/units.hpp>
+
+#include "collect.hpp"
+
+namespace memtide::daemon {
+
+namespace {
+
+std::string errno_text(int negative_errno) {
+  return std::strerror(-negative_errno);
+}
+
+std::uint64_t to_usec(std::chrono::milliseconds d) {
+  return static_cast<std::uint64_t>(d.count()) * 1000;
+}
+
+}  // namespace
+
+Daemon::Daemon(Options options, std::shared_ptr<const config::Config> config, Logger& log)
+    : options_(std::move(options)), log_(log) {
+  apply(std::move(config));
+}
+
+Daemon::~Daemon() {
+  sd_event_source_unref(timer_);
+  sd_event_unref(event_);
+}
+
+void Daemon::apply(std::shared_ptr<const config::Config> config) {
+  config_ = std::move(config);
+  log_.set_level(config_->daemon.log_level);
+  collectors::HostRoots roots{options_.procfs.value_or(config_->daemon.procfs),
+                              options_.sysfs.value_or(config_->daemon.sysfs)};
+  ksm_ = std::make_unique<collectors::KsmControl>(roots.sysfs);
+  host_ = std::make_unique<collectors::HostSource>(std::move(roots));
+}
+
+int Daemon::run() {
+  // sd-event delivers signals through a signalfd, which only sees blocked signals.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    log_.error(std::string("cannot block signals: ") + std::strerror(errno));
+    return kExitFailure;
+  }
+
+  int r = sd_event_new(&event_);
+  if (r < 0) {
+    log_.error("cannot create the event loop: " + errno_text(r));
+    return kExitFailure;
+  }
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    r = sd_event_add_signal(event_, nullptr, sig, &Daemon::on_signal, this);
+    if (r < 0) {
+      log_.error("cannot watch signal " + std::to_string(sig) + ": " + errno_text(r));
+      return kExitFailure;
+    }
+  }
+  // Pings the service manager at a safe fraction of WATCHDOG_USEC for as long as the loop keeps
+  // turning; a hung tick therefore stops the pings and lets systemd restart us.
+  r = sd_event_set_watchdog(event_, 1);
+  if (r < 0) {
+    log_.warning("cannot enable the systemd watchdog: " + errno_text(r));
+  }
+
+  std::uint64_t now = 0;
+  sd_event_now(event_, CLOCK_MONOTONIC, &now);
+  r = sd_event_add_time(event_, &timer_, CLOCK_MONOTONIC, now, 0, &Daemon::on_timer, this);
+  if (r < 0) {
+    log_.error("cannot create the tick timer: " + errno_text(r));
+    return kExitFailure;
+  }
+
+  log_.notice(
+      "memtided " MEMTIDE_VERSION " started",
+      {{"MEMTIDE_EVENT", "started"},
+       {"MEMTIDE_CONFIG", config_->source.empty() ? "(built-in defaults)" : config_->source},
+       {"MEMTIDE_INTERVAL", config::format_duration(config_->daemon.interval)}});
+  sd_notify(0, "READY=1\nSTATUS=started, waiting for the first tick");
+
+  r = sd_event_loop(event_);
+  sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+  if (r < 0) {
+    log_.error("event loop failed: " + errno_text(r));
+    return kExitFailure;
+  }
+  log_.notice("memtided stopped", {{"MEMTIDE_EVENT", "stopped"}});
+  return r;  // the code passed to sd_event_exit
+}
+
+int Daemon::on_signal(sd_event_source*, const signalfd_siginfo* info, void* self) {
+  auto* d = static_cast<Daemon*>(self);
+  if (info->ssi_signo == SIGHUP) {
+    d->reload();
+    return 0;
+  }
+  d->log_.notice(
+      std::string("received ") + strsignal(static_cast<int>(info->ssi_signo)) + ", stopping",
+      {{"MEMTIDE_EVENT", "stop-requested"}});
+  sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+  sd_event_exit(d->event_, kExitOk);
+  return 0;
+}
+
+int Daemon::on_timer(sd_event_source*, std::uint64_t usec, void* self) {
+  auto* d = static_cast<Daemon*>(self);
+  d->tick();
+  d->arm_timer(usec);
+  return 0;
+}
+
+void Daemon::arm_timer(std::uint64_t previous_usec) {
+  // Ticks keep a fixed cadence from the previous deadline, not from when the tick finished; if
+  // a tick overran a whole interval, the next starts now instead of trying to catch up.
+  std::uint64_t now = 0;
+  sd_event_now(event_, CLOCK_MONOTONIC, &now);
+  std::uint64_t next = previous_usec + to_usec(config_->daemon.interval);
+  if (next < now) {
+    next = now;
+  }
+  sd_event_source_set_time(timer_, next);
+  sd_event_source_set_enabled(timer_, SD_EVENT_ONESHOT);
+}
+
+void Daemon::tick() {
+  ++ticks_;
+  auto snapshot = collect_snapshot(*host_, *ksm_);
+  if (!snapshot) {
+    const auto message = snapshot.error().to_string();
+    if (message != last_collect_error_) {
+      log_.error("collection failed; keeping the last good snapshot: " + message,
+                 {{"MEMTIDE_EVENT", "collect-failed"}});
+      last_collect_error_ = message;
+    }
+  } else {
+    if (!last_collect_error_.empty()) {
+      log_.notice("collection works again", {{"MEMTIDE_EVENT", "collect-recovered"}});
+      last_collect_error_.clear();
+    }
+    last_snapshot_ = std::move(*snapshot);
+    if (log_.enabled(Priority::debug)) {
+      const auto& m = last_snapshot_->host.meminfo;
+      log_.debug("tick " + std::to_string(ticks_) + ": MemAvailable " +
+                     config::format_size(m.available_bytes) + " of " +
+                     config::format_size(m.total_bytes),
+                 {{"MEMTIDE_EVENT", "tick"}});
+    }
+  }
+  notify_status();
+}
+
+void Daemon::notify_status() {
+  std::string status = "tick " + std::to_string(ticks_) + " every " +
+                       config::format_duration(config_->daemon.interval);
+  if (last_snapshot_) {
+    const auto& m = last_snapshot_->host.meminfo;
+    status += "; host MemAvailable " + config::format_size(m.available_bytes) + " of " +
+              config::format_size(m.total_bytes);
+  }
+  if (!last_collect_error_.empty()) {
+    status += "; collection failing: " + last_collect_error_;
+  }
+  if (!last_reload_error_.empty()) {
+    status += "; last reload failed, running previous config";
+  }
+  sd_notify(0, ("STATUS=" + status).c_str());
+}
+
+void Daemon::reload() {
+  // RELOADING=1 must carry MONOTONIC_USEC so the manager can order it against READY=1.
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const auto usec = static_cast<unsigned long long>(ts.tv_sec) * 1'000'000ULL +
+                    static_cast<unsigned long long>(ts.tv_nsec) / 1000ULL;
+  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s", usec,
+             options_.config_path.c_str());
+
+  auto loaded = config::load_config_file(options_.config_path);
+  if (!loaded.ok()) {
+    for (const auto& e : loaded.errors) {
+      log_.error(e.to_string(), {{"MEMTIDE_EVENT", "config-error"},
+                                 {"MEMTIDE_CONFIG", e.file},
+                                 {"MEMTIDE_CONFIG_LINE", std::to_string(e.line)}});
+    }
+    last_reload_error_ = loaded.errors.empty() ? "unknown" : loaded.errors.front().to_string();
+    log_.warning(
+        "configuration reload failed with " + std::to_string(loaded.errors.size()) +
+            " error(s); keeping the running configuration",
+        {{"MEMTIDE_EVENT", "config-reload-failed"}, {"MEMTIDE_CONFIG", options_.config_path}});
+  } else {
+    const auto old_interval = config_->daemon.interval;
+    apply(std::move(loaded.config));
+    last_reload_error_.clear();
+    log_.notice("configuration reloaded",
+                {{"MEMTIDE_EVENT", "config-reloaded"},
+                 {"MEMTIDE_CONFIG", options_.config_path},
+                 {"MEMTIDE_INTERVAL", config::format_duration(config_->daemon.interval)}});
+    if (config_->daemon.interval != old_interval) {
+      std::uint64_t now = 0;
+      sd_event_now(event_, CLOCK_MONOTONIC, &now);
+      sd_event_source_set_time(timer_, now + to_usec(config_->daemon.interval));
+    }
+  }
+  sd_notify(0, "READY=1");
+  notify_status();
+}
+
+}  // namespace memtide::daemon

@@ -1,0 +1,60 @@
+// The long-running process: an sd-event loop with a periodic tick, signal handling for
+// stop/reload, and the systemd notification protocol (READY, STATUS, RELOADING, STOPPING;
+// WATCHDOG pings are sent by sd-event itself when WATCHDOG_USEC is set).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <memtide/collectors/host_source.hpp>
+#include <memtide/config/config.hpp>
+#include <memtide/core/snapshot.hpp>
+
+#include "log.hpp"
+#include "options.hpp"
+
+struct sd_event;
+struct sd_event_source;
+struct signalfd_siginfo;
+
+namespace memtide::daemon {
+
+class Daemon {
+ public:
+  // `config` is the configuration already loaded (and validated) by main(); reloads read
+  // `options.config_path` again.
+  Daemon(Options options, std::shared_ptr<const config::Config> config, Logger& log);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Runs until SIGTERM/SIGINT. Returns the process exit code.
+  int run();
+
+ private:
+  static int on_signal(sd_event_source* source, const signalfd_siginfo* info, void* self);
+  static int on_timer(sd_event_source* source, std::uint64_t usec, void* self);
+
+  void tick();
+  void reload();
+  void arm_timer(std::uint64_t now_usec);
+  void apply(std::shared_ptr<const config::Config> config);
+  void notify_status();
+
+  Options options_;
+  std::shared_ptr<const config::Config> config_;
+  Logger& log_;
+  std::unique_ptr<collectors::HostSource> host_;
+  std::unique_ptr<collectors::KsmControl> ksm_;
+
+  sd_event* event_ = nullptr;
+  sd_event_source* timer_ = nullptr;
+
+  std::uint64_t ticks_ = 0;
+  std::optional<Snapshot> last_snapshot_;  // last successful collection
+  std::string last_collect_error_;         // to log a failure once, not every tick
+  std::string last_reload_error_;          // shown in STATUS= until the next good reload
+};
+
+}  // namespace memtide::daemon

@@ -1,0 +1,95 @@
+// memtided entry point: parse the command line, load the configuration, dispatch to a mode.
+#include <cerrno>
+#include <iostream>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memtide/config/loader.hpp>
+
+#include "collect.hpp"
+#include "daemon.hpp"
+#include "options.hpp"
+#include "snapshot_json.hpp"
+
+using namespace memtide;
+using namespace memtide::daemon;
+
+namespace {
+
+// Loads the configuration for run/once: an explicitly named file must exist; the default path
+// may be absent, in which case built-in defaults apply.
+std::shared_ptr<const config::Config> load_or_report(const Options& options) {
+  struct stat st {};
+  if (!options.config_path_given && ::stat(options.config_path.c_str(), &st) != 0 &&
+      errno == ENOENT) {
+    return config::default_config();
+  }
+  auto loaded = config::load_config_file(options.config_path);
+  for (const auto& e : loaded.errors) {
+    std::cerr << e.to_string() << '\n';
+  }
+  return loaded.config;
+}
+
+int check_config(const Options& options) {
+  const auto loaded = config::load_config_file(options.config_path);
+  for (const auto& e : loaded.errors) {
+    std::cout << e.to_string() << '\n';
+  }
+  if (!loaded.ok()) {
+    std::cout << loaded.errors.size() << (loaded.errors.size() == 1 ? " error" : " errors")
+              << " in " << options.config_path << '\n';
+    return kExitInvalidConfig;
+  }
+  std::cout << options.config_path << ": valid\n";
+  return kExitOk;
+}
+
+int once(const Options& options, const config::Config& config) {
+  collectors::HostRoots roots{options.procfs.value_or(config.daemon.procfs),
+                              options.sysfs.value_or(config.daemon.sysfs)};
+  const collectors::KsmControl ksm(roots.sysfs);
+  const collectors::HostSource host(std::move(roots));
+  auto snapshot = collect_snapshot(host, ksm);
+  if (!snapshot) {
+    std::cerr << "memtided: " << snapshot.error().to_string() << '\n';
+    return kExitFailure;
+  }
+  std::cout << to_json(*snapshot).dump(2) << '\n';
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto parsed = parse_options(std::vector<std::string>(argv + 1, argv + argc));
+  if (!parsed.error.empty()) {
+    std::cerr << "memtided: " << parsed.error << "\nTry 'memtided --help'.\n";
+    return kExitUsage;
+  }
+  const Options& options = parsed.options;
+  switch (options.mode) {
+    case Options::Mode::help:
+      std::cout << usage_text();
+      return kExitOk;
+    case Options::Mode::version:
+      std::cout << "memtided " MEMTIDE_VERSION "\n";
+      return kExitOk;
+    case Options::Mode::check_config:
+      return check_config(options);
+    case Options::Mode::once:
+    case Options::Mode::run:
+      break;
+  }
+  const auto config = load_or_report(options);
+  if (!config) {
+    return kExitInvalidConfig;
+  }
+  if (options.mode == Options::Mode::once) {
+    return once(options, *config);
+  }
+  Logger log(options.log_target, config->daemon.log_level);
+  Daemon daemon(options, config, log);
+  return daemon.run();
+}

@@ -1,0 +1,103 @@
+#include "options.hpp"
+
+namespace memtide::daemon {
+
+std::string usage_text() {
+  return R"(Usage: memtided [OPTIONS]
+
+Memory-overcommit daemon for KVM hosts: watches host and guest memory, steers virtio
+balloons and KSM from YAML policies, and warns before the host swaps.
+
+Options:
+  -c, --config FILE        configuration file (default /etc/memtide/memtide.yaml; when the
+                           default is absent, built-in defaults are used)
+      --check-config FILE  validate FILE, print every error as FILE:LINE:COLUMN: key: message,
+                           and exit (0 valid, 2 invalid)
+      --once               collect one snapshot, print it as JSON on stdout, and exit
+      --procfs DIR         read procfs from DIR instead of daemon.procfs (default /proc)
+      --sysfs DIR          read sysfs from DIR instead of daemon.sysfs (default /sys)
+      --log-target TARGET  auto (journal when started by systemd, else stderr), journal, stderr
+  -h, --help               show this help and exit
+  -V, --version            print the version and exit
+
+Signals: SIGHUP reloads the configuration (an invalid file keeps the running one);
+SIGTERM and SIGINT stop the daemon.
+
+Exit codes: 0 success, 1 runtime failure, 2 invalid configuration, 64 bad command line.
+)";
+}
+
+ParsedOptions parse_options(const std::vector<std::string>& args) {
+  ParsedOptions parsed;
+  Options& o = parsed.options;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    std::optional<std::string> inline_value;
+    if (arg.rfind("--", 0) == 0) {
+      if (const auto eq = arg.find('='); eq != std::string::npos) {
+        inline_value = arg.substr(eq + 1);
+        arg.resize(eq);
+      }
+    }
+    // Fetches the option's argument, from "--opt=value" or the next word.
+    auto value = [&](std::string& out) -> bool {
+      if (inline_value) {
+        out = *inline_value;
+        return true;
+      }
+      if (i + 1 >= args.size()) {
+        parsed.error = "option " + arg + " needs an argument";
+        return false;
+      }
+      out = args[++i];
+      return true;
+    };
+    std::string v;
+    if (arg == "-h" || arg == "--help") {
+      o.mode = Options::Mode::help;
+    } else if (arg == "-V" || arg == "--version") {
+      o.mode = Options::Mode::version;
+    } else if (arg == "--once") {
+      o.mode = Options::Mode::once;
+    } else if (arg == "-c" || arg == "--config") {
+      if (!value(o.config_path)) {
+        return parsed;
+      }
+      o.config_path_given = true;
+    } else if (arg == "--check-config") {
+      if (!value(o.config_path)) {
+        return parsed;
+      }
+      o.config_path_given = true;
+      o.mode = Options::Mode::check_config;
+    } else if (arg == "--procfs") {
+      if (!value(v)) {
+        return parsed;
+      }
+      o.procfs = v;
+    } else if (arg == "--sysfs") {
+      if (!value(v)) {
+        return parsed;
+      }
+      o.sysfs = v;
+    } else if (arg == "--log-target") {
+      if (!value(v)) {
+        return parsed;
+      }
+      if (!parse_log_target(v, o.log_target)) {
+        parsed.error = "--log-target must be auto, journal or stderr, got '" + v + "'";
+        return parsed;
+      }
+    } else {
+      parsed.error = "unknown argument '" + args[i] + "'";
+      return parsed;
+    }
+    if (inline_value && (arg == "--once" || arg == "--help" || arg == "--version")) {
+      parsed.error = "option " + arg + " takes no argument";
+      return parsed;
+    }
+  }
+  return parsed;
+}
+
+}  // namespace memtide::daemon
