@@ -77,6 +77,12 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 // The candidate closest to `word`, if it is close enough to be a plausible typo.
 std::optional<std::string> closest(std::string_view word, const std::vector<std::string>& options) {
   std::optional<std::string> best;
+  // A prefix ("warn" for "warning") is the likeliest typo of all.
+  for (const auto& option : options) {
+    if (word.size() >= 3 && option.size() > word.size() && option.compare(0, word.size(), word) == 0) {
+      return option;
+    }
+  }
   std::size_t best_distance = std::max<std::size_t>(2, word.size() / 3) + 1;
   for (const auto& option : options) {
     const auto d = edit_distance(word, option);
@@ -171,6 +177,13 @@ class MapReader {
   MapReader& operator=(const MapReader&) = delete;
   ~MapReader() { finish(); }
 
+  // Where `key` itself is written; a value that is missing altogether has no position of its
+  // own, so errors about it point here.
+  YAML::Mark key_mark(const std::string& key) const {
+    const auto it = entries_.find(key);
+    return it == entries_.end() ? mark_ : it->second.key_mark;
+  }
+
   // The value under `key`, or nullopt when absent. Marks `key` as a known key.
   std::optional<YAML::Node> take(const std::string& key) {
     known_.push_back(key);
@@ -231,6 +244,10 @@ void read_scalar(MapReader& map, Diagnostics& diag, const std::string& key, T& d
     return;
   }
   const auto path = map.child_path(key);
+  if (node->IsNull()) {
+    diag.add(map.key_mark(key), path, "expected a value, got nothing");
+    return;
+  }
   if (!node->IsScalar()) {
     diag.add(node->Mark(), path, "expected a value, got " + node_kind(*node));
     return;
@@ -275,9 +292,11 @@ Result<std::string> parse_absolute_path(std::string_view text) {
 
 Result<std::uint32_t> parse_uint32(std::string_view text) {
   std::uint64_t value = 0;
-  if (text.empty() || text.size() > 10 ||
-      text.find_first_not_of("0123456789") != std::string_view::npos) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string_view::npos) {
     return Error{"", 0, 0, "expected a whole number, got '" + std::string(text) + "'"};
+  }
+  if (text.size() > 10) {
+    return Error{"", 0, 0, "number too large: '" + std::string(text) + "'"};
   }
   for (char c : text) {
     value = value * 10 + static_cast<std::uint64_t>(c - '0');

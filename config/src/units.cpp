@@ -14,6 +14,13 @@ Error bad(std::string message) {
   return Error{"", 0, 0, std::move(message)};
 }
 
+// Untrusted text as it appears inside messages: at most 40 bytes, so a hostile value cannot
+// blow up an error report.
+std::string shown(std::string_view text) {
+  constexpr std::size_t kMax = 40;
+  return text.size() <= kMax ? std::string(text) : std::string(text.substr(0, kMax)) + "...";
+}
+
 // "1.5GiB" -> {integer digits, fraction digits, unit}. Digits only, at most one '.', no sign.
 struct Number {
   std::string_view integer;
@@ -81,7 +88,7 @@ struct Unit {
 Result<std::uint64_t> parse_size(std::string_view text) {
   auto n = split_number(text, "a size");
   if (!n) {
-    return bad(n.error().message + " such as 512MiB or 2GiB, got '" + std::string(text) + "'");
+    return bad(n.error().message + " such as 512MiB or 2GiB, got '" + shown(text) + "'");
   }
   static constexpr std::array<Unit, 5> kUnits{{{"B", 1},
                                                {"KiB", 1ULL << 10},
@@ -92,7 +99,7 @@ Result<std::uint64_t> parse_size(std::string_view text) {
   if (n->unit.empty()) {
     // Only zero may go without a unit: "0" is unambiguous, "512" is not.
     if (n->integer.find_first_not_of('0') != std::string_view::npos || !n->fraction.empty()) {
-      return bad("size '" + std::string(text) + "' needs a unit: B, KiB, MiB, GiB or TiB");
+      return bad("size '" + shown(text) + "' needs a unit: B, KiB, MiB, GiB or TiB");
     }
     return std::uint64_t{0};
   }
@@ -121,10 +128,10 @@ Result<std::uint64_t> parse_size(std::string_view text) {
   }
   const auto bytes = scale(*n, multiplier);
   if (!bytes) {
-    return bad("size '" + std::string(text) + "' is too large");
+    return bad("size '" + shown(text) + "' is too large");
   }
   if (multiplier == 1 && !n->fraction.empty()) {
-    return bad("size in bytes cannot have a fraction: '" + std::string(text) + "'");
+    return bad("size in bytes cannot have a fraction: '" + shown(text) + "'");
   }
   return *bytes;
 }
@@ -132,15 +139,15 @@ Result<std::uint64_t> parse_size(std::string_view text) {
 Result<double> parse_percent(std::string_view text) {
   auto n = split_number(text, "a percentage");
   if (!n) {
-    return bad(n.error().message + " such as 20%, got '" + std::string(text) + "'");
+    return bad(n.error().message + " such as 20%, got '" + shown(text) + "'");
   }
   if (n->unit != "%") {
-    return bad("expected a percentage such as 20%, got '" + std::string(text) + "'");
+    return bad("expected a percentage such as 20%, got '" + shown(text) + "'");
   }
   // Work in millionths of a percent to keep the check exact.
   const auto millionths = scale(*n, 1'000'000);
   if (!millionths || *millionths > 100'000'000ULL) {
-    return bad("percentage must be between 0% and 100%, got '" + std::string(text) + "'");
+    return bad("percentage must be between 0% and 100%, got '" + shown(text) + "'");
   }
   return static_cast<double>(*millionths) / 100'000'000.0;
 }
@@ -148,7 +155,7 @@ Result<double> parse_percent(std::string_view text) {
 Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   auto n = split_number(text, "a duration");
   if (!n) {
-    return bad(n.error().message + " such as 5s or 1m, got '" + std::string(text) + "'");
+    return bad(n.error().message + " such as 5s or 1m, got '" + shown(text) + "'");
   }
   static constexpr std::array<Unit, 4> kUnits{
       {{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}}};
@@ -160,13 +167,13 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   }
   if (multiplier == 0) {
     if (n->unit.empty()) {
-      return bad("duration '" + std::string(text) + "' needs a unit: ms, s, m or h");
+      return bad("duration '" + shown(text) + "' needs a unit: ms, s, m or h");
     }
     return bad("unknown duration unit '" + std::string(n->unit) + "' (use ms, s, m or h)");
   }
   const auto ms = scale(*n, multiplier);
   if (!ms || *ms > static_cast<std::uint64_t>(INT64_MAX)) {
-    return bad("duration '" + std::string(text) + "' is too large");
+    return bad("duration '" + shown(text) + "' is too large");
   }
   return std::chrono::milliseconds(static_cast<std::int64_t>(*ms));
 }

@@ -1,0 +1,124 @@
+// The loader on valid input: defaults, the shipped example, and every key's effect.
+#include <memtide/config/loader.hpp>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace memtide::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Loader, EmptyFileGivesDefaults) {
+  const auto r = load_config_string("", "empty.yaml");
+  ASSERT_TRUE(r.ok());
+  Config expected = *default_config();
+  expected.source = "empty.yaml";
+  EXPECT_EQ(*r.config, expected);
+  EXPECT_EQ(r.config->daemon.interval, 10s);
+  ASSERT_EQ(r.config->classes.size(), 1u);
+  EXPECT_EQ(r.config->classes[0].match_name, "*");
+}
+
+TEST(Loader, CommentsOnlyGivesDefaults) {
+  const auto r = load_config_string("# nothing here\n\n", "c.yaml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.config->host.reserve_bytes, 2ULL << 30);
+}
+
+TEST(Loader, EmptySectionsAreAllowed) {
+  const auto r = load_config_string("daemon:\nhost:\n", "c.yaml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+}
+
+TEST(Loader, EveryKeyReachesTheConfig) {
+  const auto r = load_config_string(R"(
+daemon:
+  interval: 2s
+  procfs: /srv/fixture/proc
+  sysfs: /srv/fixture/sys
+  log_level: debug
+host:
+  reserve: 1.5GiB
+  swap_forecast: {horizon: 5m, window: 30s}
+  pressure: {psi_some_avg10: 12.5%, psi_full_avg10: 3%}
+ksm:
+  mode: off
+  min_savings: 7%
+  max_cpu: 15%
+classes:
+  - name: db
+    match: {class: database}
+    balloon: {enabled: false}
+  - name: rest
+    match: {name: "web-*"}
+    balloon:
+      min: 1GiB
+      guest_free: 20%
+      shares: 250
+      max_step: 64MiB
+      deadband: 16MiB
+)",
+                                    "full.yaml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  const Config& c = *r.config;
+  EXPECT_EQ(c.source, "full.yaml");
+  EXPECT_EQ(c.daemon.interval, 2s);
+  EXPECT_EQ(c.daemon.procfs, "/srv/fixture/proc");
+  EXPECT_EQ(c.daemon.sysfs, "/srv/fixture/sys");
+  EXPECT_EQ(c.daemon.log_level, LogLevel::debug);
+  EXPECT_EQ(c.host.reserve_bytes, 3ULL << 29);
+  EXPECT_EQ(c.host.swap_forecast.horizon, 300s);
+  EXPECT_EQ(c.host.swap_forecast.window, 30s);
+  EXPECT_DOUBLE_EQ(c.host.pressure.psi_some_avg10_ratio, 0.125);
+  EXPECT_DOUBLE_EQ(c.host.pressure.psi_full_avg10_ratio, 0.03);
+  EXPECT_EQ(c.ksm.mode, KsmMode::off);
+  EXPECT_DOUBLE_EQ(c.ksm.min_savings_ratio, 0.07);
+  EXPECT_DOUBLE_EQ(c.ksm.max_cpu_ratio, 0.15);
+  ASSERT_EQ(c.classes.size(), 2u);
+  EXPECT_EQ(c.classes[0].name, "db");
+  EXPECT_EQ(c.classes[0].match_class, "database");
+  EXPECT_FALSE(c.classes[0].match_name.has_value());
+  EXPECT_FALSE(c.classes[0].balloon.enabled);
+  EXPECT_EQ(c.classes[1].match_name, "web-*");
+  EXPECT_EQ(c.classes[1].balloon.min, SizeOrRatio{1ULL << 30});
+  EXPECT_DOUBLE_EQ(c.classes[1].balloon.guest_free_ratio, 0.2);
+  EXPECT_EQ(c.classes[1].balloon.shares, 250u);
+  EXPECT_EQ(c.classes[1].balloon.max_step, SizeOrRatio{64ULL << 20});
+  EXPECT_EQ(c.classes[1].balloon.deadband_bytes, 16ULL << 20);
+}
+
+TEST(Loader, ShippedExampleIsValidAndMatchesTheDefaults) {
+  const auto r = load_config_file(MEMTIDE_EXAMPLE_CONFIG);
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  const Config defaults = *default_config();
+  EXPECT_EQ(r.config->daemon, defaults.daemon);
+  EXPECT_EQ(r.config->host, defaults.host);
+  EXPECT_EQ(r.config->ksm, defaults.ksm);
+  ASSERT_EQ(r.config->classes.size(), 2u);
+  EXPECT_EQ(r.config->classes[1].balloon, defaults.classes[0].balloon);
+}
+
+TEST(Loader, MissingFileIsAnError) {
+  const auto r = load_config_file("/nonexistent/memtide.yaml");
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].file, "/nonexistent/memtide.yaml");
+  EXPECT_NE(r.errors[0].message.find("cannot open"), std::string::npos);
+}
+
+TEST(Loader, DirectoryIsAnError) {
+  const auto r = load_config_file("/");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.errors[0].message.find("not a regular file"), std::string::npos);
+}
+
+TEST(ConfigError, FormatsLikeACompiler) {
+  EXPECT_EQ((ConfigError{"f.yaml", 3, 7, "a.b", "bad"}).to_string(), "f.yaml:3:7: a.b: bad");
+  EXPECT_EQ((ConfigError{"f.yaml", 3, 7, "", "bad"}).to_string(), "f.yaml:3:7: bad");
+  EXPECT_EQ((ConfigError{"f.yaml", 0, 0, "", "bad"}).to_string(), "f.yaml: bad");
+}
+
+}  // namespace
+}  // namespace memtide::config

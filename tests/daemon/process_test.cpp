@@ -1,0 +1,340 @@
+// memtided as a real process: the systemd notification protocol over a real AF_UNIX datagram
+// socket passed as NOTIFY_SOCKET, signals, reloads, exit codes and --once output.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// A private temporary directory, removed with its files at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/memtide-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  void write(const std::string& name, const std::string& text) const {
+    // Write and rename so the daemon never sees a half-written file.
+    std::ofstream(file(name + ".tmp")) << text;
+    ASSERT_EQ(rename(file(name + ".tmp").c_str(), file(name).c_str()), 0);
+  }
+  std::string read(const std::string& name) const {
+    std::ifstream in(file(name));
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+ private:
+  std::string path_;
+};
+
+// The receiving end of the sd_notify protocol, as systemd sets it up.
+class NotifySocket {
+ public:
+  explicit NotifySocket(std::string path) : path_(std::move(path)) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+    bound_ = bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~NotifySocket() {
+    close(fd_);
+    unlink(path_.c_str());
+  }
+  bool bound() const { return bound_; }
+  const std::string& path() const { return path_; }
+
+  // Waits for a datagram containing `needle` (one of its newline-separated assignments, or a
+  // substring of one); returns the whole datagram, or "" on timeout. Everything received is kept
+  // in `log()`.
+  std::string wait_for(const std::string& needle, std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (poll(&p, 1, static_cast<int>(std::max<long>(1, left.count()))) <= 0) {
+        continue;
+      }
+      char buf[4096];
+      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        continue;
+      }
+      std::string msg(buf, static_cast<std::size_t>(n));
+      log_.push_back(msg);
+      if (msg.find(needle) != std::string::npos) {
+        return msg;
+      }
+    }
+    return "";
+  }
+  const std::vector<std::string>& log() const { return log_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool bound_ = false;
+  std::vector<std::string> log_;
+};
+
+// Starts memtided with stdout/stderr in files; kills it at the end if still running.
+class DaemonProcess {
+ public:
+  DaemonProcess(const std::vector<std::string>& args, const std::string& notify_socket,
+                const std::string& watchdog_usec, const std::string& out, const std::string& err) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      setenv("NOTIFY_SOCKET", notify_socket.c_str(), 1);
+      if (!watchdog_usec.empty()) {
+        setenv("WATCHDOG_USEC", watchdog_usec.c_str(), 1);
+      }
+      unsetenv("WATCHDOG_PID");
+      unsetenv("JOURNAL_STREAM");
+      const int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      const int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      dup2(o, STDOUT_FILENO);
+      dup2(e, STDERR_FILENO);
+      std::vector<char*> argv;
+      argv.push_back(const_cast<char*>(MEMTIDED_BINARY));
+      for (const auto& a : args) {
+        argv.push_back(const_cast<char*>(a.c_str()));
+      }
+      argv.push_back(nullptr);
+      execv(MEMTIDED_BINARY, argv.data());
+      _exit(127);
+    }
+  }
+  ~DaemonProcess() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  void signal(int sig) const { kill(pid_, sig); }
+
+  // Exit status, or -1 if it did not exit in time.
+  int wait(std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      usleep(10'000);
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+};
+
+struct Ran {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+Ran run(const std::vector<std::string>& args) {
+  TempDir dir;
+  DaemonProcess p(args, "", "", dir.file("out"), dir.file("err"));
+  const int status = p.wait(30s);
+  return {status, dir.read("out"), dir.read("err")};
+}
+
+const char* kConfig200ms = "daemon:\n  interval: 200ms\n  log_level: debug\n"
+                           "host:\n  swap_forecast: {window: 10s}\n";
+
+TEST(DaemonProcess, ReadyAndWatchdogArriveOnTheNotifySocket) {
+  TempDir dir;
+  dir.write("memtide.yaml", kConfig200ms);
+  NotifySocket notify(dir.file("notify"));
+  ASSERT_TRUE(notify.bound());
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--log-target", "stderr"},
+                       notify.path(), "500000", dir.file("out"), dir.file("err"));
+  EXPECT_NE(notify.wait_for("READY=1"), "") << dir.read("err");
+  EXPECT_NE(notify.wait_for("STATUS=tick"), "");
+  // With WATCHDOG_USEC=500ms the pings must come at least every 500ms; wait for a few.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NE(notify.wait_for("WATCHDOG=1", 2s), "") << "ping " << i;
+  }
+  daemon.signal(SIGTERM);
+  EXPECT_NE(notify.wait_for("STOPPING=1"), "");
+  EXPECT_EQ(daemon.wait(), 0);
+  EXPECT_NE(dir.read("err").find("memtided stopped"), std::string::npos) << dir.read("err");
+}
+
+TEST(DaemonProcess, NoWatchdogPingsWithoutWatchdogUsec) {
+  TempDir dir;
+  dir.write("memtide.yaml", kConfig200ms);
+  NotifySocket notify(dir.file("notify"));
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml")}, notify.path(), "",
+                       dir.file("out"), dir.file("err"));
+  ASSERT_NE(notify.wait_for("READY=1"), "");
+  EXPECT_EQ(notify.wait_for("WATCHDOG=1", 1500ms), "");
+  daemon.signal(SIGINT);
+  EXPECT_EQ(daemon.wait(), 0);
+}
+
+TEST(DaemonProcess, SighupWithBrokenConfigKeepsTheRunningOne) {
+  TempDir dir;
+  dir.write("memtide.yaml", kConfig200ms);
+  NotifySocket notify(dir.file("notify"));
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--log-target", "stderr"},
+                       notify.path(), "", dir.file("out"), dir.file("err"));
+  ASSERT_NE(notify.wait_for("READY=1"), "");
+  ASSERT_NE(notify.wait_for("every 200ms"), "");
+
+  // Line 3 has an unknown unit: the reload must fail and name it.
+  dir.write("memtide.yaml", "daemon:\n  log_level: debug\n  interval: 2 parsecs\n");
+  daemon.signal(SIGHUP);
+  const auto reloading = notify.wait_for("RELOADING=1");
+  ASSERT_NE(reloading, "");
+  EXPECT_NE(reloading.find("MONOTONIC_USEC="), std::string::npos) << reloading;
+  EXPECT_NE(notify.wait_for("READY=1"), "");
+  const auto status = notify.wait_for("last reload failed");
+  ASSERT_NE(status, "");
+  EXPECT_NE(status.find("every 200ms"), std::string::npos) << status;  // old interval in force
+
+  // Ticks go on at the old cadence after the failed reload.
+  EXPECT_NE(notify.wait_for("STATUS=tick"), "");
+  const auto err = dir.read("err");
+  EXPECT_NE(err.find(dir.file("memtide.yaml") + ":3:13: daemon.interval: unknown duration unit"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("keeping the running configuration"), std::string::npos) << err;
+
+  // A valid file is then taken, and the failure note goes away.
+  dir.write("memtide.yaml", "daemon:\n  interval: 300ms\nhost:\n  swap_forecast: {window: 10s}\n");
+  daemon.signal(SIGHUP);
+  const auto good = notify.wait_for("every 300ms");
+  ASSERT_NE(good, "") << dir.read("err");
+  EXPECT_EQ(good.find("reload failed"), std::string::npos) << good;
+  EXPECT_NE(dir.read("err").find("configuration reloaded"), std::string::npos);
+
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0);
+}
+
+TEST(DaemonProcess, InvalidConfigAtStartExitsTwoBeforeReady) {
+  TempDir dir;
+  dir.write("memtide.yaml", "ksm:\n  mode: sometimes\n");
+  NotifySocket notify(dir.file("notify"));
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml")}, notify.path(), "",
+                       dir.file("out"), dir.file("err"));
+  EXPECT_EQ(daemon.wait(), 2);
+  EXPECT_EQ(notify.wait_for("READY=1", 200ms), "");
+  EXPECT_NE(dir.read("err").find(":2:9: ksm.mode: unknown value 'sometimes'"), std::string::npos)
+      << dir.read("err");
+}
+
+TEST(DaemonProcess, CollectionFailureIsLoggedAndTheDaemonKeepsRunning) {
+  TempDir dir;
+  dir.write("memtide.yaml", kConfig200ms);
+  NotifySocket notify(dir.file("notify"));
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--procfs", dir.file("noproc"),
+                        "--log-target", "stderr"},
+                       notify.path(), "", dir.file("out"), dir.file("err"));
+  ASSERT_NE(notify.wait_for("READY=1"), "");
+  EXPECT_NE(notify.wait_for("collection failing"), "");
+  EXPECT_NE(notify.wait_for("STATUS=tick 3 "), "");  // still ticking
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0);
+  const auto err = dir.read("err");
+  // Logged once, not once per tick.
+  const auto first = err.find("collection failed");
+  ASSERT_NE(first, std::string::npos) << err;
+  EXPECT_EQ(err.find("collection failed", first + 1), std::string::npos) << err;
+}
+
+TEST(DaemonOnce, PrintsFiguresMatchingThisHost) {
+  const auto r = run({"--once", "--config", MEMTIDE_EXAMPLE_CONFIG});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  struct sysinfo si {};
+  ASSERT_EQ(sysinfo(&si), 0);
+  EXPECT_EQ(j["host"]["meminfo"]["total_bytes"].get<std::uint64_t>(),
+            static_cast<std::uint64_t>(si.totalram) * si.mem_unit);
+  EXPECT_TRUE(j["host"]["vmstat"]["page_faults_total"].is_number());
+  std::ifstream ksm_run("/sys/kernel/mm/ksm/run");
+  if (ksm_run) {
+    int run_value = -1;
+    ksm_run >> run_value;
+    EXPECT_EQ(j["ksm"]["run"].get<int>(), run_value);
+  }
+}
+
+TEST(DaemonOnce, ReadsAFixtureTree) {
+  const std::string tree = std::string(MEMTIDE_FIXTURES) + "/hosts/old-kernel-4.14";
+  const auto r = run({"--once", "--config", MEMTIDE_EXAMPLE_CONFIG, "--procfs", tree + "/proc",
+                      "--sysfs", tree + "/sys"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["host"]["meminfo"]["total_bytes"], 8054844ULL * 1024);
+  EXPECT_TRUE(j["host"]["pressure"]["memory"].is_null());
+  EXPECT_EQ(j["unavailable"], nlohmann::json({"pressure/memory", "pressure/io", "pressure/cpu"}));
+}
+
+TEST(DaemonOnce, UnreadableProcfsExitsOne) {
+  const auto r = run({"--once", "--config", MEMTIDE_EXAMPLE_CONFIG, "--procfs", "/nonexistent"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("/nonexistent/meminfo"), std::string::npos) << r.err;
+}
+
+TEST(DaemonCli, CheckConfigExitCodes) {
+  const auto good = run({"--check-config", MEMTIDE_EXAMPLE_CONFIG});
+  EXPECT_EQ(good.status, 0) << good.out;
+  EXPECT_NE(good.out.find("valid"), std::string::npos);
+
+  const std::string bad_file =
+      std::string(MEMTIDE_FIXTURES) + "/config/invalid/size_decimal_unit.yaml";
+  const auto bad = run({"--check-config", bad_file});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.out.find(bad_file + ":3:12: host.reserve: unknown size unit 'GB'"),
+            std::string::npos)
+      << bad.out;
+  EXPECT_NE(bad.out.find("1 error in"), std::string::npos) << bad.out;
+
+  EXPECT_EQ(run({"--check-config", "/nonexistent.yaml"}).status, 2);
+}
+
+TEST(DaemonCli, MissingExplicitConfigExitsTwo) {
+  EXPECT_EQ(run({"--once", "--config", "/nonexistent/memtide.yaml"}).status, 2);
+}
+
+TEST(DaemonCli, UsageVersionHelp) {
+  EXPECT_EQ(run({"--no-such-flag"}).status, 64);
+  const auto version = run({"--version"});
+  EXPECT_EQ(version.status, 0);
+  EXPECT_EQ(version.out.rfind("memtided ", 0), 0u) << version.out;
+  const auto help = run({"--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("--check-config"), std::string::npos);
+}
+
+}  // namespace
