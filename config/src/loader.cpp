@@ -79,7 +79,8 @@ std::optional<std::string> closest(std::string_view word, const std::vector<std:
   std::optional<std::string> best;
   // A prefix ("warn" for "warning") is the likeliest typo of all.
   for (const auto& option : options) {
-    if (word.size() >= 3 && option.size() > word.size() && option.compare(0, word.size(), word) == 0) {
+    if (word.size() >= 3 && option.size() > word.size() &&
+        option.compare(0, word.size(), word) == 0) {
       return option;
     }
   }

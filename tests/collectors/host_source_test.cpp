@@ -1,13 +1,13 @@
 // HostSource and KsmControl on checked-in fixture trees and on this machine's own /proc and /sys.
 // Expected figures are read off the fixture files by hand (see tests/fixtures/hosts/*).
-#include <memtide/collectors/host_source.hpp>
+#include <fstream>
+#include <string>
 
 #include <gtest/gtest.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <string>
+#include <memtide/collectors/host_source.hpp>
 
 namespace memtide::collectors {
 namespace {
@@ -77,7 +77,7 @@ TEST(HostSourceFixture, OldKernelReportsMissingSourcesAsUnavailable) {
   EXPECT_FALSE(r->psi_cpu.has_value());
   EXPECT_EQ(r->vmstat.swap_out_bytes_total, 262144u * 4096);
   EXPECT_EQ(r->vmstat.workingset_refault_bytes_total, 5000u * 4096);  // unsplit counter
-  EXPECT_EQ(r->vmstat.allocstall_total, 10u);                        // 0 + 2 + 7 + 1
+  EXPECT_EQ(r->vmstat.allocstall_total, 10u);                         // 0 + 2 + 7 + 1
   EXPECT_EQ(r->vmstat.oom_kills_total, 3u);
   ASSERT_TRUE(r->swaps.has_value());
   ASSERT_EQ(r->swaps->size(), 2u);

@@ -1,9 +1,9 @@
 // Parsers of /proc text: good input, edge cases, and malformed input with the exact line named.
-#include <memtide/collectors/procfs_parsers.hpp>
+#include <string>
 
 #include <gtest/gtest.h>
 
-#include <string>
+#include <memtide/collectors/procfs_parsers.hpp>
 
 namespace memtide::collectors {
 namespace {
@@ -88,16 +88,18 @@ INSTANTIATE_TEST_SUITE_P(
         Malformed{"WrongUnit", "MemTotal: 100 MB\n", 1, "expected a value in kB"},
         Malformed{"HugeBeyond64Bits", "MemTotal: 99999999999999999999 kB\n", 1,
                   "not a non-negative integer"},
-        Malformed{"HugeOverflowsInBytes", "MemTotal: 18446744073709551 kB\n", 1,
-                  "value too large"},
+        Malformed{"HugeOverflowsInBytes", "MemTotal: 18446744073709551 kB\n", 1, "value too large"},
         Malformed{"Duplicate", "MemTotal: 1 kB\nMemTotal: 2 kB\n", 2, "appears twice"},
         Malformed{"MissingMemAvailable",
                   "MemTotal: 1 kB\nMemFree: 1 kB\nBuffers: 0 kB\nCached: 0 kB\n"
                   "SwapCached: 0 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
                   0, "MemAvailable is missing"},
         Malformed{"Empty", "", 0, "MemTotal is missing"},
-        Malformed{"Binary", std::string("\x7f" "ELF\x02\x01\x01\0\0\0", 10), 1,
-                  "expected 'Key: value'"}),
+        Malformed{"Binary",
+                  std::string("\x7f"
+                              "ELF\x02\x01\x01\0\0\0",
+                              10),
+                  1, "expected 'Key: value'"}),
     [](const auto& p) { return std::string(p.param.name); });
 
 const char* kVmstat =

@@ -1,6 +1,6 @@
-#include <memtide/collectors/sysfs_parsers.hpp>
-
 #include <gtest/gtest.h>
+
+#include <memtide/collectors/sysfs_parsers.hpp>
 
 namespace memtide::collectors {
 namespace {
@@ -12,8 +12,8 @@ TEST(ParseSysfsU64, AcceptsOneNumberWithOrWithoutNewline) {
 }
 
 TEST(ParseSysfsU64, RejectsEverythingElse) {
-  for (const char* bad : {"", "\n", "-1\n", "12 34\n", "1\n2\n", "abc", " 5\n",
-                          "18446744073709551616\n"}) {
+  for (const char* bad :
+       {"", "\n", "-1\n", "12 34\n", "1\n2\n", "abc", " 5\n", "18446744073709551616\n"}) {
     const auto r = parse_sysfs_u64(bad, "ksm/run");
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().file, "ksm/run");

@@ -2,14 +2,14 @@
 //   # expect: LINE:COLUMN KEY.PATH: part of the message
 // (KEY.PATH "-" for errors without a key). The loader must report exactly those errors, at
 // exactly those positions; the expectations are written by hand, not recorded from the loader.
-#include <memtide/config/loader.hpp>
-
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <regex>
+
+#include <gtest/gtest.h>
+
+#include <memtide/config/loader.hpp>
 
 namespace memtide::config {
 namespace {
@@ -75,7 +75,9 @@ INSTANTIATE_TEST_SUITE_P(Corpus, InvalidConfig, testing::ValuesIn(corpus()), [](
   return std::filesystem::path(p.param).stem().string();
 });
 
-TEST(InvalidConfigCorpus, HasAtLeastThirtyFiles) { EXPECT_GE(corpus().size(), 30u); }
+TEST(InvalidConfigCorpus, HasAtLeastThirtyFiles) {
+  EXPECT_GE(corpus().size(), 30u);
+}
 
 }  // namespace
 }  // namespace memtide::config

@@ -1,13 +1,13 @@
 // Input crafted to crash, exhaust or hang a YAML loader. Each must produce an error (with a
 // position where one exists) and return promptly; ASan/UBSan builds run these too.
-#include <memtide/config/loader.hpp>
+#include <cstdio>
+#include <fstream>
+#include <random>
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <fstream>
-#include <random>
+#include <memtide/config/loader.hpp>
 
 namespace memtide::config {
 namespace {
@@ -154,8 +154,8 @@ TEST(HostileInput, ManyErrorsAreCapped) {
 }
 
 TEST(HostileInput, VeryLongScalar) {
-  const auto r = load_config_string("host:\n  reserve: " + std::string(500'000, '9') + "GiB\n",
-                                    "long.yaml");
+  const auto r =
+      load_config_string("host:\n  reserve: " + std::string(500'000, '9') + "GiB\n", "long.yaml");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.errors[0].line, 2);
   EXPECT_EQ(r.errors[0].column, 12);

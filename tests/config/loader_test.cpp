@@ -1,9 +1,9 @@
 // The loader on valid input: defaults, the shipped example, and every key's effect.
-#include <memtide/config/loader.hpp>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
-#include <fstream>
+#include <memtide/config/loader.hpp>
 
 namespace memtide::config {
 namespace {

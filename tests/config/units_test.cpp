@@ -1,6 +1,6 @@
-#include <memtide/config/units.hpp>
-
 #include <gtest/gtest.h>
+
+#include <memtide/config/units.hpp>
 
 namespace memtide::config {
 namespace {
@@ -19,25 +19,18 @@ TEST(ParseSize, BinaryUnits) {
 
 TEST(ParseSize, Rejections) {
   const std::pair<const char*, const char*> cases[] = {
-      {"", "starting with a digit"},
-      {"512", "needs a unit"},
-      {"2G", "did you mean GiB?"},
-      {"2gb", "did you mean GiB?"},
-      {"10MB", "did you mean MiB?"},
-      {"-1GiB", "starting with a digit"},
-      {"1.GiB", "digits after '.'"},
-      {"1.5B", "cannot have a fraction"},
-      {"16777216TiB", "too large"},
-      {"99999999999999999999999GiB", "too large"},
-      {"5%", "absolute size"},
-      {"GiB", "starting with a digit"},
+      {"", "starting with a digit"},    {"512", "needs a unit"},
+      {"2G", "did you mean GiB?"},      {"2gb", "did you mean GiB?"},
+      {"10MB", "did you mean MiB?"},    {"-1GiB", "starting with a digit"},
+      {"1.GiB", "digits after '.'"},    {"1.5B", "cannot have a fraction"},
+      {"16777216TiB", "too large"},     {"99999999999999999999999GiB", "too large"},
+      {"5%", "absolute size"},          {"GiB", "starting with a digit"},
       {"0x10MiB", "unknown size unit"},
   };
   for (const auto& [text, part] : cases) {
     const auto r = parse_size(text);
     ASSERT_FALSE(r.ok()) << text;
-    EXPECT_NE(r.error().message.find(part), std::string::npos) << text << ": "
-                                                                 << r.error().message;
+    EXPECT_NE(r.error().message.find(part), std::string::npos) << text << ": " << r.error().message;
   }
 }
 

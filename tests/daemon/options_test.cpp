@@ -14,8 +14,8 @@ TEST(Options, DefaultsRunWithTheSystemConfig) {
 }
 
 TEST(Options, AllFlags) {
-  const auto p = parse_options({"--config", "/x.yaml", "--once", "--procfs=/p", "--sysfs", "/s",
-                                "--log-target", "stderr"});
+  const auto p = parse_options(
+      {"--config", "/x.yaml", "--once", "--procfs=/p", "--sysfs", "/s", "--log-target", "stderr"});
   ASSERT_TRUE(p.error.empty()) << p.error;
   EXPECT_EQ(p.options.mode, Options::Mode::once);
   EXPECT_EQ(p.options.config_path, "/x.yaml");

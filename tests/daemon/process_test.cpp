@@ -1,7 +1,15 @@
 // memtided as a real process: the systemd notification protocol over a real AF_UNIX datagram
 // socket passed as NOTIFY_SOCKET, signals, reloads, exit codes and --once output.
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -10,14 +18,6 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <chrono>
-#include <cstdlib>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <sstream>
-#include <string>
-#include <vector>
 
 namespace {
 
@@ -167,8 +167,9 @@ Ran run(const std::vector<std::string>& args) {
   return {status, dir.read("out"), dir.read("err")};
 }
 
-const char* kConfig200ms = "daemon:\n  interval: 200ms\n  log_level: debug\n"
-                           "host:\n  swap_forecast: {window: 10s}\n";
+const char* kConfig200ms =
+    "daemon:\n  interval: 200ms\n  log_level: debug\n"
+    "host:\n  swap_forecast: {window: 10s}\n";
 
 TEST(DaemonProcess, ReadyAndWatchdogArriveOnTheNotifySocket) {
   TempDir dir;
@@ -193,8 +194,8 @@ TEST(DaemonProcess, NoWatchdogPingsWithoutWatchdogUsec) {
   TempDir dir;
   dir.write("memtide.yaml", kConfig200ms);
   NotifySocket notify(dir.file("notify"));
-  DaemonProcess daemon({"--config", dir.file("memtide.yaml")}, notify.path(), "",
-                       dir.file("out"), dir.file("err"));
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml")}, notify.path(), "", dir.file("out"),
+                       dir.file("err"));
   ASSERT_NE(notify.wait_for("READY=1"), "");
   EXPECT_EQ(notify.wait_for("WATCHDOG=1", 1500ms), "");
   daemon.signal(SIGINT);
@@ -245,8 +246,8 @@ TEST(DaemonProcess, InvalidConfigAtStartExitsTwoBeforeReady) {
   TempDir dir;
   dir.write("memtide.yaml", "ksm:\n  mode: sometimes\n");
   NotifySocket notify(dir.file("notify"));
-  DaemonProcess daemon({"--config", dir.file("memtide.yaml")}, notify.path(), "",
-                       dir.file("out"), dir.file("err"));
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml")}, notify.path(), "", dir.file("out"),
+                       dir.file("err"));
   EXPECT_EQ(daemon.wait(), 2);
   EXPECT_EQ(notify.wait_for("READY=1", 200ms), "");
   EXPECT_NE(dir.read("err").find(":2:9: ksm.mode: unknown value 'sometimes'"), std::string::npos)

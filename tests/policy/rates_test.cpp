@@ -1,6 +1,6 @@
-#include <memtide/policy/rates.hpp>
-
 #include <gtest/gtest.h>
+
+#include <memtide/policy/rates.hpp>
 
 namespace memtide::policy {
 namespace {
