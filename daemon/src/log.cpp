@@ -64,6 +64,13 @@ bool stderr_is_journal() {
   return st.st_dev == dev && st.st_ino == ino;
 }
 
+// sd_journal_send() reports success when the journal socket does not exist (it "fails silently
+// if the journal is not available"), so absence has to be checked here or messages would vanish.
+bool journal_socket_present() {
+  struct stat st {};
+  return ::stat("/run/systemd/journal/socket", &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 }  // namespace
 
 bool parse_log_target(std::string_view text, Logger::Target& out) {
@@ -97,7 +104,7 @@ void Logger::log(Priority priority, std::string_view message,
   if (!enabled(priority)) {
     return;
   }
-  if (use_journal_) {
+  if (use_journal_ && journal_socket_present()) {
     std::vector<std::string> entries;
     entries.reserve(fields.size() + 3);
     entries.push_back("MESSAGE=" + std::string(message));

@@ -26,7 +26,7 @@ class Logger {
  public:
   enum class Target {
     automatic,  // journal when stderr is connected to it (JOURNAL_STREAM), else stderr
-    journal,    // journal; stderr only for messages the journal refuses
+    journal,    // journal; stderr when the journal is absent or refuses a message
     stderr_only
   };
 

@@ -11,7 +11,7 @@ namespace memtide::collectors {
 
 // Pseudo-files are small; anything larger than this is treated as an error rather than read
 // into memory without bound.
-inline constexpr std::size_t kMaxPseudoFileBytes = 4 * 1024 * 1024;
+inline constexpr std::size_t kMaxPseudoFileBytes = std::size_t{4} << 20;
 
 // Reads the whole file. Returns std::nullopt when the file does not exist (ENOENT, ENOTDIR) or
 // the kernel has the feature compiled in but switched off (EOPNOTSUPP, as PSI does with psi=0):
