@@ -11,9 +11,11 @@
 
 namespace memtide::collectors::detail {
 
-// Parses the whole of `s` as an unsigned decimal; no sign, no spaces, no trailing junk.
-inline std::optional<std::uint64_t> to_u64(std::string_view s) {
-  std::uint64_t v = 0;
+// Parses the whole of `s` as a decimal integer of type T: no spaces, no '+', no trailing junk,
+// no value outside T's range. A '-' is accepted only for signed T.
+template <typename T>
+std::optional<T> to_integer(std::string_view s) {
+  T v = 0;
   if (s.empty()) {
     return std::nullopt;
   }
@@ -24,16 +26,11 @@ inline std::optional<std::uint64_t> to_u64(std::string_view s) {
   return v;
 }
 
+inline std::optional<std::uint64_t> to_u64(std::string_view s) {
+  return to_integer<std::uint64_t>(s);
+}
 inline std::optional<std::int64_t> to_i64(std::string_view s) {
-  std::int64_t v = 0;
-  if (s.empty()) {
-    return std::nullopt;
-  }
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc{} || ptr != s.data() + s.size()) {
-    return std::nullopt;
-  }
-  return v;
+  return to_integer<std::int64_t>(s);
 }
 
 // Parses a non-negative decimal with an optional fraction ("1.60"), as the kernel prints PSI
