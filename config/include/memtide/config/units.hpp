@@ -10,11 +10,13 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <variant>
 
 #include <memtide/core/result.hpp>
+#include <memtide/core/size_or_ratio.hpp>
 
 namespace memtide::config {
+
+using memtide::SizeOrRatio;
 
 Result<std::uint64_t> parse_size(std::string_view text);
 
@@ -22,21 +24,6 @@ Result<std::uint64_t> parse_size(std::string_view text);
 Result<double> parse_percent(std::string_view text);
 
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);
-
-// A memory amount given either absolutely or as a share of some reference (e.g. a VM's maximum).
-struct SizeOrRatio {
-  std::variant<std::uint64_t, double> value;  // bytes, or a ratio in [0, 1]
-
-  bool is_ratio() const { return value.index() == 1; }
-  // Bytes this amounts to against `reference_bytes`.
-  std::uint64_t resolve(std::uint64_t reference_bytes) const {
-    if (is_ratio()) {
-      return static_cast<std::uint64_t>(std::get<1>(value) * static_cast<double>(reference_bytes));
-    }
-    return std::get<0>(value);
-  }
-  friend bool operator==(const SizeOrRatio&, const SizeOrRatio&) = default;
-};
 
 // "30%" or "1GiB".
 Result<SizeOrRatio> parse_size_or_percent(std::string_view text);
