@@ -371,6 +371,46 @@ void read_daemon(MapReader& root, Diagnostics& diag, DaemonSection& out) {
                                      {"error", LogLevel::error}}));
 }
 
+Result<std::string> parse_uri(std::string_view text) {
+  if (text.find("://") == std::string_view::npos) {
+    return Error{"", 0, 0,
+                 "expected a libvirt URI such as qemu:///system, got '" + std::string(text) + "'"};
+  }
+  return std::string(text);
+}
+
+void read_libvirt(MapReader& root, Diagnostics& diag, LibvirtSection& out) {
+  const auto node = root.take("libvirt");
+  if (!node) {
+    return;
+  }
+  MapReader map(*node, "libvirt", diag);
+  read_scalar(map, diag, "uri", out.uri, parse_uri);
+  read_scalar(map, diag, "timeout", out.timeout, parse_duration,
+              within<std::chrono::milliseconds>(100ms, 60s, show_duration));
+  if (const auto keepalive = map.take("keepalive")) {
+    MapReader k(*keepalive, "libvirt.keepalive", diag);
+    read_scalar(k, diag, "interval", out.keepalive_interval, parse_duration,
+                within<std::chrono::milliseconds>(1s, 60s, show_duration));
+    read_scalar(k, diag, "count", out.keepalive_count, parse_uint32,
+                within<std::uint32_t>(1, 100, [](std::uint32_t v) { return std::to_string(v); }));
+  }
+  read_scalar(map, diag, "reconnect_max_backoff", out.reconnect_max_backoff, parse_duration,
+              within<std::chrono::milliseconds>(1s, 1h, show_duration));
+  read_scalar(map, diag, "relist_interval", out.relist_interval, parse_duration,
+              within<std::chrono::milliseconds>(1s, 1h, show_duration));
+  std::chrono::milliseconds period = out.stats_period;
+  read_scalar(map, diag, "stats_period", period, parse_duration,
+              std::function<std::string(const std::chrono::milliseconds&)>(
+                  [](const std::chrono::milliseconds& v) -> std::string {
+                if (v.count() % 1000 != 0 || v > 1h) {
+                  return "must be whole seconds between 0s and 1h, got " + format_duration(v);
+                }
+                return "";
+              }));
+  out.stats_period = std::chrono::duration_cast<std::chrono::seconds>(period);
+}
+
 void read_host(MapReader& root, Diagnostics& diag, HostSection& out) {
   const auto node = root.take("host");
   if (!node) {
@@ -575,6 +615,7 @@ LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
       {
         MapReader map(root, "", diag);
         read_daemon(map, diag, config->daemon);
+        read_libvirt(map, diag, config->libvirt);
         read_host(map, diag, config->host);
         read_ksm(map, diag, config->ksm);
         read_classes(map, diag, config->classes);

@@ -1,27 +1,67 @@
 #include "collect.hpp"
 
-#include <chrono>
+#include <memtide/collectors/libvirt_hypervisor.hpp>
 
 namespace memtide::daemon {
 
-Result<Snapshot> collect_snapshot(const collectors::HostSource& host,
-                                  const collectors::KsmControl& ksm) {
+std::unique_ptr<HypervisorWorker> make_libvirt_worker(
+    const config::Config& config, const std::optional<std::string>& connect_override,
+    const std::string& procfs) {
+  collectors::LibvirtOptions o;
+  o.uri = connect_override.value_or(config.libvirt.uri);
+  o.keepalive_interval = std::chrono::duration_cast<std::chrono::seconds>(
+      config.libvirt.keepalive_interval);
+  o.keepalive_count = config.libvirt.keepalive_count;
+  o.reconnect_max_backoff = config.libvirt.reconnect_max_backoff;
+  o.relist_interval = config.libvirt.relist_interval;
+  o.stats_period_s = static_cast<std::uint32_t>(config.libvirt.stats_period.count());
+  o.procfs = procfs;
+  o.page_size_bytes = collectors::system_page_size();
+  return std::make_unique<HypervisorWorker>(
+      std::make_unique<collectors::LibvirtHypervisor>(std::move(o)));
+}
+
+Collector::Collector(collectors::HostRoots roots, std::unique_ptr<HypervisorWorker> hypervisor,
+                     std::chrono::milliseconds hypervisor_timeout)
+    : hypervisor_(std::move(hypervisor)), hypervisor_timeout_(hypervisor_timeout) {
+  set_roots(std::move(roots));
+}
+
+void Collector::set_roots(collectors::HostRoots roots) {
+  ksm_ = std::make_unique<collectors::KsmControl>(roots.sysfs);
+  host_ = std::make_unique<collectors::HostSource>(std::move(roots));
+}
+
+Result<Snapshot> Collector::collect() {
   using namespace std::chrono;
   Snapshot snapshot;
   snapshot.monotonic_ms =
       duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
   snapshot.collected_at_unix_ms =
       duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-  auto host_sample = host.read();
+  auto host_sample = host_->read();
   if (!host_sample) {
     return host_sample.error();
   }
   snapshot.host = std::move(*host_sample);
-  auto ksm_sample = ksm.read();
+  auto ksm_sample = ksm_->read();
   if (!ksm_sample) {
     return ksm_sample.error();
   }
   snapshot.ksm = std::move(*ksm_sample);
+
+  if (hypervisor_) {
+    auto vms = hypervisor_->collect(snapshot.monotonic_ms, hypervisor_timeout_);
+    if (vms) {
+      last_vms_ = std::move(*vms);
+      snapshot.hypervisor_up = true;
+    } else {
+      snapshot.hypervisor_error = vms.error().message;
+    }
+    snapshot.vms = last_vms_;
+  } else {
+    snapshot.hypervisor_error = "no hypervisor configured";
+  }
   return snapshot;
 }
 

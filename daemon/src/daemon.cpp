@@ -11,7 +11,6 @@
 #include <memtide/config/loader.hpp>
 #include <memtide/config/units.hpp>
 
-#include "collect.hpp"
 
 namespace memtide::daemon {
 
@@ -38,12 +37,20 @@ Daemon::~Daemon() {
 }
 
 void Daemon::apply(std::shared_ptr<const config::Config> config) {
+  const bool libvirt_changed = !config_ || config_->libvirt != config->libvirt;
   config_ = std::move(config);
   log_.set_level(config_->daemon.log_level);
   collectors::HostRoots roots{options_.procfs.value_or(config_->daemon.procfs),
                               options_.sysfs.value_or(config_->daemon.sysfs)};
-  ksm_ = std::make_unique<collectors::KsmControl>(roots.sysfs);
-  host_ = std::make_unique<collectors::HostSource>(std::move(roots));
+  if (!collector_ || libvirt_changed) {
+    // A new libvirt section means a new connection: URI, keepalive and backoff are set at
+    // connect time.
+    collector_ = std::make_unique<Collector>(
+        roots, make_libvirt_worker(*config_, options_.connect, roots.procfs),
+        config_->libvirt.timeout);
+  } else {
+    collector_->set_roots(std::move(roots));
+  }
 }
 
 int Daemon::run() {
@@ -138,7 +145,7 @@ void Daemon::arm_timer(std::uint64_t previous_usec) {
 
 void Daemon::tick() {
   ++ticks_;
-  auto snapshot = collect_snapshot(*host_, *ksm_);
+  auto snapshot = collector_->collect();
   if (!snapshot) {
     const auto message = snapshot.error().to_string();
     if (message != last_collect_error_) {
@@ -151,16 +158,56 @@ void Daemon::tick() {
       log_.notice("collection works again", {{"MEMTIDE_EVENT", "collect-recovered"}});
       last_collect_error_.clear();
     }
+    report_vms(*snapshot);
     last_snapshot_ = std::move(*snapshot);
     if (log_.enabled(Priority::debug)) {
       const auto& m = last_snapshot_->host.meminfo;
       log_.debug("tick " + std::to_string(ticks_) + ": MemAvailable " +
                      config::format_size(m.available_bytes) + " of " +
-                     config::format_size(m.total_bytes),
+                     config::format_size(m.total_bytes) + ", " +
+                     std::to_string(last_snapshot_->vms.size()) + " VMs",
                  {{"MEMTIDE_EVENT", "tick"}});
     }
   }
   notify_status();
+}
+
+void Daemon::report_vms(const Snapshot& snapshot) {
+  // libvirt going away and coming back is logged on the transition, not every tick.
+  if (!snapshot.hypervisor_up && snapshot.hypervisor_error != last_hypervisor_error_) {
+    if (last_hypervisor_error_.empty()) {
+      log_.error("libvirt unavailable: " + snapshot.hypervisor_error,
+                 {{"MEMTIDE_EVENT", "libvirt-down"}});
+    } else {
+      log_.debug("libvirt still unavailable: " + snapshot.hypervisor_error,
+                 {{"MEMTIDE_EVENT", "libvirt-down"}});
+    }
+    last_hypervisor_error_ = snapshot.hypervisor_error;
+  } else if (snapshot.hypervisor_up && !last_hypervisor_error_.empty()) {
+    log_.notice("libvirt connection established", {{"MEMTIDE_EVENT", "libvirt-up"}});
+    last_hypervisor_error_.clear();
+  }
+  // Invalid per-VM metadata is logged once per domain and content, naming the domain.
+  std::map<std::string, std::string> seen;
+  for (const auto& vm : snapshot.vms) {
+    if (vm.metadata_errors.empty()) {
+      continue;
+    }
+    std::string all;
+    for (const auto& e : vm.metadata_errors) {
+      all += (all.empty() ? "" : "; ") + e;
+    }
+    if (reported_metadata_errors_[vm.uuid] != all) {
+      log_.warning("domain '" + vm.name + "': invalid memtide metadata ignored: " + all,
+                   {{"MEMTIDE_EVENT", "vm-metadata-invalid"},
+                    {"MEMTIDE_VM", vm.name},
+                    {"MEMTIDE_VM_UUID", vm.uuid}});
+    }
+    seen[vm.uuid] = all;
+  }
+  if (snapshot.hypervisor_up) {
+    reported_metadata_errors_ = std::move(seen);
+  }
 }
 
 void Daemon::notify_status() {
@@ -170,6 +217,9 @@ void Daemon::notify_status() {
     const auto& m = last_snapshot_->host.meminfo;
     status += "; host MemAvailable " + config::format_size(m.available_bytes) + " of " +
               config::format_size(m.total_bytes);
+    status += last_snapshot_->hypervisor_up
+                  ? "; " + std::to_string(last_snapshot_->vms.size()) + " VMs"
+                  : "; libvirt unavailable";
   }
   if (!last_collect_error_.empty()) {
     status += "; collection failing: " + last_collect_error_;

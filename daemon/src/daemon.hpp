@@ -7,10 +7,13 @@
 #include <optional>
 #include <string>
 
-#include <memtide/collectors/host_source.hpp>
+#include <map>
+#include <set>
+
 #include <memtide/config/config.hpp>
 #include <memtide/core/snapshot.hpp>
 
+#include "collect.hpp"
 #include "log.hpp"
 #include "options.hpp"
 
@@ -41,12 +44,12 @@ class Daemon {
   void arm_timer(std::uint64_t now_usec);
   void apply(std::shared_ptr<const config::Config> config);
   void notify_status();
+  void report_vms(const Snapshot& snapshot);
 
   Options options_;
   std::shared_ptr<const config::Config> config_;
   Logger& log_;
-  std::unique_ptr<collectors::HostSource> host_;
-  std::unique_ptr<collectors::KsmControl> ksm_;
+  std::unique_ptr<Collector> collector_;
 
   sd_event* event_ = nullptr;
   sd_event_source* timer_ = nullptr;
@@ -55,6 +58,8 @@ class Daemon {
   std::optional<Snapshot> last_snapshot_;  // last successful collection
   std::string last_collect_error_;         // to log a failure once, not every tick
   std::string last_reload_error_;          // shown in STATUS= until the next good reload
+  std::string last_hypervisor_error_;  // to log libvirt going down and up once each
+  std::map<std::string, std::string> reported_metadata_errors_;  // uuid -> errors logged
 };
 
 }  // namespace memtide::daemon

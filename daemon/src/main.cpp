@@ -49,12 +49,15 @@ int check_config(const Options& options) {
 int once(const Options& options, const config::Config& config) {
   collectors::HostRoots roots{options.procfs.value_or(config.daemon.procfs),
                               options.sysfs.value_or(config.daemon.sysfs)};
-  const collectors::KsmControl ksm(roots.sysfs);
-  const collectors::HostSource host(std::move(roots));
-  auto snapshot = collect_snapshot(host, ksm);
+  auto worker = make_libvirt_worker(config, options.connect, roots.procfs);
+  Collector collector(std::move(roots), std::move(worker), config.libvirt.timeout);
+  auto snapshot = collector.collect();
   if (!snapshot) {
     std::cerr << "memtided: " << snapshot.error().to_string() << '\n';
     return kExitFailure;
+  }
+  if (!snapshot->hypervisor_up) {
+    std::cerr << "memtided: no VM figures: " << snapshot->hypervisor_error << '\n';
   }
   std::cout << to_json(*snapshot).dump(2) << '\n';
   return kExitOk;

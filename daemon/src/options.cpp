@@ -16,6 +16,7 @@ Options:
       --once               collect one snapshot, print it as JSON on stdout, and exit
       --procfs DIR         read procfs from DIR instead of daemon.procfs (default /proc)
       --sysfs DIR          read sysfs from DIR instead of daemon.sysfs (default /sys)
+      --connect URI        libvirt URI instead of libvirt.uri (default qemu:///system)
       --log-target TARGET  auto (journal when started by systemd, else stderr), journal, stderr
   -h, --help               show this help and exit
   -V, --version            print the version and exit
@@ -80,6 +81,11 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
         return parsed;
       }
       o.sysfs = v;
+    } else if (arg == "--connect") {
+      if (!value(v)) {
+        return parsed;
+      }
+      o.connect = v;
     } else if (arg == "--log-target") {
       if (!value(v)) {
         return parsed;

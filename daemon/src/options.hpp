@@ -26,6 +26,7 @@ struct Options {
   bool config_path_given = false;     // an explicit path must exist; the default may be absent
   std::optional<std::string> procfs;  // overrides daemon.procfs
   std::optional<std::string> sysfs;   // overrides daemon.sysfs
+  std::optional<std::string> connect;  // overrides libvirt.uri
   Logger::Target log_target = Logger::Target::automatic;
 };
 

@@ -117,6 +117,62 @@ ordered_json to_json(const KsmSample& k) {
   };
 }
 
+ordered_json to_json(const SizeOrRatio& v) {
+  if (v.is_ratio()) {
+    return {{"ratio", std::get<1>(v.value)}};
+  }
+  return {{"bytes", std::get<0>(v.value)}};
+}
+
+ordered_json to_json(const VmSample& vm) {
+  const auto& g = vm.guest;
+  const auto& md = vm.metadata;
+  ordered_json process = nullptr;
+  if (vm.process) {
+    const auto& p = *vm.process;
+    ordered_json ksm = nullptr;
+    if (p.ksm) {
+      ksm = {{"rmap_items", p.ksm->rmap_items},
+             {"zero_pages_bytes", opt(p.ksm->zero_pages_bytes)},
+             {"merging_bytes", opt(p.ksm->merging_bytes)},
+             {"profit_bytes", opt(p.ksm->profit_bytes)}};
+    }
+    process = {{"pid", p.pid},
+               {"rss_bytes", opt(p.rss_bytes)},
+               {"swap_bytes", opt(p.swap_bytes)},
+               {"ksm", ksm}};
+  }
+  return {
+      {"name", vm.name},
+      {"uuid", vm.uuid},
+      {"state", to_string(vm.state)},
+      {"max_bytes", vm.max_bytes},
+      {"current_bytes", vm.current_bytes},
+      {"host_rss_bytes", opt(vm.host_rss_bytes)},
+      {"stats_status", to_string(vm.stats_status)},
+      {"stats_period_seconds", vm.stats_period_s},
+      {"guest",
+       {{"total_bytes", opt(g.total_bytes)},
+        {"usable_bytes", opt(g.usable_bytes)},
+        {"unused_bytes", opt(g.unused_bytes)},
+        {"disk_caches_bytes", opt(g.disk_caches_bytes)},
+        {"swap_in_bytes_total", opt(g.swap_in_bytes_total)},
+        {"swap_out_bytes_total", opt(g.swap_out_bytes_total)},
+        {"major_faults_total", opt(g.major_faults_total)},
+        {"minor_faults_total", opt(g.minor_faults_total)},
+        {"last_update_unix_seconds", opt(g.last_update_unix_s)}}},
+      {"metadata",
+       {{"class", opt(md.class_name)},
+        {"floor", md.floor ? to_json(*md.floor) : ordered_json()},
+        {"shares", opt(md.shares)},
+        {"balloon", opt(md.balloon_enabled)},
+        {"scan", opt(md.scan_enabled)}}},
+      {"metadata_errors", vm.metadata_errors},
+      {"sharing_allowed", vm.sharing_allowed},
+      {"process", process},
+  };
+}
+
 }  // namespace
 
 ordered_json to_json(const Snapshot& s) {
@@ -144,6 +200,10 @@ ordered_json to_json(const Snapshot& s) {
                        {"priority", d.priority}});
     }
   }
+  ordered_json vms = ordered_json::array();
+  for (const auto& vm : s.vms) {
+    vms.push_back(to_json(vm));
+  }
   return {
       {"collected_at", iso8601_utc(s.collected_at_unix_ms)},
       {"collected_at_unix_ms", s.collected_at_unix_ms},
@@ -156,6 +216,8 @@ ordered_json to_json(const Snapshot& s) {
           {"cpu", to_json(s.host.psi_cpu)}}},
         {"swaps", swaps}}},
       {"ksm", s.ksm ? to_json(*s.ksm) : ordered_json()},
+      {"hypervisor", {{"up", s.hypervisor_up}, {"error", s.hypervisor_error}}},
+      {"vms", vms},
       {"unavailable", unavailable},
   };
 }

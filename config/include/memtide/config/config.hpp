@@ -26,6 +26,19 @@ struct DaemonSection {
   friend bool operator==(const DaemonSection&, const DaemonSection&) = default;
 };
 
+struct LibvirtSection {
+  std::string uri = "qemu:///system";       // libvirt connection URI; --connect overrides it
+  std::chrono::milliseconds timeout = 5s;   // longest a tick waits for libvirt before going on
+                                            // with the VM figures it has
+  std::chrono::milliseconds keepalive_interval = 5s;  // keepalive probe period on remote drivers
+  std::uint32_t keepalive_count = 3;  // unanswered probes before the connection counts as dead
+  std::chrono::milliseconds reconnect_max_backoff = 60s;  // cap of the doubling reconnect delay
+  std::chrono::milliseconds relist_interval = 60s;  // full domain listing that heals missed events
+  std::chrono::seconds stats_period = 5s;  // set on guests whose balloon statistics are disabled;
+                                           // 0: leave them disabled
+  friend bool operator==(const LibvirtSection&, const LibvirtSection&) = default;
+};
+
 struct SwapForecastSection {
   std::chrono::milliseconds horizon = 120s;  // warn when swapping is predicted within this
   std::chrono::milliseconds window = 60s;    // history the trend is fitted over
@@ -76,6 +89,7 @@ struct VmClass {
 struct Config {
   std::string source;  // file it was loaded from ("" for built-in defaults)
   DaemonSection daemon;
+  LibvirtSection libvirt;
   HostSection host;
   KsmSection ksm;
   std::vector<VmClass> classes;  // empty file: one class "default" matching every VM

@@ -1,0 +1,36 @@
+// What memtide reads from a libvirt domain's XML description: balloon device facts, whether the
+// operator withheld page sharing, and memtide's own per-VM settings in <metadata>:
+//
+//   <metadata>
+//     <memtide:vm xmlns:memtide="urn:memtide:domain:1"
+//                 class="web" floor="1GiB" shares="500" balloon="on" scan="off"/>
+//   </metadata>
+//
+// Pure functions over the XML text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <memtide/core/result.hpp>
+#include <memtide/core/vm_sample.hpp>
+
+namespace memtide::collectors {
+
+inline constexpr const char* kMetadataNamespace = "urn:memtide:domain:1";
+
+struct DomainXmlFacts {
+  bool has_balloon = true;          // <memballoon model='none'/> or no memballoon: false
+  std::uint32_t stats_period_s = 0;  // <memballoon><stats period='N'/>; 0 when absent
+  bool sharing_allowed = true;      // false with <memoryBacking><nosharepages/>
+  VmMetadata metadata;
+  std::vector<std::string> metadata_errors;  // each names the attribute and what is wrong
+};
+
+// Parses a domain's XML (virDomainGetXMLDesc). Fails only when the XML itself is not
+// well-formed; invalid memtide metadata is reported in metadata_errors and otherwise ignored.
+Result<DomainXmlFacts> parse_domain_xml(std::string_view xml);
+
+}  // namespace memtide::collectors

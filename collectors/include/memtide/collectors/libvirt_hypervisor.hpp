@@ -1,0 +1,112 @@
+// Hypervisor over the libvirt C API.
+//
+// Threads: libvirt's default event loop runs on a thread of its own (shared by all instances in
+// the process); it delivers lifecycle events and connection-close notices, which only touch
+// the small mutex-guarded queue and atomic flag below. collect() and set_balloon() must be
+// called from one thread at a time (the daemon's hypervisor worker); they make blocking libvirt
+// calls, so the caller bounds their duration (see daemon/src/hypervisor_worker.hpp).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <memtide/collectors/domain_xml.hpp>
+#include <memtide/collectors/hypervisor.hpp>
+
+typedef struct _virConnect* virConnectPtr;
+typedef struct _virDomain* virDomainPtr;
+
+namespace memtide::collectors {
+
+struct LibvirtOptions {
+  std::string uri = "qemu:///system";
+  std::chrono::seconds keepalive_interval{5};
+  unsigned keepalive_count = 3;
+  std::chrono::milliseconds reconnect_min_backoff{1000};
+  std::chrono::milliseconds reconnect_max_backoff{60'000};
+  std::chrono::milliseconds relist_interval{60'000};
+  std::uint32_t stats_period_s = 5;  // set on guests whose statistics are disabled; 0: never
+  std::string procfs = "/proc";      // where QEMU processes are looked up
+  std::uint64_t page_size_bytes = 4096;
+};
+
+class LibvirtEventLoop;
+
+class LibvirtHypervisor final : public Hypervisor {
+ public:
+  explicit LibvirtHypervisor(LibvirtOptions options);
+  ~LibvirtHypervisor() override;
+  LibvirtHypervisor(const LibvirtHypervisor&) = delete;
+  LibvirtHypervisor& operator=(const LibvirtHypervisor&) = delete;
+
+  Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms) override;
+  Result<std::uint64_t> set_balloon(const std::string& uuid, std::uint64_t target_bytes,
+                                    std::uint64_t floor_bytes) override;
+
+  bool connected() const { return conn_ != nullptr && !closed_; }
+  std::uint64_t connects_total() const { return connects_total_; }
+  std::uint64_t lifecycle_events_total() const { return events_total_; }
+  std::size_t inventory_size() const { return inventory_.size(); }
+  // The uuids whose statistics period this instance set (for tests and the daemon's report).
+  const std::vector<std::string>& stats_period_set_on() const { return stats_period_set_on_; }
+
+ private:
+  struct Domain {
+    std::string name;
+    std::optional<DomainXmlFacts> facts;  // nullopt until the XML was read
+    std::optional<std::int64_t> last_update;   // last balloon.last-update seen
+    std::int64_t last_update_seen_ms = 0;      // our clock when it last changed
+    std::optional<int> pid;                    // QEMU process, once found
+    bool pid_searched = false;
+    bool period_requested = false;
+  };
+  struct Event {
+    std::string uuid;
+    int type;
+  };
+
+  Status ensure_connected(std::int64_t monotonic_ms);
+  void drop_connection(const std::string& why);
+  void apply_events();
+  Status relist();
+  void load_facts(virDomainPtr dom, Domain& d);
+  void find_processes();
+  VmSample sample_from_record(virDomainPtr dom, const void* params, int nparams,
+                              std::int64_t monotonic_ms);
+  void fill_from_domain_calls(virDomainPtr dom, VmSample& vm);
+  void classify_stats(virDomainPtr dom, Domain& d, VmSample& vm, std::int64_t monotonic_ms);
+  Error libvirt_error(const std::string& what) const;
+
+  static int on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int detail, void* self);
+  static void on_close(virConnectPtr, int reason, void* self);
+
+  LibvirtOptions options_;
+  std::shared_ptr<LibvirtEventLoop> loop_;
+  virConnectPtr conn_ = nullptr;
+  int lifecycle_callback_ = -1;
+  std::atomic<bool> closed_{false};
+  std::atomic<int> close_reason_{0};
+
+  std::int64_t next_attempt_ms_ = 0;
+  std::chrono::milliseconds backoff_;
+  std::string last_error_;
+  std::int64_t last_relist_ms_ = INT64_MIN;
+  bool bulk_balloon_supported_ = true;  // false once the driver returned no balloon group
+
+  std::map<std::string, Domain> inventory_;  // by uuid
+  std::vector<std::string> stats_period_set_on_;
+
+  std::mutex events_mutex_;
+  std::vector<Event> events_;  // filled by the event loop thread
+  std::atomic<std::uint64_t> events_total_{0};
+  std::uint64_t connects_total_ = 0;
+};
+
+}  // namespace memtide::collectors

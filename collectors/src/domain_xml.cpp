@@ -1,0 +1,156 @@
+#include <memtide/collectors/domain_xml.hpp>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <charconv>
+#include <cstring>
+#include <memory>
+
+#include <memtide/config/units.hpp>
+
+namespace memtide::collectors {
+
+namespace {
+
+struct DocFree {
+  void operator()(xmlDoc* d) const { xmlFreeDoc(d); }
+};
+
+bool named(const xmlNode* n, const char* name) {
+  return n->type == XML_ELEMENT_NODE && std::strcmp(reinterpret_cast<const char*>(n->name), name) == 0;
+}
+
+const xmlNode* child(const xmlNode* parent, const char* name) {
+  for (const xmlNode* c = parent ? parent->children : nullptr; c != nullptr; c = c->next) {
+    if (named(c, name)) {
+      return c;
+    }
+  }
+  return nullptr;
+}
+
+std::optional<std::string> attribute(const xmlNode* node, const char* name) {
+  xmlChar* value = xmlGetNoNsProp(node, reinterpret_cast<const xmlChar*>(name));
+  if (value == nullptr) {
+    return std::nullopt;
+  }
+  std::string out(reinterpret_cast<const char*>(value));
+  xmlFree(value);
+  return out;
+}
+
+std::optional<bool> on_off(const std::string& v) {
+  if (v == "on" || v == "true" || v == "yes") {
+    return true;
+  }
+  if (v == "off" || v == "false" || v == "no") {
+    return false;
+  }
+  return std::nullopt;
+}
+
+void read_metadata(const xmlNode* vm, DomainXmlFacts& facts) {
+  static const char* const kKnown[] = {"class", "floor", "shares", "balloon", "scan"};
+  auto& md = facts.metadata;
+  auto& errors = facts.metadata_errors;
+  for (const xmlAttr* a = vm->properties; a != nullptr; a = a->next) {
+    const std::string name(reinterpret_cast<const char*>(a->name));
+    bool known = false;
+    for (const char* k : kKnown) {
+      known = known || name == k;
+    }
+    if (!known) {
+      errors.push_back("unknown attribute '" + name +
+                       "' (known: class, floor, shares, balloon, scan)");
+    }
+  }
+  if (auto v = attribute(vm, "class")) {
+    if (v->empty()) {
+      errors.push_back("class: must not be empty");
+    } else {
+      md.class_name = *v;
+    }
+  }
+  if (auto v = attribute(vm, "floor")) {
+    auto floor = config::parse_size_or_percent(*v);
+    if (!floor) {
+      errors.push_back("floor: " + floor.error().message);
+    } else {
+      md.floor = *floor;
+    }
+  }
+  if (auto v = attribute(vm, "shares")) {
+    std::uint32_t shares = 0;
+    auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), shares);
+    if (ec != std::errc{} || ptr != v->data() + v->size() || shares < 1 || shares > 1'000'000) {
+      errors.push_back("shares: expected a whole number from 1 to 1000000, got '" + *v + "'");
+    } else {
+      md.shares = shares;
+    }
+  }
+  const std::pair<const char*, std::optional<bool>*> switches[] = {
+      {"balloon", &md.balloon_enabled}, {"scan", &md.scan_enabled}};
+  for (const auto& [name, dest] : switches) {
+    if (auto v = attribute(vm, name)) {
+      if (auto b = on_off(*v)) {
+        *dest = *b;
+      } else {
+        errors.push_back(std::string(name) + ": expected on or off, got '" + *v + "'");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
+  // No network access, no entity substitution, no DTD loading: the XML comes from libvirt but is
+  // partly operator-written (metadata).
+  std::unique_ptr<xmlDoc, DocFree> doc(
+      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr,
+                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+  if (!doc) {
+    const xmlError* e = xmlGetLastError();
+    return Error{"", e ? e->line : 0, 0,
+                 std::string("domain XML is not well-formed") +
+                     (e && e->message ? std::string(": ") + e->message : "")};
+  }
+  const xmlNode* root = xmlDocGetRootElement(doc.get());
+  if (root == nullptr || !named(root, "domain")) {
+    return Error{"", 0, 0, "domain XML has no <domain> root element"};
+  }
+  DomainXmlFacts facts;
+  const xmlNode* balloon = child(child(root, "devices"), "memballoon");
+  facts.has_balloon = balloon != nullptr && attribute(balloon, "model").value_or("") != "none";
+  if (const xmlNode* stats = child(balloon, "stats")) {
+    if (auto period = attribute(stats, "period")) {
+      std::uint32_t p = 0;
+      auto [ptr, ec] = std::from_chars(period->data(), period->data() + period->size(), p);
+      facts.stats_period_s = (ec == std::errc{} && ptr == period->data() + period->size()) ? p : 0;
+    }
+  }
+  facts.sharing_allowed = child(child(root, "memoryBacking"), "nosharepages") == nullptr;
+  const xmlNode* metadata = child(root, "metadata");
+  int found = 0;
+  for (const xmlNode* c = metadata ? metadata->children : nullptr; c != nullptr; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE || c->ns == nullptr || c->ns->href == nullptr ||
+        std::strcmp(reinterpret_cast<const char*>(c->ns->href), kMetadataNamespace) != 0) {
+      continue;
+    }
+    if (!named(c, "vm")) {
+      facts.metadata_errors.push_back(std::string("unknown element <") +
+                                      reinterpret_cast<const char*>(c->name) +
+                                      "> in memtide's namespace (expected <vm>)");
+      continue;
+    }
+    if (++found > 1) {
+      facts.metadata_errors.push_back("more than one <vm> element; the first one counts");
+      continue;
+    }
+    read_metadata(c, facts);
+  }
+  return facts;
+}
+
+}  // namespace memtide::collectors

@@ -1,0 +1,511 @@
+#include <memtide/collectors/libvirt_hypervisor.hpp>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include <memtide/collectors/qemu_process.hpp>
+
+namespace memtide::collectors {
+
+// libvirt's default event loop on a thread of its own. Registered once per process (libvirt
+// requires it before the first connection); the thread runs while any LibvirtHypervisor exists.
+class LibvirtEventLoop {
+ public:
+  static std::shared_ptr<LibvirtEventLoop> acquire() {
+    static std::mutex mutex;
+    static std::weak_ptr<LibvirtEventLoop> current;
+    std::lock_guard lock(mutex);
+    auto loop = current.lock();
+    if (!loop) {
+      loop = std::shared_ptr<LibvirtEventLoop>(new LibvirtEventLoop());
+      current = loop;
+    }
+    return loop;
+  }
+
+  ~LibvirtEventLoop() {
+    stop_ = true;
+    // A zero timeout fires on the next iteration and so wakes virEventRunDefaultImpl.
+    const int wake = virEventAddTimeout(0, [](int, void*) {}, nullptr, nullptr);
+    thread_.join();
+    if (wake >= 0) {
+      virEventRemoveTimeout(wake);
+    }
+  }
+
+ private:
+  LibvirtEventLoop() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      // Errors are returned to callers as values; libvirt must not print them itself.
+      virSetErrorFunc(nullptr, [](void*, virErrorPtr) {});
+      virEventRegisterDefaultImpl();
+    });
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        virEventRunDefaultImpl();
+      }
+    });
+  }
+
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+namespace {
+
+constexpr std::uint64_t KiB = 1024;
+
+struct ConnClose {
+  void operator()(virConnectPtr c) const { virConnectClose(c); }
+};
+struct DomainFree {
+  void operator()(virDomainPtr d) const { virDomainFree(d); }
+};
+using DomainHandle = std::unique_ptr<std::remove_pointer_t<virDomainPtr>, DomainFree>;
+
+std::string domain_uuid(virDomainPtr dom) {
+  char buf[VIR_UUID_STRING_BUFLEN] = {};
+  if (virDomainGetUUIDString(dom, buf) != 0) {
+    return "";
+  }
+  return buf;
+}
+
+std::string domain_name(virDomainPtr dom) {
+  const char* name = virDomainGetName(dom);
+  return name ? name : "";
+}
+
+VmState to_vm_state(int state) {
+  switch (state) {
+    case VIR_DOMAIN_RUNNING: return VmState::running;
+    case VIR_DOMAIN_PAUSED:
+    case VIR_DOMAIN_PMSUSPENDED: return VmState::paused;
+    case VIR_DOMAIN_SHUTOFF:
+    case VIR_DOMAIN_SHUTDOWN: return VmState::shutoff;
+    case VIR_DOMAIN_CRASHED: return VmState::crashed;
+    default: return VmState::other;
+  }
+}
+
+std::optional<std::uint64_t> param_u64(const virTypedParameter* params, int n, const char* name) {
+  for (int i = 0; i < n; ++i) {
+    if (std::strcmp(params[i].field, name) != 0) {
+      continue;
+    }
+    switch (params[i].type) {
+      case VIR_TYPED_PARAM_ULLONG: return params[i].value.ul;
+      case VIR_TYPED_PARAM_LLONG:
+        return params[i].value.l >= 0 ? std::optional<std::uint64_t>(params[i].value.l)
+                                      : std::nullopt;
+      case VIR_TYPED_PARAM_UINT: return params[i].value.ui;
+      case VIR_TYPED_PARAM_INT:
+        return params[i].value.i >= 0 ? std::optional<std::uint64_t>(params[i].value.i)
+                                      : std::nullopt;
+      default: return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> times(std::optional<std::uint64_t> v, std::uint64_t factor) {
+  if (!v) {
+    return std::nullopt;
+  }
+  std::uint64_t r = 0;
+  return __builtin_mul_overflow(*v, factor, &r) ? std::nullopt : std::optional(r);
+}
+
+}  // namespace
+
+LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options)
+    : options_(std::move(options)),
+      loop_(LibvirtEventLoop::acquire()),
+      backoff_(options_.reconnect_min_backoff) {}
+
+LibvirtHypervisor::~LibvirtHypervisor() { drop_connection("shutting down"); }
+
+Error LibvirtHypervisor::libvirt_error(const std::string& what) const {
+  const char* message = virGetLastErrorMessage();
+  return Error{"", 0, 0, what + ": " + (message ? message : "unknown libvirt error")};
+}
+
+int LibvirtHypervisor::on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int, void* self) {
+  auto* h = static_cast<LibvirtHypervisor*>(self);
+  std::lock_guard lock(h->events_mutex_);
+  h->events_.push_back({domain_uuid(dom), event});
+  ++h->events_total_;
+  return 0;
+}
+
+void LibvirtHypervisor::on_close(virConnectPtr, int reason, void* self) {
+  auto* h = static_cast<LibvirtHypervisor*>(self);
+  h->close_reason_ = reason;
+  h->closed_ = true;
+}
+
+void LibvirtHypervisor::drop_connection(const std::string& why) {
+  if (conn_ == nullptr) {
+    return;
+  }
+  if (lifecycle_callback_ >= 0) {
+    virConnectDomainEventDeregisterAny(conn_, lifecycle_callback_);
+    lifecycle_callback_ = -1;
+  }
+  virConnectUnregisterCloseCallback(conn_, &LibvirtHypervisor::on_close);
+  virConnectClose(conn_);
+  conn_ = nullptr;
+  last_error_ = why;
+  // Domains keep their facts, but anything learnt from the old connection's events is void.
+  std::lock_guard lock(events_mutex_);
+  events_.clear();
+}
+
+Status LibvirtHypervisor::ensure_connected(std::int64_t monotonic_ms) {
+  if (conn_ != nullptr && closed_) {
+    const int reason = close_reason_;
+    drop_connection(reason == VIR_CONNECT_CLOSE_REASON_KEEPALIVE
+                        ? "connection lost: keepalive timed out"
+                        : reason == VIR_CONNECT_CLOSE_REASON_EOF ? "connection lost: libvirtd closed it"
+                                                                 : "connection lost");
+    next_attempt_ms_ = monotonic_ms;  // try at once: libvirtd may be back already
+  }
+  if (conn_ != nullptr) {
+    return Ok{};
+  }
+  if (monotonic_ms < next_attempt_ms_) {
+    return Error{"", 0, 0,
+                 "libvirt unavailable (" + last_error_ + "); next connection attempt in " +
+                     std::to_string((next_attempt_ms_ - monotonic_ms + 999) / 1000) + "s"};
+  }
+  closed_ = false;
+  conn_ = virConnectOpen(options_.uri.c_str());
+  if (conn_ == nullptr) {
+    const auto error = libvirt_error("cannot connect to " + options_.uri);
+    last_error_ = error.message;
+    next_attempt_ms_ = monotonic_ms + backoff_.count();
+    backoff_ = std::min(backoff_ * 2, options_.reconnect_max_backoff);
+    return error;
+  }
+  backoff_ = options_.reconnect_min_backoff;
+  ++connects_total_;
+  // Keepalive detects a dead libvirtd on remote-protocol connections; local drivers (test://)
+  // do not support it, which is fine.
+  virConnectSetKeepAlive(conn_, static_cast<int>(options_.keepalive_interval.count()),
+                         options_.keepalive_count);
+  virConnectRegisterCloseCallback(conn_, &LibvirtHypervisor::on_close, this, nullptr);
+  lifecycle_callback_ = virConnectDomainEventRegisterAny(
+      conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+      VIR_DOMAIN_EVENT_CALLBACK(&LibvirtHypervisor::on_lifecycle), this, nullptr);
+  // Events may have been missed while disconnected: list everything afresh.
+  last_relist_ms_ = INT64_MIN;
+  for (auto& [uuid, d] : inventory_) {
+    d.pid_searched = false;
+  }
+  return Ok{};
+}
+
+void LibvirtHypervisor::apply_events() {
+  std::vector<Event> events;
+  {
+    std::lock_guard lock(events_mutex_);
+    events.swap(events_);
+  }
+  for (const auto& e : events) {
+    switch (e.type) {
+      case VIR_DOMAIN_EVENT_STOPPED:
+      case VIR_DOMAIN_EVENT_UNDEFINED:
+      case VIR_DOMAIN_EVENT_CRASHED:
+        inventory_.erase(e.uuid);
+        break;
+      case VIR_DOMAIN_EVENT_STARTED:
+      case VIR_DOMAIN_EVENT_DEFINED: {
+        // A (re)start or redefinition may change the XML and the QEMU process.
+        auto it = inventory_.find(e.uuid);
+        if (it != inventory_.end()) {
+          it->second.facts.reset();
+          it->second.pid.reset();
+          it->second.pid_searched = false;
+          it->second.period_requested = false;
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+Status LibvirtHypervisor::relist() {
+  virDomainPtr* domains = nullptr;
+  const int n = virConnectListAllDomains(conn_, &domains, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  if (n < 0) {
+    return libvirt_error("cannot list domains");
+  }
+  std::map<std::string, Domain> healed;
+  for (int i = 0; i < n; ++i) {
+    const auto uuid = domain_uuid(domains[i]);
+    auto it = inventory_.find(uuid);
+    if (it != inventory_.end()) {
+      healed.emplace(uuid, std::move(it->second));
+    } else {
+      healed[uuid].name = domain_name(domains[i]);
+    }
+    virDomainFree(domains[i]);
+  }
+  free(domains);  // NOLINT: allocated by libvirt with malloc
+  inventory_ = std::move(healed);
+  return Ok{};
+}
+
+void LibvirtHypervisor::load_facts(virDomainPtr dom, Domain& d) {
+  char* xml = virDomainGetXMLDesc(dom, 0);
+  if (xml == nullptr) {
+    return;  // gone meanwhile; the next listing drops it
+  }
+  auto facts = parse_domain_xml(xml);
+  free(xml);  // NOLINT: allocated by libvirt
+  if (facts) {
+    d.facts = std::move(*facts);
+  } else {
+    DomainXmlFacts unreadable;
+    unreadable.metadata_errors.push_back(facts.error().message);
+    d.facts = std::move(unreadable);
+  }
+}
+
+void LibvirtHypervisor::find_processes() {
+  bool any_missing = false;
+  for (const auto& [uuid, d] : inventory_) {
+    any_missing = any_missing || !d.pid_searched;
+  }
+  if (!any_missing) {
+    return;
+  }
+  const auto pids = find_qemu_processes(options_.procfs);
+  for (auto& [uuid, d] : inventory_) {
+    if (d.pid_searched) {
+      continue;
+    }
+    d.pid_searched = true;
+    std::string lower = uuid;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (auto it = pids.find(lower); it != pids.end()) {
+      d.pid = it->second;
+    }
+  }
+}
+
+void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, VmSample& vm) {
+  // Drivers without the bulk balloon group (libvirt's test driver) answer these per domain.
+  virDomainInfo info{};
+  if (virDomainGetInfo(dom, &info) == 0) {
+    vm.max_bytes = info.maxMem * KiB;
+    vm.current_bytes = info.memory * KiB;
+    vm.state = to_vm_state(info.state);
+  }
+  virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
+  const int n = virDomainMemoryStats(dom, stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+  for (int i = 0; i < n; ++i) {
+    const auto v = static_cast<std::uint64_t>(stats[i].val);
+    auto& g = vm.guest;
+    switch (stats[i].tag) {
+      case VIR_DOMAIN_MEMORY_STAT_SWAP_IN: g.swap_in_bytes_total = times(v, KiB); break;
+      case VIR_DOMAIN_MEMORY_STAT_SWAP_OUT: g.swap_out_bytes_total = times(v, KiB); break;
+      case VIR_DOMAIN_MEMORY_STAT_MAJOR_FAULT: g.major_faults_total = v; break;
+      case VIR_DOMAIN_MEMORY_STAT_MINOR_FAULT: g.minor_faults_total = v; break;
+      case VIR_DOMAIN_MEMORY_STAT_UNUSED: g.unused_bytes = times(v, KiB); break;
+      case VIR_DOMAIN_MEMORY_STAT_AVAILABLE: g.total_bytes = times(v, KiB); break;
+      case VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON: vm.current_bytes = v * KiB; break;
+      case VIR_DOMAIN_MEMORY_STAT_RSS: vm.host_rss_bytes = times(v, KiB); break;
+      case VIR_DOMAIN_MEMORY_STAT_USABLE: g.usable_bytes = times(v, KiB); break;
+      case VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE: g.last_update_unix_s = static_cast<std::int64_t>(v); break;
+      case VIR_DOMAIN_MEMORY_STAT_DISK_CACHES: g.disk_caches_bytes = times(v, KiB); break;
+      default: break;
+    }
+  }
+}
+
+void LibvirtHypervisor::classify_stats(virDomainPtr dom, Domain& d, VmSample& vm,
+                                       std::int64_t monotonic_ms) {
+  const auto& facts = *d.facts;
+  vm.stats_period_s = facts.stats_period_s;
+  const bool reported = vm.guest.usable_bytes || vm.guest.unused_bytes || vm.guest.total_bytes;
+  if (!facts.has_balloon) {
+    vm.stats_status = GuestStatsStatus::no_balloon;
+    return;
+  }
+  if (vm.guest.last_update_unix_s && vm.guest.last_update_unix_s != d.last_update) {
+    d.last_update = vm.guest.last_update_unix_s;
+    d.last_update_seen_ms = monotonic_ms;
+  }
+  if (!reported) {
+    if (facts.stats_period_s == 0) {
+      vm.stats_status = GuestStatsStatus::disabled;
+      if (options_.stats_period_s > 0 && !d.period_requested && vm.state == VmState::running) {
+        d.period_requested = true;
+        if (virDomainSetMemoryStatsPeriod(dom, static_cast<int>(options_.stats_period_s),
+                                          VIR_DOMAIN_AFFECT_LIVE) == 0) {
+          stats_period_set_on_.push_back(vm.uuid);
+          d.facts->stats_period_s = options_.stats_period_s;
+        }
+      }
+    } else {
+      vm.stats_status = GuestStatsStatus::no_driver;
+    }
+    return;
+  }
+  // Reported at least once. Stale when QEMU's timestamp has not moved for three periods (and at
+  // least 10 s, to allow for a busy guest): the figures describe the past.
+  const std::int64_t stale_after_ms =
+      std::max<std::int64_t>(10'000, 3'000 * static_cast<std::int64_t>(facts.stats_period_s));
+  if (facts.stats_period_s > 0 && d.last_update &&
+      monotonic_ms - d.last_update_seen_ms > stale_after_ms) {
+    vm.stats_status = GuestStatsStatus::stale;
+  } else {
+    vm.stats_status = GuestStatsStatus::ok;
+  }
+}
+
+VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw_params,
+                                               int nparams, std::int64_t monotonic_ms) {
+  const auto* params = static_cast<const virTypedParameter*>(raw_params);
+  VmSample vm;
+  vm.uuid = domain_uuid(dom);
+  auto& d = inventory_[vm.uuid];  // a domain that appeared since the last listing joins here
+  if (d.name.empty()) {
+    d.name = domain_name(dom);
+  }
+  vm.name = d.name;
+  if (auto state = param_u64(params, nparams, "state.state")) {
+    vm.state = to_vm_state(static_cast<int>(*state));
+  }
+  const auto current = param_u64(params, nparams, "balloon.current");
+  if (current && bulk_balloon_supported_) {
+    vm.current_bytes = *current * KiB;
+    vm.max_bytes = param_u64(params, nparams, "balloon.maximum").value_or(0) * KiB;
+    auto& g = vm.guest;
+    g.swap_in_bytes_total = times(param_u64(params, nparams, "balloon.swap_in"), KiB);
+    g.swap_out_bytes_total = times(param_u64(params, nparams, "balloon.swap_out"), KiB);
+    g.major_faults_total = param_u64(params, nparams, "balloon.major_fault");
+    g.minor_faults_total = param_u64(params, nparams, "balloon.minor_fault");
+    g.unused_bytes = times(param_u64(params, nparams, "balloon.unused"), KiB);
+    g.total_bytes = times(param_u64(params, nparams, "balloon.available"), KiB);
+    g.usable_bytes = times(param_u64(params, nparams, "balloon.usable"), KiB);
+    g.disk_caches_bytes = times(param_u64(params, nparams, "balloon.disk_caches"), KiB);
+    if (auto t = param_u64(params, nparams, "balloon.last-update")) {
+      g.last_update_unix_s = static_cast<std::int64_t>(*t);
+    }
+    vm.host_rss_bytes = times(param_u64(params, nparams, "balloon.rss"), KiB);
+  } else {
+    bulk_balloon_supported_ = current.has_value();
+    fill_from_domain_calls(dom, vm);
+  }
+  if (!d.facts) {
+    load_facts(dom, d);
+  }
+  if (d.facts) {
+    vm.metadata = d.facts->metadata;
+    vm.metadata_errors = d.facts->metadata_errors;
+    vm.sharing_allowed = d.facts->sharing_allowed;
+    classify_stats(dom, d, vm, monotonic_ms);
+  }
+  return vm;
+}
+
+Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_ms) {
+  if (auto up = ensure_connected(monotonic_ms); !up) {
+    return up.error();
+  }
+  apply_events();
+  if (last_relist_ms_ == INT64_MIN ||
+      monotonic_ms - last_relist_ms_ >= options_.relist_interval.count()) {
+    if (auto listed = relist(); !listed) {
+      if (virConnectIsAlive(conn_) != 1) {
+        drop_connection(listed.error().message);
+      }
+      return listed.error();
+    }
+    last_relist_ms_ = monotonic_ms;
+  }
+
+  virDomainStatsRecordPtr* records = nullptr;
+  const int n = virConnectGetAllDomainStats(
+      conn_, VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_STATE, &records,
+      VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+  if (n < 0) {
+    auto error = libvirt_error("cannot get domain statistics");
+    if (virConnectIsAlive(conn_) != 1) {
+      drop_connection(error.message);
+    }
+    return error;
+  }
+  std::vector<VmSample> vms;
+  vms.reserve(static_cast<std::size_t>(n));
+  std::map<std::string, Domain> present;
+  for (int i = 0; i < n; ++i) {
+    vms.push_back(sample_from_record(records[i]->dom, records[i]->params, records[i]->nparams,
+                                     monotonic_ms));
+  }
+  // Keep only what libvirt reported active now; a domain that vanished mid-tick drops out here.
+  for (const auto& vm : vms) {
+    present.emplace(vm.uuid, std::move(inventory_[vm.uuid]));
+  }
+  inventory_ = std::move(present);
+  virDomainStatsRecordListFree(records);
+
+  find_processes();
+  for (auto& vm : vms) {
+    const auto& d = inventory_[vm.uuid];
+    if (d.pid) {
+      vm.process = read_qemu_process(options_.procfs, *d.pid, options_.page_size_bytes);
+      if (!vm.process) {
+        inventory_[vm.uuid].pid.reset();  // exited; search again next time
+        inventory_[vm.uuid].pid_searched = false;
+      }
+    }
+  }
+  std::sort(vms.begin(), vms.end(),
+            [](const VmSample& a, const VmSample& b) { return a.name < b.name; });
+  return vms;
+}
+
+Result<std::uint64_t> LibvirtHypervisor::set_balloon(const std::string& uuid,
+                                                     std::uint64_t target_bytes,
+                                                     std::uint64_t floor_bytes) {
+  if (conn_ == nullptr || closed_) {
+    return Error{"", 0, 0, "not connected to libvirt"};
+  }
+  DomainHandle dom(virDomainLookupByUUIDString(conn_, uuid.c_str()));
+  if (!dom) {
+    return Error{"", 0, 0, "domain " + uuid + " is gone"};
+  }
+  int state = 0;
+  int reason = 0;
+  if (virDomainGetState(dom.get(), &state, &reason, 0) != 0) {
+    return libvirt_error("cannot get state of " + domain_name(dom.get()));
+  }
+  if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED) {
+    return Error{"", 0, 0, "domain " + domain_name(dom.get()) + " is not running"};
+  }
+  const unsigned long max_kib = virDomainGetMaxMemory(dom.get());
+  if (max_kib == 0) {
+    return libvirt_error("cannot get maximum memory of " + domain_name(dom.get()));
+  }
+  // Clamp in KiB, libvirt's unit: the floor rounds up so the guest never gets less than it.
+  const std::uint64_t floor_kib = (floor_bytes + KiB - 1) / KiB;
+  const std::uint64_t target_kib = clamp_balloon(target_bytes / KiB, floor_kib, max_kib);
+  if (virDomainSetMemoryFlags(dom.get(), static_cast<unsigned long>(target_kib),
+                              VIR_DOMAIN_AFFECT_LIVE) != 0) {
+    return libvirt_error("cannot set balloon of " + domain_name(dom.get()));
+  }
+  return target_kib * KiB;
+}
+
+}  // namespace memtide::collectors

@@ -1,0 +1,179 @@
+#include <memtide/collectors/qemu_process.hpp>
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+
+#include <memtide/collectors/file_reader.hpp>
+
+#include "text.hpp"
+
+namespace memtide::collectors {
+
+using detail::content_error;
+using detail::Lines;
+using detail::quote;
+using detail::trim;
+
+Result<ProcessMemory> parse_process_status(std::string_view text, std::string_view origin) {
+  ProcessMemory memory;
+  Lines lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos) {
+      continue;
+    }
+    const auto key = line.substr(0, colon);
+    std::optional<std::uint64_t>* dest = key == "VmRSS"    ? &memory.rss_bytes
+                                         : key == "VmSwap" ? &memory.swap_bytes
+                                                           : nullptr;
+    if (dest == nullptr) {
+      continue;
+    }
+    auto value = trim(line.substr(colon + 1));
+    if (value.size() < 3 || value.substr(value.size() - 3) != " kB") {
+      return content_error(origin, lines.number(),
+                           std::string(key) + ": expected a value in kB, got " + quote(value));
+    }
+    const auto kib = detail::to_u64(trim(value.substr(0, value.size() - 3)));
+    const auto bytes = kib ? detail::checked_mul(*kib, 1024) : std::nullopt;
+    if (!bytes) {
+      return content_error(origin, lines.number(),
+                           std::string(key) + ": not a valid size: " + quote(value));
+    }
+    *dest = *bytes;
+  }
+  return memory;
+}
+
+Result<ProcessKsmStat> parse_process_ksm_stat(std::string_view text, std::uint64_t page_size_bytes,
+                                              std::string_view origin) {
+  ProcessKsmStat stat;
+  bool have_rmap = false;
+  Lines lines(text);
+  std::string_view line;
+  while (lines.next(line)) {
+    if (trim(line).empty()) {
+      continue;
+    }
+    const auto sp = line.find(' ');
+    if (sp == std::string_view::npos) {
+      return content_error(origin, lines.number(), "expected 'key value', got " + quote(line));
+    }
+    const auto key = line.substr(0, sp);
+    const auto value = trim(line.substr(sp + 1));
+    if (key == "ksm_process_profit") {
+      const auto v = detail::to_i64(value);
+      if (!v) {
+        return content_error(origin, lines.number(), "ksm_process_profit: not an integer");
+      }
+      stat.profit_bytes = *v;
+      continue;
+    }
+    const bool in_pages = key == "ksm_zero_pages" || key == "ksm_merging_pages";
+    if (key != "ksm_rmap_items" && !in_pages) {
+      continue;  // ksm_merge_any:, ksm_mergeable: and future fields
+    }
+    const auto v = detail::to_u64(value);
+    const auto scaled = v && in_pages ? detail::checked_mul(*v, page_size_bytes) : v;
+    if (!scaled) {
+      return content_error(origin, lines.number(),
+                           std::string(key) + ": not a non-negative integer: " + quote(value));
+    }
+    if (key == "ksm_rmap_items") {
+      stat.rmap_items = *scaled;
+      have_rmap = true;
+    } else if (key == "ksm_zero_pages") {
+      stat.zero_pages_bytes = *scaled;
+    } else {
+      stat.merging_bytes = *scaled;
+    }
+  }
+  if (!have_rmap) {
+    return content_error(origin, 0, "ksm_rmap_items is missing");
+  }
+  return stat;
+}
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// The value following "-uuid" in a NUL-separated command line, lower-cased; "" when absent.
+std::string uuid_argument(std::string_view cmdline) {
+  bool next_is_uuid = false;
+  while (!cmdline.empty()) {
+    const auto end = cmdline.find('\0');
+    const auto arg = cmdline.substr(0, end);
+    if (next_is_uuid) {
+      return lower(std::string(arg));
+    }
+    next_is_uuid = arg == "-uuid";
+    cmdline = end == std::string_view::npos ? std::string_view{} : cmdline.substr(end + 1);
+  }
+  return "";
+}
+
+struct DirClose {
+  void operator()(DIR* d) const { closedir(d); }
+};
+
+}  // namespace
+
+std::map<std::string, int> find_qemu_processes(const std::string& procfs) {
+  std::map<std::string, int> found;
+  std::unique_ptr<DIR, DirClose> dir(opendir(procfs.c_str()));
+  if (!dir) {
+    return found;
+  }
+  while (const dirent* entry = readdir(dir.get())) {
+    const auto pid = detail::to_u64(entry->d_name);
+    if (!pid || *pid > INT32_MAX) {
+      continue;
+    }
+    auto cmdline = read_optional_file(procfs + "/" + entry->d_name + "/cmdline", 1 << 20);
+    if (!cmdline || !cmdline->has_value()) {
+      continue;
+    }
+    if (auto uuid = uuid_argument(**cmdline); !uuid.empty()) {
+      found[uuid] = static_cast<int>(*pid);
+    }
+  }
+  return found;
+}
+
+bool process_runs_guest(const std::string& procfs, int pid, const std::string& uuid) {
+  auto cmdline = read_optional_file(procfs + "/" + std::to_string(pid) + "/cmdline", 1 << 20);
+  return cmdline && cmdline->has_value() && uuid_argument(**cmdline) == lower(uuid);
+}
+
+std::optional<QemuProcess> read_qemu_process(const std::string& procfs, int pid,
+                                             std::uint64_t page_size_bytes) {
+  const std::string base = procfs + "/" + std::to_string(pid);
+  auto status_text = read_optional_file(base + "/status");
+  if (!status_text || !status_text->has_value()) {
+    return std::nullopt;
+  }
+  QemuProcess process;
+  process.pid = pid;
+  if (auto memory = parse_process_status(**status_text, base + "/status")) {
+    process.rss_bytes = memory->rss_bytes;
+    process.swap_bytes = memory->swap_bytes;
+  }
+  // ksm_stat needs ptrace-read access to the process; without it the figure is just absent.
+  if (auto ksm_text = read_optional_file(base + "/ksm_stat"); ksm_text && ksm_text->has_value()) {
+    if (auto ksm = parse_process_ksm_stat(**ksm_text, page_size_bytes, base + "/ksm_stat")) {
+      process.ksm = *ksm;
+    }
+  }
+  return process;
+}
+
+}  // namespace memtide::collectors

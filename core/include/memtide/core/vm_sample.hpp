@@ -1,0 +1,108 @@
+// One guest as seen in one tick: libvirt's view (state, balloon size, the guest's own memory
+// statistics through the virtio balloon), the operator's per-VM settings from the domain XML
+// metadata, and the host's view of its QEMU process. Memory in bytes throughout.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <memtide/core/size_or_ratio.hpp>
+
+namespace memtide {
+
+enum class VmState { running, paused, shutoff, crashed, other };
+
+// Whether the guest's own memory statistics (balloon.usable etc.) can be trusted this tick.
+enum class GuestStatsStatus {
+  ok,          // present and updated recently
+  disabled,    // the balloon's statistics period is 0: QEMU does not poll the guest
+  no_driver,   // period set but the guest never reported: no virtio_balloon driver (yet)
+  stale,       // reported once, but last-update has not advanced for several periods
+  no_balloon,  // the domain has no balloon device at all: memtide cannot resize it
+};
+
+// The guest's statistics as reported through the balloon (virDomainMemoryStats tags).
+struct GuestMemory {
+  std::optional<std::uint64_t> total_bytes;         // "available": MemTotal inside the guest
+  std::optional<std::uint64_t> usable_bytes;        // MemAvailable-like: free + reclaimable
+  std::optional<std::uint64_t> unused_bytes;        // MemFree (page cache counts as used)
+  std::optional<std::uint64_t> disk_caches_bytes;   // page cache the guest can drop
+  std::optional<std::uint64_t> swap_in_bytes_total;
+  std::optional<std::uint64_t> swap_out_bytes_total;
+  std::optional<std::uint64_t> major_faults_total;
+  std::optional<std::uint64_t> minor_faults_total;
+  std::optional<std::int64_t> last_update_unix_s;  // when QEMU last got figures from the guest
+  friend bool operator==(const GuestMemory&, const GuestMemory&) = default;
+};
+
+// Per-VM settings from the domain XML <metadata> in memtide's namespace. Unset: the class
+// default applies.
+struct VmMetadata {
+  std::optional<std::string> class_name;
+  std::optional<SizeOrRatio> floor;
+  std::optional<std::uint32_t> shares;
+  std::optional<bool> balloon_enabled;
+  std::optional<bool> scan_enabled;  // page-content scanning of this guest's memory
+  friend bool operator==(const VmMetadata&, const VmMetadata&) = default;
+};
+
+// /proc/PID/ksm_stat of the QEMU process (Linux 6.1+; fields added over time).
+struct ProcessKsmStat {
+  std::uint64_t rmap_items = 0;
+  std::optional<std::uint64_t> zero_pages_bytes;     // ksm_zero_pages
+  std::optional<std::uint64_t> merging_bytes;        // ksm_merging_pages
+  std::optional<std::int64_t> profit_bytes;          // ksm_process_profit
+  friend bool operator==(const ProcessKsmStat&, const ProcessKsmStat&) = default;
+};
+
+// The host's view of the QEMU process that runs the guest.
+struct QemuProcess {
+  int pid = 0;
+  std::optional<std::uint64_t> rss_bytes;   // VmRSS: guest RAM resident on the host
+  std::optional<std::uint64_t> swap_bytes;  // VmSwap: guest RAM the host swapped out
+  std::optional<ProcessKsmStat> ksm;        // unavailable on older kernels or without access
+  friend bool operator==(const QemuProcess&, const QemuProcess&) = default;
+};
+
+struct VmSample {
+  std::string uuid;
+  std::string name;
+  VmState state = VmState::other;
+  std::uint64_t max_bytes = 0;      // the most the balloon may give the guest (balloon.maximum)
+  std::uint64_t current_bytes = 0;  // the balloon's current size (balloon.current)
+  std::optional<std::uint64_t> host_rss_bytes;  // balloon.rss as QEMU reports it
+  GuestStatsStatus stats_status = GuestStatsStatus::disabled;
+  std::uint32_t stats_period_s = 0;  // balloon statistics period in force (0: disabled)
+  GuestMemory guest;
+  VmMetadata metadata;
+  std::vector<std::string> metadata_errors;  // invalid metadata: ignored, reported
+  bool sharing_allowed = true;  // false with <memoryBacking><nosharepages/>
+  std::optional<QemuProcess> process;
+  friend bool operator==(const VmSample&, const VmSample&) = default;
+};
+
+inline const char* to_string(VmState state) {
+  switch (state) {
+    case VmState::running: return "running";
+    case VmState::paused: return "paused";
+    case VmState::shutoff: return "shutoff";
+    case VmState::crashed: return "crashed";
+    case VmState::other: return "other";
+  }
+  return "other";
+}
+
+inline const char* to_string(GuestStatsStatus status) {
+  switch (status) {
+    case GuestStatsStatus::ok: return "ok";
+    case GuestStatsStatus::disabled: return "disabled";
+    case GuestStatsStatus::no_driver: return "no-driver";
+    case GuestStatsStatus::stale: return "stale";
+    case GuestStatsStatus::no_balloon: return "no-balloon";
+  }
+  return "?";
+}
+
+}  // namespace memtide
