@@ -26,8 +26,26 @@ std::uint64_t to_usec(std::chrono::milliseconds d) {
 
 }  // namespace
 
+namespace {
+
+// The signals the loop handles. sd-event receives them through a signalfd, which only sees
+// blocked signals, and they must be blocked before any thread starts (the libvirt event loop,
+// the hypervisor worker) or the kernel may deliver them to a thread that kills the process.
+sigset_t handled_signals() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  return mask;
+}
+
+}  // namespace
+
 Daemon::Daemon(Options options, std::shared_ptr<const config::Config> config, Logger& log)
     : options_(std::move(options)), log_(log) {
+  const sigset_t mask = handled_signals();
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   apply(std::move(config));
 }
 
@@ -54,17 +72,6 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
 }
 
 int Daemon::run() {
-  // sd-event delivers signals through a signalfd, which only sees blocked signals.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGHUP);
-  if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
-    log_.error(std::string("cannot block signals: ") + std::strerror(errno));
-    return kExitFailure;
-  }
-
   int r = sd_event_new(&event_);
   if (r < 0) {
     log_.error("cannot create the event loop: " + errno_text(r));
