@@ -1,12 +1,11 @@
-#include <memtide/collectors/domain_xml.hpp>
-
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-
 #include <charconv>
 #include <cstring>
 #include <memory>
 
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <memtide/collectors/domain_xml.hpp>
 #include <memtide/config/units.hpp>
 
 namespace memtide::collectors {
@@ -18,7 +17,8 @@ struct DocFree {
 };
 
 bool named(const xmlNode* n, const char* name) {
-  return n->type == XML_ELEMENT_NODE && std::strcmp(reinterpret_cast<const char*>(n->name), name) == 0;
+  return n->type == XML_ELEMENT_NODE &&
+         std::strcmp(reinterpret_cast<const char*>(n->name), name) == 0;
 }
 
 const xmlNode* child(const xmlNode* parent, const char* name) {
@@ -89,8 +89,8 @@ void read_metadata(const xmlNode* vm, DomainXmlFacts& facts) {
       md.shares = shares;
     }
   }
-  const std::pair<const char*, std::optional<bool>*> switches[] = {
-      {"balloon", &md.balloon_enabled}, {"scan", &md.scan_enabled}};
+  const std::pair<const char*, std::optional<bool>*> switches[] = {{"balloon", &md.balloon_enabled},
+                                                                   {"scan", &md.scan_enabled}};
   for (const auto& [name, dest] : switches) {
     if (auto v = attribute(vm, name)) {
       if (auto b = on_off(*v)) {
@@ -115,6 +115,11 @@ Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
     return Error{"", e ? e->line : 0, 0,
                  std::string("domain XML is not well-formed") +
                      (e && e->message ? std::string(": ") + e->message : "")};
+  }
+  // libvirt never emits a DTD; one here could only define entities to expand (a "billion
+  // laughs" document), so it is refused outright.
+  if (doc->intSubset != nullptr) {
+    return Error{"", 0, 0, "domain XML with a DOCTYPE is refused"};
   }
   const xmlNode* root = xmlDocGetRootElement(doc.get());
   if (root == nullptr || !named(root, "domain")) {

@@ -1,12 +1,11 @@
-#include <memtide/collectors/libvirt_hypervisor.hpp>
-
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
-
 #include <algorithm>
 #include <cstring>
 #include <thread>
 
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include <memtide/collectors/libvirt_hypervisor.hpp>
 #include <memtide/collectors/qemu_process.hpp>
 
 namespace memtide::collectors {
@@ -30,7 +29,8 @@ class LibvirtEventLoop {
   ~LibvirtEventLoop() {
     stop_ = true;
     // A zero timeout fires on the next iteration and so wakes virEventRunDefaultImpl.
-    const int wake = virEventAddTimeout(0, [](int, void*) {}, nullptr, nullptr);
+    const int wake = virEventAddTimeout(
+        0, [](int, void*) {}, nullptr, nullptr);
     thread_.join();
     if (wake >= 0) {
       virEventRemoveTimeout(wake);
@@ -83,13 +83,18 @@ std::string domain_name(virDomainPtr dom) {
 
 VmState to_vm_state(int state) {
   switch (state) {
-    case VIR_DOMAIN_RUNNING: return VmState::running;
+    case VIR_DOMAIN_RUNNING:
+      return VmState::running;
     case VIR_DOMAIN_PAUSED:
-    case VIR_DOMAIN_PMSUSPENDED: return VmState::paused;
+    case VIR_DOMAIN_PMSUSPENDED:
+      return VmState::paused;
     case VIR_DOMAIN_SHUTOFF:
-    case VIR_DOMAIN_SHUTDOWN: return VmState::shutoff;
-    case VIR_DOMAIN_CRASHED: return VmState::crashed;
-    default: return VmState::other;
+    case VIR_DOMAIN_SHUTDOWN:
+      return VmState::shutoff;
+    case VIR_DOMAIN_CRASHED:
+      return VmState::crashed;
+    default:
+      return VmState::other;
   }
 }
 
@@ -99,15 +104,18 @@ std::optional<std::uint64_t> param_u64(const virTypedParameter* params, int n, c
       continue;
     }
     switch (params[i].type) {
-      case VIR_TYPED_PARAM_ULLONG: return params[i].value.ul;
+      case VIR_TYPED_PARAM_ULLONG:
+        return params[i].value.ul;
       case VIR_TYPED_PARAM_LLONG:
         return params[i].value.l >= 0 ? std::optional<std::uint64_t>(params[i].value.l)
                                       : std::nullopt;
-      case VIR_TYPED_PARAM_UINT: return params[i].value.ui;
+      case VIR_TYPED_PARAM_UINT:
+        return params[i].value.ui;
       case VIR_TYPED_PARAM_INT:
         return params[i].value.i >= 0 ? std::optional<std::uint64_t>(params[i].value.i)
                                       : std::nullopt;
-      default: return std::nullopt;
+      default:
+        return std::nullopt;
     }
   }
   return std::nullopt;
@@ -128,7 +136,9 @@ LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options)
       loop_(LibvirtEventLoop::acquire()),
       backoff_(options_.reconnect_min_backoff) {}
 
-LibvirtHypervisor::~LibvirtHypervisor() { drop_connection("shutting down"); }
+LibvirtHypervisor::~LibvirtHypervisor() {
+  drop_connection("shutting down");
+}
 
 Error LibvirtHypervisor::libvirt_error(const std::string& what) const {
   const char* message = virGetLastErrorMessage();
@@ -171,8 +181,8 @@ Status LibvirtHypervisor::ensure_connected(std::int64_t monotonic_ms) {
     const int reason = close_reason_;
     drop_connection(reason == VIR_CONNECT_CLOSE_REASON_KEEPALIVE
                         ? "connection lost: keepalive timed out"
-                        : reason == VIR_CONNECT_CLOSE_REASON_EOF ? "connection lost: libvirtd closed it"
-                                                                 : "connection lost");
+                    : reason == VIR_CONNECT_CLOSE_REASON_EOF ? "connection lost: libvirtd closed it"
+                                                             : "connection lost");
     next_attempt_ms_ = monotonic_ms;  // try at once: libvirtd may be back already
   }
   if (conn_ != nullptr) {
@@ -316,18 +326,41 @@ void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, VmSample& vm) {
     const auto v = static_cast<std::uint64_t>(stats[i].val);
     auto& g = vm.guest;
     switch (stats[i].tag) {
-      case VIR_DOMAIN_MEMORY_STAT_SWAP_IN: g.swap_in_bytes_total = times(v, KiB); break;
-      case VIR_DOMAIN_MEMORY_STAT_SWAP_OUT: g.swap_out_bytes_total = times(v, KiB); break;
-      case VIR_DOMAIN_MEMORY_STAT_MAJOR_FAULT: g.major_faults_total = v; break;
-      case VIR_DOMAIN_MEMORY_STAT_MINOR_FAULT: g.minor_faults_total = v; break;
-      case VIR_DOMAIN_MEMORY_STAT_UNUSED: g.unused_bytes = times(v, KiB); break;
-      case VIR_DOMAIN_MEMORY_STAT_AVAILABLE: g.total_bytes = times(v, KiB); break;
-      case VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON: vm.current_bytes = v * KiB; break;
-      case VIR_DOMAIN_MEMORY_STAT_RSS: vm.host_rss_bytes = times(v, KiB); break;
-      case VIR_DOMAIN_MEMORY_STAT_USABLE: g.usable_bytes = times(v, KiB); break;
-      case VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE: g.last_update_unix_s = static_cast<std::int64_t>(v); break;
-      case VIR_DOMAIN_MEMORY_STAT_DISK_CACHES: g.disk_caches_bytes = times(v, KiB); break;
-      default: break;
+      case VIR_DOMAIN_MEMORY_STAT_SWAP_IN:
+        g.swap_in_bytes_total = times(v, KiB);
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_SWAP_OUT:
+        g.swap_out_bytes_total = times(v, KiB);
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_MAJOR_FAULT:
+        g.major_faults_total = v;
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_MINOR_FAULT:
+        g.minor_faults_total = v;
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_UNUSED:
+        g.unused_bytes = times(v, KiB);
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_AVAILABLE:
+        g.total_bytes = times(v, KiB);
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON:
+        vm.current_bytes = v * KiB;
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_RSS:
+        vm.host_rss_bytes = times(v, KiB);
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_USABLE:
+        g.usable_bytes = times(v, KiB);
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE:
+        g.last_update_unix_s = static_cast<std::int64_t>(v);
+        break;
+      case VIR_DOMAIN_MEMORY_STAT_DISK_CACHES:
+        g.disk_caches_bytes = times(v, KiB);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -436,9 +469,9 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
   }
 
   virDomainStatsRecordPtr* records = nullptr;
-  const int n = virConnectGetAllDomainStats(
-      conn_, VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_STATE, &records,
-      VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+  const int n =
+      virConnectGetAllDomainStats(conn_, VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_STATE,
+                                  &records, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
   if (n < 0) {
     auto error = libvirt_error("cannot get domain statistics");
     if (virConnectIsAlive(conn_) != 1) {
@@ -450,8 +483,8 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
   vms.reserve(static_cast<std::size_t>(n));
   std::map<std::string, Domain> present;
   for (int i = 0; i < n; ++i) {
-    vms.push_back(sample_from_record(records[i]->dom, records[i]->params, records[i]->nparams,
-                                     monotonic_ms));
+    vms.push_back(
+        sample_from_record(records[i]->dom, records[i]->params, records[i]->nparams, monotonic_ms));
   }
   // Keep only what libvirt reported active now; a domain that vanished mid-tick drops out here.
   for (const auto& vm : vms) {

@@ -1,12 +1,11 @@
-#include <memtide/collectors/qemu_process.hpp>
-
-#include <dirent.h>
-
 #include <algorithm>
 #include <cctype>
 #include <memory>
 
+#include <dirent.h>
+
 #include <memtide/collectors/file_reader.hpp>
+#include <memtide/collectors/qemu_process.hpp>
 
 #include "text.hpp"
 

@@ -403,11 +403,11 @@ void read_libvirt(MapReader& root, Diagnostics& diag, LibvirtSection& out) {
   read_scalar(map, diag, "stats_period", period, parse_duration,
               std::function<std::string(const std::chrono::milliseconds&)>(
                   [](const std::chrono::milliseconds& v) -> std::string {
-                if (v.count() % 1000 != 0 || v > 1h) {
-                  return "must be whole seconds between 0s and 1h, got " + format_duration(v);
-                }
-                return "";
-              }));
+                    if (v.count() % 1000 != 0 || v > 1h) {
+                      return "must be whole seconds between 0s and 1h, got " + format_duration(v);
+                    }
+                    return "";
+                  }));
   out.stats_period = std::chrono::duration_cast<std::chrono::seconds>(period);
 }
 

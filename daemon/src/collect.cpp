@@ -9,8 +9,8 @@ std::unique_ptr<HypervisorWorker> make_libvirt_worker(
     const std::string& procfs) {
   collectors::LibvirtOptions o;
   o.uri = connect_override.value_or(config.libvirt.uri);
-  o.keepalive_interval = std::chrono::duration_cast<std::chrono::seconds>(
-      config.libvirt.keepalive_interval);
+  o.keepalive_interval =
+      std::chrono::duration_cast<std::chrono::seconds>(config.libvirt.keepalive_interval);
   o.keepalive_count = config.libvirt.keepalive_count;
   o.reconnect_max_backoff = config.libvirt.reconnect_max_backoff;
   o.relist_interval = config.libvirt.relist_interval;

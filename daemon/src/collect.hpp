@@ -4,10 +4,9 @@
 
 #include <chrono>
 #include <memory>
-#include <vector>
-
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <memtide/collectors/host_source.hpp>
 #include <memtide/config/config.hpp>
@@ -19,9 +18,9 @@
 namespace memtide::daemon {
 
 // The libvirt hypervisor for `config`, its URI overridden by `connect_override` when given.
-std::unique_ptr<HypervisorWorker> make_libvirt_worker(const config::Config& config,
-                                                      const std::optional<std::string>& connect_override,
-                                                      const std::string& procfs);
+std::unique_ptr<HypervisorWorker> make_libvirt_worker(
+    const config::Config& config, const std::optional<std::string>& connect_override,
+    const std::string& procfs);
 
 class Collector {
  public:

@@ -11,7 +11,6 @@
 #include <memtide/config/loader.hpp>
 #include <memtide/config/units.hpp>
 
-
 namespace memtide::daemon {
 
 namespace {

@@ -3,12 +3,11 @@
 // WATCHDOG pings are sent by sd-event itself when WATCHDOG_USEC is set).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
-#include <string>
-
-#include <map>
 #include <set>
+#include <string>
 
 #include <memtide/config/config.hpp>
 #include <memtide/core/snapshot.hpp>
@@ -58,7 +57,7 @@ class Daemon {
   std::optional<Snapshot> last_snapshot_;  // last successful collection
   std::string last_collect_error_;         // to log a failure once, not every tick
   std::string last_reload_error_;          // shown in STATUS= until the next good reload
-  std::string last_hypervisor_error_;  // to log libvirt going down and up once each
+  std::string last_hypervisor_error_;      // to log libvirt going down and up once each
   std::map<std::string, std::string> reported_metadata_errors_;  // uuid -> errors logged
 };
 

@@ -58,9 +58,9 @@ Result<T> HypervisorWorker::call(std::function<Result<T>(collectors::Hypervisor&
     if (shared_->busy) {
       const auto running = std::chrono::duration_cast<std::chrono::seconds>(
           std::chrono::steady_clock::now() - shared_->started);
-      return Error{"", 0, 0,
-                   "libvirt still busy with a call started " + std::to_string(running.count()) +
-                       "s ago"};
+      return Error{
+          "", 0, 0,
+          "libvirt still busy with a call started " + std::to_string(running.count()) + "s ago"};
     }
     shared_->busy = true;
     shared_->started = std::chrono::steady_clock::now();

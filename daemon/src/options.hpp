@@ -23,9 +23,9 @@ struct Options {
   enum class Mode { run, once, check_config, help, version };
   Mode mode = Mode::run;
   std::string config_path = kDefaultConfigPath;
-  bool config_path_given = false;     // an explicit path must exist; the default may be absent
-  std::optional<std::string> procfs;  // overrides daemon.procfs
-  std::optional<std::string> sysfs;   // overrides daemon.sysfs
+  bool config_path_given = false;      // an explicit path must exist; the default may be absent
+  std::optional<std::string> procfs;   // overrides daemon.procfs
+  std::optional<std::string> sysfs;    // overrides daemon.sysfs
   std::optional<std::string> connect;  // overrides libvirt.uri
   Logger::Target log_target = Logger::Target::automatic;
 };

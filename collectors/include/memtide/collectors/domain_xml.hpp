@@ -22,9 +22,9 @@ namespace memtide::collectors {
 inline constexpr const char* kMetadataNamespace = "urn:memtide:domain:1";
 
 struct DomainXmlFacts {
-  bool has_balloon = true;          // <memballoon model='none'/> or no memballoon: false
+  bool has_balloon = true;           // <memballoon model='none'/> or no memballoon: false
   std::uint32_t stats_period_s = 0;  // <memballoon><stats period='N'/>; 0 when absent
-  bool sharing_allowed = true;      // false with <memoryBacking><nosharepages/>
+  bool sharing_allowed = true;       // false with <memoryBacking><nosharepages/>
   VmMetadata metadata;
   std::vector<std::string> metadata_errors;  // each names the attribute and what is wrong
 };

@@ -27,9 +27,9 @@ struct DaemonSection {
 };
 
 struct LibvirtSection {
-  std::string uri = "qemu:///system";       // libvirt connection URI; --connect overrides it
-  std::chrono::milliseconds timeout = 5s;   // longest a tick waits for libvirt before going on
-                                            // with the VM figures it has
+  std::string uri = "qemu:///system";      // libvirt connection URI; --connect overrides it
+  std::chrono::milliseconds timeout = 5s;  // longest a tick waits for libvirt before going on
+                                           // with the VM figures it has
   std::chrono::milliseconds keepalive_interval = 5s;  // keepalive probe period on remote drivers
   std::uint32_t keepalive_count = 3;  // unanswered probes before the connection counts as dead
   std::chrono::milliseconds reconnect_max_backoff = 60s;  // cap of the doubling reconnect delay

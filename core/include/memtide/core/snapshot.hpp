@@ -18,9 +18,9 @@ struct Snapshot {
   std::int64_t monotonic_ms = 0;          // CLOCK_MONOTONIC, for rates; immune to clock steps
   HostSample host;
   std::optional<KsmSample> ksm;  // unavailable without CONFIG_KSM
-  bool hypervisor_up = false;     // the VM figures below come from a live connection
-  std::string hypervisor_error;   // why not, when hypervisor_up is false
-  std::vector<VmSample> vms;      // active domains, sorted by name
+  bool hypervisor_up = false;    // the VM figures below come from a live connection
+  std::string hypervisor_error;  // why not, when hypervisor_up is false
+  std::vector<VmSample> vms;     // active domains, sorted by name
 
   friend bool operator==(const Snapshot&, const Snapshot&) = default;
 };

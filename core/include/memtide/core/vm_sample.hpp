@@ -25,10 +25,10 @@ enum class GuestStatsStatus {
 
 // The guest's statistics as reported through the balloon (virDomainMemoryStats tags).
 struct GuestMemory {
-  std::optional<std::uint64_t> total_bytes;         // "available": MemTotal inside the guest
-  std::optional<std::uint64_t> usable_bytes;        // MemAvailable-like: free + reclaimable
-  std::optional<std::uint64_t> unused_bytes;        // MemFree (page cache counts as used)
-  std::optional<std::uint64_t> disk_caches_bytes;   // page cache the guest can drop
+  std::optional<std::uint64_t> total_bytes;        // "available": MemTotal inside the guest
+  std::optional<std::uint64_t> usable_bytes;       // MemAvailable-like: free + reclaimable
+  std::optional<std::uint64_t> unused_bytes;       // MemFree (page cache counts as used)
+  std::optional<std::uint64_t> disk_caches_bytes;  // page cache the guest can drop
   std::optional<std::uint64_t> swap_in_bytes_total;
   std::optional<std::uint64_t> swap_out_bytes_total;
   std::optional<std::uint64_t> major_faults_total;
@@ -51,9 +51,9 @@ struct VmMetadata {
 // /proc/PID/ksm_stat of the QEMU process (Linux 6.1+; fields added over time).
 struct ProcessKsmStat {
   std::uint64_t rmap_items = 0;
-  std::optional<std::uint64_t> zero_pages_bytes;     // ksm_zero_pages
-  std::optional<std::uint64_t> merging_bytes;        // ksm_merging_pages
-  std::optional<std::int64_t> profit_bytes;          // ksm_process_profit
+  std::optional<std::uint64_t> zero_pages_bytes;  // ksm_zero_pages
+  std::optional<std::uint64_t> merging_bytes;     // ksm_merging_pages
+  std::optional<std::int64_t> profit_bytes;       // ksm_process_profit
   friend bool operator==(const ProcessKsmStat&, const ProcessKsmStat&) = default;
 };
 
@@ -78,29 +78,39 @@ struct VmSample {
   GuestMemory guest;
   VmMetadata metadata;
   std::vector<std::string> metadata_errors;  // invalid metadata: ignored, reported
-  bool sharing_allowed = true;  // false with <memoryBacking><nosharepages/>
+  bool sharing_allowed = true;               // false with <memoryBacking><nosharepages/>
   std::optional<QemuProcess> process;
   friend bool operator==(const VmSample&, const VmSample&) = default;
 };
 
 inline const char* to_string(VmState state) {
   switch (state) {
-    case VmState::running: return "running";
-    case VmState::paused: return "paused";
-    case VmState::shutoff: return "shutoff";
-    case VmState::crashed: return "crashed";
-    case VmState::other: return "other";
+    case VmState::running:
+      return "running";
+    case VmState::paused:
+      return "paused";
+    case VmState::shutoff:
+      return "shutoff";
+    case VmState::crashed:
+      return "crashed";
+    case VmState::other:
+      return "other";
   }
   return "other";
 }
 
 inline const char* to_string(GuestStatsStatus status) {
   switch (status) {
-    case GuestStatsStatus::ok: return "ok";
-    case GuestStatsStatus::disabled: return "disabled";
-    case GuestStatsStatus::no_driver: return "no-driver";
-    case GuestStatsStatus::stale: return "stale";
-    case GuestStatsStatus::no_balloon: return "no-balloon";
+    case GuestStatsStatus::ok:
+      return "ok";
+    case GuestStatsStatus::disabled:
+      return "disabled";
+    case GuestStatsStatus::no_driver:
+      return "no-driver";
+    case GuestStatsStatus::stale:
+      return "stale";
+    case GuestStatsStatus::no_balloon:
+      return "no-balloon";
   }
   return "?";
 }

@@ -1,0 +1,94 @@
+#include <memtide/collectors/domain_xml.hpp>
+
+#include <gtest/gtest.h>
+
+namespace memtide::collectors {
+namespace {
+
+std::string domain(const std::string& inner) {
+  return "<domain type='kvm'><name>web-1</name>" + inner + "</domain>";
+}
+
+TEST(DomainXml, BalloonStatsPeriodAndSharing) {
+  const auto r = parse_domain_xml(domain(
+      "<memoryBacking><nosharepages/></memoryBacking>"
+      "<devices><memballoon model='virtio'><stats period='5'/></memballoon></devices>"));
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_TRUE(r->has_balloon);
+  EXPECT_EQ(r->stats_period_s, 5u);
+  EXPECT_FALSE(r->sharing_allowed);
+  EXPECT_TRUE(r->metadata_errors.empty());
+  EXPECT_EQ(r->metadata, VmMetadata{});
+}
+
+TEST(DomainXml, NoBalloonDevice) {
+  EXPECT_FALSE(parse_domain_xml(domain("<devices/>"))->has_balloon);
+  EXPECT_FALSE(
+      parse_domain_xml(domain("<devices><memballoon model='none'/></devices>"))->has_balloon);
+  const auto r = parse_domain_xml(domain("<devices><memballoon model='virtio'/></devices>"));
+  EXPECT_TRUE(r->has_balloon);
+  EXPECT_EQ(r->stats_period_s, 0u);
+  EXPECT_TRUE(r->sharing_allowed);
+}
+
+TEST(DomainXml, MetadataInOurNamespace) {
+  const auto r = parse_domain_xml(domain(
+      "<metadata>"
+      "<other:thing xmlns:other='http://example.org/x' class='ignored'/>"
+      "<memtide:vm xmlns:memtide='urn:memtide:domain:1' class='web' floor='1GiB' shares='500' "
+      "balloon='off' scan='on'/>"
+      "</metadata>"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->metadata_errors.empty()) << r->metadata_errors.front();
+  EXPECT_EQ(r->metadata.class_name, "web");
+  EXPECT_EQ(r->metadata.floor, SizeOrRatio{1ULL << 30});
+  EXPECT_EQ(r->metadata.shares, 500u);
+  EXPECT_EQ(r->metadata.balloon_enabled, false);
+  EXPECT_EQ(r->metadata.scan_enabled, true);
+}
+
+TEST(DomainXml, FloorAsPercentage) {
+  const auto r = parse_domain_xml(
+      domain("<metadata><m:vm xmlns:m='urn:memtide:domain:1' floor='25%'/></metadata>"));
+  EXPECT_EQ(r->metadata.floor, SizeOrRatio{0.25});
+}
+
+TEST(DomainXml, InvalidMetadataIsReportedAttributeByAttribute) {
+  const auto r = parse_domain_xml(domain(
+      "<metadata><m:vm xmlns:m='urn:memtide:domain:1' floor='1GB' shares='0' balloon='maybe' "
+      "flor='1GiB' class='db'/><m:extra xmlns:m='urn:memtide:domain:1'/></metadata>"));
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->metadata_errors.size(), 5u);
+  const std::string all = r->metadata_errors[0] + "|" + r->metadata_errors[1] + "|" +
+                          r->metadata_errors[2] + "|" + r->metadata_errors[3] + "|" +
+                          r->metadata_errors[4];
+  EXPECT_NE(all.find("unknown attribute 'flor'"), std::string::npos) << all;
+  EXPECT_NE(all.find("floor: unknown size unit 'GB'"), std::string::npos) << all;
+  EXPECT_NE(all.find("shares: expected a whole number from 1 to 1000000, got '0'"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("balloon: expected on or off, got 'maybe'"), std::string::npos) << all;
+  EXPECT_NE(all.find("unknown element <extra>"), std::string::npos) << all;
+  // Valid attributes still count; invalid ones are ignored.
+  EXPECT_EQ(r->metadata.class_name, "db");
+  EXPECT_FALSE(r->metadata.floor.has_value());
+  EXPECT_FALSE(r->metadata.shares.has_value());
+}
+
+TEST(DomainXml, MalformedXmlIsAnError) {
+  EXPECT_FALSE(parse_domain_xml("<domain><name>x</domain>").ok());
+  EXPECT_FALSE(parse_domain_xml("").ok());
+  EXPECT_FALSE(parse_domain_xml("<notdomain/>").ok());
+}
+
+TEST(DomainXml, DocumentsWithEntityDefinitionsAreRefused) {
+  const auto r = parse_domain_xml(
+      "<?xml version='1.0'?><!DOCTYPE domain [<!ENTITY a 'aaaaaaaaaa'>"
+      "<!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;'><!ENTITY c '&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;'>]>"
+      "<domain><metadata><m:vm xmlns:m='urn:memtide:domain:1' class='&c;'/></metadata></domain>");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("DOCTYPE"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace memtide::collectors

@@ -1,0 +1,233 @@
+// LibvirtHypervisor against libvirt's own test driver: real libvirt API calls, an in-process
+// hypervisor. test:///default is shared by every connection in the process, so these tests
+// restore what they change.
+#include <memtide/collectors/libvirt_hypervisor.hpp>
+
+#include <gtest/gtest.h>
+#include <libvirt/libvirt.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+namespace memtide::collectors {
+namespace {
+
+constexpr std::uint64_t KiB = 1024;
+constexpr std::uint64_t MiB = 1024 * KiB;
+constexpr const char* kTestUuid = "6695eb01-f6a4-8304-79aa-97f2502e193f";  // test:///default's
+
+LibvirtOptions options(const std::string& uri) {
+  LibvirtOptions o;
+  o.uri = uri;
+  o.procfs = "/nonexistent";  // the test driver has no QEMU processes
+  return o;
+}
+
+// A second, independent connection to inspect and change the test driver's state.
+class Peer {
+ public:
+  explicit Peer(const char* uri) : conn_(virConnectOpen(uri)) {}
+  ~Peer() { virConnectClose(conn_); }
+  virConnectPtr get() const { return conn_; }
+  std::uint64_t memory_kib(const char* uuid) const {
+    virDomainPtr d = virDomainLookupByUUIDString(conn_, uuid);
+    virDomainInfo info{};
+    virDomainGetInfo(d, &info);
+    virDomainFree(d);
+    return info.memory;
+  }
+
+ private:
+  virConnectPtr conn_;
+};
+
+TEST(LibvirtTestDriver, CollectsTheDefaultDomain) {
+  LibvirtHypervisor h(options("test:///default"));
+  const auto r = h.collect(0);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->size(), 1u);
+  const VmSample& vm = r->front();
+  // Figures as `virsh -c test:///default dominfo/dommemstat test` shows them.
+  EXPECT_EQ(vm.name, "test");
+  EXPECT_EQ(vm.uuid, kTestUuid);
+  EXPECT_EQ(vm.state, VmState::running);
+  EXPECT_EQ(vm.max_bytes, 8388608 * KiB);
+  EXPECT_EQ(vm.guest.total_bytes, 2097152 * KiB);
+  EXPECT_EQ(vm.guest.usable_bytes, 1048576 * KiB);
+  EXPECT_EQ(vm.guest.unused_bytes, 1048576 * KiB);
+  EXPECT_EQ(vm.guest.disk_caches_bytes, 262144 * KiB);
+  EXPECT_EQ(vm.guest.last_update_unix_s, 627319920);
+  EXPECT_EQ(vm.host_rss_bytes, 1048576 * KiB);
+  EXPECT_EQ(vm.stats_status, GuestStatsStatus::ok);
+  EXPECT_TRUE(h.connected());
+  EXPECT_EQ(h.connects_total(), 1u);
+}
+
+TEST(LibvirtTestDriver, SetBalloonClampsToFloorAndMaximum) {
+  Peer peer("test:///default");
+  const auto before = peer.memory_kib(kTestUuid);
+  LibvirtHypervisor h(options("test:///default"));
+  ASSERT_TRUE(h.collect(0).ok());
+
+  auto r = h.set_balloon(kTestUuid, 1024 * MiB, 1536 * MiB);  // below the floor
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(*r, 1536 * MiB);
+  EXPECT_EQ(peer.memory_kib(kTestUuid), 1536 * 1024u);
+
+  r = h.set_balloon(kTestUuid, 100 * 1024 * MiB, 0);  // above the maximum (8 GiB)
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 8192 * MiB);
+  EXPECT_EQ(peer.memory_kib(kTestUuid), 8192 * 1024u);
+
+  r = h.set_balloon(kTestUuid, 0, 16384 * MiB);  // floor above the maximum: the maximum wins
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 8192 * MiB);
+
+  r = h.set_balloon(kTestUuid, 3000 * MiB + 123, 0);  // odd bytes round down to whole KiB
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 3000 * MiB);
+
+  ASSERT_TRUE(h.set_balloon(kTestUuid, before * KiB, 0).ok());
+  EXPECT_EQ(peer.memory_kib(kTestUuid), before);
+}
+
+TEST(LibvirtTestDriver, GoneDomainIsNotActedOn) {
+  LibvirtHypervisor h(options("test:///default"));
+  ASSERT_TRUE(h.collect(0).ok());
+  const auto r = h.set_balloon("00000000-0000-0000-0000-000000000000", 1 << 30, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("gone"), std::string::npos) << r.error().message;
+}
+
+TEST(LibvirtTestDriver, LifecycleEventsAndDomainsComingAndGoing) {
+  Peer peer("test:///default");
+  LibvirtHypervisor h(options("test:///default"));
+  ASSERT_TRUE(h.collect(0).ok());
+  const auto events_before = h.lifecycle_events_total();
+
+  virDomainPtr dom = virDomainCreateXML(
+      peer.get(),
+      "<domain type='test'><name>memtide-transient</name>"
+      "<uuid>99999999-0000-0000-0000-000000000001</uuid><memory unit='MiB'>512</memory>"
+      "<vcpu>1</vcpu><os><type>hvm</type></os></domain>",
+      0);
+  ASSERT_NE(dom, nullptr);
+  auto r = h.collect(1000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].name, "memtide-transient");  // sorted by name
+  EXPECT_EQ((*r)[0].max_bytes, 512 * MiB);
+
+  ASSERT_EQ(virDomainDestroy(dom), 0);  // transient: gone entirely
+  virDomainFree(dom);
+  // Events arrive on libvirt's event thread; allow it a moment.
+  for (int i = 0; i < 100 && h.lifecycle_events_total() < events_before + 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GE(h.lifecycle_events_total(), events_before + 2);  // started + stopped
+
+  r = h.collect(2000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].name, "test");
+  EXPECT_EQ(h.inventory_size(), 1u);
+  const auto gone = h.set_balloon("99999999-0000-0000-0000-000000000001", 256 * MiB, 0);
+  EXPECT_FALSE(gone.ok());
+}
+
+TEST(LibvirtTestDriver, MetadataAndBalloonFactsFromDomainXml) {
+  const std::string uri =
+      std::string("test://") + MEMTIDE_FIXTURES + "/libvirt/node-metadata.xml";
+  LibvirtHypervisor h(options(uri));
+  const auto r = h.collect(0);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->size(), 4u);  // "stopped" is not active
+  const auto& db = (*r)[0];
+  const auto& no_balloon = (*r)[1];
+  const auto& priv = (*r)[2];
+  const auto& web = (*r)[3];
+  EXPECT_EQ(web.name, "web-1");
+  EXPECT_EQ(web.metadata.class_name, "web");
+  EXPECT_EQ(web.metadata.floor, SizeOrRatio{1ULL << 30});
+  EXPECT_EQ(web.metadata.shares, 500u);
+  EXPECT_TRUE(web.metadata_errors.empty());
+  EXPECT_EQ(web.stats_period_s, 5u);
+  EXPECT_EQ(web.max_bytes, 4096 * MiB);
+  EXPECT_EQ(web.current_bytes, 3072 * MiB);
+
+  EXPECT_EQ(db.name, "db-1");
+  EXPECT_EQ(db.metadata.balloon_enabled, false);
+  EXPECT_FALSE(db.metadata.floor.has_value());
+  ASSERT_EQ(db.metadata_errors.size(), 1u);
+  EXPECT_NE(db.metadata_errors[0].find("floor"), std::string::npos);
+
+  EXPECT_EQ(no_balloon.name, "no-balloon");
+  EXPECT_EQ(no_balloon.stats_status, GuestStatsStatus::no_balloon);
+
+  EXPECT_EQ(priv.name, "private");
+  EXPECT_FALSE(priv.sharing_allowed);
+  EXPECT_TRUE(web.sharing_allowed);
+}
+
+// A generated host with 1,000 running domains.
+TEST(LibvirtTestDriver, ThousandDomains) {
+  char path[] = "/tmp/memtide-node-XXXXXX.xml";
+  const int fd = mkstemps(path, 4);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  {
+    std::ofstream out(path);
+    out << "<node>\n";
+    for (int i = 0; i < 1000; ++i) {
+      char uuid[40];
+      std::snprintf(uuid, sizeof uuid, "00000000-0000-0000-0000-%012d", i);
+      out << "<domain type='test'><name>vm-" << 1000 + i << "</name><uuid>" << uuid
+          << "</uuid><memory unit='MiB'>" << 512 + i << "</memory><vcpu>1</vcpu>"
+          << "<os><type>hvm</type></os><devices><memballoon model='virtio'/></devices>"
+          << "</domain>\n";
+    }
+    out << "</node>\n";
+  }
+  LibvirtHypervisor h(options(std::string("test://") + path));
+  const auto r = h.collect(0);
+  std::remove(path);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->size(), 1000u);
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_EQ((*r)[i].name, "vm-" + std::to_string(1000 + i));
+    EXPECT_EQ((*r)[i].max_bytes, static_cast<std::uint64_t>(512 + i) * MiB);
+  }
+  // Second tick: inventory and XML facts are cached, the answer is the same.
+  const auto again = h.collect(10'000);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->size(), 1000u);
+}
+
+TEST(LibvirtTestDriver, UnreachableUriBacksOff) {
+  auto o = options("qemu+unix:///system?socket=/nonexistent/libvirt-sock");
+  o.reconnect_min_backoff = std::chrono::milliseconds(1000);
+  o.reconnect_max_backoff = std::chrono::milliseconds(4000);
+  LibvirtHypervisor h(o);
+  auto r = h.collect(0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("cannot connect"), std::string::npos) << r.error().message;
+  r = h.collect(500);  // within the 1 s backoff: no new attempt
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("next connection attempt in 1s"), std::string::npos)
+      << r.error().message;
+  r = h.collect(1000);  // attempt 2 fails, backoff doubles to 2 s
+  r = h.collect(2500);
+  EXPECT_NE(r.error().message.find("next connection attempt in 1s"), std::string::npos)
+      << r.error().message;
+  r = h.collect(3000);   // attempt 3, backoff 4 s (the cap)
+  r = h.collect(7000);   // attempt 4, backoff stays at the 4 s cap
+  r = h.collect(10'500);
+  EXPECT_NE(r.error().message.find("next connection attempt in 1s"), std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(h.connects_total(), 0u);
+}
+
+}  // namespace
+}  // namespace memtide::collectors

@@ -1,0 +1,47 @@
+// An in-memory Hypervisor for unit tests of the layers above collectors (daemon, policy).
+// Never used by the product.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <memtide/collectors/hypervisor.hpp>
+
+namespace memtide::testing {
+
+class FakeHypervisor final : public collectors::Hypervisor {
+ public:
+  std::vector<VmSample> vms;                      // what collect() returns
+  std::chrono::milliseconds delay{0};             // each call sleeps this long first
+  bool down = false;                              // collect()/set_balloon() fail
+  std::vector<std::pair<std::string, std::uint64_t>> balloon_calls;  // (uuid, bytes requested)
+
+  Result<std::vector<VmSample>> collect(std::int64_t) override {
+    std::this_thread::sleep_for(delay);
+    if (down) {
+      return Error{"", 0, 0, "fake hypervisor is down"};
+    }
+    return vms;
+  }
+
+  Result<std::uint64_t> set_balloon(const std::string& uuid, std::uint64_t target,
+                                    std::uint64_t floor) override {
+    std::this_thread::sleep_for(delay);
+    if (down) {
+      return Error{"", 0, 0, "fake hypervisor is down"};
+    }
+    for (auto& vm : vms) {
+      if (vm.uuid == uuid) {
+        const auto bytes = collectors::clamp_balloon(target, floor, vm.max_bytes);
+        vm.current_bytes = bytes;
+        balloon_calls.emplace_back(uuid, bytes);
+        return bytes;
+      }
+    }
+    return Error{"", 0, 0, "domain " + uuid + " is gone"};
+  }
+};
+
+}  // namespace memtide::testing
