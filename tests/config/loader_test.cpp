@@ -39,6 +39,13 @@ daemon:
   procfs: /srv/fixture/proc
   sysfs: /srv/fixture/sys
   log_level: debug
+libvirt:
+  uri: test:///default
+  timeout: 2s
+  keepalive: {interval: 10s, count: 5}
+  reconnect_max_backoff: 2m
+  relist_interval: 30s
+  stats_period: 0s
 host:
   reserve: 1.5GiB
   swap_forecast: {horizon: 5m, window: 30s}
@@ -68,6 +75,13 @@ classes:
   EXPECT_EQ(c.daemon.procfs, "/srv/fixture/proc");
   EXPECT_EQ(c.daemon.sysfs, "/srv/fixture/sys");
   EXPECT_EQ(c.daemon.log_level, LogLevel::debug);
+  EXPECT_EQ(c.libvirt.uri, "test:///default");
+  EXPECT_EQ(c.libvirt.timeout, 2s);
+  EXPECT_EQ(c.libvirt.keepalive_interval, 10s);
+  EXPECT_EQ(c.libvirt.keepalive_count, 5u);
+  EXPECT_EQ(c.libvirt.reconnect_max_backoff, 120s);
+  EXPECT_EQ(c.libvirt.relist_interval, 30s);
+  EXPECT_EQ(c.libvirt.stats_period, 0s);
   EXPECT_EQ(c.host.reserve_bytes, 3ULL << 29);
   EXPECT_EQ(c.host.swap_forecast.horizon, 300s);
   EXPECT_EQ(c.host.swap_forecast.window, 30s);
@@ -94,6 +108,7 @@ TEST(Loader, ShippedExampleIsValidAndMatchesTheDefaults) {
   ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
   const Config defaults = *default_config();
   EXPECT_EQ(r.config->daemon, defaults.daemon);
+  EXPECT_EQ(r.config->libvirt, defaults.libvirt);
   EXPECT_EQ(r.config->host, defaults.host);
   EXPECT_EQ(r.config->ksm, defaults.ksm);
   ASSERT_EQ(r.config->classes.size(), 2u);
