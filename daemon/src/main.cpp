@@ -2,6 +2,7 @@
 #include <cerrno>
 #include <iostream>
 
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -66,6 +67,9 @@ int once(const Options& options, const config::Config& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A few long-lived threads (libvirt events, hypervisor worker) would each get a malloc arena
+  // of their own; two arenas keep the resident set small at no measurable cost.
+  mallopt(M_ARENA_MAX, 2);
   const auto parsed = parse_options(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.error.empty()) {
     std::cerr << "memtided: " << parsed.error << "\nTry 'memtided --help'.\n";

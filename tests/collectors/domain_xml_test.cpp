@@ -1,6 +1,6 @@
-#include <memtide/collectors/domain_xml.hpp>
-
 #include <gtest/gtest.h>
+
+#include <memtide/collectors/domain_xml.hpp>
 
 namespace memtide::collectors {
 namespace {
@@ -10,9 +10,9 @@ std::string domain(const std::string& inner) {
 }
 
 TEST(DomainXml, BalloonStatsPeriodAndSharing) {
-  const auto r = parse_domain_xml(domain(
-      "<memoryBacking><nosharepages/></memoryBacking>"
-      "<devices><memballoon model='virtio'><stats period='5'/></memballoon></devices>"));
+  const auto r = parse_domain_xml(
+      domain("<memoryBacking><nosharepages/></memoryBacking>"
+             "<devices><memballoon model='virtio'><stats period='5'/></memballoon></devices>"));
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_TRUE(r->has_balloon);
   EXPECT_EQ(r->stats_period_s, 5u);

@@ -1,16 +1,16 @@
 // LibvirtHypervisor against a real, private session-mode libvirtd that is killed and restarted
 // while memtide is connected (tests/support/session-libvirtd). Needs root (to run libvirtd as
 // an unprivileged user); skipped otherwise.
-#include <memtide/collectors/libvirt_hypervisor.hpp>
+#include <array>
+#include <cstdio>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
-#include <thread>
+#include <memtide/collectors/libvirt_hypervisor.hpp>
 
 namespace memtide::collectors {
 namespace {

@@ -1,15 +1,15 @@
 // LibvirtHypervisor against libvirt's own test driver: real libvirt API calls, an in-process
 // hypervisor. test:///default is shared by every connection in the process, so these tests
 // restore what they change.
-#include <memtide/collectors/libvirt_hypervisor.hpp>
+#include <chrono>
+#include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <libvirt/libvirt.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <fstream>
-#include <thread>
+#include <memtide/collectors/libvirt_hypervisor.hpp>
 
 namespace memtide::collectors {
 namespace {
@@ -138,8 +138,7 @@ TEST(LibvirtTestDriver, LifecycleEventsAndDomainsComingAndGoing) {
 }
 
 TEST(LibvirtTestDriver, MetadataAndBalloonFactsFromDomainXml) {
-  const std::string uri =
-      std::string("test://") + MEMTIDE_FIXTURES + "/libvirt/node-metadata.xml";
+  const std::string uri = std::string("test://") + MEMTIDE_FIXTURES + "/libvirt/node-metadata.xml";
   LibvirtHypervisor h(options(uri));
   const auto r = h.collect(0);
   ASSERT_TRUE(r.ok()) << r.error().to_string();
@@ -221,8 +220,8 @@ TEST(LibvirtTestDriver, UnreachableUriBacksOff) {
   r = h.collect(2500);
   EXPECT_NE(r.error().message.find("next connection attempt in 1s"), std::string::npos)
       << r.error().message;
-  r = h.collect(3000);   // attempt 3, backoff 4 s (the cap)
-  r = h.collect(7000);   // attempt 4, backoff stays at the 4 s cap
+  r = h.collect(3000);  // attempt 3, backoff 4 s (the cap)
+  r = h.collect(7000);  // attempt 4, backoff stays at the 4 s cap
   r = h.collect(10'500);
   EXPECT_NE(r.error().message.find("next connection attempt in 1s"), std::string::npos)
       << r.error().message;

@@ -1,12 +1,12 @@
-#include <memtide/collectors/qemu_process.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <fstream>
-#include <vector>
+#include <memtide/collectors/qemu_process.hpp>
 
 namespace memtide::collectors {
 namespace {
@@ -55,7 +55,8 @@ TEST(ProcessKsmStat, OlderKernelWithFewerFields) {
 TEST(ProcessKsmStat, Malformed) {
   EXPECT_FALSE(parse_process_ksm_stat("", 4096, "k").ok());
   EXPECT_FALSE(parse_process_ksm_stat("ksm_rmap_items x\n", 4096, "k").ok());
-  EXPECT_FALSE(parse_process_ksm_stat("ksm_rmap_items 1\nksm_process_profit 1.5\n", 4096, "k").ok());
+  EXPECT_FALSE(
+      parse_process_ksm_stat("ksm_rmap_items 1\nksm_process_profit 1.5\n", 4096, "k").ok());
 }
 
 // A procfs tree built on disk: two QEMU processes (one with an upper-case UUID) and an

@@ -13,9 +13,9 @@ namespace memtide::testing {
 
 class FakeHypervisor final : public collectors::Hypervisor {
  public:
-  std::vector<VmSample> vms;                      // what collect() returns
-  std::chrono::milliseconds delay{0};             // each call sleeps this long first
-  bool down = false;                              // collect()/set_balloon() fail
+  std::vector<VmSample> vms;           // what collect() returns
+  std::chrono::milliseconds delay{0};  // each call sleeps this long first
+  bool down = false;                   // collect()/set_balloon() fail
   std::vector<std::pair<std::string, std::uint64_t>> balloon_calls;  // (uuid, bytes requested)
 
   Result<std::vector<VmSample>> collect(std::int64_t) override {
