@@ -378,28 +378,29 @@ void LibvirtHypervisor::classify_stats(virDomainPtr dom, Domain& d, VmSample& vm
     d.last_update = vm.guest.last_update_unix_s;
     d.last_update_seen_ms = monotonic_ms;
   }
-  if (!reported) {
-    if (facts.stats_period_s == 0) {
-      vm.stats_status = GuestStatsStatus::disabled;
-      if (options_.stats_period_s > 0 && !d.period_requested && vm.state == VmState::running) {
-        d.period_requested = true;
-        if (virDomainSetMemoryStatsPeriod(dom, static_cast<int>(options_.stats_period_s),
-                                          VIR_DOMAIN_AFFECT_LIVE) == 0) {
-          stats_period_set_on_.push_back(vm.uuid);
-          d.facts->stats_period_s = options_.stats_period_s;
-        }
+  if (facts.stats_period_s == 0) {
+    // QEMU polls the guest only with a period set; without one, any figures are the single
+    // report the guest driver sent when it loaded, and describe the guest at boot.
+    vm.stats_status = GuestStatsStatus::disabled;
+    if (options_.stats_period_s > 0 && !d.period_requested && vm.state == VmState::running) {
+      d.period_requested = true;
+      if (virDomainSetMemoryStatsPeriod(dom, static_cast<int>(options_.stats_period_s),
+                                        VIR_DOMAIN_AFFECT_LIVE) == 0) {
+        stats_period_set_on_.push_back(vm.uuid);
+        d.facts->stats_period_s = options_.stats_period_s;
       }
-    } else {
-      vm.stats_status = GuestStatsStatus::no_driver;
     }
+    return;
+  }
+  if (!reported) {
+    vm.stats_status = GuestStatsStatus::no_driver;
     return;
   }
   // Reported at least once. Stale when QEMU's timestamp has not moved for three periods (and at
   // least 10 s, to allow for a busy guest): the figures describe the past.
   const std::int64_t stale_after_ms =
       std::max<std::int64_t>(10'000, 3'000 * static_cast<std::int64_t>(facts.stats_period_s));
-  if (facts.stats_period_s > 0 && d.last_update &&
-      monotonic_ms - d.last_update_seen_ms > stale_after_ms) {
+  if (d.last_update && monotonic_ms - d.last_update_seen_ms > stale_after_ms) {
     vm.stats_status = GuestStatsStatus::stale;
   } else {
     vm.stats_status = GuestStatsStatus::ok;

@@ -1,11 +1,11 @@
 // Benchmarks of the collection hot paths. Run with scripts/bench; not part of the test suite
 // (timings on shared machines are noisy: compare medians and ratios, not single runs).
-#include <benchmark/benchmark.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <fstream>
 #include <string>
+
+#include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <memtide/collectors/host_source.hpp>
 #include <memtide/collectors/libvirt_hypervisor.hpp>

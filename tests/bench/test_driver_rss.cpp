@@ -1,12 +1,12 @@
 // Baseline for scripts/bench: the memory libvirt's test driver itself takes for a host file
 // (it keeps every domain definition in the calling process). memtided's own share is its RSS
 // minus this.
-#include <libvirt/libvirt.h>
-
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <string>
+
+#include <libvirt/libvirt.h>
 
 int main(int argc, char** argv) {
   if (argc != 2) {

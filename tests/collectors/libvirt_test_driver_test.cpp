@@ -60,9 +60,40 @@ TEST(LibvirtTestDriver, CollectsTheDefaultDomain) {
   EXPECT_EQ(vm.guest.disk_caches_bytes, 262144 * KiB);
   EXPECT_EQ(vm.guest.last_update_unix_s, 627319920);
   EXPECT_EQ(vm.host_rss_bytes, 1048576 * KiB);
-  EXPECT_EQ(vm.stats_status, GuestStatsStatus::ok);
   EXPECT_TRUE(h.connected());
   EXPECT_EQ(h.connects_total(), 1u);
+}
+
+TEST(LibvirtTestDriver, SetsTheStatisticsPeriodAndTellsFreshFromStale) {
+  auto o = options("test:///default");
+  o.stats_period_s = 3;
+  LibvirtHypervisor h(o);
+  Peer peer("test:///default");
+  virDomainPtr dom = virDomainLookupByUUIDString(peer.get(), kTestUuid);
+  ASSERT_EQ(virDomainSetMemoryStatsPeriod(dom, 0, VIR_DOMAIN_AFFECT_LIVE), 0);
+
+  // Period 0: whatever figures there are date from the guest's boot.
+  auto r = h.collect(0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->front().stats_status, GuestStatsStatus::disabled);
+  ASSERT_EQ(h.stats_period_set_on().size(), 1u);
+  EXPECT_EQ(h.stats_period_set_on()[0], kTestUuid);
+  char* xml = virDomainGetXMLDesc(dom, 0);
+  EXPECT_NE(std::string(xml).find("<stats period='3'/>"), std::string::npos) << xml;
+  free(xml);
+
+  r = h.collect(1000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->front().stats_status, GuestStatsStatus::ok);
+  EXPECT_EQ(r->front().stats_period_s, 3u);
+
+  // The test driver's last-update never moves: after max(3 periods, 10 s) that is stale.
+  r = h.collect(12'000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->front().stats_status, GuestStatsStatus::stale);
+
+  ASSERT_EQ(virDomainSetMemoryStatsPeriod(dom, 0, VIR_DOMAIN_AFFECT_LIVE), 0);
+  virDomainFree(dom);
 }
 
 TEST(LibvirtTestDriver, SetBalloonClampsToFloorAndMaximum) {
