@@ -11,7 +11,10 @@ struct HypervisorWorker::Shared {
   std::unique_ptr<collectors::Hypervisor> hypervisor;
   std::mutex mutex;
   std::condition_variable wake;
-  std::function<void()> task;  // set by the daemon, cleared by the worker when done
+  // Set by the daemon, taken by the worker. Running it makes the call and returns the closure
+  // that hands the result over; the worker marks itself idle before handing over, so a caller
+  // woken by the result can make its next call at once.
+  std::function<std::function<void()>()> task;
   bool busy = false;
   bool stop = false;
   std::chrono::steady_clock::time_point started;
@@ -30,10 +33,13 @@ HypervisorWorker::HypervisorWorker(std::unique_ptr<collectors::Hypervisor> hyper
       auto task = std::move(s->task);
       s->task = nullptr;
       lock.unlock();
-      task();
+      auto deliver = task();
       lock.lock();
       s->busy = false;
       s->wake.notify_all();
+      lock.unlock();
+      deliver();
+      lock.lock();
     }
     s->hypervisor.reset();  // closes the connection on this thread
     s->wake.notify_all();
@@ -65,7 +71,8 @@ Result<T> HypervisorWorker::call(std::function<Result<T>(collectors::Hypervisor&
     shared_->busy = true;
     shared_->started = std::chrono::steady_clock::now();
     shared_->task = [promise, fn = std::move(fn), s = shared_.get()] {
-      promise->set_value(fn(*s->hypervisor));
+      auto result = std::make_shared<Result<T>>(fn(*s->hypervisor));
+      return std::function<void()>([promise, result] { promise->set_value(std::move(*result)); });
     };
     shared_->wake.notify_all();
   }
