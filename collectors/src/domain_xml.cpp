@@ -40,6 +40,16 @@ std::optional<std::string> attribute(const xmlNode* node, const char* name) {
   return out;
 }
 
+std::optional<std::uint32_t> to_u32(std::string_view text) {
+  std::uint32_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc{} || ptr != end) {
+    return std::nullopt;
+  }
+  return value;
+}
+
 std::optional<bool> on_off(const std::string& v) {
   if (v == "on" || v == "true" || v == "yes") {
     return true;
@@ -81,12 +91,11 @@ void read_metadata(const xmlNode* vm, DomainXmlFacts& facts) {
     }
   }
   if (auto v = attribute(vm, "shares")) {
-    std::uint32_t shares = 0;
-    auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), shares);
-    if (ec != std::errc{} || ptr != v->data() + v->size() || shares < 1 || shares > 1'000'000) {
+    const auto shares = to_u32(*v);
+    if (!shares || *shares < 1 || *shares > 1'000'000) {
       errors.push_back("shares: expected a whole number from 1 to 1000000, got '" + *v + "'");
     } else {
-      md.shares = shares;
+      md.shares = *shares;
     }
   }
   const std::pair<const char*, std::optional<bool>*> switches[] = {{"balloon", &md.balloon_enabled},
@@ -130,9 +139,7 @@ Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
   facts.has_balloon = balloon != nullptr && attribute(balloon, "model").value_or("") != "none";
   if (const xmlNode* stats = child(balloon, "stats")) {
     if (auto period = attribute(stats, "period")) {
-      std::uint32_t p = 0;
-      auto [ptr, ec] = std::from_chars(period->data(), period->data() + period->size(), p);
-      facts.stats_period_s = (ec == std::errc{} && ptr == period->data() + period->size()) ? p : 0;
+      facts.stats_period_s = to_u32(*period).value_or(0);
     }
   }
   facts.sharing_allowed = child(child(root, "memoryBacking"), "nosharepages") == nullptr;

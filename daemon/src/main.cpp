@@ -64,9 +64,7 @@ int once(const Options& options, const config::Config& config) {
   return kExitOk;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_main(int argc, char** argv) {
   // A few long-lived threads (libvirt events, hypervisor worker) would each get a malloc arena
   // of their own; two arenas keep the resident set small at no measurable cost.
   mallopt(M_ARENA_MAX, 2);
@@ -99,4 +97,15 @@ int main(int argc, char** argv) {
   Logger log(options.log_target, config->daemon.log_level);
   Daemon daemon(options, config, log);
   return daemon.run();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_main(argc, argv);
+  } catch (const std::exception& e) {
+    // Library layers return errors as values; anything thrown is a bug or resource exhaustion.
+    std::cerr << "memtided: fatal: " << e.what() << '\n';
+    return kExitFailure;
+  }
 }

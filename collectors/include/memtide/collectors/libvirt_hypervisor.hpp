@@ -20,8 +20,10 @@
 #include <memtide/collectors/domain_xml.hpp>
 #include <memtide/collectors/hypervisor.hpp>
 
-typedef struct _virConnect* virConnectPtr;
-typedef struct _virDomain* virDomainPtr;
+// libvirt's opaque handle types, declared here so that users of this header need not include
+// libvirt's headers. The names are libvirt's own.
+typedef struct _virConnect* virConnectPtr;  // NOLINT(bugprone-reserved-identifier)
+typedef struct _virDomain* virDomainPtr;    // NOLINT(bugprone-reserved-identifier)
 
 namespace memtide::collectors {
 
