@@ -1,0 +1,33 @@
+#include <memtide/config/config.hpp>
+
+namespace memtide::config {
+
+const char* to_string(LogLevel level) {
+  switch (level) {
+    case LogLevel::debug:
+      return "debug";
+    case LogLevel::info:
+      return "info";
+    case LogLevel::notice:
+      return "notice";
+    case LogLevel::warning:
+      return "warning";
+    case LogLevel::error:
+      return "error";
+  }
+  return "?";
+}
+
+const char* to_string(KsmMode mode) {
+  switch (mode) {
+    case KsmMode::off:
+      return "off";
+    case KsmMode::on:
+      return "on";
+    case KsmMode::automatic:
+      return "auto";
+  }
+  return "?";
+}
+
+}  // namespace memtide::config
