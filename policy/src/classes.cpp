@@ -1,0 +1,51 @@
+#include <memtide/policy/classes.hpp>
+
+#include <fnmatch.h>
+
+#include <algorithm>
+
+namespace memtide::policy {
+
+const config::VmClass* match_class(const VmSample& vm, const config::Config& config) {
+  for (const auto& cls : config.classes) {
+    if (cls.match_name && fnmatch(cls.match_name->c_str(), vm.name.c_str(), 0) != 0) {
+      continue;
+    }
+    if (cls.match_class && vm.metadata.class_name != cls.match_class) {
+      continue;
+    }
+    return &cls;
+  }
+  return nullptr;
+}
+
+BalloonSettings balloon_settings(const VmSample& vm, const config::Config& config) {
+  BalloonSettings s;
+  s.max_bytes = vm.max_bytes;
+  const config::VmClass* cls = match_class(vm, config);
+  if (cls == nullptr) {
+    s.unmanaged_reason = "no class matches";
+    s.floor_bytes = vm.max_bytes;
+    return s;
+  }
+  s.class_name = cls->name;
+  const auto& b = cls->balloon;
+  s.shares = vm.metadata.shares.value_or(b.shares);
+  s.guest_free_ratio = b.guest_free_ratio;
+  s.max_step_bytes = b.max_step.resolve(vm.max_bytes);
+  s.deadband_bytes = b.deadband_bytes;
+  s.floor_bytes = std::min(vm.metadata.floor.value_or(b.min).resolve(vm.max_bytes), vm.max_bytes);
+  const bool enabled = vm.metadata.balloon_enabled.value_or(b.enabled);
+  if (!enabled) {
+    s.unmanaged_reason = vm.metadata.balloon_enabled.has_value()
+                             ? "balloon turned off in domain metadata"
+                             : "balloon turned off for class " + cls->name;
+  } else if (vm.stats_status == GuestStatsStatus::no_balloon) {
+    s.unmanaged_reason = "no balloon device";
+  } else {
+    s.managed = true;
+  }
+  return s;
+}
+
+}  // namespace memtide::policy
