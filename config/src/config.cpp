@@ -30,4 +30,12 @@ const char* to_string(KsmMode mode) {
   return "?";
 }
 
+const char* to_string(OnStop on_stop) {
+  switch (on_stop) {
+    case OnStop::restore: return "restore";
+    case OnStop::keep: return "keep";
+  }
+  return "?";
+}
+
 }  // namespace memtide::config

@@ -341,6 +341,8 @@ void read_daemon(MapReader& root, Diagnostics& diag, DaemonSection& out) {
                                      {"notice", LogLevel::notice},
                                      {"warning", LogLevel::warning},
                                      {"error", LogLevel::error}}));
+  read_scalar(map, diag, "on_stop", out.on_stop,
+              enum_parser<OnStop>({{"restore", OnStop::restore}, {"keep", OnStop::keep}}));
 }
 
 Result<std::string> parse_uri(std::string_view text) {

@@ -11,6 +11,8 @@
 #include <memtide/config/loader.hpp>
 #include <memtide/config/units.hpp>
 
+#include "restore.hpp"
+
 namespace memtide::daemon {
 
 namespace {
@@ -124,9 +126,39 @@ int Daemon::on_signal(sd_event_source*, const signalfd_siginfo* info, void* self
   d->log_.notice(
       std::string("received ") + strsignal(static_cast<int>(info->ssi_signo)) + ", stopping",
       {{"MEMTIDE_EVENT", "stop-requested"}});
-  sd_notify(0, "STOPPING=1\nSTATUS=stopping");
-  sd_event_exit(d->event_, kExitOk);
+  d->stop();
   return 0;
+}
+
+void Daemon::stop() {
+  sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+  auto* hypervisor = collector_->hypervisor();
+  if (config_->daemon.on_stop == config::OnStop::restore && hypervisor != nullptr) {
+    // Fresh figures: the last tick's may predate a VM's start or stop.
+    std::uint64_t now = 0;
+    sd_event_now(event_, CLOCK_MONOTONIC, &now);
+    auto vms = hypervisor->collect(static_cast<std::int64_t>(now / 1000), config_->libvirt.timeout);
+    if (!vms) {
+      log_.error("cannot restore balloons on stop: " + vms.error().message,
+                 {{"MEMTIDE_EVENT", "restore-failed"}});
+    } else {
+      for (const auto& o :
+           restore_balloons(*hypervisor, *vms, *config_, false, config_->libvirt.timeout)) {
+        if (o.kind == RestoreOutcome::Kind::restored) {
+          log_.notice(
+              "restored on stop: " + describe(o),
+              {{"MEMTIDE_EVENT", "restore"}, {"MEMTIDE_VM", o.vm}, {"MEMTIDE_VM_UUID", o.uuid}});
+        } else if (o.kind == RestoreOutcome::Kind::failed) {
+          log_.error("restore on stop failed: " + describe(o), {{"MEMTIDE_EVENT", "restore-failed"},
+                                                                {"MEMTIDE_VM", o.vm},
+                                                                {"MEMTIDE_VM_UUID", o.uuid}});
+        } else {
+          log_.debug("on stop: " + describe(o), {{"MEMTIDE_EVENT", "restore"}});
+        }
+      }
+    }
+  }
+  sd_event_exit(event_, kExitOk);
 }
 
 int Daemon::on_timer(sd_event_source*, std::uint64_t usec, void* self) {

@@ -40,6 +40,8 @@ class Daemon {
 
   void tick();
   void reload();
+  // Runs the daemon.on_stop action, then ends the loop.
+  void stop();
   void arm_timer(std::uint64_t now_usec);
   void apply(std::shared_ptr<const config::Config> config);
   void notify_status();

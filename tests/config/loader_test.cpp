@@ -39,6 +39,7 @@ daemon:
   procfs: /srv/fixture/proc
   sysfs: /srv/fixture/sys
   log_level: debug
+  on_stop: keep
 libvirt:
   uri: test:///default
   timeout: 2s
@@ -75,6 +76,7 @@ classes:
   EXPECT_EQ(c.daemon.procfs, "/srv/fixture/proc");
   EXPECT_EQ(c.daemon.sysfs, "/srv/fixture/sys");
   EXPECT_EQ(c.daemon.log_level, LogLevel::debug);
+  EXPECT_EQ(c.daemon.on_stop, OnStop::keep);
   EXPECT_EQ(c.libvirt.uri, "test:///default");
   EXPECT_EQ(c.libvirt.timeout, 2s);
   EXPECT_EQ(c.libvirt.keepalive_interval, 10s);

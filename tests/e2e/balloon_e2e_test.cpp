@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <memtide/collectors/libvirt_hypervisor.hpp>
@@ -159,13 +161,37 @@ TEST_F(RealGuest, StatisticsProcessAndBalloonWork) {
   EXPECT_LT(vm->guest.total_bytes.value_or(before), before - 150 * MiB);
   EXPECT_EQ(vm->current_bytes, 300 * MiB);
 
-  // And back to the maximum (a target above it is clamped).
-  ASSERT_TRUE(h.set_balloon(vm->uuid, 4096 * MiB, 0).ok());
+  // `memtidectl restore` gives it back its maximum, with no daemon running.
+  const std::string restored = run(std::string(MEMTIDECTL_BINARY) + " restore --connect '" + uri_ +
+                                   "' --config /nonexistent-is-an-error 2>&1; true");
+  EXPECT_NE(restored.find("cannot open"), std::string::npos) << restored;  // explicit file
+  const std::string out = run(std::string(MEMTIDECTL_BINARY) + " restore --connect '" + uri_ + "'");
+  EXPECT_EQ(out, "e2e-balloon: 300 MiB -> 512 MiB") << out;
   vm = wait_for(
       h, "e2e-balloon",
       [&](const VmSample& v) { return v.guest.total_bytes.value_or(0) + 16 * MiB >= before; }, 60s);
   ASSERT_TRUE(vm.has_value());
   EXPECT_GE(vm->guest.total_bytes.value_or(0) + 16 * MiB, before);
+  EXPECT_EQ(vm->current_bytes, 512 * MiB);
+
+  // memtided with daemon.on_stop: restore (the default) does the same when it stops.
+  ASSERT_TRUE(h.set_balloon(vm->uuid, 300 * MiB, 0).ok());
+  std::ofstream(dir_ + "/memtide.yaml")
+      << "daemon: {interval: 500ms}\nhost: {swap_forecast: {window: 10s}}\n";
+  const pid_t daemon = fork();
+  if (daemon == 0) {
+    execl(MEMTIDED_BINARY, MEMTIDED_BINARY, "--config", (dir_ + "/memtide.yaml").c_str(),
+          "--connect", uri_.c_str(), "--log-target", "stderr", nullptr);
+    _exit(127);
+  }
+  std::this_thread::sleep_for(2s);
+  kill(daemon, SIGTERM);
+  int status = 0;
+  waitpid(daemon, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  vm = wait_for(
+      h, "e2e-balloon", [&](const VmSample& v) { return v.current_bytes == 512 * MiB; }, 30s);
+  ASSERT_TRUE(vm.has_value());
   EXPECT_EQ(vm->current_bytes, 512 * MiB);
 }
 

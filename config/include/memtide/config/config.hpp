@@ -18,11 +18,18 @@ using namespace std::chrono_literals;
 
 enum class LogLevel { debug, info, notice, warning, error };
 
+// What happens to the balloons of managed VMs when memtided stops.
+enum class OnStop {
+  restore,  // give every managed VM its maximum back, so no guest stays starved
+  keep,     // leave balloons as they are (e.g. for quick restarts on a tight host)
+};
+
 struct DaemonSection {
   std::chrono::milliseconds interval = 10s;  // period of the collect/decide/act tick
   std::string procfs = "/proc";              // root of procfs (fixture trees in tests)
   std::string sysfs = "/sys";                // root of sysfs
   LogLevel log_level = LogLevel::info;       // least severe message that is logged
+  OnStop on_stop = OnStop::restore;
   friend bool operator==(const DaemonSection&, const DaemonSection&) = default;
 };
 
@@ -98,5 +105,6 @@ struct Config {
 
 const char* to_string(LogLevel level);
 const char* to_string(KsmMode mode);
+const char* to_string(OnStop on_stop);
 
 }  // namespace memtide::config
