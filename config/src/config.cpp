@@ -32,8 +32,10 @@ const char* to_string(KsmMode mode) {
 
 const char* to_string(OnStop on_stop) {
   switch (on_stop) {
-    case OnStop::restore: return "restore";
-    case OnStop::keep: return "keep";
+    case OnStop::restore:
+      return "restore";
+    case OnStop::keep:
+      return "keep";
   }
   return "?";
 }

@@ -1,8 +1,8 @@
-#include <memtide/policy/classes.hpp>
+#include <algorithm>
 
 #include <fnmatch.h>
 
-#include <algorithm>
+#include <memtide/policy/classes.hpp>
 
 namespace memtide::policy {
 

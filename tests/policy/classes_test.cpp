@@ -1,6 +1,6 @@
-#include <memtide/policy/classes.hpp>
-
 #include <gtest/gtest.h>
+
+#include <memtide/policy/classes.hpp>
 
 namespace memtide::policy {
 namespace {
