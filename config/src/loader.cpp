@@ -341,6 +341,7 @@ void read_daemon(MapReader& root, Diagnostics& diag, DaemonSection& out) {
                                      {"notice", LogLevel::notice},
                                      {"warning", LogLevel::warning},
                                      {"error", LogLevel::error}}));
+  read_scalar(map, diag, "dry_run", out.dry_run, parse_bool);
   read_scalar(map, diag, "on_stop", out.on_stop,
               enum_parser<OnStop>({{"restore", OnStop::restore}, {"keep", OnStop::keep}}));
 }
@@ -446,6 +447,9 @@ void read_balloon(MapReader& cls, Diagnostics& diag, BalloonSettings& out) {
   read_scalar(map, diag, "max_step", out.max_step, parse_size_or_percent, positive_size_or_ratio());
   read_scalar(map, diag, "deadband", out.deadband_bytes, parse_size,
               within<std::uint64_t>(0, 16ULL << 30, show_size));
+  read_scalar(map, diag, "hysteresis", out.hysteresis, parse_duration,
+              within<std::chrono::milliseconds>(0ms, 24h, show_duration));
+  read_scalar(map, diag, "grow_when_host_idle", out.grow_when_host_idle, parse_bool);
 }
 
 void read_classes(MapReader& root, Diagnostics& diag, std::vector<VmClass>& out) {

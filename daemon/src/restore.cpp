@@ -13,7 +13,7 @@ std::vector<RestoreOutcome> restore_balloons(HypervisorWorker& hypervisor,
   for (const auto& vm : vms) {
     RestoreOutcome o{vm.name,          vm.uuid,      RestoreOutcome::Kind::restored,
                      vm.current_bytes, vm.max_bytes, ""};
-    const auto settings = policy::balloon_settings(vm, config);
+    const auto settings = policy::effective_balloon(vm, config);
     if (!settings.managed) {
       o.kind = RestoreOutcome::Kind::unmanaged;
       o.detail = settings.unmanaged_reason;

@@ -19,8 +19,8 @@ const config::VmClass* match_class(const VmSample& vm, const config::Config& con
   return nullptr;
 }
 
-BalloonSettings balloon_settings(const VmSample& vm, const config::Config& config) {
-  BalloonSettings s;
+EffectiveBalloon effective_balloon(const VmSample& vm, const config::Config& config) {
+  EffectiveBalloon s;
   s.max_bytes = vm.max_bytes;
   const config::VmClass* cls = match_class(vm, config);
   if (cls == nullptr) {
@@ -34,6 +34,8 @@ BalloonSettings balloon_settings(const VmSample& vm, const config::Config& confi
   s.guest_free_ratio = b.guest_free_ratio;
   s.max_step_bytes = b.max_step.resolve(vm.max_bytes);
   s.deadband_bytes = b.deadband_bytes;
+  s.hysteresis = b.hysteresis;
+  s.grow_when_host_idle = b.grow_when_host_idle;
   s.floor_bytes = std::min(vm.metadata.floor.value_or(b.min).resolve(vm.max_bytes), vm.max_bytes);
   const bool enabled = vm.metadata.balloon_enabled.value_or(b.enabled);
   if (!enabled) {

@@ -62,8 +62,8 @@ TEST(MatchClass, NoMatch) {
   EXPECT_EQ(match_class(vm("db-1"), c), nullptr);
 }
 
-TEST(BalloonSettings, ClassValuesResolvedAgainstTheMaximum) {
-  const auto s = balloon_settings(vm("web-1", 4 * GiB), two_classes());
+TEST(EffectiveBalloon, ClassValuesResolvedAgainstTheMaximum) {
+  const auto s = effective_balloon(vm("web-1", 4 * GiB), two_classes());
   EXPECT_TRUE(s.managed);
   EXPECT_EQ(s.class_name, "default");
   EXPECT_EQ(s.floor_bytes, GiB);
@@ -72,36 +72,36 @@ TEST(BalloonSettings, ClassValuesResolvedAgainstTheMaximum) {
   EXPECT_EQ(s.max_bytes, 4 * GiB);
 }
 
-TEST(BalloonSettings, MetadataOverridesTheClass) {
+TEST(EffectiveBalloon, MetadataOverridesTheClass) {
   auto v = vm("web-1", 4 * GiB);
   v.metadata.floor = SizeOrRatio{0.5};
   v.metadata.shares = 7;
-  const auto s = balloon_settings(v, two_classes());
+  const auto s = effective_balloon(v, two_classes());
   EXPECT_EQ(s.floor_bytes, 2 * GiB);
   EXPECT_EQ(s.shares, 7u);
   v.metadata.balloon_enabled = false;
-  const auto off = balloon_settings(v, two_classes());
+  const auto off = effective_balloon(v, two_classes());
   EXPECT_FALSE(off.managed);
   EXPECT_EQ(off.unmanaged_reason, "balloon turned off in domain metadata");
   auto db = vm("db-1");
   db.metadata.balloon_enabled = true;  // metadata can turn a class's balloon on
-  EXPECT_TRUE(balloon_settings(db, two_classes()).managed);
+  EXPECT_TRUE(effective_balloon(db, two_classes()).managed);
 }
 
-TEST(BalloonSettings, FloorNeverAboveTheMaximum) {
+TEST(EffectiveBalloon, FloorNeverAboveTheMaximum) {
   auto v = vm("web-1", GiB / 2);  // class floor 1 GiB > maximum 512 MiB
-  EXPECT_EQ(balloon_settings(v, two_classes()).floor_bytes, GiB / 2);
+  EXPECT_EQ(effective_balloon(v, two_classes()).floor_bytes, GiB / 2);
 }
 
-TEST(BalloonSettings, UnmanagedCases) {
-  EXPECT_EQ(balloon_settings(vm("db-1"), two_classes()).unmanaged_reason,
+TEST(EffectiveBalloon, UnmanagedCases) {
+  EXPECT_EQ(effective_balloon(vm("db-1"), two_classes()).unmanaged_reason,
             "balloon turned off for class databases");
   auto nb = vm("web-1");
   nb.stats_status = GuestStatsStatus::no_balloon;
-  EXPECT_EQ(balloon_settings(nb, two_classes()).unmanaged_reason, "no balloon device");
+  EXPECT_EQ(effective_balloon(nb, two_classes()).unmanaged_reason, "no balloon device");
   config::Config none;
   none.classes.clear();
-  EXPECT_EQ(balloon_settings(vm("x"), none).unmanaged_reason, "no class matches");
+  EXPECT_EQ(effective_balloon(vm("x"), none).unmanaged_reason, "no class matches");
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ struct DaemonSection {
   std::string sysfs = "/sys";                // root of sysfs
   LogLevel log_level = LogLevel::info;       // least severe message that is logged
   OnStop on_stop = OnStop::restore;
+  bool dry_run = false;  // decide and report every tick, but never change a balloon or KSM
   friend bool operator==(const DaemonSection&, const DaemonSection&) = default;
 };
 
@@ -81,6 +82,10 @@ struct BalloonSettings {
   std::uint32_t shares = 1000;     // weight when memory is divided between VMs
   SizeOrRatio max_step{0.05};      // largest change per tick: bytes, or share of the VM's maximum
   std::uint64_t deadband_bytes = 32ULL << 20;  // changes smaller than this are not made
+  std::chrono::milliseconds hysteresis = 60s;  // least time before a VM's balloon may move in
+                                               // the opposite direction to its last change
+  bool grow_when_host_idle = false;  // give memory back toward the maximum whenever the host
+                                     // has room, not only when the guest needs it
   friend bool operator==(const BalloonSettings&, const BalloonSettings&) = default;
 };
 

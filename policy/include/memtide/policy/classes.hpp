@@ -2,6 +2,7 @@
 // metadata has overridden the class. Pure functions of (VmSample, Config).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -15,7 +16,7 @@ namespace memtide::policy {
 // both needs both. nullptr when none fits.
 const config::VmClass* match_class(const VmSample& vm, const config::Config& config);
 
-struct BalloonSettings {
+struct EffectiveBalloon {
   std::string class_name;         // "" when no class matched
   bool managed = false;           // memtide may resize this VM's balloon
   std::string unmanaged_reason;   // why not, when !managed
@@ -25,12 +26,14 @@ struct BalloonSettings {
   double guest_free_ratio = 0;
   std::uint64_t max_step_bytes = 0;
   std::uint64_t deadband_bytes = 0;
-  friend bool operator==(const BalloonSettings&, const BalloonSettings&) = default;
+  std::chrono::milliseconds hysteresis{0};
+  bool grow_when_host_idle = false;
+  friend bool operator==(const EffectiveBalloon&, const EffectiveBalloon&) = default;
 };
 
 // Settings for `vm`: the matched class's, with metadata floor, shares and balloon on/off taking
 // precedence. Percentages resolve against the VM's maximum. A VM is unmanaged when no class
 // matches, its class or metadata turns the balloon off, or it has no balloon device.
-BalloonSettings balloon_settings(const VmSample& vm, const config::Config& config);
+EffectiveBalloon effective_balloon(const VmSample& vm, const config::Config& config);
 
 }  // namespace memtide::policy

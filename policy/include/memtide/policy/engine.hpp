@@ -1,0 +1,107 @@
+// The policy engine: one pure function from what was collected to what should be done.
+//
+//   decide(snapshot, state, config, now_ms) -> {plan, new state}
+//
+// No I/O, no clock reads (now_ms is an input), no randomness: the same inputs give the same
+// plan, so the daemon, replays of recorded snapshots and tests all run the same code.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <memtide/config/config.hpp>
+#include <memtide/core/snapshot.hpp>
+
+namespace memtide::policy {
+
+enum class Severity { warning, critical };
+const char* to_string(Severity severity);
+
+// An alert that is firing now. Identity is (name, subject).
+struct Alert {
+  std::string name;     // host-swap-forecast, host-swapping, host-memory-pressure, guest-distress
+  std::string subject;  // "" for host alerts; the VM's name for guest alerts
+  Severity severity = Severity::warning;
+  std::string summary;        // one line for humans
+  std::int64_t since_ms = 0;  // when it started firing
+  friend bool operator==(const Alert&, const Alert&) = default;
+};
+
+// One balloon command, with the reason an operator reads in the journal.
+struct BalloonChange {
+  std::string vm;
+  std::string uuid;
+  std::uint64_t from_bytes = 0;
+  std::uint64_t to_bytes = 0;     // already within [floor_bytes, the VM's maximum]
+  std::uint64_t floor_bytes = 0;  // passed on to the actuator, which clamps again
+  std::string reason;
+  friend bool operator==(const BalloonChange&, const BalloonChange&) = default;
+};
+
+// Estimated time until the host must swap, from the trend of MemAvailable over
+// host.swap_forecast.window (Theil-Sen slope: the median of pairwise slopes, robust to spikes).
+struct SwapForecast {
+  std::optional<double> seconds_to_swap;  // nullopt: MemAvailable is not falling
+  double available_slope_bytes_per_second = 0;
+  std::size_t points = 0;  // samples in the window
+  friend bool operator==(const SwapForecast&, const SwapForecast&) = default;
+};
+
+struct Plan {
+  std::vector<BalloonChange> balloons;
+  std::vector<Alert> alerts;  // firing now, sorted by (name, subject)
+  SwapForecast forecast;
+  bool host_pressure = false;  // reclaiming: below reserve, PSI above limits, or swapping
+  bool host_heading = false;   // swap predicted within the horizon
+  std::string host_summary;    // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
+  std::map<std::string, std::string> explanations;  // VM name -> why it is (not) changed
+  friend bool operator==(const Plan&, const Plan&) = default;
+};
+
+// What decide() remembers between ticks.
+struct PolicyState {
+  std::deque<std::pair<std::int64_t, std::uint64_t>> available_history;  // (ms, MemAvailable)
+  std::optional<VmStat> previous_vmstat;
+  std::int64_t previous_vmstat_ms = 0;
+  struct Vm {
+    std::int64_t last_change_ms = 0;
+    int last_direction = 0;  // +1 grew, -1 shrank, 0 never changed
+    std::optional<std::uint64_t> swap_in_bytes_total;
+    std::optional<std::uint64_t> major_faults_total;
+    std::int64_t sampled_ms = 0;
+    friend bool operator==(const Vm&, const Vm&) = default;
+  };
+  std::map<std::string, Vm> vms;  // by uuid
+  struct AlertMemory {
+    Alert alert;
+    int clear_ticks = 0;  // consecutive ticks the condition has been false
+    friend bool operator==(const AlertMemory&, const AlertMemory&) = default;
+  };
+  std::map<std::pair<std::string, std::string>, AlertMemory> alerts;
+  friend bool operator==(const PolicyState&, const PolicyState&) = default;
+};
+
+struct Decision {
+  Plan plan;
+  PolicyState state;
+};
+
+// MemAvailable below this share of MemTotal counts as "the host must swap": the kernel's
+// watermarks sit at about 1 % of memory on typical hosts.
+inline constexpr double kSwapPointRatio = 0.01;
+// An alert resolves only after its condition has been false for this many ticks in a row.
+inline constexpr int kAlertClearTicks = 3;
+
+Decision decide(const Snapshot& snapshot, const PolicyState& state, const config::Config& config,
+                std::int64_t now_ms);
+
+// The Theil-Sen forecast alone (exposed for tests and tools).
+SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_t>>& history,
+                           std::uint64_t total_bytes);
+
+}  // namespace memtide::policy

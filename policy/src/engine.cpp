@@ -1,0 +1,447 @@
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include <memtide/config/units.hpp>
+#include <memtide/policy/classes.hpp>
+#include <memtide/policy/engine.hpp>
+
+namespace memtide::policy {
+
+const char* to_string(Severity severity) {
+  return severity == Severity::critical ? "critical" : "warning";
+}
+
+namespace {
+
+using config::format_size;
+
+std::string percent(double ratio) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f%%", ratio * 100);
+  return buf;
+}
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, s < 10 ? "%.1f s" : "%.0f s", s);
+  return buf;
+}
+
+// Everything decide() works out about one managed VM before dividing memory.
+struct Candidate {
+  const VmSample* vm = nullptr;
+  EffectiveBalloon settings;
+  std::uint64_t usable = 0;       // the guest's usable memory (page cache counts as usable)
+  std::uint64_t target_free = 0;  // usable memory the class wants it to keep
+  std::uint64_t ideal = 0;        // the size at which it would keep exactly target_free
+  bool needs = false;             // below its free target, or swapping/faulting in the guest
+  bool guest_swapping = false;
+  std::uint64_t want = 0;   // growth it asks for this tick (step-limited)
+  std::uint64_t spare = 0;  // what it can give without falling below ideal or floor
+  std::int64_t delta = 0;   // decided change this tick
+  std::string why;          // reason for the decided change
+};
+
+std::uint64_t step_limit(const Candidate& c, std::uint64_t amount) {
+  return c.settings.max_step_bytes > 0 ? std::min(amount, c.settings.max_step_bytes) : amount;
+}
+
+// Takes up to `amount` bytes from `pool` (candidates with something to give, per `room`),
+// greedily from the one with the most room per share: a VM with twice the shares keeps its
+// memory longer. Returns what was taken; records each take in the candidates' deltas.
+std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
+                      std::uint64_t (*room)(const Candidate&), const std::string& why) {
+  std::sort(pool.begin(), pool.end(), [room](const Candidate* a, const Candidate* b) {
+    const double ra = static_cast<double>(room(*a)) / std::max(1u, a->settings.shares);
+    const double rb = static_cast<double>(room(*b)) / std::max(1u, b->settings.shares);
+    return ra != rb ? ra > rb : a->vm->name < b->vm->name;
+  });
+  std::uint64_t taken = 0;
+  for (Candidate* c : pool) {
+    if (taken >= amount) {
+      break;
+    }
+    const std::uint64_t already = c->delta < 0 ? static_cast<std::uint64_t>(-c->delta) : 0;
+    const std::uint64_t limit = step_limit(*c, room(*c));
+    if (limit <= already) {
+      continue;
+    }
+    const std::uint64_t take = std::min(limit - already, amount - taken);
+    c->delta -= static_cast<std::int64_t>(take);
+    c->why = why;
+    taken += take;
+  }
+  return taken;
+}
+
+std::uint64_t room_spare(const Candidate& c) {
+  return c.spare;
+}
+std::uint64_t room_to_floor(const Candidate& c) {
+  return c.vm->current_bytes > c.settings.floor_bytes ? c.vm->current_bytes - c.settings.floor_bytes
+                                                      : 0;
+}
+
+}  // namespace
+
+SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_t>>& history,
+                           std::uint64_t total_bytes) {
+  SwapForecast f;
+  f.points = history.size();
+  if (history.size() < 3) {
+    return f;
+  }
+  std::vector<double> slopes;
+  slopes.reserve(history.size() * (history.size() - 1) / 2);
+  for (std::size_t i = 0; i < history.size(); ++i) {
+    for (std::size_t j = i + 1; j < history.size(); ++j) {
+      const double dt = static_cast<double>(history[j].first - history[i].first) / 1000.0;
+      if (dt > 0) {
+        slopes.push_back(
+            (static_cast<double>(history[j].second) - static_cast<double>(history[i].second)) / dt);
+      }
+    }
+  }
+  if (slopes.empty()) {
+    return f;
+  }
+  const auto mid = slopes.begin() + static_cast<std::ptrdiff_t>(slopes.size() / 2);
+  std::nth_element(slopes.begin(), mid, slopes.end());
+  double slope = *mid;
+  if (slopes.size() % 2 == 0) {
+    slope = (slope + *std::max_element(slopes.begin(), mid)) / 2;
+  }
+  f.available_slope_bytes_per_second = slope;
+  if (slope < 0) {
+    const double swap_point = kSwapPointRatio * static_cast<double>(total_bytes);
+    const double now_available = static_cast<double>(history.back().second);
+    f.seconds_to_swap = std::max(0.0, (now_available - swap_point) / -slope);
+  }
+  return f;
+}
+
+Decision decide(const Snapshot& snapshot, const PolicyState& state, const config::Config& config,
+                std::int64_t now_ms) {
+  Decision d{Plan{}, state};
+  Plan& plan = d.plan;
+  PolicyState& next = d.state;
+  const auto& host = snapshot.host;
+  const auto& cfg_host = config.host;
+  const std::uint64_t available = host.meminfo.available_bytes;
+  const std::uint64_t reserve = cfg_host.reserve_bytes;
+
+  // --- Host: trend, forecast, swapping, pressure.
+  next.available_history.emplace_back(now_ms, available);
+  while (!next.available_history.empty() &&
+         next.available_history.front().first < now_ms - cfg_host.swap_forecast.window.count()) {
+    next.available_history.pop_front();
+  }
+  plan.forecast = forecast_swap(next.available_history, host.meminfo.total_bytes);
+
+  double swap_out_rate = 0;
+  if (state.previous_vmstat && now_ms > state.previous_vmstat_ms &&
+      host.vmstat.swap_out_bytes_total >= state.previous_vmstat->swap_out_bytes_total) {
+    swap_out_rate = static_cast<double>(host.vmstat.swap_out_bytes_total -
+                                        state.previous_vmstat->swap_out_bytes_total) *
+                    1000.0 / static_cast<double>(now_ms - state.previous_vmstat_ms);
+  }
+  next.previous_vmstat = host.vmstat;
+  next.previous_vmstat_ms = now_ms;
+
+  const double psi_some = host.psi_memory ? host.psi_memory->some.avg10_ratio : 0;
+  const double psi_full =
+      host.psi_memory && host.psi_memory->full ? host.psi_memory->full->avg10_ratio : 0;
+  const bool below_reserve = available < reserve;
+  const bool swapping = swap_out_rate > 0;
+  const bool psi_some_high = psi_some > cfg_host.pressure.psi_some_avg10_ratio;
+  const bool psi_full_high = psi_full > cfg_host.pressure.psi_full_avg10_ratio;
+  const double horizon_s = static_cast<double>(cfg_host.swap_forecast.horizon.count()) / 1000.0;
+  plan.host_heading = plan.forecast.seconds_to_swap && *plan.forecast.seconds_to_swap < horizon_s;
+  plan.host_pressure = below_reserve || swapping || psi_some_high || psi_full_high;
+
+  std::string host_reason;
+  auto add_reason = [&host_reason](const std::string& r) {
+    host_reason += (host_reason.empty() ? "" : ", ") + r;
+  };
+  if (below_reserve) {
+    add_reason("host MemAvailable " + format_size(available) + " < reserve " +
+               format_size(reserve));
+  }
+  if (swapping) {
+    add_reason("host swapping out " + format_size(static_cast<std::uint64_t>(swap_out_rate)) +
+               "/s");
+  }
+  if (psi_full_high) {
+    add_reason("memory PSI full " + percent(psi_full) + " > " +
+               percent(cfg_host.pressure.psi_full_avg10_ratio));
+  }
+  if (psi_some_high) {
+    add_reason("memory PSI some " + percent(psi_some) + " > " +
+               percent(cfg_host.pressure.psi_some_avg10_ratio));
+  }
+  if (plan.host_heading) {
+    add_reason("swap predicted in " + seconds_text(*plan.forecast.seconds_to_swap) + " < " +
+               seconds_text(horizon_s));
+  }
+  plan.host_summary = host_reason.empty() ? "host fine: MemAvailable " + format_size(available) +
+                                                ", reserve " + format_size(reserve)
+                                          : host_reason;
+
+  // --- Guests: who needs memory, who has some to spare.
+  std::vector<Candidate> candidates;
+  std::map<std::string, PolicyState::Vm> vm_memory;
+  std::vector<std::pair<std::string, std::string>> distressed;  // (vm, summary)
+  for (const auto& vm : snapshot.vms) {
+    auto memory = state.vms.count(vm.uuid) ? state.vms.at(vm.uuid) : PolicyState::Vm{};
+    bool guest_swapping = false;
+    if (memory.swap_in_bytes_total && vm.guest.swap_in_bytes_total &&
+        *vm.guest.swap_in_bytes_total > *memory.swap_in_bytes_total) {
+      guest_swapping = true;
+    }
+    memory.swap_in_bytes_total = vm.guest.swap_in_bytes_total;
+    memory.major_faults_total = vm.guest.major_faults_total;
+    memory.sampled_ms = now_ms;
+    vm_memory[vm.uuid] = memory;
+
+    const auto settings = effective_balloon(vm, config);
+    if (!settings.managed) {
+      plan.explanations[vm.name] = "not managed: " + settings.unmanaged_reason;
+      continue;
+    }
+    if (vm.state != VmState::running) {
+      plan.explanations[vm.name] = std::string("not changed: the VM is ") + to_string(vm.state);
+      continue;
+    }
+    if (vm.stats_status != GuestStatsStatus::ok) {
+      plan.explanations[vm.name] = std::string("not changed: guest statistics are ") +
+                                   to_string(vm.stats_status) + "; memtide does not act blind";
+      continue;
+    }
+    // Usable memory, never MemFree alone: page cache is reclaimable. Guests that do not report
+    // "usable" (older drivers) are judged by free + page cache.
+    std::optional<std::uint64_t> usable = vm.guest.usable_bytes;
+    if (!usable && vm.guest.unused_bytes) {
+      usable = *vm.guest.unused_bytes + vm.guest.disk_caches_bytes.value_or(0);
+    }
+    if (!usable || vm.current_bytes == 0) {
+      plan.explanations[vm.name] = "not changed: the guest reports no usable memory figure";
+      continue;
+    }
+    Candidate c;
+    c.vm = &vm;
+    c.settings = settings;
+    c.usable = std::min(*usable, vm.current_bytes);
+    const double g = settings.guest_free_ratio;
+    c.target_free = static_cast<std::uint64_t>(g * static_cast<double>(vm.current_bytes));
+    // The size at which usable memory is exactly the free target: in use / (1 - g).
+    const double in_use = static_cast<double>(vm.current_bytes - c.usable);
+    c.ideal = static_cast<std::uint64_t>(in_use / (1.0 - g));
+    c.ideal = std::clamp(c.ideal, settings.floor_bytes, settings.max_bytes);
+    c.guest_swapping = guest_swapping;
+    c.needs = c.usable < c.target_free || guest_swapping;
+    if (c.needs && vm.current_bytes < settings.max_bytes) {
+      std::uint64_t want = c.ideal > vm.current_bytes ? c.ideal - vm.current_bytes : 0;
+      if (guest_swapping) {
+        want = std::max(want, settings.max_step_bytes);  // swapping: at least one full step
+      }
+      c.want = step_limit(c, std::min(want, settings.max_bytes - vm.current_bytes));
+    }
+    const std::uint64_t keep = std::max(c.ideal, settings.floor_bytes);
+    c.spare = !c.needs && vm.current_bytes > keep ? vm.current_bytes - keep : 0;
+    if (vm.current_bytes <= settings.floor_bytes + settings.deadband_bytes && c.needs) {
+      distressed.emplace_back(vm.name, "at its floor " + format_size(settings.floor_bytes) +
+                                           " with " + format_size(c.usable) + " usable (target " +
+                                           format_size(c.target_free) + ")" +
+                                           (guest_swapping ? ", swapping" : ""));
+    }
+    candidates.push_back(c);
+  }
+  next.vms = std::move(vm_memory);
+
+  // --- Dividing memory.
+  std::vector<Candidate*> needy;
+  std::vector<Candidate*> spare_pool;
+  for (auto& c : candidates) {
+    if (c.want > 0) {
+      needy.push_back(&c);
+    }
+    if (c.spare > 0) {
+      spare_pool.push_back(&c);
+    }
+  }
+  const std::int64_t host_room =
+      static_cast<std::int64_t>(available) - static_cast<std::int64_t>(reserve);
+
+  // 1. Guests in need first. The host funds them while it has room above its reserve and no
+  //    pressure; otherwise the memory comes from guests with spare.
+  std::uint64_t total_want = 0;
+  for (const Candidate* c : needy) {
+    total_want += c->want;
+  }
+  std::uint64_t budget = 0;
+  if (total_want > 0) {
+    const std::uint64_t from_host =
+        plan.host_pressure || host_room <= 0 ? 0 : std::min<std::uint64_t>(total_want, host_room);
+    budget = from_host;
+    if (budget < total_want) {
+      budget += reclaim(spare_pool, total_want - budget, room_spare,
+                        "gives spare memory to guests in need");
+    }
+    // Grant in order of urgency (swapping first, then least usable per share), each its want.
+    std::sort(needy.begin(), needy.end(), [](const Candidate* a, const Candidate* b) {
+      if (a->guest_swapping != b->guest_swapping) {
+        return a->guest_swapping;
+      }
+      const double ua = static_cast<double>(a->usable) / std::max(1u, a->settings.shares);
+      const double ub = static_cast<double>(b->usable) / std::max(1u, b->settings.shares);
+      return ua != ub ? ua < ub : a->vm->name < b->vm->name;
+    });
+    std::uint64_t left = budget;
+    for (Candidate* c : needy) {
+      const std::uint64_t grant = std::min(c->want, left);
+      left -= grant;
+      c->delta += static_cast<std::int64_t>(grant);
+      c->why = std::string(c->guest_swapping ? "guest is swapping" : "guest short of memory") +
+               ": " +
+               percent(static_cast<double>(c->usable) / static_cast<double>(c->vm->current_bytes)) +
+               " usable, target " + percent(c->settings.guest_free_ratio);
+    }
+  }
+
+  // 2. Host pressure: reclaim the reserve deficit (or a step, when pressure shows without a
+  //    deficit) from guests with spare, most spare per share first; with the host below its
+  //    reserve and spare exhausted, squeeze guests toward their floors.
+  if (plan.host_pressure || plan.host_heading) {
+    std::uint64_t amount = below_reserve ? reserve - available : 0;
+    std::uint64_t spare_total = 0;
+    for (const Candidate* c : spare_pool) {
+      spare_total += c->spare;
+    }
+    if (amount == 0) {
+      amount = spare_total;  // pressure without a deficit: take what is spare, step-limited
+    }
+    const std::string why = host_reason;
+    const std::uint64_t got = reclaim(spare_pool, amount, room_spare, why);
+    if (got < amount && below_reserve) {
+      std::vector<Candidate*> all;
+      for (auto& c : candidates) {
+        if (c.delta <= 0 && !c.guest_swapping) {
+          all.push_back(&c);
+        }
+      }
+      reclaim(all, amount - got, room_to_floor, why + "; no spare left, down toward the floor");
+    }
+  } else if (host_room > 0) {
+    // 3. An idle host gives memory back only to classes that ask for it.
+    std::uint64_t room = static_cast<std::uint64_t>(host_room);
+    for (auto& c : candidates) {
+      if (!c.settings.grow_when_host_idle || c.delta != 0 || room == 0 ||
+          c.vm->current_bytes >= c.settings.max_bytes) {
+        continue;
+      }
+      const std::uint64_t grow =
+          std::min(step_limit(c, c.settings.max_bytes - c.vm->current_bytes), room);
+      room -= grow;
+      c.delta = static_cast<std::int64_t>(grow);
+      c.why = "host has room (" + format_size(available) +
+              " available) and the class grows "
+              "guests when the host is idle";
+    }
+  }
+
+  // --- Turning deltas into commands: floor/maximum, deadband, hysteresis.
+  for (auto& c : candidates) {
+    const VmSample& vm = *c.vm;
+    auto& memory = next.vms[vm.uuid];
+    const std::int64_t current = static_cast<std::int64_t>(vm.current_bytes);
+    std::int64_t target = current + c.delta;
+    target = std::clamp<std::int64_t>(target, static_cast<std::int64_t>(c.settings.floor_bytes),
+                                      static_cast<std::int64_t>(c.settings.max_bytes));
+    const std::int64_t change = target - current;
+    const std::string status =
+        percent(static_cast<double>(c.usable) / static_cast<double>(vm.current_bytes)) +
+        " usable, target " + percent(c.settings.guest_free_ratio);
+    if (change == 0) {
+      plan.explanations[vm.name] =
+          "unchanged at " + format_size(vm.current_bytes) + ": " + status +
+          (c.needs && vm.current_bytes >= c.settings.max_bytes ? " (already at its maximum)" : "");
+      continue;
+    }
+    const std::uint64_t magnitude = static_cast<std::uint64_t>(change > 0 ? change : -change);
+    if (magnitude < c.settings.deadband_bytes) {
+      plan.explanations[vm.name] = "unchanged: " + format_size(magnitude) +
+                                   " is within the deadband of " +
+                                   format_size(c.settings.deadband_bytes) + "; " + status;
+      continue;
+    }
+    const int direction = change > 0 ? 1 : -1;
+    const bool reversing = memory.last_direction != 0 && memory.last_direction != direction;
+    if (reversing && now_ms - memory.last_change_ms < c.settings.hysteresis.count() &&
+        !(direction > 0 && c.guest_swapping)) {
+      plan.explanations[vm.name] = "unchanged: would reverse its last change within the " +
+                                   config::format_duration(c.settings.hysteresis) +
+                                   " hysteresis; " + status;
+      continue;
+    }
+    BalloonChange bc;
+    bc.vm = vm.name;
+    bc.uuid = vm.uuid;
+    bc.from_bytes = vm.current_bytes;
+    bc.to_bytes = static_cast<std::uint64_t>(target);
+    bc.floor_bytes = c.settings.floor_bytes;
+    bc.reason = c.why + "; " + vm.name + " has " + status + ": " +
+                (direction > 0 ? "grow " : "shrink ") + format_size(magnitude);
+    plan.explanations[vm.name] = bc.reason;
+    plan.balloons.push_back(std::move(bc));
+    memory.last_change_ms = now_ms;
+    memory.last_direction = direction;
+  }
+
+  // --- Alerts, with resolution hysteresis.
+  std::vector<Alert> raised;
+  if (swapping || (psi_full_high && below_reserve)) {
+    raised.push_back({"host-swapping", "", Severity::critical,
+                      swapping ? "host is swapping out " +
+                                     format_size(static_cast<std::uint64_t>(swap_out_rate)) + "/s"
+                               : "host memory fully stalled below its reserve",
+                      now_ms});
+  }
+  if (plan.host_heading) {
+    raised.push_back({"host-swap-forecast", "", Severity::warning,
+                      "host predicted to swap in " + seconds_text(*plan.forecast.seconds_to_swap) +
+                          " (MemAvailable " + format_size(available) + ", falling " +
+                          format_size(static_cast<std::uint64_t>(
+                              -plan.forecast.available_slope_bytes_per_second)) +
+                          "/s)",
+                      now_ms});
+  }
+  if (psi_full_high || psi_some_high) {
+    raised.push_back(
+        {"host-memory-pressure", "", psi_full_high ? Severity::critical : Severity::warning,
+         "memory PSI some " + percent(psi_some) + ", full " + percent(psi_full), now_ms});
+  }
+  for (const auto& [vm, summary] : distressed) {
+    raised.push_back({"guest-distress", vm, Severity::warning, vm + " " + summary, now_ms});
+  }
+  std::map<std::pair<std::string, std::string>, PolicyState::AlertMemory> alerts;
+  for (auto& a : raised) {
+    const auto key = std::make_pair(a.name, a.subject);
+    if (auto it = state.alerts.find(key); it != state.alerts.end()) {
+      a.since_ms = it->second.alert.since_ms;
+    }
+    alerts[key] = {a, 0};
+  }
+  for (const auto& [key, memory] : state.alerts) {
+    if (alerts.count(key) == 0 && memory.clear_ticks + 1 < kAlertClearTicks) {
+      alerts[key] = {memory.alert, memory.clear_ticks + 1};  // still firing while it settles
+    }
+  }
+  for (const auto& [key, memory] : alerts) {
+    plan.alerts.push_back(memory.alert);
+  }
+  next.alerts = std::move(alerts);
+  return d;
+}
+
+}  // namespace memtide::policy
