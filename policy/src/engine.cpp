@@ -285,8 +285,10 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
         plan.host_pressure || host_room <= 0 ? 0 : std::min<std::uint64_t>(total_want, host_room);
     budget = from_host;
     if (budget < total_want) {
-      budget += reclaim(spare_pool, total_want - budget, room_spare,
-                        "gives spare memory to guests in need");
+      budget +=
+          reclaim(spare_pool, total_want - budget, room_spare,
+                  plan.host_pressure ? "gives spare memory to guests in need (" + host_reason + ")"
+                                     : std::string("gives spare memory to guests in need"));
     }
     // Grant in order of urgency (swapping first, then least usable per share), each its want.
     std::sort(needy.begin(), needy.end(), [](const Candidate* a, const Candidate* b) {

@@ -1,0 +1,379 @@
+// The policy engine, rule by rule, then properties over random inputs.
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include <memtide/policy/engine.hpp>
+
+namespace memtide::policy {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr std::uint64_t MiB = 1ULL << 20;
+constexpr std::uint64_t GiB = 1ULL << 30;
+
+config::Config base_config() {
+  config::Config c;
+  config::VmClass all;
+  all.name = "default";
+  all.match_name = "*";
+  all.balloon.min = SizeOrRatio{GiB};
+  all.balloon.guest_free_ratio = 0.15;
+  all.balloon.max_step = SizeOrRatio{512 * MiB};
+  all.balloon.deadband_bytes = 32 * MiB;
+  all.balloon.hysteresis = 60s;
+  c.classes = {all};
+  c.host.reserve_bytes = 2 * GiB;
+  return c;
+}
+
+VmSample guest(const std::string& name, std::uint64_t current, std::uint64_t max,
+               std::uint64_t usable) {
+  VmSample v;
+  v.name = name;
+  v.uuid = "uuid-" + name;
+  v.state = VmState::running;
+  v.stats_status = GuestStatsStatus::ok;
+  v.current_bytes = current;
+  v.max_bytes = max;
+  v.guest.usable_bytes = usable;
+  v.guest.total_bytes = current;
+  v.guest.swap_in_bytes_total = 0;
+  return v;
+}
+
+Snapshot host(std::uint64_t available, std::uint64_t total = 64 * GiB) {
+  Snapshot s;
+  s.host.meminfo.total_bytes = total;
+  s.host.meminfo.available_bytes = available;
+  return s;
+}
+
+const BalloonChange* change_for(const Plan& p, const std::string& vm) {
+  for (const auto& c : p.balloons) {
+    if (c.vm == vm) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
+
+TEST(Decide, NothingToDoWhenHostAndGuestsAreFine) {
+  auto s = host(20 * GiB);
+  s.vms = {guest("web-1", 4 * GiB, 8 * GiB, 2 * GiB)};
+  const auto d = decide(s, {}, base_config(), 0);
+  EXPECT_TRUE(d.plan.balloons.empty());
+  EXPECT_FALSE(d.plan.host_pressure);
+  EXPECT_TRUE(d.plan.alerts.empty());
+  EXPECT_EQ(d.plan.explanations.at("web-1"), "unchanged at 4 GiB: 50% usable, target 15%");
+}
+
+TEST(Decide, IdleHostDoesNotGrowGuestsToTheirMaximum) {
+  auto s = host(50 * GiB);
+  s.vms = {guest("web-1", 2 * GiB, 8 * GiB, 1 * GiB)};  // not in need, far below maximum
+  EXPECT_TRUE(decide(s, {}, base_config(), 0).plan.balloons.empty());
+  auto c = base_config();
+  c.classes[0].balloon.grow_when_host_idle = true;  // unless the class asks for it
+  const auto d = decide(s, {}, c, 0);
+  ASSERT_EQ(d.plan.balloons.size(), 1u);
+  EXPECT_EQ(d.plan.balloons[0].to_bytes, 2 * GiB + 512 * MiB);  // one max_step
+}
+
+TEST(Decide, GuestShortOfMemoryGrowsFromHostRoom) {
+  auto s = host(20 * GiB);
+  // 4 GiB guest with 200 MiB usable: in use 3896 MiB; ideal = 3896 / 0.85 = 4583.5 MiB.
+  s.vms = {guest("web-1", 4 * GiB, 8 * GiB, 200 * MiB)};
+  const auto d = decide(s, {}, base_config(), 0);
+  const auto* c = change_for(d.plan, "web-1");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->from_bytes, 4 * GiB);
+  EXPECT_EQ(c->to_bytes, static_cast<std::uint64_t>(3896.0 * MiB / 0.85));
+  EXPECT_EQ(c->floor_bytes, GiB);
+  EXPECT_NE(c->reason.find("guest short of memory: 5% usable, target 15%"), std::string::npos)
+      << c->reason;
+  EXPECT_NE(c->reason.find("web-1 has 5% usable, target 15%: grow"), std::string::npos)
+      << c->reason;
+}
+
+TEST(Decide, GrowthIsLimitedByMaxStepAndMaximum) {
+  auto s = host(20 * GiB);
+  s.vms = {guest("big", 4 * GiB, 16 * GiB, 0), guest("capped", 7900 * MiB, 8 * GiB, 0)};
+  const auto d = decide(s, {}, base_config(), 0);
+  EXPECT_EQ(change_for(d.plan, "big")->to_bytes, 4 * GiB + 512 * MiB);
+  EXPECT_EQ(change_for(d.plan, "capped")->to_bytes, 8 * GiB);
+}
+
+TEST(Decide, UnderPressureGuestsInNeedAreFedByGuestsWithSpare) {
+  auto s = host(1 * GiB);  // below the 2 GiB reserve
+  s.vms = {guest("needy", 4 * GiB, 8 * GiB, 100 * MiB), guest("idle", 6 * GiB, 8 * GiB, 5 * GiB)};
+  const auto d = decide(s, {}, base_config(), 0);
+  EXPECT_TRUE(d.plan.host_pressure);
+  const auto* needy = change_for(d.plan, "needy");
+  const auto* idle = change_for(d.plan, "idle");
+  ASSERT_NE(needy, nullptr);
+  ASSERT_NE(idle, nullptr);
+  EXPECT_GT(needy->to_bytes, needy->from_bytes);
+  EXPECT_LT(idle->to_bytes, idle->from_bytes);
+  // The idle guest pays for the needy one and for as much of the deficit as one step allows.
+  EXPECT_EQ(idle->from_bytes - idle->to_bytes, 512 * MiB);
+  EXPECT_NE(idle->reason.find("host MemAvailable 1 GiB < reserve 2 GiB"), std::string::npos)
+      << idle->reason;
+}
+
+TEST(Decide, ReclaimTakesFromTheMostSparePerShareFirst) {
+  auto s = host(GiB + 900 * MiB);  // 124 MiB below the reserve
+  auto a = guest("a", 4 * GiB, 8 * GiB, 2 * GiB);
+  auto b = guest("b", 4 * GiB, 8 * GiB, 2 * GiB);
+  a.metadata.shares = 4000;  // same spare, four times the shares: keeps its memory
+  s.vms = {a, b};
+  const auto d = decide(s, {}, base_config(), 0);
+  EXPECT_EQ(change_for(d.plan, "a"), nullptr);
+  const auto* cb = change_for(d.plan, "b");
+  ASSERT_NE(cb, nullptr);
+  EXPECT_EQ(cb->from_bytes - cb->to_bytes, 124 * MiB);
+}
+
+TEST(Decide, SqueezedTowardButNeverBelowTheFloor) {
+  auto s = host(100 * MiB);  // deep below the reserve, nobody has spare
+  auto v = guest("tight", 1200 * MiB, 8 * GiB, 100 * MiB);
+  s.vms = {v};
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{4 * GiB};
+  const auto d = decide(s, {}, c, 0);
+  // In need itself, so it is not squeezed; and the floor (1 GiB) holds in any case.
+  for (const auto& b : d.plan.balloons) {
+    EXPECT_GE(b.to_bytes, GiB);
+  }
+  auto spare_free = guest("loose", 1100 * MiB, 8 * GiB, 600 * MiB);  // spare to 1 GiB floor
+  s.vms = {spare_free};
+  const auto d2 = decide(s, {}, c, 0);
+  ASSERT_EQ(d2.plan.balloons.size(), 1u);
+  EXPECT_EQ(d2.plan.balloons[0].to_bytes, GiB);
+}
+
+TEST(Decide, DeadbandSkipsSmallChanges) {
+  auto s = host(2000 * MiB);  // 48 MiB below the 2 GiB reserve
+  s.vms = {guest("a", 4 * GiB, 8 * GiB, 2 * GiB)};
+  auto c = base_config();
+  c.classes[0].balloon.deadband_bytes = 64 * MiB;
+  const auto d = decide(s, {}, c, 0);
+  EXPECT_TRUE(d.plan.balloons.empty());
+  EXPECT_NE(d.plan.explanations.at("a").find("within the deadband of 64 MiB"), std::string::npos)
+      << d.plan.explanations.at("a");
+}
+
+TEST(Decide, HysteresisStopsQuickReversals) {
+  auto c = base_config();
+  auto s = host(20 * GiB);
+  s.vms = {guest("a", 4 * GiB, 8 * GiB, 100 * MiB)};
+  const auto grew = decide(s, {}, c, 0);
+  ASSERT_EQ(grew.plan.balloons.size(), 1u);
+  // 10 s later the host is below its reserve and "a" now has spare: no shrink yet.
+  auto s2 = host(GiB);
+  s2.vms = {guest("a", grew.plan.balloons[0].to_bytes, 8 * GiB, 3 * GiB)};
+  const auto held = decide(s2, grew.state, c, 10'000);
+  EXPECT_TRUE(held.plan.balloons.empty());
+  EXPECT_NE(held.plan.explanations.at("a").find("hysteresis"), std::string::npos);
+  // After the hysteresis it may shrink.
+  const auto later = decide(s2, grew.state, c, 61'000);
+  ASSERT_EQ(later.plan.balloons.size(), 1u);
+  EXPECT_LT(later.plan.balloons[0].to_bytes, later.plan.balloons[0].from_bytes);
+}
+
+TEST(Decide, NeverActsBlindOrOnUnmanagedVms) {
+  auto s = host(GiB);
+  auto stale = guest("stale", 4 * GiB, 8 * GiB, 3 * GiB);
+  stale.stats_status = GuestStatsStatus::stale;
+  auto off = guest("off", 4 * GiB, 8 * GiB, 3 * GiB);
+  off.metadata.balloon_enabled = false;
+  auto paused = guest("paused", 4 * GiB, 8 * GiB, 3 * GiB);
+  paused.state = VmState::paused;
+  s.vms = {stale, off, paused};
+  const auto d = decide(s, {}, base_config(), 0);
+  EXPECT_TRUE(d.plan.balloons.empty());
+  EXPECT_NE(d.plan.explanations.at("stale").find("statistics are stale"), std::string::npos);
+  EXPECT_NE(d.plan.explanations.at("off").find("not managed"), std::string::npos);
+  EXPECT_NE(d.plan.explanations.at("paused").find("paused"), std::string::npos);
+}
+
+TEST(Decide, GuestSwappingGetsAFullStep) {
+  auto c = base_config();
+  auto s = host(20 * GiB);
+  auto v = guest("a", 4 * GiB, 8 * GiB, 2 * GiB);  // plenty usable, but swapping in
+  s.vms = {v};
+  const auto first = decide(s, {}, c, 0);
+  EXPECT_TRUE(first.plan.balloons.empty());
+  v.guest.swap_in_bytes_total = 64 * MiB;
+  s.vms = {v};
+  const auto second = decide(s, first.state, c, 10'000);
+  ASSERT_EQ(second.plan.balloons.size(), 1u);
+  EXPECT_EQ(second.plan.balloons[0].to_bytes, 4 * GiB + 512 * MiB);
+  EXPECT_NE(second.plan.balloons[0].reason.find("guest is swapping"), std::string::npos);
+}
+
+TEST(Forecast, TheilSenSlopeAndTimeToSwap) {
+  std::deque<std::pair<std::int64_t, std::uint64_t>> h;
+  for (int i = 0; i <= 10; ++i) {
+    h.emplace_back(i * 1000, 10 * GiB - static_cast<std::uint64_t>(i) * 100 * MiB);
+  }
+  h[5].second = 30 * GiB;  // one wild sample does not move a median of slopes
+  const auto f = forecast_swap(h, 100 * GiB);
+  EXPECT_DOUBLE_EQ(f.available_slope_bytes_per_second, -100.0 * MiB);
+  ASSERT_TRUE(f.seconds_to_swap.has_value());
+  // From 9 GiB now (10 GiB - 10 x 100 MiB, rounded: 9216 - 1000 MiB) down to 1% of 100 GiB.
+  const double now = 10.0 * GiB - 1000.0 * MiB;
+  EXPECT_NEAR(*f.seconds_to_swap, (now - 0.01 * 100 * GiB) / (100.0 * MiB), 1e-9);
+}
+
+TEST(Forecast, RisingOrFlatMeansNoForecast) {
+  std::deque<std::pair<std::int64_t, std::uint64_t>> h{{0, GiB}, {1000, GiB}, {2000, 2 * GiB}};
+  EXPECT_FALSE(forecast_swap(h, 10 * GiB).seconds_to_swap.has_value());
+  EXPECT_FALSE(forecast_swap({{0, GiB}, {1000, 0}}, 10 * GiB).seconds_to_swap.has_value());
+}
+
+TEST(Alerts, ForecastWarningFiresAndResolvesWithHysteresis) {
+  auto c = base_config();
+  c.host.swap_forecast.horizon = 120s;
+  c.host.swap_forecast.window = 60s;
+  PolicyState state;
+  std::vector<bool> firing;
+  // Falling 100 MiB/s (1000 MiB per 10 s tick) from 12 GiB for 6 ticks, then flat.
+  std::uint64_t available = 12 * GiB;
+  for (int t = 0; t < 20; ++t) {
+    if (t > 0 && t <= 6) {
+      available -= 1000 * MiB;
+    }
+    auto d = decide(host(available), state, c, t * 10'000);
+    state = d.state;
+    bool on = false;
+    for (const auto& a : d.plan.alerts) {
+      on = on || a.name == "host-swap-forecast";
+    }
+    firing.push_back(on);
+  }
+  EXPECT_FALSE(firing[0]);  // too few points
+  EXPECT_TRUE(firing[3]);
+  EXPECT_TRUE(firing[6]);
+  EXPECT_FALSE(firing.back());
+  // The flat stretch must first push the falling samples out of the window; then the alert
+  // stays for kAlertClearTicks - 1 more ticks before resolving.
+  int last_on = 0;
+  for (int t = 0; t < 20; ++t) {
+    last_on = firing[t] ? t : last_on;
+  }
+  EXPECT_GE(last_on, 7);
+}
+
+TEST(Alerts, HostSwappingAndGuestDistress) {
+  auto c = base_config();
+  auto s = host(20 * GiB);
+  s.vms = {guest("starved", GiB, 8 * GiB, 10 * MiB)};  // at its 1 GiB floor, short
+  s.vms[0].metadata.balloon_enabled = true;
+  auto d1 = decide(s, {}, c, 0);
+  s.host.vmstat.swap_out_bytes_total = 40 * MiB;
+  auto d2 = decide(s, d1.state, c, 10'000);
+  bool swapping = false;
+  bool distress = false;
+  for (const auto& a : d2.plan.alerts) {
+    swapping = swapping || (a.name == "host-swapping" && a.severity == Severity::critical);
+    distress = distress || (a.name == "guest-distress" && a.subject == "starved");
+  }
+  EXPECT_TRUE(swapping);
+  EXPECT_TRUE(distress);
+  EXPECT_TRUE(d2.plan.host_pressure);
+}
+
+// --- Properties over random inputs.
+
+Snapshot random_snapshot(std::mt19937_64& rng, int vms) {
+  std::uniform_int_distribution<std::uint64_t> gib(1, 64);
+  auto s = host(std::uniform_int_distribution<std::uint64_t>(0, 40 * GiB)(rng), 128 * GiB);
+  for (int i = 0; i < vms; ++i) {
+    const std::uint64_t max = gib(rng) * GiB / 4 + GiB;
+    const std::uint64_t current = std::uniform_int_distribution<std::uint64_t>(max / 10, max)(rng);
+    const std::uint64_t usable = std::uniform_int_distribution<std::uint64_t>(0, current)(rng);
+    auto v = guest("vm-" + std::to_string(i), current, max, usable);
+    v.metadata.shares = std::uniform_int_distribution<std::uint32_t>(1, 5000)(rng);
+    s.vms.push_back(v);
+  }
+  return s;
+}
+
+TEST(DecideProperties, TargetsStayWithinFloorAndMaximum) {
+  std::mt19937_64 rng(42);
+  auto c = base_config();
+  c.classes[0].balloon.min = SizeOrRatio{0.3};
+  c.classes[0].balloon.max_step = SizeOrRatio{0.25};
+  for (int round = 0; round < 500; ++round) {
+    const auto s = random_snapshot(rng, 12);
+    const auto d = decide(s, {}, c, round * 1000);
+    for (const auto& b : d.plan.balloons) {
+      const auto& vm = *std::find_if(s.vms.begin(), s.vms.end(),
+                                     [&](const VmSample& v) { return v.name == b.vm; });
+      const auto floor = std::min(static_cast<std::uint64_t>(0.3 * vm.max_bytes), vm.max_bytes);
+      EXPECT_GE(b.to_bytes, floor) << b.reason;
+      EXPECT_LE(b.to_bytes, vm.max_bytes) << b.reason;
+      EXPECT_NE(b.to_bytes, b.from_bytes);
+      const auto step =
+          b.to_bytes > b.from_bytes ? b.to_bytes - b.from_bytes : b.from_bytes - b.to_bytes;
+      EXPECT_GE(step, c.classes[0].balloon.deadband_bytes);
+      EXPECT_LE(step, static_cast<std::uint64_t>(0.25 * vm.max_bytes) + 1);
+    }
+  }
+}
+
+TEST(DecideProperties, Deterministic) {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 100; ++round) {
+    const auto s = random_snapshot(rng, 20);
+    const auto a = decide(s, {}, base_config(), 5000);
+    const auto b = decide(s, {}, base_config(), 5000);
+    EXPECT_EQ(a.plan, b.plan);
+    EXPECT_EQ(a.state, b.state);
+  }
+}
+
+// Guests with constant demand behind a balloon: usable memory moves one for one with the
+// balloon. Applying each plan and deciding again must settle, not oscillate.
+TEST(DecideProperties, NoOscillationUnderConstantInput) {
+  std::mt19937_64 rng(99);
+  auto c = base_config();
+  c.classes[0].balloon.hysteresis = 0s;  // oscillation must not depend on hysteresis to stop
+  for (int round = 0; round < 50; ++round) {
+    auto s = random_snapshot(rng, 6);
+    std::vector<std::uint64_t> demand;  // memory in use by each guest, constant
+    for (const auto& v : s.vms) {
+      demand.push_back(v.current_bytes - *v.guest.usable_bytes);
+    }
+    PolicyState state;
+    std::map<std::string, std::vector<int>> directions;
+    for (int tick = 0; tick < 60; ++tick) {
+      const auto d = decide(s, state, c, tick * 10'000);
+      state = d.state;
+      for (const auto& b : d.plan.balloons) {
+        // What a balloon takes from a guest the host gets back, and the other way round.
+        s.host.meminfo.available_bytes += b.from_bytes;
+        s.host.meminfo.available_bytes -= std::min(s.host.meminfo.available_bytes, b.to_bytes);
+        directions[b.vm].push_back(b.to_bytes > b.from_bytes ? 1 : -1);
+        for (std::size_t i = 0; i < s.vms.size(); ++i) {
+          if (s.vms[i].name == b.vm) {
+            s.vms[i].current_bytes = b.to_bytes;
+            s.vms[i].guest.usable_bytes = b.to_bytes > demand[i] ? b.to_bytes - demand[i] : 0;
+          }
+        }
+      }
+    }
+    for (const auto& [vm, dirs] : directions) {
+      int reversals = 0;
+      for (std::size_t i = 1; i < dirs.size(); ++i) {
+        reversals += dirs[i] != dirs[i - 1] ? 1 : 0;
+      }
+      EXPECT_LE(reversals, 1) << vm << " in round " << round;
+    }
+    // And it settles: the last ticks change nothing.
+    EXPECT_TRUE(decide(s, state, c, 61 * 10'000).plan.balloons.empty()) << "round " << round;
+  }
+}
+
+}  // namespace
+}  // namespace memtide::policy
