@@ -2,11 +2,14 @@
 
 #include <cstring>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <memtide/config/loader.hpp>
 #include <memtide/config/units.hpp>
@@ -51,6 +54,10 @@ Daemon::Daemon(Options options, std::shared_ptr<const config::Config> config, Lo
 }
 
 Daemon::~Daemon() {
+  sd_event_source_unref(psi_source_);
+  if (psi_fd_ >= 0) {
+    close(psi_fd_);
+  }
   sd_event_source_unref(timer_);
   sd_event_unref(event_);
 }
@@ -183,6 +190,7 @@ void Daemon::arm_timer(std::uint64_t previous_usec) {
 
 void Daemon::tick() {
   ++ticks_;
+  sd_event_now(event_, CLOCK_MONOTONIC, &last_tick_usec_);
   auto snapshot = collector_->collect();
   if (!snapshot) {
     const auto message = snapshot.error().to_string();
@@ -198,6 +206,7 @@ void Daemon::tick() {
     }
     report_vms(*snapshot);
     last_snapshot_ = std::move(*snapshot);
+    decide_and_act(last_snapshot_->monotonic_ms);
     if (log_.enabled(Priority::debug)) {
       const auto& m = last_snapshot_->host.meminfo;
       log_.debug("tick " + std::to_string(ticks_) + ": MemAvailable " +
@@ -259,6 +268,20 @@ void Daemon::notify_status() {
                   ? "; " + std::to_string(last_snapshot_->vms.size()) + " VMs"
                   : "; libvirt unavailable";
   }
+  if (last_plan_) {
+    status += "; " + last_plan_->host_summary;
+    if (last_plan_->forecast.seconds_to_swap && !last_plan_->host_heading) {
+      status += "; swap in " +
+                std::to_string(static_cast<long long>(*last_plan_->forecast.seconds_to_swap)) +
+                " s at this trend";
+    }
+    if (!firing_alerts_.empty()) {
+      status += "; " + std::to_string(firing_alerts_.size()) + " alert(s) firing";
+    }
+  }
+  if (dry_run()) {
+    status += "; DRY RUN";
+  }
   if (!last_collect_error_.empty()) {
     status += "; collection failing: " + last_collect_error_;
   }
@@ -305,6 +328,129 @@ void Daemon::reload() {
   }
   sd_notify(0, "READY=1");
   notify_status();
+}
+
+void Daemon::decide_and_act(std::int64_t now_ms) {
+  // Without a live hypervisor the VM figures are the last good ones: decide on the host alone
+  // rather than act on guests that may have changed.
+  Snapshot input = *last_snapshot_;
+  if (!input.hypervisor_up) {
+    input.vms.clear();
+  }
+  auto decision = policy::decide(input, policy_state_, *config_, now_ms);
+  policy_state_ = std::move(decision.state);
+  const policy::Plan& plan = decision.plan;
+  auto* hypervisor = collector_->hypervisor();
+  for (const auto& change : plan.balloons) {
+    const std::string what = change.vm + ": " + config::format_size(change.from_bytes) + " -> " +
+                             config::format_size(change.to_bytes) + ": " + change.reason;
+    const std::initializer_list<LogField> fields = {
+        {"MEMTIDE_VM", change.vm},
+        {"MEMTIDE_VM_UUID", change.uuid},
+        {"MEMTIDE_FROM_BYTES", std::to_string(change.from_bytes)},
+        {"MEMTIDE_TO_BYTES", std::to_string(change.to_bytes)}};
+    if (dry_run() || hypervisor == nullptr) {
+      log_.notice("dry run, not applied: balloon " + what, fields);
+      continue;
+    }
+    auto set = hypervisor->set_balloon(change.uuid, change.to_bytes, change.floor_bytes,
+                                       config_->libvirt.timeout);
+    if (!set) {
+      log_.error("balloon command failed for " + change.vm + ": " + set.error().message, fields);
+      continue;
+    }
+    log_.notice("balloon " + what, fields);
+    if (pressure_event_usec_ != 0) {
+      // sd_event_now() is the loop iteration's time; the command was just issued, so read the
+      // clock itself.
+      timespec ts{};
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      const auto issued = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000 +
+                          static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
+      last_reaction_ms_ = static_cast<double>(issued - pressure_event_usec_) / 1000.0;
+      log_.notice("reacted to memory pressure in " +
+                      std::to_string(static_cast<long long>(*last_reaction_ms_)) +
+                      " ms (pressure event to first balloon command)",
+                  {{"MEMTIDE_EVENT", "pressure-reaction"},
+                   {"MEMTIDE_REACTION_MS", std::to_string(*last_reaction_ms_)}});
+      pressure_event_usec_ = 0;
+    }
+  }
+  report_alerts(plan.alerts);
+  last_plan_ = plan;
+}
+
+void Daemon::report_alerts(const std::vector<policy::Alert>& firing) {
+  auto key = [](const policy::Alert& a) { return a.name + "/" + a.subject; };
+  std::set<std::string> before;
+  for (const auto& a : firing_alerts_) {
+    before.insert(key(a));
+  }
+  std::set<std::string> now;
+  for (const auto& a : firing) {
+    now.insert(key(a));
+    if (before.count(key(a)) == 0) {
+      log_.log(a.severity == policy::Severity::critical ? Priority::err : Priority::warning,
+               "alert " + a.name + " firing: " + a.summary,
+               {{"MEMTIDE_EVENT", "alert-firing"},
+                {"MEMTIDE_ALERT", a.name},
+                {"MEMTIDE_SEVERITY", policy::to_string(a.severity)},
+                {"MEMTIDE_VM", a.subject}});
+    }
+  }
+  for (const auto& a : firing_alerts_) {
+    if (now.count(key(a)) == 0) {
+      log_.notice("alert " + a.name + " resolved" + (a.subject.empty() ? "" : " for " + a.subject),
+                  {{"MEMTIDE_EVENT", "alert-resolved"},
+                   {"MEMTIDE_ALERT", a.name},
+                   {"MEMTIDE_VM", a.subject}});
+    }
+  }
+  firing_alerts_ = firing;
+}
+
+void Daemon::watch_pressure() {
+  // A PSI trigger: the kernel wakes us (POLLPRI) when tasks stalled on memory for 150 ms within
+  // any 1 s window, so reaction to sudden pressure does not wait for the next tick.
+  static constexpr const char* kTrigger = "some 150000 1000000";
+  const std::string path = options_.procfs.value_or(config_->daemon.procfs) + "/pressure/memory";
+  psi_fd_ = open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (psi_fd_ < 0 || write(psi_fd_, kTrigger, std::strlen(kTrigger) + 1) < 0) {
+    log_.notice(std::string("no memory pressure trigger (") + std::strerror(errno) + " on " + path +
+                    "); reacting on the tick only",
+                {{"MEMTIDE_EVENT", "psi-trigger-unavailable"}});
+    if (psi_fd_ >= 0) {
+      close(psi_fd_);
+      psi_fd_ = -1;
+    }
+    return;
+  }
+  const int r =
+      sd_event_add_io(event_, &psi_source_, psi_fd_, EPOLLPRI, &Daemon::on_pressure, this);
+  if (r < 0) {
+    log_.warning("cannot watch the memory pressure trigger: " + errno_text(r));
+  }
+}
+
+int Daemon::on_pressure(sd_event_source*, int, std::uint32_t revents, void* self) {
+  auto* d = static_cast<Daemon*>(self);
+  if ((revents & EPOLLERR) != 0) {
+    // The trigger's file went away (e.g. cgroup removal); stop watching, ticks go on.
+    sd_event_source_set_enabled(d->psi_source_, SD_EVENT_OFF);
+    return 0;
+  }
+  std::uint64_t now = 0;
+  sd_event_now(d->event_, CLOCK_MONOTONIC, &now);
+  // An event not answered by a balloon command within a minute no longer counts as the start.
+  if (d->pressure_event_usec_ == 0 || now - d->pressure_event_usec_ > 60'000'000) {
+    d->pressure_event_usec_ = now;
+  }
+  d->log_.debug("memory pressure event: running a tick now", {{"MEMTIDE_EVENT", "pressure-event"}});
+  // At most one extra tick per 200 ms however often the kernel signals.
+  if (now - d->last_tick_usec_ >= 200'000) {
+    d->tick();
+  }
+  return 0;
 }
 
 }  // namespace memtide::daemon

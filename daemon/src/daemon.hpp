@@ -11,6 +11,7 @@
 
 #include <memtide/config/config.hpp>
 #include <memtide/core/snapshot.hpp>
+#include <memtide/policy/engine.hpp>
 
 #include "collect.hpp"
 #include "log.hpp"
@@ -46,6 +47,14 @@ class Daemon {
   void apply(std::shared_ptr<const config::Config> config);
   void notify_status();
   void report_vms(const Snapshot& snapshot);
+  // Runs the policy on the last snapshot and carries out its plan (or, in dry-run mode, only
+  // logs it).
+  void decide_and_act(std::int64_t now_ms);
+  void report_alerts(const std::vector<policy::Alert>& firing);
+  bool dry_run() const { return options_.dry_run || config_->daemon.dry_run; }
+  // Wakes the loop early when /proc/pressure/memory reports a stall (a PSI trigger).
+  void watch_pressure();
+  static int on_pressure(sd_event_source* source, int fd, std::uint32_t revents, void* self);
 
   Options options_;
   std::shared_ptr<const config::Config> config_;
@@ -56,10 +65,18 @@ class Daemon {
   sd_event_source* timer_ = nullptr;
 
   std::uint64_t ticks_ = 0;
-  std::optional<Snapshot> last_snapshot_;  // last successful collection
-  std::string last_collect_error_;         // to log a failure once, not every tick
-  std::string last_reload_error_;          // shown in STATUS= until the next good reload
-  std::string last_hypervisor_error_;      // to log libvirt going down and up once each
+  policy::PolicyState policy_state_;
+  std::optional<policy::Plan> last_plan_;
+  std::vector<policy::Alert> firing_alerts_;
+  int psi_fd_ = -1;
+  sd_event_source* psi_source_ = nullptr;
+  std::uint64_t pressure_event_usec_ = 0;  // CLOCK_MONOTONIC of an unanswered pressure event
+  std::uint64_t last_tick_usec_ = 0;
+  std::optional<double> last_reaction_ms_;  // pressure event -> first balloon command
+  std::optional<Snapshot> last_snapshot_;   // last successful collection
+  std::string last_collect_error_;          // to log a failure once, not every tick
+  std::string last_reload_error_;           // shown in STATUS= until the next good reload
+  std::string last_hypervisor_error_;       // to log libvirt going down and up once each
   std::map<std::string, std::string> reported_metadata_errors_;  // uuid -> errors logged
 };
 

@@ -17,6 +17,7 @@ Options:
       --procfs DIR         read procfs from DIR instead of daemon.procfs (default /proc)
       --sysfs DIR          read sysfs from DIR instead of daemon.sysfs (default /sys)
       --connect URI        libvirt URI instead of libvirt.uri (default qemu:///system)
+      --dry-run            decide and log every tick, but change no balloon (daemon.dry_run)
       --log-target TARGET  auto (journal when started by systemd, else stderr), journal, stderr
   -h, --help               show this help and exit
   -V, --version            print the version and exit
@@ -60,6 +61,8 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
       o.mode = Options::Mode::version;
     } else if (arg == "--once") {
       o.mode = Options::Mode::once;
+    } else if (arg == "--dry-run") {
+      o.dry_run = true;
     } else if (arg == "-c" || arg == "--config") {
       if (!value(o.config_path)) {
         return parsed;
@@ -98,7 +101,8 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
       parsed.error = "unknown argument '" + args[i] + "'";
       return parsed;
     }
-    if (inline_value && (arg == "--once" || arg == "--help" || arg == "--version")) {
+    if (inline_value &&
+        (arg == "--once" || arg == "--help" || arg == "--version" || arg == "--dry-run")) {
       parsed.error = "option " + arg + " takes no argument";
       return parsed;
     }

@@ -40,6 +40,7 @@ daemon:
   sysfs: /srv/fixture/sys
   log_level: debug
   on_stop: keep
+  dry_run: true
 libvirt:
   uri: test:///default
   timeout: 2s
@@ -67,6 +68,8 @@ classes:
       shares: 250
       max_step: 64MiB
       deadband: 16MiB
+      hysteresis: 2m
+      grow_when_host_idle: true
 )",
                                     "full.yaml");
   ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
@@ -77,6 +80,7 @@ classes:
   EXPECT_EQ(c.daemon.sysfs, "/srv/fixture/sys");
   EXPECT_EQ(c.daemon.log_level, LogLevel::debug);
   EXPECT_EQ(c.daemon.on_stop, OnStop::keep);
+  EXPECT_TRUE(c.daemon.dry_run);
   EXPECT_EQ(c.libvirt.uri, "test:///default");
   EXPECT_EQ(c.libvirt.timeout, 2s);
   EXPECT_EQ(c.libvirt.keepalive_interval, 10s);
@@ -103,6 +107,8 @@ classes:
   EXPECT_EQ(c.classes[1].balloon.shares, 250u);
   EXPECT_EQ(c.classes[1].balloon.max_step, SizeOrRatio{64ULL << 20});
   EXPECT_EQ(c.classes[1].balloon.deadband_bytes, 16ULL << 20);
+  EXPECT_EQ(c.classes[1].balloon.hysteresis, 120s);
+  EXPECT_TRUE(c.classes[1].balloon.grow_when_host_idle);
 }
 
 TEST(Loader, ShippedExampleIsValidAndMatchesTheDefaults) {

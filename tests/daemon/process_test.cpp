@@ -426,3 +426,44 @@ TEST(Memtidectl, ErrorsAndExitCodes) {
 }
 
 }  // namespace
+
+namespace {
+
+// With guest_free at 60 %, the test driver's guest (1 GiB usable of 2 GiB) is short of memory
+// and the policy grows it by one step (5 % of its 8 GiB maximum).
+const char* kHungryClass =
+    "daemon:\n  interval: 200ms\n  on_stop: keep\nhost:\n  swap_forecast: {window: 10s}\n"
+    "libvirt:\n  stats_period: 1s\n"
+    "classes:\n  - name: all\n    match: {name: \"*\"}\n    balloon: {guest_free: 60%}\n";
+
+std::string policy_log(const std::vector<std::string>& extra) {
+  TempDir dir;
+  dir.write("memtide.yaml", kHungryClass);
+  NotifySocket notify(dir.file("notify"));
+  std::vector<std::string> args{"--config",        dir.file("memtide.yaml"), "--connect",
+                                "test:///default", "--log-target",           "stderr"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  DaemonProcess daemon(args, notify.path(), "", dir.file("out"), dir.file("err"));
+  EXPECT_NE(notify.wait_for("STATUS=tick 4 "), "") << dir.read("err");
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0);
+  return dir.read("err");
+}
+
+TEST(DaemonPolicy, GuestShortOfMemoryGetsABalloonCommand) {
+  const auto log = policy_log({});
+  EXPECT_NE(log.find("memtided: notice: balloon test: 2 GiB -> 2.4 GiB: guest short of memory: "
+                     "50% usable, target 60%"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("dry run"), std::string::npos) << log;
+}
+
+TEST(DaemonPolicy, DryRunDecidesButDoesNotAct) {
+  const auto log = policy_log({"--dry-run"});
+  EXPECT_NE(log.find("dry run, not applied: balloon test: 2 GiB -> 2.4 GiB"), std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("notice: balloon test"), std::string::npos) << log;
+}
+
+}  // namespace
