@@ -194,6 +194,7 @@ Result<SizeOrRatio> parse_size_or_percent(std::string_view text) {
 }
 
 std::string format_size(std::uint64_t bytes) {
+  // Called for every VM on every tick (reasons, explanations): no printf.
   static constexpr std::array<std::string_view, 5> kNames{"B", "KiB", "MiB", "GiB", "TiB"};
   std::size_t unit = 0;
   double value = static_cast<double>(bytes);
@@ -201,13 +202,16 @@ std::string format_size(std::uint64_t bytes) {
     value /= 1024.0;
     ++unit;
   }
-  char buf[64];
+  std::string out;
   if (unit == 0 || value == std::floor(value)) {
-    std::snprintf(buf, sizeof buf, "%.0f %s", value, kNames[unit].data());
+    out = std::to_string(static_cast<std::uint64_t>(std::llround(value)));
   } else {
-    std::snprintf(buf, sizeof buf, "%.1f %s", value, kNames[unit].data());
+    const auto tenths = static_cast<std::uint64_t>(std::llround(value * 10.0));
+    out = std::to_string(tenths / 10) + "." + std::to_string(tenths % 10);
   }
-  return buf;
+  out += ' ';
+  out += kNames[unit];
+  return out;
 }
 
 std::string format_duration(std::chrono::milliseconds d) {

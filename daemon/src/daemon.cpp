@@ -337,7 +337,7 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
   if (!input.hypervisor_up) {
     input.vms.clear();
   }
-  auto decision = policy::decide(input, policy_state_, *config_, now_ms);
+  auto decision = policy::decide(input, std::move(policy_state_), *config_, now_ms);
   policy_state_ = std::move(decision.state);
   const policy::Plan& plan = decision.plan;
   auto* hypervisor = collector_->hypervisor();

@@ -1,12 +1,23 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <unordered_map>
 
 #include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
 #include <memtide/policy/engine.hpp>
 
 namespace memtide::policy {
+
+const std::string& Plan::explanation(const std::string& vm) const {
+  static const std::string kNone;
+  for (const auto& [name, text] : explanations) {
+    if (name == vm) {
+      return text;
+    }
+  }
+  return kNone;
+}
 
 const char* to_string(Severity severity) {
   return severity == Severity::critical ? "critical" : "warning";
@@ -17,9 +28,7 @@ namespace {
 using config::format_size;
 
 std::string percent(double ratio) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0f%%", ratio * 100);
-  return buf;
+  return std::to_string(std::llround(ratio * 100)) + "%";
 }
 
 std::string seconds_text(double s) {
@@ -40,7 +49,10 @@ struct Candidate {
   std::uint64_t want = 0;   // growth it asks for this tick (step-limited)
   std::uint64_t spare = 0;  // what it can give without falling below ideal or floor
   std::int64_t delta = 0;   // decided change this tick
-  std::string why;          // reason for the decided change
+  // Reason for the decided change: shared reasons (host pressure) are not copied per VM.
+  const std::string* why = nullptr;
+  std::string own_why;                // storage when the reason is this VM's own
+  PolicyState::Vm* memory = nullptr;  // its entry in the next state
 };
 
 std::uint64_t step_limit(const Candidate& c, std::uint64_t amount) {
@@ -52,13 +64,20 @@ std::uint64_t step_limit(const Candidate& c, std::uint64_t amount) {
 // memory longer. Returns what was taken; records each take in the candidates' deltas.
 std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
                       std::uint64_t (*room)(const Candidate&), const std::string& why) {
-  std::sort(pool.begin(), pool.end(), [room](const Candidate* a, const Candidate* b) {
-    const double ra = static_cast<double>(room(*a)) / std::max(1u, a->settings.shares);
-    const double rb = static_cast<double>(room(*b)) / std::max(1u, b->settings.shares);
-    return ra != rb ? ra > rb : a->vm->name < b->vm->name;
-  });
+  if (amount == 0 || pool.empty()) {
+    return 0;
+  }
+  // Sort once on precomputed keys; ties keep the pool's order (the snapshot's, by name).
+  std::vector<std::pair<double, std::size_t>> order;
+  order.reserve(pool.size());
+  for (std::size_t i = 0; i < pool.size(); ++i) {
+    order.emplace_back(
+        -static_cast<double>(room(*pool[i])) / std::max(1u, pool[i]->settings.shares), i);
+  }
+  std::sort(order.begin(), order.end());
   std::uint64_t taken = 0;
-  for (Candidate* c : pool) {
+  for (const auto& [key, index] : order) {
+    Candidate* c = pool[index];
     if (taken >= amount) {
       break;
     }
@@ -69,7 +88,7 @@ std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
     }
     const std::uint64_t take = std::min(limit - already, amount - taken);
     c->delta -= static_cast<std::int64_t>(take);
-    c->why = why;
+    c->why = &why;
     taken += take;
   }
   return taken;
@@ -121,11 +140,13 @@ SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_
   return f;
 }
 
-Decision decide(const Snapshot& snapshot, const PolicyState& state, const config::Config& config,
+Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Config& config,
                 std::int64_t now_ms) {
-  Decision d{Plan{}, state};
+  Decision d;
+  d.state = std::move(previous);
   Plan& plan = d.plan;
   PolicyState& next = d.state;
+  const PolicyState& state = next;  // read before each field is overwritten below
   const auto& host = snapshot.host;
   const auto& cfg_host = config.host;
   const std::uint64_t available = host.meminfo.available_bytes;
@@ -146,12 +167,27 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
                                         state.previous_vmstat->swap_out_bytes_total) *
                     1000.0 / static_cast<double>(now_ms - state.previous_vmstat_ms);
   }
-  next.previous_vmstat = host.vmstat;
-  next.previous_vmstat_ms = now_ms;
-
-  const double psi_some = host.psi_memory ? host.psi_memory->some.avg10_ratio : 0;
-  const double psi_full =
+  // PSI: the kernel's avg10, or the exact stall share since the last tick from the totals when
+  // that is higher. avg10 lags a sudden stall by seconds; the totals do not.
+  double psi_some = host.psi_memory ? host.psi_memory->some.avg10_ratio : 0;
+  double psi_full =
       host.psi_memory && host.psi_memory->full ? host.psi_memory->full->avg10_ratio : 0;
+  if (host.psi_memory && state.previous_psi_memory && now_ms > state.previous_vmstat_ms) {
+    const double dt = static_cast<double>(now_ms - state.previous_vmstat_ms) / 1000.0;
+    const auto& prev = *state.previous_psi_memory;
+    psi_some = std::max(
+        psi_some,
+        std::clamp((host.psi_memory->some.total_seconds - prev.some.total_seconds) / dt, 0.0, 1.0));
+    if (host.psi_memory->full && prev.full) {
+      psi_full = std::max(
+          psi_full,
+          std::clamp((host.psi_memory->full->total_seconds - prev.full->total_seconds) / dt, 0.0,
+                     1.0));
+    }
+  }
+  next.previous_vmstat = host.vmstat;
+  next.previous_psi_memory = host.psi_memory;
+  next.previous_vmstat_ms = now_ms;
   const bool below_reserve = available < reserve;
   const bool swapping = swap_out_rate > 0;
   const bool psi_some_high = psi_some > cfg_host.pressure.psi_some_avg10_ratio;
@@ -190,32 +226,33 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
 
   // --- Guests: who needs memory, who has some to spare.
   std::vector<Candidate> candidates;
-  std::map<std::string, PolicyState::Vm> vm_memory;
+  candidates.reserve(snapshot.vms.size());
+  plan.explanations.reserve(snapshot.vms.size());
   std::vector<std::pair<std::string, std::string>> distressed;  // (vm, summary)
   for (const auto& vm : snapshot.vms) {
-    auto memory = state.vms.count(vm.uuid) ? state.vms.at(vm.uuid) : PolicyState::Vm{};
-    bool guest_swapping = false;
-    if (memory.swap_in_bytes_total && vm.guest.swap_in_bytes_total &&
-        *vm.guest.swap_in_bytes_total > *memory.swap_in_bytes_total) {
-      guest_swapping = true;
-    }
+    // Each VM's memory is updated in place; entries not touched this tick are swept below.
+    PolicyState::Vm& memory = next.vms[vm.uuid];
+    const bool guest_swapping = memory.swap_in_bytes_total && vm.guest.swap_in_bytes_total &&
+                                *vm.guest.swap_in_bytes_total > *memory.swap_in_bytes_total;
     memory.swap_in_bytes_total = vm.guest.swap_in_bytes_total;
     memory.major_faults_total = vm.guest.major_faults_total;
     memory.sampled_ms = now_ms;
-    vm_memory[vm.uuid] = memory;
+    PolicyState::Vm* memory_slot = &memory;
 
     const auto settings = effective_balloon(vm, config);
     if (!settings.managed) {
-      plan.explanations[vm.name] = "not managed: " + settings.unmanaged_reason;
+      plan.explanations.emplace_back(vm.name, "not managed: " + settings.unmanaged_reason);
       continue;
     }
     if (vm.state != VmState::running) {
-      plan.explanations[vm.name] = std::string("not changed: the VM is ") + to_string(vm.state);
+      plan.explanations.emplace_back(vm.name,
+                                     std::string("not changed: the VM is ") + to_string(vm.state));
       continue;
     }
     if (vm.stats_status != GuestStatsStatus::ok) {
-      plan.explanations[vm.name] = std::string("not changed: guest statistics are ") +
-                                   to_string(vm.stats_status) + "; memtide does not act blind";
+      plan.explanations.emplace_back(vm.name, std::string("not changed: guest statistics are ") +
+                                                  to_string(vm.stats_status) +
+                                                  "; memtide does not act blind");
       continue;
     }
     // Usable memory, never MemFree alone: page cache is reclaimable. Guests that do not report
@@ -225,11 +262,13 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
       usable = *vm.guest.unused_bytes + vm.guest.disk_caches_bytes.value_or(0);
     }
     if (!usable || vm.current_bytes == 0) {
-      plan.explanations[vm.name] = "not changed: the guest reports no usable memory figure";
+      plan.explanations.emplace_back(vm.name,
+                                     "not changed: the guest reports no usable memory figure");
       continue;
     }
     Candidate c;
     c.vm = &vm;
+    c.memory = memory_slot;
     c.settings = settings;
     c.usable = std::min(*usable, vm.current_bytes);
     const double g = settings.guest_free_ratio;
@@ -257,7 +296,8 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
     }
     candidates.push_back(c);
   }
-  next.vms = std::move(vm_memory);
+  std::erase_if(next.vms,
+                [now_ms](const auto& entry) { return entry.second.sampled_ms != now_ms; });
 
   // --- Dividing memory.
   std::vector<Candidate*> needy;
@@ -273,6 +313,13 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
   const std::int64_t host_room =
       static_cast<std::int64_t>(available) - static_cast<std::int64_t>(reserve);
 
+  // Reasons shared by many VMs; they must outlive every Candidate that points at them.
+  const std::string feed_why = plan.host_pressure
+                                   ? "gives spare memory to guests in need (" + host_reason + ")"
+                                   : std::string("gives spare memory to guests in need");
+  const std::string& pressure_why = host_reason;
+  const std::string squeeze_why = host_reason + "; no spare left, down toward the floor";
+
   // 1. Guests in need first. The host funds them while it has room above its reserve and no
   //    pressure; otherwise the memory comes from guests with spare.
   std::uint64_t total_want = 0;
@@ -285,10 +332,7 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
         plan.host_pressure || host_room <= 0 ? 0 : std::min<std::uint64_t>(total_want, host_room);
     budget = from_host;
     if (budget < total_want) {
-      budget +=
-          reclaim(spare_pool, total_want - budget, room_spare,
-                  plan.host_pressure ? "gives spare memory to guests in need (" + host_reason + ")"
-                                     : std::string("gives spare memory to guests in need"));
+      budget += reclaim(spare_pool, total_want - budget, room_spare, feed_why);
     }
     // Grant in order of urgency (swapping first, then least usable per share), each its want.
     std::sort(needy.begin(), needy.end(), [](const Candidate* a, const Candidate* b) {
@@ -304,10 +348,10 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
       const std::uint64_t grant = std::min(c->want, left);
       left -= grant;
       c->delta += static_cast<std::int64_t>(grant);
-      c->why = std::string(c->guest_swapping ? "guest is swapping" : "guest short of memory") +
-               ": " +
-               percent(static_cast<double>(c->usable) / static_cast<double>(c->vm->current_bytes)) +
-               " usable, target " + percent(c->settings.guest_free_ratio);
+      c->own_why =
+          std::string(c->guest_swapping ? "guest is swapping" : "guest short of memory") + ": " +
+          percent(static_cast<double>(c->usable) / static_cast<double>(c->vm->current_bytes)) +
+          " usable, target " + percent(c->settings.guest_free_ratio);
     }
   }
 
@@ -323,8 +367,7 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
     if (amount == 0) {
       amount = spare_total;  // pressure without a deficit: take what is spare, step-limited
     }
-    const std::string why = host_reason;
-    const std::uint64_t got = reclaim(spare_pool, amount, room_spare, why);
+    const std::uint64_t got = reclaim(spare_pool, amount, room_spare, pressure_why);
     if (got < amount && below_reserve) {
       std::vector<Candidate*> all;
       for (auto& c : candidates) {
@@ -332,7 +375,7 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
           all.push_back(&c);
         }
       }
-      reclaim(all, amount - got, room_to_floor, why + "; no spare left, down toward the floor");
+      reclaim(all, amount - got, room_to_floor, squeeze_why);
     }
   } else if (host_room > 0) {
     // 3. An idle host gives memory back only to classes that ask for it.
@@ -346,16 +389,16 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
           std::min(step_limit(c, c.settings.max_bytes - c.vm->current_bytes), room);
       room -= grow;
       c.delta = static_cast<std::int64_t>(grow);
-      c.why = "host has room (" + format_size(available) +
-              " available) and the class grows "
-              "guests when the host is idle";
+      c.own_why = "host has room (" + format_size(available) +
+                  " available) and the class grows "
+                  "guests when the host is idle";
     }
   }
 
   // --- Turning deltas into commands: floor/maximum, deadband, hysteresis.
   for (auto& c : candidates) {
     const VmSample& vm = *c.vm;
-    auto& memory = next.vms[vm.uuid];
+    auto& memory = *c.memory;
     const std::int64_t current = static_cast<std::int64_t>(vm.current_bytes);
     std::int64_t target = current + c.delta;
     target = std::clamp<std::int64_t>(target, static_cast<std::int64_t>(c.settings.floor_bytes),
@@ -365,25 +408,27 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
         percent(static_cast<double>(c.usable) / static_cast<double>(vm.current_bytes)) +
         " usable, target " + percent(c.settings.guest_free_ratio);
     if (change == 0) {
-      plan.explanations[vm.name] =
+      plan.explanations.emplace_back(
+          vm.name,
           "unchanged at " + format_size(vm.current_bytes) + ": " + status +
-          (c.needs && vm.current_bytes >= c.settings.max_bytes ? " (already at its maximum)" : "");
+              (c.needs && vm.current_bytes >= c.settings.max_bytes ? " (already at its maximum)"
+                                                                   : ""));
       continue;
     }
     const std::uint64_t magnitude = static_cast<std::uint64_t>(change > 0 ? change : -change);
     if (magnitude < c.settings.deadband_bytes) {
-      plan.explanations[vm.name] = "unchanged: " + format_size(magnitude) +
-                                   " is within the deadband of " +
-                                   format_size(c.settings.deadband_bytes) + "; " + status;
+      plan.explanations.emplace_back(
+          vm.name, "unchanged: " + format_size(magnitude) + " is within the deadband of " +
+                       format_size(c.settings.deadband_bytes) + "; " + status);
       continue;
     }
     const int direction = change > 0 ? 1 : -1;
     const bool reversing = memory.last_direction != 0 && memory.last_direction != direction;
     if (reversing && now_ms - memory.last_change_ms < c.settings.hysteresis.count() &&
         !(direction > 0 && c.guest_swapping)) {
-      plan.explanations[vm.name] = "unchanged: would reverse its last change within the " +
-                                   config::format_duration(c.settings.hysteresis) +
-                                   " hysteresis; " + status;
+      plan.explanations.emplace_back(
+          vm.name, "unchanged: would reverse its last change within the " +
+                       config::format_duration(c.settings.hysteresis) + " hysteresis; " + status);
       continue;
     }
     BalloonChange bc;
@@ -392,9 +437,9 @@ Decision decide(const Snapshot& snapshot, const PolicyState& state, const config
     bc.from_bytes = vm.current_bytes;
     bc.to_bytes = static_cast<std::uint64_t>(target);
     bc.floor_bytes = c.settings.floor_bytes;
-    bc.reason = c.why + "; " + vm.name + " has " + status + ": " +
+    bc.reason = (c.why != nullptr ? *c.why : c.own_why) + "; " + vm.name + " has " + status + ": " +
                 (direction > 0 ? "grow " : "shrink ") + format_size(magnitude);
-    plan.explanations[vm.name] = bc.reason;
+    plan.explanations.emplace_back(vm.name, bc.reason);
     plan.balloons.push_back(std::move(bc));
     memory.last_change_ms = now_ms;
     memory.last_direction = direction;

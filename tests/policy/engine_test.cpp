@@ -65,7 +65,7 @@ TEST(Decide, NothingToDoWhenHostAndGuestsAreFine) {
   EXPECT_TRUE(d.plan.balloons.empty());
   EXPECT_FALSE(d.plan.host_pressure);
   EXPECT_TRUE(d.plan.alerts.empty());
-  EXPECT_EQ(d.plan.explanations.at("web-1"), "unchanged at 4 GiB: 50% usable, target 15%");
+  EXPECT_EQ(d.plan.explanation("web-1"), "unchanged at 4 GiB: 50% usable, target 15%");
 }
 
 TEST(Decide, IdleHostDoesNotGrowGuestsToTheirMaximum) {
@@ -158,8 +158,8 @@ TEST(Decide, DeadbandSkipsSmallChanges) {
   c.classes[0].balloon.deadband_bytes = 64 * MiB;
   const auto d = decide(s, {}, c, 0);
   EXPECT_TRUE(d.plan.balloons.empty());
-  EXPECT_NE(d.plan.explanations.at("a").find("within the deadband of 64 MiB"), std::string::npos)
-      << d.plan.explanations.at("a");
+  EXPECT_NE(d.plan.explanation("a").find("within the deadband of 64 MiB"), std::string::npos)
+      << d.plan.explanation("a");
 }
 
 TEST(Decide, HysteresisStopsQuickReversals) {
@@ -173,7 +173,7 @@ TEST(Decide, HysteresisStopsQuickReversals) {
   s2.vms = {guest("a", grew.plan.balloons[0].to_bytes, 8 * GiB, 3 * GiB)};
   const auto held = decide(s2, grew.state, c, 10'000);
   EXPECT_TRUE(held.plan.balloons.empty());
-  EXPECT_NE(held.plan.explanations.at("a").find("hysteresis"), std::string::npos);
+  EXPECT_NE(held.plan.explanation("a").find("hysteresis"), std::string::npos);
   // After the hysteresis it may shrink.
   const auto later = decide(s2, grew.state, c, 61'000);
   ASSERT_EQ(later.plan.balloons.size(), 1u);
@@ -191,9 +191,9 @@ TEST(Decide, NeverActsBlindOrOnUnmanagedVms) {
   s.vms = {stale, off, paused};
   const auto d = decide(s, {}, base_config(), 0);
   EXPECT_TRUE(d.plan.balloons.empty());
-  EXPECT_NE(d.plan.explanations.at("stale").find("statistics are stale"), std::string::npos);
-  EXPECT_NE(d.plan.explanations.at("off").find("not managed"), std::string::npos);
-  EXPECT_NE(d.plan.explanations.at("paused").find("paused"), std::string::npos);
+  EXPECT_NE(d.plan.explanation("stale").find("statistics are stale"), std::string::npos);
+  EXPECT_NE(d.plan.explanation("off").find("not managed"), std::string::npos);
+  EXPECT_NE(d.plan.explanation("paused").find("paused"), std::string::npos);
 }
 
 TEST(Decide, GuestSwappingGetsAFullStep) {
@@ -281,6 +281,23 @@ TEST(Alerts, HostSwappingAndGuestDistress) {
   EXPECT_TRUE(swapping);
   EXPECT_TRUE(distress);
   EXPECT_TRUE(d2.plan.host_pressure);
+}
+
+TEST(Decide, SuddenStallCountsBeforeAvg10Catches) {
+  auto c = base_config();
+  auto s = host(20 * GiB);
+  s.host.psi_memory = Pressure{PressureLine{0, 0, 0, 100.0}, PressureLine{0, 0, 0, 50.0}};
+  s.vms = {guest("idle", 6 * GiB, 8 * GiB, 5 * GiB)};
+  const auto first = decide(s, {}, c, 0);
+  EXPECT_FALSE(first.plan.host_pressure);
+  // 2 s later: 0.5 s more of "some" stall (25 %), avg10 still shows nothing.
+  s.host.psi_memory->some.total_seconds = 100.5;
+  const auto second = decide(s, first.state, c, 2000);
+  EXPECT_TRUE(second.plan.host_pressure);
+  EXPECT_NE(second.plan.host_summary.find("memory PSI some 25% > 10%"), std::string::npos)
+      << second.plan.host_summary;
+  ASSERT_EQ(second.plan.balloons.size(), 1u);  // the idle guest gives a step back
+  EXPECT_EQ(second.plan.balloons[0].to_bytes, 6 * GiB - 512 * MiB);
 }
 
 // --- Properties over random inputs.

@@ -1,6 +1,6 @@
 // The policy engine: one pure function from what was collected to what should be done.
 //
-//   decide(snapshot, state, config, now_ms) -> {plan, new state}
+//   decide(snapshot, previous state, config, now_ms) -> {plan, next state}
 //
 // No I/O, no clock reads (now_ms is an input), no randomness: the same inputs give the same
 // plan, so the daemon, replays of recorded snapshots and tests all run the same code.
@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -59,7 +60,10 @@ struct Plan {
   bool host_pressure = false;  // reclaiming: below reserve, PSI above limits, or swapping
   bool host_heading = false;   // swap predicted within the horizon
   std::string host_summary;    // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
-  std::map<std::string, std::string> explanations;  // VM name -> why it is (not) changed
+  // (VM name, why it is or is not changed), one per VM in the snapshot's order.
+  std::vector<std::pair<std::string, std::string>> explanations;
+  // The explanation for `vm`, or "" when the VM was not in the snapshot.
+  const std::string& explanation(const std::string& vm) const;
   friend bool operator==(const Plan&, const Plan&) = default;
 };
 
@@ -67,6 +71,7 @@ struct Plan {
 struct PolicyState {
   std::deque<std::pair<std::int64_t, std::uint64_t>> available_history;  // (ms, MemAvailable)
   std::optional<VmStat> previous_vmstat;
+  std::optional<Pressure> previous_psi_memory;  // for the stall share since the last tick
   std::int64_t previous_vmstat_ms = 0;
   struct Vm {
     std::int64_t last_change_ms = 0;
@@ -76,7 +81,7 @@ struct PolicyState {
     std::int64_t sampled_ms = 0;
     friend bool operator==(const Vm&, const Vm&) = default;
   };
-  std::map<std::string, Vm> vms;  // by uuid
+  std::unordered_map<std::string, Vm> vms;  // by uuid
   struct AlertMemory {
     Alert alert;
     int clear_ticks = 0;  // consecutive ticks the condition has been false
@@ -97,7 +102,9 @@ inline constexpr double kSwapPointRatio = 0.01;
 // An alert resolves only after its condition has been false for this many ticks in a row.
 inline constexpr int kAlertClearTicks = 3;
 
-Decision decide(const Snapshot& snapshot, const PolicyState& state, const config::Config& config,
+// `state` is taken by value: callers move the previous tick's state in (it is updated in place,
+// which keeps a tick over 10,000 VMs cheap) or pass a copy to keep theirs.
+Decision decide(const Snapshot& snapshot, PolicyState state, const config::Config& config,
                 std::int64_t now_ms);
 
 // The Theil-Sen forecast alone (exposed for tests and tools).
