@@ -356,8 +356,9 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
   }
 
   // 2. Host pressure: reclaim the reserve deficit (or a step, when pressure shows without a
-  //    deficit) from guests with spare, most spare per share first; with the host below its
-  //    reserve and spare exhausted, squeeze guests toward their floors.
+  //    deficit) from guests with spare, most spare per share first. Only when spare memory
+  //    cannot cover the deficit at all and the host is in real trouble (swapping, memory fully
+  //    stalled, or below half its reserve) are guests squeezed toward their floors, into need.
   if (plan.host_pressure || plan.host_heading) {
     std::uint64_t amount = below_reserve ? reserve - available : 0;
     std::uint64_t spare_total = 0;
@@ -368,7 +369,8 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
       amount = spare_total;  // pressure without a deficit: take what is spare, step-limited
     }
     const std::uint64_t got = reclaim(spare_pool, amount, room_spare, pressure_why);
-    if (got < amount && below_reserve) {
+    const bool hard_pressure = swapping || psi_full_high || available < reserve / 2;
+    if (got < amount && below_reserve && spare_total < amount && hard_pressure) {
       std::vector<Candidate*> all;
       for (auto& c : candidates) {
         if (c.delta <= 0 && !c.guest_swapping) {
@@ -422,6 +424,17 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
                        format_size(c.settings.deadband_bytes) + "; " + status);
       continue;
     }
+    // A balloon that has not reached the last target (a guest that cannot give more, or is
+    // still working on it) is not sent the same command every tick; it is retried after the
+    // class's hysteresis.
+    if (memory.last_target_bytes == static_cast<std::uint64_t>(target) &&
+        now_ms - memory.last_change_ms <
+            std::max<std::int64_t>(c.settings.hysteresis.count(), 10'000)) {
+      plan.explanations.emplace_back(
+          vm.name, "waiting: asked for " + format_size(static_cast<std::uint64_t>(target)) +
+                       ", the balloon is at " + format_size(vm.current_bytes) + "; " + status);
+      continue;
+    }
     const int direction = change > 0 ? 1 : -1;
     const bool reversing = memory.last_direction != 0 && memory.last_direction != direction;
     if (reversing && now_ms - memory.last_change_ms < c.settings.hysteresis.count() &&
@@ -443,6 +456,7 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     plan.balloons.push_back(std::move(bc));
     memory.last_change_ms = now_ms;
     memory.last_direction = direction;
+    memory.last_target_bytes = static_cast<std::uint64_t>(target);
   }
 
   // --- Alerts, with resolution hysteresis.

@@ -151,6 +151,43 @@ TEST(Decide, SqueezedTowardButNeverBelowTheFloor) {
   EXPECT_EQ(d2.plan.balloons[0].to_bytes, GiB);
 }
 
+TEST(Decide, NoSqueezeWhileSpareCoversTheDeficit) {
+  // 300 MiB below the reserve; "idle" has far more spare than that but gives one 64 MiB step per
+  // tick. "busy" (little usable, no spare) must not be squeezed meanwhile.
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{64 * MiB};
+  auto s = host(2 * GiB - 300 * MiB);
+  s.vms = {guest("busy", 2 * GiB, 4 * GiB, 300 * MiB), guest("idle", 4 * GiB, 8 * GiB, 3 * GiB)};
+  const auto d = decide(s, {}, c, 0);
+  const auto* busy = change_for(d.plan, "busy");
+  EXPECT_TRUE(busy == nullptr || busy->to_bytes > busy->from_bytes);  // fed, never squeezed
+  ASSERT_NE(change_for(d.plan, "idle"), nullptr);
+  // Deep trouble (below half the reserve) with no spare anywhere: then it is squeezed.
+  auto hard = host(GiB / 4);
+  hard.vms = {guest("busy", 2 * GiB, 4 * GiB, 300 * MiB)};
+  const auto squeezed = decide(hard, {}, c, 0);
+  ASSERT_NE(change_for(squeezed.plan, "busy"), nullptr);
+  EXPECT_NE(change_for(squeezed.plan, "busy")->reason.find("down toward the floor"),
+            std::string::npos);
+}
+
+TEST(Decide, UnreachedTargetIsNotResentEveryTick) {
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{64 * MiB};
+  auto s = host(GiB);
+  s.vms = {guest("idle", 4 * GiB, 8 * GiB, 3 * GiB)};
+  auto first = decide(s, {}, c, 0);
+  ASSERT_EQ(first.plan.balloons.size(), 1u);
+  // The guest did not move (the balloon driver could not inflate): same target, not resent.
+  auto second = decide(s, first.state, c, 2000);
+  EXPECT_TRUE(second.plan.balloons.empty());
+  EXPECT_NE(second.plan.explanation("idle").find("waiting: asked for 3.9 GiB"), std::string::npos)
+      << second.plan.explanation("idle");
+  // After the hysteresis it is tried again.
+  auto later = decide(s, second.state, c, 61'000);
+  EXPECT_EQ(later.plan.balloons.size(), 1u);
+}
+
 TEST(Decide, DeadbandSkipsSmallChanges) {
   auto s = host(2000 * MiB);  // 48 MiB below the 2 GiB reserve
   s.vms = {guest("a", 4 * GiB, 8 * GiB, 2 * GiB)};

@@ -75,7 +75,8 @@ struct PolicyState {
   std::int64_t previous_vmstat_ms = 0;
   struct Vm {
     std::int64_t last_change_ms = 0;
-    int last_direction = 0;  // +1 grew, -1 shrank, 0 never changed
+    int last_direction = 0;                          // +1 grew, -1 shrank, 0 never changed
+    std::optional<std::uint64_t> last_target_bytes;  // what the last command asked for
     std::optional<std::uint64_t> swap_in_bytes_total;
     std::optional<std::uint64_t> major_faults_total;
     std::int64_t sampled_ms = 0;
