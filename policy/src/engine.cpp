@@ -483,7 +483,10 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
          "memory PSI some " + percent(psi_some) + ", full " + percent(psi_full), now_ms});
   }
   for (const auto& [vm, summary] : distressed) {
-    raised.push_back({"guest-distress", vm, Severity::warning, vm + " " + summary, now_ms});
+    std::string text = vm;
+    text += ' ';
+    text += summary;
+    raised.push_back({"guest-distress", vm, Severity::warning, std::move(text), now_ms});
   }
   std::map<std::pair<std::string, std::string>, PolicyState::AlertMemory> alerts;
   for (auto& a : raised) {
