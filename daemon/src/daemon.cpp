@@ -107,6 +107,8 @@ int Daemon::run() {
     return kExitFailure;
   }
 
+  watch_pressure();
+
   log_.notice(
       "memtided " MEMTIDE_VERSION " started",
       {{"MEMTIDE_EVENT", "started"},
@@ -411,8 +413,10 @@ void Daemon::report_alerts(const std::vector<policy::Alert>& firing) {
 
 void Daemon::watch_pressure() {
   // A PSI trigger: the kernel wakes us (POLLPRI) when tasks stalled on memory for 150 ms within
-  // any 1 s window, so reaction to sudden pressure does not wait for the next tick.
-  static constexpr const char* kTrigger = "some 150000 1000000";
+  // a 2 s window, so reaction to sudden pressure does not wait for the next tick. The window is
+  // a multiple of 2 s because without CAP_SYS_RESOURCE (which the hardened unit does not grant)
+  // the kernel accepts no other.
+  static constexpr const char* kTrigger = "some 150000 2000000";
   const std::string path = options_.procfs.value_or(config_->daemon.procfs) + "/pressure/memory";
   psi_fd_ = open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (psi_fd_ < 0 || write(psi_fd_, kTrigger, std::strlen(kTrigger) + 1) < 0) {
