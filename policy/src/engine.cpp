@@ -53,6 +53,7 @@ struct Candidate {
   const std::string* why = nullptr;
   std::string own_why;                // storage when the reason is this VM's own
   PolicyState::Vm* memory = nullptr;  // its entry in the next state
+  bool blind = false;                 // statistics stale: may only grow, funded by host room
 };
 
 std::uint64_t step_limit(const Candidate& c, std::uint64_t amount) {
@@ -249,10 +250,26 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
                                      std::string("not changed: the VM is ") + to_string(vm.state));
       continue;
     }
+    if (vm.stats_status == GuestStatsStatus::stale && vm.current_bytes < settings.max_bytes &&
+        !plan.host_pressure && !plan.host_heading) {
+      // A guest starving for memory may stop reporting (its balloon driver cannot run). Giving
+      // memory back is the one change that cannot hurt a guest, so while the host has room a
+      // stale guest gets one step back toward its maximum per tick; it is never shrunk blind.
+      Candidate c;
+      c.vm = &vm;
+      c.memory = memory_slot;
+      c.settings = settings;
+      c.blind = true;
+      c.needs = true;
+      c.want = step_limit(c, settings.max_bytes - vm.current_bytes);
+      c.ideal = settings.max_bytes;
+      candidates.push_back(c);
+      continue;
+    }
     if (vm.stats_status != GuestStatsStatus::ok) {
       plan.explanations.emplace_back(vm.name, std::string("not changed: guest statistics are ") +
                                                   to_string(vm.stats_status) +
-                                                  "; memtide does not act blind");
+                                                  "; memtide does not shrink a guest blind");
       continue;
     }
     // Usable memory, never MemFree alone: page cache is reclaimable. Guests that do not report
@@ -303,7 +320,7 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
   std::vector<Candidate*> needy;
   std::vector<Candidate*> spare_pool;
   for (auto& c : candidates) {
-    if (c.want > 0) {
+    if (c.want > 0 && !(c.blind && plan.host_pressure)) {
       needy.push_back(&c);
     }
     if (c.spare > 0) {
@@ -349,9 +366,15 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
       left -= grant;
       c->delta += static_cast<std::int64_t>(grant);
       c->own_why =
-          std::string(c->guest_swapping ? "guest is swapping" : "guest short of memory") + ": " +
-          percent(static_cast<double>(c->usable) / static_cast<double>(c->vm->current_bytes)) +
-          " usable, target " + percent(c->settings.guest_free_ratio);
+          c->blind
+              ? std::string(
+                    "guest statistics stale (a starving guest may stop reporting): one "
+                    "step back toward its maximum, which cannot hurt it")
+              : std::string(c->guest_swapping ? "guest is swapping" : "guest short of memory") +
+                    ": " +
+                    percent(static_cast<double>(c->usable) /
+                            static_cast<double>(c->vm->current_bytes)) +
+                    " usable, target " + percent(c->settings.guest_free_ratio);
     }
   }
 
@@ -407,8 +430,9 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
                                       static_cast<std::int64_t>(c.settings.max_bytes));
     const std::int64_t change = target - current;
     const std::string status =
-        percent(static_cast<double>(c.usable) / static_cast<double>(vm.current_bytes)) +
-        " usable, target " + percent(c.settings.guest_free_ratio);
+        c.blind ? std::string("no fresh statistics")
+                : percent(static_cast<double>(c.usable) / static_cast<double>(vm.current_bytes)) +
+                      " usable, target " + percent(c.settings.guest_free_ratio);
     if (change == 0) {
       plan.explanations.emplace_back(
           vm.name,

@@ -229,8 +229,28 @@ TEST(Decide, NeverActsBlindOrOnUnmanagedVms) {
   const auto d = decide(s, {}, base_config(), 0);
   EXPECT_TRUE(d.plan.balloons.empty());
   EXPECT_NE(d.plan.explanation("stale").find("statistics are stale"), std::string::npos);
+  EXPECT_NE(d.plan.explanation("stale").find("does not shrink a guest blind"), std::string::npos);
   EXPECT_NE(d.plan.explanation("off").find("not managed"), std::string::npos);
   EXPECT_NE(d.plan.explanation("paused").find("paused"), std::string::npos);
+}
+
+TEST(Decide, StaleGuestIsOnlyEverGrownAndOnlyFromHostRoom) {
+  auto c = base_config();
+  auto stale = guest("starving", 2 * GiB, 8 * GiB, 3 * GiB);
+  stale.stats_status = GuestStatsStatus::stale;
+  auto roomy = host(20 * GiB);
+  roomy.vms = {stale};
+  const auto d = decide(roomy, {}, c, 0);
+  ASSERT_EQ(d.plan.balloons.size(), 1u);
+  EXPECT_EQ(d.plan.balloons[0].to_bytes, 2 * GiB + 512 * MiB);
+  EXPECT_NE(d.plan.balloons[0].reason.find("statistics stale"), std::string::npos);
+  // Under pressure it is left alone: neither grown nor (blind) shrunk.
+  auto tight = host(GiB);
+  tight.vms = {stale, guest("idle", 4 * GiB, 8 * GiB, 3 * GiB)};
+  const auto p = decide(tight, {}, c, 0);
+  EXPECT_EQ(change_for(p.plan, "starving"), nullptr);
+  EXPECT_NE(p.plan.explanation("starving").find("does not shrink a guest blind"),
+            std::string::npos);
 }
 
 TEST(Decide, GuestSwappingGetsAFullStep) {
