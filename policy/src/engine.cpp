@@ -6,6 +6,7 @@
 #include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
 #include <memtide/policy/engine.hpp>
+#include <memtide/policy/rates.hpp>
 
 namespace memtide::policy {
 
@@ -161,34 +162,21 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
   }
   plan.forecast = forecast_swap(next.available_history, host.meminfo.total_bytes);
 
-  double swap_out_rate = 0;
-  if (state.previous_vmstat && now_ms > state.previous_vmstat_ms &&
-      host.vmstat.swap_out_bytes_total >= state.previous_vmstat->swap_out_bytes_total) {
-    swap_out_rate = static_cast<double>(host.vmstat.swap_out_bytes_total -
-                                        state.previous_vmstat->swap_out_bytes_total) *
-                    1000.0 / static_cast<double>(now_ms - state.previous_vmstat_ms);
-  }
-  // PSI: the kernel's avg10, or the exact stall share since the last tick from the totals when
-  // that is higher. avg10 lags a sudden stall by seconds; the totals do not.
-  double psi_some = host.psi_memory ? host.psi_memory->some.avg10_ratio : 0;
-  double psi_full =
-      host.psi_memory && host.psi_memory->full ? host.psi_memory->full->avg10_ratio : 0;
-  if (host.psi_memory && state.previous_psi_memory && now_ms > state.previous_vmstat_ms) {
-    const double dt = static_cast<double>(now_ms - state.previous_vmstat_ms) / 1000.0;
-    const auto& prev = *state.previous_psi_memory;
-    psi_some = std::max(
-        psi_some,
-        std::clamp((host.psi_memory->some.total_seconds - prev.some.total_seconds) / dt, 0.0, 1.0));
-    if (host.psi_memory->full && prev.full) {
-      psi_full = std::max(
-          psi_full,
-          std::clamp((host.psi_memory->full->total_seconds - prev.full->total_seconds) / dt, 0.0,
-                     1.0));
-    }
-  }
-  next.previous_vmstat = host.vmstat;
-  next.previous_psi_memory = host.psi_memory;
-  next.previous_vmstat_ms = now_ms;
+  // Swap-out and the exact PSI stall share since the last tick. PSI counts as the kernel's
+  // avg10 or that share, whichever is higher: avg10 lags a sudden stall by seconds.
+  const HostRates rates =
+      state.previous_host
+          ? derive_rates(*state.previous_host, host,
+                         static_cast<double>(now_ms - state.previous_host_ms) / 1000.0)
+          : HostRates{};
+  const double swap_out_rate = rates.swap_out_bytes_per_second;
+  const double psi_some = std::max(host.psi_memory ? host.psi_memory->some.avg10_ratio : 0,
+                                   rates.psi_memory_some_stall_ratio);
+  const double psi_full =
+      std::max(host.psi_memory && host.psi_memory->full ? host.psi_memory->full->avg10_ratio : 0,
+               rates.psi_memory_full_stall_ratio);
+  next.previous_host = host;
+  next.previous_host_ms = now_ms;
   const bool below_reserve = available < reserve;
   const bool swapping = swap_out_rate > 0;
   const bool psi_some_high = psi_some > cfg_host.pressure.psi_some_avg10_ratio;

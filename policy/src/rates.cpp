@@ -30,6 +30,11 @@ HostRates derive_rates(const HostSample& previous, const HostSample& current,
     const double stalled =
         current.psi_memory->some.total_seconds - previous.psi_memory->some.total_seconds;
     r.psi_memory_some_stall_ratio = std::clamp(stalled / elapsed_seconds, 0.0, 1.0);
+    if (previous.psi_memory->full && current.psi_memory->full) {
+      const double full =
+          current.psi_memory->full->total_seconds - previous.psi_memory->full->total_seconds;
+      r.psi_memory_full_stall_ratio = std::clamp(full / elapsed_seconds, 0.0, 1.0);
+    }
   }
   return r;
 }

@@ -43,3 +43,21 @@ TEST(DeriveRates, WithoutPsiTheStallRatioIsZero) {
 
 }  // namespace
 }  // namespace memtide::policy
+
+namespace memtide::policy {
+namespace {
+
+TEST(DeriveRates, FullStallShareWhenTheKernelHasIt) {
+  HostSample a;
+  HostSample b;
+  a.psi_memory = Pressure{PressureLine{0, 0, 0, 10.0}, PressureLine{0, 0, 0, 4.0}};
+  b.psi_memory = Pressure{PressureLine{0, 0, 0, 11.0}, PressureLine{0, 0, 0, 4.5}};
+  const auto r = derive_rates(a, b, 2.0);
+  EXPECT_DOUBLE_EQ(r.psi_memory_some_stall_ratio, 0.5);
+  EXPECT_DOUBLE_EQ(r.psi_memory_full_stall_ratio, 0.25);
+  b.psi_memory->full.reset();
+  EXPECT_EQ(derive_rates(a, b, 2.0).psi_memory_full_stall_ratio, 0.0);
+}
+
+}  // namespace
+}  // namespace memtide::policy

@@ -70,9 +70,8 @@ struct Plan {
 // What decide() remembers between ticks.
 struct PolicyState {
   std::deque<std::pair<std::int64_t, std::uint64_t>> available_history;  // (ms, MemAvailable)
-  std::optional<VmStat> previous_vmstat;
-  std::optional<Pressure> previous_psi_memory;  // for the stall share since the last tick
-  std::int64_t previous_vmstat_ms = 0;
+  std::optional<HostSample> previous_host;  // for rates since the last tick
+  std::int64_t previous_host_ms = 0;
   struct Vm {
     std::int64_t last_change_ms = 0;
     int last_direction = 0;                          // +1 grew, -1 shrank, 0 never changed

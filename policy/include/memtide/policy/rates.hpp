@@ -12,6 +12,7 @@ struct HostRates {
   double page_faults_per_second = 0;
   double psi_memory_some_stall_ratio = 0;  // share of the interval with memory stalls, from the
                                            // PSI totals (exact, unlike the kernel's avg10)
+  double psi_memory_full_stall_ratio = 0;  // the same for "full" (0 where the kernel has none)
   friend bool operator==(const HostRates&, const HostRates&) = default;
 };
 
