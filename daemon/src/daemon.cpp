@@ -335,11 +335,13 @@ void Daemon::reload() {
 void Daemon::decide_and_act(std::int64_t now_ms) {
   // Without a live hypervisor the VM figures are the last good ones: decide on the host alone
   // rather than act on guests that may have changed.
-  Snapshot input = *last_snapshot_;
-  if (!input.hypervisor_up) {
-    input.vms.clear();
+  std::optional<Snapshot> host_only;
+  if (!last_snapshot_->hypervisor_up) {
+    host_only = *last_snapshot_;
+    host_only->vms.clear();
   }
-  auto decision = policy::decide(input, std::move(policy_state_), *config_, now_ms);
+  auto decision = policy::decide(host_only ? *host_only : *last_snapshot_, std::move(policy_state_),
+                                 *config_, now_ms);
   policy_state_ = std::move(decision.state);
   const policy::Plan& plan = decision.plan;
   auto* hypervisor = collector_->hypervisor();
