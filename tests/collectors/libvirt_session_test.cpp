@@ -12,6 +12,8 @@
 
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 
+#include "../support/run_command.hpp"
+
 namespace memtide::collectors {
 namespace {
 
@@ -19,22 +21,7 @@ using namespace std::chrono_literals;
 
 const std::string kHelper = std::string(MEMTIDE_TESTS) + "/support/session-libvirtd";
 
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) {
-    return out;
-  }
-  std::array<char, 512> buf{};
-  while (fgets(buf.data(), buf.size(), p) != nullptr) {
-    out += buf.data();
-  }
-  pclose(p);
-  while (!out.empty() && out.back() == '\n') {
-    out.pop_back();
-  }
-  return out;
-}
+using memtide::testing::run_command;
 
 class SessionLibvirtd : public ::testing::Test {
  protected:
@@ -44,12 +31,12 @@ class SessionLibvirtd : public ::testing::Test {
     }
     char tmpl[] = "/tmp/memtide-libvirtd-XXXXXX";
     dir_ = mkdtemp(tmpl);
-    uri_ = run(kHelper + " start " + dir_);
+    uri_ = run_command(kHelper + " start " + dir_);
     ASSERT_EQ(uri_.rfind("qemu+unix:///session", 0), 0u) << uri_;
   }
   void TearDown() override {
     if (!dir_.empty()) {
-      run(kHelper + " stop " + dir_);
+      run_command(kHelper + " stop " + dir_);
     }
   }
   std::string dir_;
@@ -69,7 +56,7 @@ TEST_F(SessionLibvirtd, ReconnectsAfterLibvirtdIsKilledAndRestarted) {
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_EQ(h.connects_total(), 1u);
 
-  run(kHelper + " kill " + dir_);
+  run_command(kHelper + " kill " + dir_);
   // The next calls fail (the socket is closed) and never hang.
   bool failed = false;
   for (int i = 0; i < 20 && !failed; ++i) {
@@ -80,7 +67,7 @@ TEST_F(SessionLibvirtd, ReconnectsAfterLibvirtdIsKilledAndRestarted) {
   EXPECT_TRUE(failed) << "collect kept succeeding with libvirtd dead";
   EXPECT_FALSE(h.connected());
 
-  ASSERT_EQ(run(kHelper + " start " + dir_), uri_);
+  ASSERT_EQ(run_command(kHelper + " start " + dir_), uri_);
   bool recovered = false;
   for (int i = 0; i < 100 && !recovered; ++i) {
     now += 100;

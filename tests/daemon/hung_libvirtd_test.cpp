@@ -12,6 +12,7 @@
 
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 
+#include "../support/run_command.hpp"
 #include "hypervisor_worker.hpp"
 
 namespace memtide::daemon {
@@ -20,21 +21,7 @@ namespace {
 using namespace std::chrono_literals;
 const std::string kHelper = std::string(MEMTIDE_TESTS) + "/support/session-libvirtd";
 
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = popen(command.c_str(), "r");
-  std::array<char, 512> buf{};
-  while (p != nullptr && fgets(buf.data(), buf.size(), p) != nullptr) {
-    out += buf.data();
-  }
-  if (p != nullptr) {
-    pclose(p);
-  }
-  while (!out.empty() && out.back() == '\n') {
-    out.pop_back();
-  }
-  return out;
-}
+using memtide::testing::run_command;
 
 TEST(HungLibvirtd, TickIsBoundedAndCollectionResumes) {
   if (geteuid() != 0 || access("/usr/sbin/libvirtd", X_OK) != 0) {
@@ -42,7 +29,7 @@ TEST(HungLibvirtd, TickIsBoundedAndCollectionResumes) {
   }
   char tmpl[] = "/tmp/memtide-hung-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  const std::string uri = run(kHelper + " start " + dir);
+  const std::string uri = run_command(kHelper + " start " + dir);
   ASSERT_EQ(uri.rfind("qemu+unix:///session", 0), 0u) << uri;
   int pid = 0;
   std::ifstream(dir + "/run/libvirt/libvirtd.pid") >> pid;
@@ -78,7 +65,7 @@ TEST(HungLibvirtd, TickIsBoundedAndCollectionResumes) {
     EXPECT_TRUE(resumed) << "collection did not resume within 15 s of SIGCONT";
   }
   kill(pid, SIGCONT);
-  run(kHelper + " stop " + dir);
+  run_command(kHelper + " stop " + dir);
 }
 
 }  // namespace

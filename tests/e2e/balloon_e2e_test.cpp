@@ -16,30 +16,15 @@
 
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 
+#include "../support/run_command.hpp"
+
 namespace memtide::collectors {
 namespace {
 
 using namespace std::chrono_literals;
 constexpr std::uint64_t MiB = 1 << 20;
 
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) {
-    return out;
-  }
-  std::array<char, 512> buf{};
-  while (fgets(buf.data(), buf.size(), p) != nullptr) {
-    out += buf.data();
-  }
-  if (pclose(p) != 0) {
-    return "";
-  }
-  while (!out.empty() && out.back() == '\n') {
-    out.pop_back();
-  }
-  return out;
-}
+using memtide::testing::run_command;
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -55,17 +40,18 @@ class RealGuest : public ::testing::Test {
       GTEST_SKIP() << "needs root, libvirtd and qemu-system-x86_64";
     }
     image_ = std::string(MEMTIDE_E2E_IMAGE_DIR);
-    ASSERT_EQ(run(std::string(MEMTIDE_SOURCE_DIR) + "/scripts/build-guest-image " + image_ +
-                  " >/dev/null && echo built"),
+    ASSERT_EQ(run_command(std::string(MEMTIDE_SOURCE_DIR) + "/scripts/build-guest-image " + image_ +
+                          " >/dev/null && echo built"),
               "built");
     char tmpl[] = "/tmp/memtide-e2e-XXXXXX";
     dir_ = mkdtemp(tmpl);
-    uri_ = run(std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd start " + dir_);
+    uri_ = run_command(std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd start " +
+                       dir_);
     ASSERT_EQ(uri_.rfind("qemu+unix:///session", 0), 0u) << uri_;
   }
   void TearDown() override {
     if (!dir_.empty()) {
-      run(std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd stop " + dir_);
+      run_command(std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd stop " + dir_);
     }
   }
 
@@ -167,10 +153,11 @@ TEST_F(RealGuest, StatisticsProcessAndBalloonWork) {
   EXPECT_EQ(vm->current_bytes, 300 * MiB);
 
   // `memtidectl restore` gives it back its maximum, with no daemon running.
-  const std::string restored = run(std::string(MEMTIDECTL_BINARY) + " restore --connect '" + uri_ +
-                                   "' --config /nonexistent-is-an-error 2>&1; true");
+  const std::string restored = run_command(std::string(MEMTIDECTL_BINARY) + " restore --connect '" +
+                                           uri_ + "' --config /nonexistent-is-an-error 2>&1; true");
   EXPECT_NE(restored.find("cannot open"), std::string::npos) << restored;  // explicit file
-  const std::string out = run(std::string(MEMTIDECTL_BINARY) + " restore --connect '" + uri_ + "'");
+  const std::string out =
+      run_command(std::string(MEMTIDECTL_BINARY) + " restore --connect '" + uri_ + "'");
   EXPECT_EQ(out, "e2e-balloon: 300 MiB -> 512 MiB") << out;
   vm = wait_for(
       h, "e2e-balloon",
