@@ -10,6 +10,7 @@
 #include <memtide/config/loader.hpp>
 
 #include "collect.hpp"
+#include "config_files.hpp"
 #include "options.hpp"
 #include "restore.hpp"
 
@@ -108,34 +109,15 @@ int run(const std::vector<std::string>& args) {
     }
   }
   if (command == "check-config") {
-    const auto loaded = config::load_config_file(config_path);
-    for (const auto& e : loaded.errors) {
-      std::cout << e.to_string() << '\n';
-    }
-    if (!loaded.ok()) {
-      std::cout << loaded.errors.size() << (loaded.errors.size() == 1 ? " error" : " errors")
-                << " in " << config_path << '\n';
-      return kExitInvalidConfig;
-    }
-    std::cout << config_path << ": valid\n";
-    return kExitOk;
+    return check_config_file(config_path, std::cout);
   }
   if (command != "restore") {
     return usage_error(command.empty() ? "a command is required"
                                        : "unknown command '" + command + "'");
   }
-  std::shared_ptr<const config::Config> config;
-  if (!config_given && access(config_path.c_str(), F_OK) != 0) {
-    config = config::default_config();
-  } else {
-    auto loaded = config::load_config_file(config_path);
-    for (const auto& e : loaded.errors) {
-      std::cerr << e.to_string() << '\n';
-    }
-    if (!loaded.ok()) {
-      return kExitInvalidConfig;
-    }
-    config = loaded.config;
+  const auto config = load_config_or_defaults(config_path, config_given, std::cerr);
+  if (!config) {
+    return kExitInvalidConfig;
   }
   return restore(*config, connect, dry_run);
 }

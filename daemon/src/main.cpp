@@ -9,6 +9,7 @@
 #include <memtide/config/loader.hpp>
 
 #include "collect.hpp"
+#include "config_files.hpp"
 #include "daemon.hpp"
 #include "options.hpp"
 #include "snapshot_json.hpp"
@@ -17,35 +18,6 @@ using namespace memtide;
 using namespace memtide::daemon;
 
 namespace {
-
-// Loads the configuration for run/once: an explicitly named file must exist; the default path
-// may be absent, in which case built-in defaults apply.
-std::shared_ptr<const config::Config> load_or_report(const Options& options) {
-  struct stat st {};
-  if (!options.config_path_given && ::stat(options.config_path.c_str(), &st) != 0 &&
-      errno == ENOENT) {
-    return config::default_config();
-  }
-  auto loaded = config::load_config_file(options.config_path);
-  for (const auto& e : loaded.errors) {
-    std::cerr << e.to_string() << '\n';
-  }
-  return loaded.config;
-}
-
-int check_config(const Options& options) {
-  const auto loaded = config::load_config_file(options.config_path);
-  for (const auto& e : loaded.errors) {
-    std::cout << e.to_string() << '\n';
-  }
-  if (!loaded.ok()) {
-    std::cout << loaded.errors.size() << (loaded.errors.size() == 1 ? " error" : " errors")
-              << " in " << options.config_path << '\n';
-    return kExitInvalidConfig;
-  }
-  std::cout << options.config_path << ": valid\n";
-  return kExitOk;
-}
 
 int once(const Options& options, const config::Config& config) {
   collectors::HostRoots roots{options.procfs.value_or(config.daemon.procfs),
@@ -82,12 +54,13 @@ int run_main(int argc, char** argv) {
       std::cout << "memtided " MEMTIDE_VERSION "\n";
       return kExitOk;
     case Options::Mode::check_config:
-      return check_config(options);
+      return check_config_file(options.config_path, std::cout);
     case Options::Mode::once:
     case Options::Mode::run:
       break;
   }
-  const auto config = load_or_report(options);
+  const auto config =
+      load_config_or_defaults(options.config_path, options.config_path_given, std::cerr);
   if (!config) {
     return kExitInvalidConfig;
   }
