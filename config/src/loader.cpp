@@ -263,6 +263,14 @@ Result<std::string> parse_absolute_path(std::string_view text) {
   return std::string(text);
 }
 
+// An absolute path, or "" for "none".
+Result<std::string> parse_optional_path(std::string_view text) {
+  if (text.empty()) {
+    return std::string();
+  }
+  return parse_absolute_path(text);
+}
+
 Result<std::uint32_t> parse_uint32(std::string_view text) {
   std::uint64_t value = 0;
   if (text.empty() || text.find_first_not_of("0123456789") != std::string_view::npos) {
@@ -344,6 +352,14 @@ void read_daemon(MapReader& root, Diagnostics& diag, DaemonSection& out) {
   read_scalar(map, diag, "dry_run", out.dry_run, parse_bool);
   read_scalar(map, diag, "on_stop", out.on_stop,
               enum_parser<OnStop>({{"restore", OnStop::restore}, {"keep", OnStop::keep}}));
+  if (const auto record = map.take("record")) {
+    MapReader r(*record, "daemon.record", diag);
+    read_scalar(r, diag, "path", out.record.path, parse_optional_path);
+    read_scalar(r, diag, "max_size", out.record.max_size_bytes, parse_size,
+                within<std::uint64_t>(64ULL << 10, 1ULL << 40, show_size));
+    read_scalar(r, diag, "files", out.record.files, parse_uint32,
+                within<std::uint32_t>(1, 100, [](std::uint32_t v) { return std::to_string(v); }));
+  }
 }
 
 Result<std::string> parse_uri(std::string_view text) {

@@ -77,6 +77,29 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
   } else {
     collector_->set_roots(std::move(roots));
   }
+  const auto& record = config_->daemon.record;
+  if (record.path.empty()) {
+    trace_.reset();
+  } else if (!trace_ || trace_->settings() != record) {
+    trace_ = std::make_unique<TraceWriter>(record);
+    last_trace_error_.clear();
+  }
+}
+
+void Daemon::record(const Snapshot& decided_on) {
+  if (!trace_) {
+    return;
+  }
+  if (auto s = trace_->append(decided_on); !s) {
+    const auto message = s.error().to_string();
+    if (message != last_trace_error_) {
+      log_.warning("cannot record the snapshot: " + message, {{"MEMTIDE_EVENT", "record-failed"}});
+      last_trace_error_ = message;
+    }
+  } else if (!last_trace_error_.empty()) {
+    log_.notice("recording works again", {{"MEMTIDE_EVENT", "record-recovered"}});
+    last_trace_error_.clear();
+  }
 }
 
 int Daemon::run() {
@@ -340,8 +363,9 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
     host_only = *last_snapshot_;
     host_only->vms.clear();
   }
-  auto decision = policy::decide(host_only ? *host_only : *last_snapshot_, std::move(policy_state_),
-                                 *config_, now_ms);
+  const Snapshot& decided_on = host_only ? *host_only : *last_snapshot_;
+  record(decided_on);
+  auto decision = policy::decide(decided_on, std::move(policy_state_), *config_, now_ms);
   policy_state_ = std::move(decision.state);
   const policy::Plan& plan = decision.plan;
   auto* hypervisor = collector_->hypervisor();

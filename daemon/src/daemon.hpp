@@ -16,6 +16,7 @@
 #include "collect.hpp"
 #include "log.hpp"
 #include "options.hpp"
+#include "trace.hpp"
 
 struct sd_event;
 struct sd_event_source;
@@ -51,6 +52,8 @@ class Daemon {
   // logs it).
   void decide_and_act(std::int64_t now_ms);
   void report_alerts(const std::vector<policy::Alert>& firing);
+  // Appends the snapshot decide() saw to the trace (daemon.record), logging failures once.
+  void record(const Snapshot& decided_on);
   bool dry_run() const { return options_.dry_run || config_->daemon.dry_run; }
   // Wakes the loop early when /proc/pressure/memory reports a stall (a PSI trigger).
   void watch_pressure();
@@ -60,6 +63,8 @@ class Daemon {
   std::shared_ptr<const config::Config> config_;
   Logger& log_;
   std::unique_ptr<Collector> collector_;
+  std::unique_ptr<TraceWriter> trace_;  // null while daemon.record.path is empty
+  std::string last_trace_error_;        // to log a failing trace once, not every tick
 
   sd_event* event_ = nullptr;
   sd_event_source* timer_ = nullptr;

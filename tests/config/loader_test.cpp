@@ -41,6 +41,7 @@ daemon:
   log_level: debug
   on_stop: keep
   dry_run: true
+  record: {path: /var/lib/memtide/trace.jsonl, max_size: 16MiB, files: 7}
 libvirt:
   uri: test:///default
   timeout: 2s
@@ -78,6 +79,9 @@ classes:
   EXPECT_EQ(c.daemon.interval, 2s);
   EXPECT_EQ(c.daemon.procfs, "/srv/fixture/proc");
   EXPECT_EQ(c.daemon.sysfs, "/srv/fixture/sys");
+  EXPECT_EQ(c.daemon.record.path, "/var/lib/memtide/trace.jsonl");
+  EXPECT_EQ(c.daemon.record.max_size_bytes, 16ULL << 20);
+  EXPECT_EQ(c.daemon.record.files, 7u);
   EXPECT_EQ(c.daemon.log_level, LogLevel::debug);
   EXPECT_EQ(c.daemon.on_stop, OnStop::keep);
   EXPECT_TRUE(c.daemon.dry_run);

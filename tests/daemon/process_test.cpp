@@ -466,4 +466,58 @@ TEST(DaemonPolicy, DryRunDecidesButDoesNotAct) {
   EXPECT_EQ(log.find("notice: balloon test"), std::string::npos) << log;
 }
 
+// The daemon records what it decided on; memtidectl simulate replays the trace through the same
+// configuration and must reach the same balloon commands, reasons included.
+TEST(DaemonRecord, SimulateReproducesTheDaemonsDecisions) {
+  TempDir dir;
+  std::string config = kHungryClass;
+  config.replace(config.find("  on_stop: keep\n"), 15,
+                 "  on_stop: keep\n  record: {path: " + dir.file("trace.jsonl") + "}\n");
+  dir.write("memtide.yaml", config);
+  NotifySocket notify(dir.file("notify"));
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--connect", "test:///default",
+                        "--log-target", "stderr"},
+                       notify.path(), "", dir.file("out"), dir.file("err"));
+  ASSERT_NE(notify.wait_for("STATUS=tick 6 "), "") << dir.read("err");
+  daemon.signal(SIGTERM);
+  ASSERT_EQ(daemon.wait(), 0);
+  const std::string log = dir.read("err");
+
+  // Balloon commands the daemon logged, in order: "test: FROM -> TO: reason".
+  std::vector<std::string> logged;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    const auto at = line.find("notice: balloon ");
+    if (at != std::string::npos) {
+      const auto fields = line.find(" MEMTIDE_VM=");  // the stderr log appends journal fields
+      logged.push_back(line.substr(at + 16, fields - at - 16));
+    }
+  }
+  ASSERT_FALSE(logged.empty()) << log;
+
+  const auto sim = run_ctl({"simulate", "--config", dir.file("memtide.yaml"), "--trace",
+                            dir.file("trace.jsonl"), "--json"});
+  ASSERT_EQ(sim.status, 0) << sim.err;
+  const auto j = nlohmann::json::parse(sim.out);
+  std::vector<std::string> replayed;
+  for (const auto& e : j["events"]) {
+    if (e["kind"] == "balloon") {
+      replayed.push_back(e["subject"].get<std::string>() + ": " + e["text"].get<std::string>());
+    }
+  }
+  // Recording and acting happen in the same tick, so the trace covers exactly the logged ticks.
+  EXPECT_EQ(replayed, logged);
+  EXPECT_GE(j["summary"]["ticks"].get<int>(), 6);
+  EXPECT_EQ(j["skipped"].size(), 0u);
+
+  const auto text = run_ctl(
+      {"simulate", "-c", dir.file("memtide.yaml"), "-t", dir.file("trace.jsonl"), "--quiet"});
+  EXPECT_EQ(text.status, 0);
+  EXPECT_NE(text.out.find("balloon commands: " + std::to_string(logged.size()) + " ("),
+            std::string::npos)
+      << text.out;
+  EXPECT_EQ(run_ctl({"simulate", "--trace", dir.file("absent")}).status, 1);
+  EXPECT_EQ(run_ctl({"simulate"}).status, 64);
+}
+
 }  // namespace

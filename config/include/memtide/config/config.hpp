@@ -24,6 +24,16 @@ enum class OnStop {
   keep,     // leave balloons as they are (e.g. for quick restarts on a tight host)
 };
 
+// Recording of every tick's snapshot as JSON lines, for `memtidectl simulate` and post-mortems.
+// The file is rotated when it exceeds max_size: PATH -> PATH.1 -> ... -> PATH.<files - 1>, the
+// oldest dropped, so the trace never uses more than about max_size * files on disk.
+struct RecordSection {
+  std::string path;                            // "" (default): recording off
+  std::uint64_t max_size_bytes = 64ULL << 20;  // size at which the current file is rotated
+  std::uint32_t files = 4;                     // files kept, the current one included
+  friend bool operator==(const RecordSection&, const RecordSection&) = default;
+};
+
 struct DaemonSection {
   std::chrono::milliseconds interval = 10s;  // period of the collect/decide/act tick
   std::string procfs = "/proc";              // root of procfs (fixture trees in tests)
@@ -31,6 +41,7 @@ struct DaemonSection {
   LogLevel log_level = LogLevel::info;       // least severe message that is logged
   OnStop on_stop = OnStop::restore;
   bool dry_run = false;  // decide and report every tick, but never change a balloon or KSM
+  RecordSection record;
   friend bool operator==(const DaemonSection&, const DaemonSection&) = default;
 };
 
