@@ -45,11 +45,13 @@ struct Candidate {
   std::uint64_t usable = 0;       // the guest's usable memory (page cache counts as usable)
   std::uint64_t target_free = 0;  // usable memory the class wants it to keep
   std::uint64_t ideal = 0;        // the size at which it would keep exactly target_free
+  std::uint64_t comfort = 0;      // the size at which it keeps kComfortFactor * target_free
   bool needs = false;             // below its free target, or swapping/faulting in the guest
   bool guest_swapping = false;
-  std::uint64_t want = 0;   // growth it asks for this tick (step-limited)
-  std::uint64_t spare = 0;  // what it can give without falling below ideal or floor
-  std::int64_t delta = 0;   // decided change this tick
+  std::uint64_t want = 0;   // growth it asks for this tick (step-limited): up to comfort
+  std::uint64_t spare = 0;  // what it can give under host pressure: down to ideal or floor
+  std::uint64_t comfortable_spare = 0;  // what it can give to guests in need: down to comfort
+  std::int64_t delta = 0;               // decided change this tick
   // Reason for the decided change: shared reasons (host pressure) are not copied per VM.
   const std::string* why = nullptr;
   std::string own_why;                // storage when the reason is this VM's own
@@ -98,6 +100,9 @@ std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
 
 std::uint64_t room_spare(const Candidate& c) {
   return c.spare;
+}
+std::uint64_t room_comfortable_spare(const Candidate& c) {
+  return c.comfortable_spare;
 }
 std::uint64_t room_to_floor(const Candidate& c) {
   return c.vm->current_bytes > c.settings.floor_bytes ? c.vm->current_bytes - c.settings.floor_bytes
@@ -164,6 +169,9 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
 
   // Swap-out and the exact PSI stall share since the last tick. PSI counts as the kernel's
   // avg10 or that share, whichever is higher: avg10 lags a sudden stall by seconds.
+  // Seconds since the previous tick (0 on the first): the pace at which decisions are made.
+  const double state_tick_s =
+      state.previous_host ? static_cast<double>(now_ms - state.previous_host_ms) / 1000.0 : 0;
   const HostRates rates =
       state.previous_host
           ? derive_rates(*state.previous_host, host,
@@ -282,10 +290,17 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     const double in_use = static_cast<double>(vm.current_bytes - c.usable);
     c.ideal = static_cast<std::uint64_t>(in_use / (1.0 - g));
     c.ideal = std::clamp(c.ideal, settings.floor_bytes, settings.max_bytes);
+    // Guests are grown to, and outside host pressure shrunk to, a comfort point above the free
+    // target, so a guest needs its usable share to drift by a quarter of the target before it
+    // is resized again (without this band a guest hovering at its target would be resized on
+    // every drift, back and forth through the guests that fund it).
+    const double g_comfort = std::min(kComfortFactor * g, (1.0 + g) / 2);
+    c.comfort = static_cast<std::uint64_t>(in_use / (1.0 - g_comfort));
+    c.comfort = std::clamp(c.comfort, settings.floor_bytes, settings.max_bytes);
     c.guest_swapping = guest_swapping;
     c.needs = c.usable < c.target_free || guest_swapping;
     if (c.needs && vm.current_bytes < settings.max_bytes) {
-      std::uint64_t want = c.ideal > vm.current_bytes ? c.ideal - vm.current_bytes : 0;
+      std::uint64_t want = c.comfort > vm.current_bytes ? c.comfort - vm.current_bytes : 0;
       if (guest_swapping) {
         want = std::max(want, settings.max_step_bytes);  // swapping: at least one full step
       }
@@ -293,6 +308,8 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     }
     const std::uint64_t keep = std::max(c.ideal, settings.floor_bytes);
     c.spare = !c.needs && vm.current_bytes > keep ? vm.current_bytes - keep : 0;
+    c.comfortable_spare =
+        !c.needs && vm.current_bytes > c.comfort ? vm.current_bytes - c.comfort : 0;
     if (vm.current_bytes <= settings.floor_bytes + settings.deadband_bytes && c.needs) {
       distressed.emplace_back(vm.name, "at its floor " + format_size(settings.floor_bytes) +
                                            " with " + format_size(c.usable) + " usable (target " +
@@ -337,7 +354,8 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
         plan.host_pressure || host_room <= 0 ? 0 : std::min<std::uint64_t>(total_want, host_room);
     budget = from_host;
     if (budget < total_want) {
-      budget += reclaim(spare_pool, total_want - budget, room_spare, feed_why);
+      budget += reclaim(spare_pool, total_want - budget,
+                        plan.host_pressure ? room_spare : room_comfortable_spare, feed_why);
     }
     // Grant in order of urgency (swapping first, then least usable per share), each its want.
     std::sort(needy.begin(), needy.end(), [](const Candidate* a, const Candidate* b) {
@@ -376,8 +394,19 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     for (const Candidate* c : spare_pool) {
       spare_total += c->spare;
     }
-    if (amount == 0) {
+    if (amount == 0 && plan.host_pressure) {
       amount = spare_total;  // pressure without a deficit: take what is spare, step-limited
+    } else if (amount == 0) {
+      // Only heading for swap: what the trend says will be missing at the horizon, paced over
+      // the ticks left before the predicted swap (a tick's share of it now; the next ticks take
+      // more if the trend holds, nothing if it stops). A host losing memory fast is not
+      // starved of reclaim this way, and a trend that ends by itself costs few balloon actions.
+      const double projected = static_cast<double>(available) +
+                               plan.forecast.available_slope_bytes_per_second * horizon_s;
+      const double shortfall = static_cast<double>(reserve) - projected;
+      const double tick_s = state_tick_s > 0 ? state_tick_s : 10.0;
+      const double share = std::min(1.0, tick_s / std::max(1.0, *plan.forecast.seconds_to_swap));
+      amount = shortfall > 0 ? static_cast<std::uint64_t>(shortfall * share) : 0;
     }
     const std::uint64_t got = reclaim(spare_pool, amount, room_spare, pressure_why);
     const bool hard_pressure = swapping || psi_full_high || available < reserve / 2;

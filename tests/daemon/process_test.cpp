@@ -430,7 +430,7 @@ TEST(Memtidectl, ErrorsAndExitCodes) {
 namespace {
 
 // With guest_free at 60 %, the test driver's guest (1 GiB usable of 2 GiB) is short of memory
-// and the policy grows it by one step (5 % of its 8 GiB maximum).
+// and the policy grows it by one step (10 % of its 8 GiB maximum).
 const char* kHungryClass =
     "daemon:\n  interval: 200ms\n  on_stop: keep\nhost:\n  swap_forecast: {window: 10s}\n"
     "libvirt:\n  stats_period: 1s\n"
@@ -452,7 +452,7 @@ std::string policy_log(const std::vector<std::string>& extra) {
 
 TEST(DaemonPolicy, GuestShortOfMemoryGetsABalloonCommand) {
   const auto log = policy_log({});
-  EXPECT_NE(log.find("memtided: notice: balloon test: 2 GiB -> 2.4 GiB: guest short of memory: "
+  EXPECT_NE(log.find("memtided: notice: balloon test: 2 GiB -> 2.8 GiB: guest short of memory: "
                      "50% usable, target 60%"),
             std::string::npos)
       << log;
@@ -461,7 +461,7 @@ TEST(DaemonPolicy, GuestShortOfMemoryGetsABalloonCommand) {
 
 TEST(DaemonPolicy, DryRunDecidesButDoesNotAct) {
   const auto log = policy_log({"--dry-run"});
-  EXPECT_NE(log.find("dry run, not applied: balloon test: 2 GiB -> 2.4 GiB"), std::string::npos)
+  EXPECT_NE(log.find("dry run, not applied: balloon test: 2 GiB -> 2.8 GiB"), std::string::npos)
       << log;
   EXPECT_EQ(log.find("notice: balloon test"), std::string::npos) << log;
 }

@@ -81,13 +81,16 @@ TEST(Decide, IdleHostDoesNotGrowGuestsToTheirMaximum) {
 
 TEST(Decide, GuestShortOfMemoryGrowsFromHostRoom) {
   auto s = host(20 * GiB);
-  // 4 GiB guest with 200 MiB usable: in use 3896 MiB; ideal = 3896 / 0.85 = 4583.5 MiB.
+  // 4 GiB guest with 200 MiB usable: in use 3896 MiB. It is grown past its 15 % target to the
+  // comfort point, where 15 % * 1.25 = 18.75 % is usable: 3896 / 0.8125 = 4795.1 MiB.
   s.vms = {guest("web-1", 4 * GiB, 8 * GiB, 200 * MiB)};
-  const auto d = decide(s, {}, base_config(), 0);
+  auto config = base_config();
+  config.classes[0].balloon.max_step = SizeOrRatio{4 * GiB};
+  const auto d = decide(s, {}, config, 0);
   const auto* c = change_for(d.plan, "web-1");
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->from_bytes, 4 * GiB);
-  EXPECT_EQ(c->to_bytes, static_cast<std::uint64_t>(3896.0 * MiB / 0.85));
+  EXPECT_EQ(c->to_bytes, static_cast<std::uint64_t>(3896.0 * MiB / 0.8125));
   EXPECT_EQ(c->floor_bytes, GiB);
   EXPECT_NE(c->reason.find("guest short of memory: 5% usable, target 15%"), std::string::npos)
       << c->reason;
@@ -118,6 +121,67 @@ TEST(Decide, UnderPressureGuestsInNeedAreFedByGuestsWithSpare) {
   EXPECT_EQ(idle->from_bytes - idle->to_bytes, 512 * MiB);
   EXPECT_NE(idle->reason.find("host MemAvailable 1 GiB < reserve 2 GiB"), std::string::npos)
       << idle->reason;
+}
+
+TEST(Decide, ComfortBandStopsResizingOnSmallDrifts) {
+  // Grown to its comfort point (18.75 % usable), a guest is left alone while usable drifts
+  // between 15 % and 18.75 %: not grown, and not taken from to feed another guest.
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{8 * GiB};
+  auto s = host(20 * GiB);
+  const std::uint64_t current = 4 * GiB;
+  // 16 % usable: above the target, below the comfort point.
+  s.vms = {guest("drifting", current, 8 * GiB, current * 16 / 100),
+           guest("hungry", 2 * GiB, 8 * GiB, 20 * MiB)};
+  s.host.meminfo.available_bytes = 2 * GiB;  // no host room: "hungry" must be fed by guests
+  const auto d = decide(s, {}, c, 0);
+  EXPECT_EQ(change_for(d.plan, "drifting"), nullptr) << d.plan.explanation("drifting");
+  // 14 % usable: below the target, grown back to the comfort point.
+  s.vms = {guest("drifting", current, 8 * GiB, current * 14 / 100)};
+  s.host.meminfo.available_bytes = 20 * GiB;
+  const auto grown = decide(s, {}, c, 0);
+  const auto* g = change_for(grown.plan, "drifting");
+  ASSERT_NE(g, nullptr);
+  const double in_use = static_cast<double>(current - current * 14 / 100);
+  EXPECT_EQ(g->to_bytes, static_cast<std::uint64_t>(in_use / (1 - 0.15 * kComfortFactor)));
+  // 30 % usable and a guest in need while the host has no room: the donor gives down to its
+  // comfort point, not to its 15 % target.
+  s.vms = {guest("donor", current, 8 * GiB, current * 30 / 100),
+           guest("hungry", 4 * GiB, 8 * GiB, 20 * MiB)};  // wants 920 MiB, more than spare
+  s.host.meminfo.available_bytes = 2 * GiB;
+  const auto fed = decide(s, {}, c, 0);
+  const auto* donor = change_for(fed.plan, "donor");
+  ASSERT_NE(donor, nullptr);
+  const double donor_in_use = static_cast<double>(current - current * 30 / 100);
+  EXPECT_EQ(donor->to_bytes,
+            static_cast<std::uint64_t>(donor_in_use / (1 - 0.15 * kComfortFactor)));
+}
+
+TEST(Decide, HeadingForSwapReclaimsTheShortfallPacedByTimeLeft) {
+  // No pressure yet (MemAvailable above the reserve, no PSI, no swapping) but falling 50 MiB/s:
+  // 8 GiB - 640 MiB (1 % of 64 GiB) lasts 151 s, inside a 300 s horizon. At the horizon
+  // MemAvailable would be 8 GiB - 15000 MiB, 8808 MiB short of the 2 GiB reserve; one 10 s
+  // tick's share of the 151 s left is taken now.
+  auto c = base_config();
+  c.host.swap_forecast.horizon = 300s;
+  c.classes[0].balloon.max_step = SizeOrRatio{8 * GiB};
+  PolicyState state;
+  Decision d;
+  for (int t = 0; t <= 6; ++t) {
+    auto s = host(8 * GiB + (6 - t) * 500 * MiB);
+    s.vms = {guest("idle", 8 * GiB, 8 * GiB, 6 * GiB)};
+    d = decide(s, state, c, t * 10'000);
+    state = d.state;
+  }
+  ASSERT_TRUE(d.plan.host_heading);
+  EXPECT_FALSE(d.plan.host_pressure);
+  const double left_s = (8.0 * 1024 - 0.01 * 64 * 1024) / 50;
+  const double shortfall = 2.0 * 1024 - (8.0 * 1024 - 50.0 * 300);
+  const auto* idle = change_for(d.plan, "idle");
+  ASSERT_NE(idle, nullptr);
+  EXPECT_NEAR(static_cast<double>(idle->from_bytes - idle->to_bytes) / MiB, shortfall * 10 / left_s,
+              1.0);
+  EXPECT_NE(idle->reason.find("swap predicted in"), std::string::npos) << idle->reason;
 }
 
 TEST(Decide, ReclaimTakesFromTheMostSparePerShareFirst) {

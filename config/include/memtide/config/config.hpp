@@ -91,7 +91,7 @@ struct BalloonSettings {
   SizeOrRatio min{0.30};           // floor: bytes, or share of the VM's maximum
   double guest_free_ratio = 0.15;  // usable memory the guest should keep, share of its current size
   std::uint32_t shares = 1000;     // weight when memory is divided between VMs
-  SizeOrRatio max_step{0.05};      // largest change per tick: bytes, or share of the VM's maximum
+  SizeOrRatio max_step{0.10};      // largest change per tick: bytes, or share of the VM's maximum
   std::uint64_t deadband_bytes = 32ULL << 20;  // changes smaller than this are not made
   std::chrono::milliseconds hysteresis = 60s;  // least time before a VM's balloon may move in
                                                // the opposite direction to its last change

@@ -99,6 +99,11 @@ struct Decision {
 // MemAvailable below this share of MemTotal counts as "the host must swap": the kernel's
 // watermarks sit at about 1 % of memory on typical hosts.
 inline constexpr double kSwapPointRatio = 0.01;
+// Guests in need are grown to the size at which they keep this multiple of their class's
+// guest_free target (at most halfway to 100 %), and guests with spare memory are shrunk no further
+// than that outside host pressure: the band between the target and this point keeps a guest near
+// its target from being resized on every small drift.
+inline constexpr double kComfortFactor = 1.25;
 // An alert resolves only after its condition has been false for this many ticks in a row.
 inline constexpr int kAlertClearTicks = 3;
 

@@ -1,0 +1,25 @@
+// Running a scenario under a policy, and the figures compared across policies.
+#pragma once
+
+#include <string>
+
+#include <memtide/sim/policies.hpp>
+#include <memtide/sim/scenarios.hpp>
+
+namespace memtide::sim {
+
+struct Outcome {
+  std::string scenario;
+  double overcommit_ratio = 0;
+  std::string policy;
+  Totals totals;
+  double mean_ballooned_bytes() const {
+    return totals.seconds > 0 ? totals.ballooned_byte_seconds / totals.seconds : 0;
+  }
+};
+
+// Steps the world one simulated second at a time for the scenario's duration, letting the policy
+// act after each step. Deterministic.
+Outcome run(const Scenario& scenario, Policy& policy);
+
+}  // namespace memtide::sim
