@@ -10,16 +10,6 @@
 
 namespace memtide::policy {
 
-const std::string& Plan::explanation(const std::string& vm) const {
-  static const std::string kNone;
-  for (const auto& [name, text] : explanations) {
-    if (name == vm) {
-      return text;
-    }
-  }
-  return kNone;
-}
-
 const char* to_string(Severity severity) {
   return severity == Severity::critical ? "critical" : "warning";
 }
@@ -38,6 +28,15 @@ std::string seconds_text(double s) {
   return buf;
 }
 
+// "38% usable, target 15%", or "no fresh statistics" for a guest judged blind.
+std::string guest_status(const Outcome& o) {
+  if (o.blind) {
+    return "no fresh statistics";
+  }
+  return percent(static_cast<double>(o.usable_bytes) / static_cast<double>(o.current_bytes)) +
+         " usable, target " + percent(o.guest_free_ratio);
+}
+
 // Everything decide() works out about one managed VM before dividing memory.
 struct Candidate {
   const VmSample* vm = nullptr;
@@ -54,10 +53,34 @@ struct Candidate {
   std::int64_t delta = 0;               // decided change this tick
   // Reason for the decided change: shared reasons (host pressure) are not copied per VM.
   const std::string* why = nullptr;
-  std::string own_why;                // storage when the reason is this VM's own
+  // This VM's own reason, used when `why` is null; formatted only if a command results.
+  enum class OwnWhy : std::uint8_t { none, stale, swapping, short_of_memory, host_idle };
+  OwnWhy own_why = OwnWhy::none;
   PolicyState::Vm* memory = nullptr;  // its entry in the next state
+  std::size_t outcome = 0;            // its entry in plan.outcomes
   bool blind = false;                 // statistics stale: may only grow, funded by host room
 };
+
+std::string own_reason(const Candidate& c, std::uint64_t host_available) {
+  switch (c.own_why) {
+    case Candidate::OwnWhy::stale:
+      return "guest statistics stale (a starving guest may stop reporting): one step back toward "
+             "its maximum, which cannot hurt it";
+    case Candidate::OwnWhy::swapping:
+    case Candidate::OwnWhy::short_of_memory:
+      return std::string(c.own_why == Candidate::OwnWhy::swapping ? "guest is swapping"
+                                                                  : "guest short of memory") +
+             ": " +
+             percent(static_cast<double>(c.usable) / static_cast<double>(c.vm->current_bytes)) +
+             " usable, target " + percent(c.settings.guest_free_ratio);
+    case Candidate::OwnWhy::host_idle:
+      return "host has room (" + format_size(host_available) +
+             " available) and the class grows guests when the host is idle";
+    case Candidate::OwnWhy::none:
+      break;
+  }
+  return "";
+}
 
 std::uint64_t step_limit(const Candidate& c, std::uint64_t amount) {
   return c.settings.max_step_bytes > 0 ? std::min(amount, c.settings.max_step_bytes) : amount;
@@ -110,6 +133,41 @@ std::uint64_t room_to_floor(const Candidate& c) {
 }
 
 }  // namespace
+
+std::string Plan::explanation(const std::string& vm) const {
+  const auto it = std::find_if(outcomes.begin(), outcomes.end(),
+                               [&vm](const Outcome& o) { return o.vm == vm; });
+  if (it == outcomes.end()) {
+    return "";
+  }
+  const Outcome& o = *it;
+  switch (o.kind) {
+    case Outcome::Kind::unmanaged:
+      return "not managed: " + o.unmanaged_reason;
+    case Outcome::Kind::not_running:
+      return std::string("not changed: the VM is ") + to_string(o.state);
+    case Outcome::Kind::no_statistics:
+      return std::string("not changed: guest statistics are ") + to_string(o.stats_status) +
+             "; memtide does not shrink a guest blind";
+    case Outcome::Kind::no_usable_figure:
+      return "not changed: the guest reports no usable memory figure";
+    case Outcome::Kind::unchanged:
+      return "unchanged at " + format_size(o.current_bytes) + ": " + guest_status(o) +
+             (o.short_at_maximum ? " (already at its maximum)" : "");
+    case Outcome::Kind::deadband:
+      return "unchanged: " + format_size(o.change_bytes) + " is within the deadband of " +
+             format_size(o.deadband_bytes) + "; " + guest_status(o);
+    case Outcome::Kind::waiting:
+      return "waiting: asked for " + format_size(o.target_bytes) + ", the balloon is at " +
+             format_size(o.current_bytes) + "; " + guest_status(o);
+    case Outcome::Kind::hysteresis:
+      return "unchanged: would reverse its last change within the " +
+             config::format_duration(o.hysteresis) + " hysteresis; " + guest_status(o);
+    case Outcome::Kind::changed:
+      return o.change_index < balloons.size() ? balloons[o.change_index].reason : "";
+  }
+  return "";
+}
 
 SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_t>>& history,
                            std::uint64_t total_bytes) {
@@ -224,7 +282,7 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
   // --- Guests: who needs memory, who has some to spare.
   std::vector<Candidate> candidates;
   candidates.reserve(snapshot.vms.size());
-  plan.explanations.reserve(snapshot.vms.size());
+  plan.outcomes.reserve(snapshot.vms.size());
   std::vector<std::pair<std::string, std::string>> distressed;  // (vm, summary)
   for (const auto& vm : snapshot.vms) {
     // Each VM's memory is updated in place; entries not touched this tick are swept below.
@@ -236,14 +294,19 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     memory.sampled_ms = now_ms;
     PolicyState::Vm* memory_slot = &memory;
 
+    Outcome& outcome = plan.outcomes.emplace_back();
+    outcome.vm = vm.name;
+    outcome.state = vm.state;
+    outcome.stats_status = vm.stats_status;
+    outcome.current_bytes = vm.current_bytes;
     const auto settings = effective_balloon(vm, config);
     if (!settings.managed) {
-      plan.explanations.emplace_back(vm.name, "not managed: " + settings.unmanaged_reason);
+      outcome.kind = Outcome::Kind::unmanaged;
+      outcome.unmanaged_reason = settings.unmanaged_reason;
       continue;
     }
     if (vm.state != VmState::running) {
-      plan.explanations.emplace_back(vm.name,
-                                     std::string("not changed: the VM is ") + to_string(vm.state));
+      outcome.kind = Outcome::Kind::not_running;
       continue;
     }
     if (vm.stats_status == GuestStatsStatus::stale && vm.current_bytes < settings.max_bytes &&
@@ -254,6 +317,8 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
       Candidate c;
       c.vm = &vm;
       c.memory = memory_slot;
+      c.outcome = plan.outcomes.size() - 1;
+      c.outcome = plan.outcomes.size() - 1;
       c.settings = settings;
       c.blind = true;
       c.needs = true;
@@ -263,9 +328,7 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
       continue;
     }
     if (vm.stats_status != GuestStatsStatus::ok) {
-      plan.explanations.emplace_back(vm.name, std::string("not changed: guest statistics are ") +
-                                                  to_string(vm.stats_status) +
-                                                  "; memtide does not shrink a guest blind");
+      outcome.kind = Outcome::Kind::no_statistics;
       continue;
     }
     // Usable memory, never MemFree alone: page cache is reclaimable. Guests that do not report
@@ -275,13 +338,13 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
       usable = *vm.guest.unused_bytes + vm.guest.disk_caches_bytes.value_or(0);
     }
     if (!usable || vm.current_bytes == 0) {
-      plan.explanations.emplace_back(vm.name,
-                                     "not changed: the guest reports no usable memory figure");
+      outcome.kind = Outcome::Kind::no_usable_figure;
       continue;
     }
     Candidate c;
     c.vm = &vm;
     c.memory = memory_slot;
+    c.outcome = plan.outcomes.size() - 1;
     c.settings = settings;
     c.usable = std::min(*usable, vm.current_bytes);
     const double g = settings.guest_free_ratio;
@@ -371,16 +434,9 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
       const std::uint64_t grant = std::min(c->want, left);
       left -= grant;
       c->delta += static_cast<std::int64_t>(grant);
-      c->own_why =
-          c->blind
-              ? std::string(
-                    "guest statistics stale (a starving guest may stop reporting): one "
-                    "step back toward its maximum, which cannot hurt it")
-              : std::string(c->guest_swapping ? "guest is swapping" : "guest short of memory") +
-                    ": " +
-                    percent(static_cast<double>(c->usable) /
-                            static_cast<double>(c->vm->current_bytes)) +
-                    " usable, target " + percent(c->settings.guest_free_ratio);
+      c->own_why = c->blind            ? Candidate::OwnWhy::stale
+                   : c->guest_swapping ? Candidate::OwnWhy::swapping
+                                       : Candidate::OwnWhy::short_of_memory;
     }
   }
 
@@ -431,9 +487,7 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
           std::min(step_limit(c, c.settings.max_bytes - c.vm->current_bytes), room);
       room -= grow;
       c.delta = static_cast<std::int64_t>(grow);
-      c.own_why = "host has room (" + format_size(available) +
-                  " available) and the class grows "
-                  "guests when the host is idle";
+      c.own_why = Candidate::OwnWhy::host_idle;
     }
   }
 
@@ -446,23 +500,20 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     target = std::clamp<std::int64_t>(target, static_cast<std::int64_t>(c.settings.floor_bytes),
                                       static_cast<std::int64_t>(c.settings.max_bytes));
     const std::int64_t change = target - current;
-    const std::string status =
-        c.blind ? std::string("no fresh statistics")
-                : percent(static_cast<double>(c.usable) / static_cast<double>(vm.current_bytes)) +
-                      " usable, target " + percent(c.settings.guest_free_ratio);
+    Outcome& outcome = plan.outcomes[c.outcome];
+    outcome.blind = c.blind;
+    outcome.usable_bytes = c.usable;
+    outcome.guest_free_ratio = c.settings.guest_free_ratio;
     if (change == 0) {
-      plan.explanations.emplace_back(
-          vm.name,
-          "unchanged at " + format_size(vm.current_bytes) + ": " + status +
-              (c.needs && vm.current_bytes >= c.settings.max_bytes ? " (already at its maximum)"
-                                                                   : ""));
+      outcome.kind = Outcome::Kind::unchanged;
+      outcome.short_at_maximum = c.needs && vm.current_bytes >= c.settings.max_bytes;
       continue;
     }
     const std::uint64_t magnitude = static_cast<std::uint64_t>(change > 0 ? change : -change);
     if (magnitude < c.settings.deadband_bytes) {
-      plan.explanations.emplace_back(
-          vm.name, "unchanged: " + format_size(magnitude) + " is within the deadband of " +
-                       format_size(c.settings.deadband_bytes) + "; " + status);
+      outcome.kind = Outcome::Kind::deadband;
+      outcome.change_bytes = magnitude;
+      outcome.deadband_bytes = c.settings.deadband_bytes;
       continue;
     }
     // A balloon that has not reached the last target (a guest that cannot give more, or is
@@ -471,29 +522,29 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     if (memory.last_target_bytes == static_cast<std::uint64_t>(target) &&
         now_ms - memory.last_change_ms <
             std::max<std::int64_t>(c.settings.hysteresis.count(), 10'000)) {
-      plan.explanations.emplace_back(
-          vm.name, "waiting: asked for " + format_size(static_cast<std::uint64_t>(target)) +
-                       ", the balloon is at " + format_size(vm.current_bytes) + "; " + status);
+      outcome.kind = Outcome::Kind::waiting;
+      outcome.target_bytes = static_cast<std::uint64_t>(target);
       continue;
     }
     const int direction = change > 0 ? 1 : -1;
     const bool reversing = memory.last_direction != 0 && memory.last_direction != direction;
     if (reversing && now_ms - memory.last_change_ms < c.settings.hysteresis.count() &&
         !(direction > 0 && c.guest_swapping)) {
-      plan.explanations.emplace_back(
-          vm.name, "unchanged: would reverse its last change within the " +
-                       config::format_duration(c.settings.hysteresis) + " hysteresis; " + status);
+      outcome.kind = Outcome::Kind::hysteresis;
+      outcome.hysteresis = c.settings.hysteresis;
       continue;
     }
+    outcome.kind = Outcome::Kind::changed;
+    outcome.change_index = plan.balloons.size();
     BalloonChange bc;
     bc.vm = vm.name;
     bc.uuid = vm.uuid;
     bc.from_bytes = vm.current_bytes;
     bc.to_bytes = static_cast<std::uint64_t>(target);
     bc.floor_bytes = c.settings.floor_bytes;
-    bc.reason = (c.why != nullptr ? *c.why : c.own_why) + "; " + vm.name + " has " + status + ": " +
-                (direction > 0 ? "grow " : "shrink ") + format_size(magnitude);
-    plan.explanations.emplace_back(vm.name, bc.reason);
+    bc.reason = (c.why != nullptr ? *c.why : own_reason(c, available)) + "; " + vm.name + " has " +
+                guest_status(outcome) + ": " + (direction > 0 ? "grow " : "shrink ") +
+                format_size(magnitude);
     plan.balloons.push_back(std::move(bc));
     memory.last_change_ms = now_ms;
     memory.last_direction = direction;

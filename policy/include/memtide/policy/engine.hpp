@@ -6,6 +6,7 @@
 // plan, so the daemon, replays of recorded snapshots and tests all run the same code.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -53,17 +54,49 @@ struct SwapForecast {
   friend bool operator==(const SwapForecast&, const SwapForecast&) = default;
 };
 
+// Why one VM was or was not changed this tick, as data: decide() records it for every VM, and it
+// is rendered into a sentence only when someone asks (Plan::explanation), which keeps a tick over
+// thousands of VMs free of string formatting.
+struct Outcome {
+  enum class Kind : std::uint8_t {
+    unmanaged,         // unmanaged_reason says why
+    not_running,       // state
+    no_statistics,     // stats_status is not ok (memtide does not shrink a guest blind)
+    no_usable_figure,  // the guest reports neither usable nor free memory
+    unchanged,         // nothing to do
+    deadband,          // the change (change_bytes) is below the deadband
+    waiting,           // asked for target_bytes earlier; the balloon has not got there
+    hysteresis,        // would reverse its last change within the hysteresis
+    changed,           // a balloon command was issued: balloons[change_index]
+  };
+  std::string vm;
+  Kind kind = Kind::unchanged;
+  VmState state = VmState::other;
+  GuestStatsStatus stats_status = GuestStatsStatus::ok;
+  std::string unmanaged_reason;
+  bool blind = false;               // judged without fresh statistics (stale guest)
+  bool short_at_maximum = false;    // in need but already at its maximum
+  std::uint64_t current_bytes = 0;  // balloon size
+  std::uint64_t usable_bytes = 0;
+  double guest_free_ratio = 0;  // the class's target
+  std::uint64_t change_bytes = 0;
+  std::uint64_t target_bytes = 0;
+  std::uint64_t deadband_bytes = 0;
+  std::chrono::milliseconds hysteresis{0};
+  std::size_t change_index = 0;
+  friend bool operator==(const Outcome&, const Outcome&) = default;
+};
+
 struct Plan {
   std::vector<BalloonChange> balloons;
   std::vector<Alert> alerts;  // firing now, sorted by (name, subject)
   SwapForecast forecast;
-  bool host_pressure = false;  // reclaiming: below reserve, PSI above limits, or swapping
-  bool host_heading = false;   // swap predicted within the horizon
-  std::string host_summary;    // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
-  // (VM name, why it is or is not changed), one per VM in the snapshot's order.
-  std::vector<std::pair<std::string, std::string>> explanations;
-  // The explanation for `vm`, or "" when the VM was not in the snapshot.
-  const std::string& explanation(const std::string& vm) const;
+  bool host_pressure = false;     // reclaiming: below reserve, PSI above limits, or swapping
+  bool host_heading = false;      // swap predicted within the horizon
+  std::string host_summary;       // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
+  std::vector<Outcome> outcomes;  // one per VM, in the snapshot's order
+  // Why `vm` was or was not changed, as one sentence; "" when the VM was not in the snapshot.
+  std::string explanation(const std::string& vm) const;
   friend bool operator==(const Plan&, const Plan&) = default;
 };
 
