@@ -232,6 +232,9 @@ void Daemon::tick() {
     report_vms(*snapshot);
     last_snapshot_ = std::move(*snapshot);
     decide_and_act(last_snapshot_->monotonic_ms);
+    // This tick answered any pending pressure event, with a balloon command (whose reaction time
+    // decide_and_act logged) or with the decision that none was needed.
+    pressure_event_usec_ = 0;
     if (log_.enabled(Priority::debug)) {
       const auto& m = last_snapshot_->host.meminfo;
       log_.debug("tick " + std::to_string(ticks_) + ": MemAvailable " +
@@ -471,14 +474,22 @@ int Daemon::on_pressure(sd_event_source*, int, std::uint32_t revents, void* self
   }
   std::uint64_t now = 0;
   sd_event_now(d->event_, CLOCK_MONOTONIC, &now);
-  // An event not answered by a balloon command within a minute no longer counts as the start.
-  if (d->pressure_event_usec_ == 0 || now - d->pressure_event_usec_ > 60'000'000) {
+  // The reaction time is measured from the first event the next tick answers.
+  if (d->pressure_event_usec_ == 0) {
     d->pressure_event_usec_ = now;
   }
   d->log_.debug("memory pressure event: running a tick now", {{"MEMTIDE_EVENT", "pressure-event"}});
-  // At most one extra tick per 200 ms however often the kernel signals.
-  if (now - d->last_tick_usec_ >= 200'000) {
+  // At most one tick per 200 ms however often the kernel signals: an event sooner than that
+  // after a tick brings the next tick forward to the 200 ms mark instead.
+  constexpr std::uint64_t kMinGapUsec = 200'000;
+  if (now - d->last_tick_usec_ >= kMinGapUsec) {
     d->tick();
+    return 0;
+  }
+  std::uint64_t deadline = 0;
+  if (sd_event_source_get_time(d->timer_, &deadline) >= 0 &&
+      d->last_tick_usec_ + kMinGapUsec < deadline) {
+    sd_event_source_set_time(d->timer_, d->last_tick_usec_ + kMinGapUsec);
   }
   return 0;
 }

@@ -318,7 +318,6 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
       c.vm = &vm;
       c.memory = memory_slot;
       c.outcome = plan.outcomes.size() - 1;
-      c.outcome = plan.outcomes.size() - 1;
       c.settings = settings;
       c.blind = true;
       c.needs = true;
