@@ -47,6 +47,8 @@ struct Candidate {
   std::uint64_t comfort = 0;      // the size at which it keeps kComfortFactor * target_free
   bool needs = false;             // below its free target, or swapping/faulting in the guest
   bool guest_swapping = false;
+  bool faulting = false;  // many major faults while close to its free target
+  double major_faults_per_s = 0;
   std::uint64_t want = 0;   // growth it asks for this tick (step-limited): up to comfort
   std::uint64_t spare = 0;  // what it can give under host pressure: down to ideal or floor
   std::uint64_t comfortable_spare = 0;  // what it can give to guests in need: down to comfort
@@ -54,7 +56,7 @@ struct Candidate {
   // Reason for the decided change: shared reasons (host pressure) are not copied per VM.
   const std::string* why = nullptr;
   // This VM's own reason, used when `why` is null; formatted only if a command results.
-  enum class OwnWhy : std::uint8_t { none, stale, swapping, short_of_memory, host_idle };
+  enum class OwnWhy : std::uint8_t { none, stale, swapping, faulting, short_of_memory, host_idle };
   OwnWhy own_why = OwnWhy::none;
   PolicyState::Vm* memory = nullptr;  // its entry in the next state
   std::size_t outcome = 0;            // its entry in plan.outcomes
@@ -71,6 +73,11 @@ std::string own_reason(const Candidate& c, std::uint64_t host_available) {
       return std::string(c.own_why == Candidate::OwnWhy::swapping ? "guest is swapping"
                                                                   : "guest short of memory") +
              ": " +
+             percent(static_cast<double>(c.usable) / static_cast<double>(c.vm->current_bytes)) +
+             " usable, target " + percent(c.settings.guest_free_ratio);
+    case Candidate::OwnWhy::faulting:
+      return "guest is faulting pages in (" + std::to_string(std::llround(c.major_faults_per_s)) +
+             " major faults/s) at " +
              percent(static_cast<double>(c.usable) / static_cast<double>(c.vm->current_bytes)) +
              " usable, target " + percent(c.settings.guest_free_ratio);
     case Candidate::OwnWhy::host_idle:
@@ -289,6 +296,13 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     PolicyState::Vm& memory = next.vms[vm.uuid];
     const bool guest_swapping = memory.swap_in_bytes_total && vm.guest.swap_in_bytes_total &&
                                 *vm.guest.swap_in_bytes_total > *memory.swap_in_bytes_total;
+    double major_faults_per_s = 0;
+    if (memory.major_faults_total && vm.guest.major_faults_total &&
+        *vm.guest.major_faults_total > *memory.major_faults_total && now_ms > memory.sampled_ms) {
+      major_faults_per_s =
+          static_cast<double>(*vm.guest.major_faults_total - *memory.major_faults_total) /
+          (static_cast<double>(now_ms - memory.sampled_ms) / 1000.0);
+    }
     memory.swap_in_bytes_total = vm.guest.swap_in_bytes_total;
     memory.major_faults_total = vm.guest.major_faults_total;
     memory.sampled_ms = now_ms;
@@ -360,7 +374,13 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     c.comfort = static_cast<std::uint64_t>(in_use / (1.0 - g_comfort));
     c.comfort = std::clamp(c.comfort, settings.floor_bytes, settings.max_bytes);
     c.guest_swapping = guest_swapping;
-    c.needs = c.usable < c.target_free || guest_swapping;
+    // Page-ins at a high rate while the guest is already inside its comfort band mean its
+    // working set no longer fits (it is re-reading what it just evicted): give it memory
+    // before it falls below its target.
+    c.major_faults_per_s = major_faults_per_s;
+    c.faulting = major_faults_per_s > kGuestMajorFaultsPerSecond &&
+                 static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes);
+    c.needs = c.usable < c.target_free || guest_swapping || c.faulting;
     if (c.needs && vm.current_bytes < settings.max_bytes) {
       std::uint64_t want = c.comfort > vm.current_bytes ? c.comfort - vm.current_bytes : 0;
       if (guest_swapping) {
@@ -435,7 +455,9 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
       c->delta += static_cast<std::int64_t>(grant);
       c->own_why = c->blind            ? Candidate::OwnWhy::stale
                    : c->guest_swapping ? Candidate::OwnWhy::swapping
-                                       : Candidate::OwnWhy::short_of_memory;
+                   : c->usable >= c->target_free && c->faulting
+                       ? Candidate::OwnWhy::faulting
+                       : Candidate::OwnWhy::short_of_memory;
     }
   }
 

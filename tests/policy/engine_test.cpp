@@ -332,6 +332,38 @@ TEST(Decide, GuestSwappingGetsAFullStep) {
   EXPECT_NE(second.plan.balloons[0].reason.find("guest is swapping"), std::string::npos);
 }
 
+TEST(Decide, MajorFaultsNearTheTargetCountAsNeed) {
+  auto c = base_config();
+  auto s = host(20 * GiB);
+  // 17 % usable: above the 15 % target but inside the comfort band (18.75 %).
+  auto v = guest("reader", 4 * GiB, 8 * GiB, 4 * GiB * 17 / 100);
+  v.guest.major_faults_total = 1000;
+  s.vms = {v};
+  const auto first = decide(s, {}, c, 0);
+  EXPECT_TRUE(first.plan.balloons.empty());
+  // 500 faults/s over the next 10 s: grown, with the fault rate as the reason.
+  v.guest.major_faults_total = 6000;
+  s.vms = {v};
+  const auto second = decide(s, first.state, c, 10'000);
+  ASSERT_EQ(second.plan.balloons.size(), 1u) << second.plan.explanation("reader");
+  EXPECT_GT(second.plan.balloons[0].to_bytes, 4 * GiB);
+  EXPECT_NE(second.plan.balloons[0].reason.find("guest is faulting pages in (500 major faults/s)"),
+            std::string::npos)
+      << second.plan.balloons[0].reason;
+  // 50 faults/s is normal disk activity: nothing.
+  v.guest.major_faults_total = 1500;
+  s.vms = {v};
+  EXPECT_TRUE(decide(s, first.state, c, 10'000).plan.balloons.empty());
+  // The same 500 faults/s with plenty free (40 % usable) is not a memory shortage.
+  auto roomy = guest("roomy", 4 * GiB, 8 * GiB, 4 * GiB * 40 / 100);
+  roomy.guest.major_faults_total = 1000;
+  s.vms = {roomy};
+  const auto r1 = decide(s, {}, c, 0);
+  roomy.guest.major_faults_total = 6000;
+  s.vms = {roomy};
+  EXPECT_TRUE(decide(s, r1.state, c, 10'000).plan.balloons.empty());
+}
+
 TEST(Forecast, TheilSenSlopeAndTimeToSwap) {
   std::deque<std::pair<std::int64_t, std::uint64_t>> h;
   for (int i = 0; i <= 10; ++i) {

@@ -137,6 +137,9 @@ inline constexpr double kSwapPointRatio = 0.01;
 // than that outside host pressure: the band between the target and this point keeps a guest near
 // its target from being resized on every small drift.
 inline constexpr double kComfortFactor = 1.25;
+// Major faults per second inside a guest above which it counts as short of memory while it is
+// within its comfort band (a guest with plenty free may fault pages in from its disks freely).
+inline constexpr double kGuestMajorFaultsPerSecond = 100;
 // An alert resolves only after its condition has been false for this many ticks in a row.
 inline constexpr int kAlertClearTicks = 3;
 
