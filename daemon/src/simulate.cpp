@@ -1,6 +1,7 @@
 #include "simulate.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 #include <memtide/config/units.hpp>
 
@@ -89,8 +90,20 @@ const char* kind_name(ReplayEvent::Kind kind) {
   return "?";
 }
 
+// "850 ms", "42.5 s", "7.1 min", "3.2 h": a span for humans, not for parsing.
 std::string duration_text(std::int64_t ms) {
-  return config::format_duration(std::chrono::milliseconds(ms));
+  char buf[32];
+  const double s = static_cast<double>(ms) / 1000.0;
+  if (ms < 1000) {
+    std::snprintf(buf, sizeof buf, "%lld ms", static_cast<long long>(ms));
+  } else if (s < 120) {
+    std::snprintf(buf, sizeof buf, "%.1f s", s);
+  } else if (s < 7200) {
+    std::snprintf(buf, sizeof buf, "%.1f min", s / 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
+  }
+  return buf;
 }
 
 }  // namespace

@@ -10,6 +10,26 @@
 
 namespace memtide::policy {
 
+const char* to_string(Cause cause) {
+  switch (cause) {
+    case Cause::guest_need:
+      return "guest-need";
+    case Cause::funding:
+      return "funding";
+    case Cause::host_pressure:
+      return "host-pressure";
+    case Cause::swap_forecast:
+      return "swap-forecast";
+    case Cause::squeeze:
+      return "squeeze";
+    case Cause::stale:
+      return "stale";
+    case Cause::host_idle:
+      return "host-idle";
+  }
+  return "?";
+}
+
 const char* to_string(Severity severity) {
   return severity == Severity::critical ? "critical" : "warning";
 }
@@ -563,6 +583,17 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     bc.from_bytes = vm.current_bytes;
     bc.to_bytes = static_cast<std::uint64_t>(target);
     bc.floor_bytes = c.settings.floor_bytes;
+    if (c.why == &feed_why) {
+      bc.cause = Cause::funding;
+    } else if (c.why == &squeeze_why) {
+      bc.cause = Cause::squeeze;
+    } else if (c.why == &pressure_why) {
+      bc.cause = plan.host_pressure ? Cause::host_pressure : Cause::swap_forecast;
+    } else {
+      bc.cause = c.own_why == Candidate::OwnWhy::stale       ? Cause::stale
+                 : c.own_why == Candidate::OwnWhy::host_idle ? Cause::host_idle
+                                                             : Cause::guest_need;
+    }
     bc.reason = (c.why != nullptr ? *c.why : own_reason(c, available)) + "; " + vm.name + " has " +
                 guest_status(outcome) + ": " + (direction > 0 ? "grow " : "shrink ") +
                 format_size(magnitude);

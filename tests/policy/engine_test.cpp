@@ -121,6 +121,9 @@ TEST(Decide, UnderPressureGuestsInNeedAreFedByGuestsWithSpare) {
   EXPECT_EQ(idle->from_bytes - idle->to_bytes, 512 * MiB);
   EXPECT_NE(idle->reason.find("host MemAvailable 1 GiB < reserve 2 GiB"), std::string::npos)
       << idle->reason;
+  EXPECT_EQ(needy->cause, Cause::guest_need);
+  // Its step went to the needy guest first (the reason names the host pressure too).
+  EXPECT_EQ(idle->cause, Cause::funding);
 }
 
 TEST(Decide, ComfortBandStopsResizingOnSmallDrifts) {
@@ -152,6 +155,7 @@ TEST(Decide, ComfortBandStopsResizingOnSmallDrifts) {
   const auto fed = decide(s, {}, c, 0);
   const auto* donor = change_for(fed.plan, "donor");
   ASSERT_NE(donor, nullptr);
+  EXPECT_EQ(donor->cause, Cause::funding);
   const double donor_in_use = static_cast<double>(current - current * 30 / 100);
   EXPECT_EQ(donor->to_bytes,
             static_cast<std::uint64_t>(donor_in_use / (1 - 0.15 * kComfortFactor)));
@@ -182,6 +186,8 @@ TEST(Decide, HeadingForSwapReclaimsTheShortfallPacedByTimeLeft) {
   EXPECT_NEAR(static_cast<double>(idle->from_bytes - idle->to_bytes) / MiB, shortfall * 10 / left_s,
               1.0);
   EXPECT_NE(idle->reason.find("swap predicted in"), std::string::npos) << idle->reason;
+  EXPECT_EQ(idle->cause, Cause::swap_forecast);
+  EXPECT_STREQ(to_string(idle->cause), "swap-forecast");
 }
 
 TEST(Decide, ReclaimTakesFromTheMostSparePerShareFirst) {
@@ -308,6 +314,7 @@ TEST(Decide, StaleGuestIsOnlyEverGrownAndOnlyFromHostRoom) {
   ASSERT_EQ(d.plan.balloons.size(), 1u);
   EXPECT_EQ(d.plan.balloons[0].to_bytes, 2 * GiB + 512 * MiB);
   EXPECT_NE(d.plan.balloons[0].reason.find("statistics stale"), std::string::npos);
+  EXPECT_EQ(d.plan.balloons[0].cause, Cause::stale);
   // Under pressure it is left alone: neither grown nor (blind) shrunk.
   auto tight = host(GiB);
   tight.vms = {stale, guest("idle", 4 * GiB, 8 * GiB, 3 * GiB)};

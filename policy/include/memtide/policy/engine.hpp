@@ -34,6 +34,18 @@ struct Alert {
   friend bool operator==(const Alert&, const Alert&) = default;
 };
 
+// Why a balloon command was issued, as a category (metrics count commands by it).
+enum class Cause : std::uint8_t {
+  guest_need,     // the guest was short of memory, swapping or faulting
+  funding,        // gave spare memory to guests in need
+  host_pressure,  // reclaim under host pressure (reserve deficit, PSI, swapping)
+  swap_forecast,  // reclaim ahead of a predicted swap
+  squeeze,        // pushed toward its floor: spare memory could not cover the deficit
+  stale,          // one step back toward maximum for a guest whose statistics stopped
+  host_idle,      // grown because the host has room and the class asks for it
+};
+const char* to_string(Cause cause);  // "guest-need", "funding", ...
+
 // One balloon command, with the reason an operator reads in the journal.
 struct BalloonChange {
   std::string vm;
@@ -41,6 +53,7 @@ struct BalloonChange {
   std::uint64_t from_bytes = 0;
   std::uint64_t to_bytes = 0;     // already within [floor_bytes, the VM's maximum]
   std::uint64_t floor_bytes = 0;  // passed on to the actuator, which clamps again
+  Cause cause = Cause::guest_need;
   std::string reason;
   friend bool operator==(const BalloonChange&, const BalloonChange&) = default;
 };
