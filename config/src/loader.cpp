@@ -424,6 +424,37 @@ void read_host(MapReader& root, Diagnostics& diag, HostSection& out) {
   }
 }
 
+// "HOST:PORT" with an IPv4 literal or a bracketed IPv6 literal, or "" (off).
+Result<std::string> parse_listen_address(std::string_view text) {
+  if (text.empty()) {
+    return std::string();
+  }
+  const auto colon = text.rfind(':');
+  const std::string_view host = colon == std::string_view::npos ? "" : text.substr(0, colon);
+  const std::string_view port = colon == std::string_view::npos ? "" : text.substr(colon + 1);
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  const bool ipv4ish =
+      !host.empty() && host.find_first_not_of("0123456789.") == std::string_view::npos;
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string_view::npos ||
+      std::stoul(std::string(port)) > 65535 || !(bracketed || ipv4ish)) {
+    return Error{"", 0, 0,
+                 "expected HOST:PORT with an IP address (127.0.0.1:9847, [::1]:9847) or \"\", "
+                 "got '" +
+                     std::string(text) + "'"};
+  }
+  return std::string(text);
+}
+
+void read_metrics(MapReader& root, Diagnostics& diag, MetricsSection& out) {
+  const auto node = root.take("metrics");
+  if (!node) {
+    return;
+  }
+  MapReader map(*node, "metrics", diag);
+  read_scalar(map, diag, "listen", out.listen, parse_listen_address);
+}
+
 void read_ksm(MapReader& root, Diagnostics& diag, KsmSection& out) {
   const auto node = root.take("ksm");
   if (!node) {
@@ -612,6 +643,7 @@ LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
         read_libvirt(map, diag, config->libvirt);
         read_host(map, diag, config->host);
         read_ksm(map, diag, config->ksm);
+        read_metrics(map, diag, config->metrics);
         read_classes(map, diag, config->classes);
       }
       if (diag.empty()) {

@@ -50,6 +50,7 @@ Daemon::Daemon(Options options, std::shared_ptr<const config::Config> config, Lo
     : options_(std::move(options)), log_(log) {
   const sigset_t mask = handled_signals();
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  figures_.started_unix_s = static_cast<std::int64_t>(time(nullptr));
   apply(std::move(config));
 }
 
@@ -77,6 +78,14 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
   } else {
     collector_->set_roots(std::move(roots));
   }
+  if (auto facts = collectors::read_virt_facts(options_.sysfs.value_or(config_->daemon.sysfs))) {
+    facts_ = *facts;
+  } else {
+    facts_.reset();
+    log_.warning("cannot read virtualization facts: " + facts.error().to_string(),
+                 {{"MEMTIDE_EVENT", "facts-unavailable"}});
+  }
+  serve_metrics();
   const auto& record = config_->daemon.record;
   if (record.path.empty()) {
     trace_.reset();
@@ -86,11 +95,68 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
   }
 }
 
+void Daemon::serve_metrics() {
+  if (metrics_socket_activated_) {
+    return;
+  }
+  if (!metrics_server_ && metrics_listen_.empty() && sd_listen_fds(1) >= 1 &&
+      sd_is_socket_inet(SD_LISTEN_FDS_START, 0, SOCK_STREAM, 1, 0) > 0) {
+    auto server = MetricsServer::start(SD_LISTEN_FDS_START);
+    if (server) {
+      metrics_server_ = std::move(*server);
+      metrics_socket_activated_ = true;
+      log_.notice("serving metrics on " + metrics_server_->description() + " (socket from systemd)",
+                  {{"MEMTIDE_EVENT", "metrics-listening"}});
+      return;
+    }
+    log_.error("cannot serve metrics on the socket from systemd: " + server.error().to_string(),
+               {{"MEMTIDE_EVENT", "metrics-unavailable"}});
+  }
+  const std::string want = options_.metrics_listen.value_or(config_->metrics.listen);
+  if (want == metrics_listen_ && (metrics_server_ || want.empty())) {
+    return;
+  }
+  metrics_server_.reset();  // frees the old address before binding the new one
+  metrics_listen_.clear();
+  if (want.empty()) {
+    return;
+  }
+  auto fd = listen_on(want);
+  auto server = fd ? MetricsServer::start(*fd) : Result<std::unique_ptr<MetricsServer>>(fd.error());
+  if (!server) {
+    // Balloons and alerts matter more than metrics: carry on without them, loudly.
+    log_.error("cannot serve metrics on " + want + ": " + server.error().to_string(),
+               {{"MEMTIDE_EVENT", "metrics-unavailable"}});
+    return;
+  }
+  metrics_server_ = std::move(*server);
+  metrics_listen_ = want;
+  log_.notice("serving metrics on " + metrics_server_->description(),
+              {{"MEMTIDE_EVENT", "metrics-listening"}});
+  publish_metrics();
+}
+
+void Daemon::publish_metrics() {
+  if (!metrics_server_) {
+    return;
+  }
+  figures_.dry_run = dry_run();
+  MetricsInput in;
+  in.snapshot = last_snapshot_ ? &*last_snapshot_ : nullptr;
+  in.plan = last_plan_ ? &*last_plan_ : nullptr;
+  in.state = &policy_state_;
+  in.facts = facts_ ? &*facts_ : nullptr;
+  in.config = config_.get();
+  in.daemon = &figures_;
+  metrics_server_->publish(std::make_shared<const std::string>(render_metrics(in)));
+}
+
 void Daemon::record(const Snapshot& decided_on) {
   if (!trace_) {
     return;
   }
   if (auto s = trace_->append(decided_on); !s) {
+    ++figures_.errors_total["record"];
     const auto message = s.error().to_string();
     if (message != last_trace_error_) {
       log_.warning("cannot record the snapshot: " + message, {{"MEMTIDE_EVENT", "record-failed"}});
@@ -216,8 +282,11 @@ void Daemon::arm_timer(std::uint64_t previous_usec) {
 void Daemon::tick() {
   ++ticks_;
   sd_event_now(event_, CLOCK_MONOTONIC, &last_tick_usec_);
+  timespec started{};
+  clock_gettime(CLOCK_MONOTONIC, &started);
   auto snapshot = collector_->collect();
   if (!snapshot) {
+    ++figures_.errors_total["collect"];
     const auto message = snapshot.error().to_string();
     if (message != last_collect_error_) {
       log_.error("collection failed; keeping the last good snapshot: " + message,
@@ -244,6 +313,13 @@ void Daemon::tick() {
                  {{"MEMTIDE_EVENT", "tick"}});
     }
   }
+  timespec ended{};
+  clock_gettime(CLOCK_MONOTONIC, &ended);
+  figures_.last_tick_seconds = static_cast<double>(ended.tv_sec - started.tv_sec) +
+                               static_cast<double>(ended.tv_nsec - started.tv_nsec) / 1e9;
+  figures_.tick_seconds_total += figures_.last_tick_seconds;
+  figures_.ticks_total = ticks_;
+  publish_metrics();
   notify_status();
 }
 
@@ -336,6 +412,8 @@ void Daemon::reload() {
                                  {"MEMTIDE_CONFIG_LINE", std::to_string(e.line)}});
     }
     last_reload_error_ = loaded.errors.empty() ? "unknown" : loaded.errors.front().to_string();
+    ++figures_.errors_total["reload"];
+    figures_.last_reload_ok = false;
     log_.warning(
         "configuration reload failed with " + std::to_string(loaded.errors.size()) +
             " error(s); keeping the running configuration",
@@ -344,6 +422,7 @@ void Daemon::reload() {
     const auto old_interval = config_->daemon.interval;
     apply(std::move(loaded.config));
     last_reload_error_.clear();
+    figures_.last_reload_ok = true;
     log_.notice("configuration reloaded",
                 {{"MEMTIDE_EVENT", "config-reloaded"},
                  {"MEMTIDE_CONFIG", options_.config_path},
@@ -387,9 +466,12 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
     auto set = hypervisor->set_balloon(change.uuid, change.to_bytes, change.floor_bytes,
                                        config_->libvirt.timeout);
     if (!set) {
+      ++figures_.errors_total["balloon"];
       log_.error("balloon command failed for " + change.vm + ": " + set.error().message, fields);
       continue;
     }
+    ++figures_.balloon_actions_total[{change.to_bytes > change.from_bytes ? "grow" : "shrink",
+                                      policy::to_string(change.cause)}];
     log_.notice("balloon " + what, fields);
     if (pressure_event_usec_ != 0) {
       // sd_event_now() is the loop iteration's time; the command was just issued, so read the
@@ -399,6 +481,7 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
       const auto issued = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000 +
                           static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
       last_reaction_ms_ = static_cast<double>(issued - pressure_event_usec_) / 1000.0;
+      figures_.last_reaction_seconds = *last_reaction_ms_ / 1000.0;
       log_.notice("reacted to memory pressure in " +
                       std::to_string(static_cast<long long>(*last_reaction_ms_)) +
                       " ms (pressure event to first balloon command)",
@@ -474,6 +557,7 @@ int Daemon::on_pressure(sd_event_source*, int, std::uint32_t revents, void* self
   }
   std::uint64_t now = 0;
   sd_event_now(d->event_, CLOCK_MONOTONIC, &now);
+  ++d->figures_.pressure_events_total;
   // The reaction time is measured from the first event the next tick answers.
   if (d->pressure_event_usec_ == 0) {
     d->pressure_event_usec_ = now;

@@ -9,12 +9,15 @@
 #include <set>
 #include <string>
 
+#include <memtide/collectors/virt_facts.hpp>
 #include <memtide/config/config.hpp>
 #include <memtide/core/snapshot.hpp>
 #include <memtide/policy/engine.hpp>
 
 #include "collect.hpp"
+#include "http_server.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
 #include "options.hpp"
 #include "trace.hpp"
 
@@ -54,6 +57,11 @@ class Daemon {
   void report_alerts(const std::vector<policy::Alert>& firing);
   // Appends the snapshot decide() saw to the trace (daemon.record), logging failures once.
   void record(const Snapshot& decided_on);
+  // Starts, moves or stops the /metrics endpoint to match the configuration (a socket passed
+  // by systemd takes precedence and is kept for the process's lifetime).
+  void serve_metrics();
+  // Renders the metrics page from the last tick and hands it to the endpoint.
+  void publish_metrics();
   bool dry_run() const { return options_.dry_run || config_->daemon.dry_run; }
   // Wakes the loop early when /proc/pressure/memory reports a stall (a PSI trigger).
   void watch_pressure();
@@ -63,8 +71,13 @@ class Daemon {
   std::shared_ptr<const config::Config> config_;
   Logger& log_;
   std::unique_ptr<Collector> collector_;
-  std::unique_ptr<TraceWriter> trace_;  // null while daemon.record.path is empty
-  std::string last_trace_error_;        // to log a failing trace once, not every tick
+  std::unique_ptr<TraceWriter> trace_;             // null while daemon.record.path is empty
+  std::unique_ptr<MetricsServer> metrics_server_;  // null while metrics are off
+  std::string metrics_listen_;                     // address served ("" while off)
+  bool metrics_socket_activated_ = false;
+  DaemonFigures figures_;
+  std::optional<collectors::VirtFacts> facts_;  // read at start and on reload
+  std::string last_trace_error_;                // to log a failing trace once, not every tick
 
   sd_event* event_ = nullptr;
   sd_event_source* timer_ = nullptr;

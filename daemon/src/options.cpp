@@ -18,6 +18,8 @@ Options:
       --sysfs DIR          read sysfs from DIR instead of daemon.sysfs (default /sys)
       --connect URI        libvirt URI instead of libvirt.uri (default qemu:///system)
       --dry-run            decide and log every tick, but change no balloon (daemon.dry_run)
+      --metrics-listen ADDR:PORT
+                           serve /metrics there instead of metrics.listen ("" turns it off)
       --log-target TARGET  auto (journal when started by systemd, else stderr), journal, stderr
   -h, --help               show this help and exit
   -V, --version            print the version and exit
@@ -89,6 +91,11 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
         return parsed;
       }
       o.connect = v;
+    } else if (arg == "--metrics-listen") {
+      if (!value(v)) {
+        return parsed;
+      }
+      o.metrics_listen = v;
     } else if (arg == "--log-target") {
       if (!value(v)) {
         return parsed;

@@ -27,7 +27,8 @@ struct Options {
   std::optional<std::string> procfs;   // overrides daemon.procfs
   std::optional<std::string> sysfs;    // overrides daemon.sysfs
   std::optional<std::string> connect;  // overrides libvirt.uri
-  bool dry_run = false;                // forces daemon.dry_run on
+  std::optional<std::string> metrics_listen;  // overrides metrics.listen
+  bool dry_run = false;                       // forces daemon.dry_run on
   Logger::Target log_target = Logger::Target::automatic;
 };
 

@@ -109,12 +109,20 @@ struct VmClass {
   friend bool operator==(const VmClass&, const VmClass&) = default;
 };
 
+struct MetricsSection {
+  // HOST:PORT of the Prometheus endpoint (IP literal; IPv6 in brackets); "" turns it off.
+  // --metrics-listen overrides it; a socket passed by systemd (memtided.socket) replaces it.
+  std::string listen = "127.0.0.1:9847";
+  friend bool operator==(const MetricsSection&, const MetricsSection&) = default;
+};
+
 struct Config {
   std::string source;  // file it was loaded from ("" for built-in defaults)
   DaemonSection daemon;
   LibvirtSection libvirt;
   HostSection host;
   KsmSection ksm;
+  MetricsSection metrics;
   std::vector<VmClass> classes;  // empty file: one class "default" matching every VM
   friend bool operator==(const Config&, const Config&) = default;
 };
