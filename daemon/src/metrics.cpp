@@ -178,13 +178,15 @@ void ksm_metrics(Exposition& e, const KsmSample& k) {
     e.sample("memtide_ksm_memory_bytes", {{"state", state}}, value);
   }
   e.counter("memtide_ksm_full_scans_total", "Full scans ksmd completed.", k.full_scans_total);
+  e.family("memtide_ksm_zero_pages_bytes", "gauge",
+           "Empty pages merged with the zero page (kernel 6.10+).");
   if (k.zero_pages_bytes) {
-    e.gauge("memtide_ksm_zero_pages_bytes", "Empty pages merged with the zero page.",
-            as_double(*k.zero_pages_bytes));
+    e.sample("memtide_ksm_zero_pages_bytes", {}, as_double(*k.zero_pages_bytes));
   }
+  e.family("memtide_ksm_profit_bytes", "gauge",
+           "What merging saves minus its metadata (general_profit, kernel 6.5+).");
   if (k.general_profit_bytes) {
-    e.gauge("memtide_ksm_profit_bytes", "What merging saves minus its metadata (general_profit).",
-            static_cast<double>(*k.general_profit_bytes));
+    e.sample("memtide_ksm_profit_bytes", {}, static_cast<double>(*k.general_profit_bytes));
   }
 }
 
@@ -356,10 +358,12 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
   }
   e.counter("memtide_pressure_events_total", "Wake-ups by the memory PSI trigger.",
             d.pressure_events_total);
+  // Families whose value may be unknown keep their HELP and TYPE, so dashboards and rules find
+  // them from the first scrape.
+  e.family("memtide_pressure_reaction_seconds", "gauge",
+           "Time from the last answered pressure event to its first balloon command.");
   if (d.last_reaction_seconds) {
-    e.gauge("memtide_pressure_reaction_seconds",
-            "Time from the last answered pressure event to its first balloon command.",
-            *d.last_reaction_seconds);
+    e.sample("memtide_pressure_reaction_seconds", {}, *d.last_reaction_seconds);
   }
   e.gauge("memtide_actions_paused", "1 while balloon actions are paused (memtidectl pause).",
           d.paused ? 1 : 0);

@@ -1,0 +1,81 @@
+#!/bin/bash
+# memtide with a real Prometheus: the shipped alerting rules pass promtool (syntax and unit
+# tests), every metric the rules and the Grafana dashboard use is one memtided serves, and
+# Debian's prometheus server scrapes a running memtided (libvirt's test driver) over loopback so
+# that a query returns memtide series.
+# Usage: prometheus_test.sh PATH/TO/memtided SOURCE_DIR. Exits 77 (skipped) without prometheus.
+set -euo pipefail
+memtided=$1
+src=$2
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  echo "skipped: needs prometheus and promtool (scripts/install-deps installs them)"
+  exit 77
+fi
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== rules"
+promtool check rules "$src/packaging/prometheus/memtide-alerts.yml"
+(cd "$src/packaging/prometheus" && promtool test rules memtide-alerts.test.yml)
+
+echo "== memtided"
+printf 'daemon: {interval: 1s}\nhost: {swap_forecast: {window: 10s}}\n' >"$work/memtide.yaml"
+"$memtided" --config "$work/memtide.yaml" --connect test:///default --log-target stderr \
+  --metrics-listen 127.0.0.1:0 2>"$work/memtided.log" &
+pids+=($!)
+port=""
+for _ in $(seq 100); do
+  port=$(grep -o 'serving metrics on 127.0.0.1:[0-9]*' "$work/memtided.log" | cut -d: -f2 || true)
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] || { cat "$work/memtided.log"; echo "FAIL: memtided serves no metrics"; exit 1; }
+sleep 2
+curl -fsS "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
+promtool check metrics <"$work/metrics.txt"
+
+echo "== every metric used by the rules and the dashboard exists"
+served=$(grep '^# TYPE ' "$work/metrics.txt" | awk '{print $3}' | sort -u)
+used=$(grep -oh 'memtide_[a-z0-9_]*' "$src/packaging/prometheus/memtide-alerts.yml" \
+  "$src/packaging/grafana/memtide.json" | sort -u)
+missing=0
+for m in $used; do
+  if ! grep -qx "$m" <<<"$served"; then
+    echo "FAIL: $m is used but not served"
+    missing=1
+  fi
+done
+[ $missing = 0 ]
+python3 -m json.tool "$src/packaging/grafana/memtide.json" >/dev/null
+
+echo "== prometheus scrapes memtided"
+prom_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$work/prometheus.yml" <<YAML
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [$src/packaging/prometheus/memtide-alerts.yml]
+scrape_configs:
+  - job_name: memtide
+    static_configs: [{targets: ["127.0.0.1:$port"]}]
+YAML
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
+  --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
+pids+=($!)
+query() { curl -fsS "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$1" 2>/dev/null || true; }
+for _ in $(seq 60); do
+  if query 'memtide_vm_balloon_bytes{domain="test"}' | grep -q '"domain":"test"'; then
+    break
+  fi
+  sleep 0.5
+done
+result=$(query 'memtide_vm_balloon_bytes{domain="test"}')
+echo "$result"
+grep -q '"domain":"test"' <<<"$result" || { tail -20 "$work/prometheus.log"; echo "FAIL: no series"; exit 1; }
+grep -q '"job":"memtide"' <<<"$result"
+query 'up{job="memtide"}' | grep -q '"value":\[[0-9.]*,"1"\]' || { echo "FAIL: target not up"; exit 1; }
+echo "ok"
