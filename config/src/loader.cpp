@@ -352,6 +352,7 @@ void read_daemon(MapReader& root, Diagnostics& diag, DaemonSection& out) {
   read_scalar(map, diag, "dry_run", out.dry_run, parse_bool);
   read_scalar(map, diag, "on_stop", out.on_stop,
               enum_parser<OnStop>({{"restore", OnStop::restore}, {"keep", OnStop::keep}}));
+  read_scalar(map, diag, "control_socket", out.control_socket, parse_optional_path);
   if (const auto record = map.take("record")) {
     MapReader r(*record, "daemon.record", diag);
     read_scalar(r, diag, "path", out.record.path, parse_optional_path);

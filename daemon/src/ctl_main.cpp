@@ -1,5 +1,8 @@
 // memtidectl: the operator's command line. Commands that need no running daemon talk to libvirt
 // or read files directly.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -8,9 +11,11 @@
 
 #include <memtide/collectors/host_source.hpp>
 #include <memtide/config/loader.hpp>
+#include <memtide/config/units.hpp>
 
 #include "collect.hpp"
 #include "config_files.hpp"
+#include "control_socket.hpp"
 #include "options.hpp"
 #include "restore.hpp"
 #include "simulate.hpp"
@@ -29,6 +34,12 @@ Commands:
   check-config   validate a configuration file (default /etc/memtide/memtide.yaml)
   simulate       replay a recorded trace (daemon.record) through the policy of --config and
                  print each balloon command and alert it decides, then summary figures
+  status         the running daemon's view: host, alerts, every VM with why it was or was not
+                 resized, and the last balloon commands
+  explain VM     why the daemon did or did not resize VM (name or UUID)
+  pause          stop applying balloon commands (decisions are still made and logged)
+  resume         apply them again
+  reload         make the daemon reload its configuration; prints why a bad file was rejected
 
 Options:
   -c, --config FILE   configuration (default /etc/memtide/memtide.yaml; built-in defaults
@@ -38,12 +49,15 @@ Options:
   -t, --trace FILE    simulate: a trace to replay; repeat for rotated files, oldest first
                       (--trace trace.jsonl.1 --trace trace.jsonl)
   -q, --quiet         simulate: print the summary only
-      --json          simulate: print one JSON object (events, summary, skipped lines)
+      --json          simulate, status, explain: print JSON
+  -s, --socket PATH   the daemon's control socket (default: daemon.control_socket of the
+                      configuration, /run/memtide/control.sock)
   -h, --help          this help
   -V, --version       the version
 
-Exit codes: 0 success, 1 a VM could not be restored, libvirt is unreachable, or a trace cannot
-be read or holds no snapshot, 2 invalid configuration, 64 bad command line.
+Exit codes: 0 success, 1 a VM could not be restored, libvirt is unreachable, a trace cannot be
+read or holds no snapshot, the daemon cannot be reached or refused the request, 2 invalid
+configuration, 64 bad command line.
 )";
 
 int usage_error(const std::string& message) {
@@ -114,6 +128,139 @@ int simulate(std::shared_ptr<const config::Config> config, const std::vector<std
   return kExitOk;
 }
 
+using config::format_size;
+
+std::string size_or_dash(const nlohmann::json& v) {
+  return v.is_number_unsigned() ? format_size(v.get<std::uint64_t>()) : "-";
+}
+
+// Columns padded to their widest cell; the last column is not padded.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      width[i] = std::max(width[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) {
+        line += std::string(width[i] - row[i].size() + 2, ' ');
+      }
+    }
+    std::cout << line << '\n';
+  }
+}
+
+void print_status(const nlohmann::json& r) {
+  const auto& d = r["daemon"];
+  const auto& h = r["host"];
+  std::cout << "memtided " << d["version"].get<std::string>() << ": tick "
+            << d["ticks"].get<std::uint64_t>() << ", balloon commands "
+            << (d["dry_run"].get<bool>()  ? "NOT APPLIED (dry run)"
+                : d["paused"].get<bool>() ? "PAUSED (memtidectl resume)"
+                                          : "applied")
+            << "\n  config "
+            << (d["config"].get<std::string>().empty() ? "(built-in defaults)"
+                                                       : d["config"].get<std::string>())
+            << (d["last_reload_error"].get<std::string>().empty()
+                    ? ""
+                    : " (last reload rejected: " + d["last_reload_error"].get<std::string>() + ")")
+            << "; metrics "
+            << (d["metrics"].get<std::string>().empty() ? "off" : d["metrics"].get<std::string>())
+            << '\n';
+  std::cout << "host at " << h["collected_at"].get<std::string>() << ": MemAvailable "
+            << size_or_dash(h["available_bytes"]) << " of " << size_or_dash(h["total_bytes"])
+            << ", reserve " << size_or_dash(h["reserve_bytes"]) << "; "
+            << h["summary"].get<std::string>() << "; swap forecast "
+            << (h["seconds_to_swap"].is_number()
+                    ? std::to_string(std::llround(h["seconds_to_swap"].get<double>())) + " s"
+                    : std::string("none"))
+            << (h["libvirt_up"].get<bool>()
+                    ? ""
+                    : "; libvirt DOWN: " + h["libvirt_error"].get<std::string>())
+            << '\n';
+  if (r["alerts"].empty()) {
+    std::cout << "alerts: none\n";
+  }
+  for (const auto& a : r["alerts"]) {
+    std::cout << "alert " << a["name"].get<std::string>() << " ("
+              << a["severity"].get<std::string>() << "): " << a["summary"].get<std::string>()
+              << '\n';
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"VM", "CLASS", "BALLOON", "MAX", "FLOOR", "USABLE", "TARGET", "STATS", "WHY"}};
+  for (const auto& vm : r["vms"]) {
+    rows.push_back({vm["name"].get<std::string>(),
+                    vm["managed"].get<bool>() ? vm["class"].get<std::string>() : "-",
+                    size_or_dash(vm["balloon_bytes"]), size_or_dash(vm["max_bytes"]),
+                    size_or_dash(vm["floor_bytes"]), size_or_dash(vm["usable_bytes"]),
+                    size_or_dash(vm["target_bytes"]), vm["stats_status"].get<std::string>(),
+                    vm["explanation"].get<std::string>()});
+  }
+  std::cout << '\n';
+  print_table(rows);
+  if (!r["recent_commands"].empty()) {
+    std::cout << "\nrecent balloon commands (oldest first):\n";
+  }
+  for (const auto& c : r["recent_commands"]) {
+    std::cout << "  " << c["at"].get<std::string>() << "  " << c["vm"].get<std::string>() << ": "
+              << size_or_dash(c["from_bytes"]) << " -> " << size_or_dash(c["to_bytes"]) << " ("
+              << c["cause"].get<std::string>() << ", " << c["outcome"].get<std::string>() << ")\n";
+  }
+}
+
+int control(const std::string& socket, const std::string& command,
+            const std::vector<std::string>& operands, bool json) {
+  nlohmann::json request = {{"command", command}};
+  if (command == "explain") {
+    if (operands.size() != 1) {
+      return usage_error("explain needs one VM name or UUID");
+    }
+    request["vm"] = operands[0];
+  } else if (!operands.empty()) {
+    return usage_error(command + " takes no operand");
+  }
+  auto reply = control_request(socket, request, std::chrono::seconds(10));
+  if (!reply) {
+    std::cerr << "memtidectl: " << reply.error().to_string() << '\n';
+    return kExitFailure;
+  }
+  const nlohmann::json& r = *reply;
+  if (!r.value("ok", false)) {
+    std::cerr << "memtidectl: " << r.value("error", std::string("request refused")) << '\n';
+    return kExitFailure;
+  }
+  if (json) {
+    std::cout << r.dump(2) << '\n';
+  } else if (command == "status") {
+    print_status(r);
+  } else if (command == "explain") {
+    const auto& vm = r["vm"];
+    std::cout << vm["name"].get<std::string>() << " (" << vm["uuid"].get<std::string>()
+              << "): " << vm["explanation"].get<std::string>() << "\n  balloon "
+              << size_or_dash(vm["balloon_bytes"]) << " of " << size_or_dash(vm["max_bytes"])
+              << ", floor " << size_or_dash(vm["floor_bytes"]) << ", usable "
+              << size_or_dash(vm["usable_bytes"]) << ", statistics "
+              << vm["stats_status"].get<std::string>() << ", class "
+              << (vm["class"].get<std::string>().empty() ? "-" : vm["class"].get<std::string>())
+              << "\n  host: " << r["host"].get<std::string>() << '\n';
+  } else if (command == "pause" || command == "resume") {
+    std::cout << (r["paused"].get<bool>() ? "balloon actions paused\n"
+                                          : "balloon actions resumed\n");
+  } else if (command == "reload") {
+    std::cout << "configuration reloaded"
+              << (r["config"].get<std::string>().empty()
+                      ? ""
+                      : " from " + r["config"].get<std::string>())
+              << '\n';
+  }
+  return kExitOk;
+}
+
 int run(const std::vector<std::string>& args) {
   if (args.empty()) {
     return usage_error("a command is required");
@@ -126,6 +273,8 @@ int run(const std::vector<std::string>& args) {
   std::vector<std::string> traces;
   bool quiet = false;
   bool json = false;
+  std::optional<std::string> socket;
+  std::vector<std::string> operands;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto& a = args[i];
     auto next = [&]() -> std::optional<std::string> {
@@ -166,17 +315,37 @@ int run(const std::vector<std::string>& args) {
       quiet = true;
     } else if (a == "--json") {
       json = true;
+    } else if (a == "-s" || a == "--socket") {
+      socket = next();
+      if (!socket) {
+        return usage_error(a + " needs a path");
+      }
     } else if (command.empty() && !a.empty() && a[0] != '-') {
       command = a;
     } else if (command == "check-config" && !config_given && !a.empty() && a[0] != '-') {
       config_path = a;
       config_given = true;
+    } else if (command == "explain" && !a.empty() && a[0] != '-') {
+      operands.push_back(a);
     } else {
       return usage_error("unexpected argument '" + a + "'");
     }
   }
   if (command == "check-config") {
     return check_config_file(config_path, std::cout);
+  }
+  const bool control_command = command == "status" || command == "explain" || command == "pause" ||
+                               command == "resume" || command == "reload";
+  if (control_command) {
+    std::string path = kDefaultControlSocket;
+    if (socket) {
+      path = *socket;
+    } else if (const auto config = load_config_or_defaults(config_path, config_given, std::cerr)) {
+      path = config->daemon.control_socket;
+    } else {
+      return kExitInvalidConfig;
+    }
+    return control(path, command, operands, json);
   }
   if (command != "restore" && command != "simulate") {
     return usage_error(command.empty() ? "a command is required"

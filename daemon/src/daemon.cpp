@@ -13,8 +13,10 @@
 
 #include <memtide/config/loader.hpp>
 #include <memtide/config/units.hpp>
+#include <memtide/policy/classes.hpp>
 
 #include "restore.hpp"
+#include "snapshot_json.hpp"
 
 namespace memtide::daemon {
 
@@ -151,6 +153,150 @@ void Daemon::publish_metrics() {
   metrics_server_->publish(std::make_shared<const std::string>(render_metrics(in)));
 }
 
+void Daemon::serve_control() {
+  const std::string want = options_.control_socket.value_or(config_->daemon.control_socket);
+  if (want == control_path_ && (control_ || want.empty())) {
+    return;
+  }
+  control_.reset();
+  control_path_.clear();
+  if (want.empty()) {
+    return;
+  }
+  auto server = ControlServer::start(
+      event_, want, [this](const nlohmann::json& request) { return handle_control(request); });
+  if (!server) {
+    log_.error("cannot open the control socket: " + server.error().to_string(),
+               {{"MEMTIDE_EVENT", "control-unavailable"}});
+    return;
+  }
+  control_ = std::move(*server);
+  control_path_ = want;
+}
+
+nlohmann::json Daemon::vm_status(const VmSample& vm, const policy::Outcome* outcome) const {
+  const auto settings = policy::effective_balloon(vm, *config_);
+  nlohmann::json j = {
+      {"name", vm.name},
+      {"uuid", vm.uuid},
+      {"state", to_string(vm.state)},
+      {"class", settings.class_name},
+      {"managed", settings.managed},
+      {"balloon_bytes", vm.current_bytes},
+      {"max_bytes", vm.max_bytes},
+      {"floor_bytes", settings.floor_bytes},
+      {"usable_bytes",
+       vm.guest.usable_bytes ? nlohmann::json(*vm.guest.usable_bytes) : nlohmann::json()},
+      {"stats_status", to_string(vm.stats_status)},
+      {"target_bytes", nullptr},
+      {"explanation", outcome != nullptr && last_plan_ ? last_plan_->explain(*outcome) : ""},
+  };
+  if (const auto it = policy_state_.vms.find(vm.uuid);
+      it != policy_state_.vms.end() && it->second.last_target_bytes) {
+    j["target_bytes"] = *it->second.last_target_bytes;
+  }
+  return j;
+}
+
+nlohmann::json Daemon::handle_control(const nlohmann::json& request) {
+  const std::string command = request["command"].get<std::string>();
+  if (command == "status" || command == "explain") {
+    if (!last_snapshot_) {
+      return {{"ok", false}, {"error", "no collection yet"}};
+    }
+    const Snapshot& s = *last_snapshot_;
+    // Outcomes are in the snapshot's VM order when the plan covered the VMs.
+    const bool outcomes_match = last_plan_ && last_plan_->outcomes.size() == s.vms.size();
+    if (command == "explain") {
+      if (!request.contains("vm") || !request["vm"].is_string()) {
+        return {{"ok", false}, {"error", "explain needs \"vm\": a VM name or UUID"}};
+      }
+      const std::string wanted = request["vm"].get<std::string>();
+      for (std::size_t i = 0; i < s.vms.size(); ++i) {
+        if (s.vms[i].name == wanted || s.vms[i].uuid == wanted) {
+          return {{"ok", true},
+                  {"vm", vm_status(s.vms[i], outcomes_match ? &last_plan_->outcomes[i] : nullptr)},
+                  {"host", last_plan_ ? last_plan_->host_summary : ""}};
+        }
+      }
+      return {{"ok", false}, {"error", "no running VM named '" + wanted + "'"}};
+    }
+    nlohmann::json vms = nlohmann::json::array();
+    for (std::size_t i = 0; i < s.vms.size(); ++i) {
+      vms.push_back(vm_status(s.vms[i], outcomes_match ? &last_plan_->outcomes[i] : nullptr));
+    }
+    nlohmann::json alerts = nlohmann::json::array();
+    nlohmann::json forecast = nullptr;
+    if (last_plan_) {
+      for (const auto& a : last_plan_->alerts) {
+        alerts.push_back({{"name", a.name},
+                          {"subject", a.subject},
+                          {"severity", policy::to_string(a.severity)},
+                          {"summary", a.summary}});
+      }
+      if (last_plan_->forecast.seconds_to_swap) {
+        forecast = *last_plan_->forecast.seconds_to_swap;
+      }
+    }
+    nlohmann::json recent = nlohmann::json::array();
+    for (const auto& c : recent_commands_) {
+      recent.push_back({{"at", format_utc(c.unix_ms)},
+                        {"vm", c.change.vm},
+                        {"from_bytes", c.change.from_bytes},
+                        {"to_bytes", c.change.to_bytes},
+                        {"cause", policy::to_string(c.change.cause)},
+                        {"reason", c.change.reason},
+                        {"outcome", c.outcome}});
+    }
+    return {{"ok", true},
+            {"daemon",
+             {{"version", MEMTIDE_VERSION},
+              {"ticks", ticks_},
+              {"paused", figures_.paused},
+              {"dry_run", dry_run()},
+              {"config", config_->source},
+              {"last_reload_error", last_reload_error_},
+              {"metrics", metrics_server_ ? metrics_server_->description() : ""}}},
+            {"host",
+             {{"collected_at", format_utc(s.collected_at_unix_ms)},
+              {"total_bytes", s.host.meminfo.total_bytes},
+              {"available_bytes", s.host.meminfo.available_bytes},
+              {"reserve_bytes", config_->host.reserve_bytes},
+              {"pressure", last_plan_ && last_plan_->host_pressure},
+              {"summary", last_plan_ ? last_plan_->host_summary : ""},
+              {"seconds_to_swap", forecast},
+              {"libvirt_up", s.hypervisor_up},
+              {"libvirt_error", s.hypervisor_error}}},
+            {"alerts", alerts},
+            {"vms", vms},
+            {"recent_commands", recent}};
+  }
+  if (command == "pause" || command == "resume") {
+    const bool pause = command == "pause";
+    if (figures_.paused != pause) {
+      figures_.paused = pause;
+      log_.notice(pause ? "balloon actions paused (memtidectl pause); decisions are still made "
+                          "and logged"
+                        : "balloon actions resumed (memtidectl resume)",
+                  {{"MEMTIDE_EVENT", pause ? "paused" : "resumed"}});
+      notify_status();
+      publish_metrics();
+    }
+    return {{"ok", true}, {"paused", figures_.paused}};
+  }
+  if (command == "reload") {
+    reload();
+    if (!last_reload_error_.empty()) {
+      return {{"ok", false},
+              {"error", "reload rejected, previous configuration kept: " + last_reload_error_}};
+    }
+    return {{"ok", true}, {"config", config_->source}};
+  }
+  return {{"ok", false},
+          {"error",
+           "unknown command '" + command + "'; commands: status, explain, pause, resume, reload"}};
+}
+
 void Daemon::record(const Snapshot& decided_on) {
   if (!trace_) {
     return;
@@ -197,6 +343,7 @@ int Daemon::run() {
   }
 
   watch_pressure();
+  serve_control();
 
   log_.notice(
       "memtided " MEMTIDE_VERSION " started",
@@ -386,6 +533,9 @@ void Daemon::notify_status() {
   if (dry_run()) {
     status += "; DRY RUN";
   }
+  if (figures_.paused) {
+    status += "; actions PAUSED";
+  }
   if (!last_collect_error_.empty()) {
     status += "; collection failing: " + last_collect_error_;
   }
@@ -423,6 +573,7 @@ void Daemon::reload() {
     apply(std::move(loaded.config));
     last_reload_error_.clear();
     figures_.last_reload_ok = true;
+    serve_control();
     log_.notice("configuration reloaded",
                 {{"MEMTIDE_EVENT", "config-reloaded"},
                  {"MEMTIDE_CONFIG", options_.config_path},
@@ -459,8 +610,22 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
         {"MEMTIDE_VM_UUID", change.uuid},
         {"MEMTIDE_FROM_BYTES", std::to_string(change.from_bytes)},
         {"MEMTIDE_TO_BYTES", std::to_string(change.to_bytes)}};
+    auto remember = [&](std::string outcome) {
+      recent_commands_.push_back(
+          {last_snapshot_->collected_at_unix_ms, change, std::move(outcome)});
+      if (recent_commands_.size() > kRecentCommands) {
+        recent_commands_.pop_front();
+      }
+    };
     if (dry_run() || hypervisor == nullptr) {
       log_.notice("dry run, not applied: balloon " + what, fields);
+      remember("dry run");
+      continue;
+    }
+    if (figures_.paused) {
+      log_.notice("paused, not applied: balloon " + what, fields);
+      remember("paused");
+      policy::unsend(policy_state_, change);
       continue;
     }
     auto set = hypervisor->set_balloon(change.uuid, change.to_bytes, change.floor_bytes,
@@ -468,8 +633,10 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
     if (!set) {
       ++figures_.errors_total["balloon"];
       log_.error("balloon command failed for " + change.vm + ": " + set.error().message, fields);
+      remember("failed: " + set.error().message);
       continue;
     }
+    remember("applied");
     ++figures_.balloon_actions_total[{change.to_bytes > change.from_bytes ? "grow" : "shrink",
                                       policy::to_string(change.cause)}];
     log_.notice("balloon " + what, fields);

@@ -3,6 +3,7 @@
 // WATCHDOG pings are sent by sd-event itself when WATCHDOG_USEC is set).
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <memtide/policy/engine.hpp>
 
 #include "collect.hpp"
+#include "control_socket.hpp"
 #include "http_server.hpp"
 #include "log.hpp"
 #include "metrics.hpp"
@@ -62,6 +64,11 @@ class Daemon {
   void serve_metrics();
   // Renders the metrics page from the last tick and hands it to the endpoint.
   void publish_metrics();
+  // Opens the control socket (daemon.control_socket, --control-socket) on the loop.
+  void serve_control();
+  // Answers one control request (status, explain, pause, resume, reload).
+  nlohmann::json handle_control(const nlohmann::json& request);
+  nlohmann::json vm_status(const VmSample& vm, const policy::Outcome* outcome) const;
   bool dry_run() const { return options_.dry_run || config_->daemon.dry_run; }
   // Wakes the loop early when /proc/pressure/memory reports a stall (a PSI trigger).
   void watch_pressure();
@@ -76,6 +83,16 @@ class Daemon {
   std::string metrics_listen_;                     // address served ("" while off)
   bool metrics_socket_activated_ = false;
   DaemonFigures figures_;
+  std::unique_ptr<ControlServer> control_;
+  std::string control_path_;  // path served ("" while off)
+  // The last balloon commands (newest last), for `memtidectl status`.
+  struct Command {
+    std::int64_t unix_ms = 0;
+    policy::BalloonChange change;
+    std::string outcome;  // "applied", "failed: ...", "dry run", "paused"
+  };
+  std::deque<Command> recent_commands_;
+  static constexpr std::size_t kRecentCommands = 50;
   std::optional<collectors::VirtFacts> facts_;  // read at start and on reload
   std::string last_trace_error_;                // to log a failing trace once, not every tick
 

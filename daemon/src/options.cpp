@@ -20,6 +20,8 @@ Options:
       --dry-run            decide and log every tick, but change no balloon (daemon.dry_run)
       --metrics-listen ADDR:PORT
                            serve /metrics there instead of metrics.listen ("" turns it off)
+      --control-socket PATH
+                           memtidectl's socket instead of daemon.control_socket ("" off)
       --log-target TARGET  auto (journal when started by systemd, else stderr), journal, stderr
   -h, --help               show this help and exit
   -V, --version            print the version and exit
@@ -91,6 +93,11 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
         return parsed;
       }
       o.connect = v;
+    } else if (arg == "--control-socket") {
+      if (!value(v)) {
+        return parsed;
+      }
+      o.control_socket = v;
     } else if (arg == "--metrics-listen") {
       if (!value(v)) {
         return parsed;

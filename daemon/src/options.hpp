@@ -28,6 +28,7 @@ struct Options {
   std::optional<std::string> sysfs;    // overrides daemon.sysfs
   std::optional<std::string> connect;  // overrides libvirt.uri
   std::optional<std::string> metrics_listen;  // overrides metrics.listen
+  std::optional<std::string> control_socket;  // overrides daemon.control_socket
   bool dry_run = false;                       // forces daemon.dry_run on
   Logger::Target log_target = Logger::Target::automatic;
 };

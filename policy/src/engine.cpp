@@ -164,10 +164,10 @@ std::uint64_t room_to_floor(const Candidate& c) {
 std::string Plan::explanation(const std::string& vm) const {
   const auto it = std::find_if(outcomes.begin(), outcomes.end(),
                                [&vm](const Outcome& o) { return o.vm == vm; });
-  if (it == outcomes.end()) {
-    return "";
-  }
-  const Outcome& o = *it;
+  return it == outcomes.end() ? std::string() : explain(*it);
+}
+
+std::string Plan::explain(const Outcome& o) const {
   switch (o.kind) {
     case Outcome::Kind::unmanaged:
       return "not managed: " + o.unmanaged_reason;
@@ -194,6 +194,16 @@ std::string Plan::explanation(const std::string& vm) const {
       return o.change_index < balloons.size() ? balloons[o.change_index].reason : "";
   }
   return "";
+}
+
+void unsend(PolicyState& state, const BalloonChange& change) {
+  const auto it = state.vms.find(change.uuid);
+  if (it == state.vms.end()) {
+    return;
+  }
+  it->second.last_change_ms = change.previous.last_change_ms;
+  it->second.last_direction = change.previous.last_direction;
+  it->second.last_target_bytes = change.previous.last_target_bytes;
 }
 
 SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_t>>& history,
@@ -598,6 +608,8 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
                 guest_status(outcome) + ": " + (direction > 0 ? "grow " : "shrink ") +
                 format_size(magnitude);
     plan.balloons.push_back(std::move(bc));
+    plan.balloons.back().previous = {memory.last_change_ms, memory.last_direction,
+                                     memory.last_target_bytes};
     memory.last_change_ms = now_ms;
     memory.last_direction = direction;
     memory.last_target_bytes = static_cast<std::uint64_t>(target);

@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../support/running_daemon.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -79,66 +81,15 @@ int status_of(const std::string& response) {
   return std::stoi(response.substr(9, 3));
 }
 
-class RunningDaemon : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/memtide-http-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    std::ofstream(dir_ + "/memtide.yaml")
-        << "daemon: {interval: 200ms, log_level: debug}\nhost: {swap_forecast: {window: 10s}}\n";
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int err = open((dir_ + "/err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      dup2(err, STDERR_FILENO);
-      execl(MEMTIDED_BINARY, MEMTIDED_BINARY, "--config", (dir_ + "/memtide.yaml").c_str(),
-            "--connect", "test:///default", "--log-target", "stderr", "--metrics-listen",
-            "127.0.0.1:0", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    const std::regex listening("serving metrics on 127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 100 && port_ == 0; ++i) {
-      std::smatch m;
-      const std::string log = this->log();
-      if (std::regex_search(log, m, listening)) {
-        port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    ASSERT_NE(port_, 0) << log();
-  }
-  void TearDown() override {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log();
-    std::system(("rm -rf '" + dir_ + "'").c_str());
-  }
-  std::string log() const {
-    std::ifstream in(dir_ + "/err");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-  // The tick count in the latest debug line "tick N:".
-  int ticks() const {
-    const std::string l = log();
-    const auto at = l.rfind("debug: tick ");
-    return at == std::string::npos ? 0 : std::stoi(l.substr(at + 12));
-  }
-  // A normal scrape still works and the loop still ticks.
-  void expect_healthy() {
-    const int before = ticks();
-    const auto r = get(port_, "/metrics");
-    EXPECT_EQ(status_of(r), 200);
-    EXPECT_NE(r.find("memtide_build_info{version="), std::string::npos);
-    std::this_thread::sleep_for(500ms);
-    EXPECT_GT(ticks(), before) << "the loop stopped ticking";
-  }
+using memtide::testing::RunningDaemon;
 
-  std::string dir_;
-  pid_t pid_ = -1;
-  std::uint16_t port_ = 0;
-};
+// A normal scrape still works and the loop still ticks.
+void expect_healthy(RunningDaemon& d, std::uint16_t port) {
+  const auto r = get(port, "/metrics");
+  EXPECT_EQ(status_of(r), 200);
+  EXPECT_NE(r.find("memtide_build_info{version="), std::string::npos);
+  d.expect_ticking();
+}
 
 TEST_F(RunningDaemon, ServesMetricsIndexAndErrors) {
   std::this_thread::sleep_for(500ms);  // a few ticks
@@ -168,7 +119,7 @@ TEST_F(RunningDaemon, GarbageAndOversizedRequestsAreRefused) {
   EXPECT_TRUE(huge.empty() || status_of(huge) >= 400) << huge.substr(0, 80);
   const auto nul = http_exchange(port_, std::string("GET /met\0rics HTTP/1.1\r\n\r\n", 26));
   EXPECT_NE(status_of(nul), 200);
-  expect_healthy();
+  expect_healthy(*this, port_);
 }
 
 TEST_F(RunningDaemon, ASlowClientHoldsUpNobody) {
@@ -177,7 +128,7 @@ TEST_F(RunningDaemon, ASlowClientHoldsUpNobody) {
   const std::string request = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
   for (std::size_t i = 0; i < 4; ++i) {
     send(slow, &request[i], 1, MSG_NOSIGNAL);
-    expect_healthy();  // each round takes about a second
+    expect_healthy(*this, port_);  // each round takes about a second
   }
   close(slow);
 }
@@ -201,7 +152,7 @@ TEST_F(RunningDaemon, FiveHundredConcurrentScrapes) {
     close(fd);
   }
   EXPECT_EQ(ok, 500);
-  expect_healthy();
+  expect_healthy(*this, port_);
 }
 
 }  // namespace

@@ -258,6 +258,22 @@ TEST(Decide, UnreachedTargetIsNotResentEveryTick) {
   EXPECT_EQ(later.plan.balloons.size(), 1u);
 }
 
+TEST(Decide, UnsentCommandIsAskedForAgainNextTick) {
+  auto s = host(20 * GiB);
+  s.vms = {guest("hungry", 4 * GiB, 8 * GiB, 100 * MiB)};
+  const auto first = decide(s, {}, base_config(), 0);
+  ASSERT_EQ(first.plan.balloons.size(), 1u);
+  // Sent but the balloon has not moved yet: the same target is not sent again within 10 s.
+  EXPECT_TRUE(decide(s, first.state, base_config(), 5'000).plan.balloons.empty());
+  // Not sent (actions paused): asked for again at once.
+  auto state = first.state;
+  unsend(state, first.plan.balloons[0]);
+  const auto again = decide(s, state, base_config(), 5'000);
+  ASSERT_EQ(again.plan.balloons.size(), 1u);
+  EXPECT_EQ(again.plan.balloons[0].to_bytes, first.plan.balloons[0].to_bytes);
+  EXPECT_EQ(state.vms.at("uuid-hungry").last_target_bytes, std::nullopt);
+}
+
 TEST(Decide, DeadbandSkipsSmallChanges) {
   auto s = host(2000 * MiB);  // 48 MiB below the 2 GiB reserve
   s.vms = {guest("a", 4 * GiB, 8 * GiB, 2 * GiB)};

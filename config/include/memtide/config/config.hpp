@@ -42,6 +42,8 @@ struct DaemonSection {
   OnStop on_stop = OnStop::restore;
   bool dry_run = false;  // decide and report every tick, but never change a balloon or KSM
   RecordSection record;
+  // Unix socket memtidectl talks to (mode 0600); "" turns it off. --control-socket overrides.
+  std::string control_socket = "/run/memtide/control.sock";
   friend bool operator==(const DaemonSection&, const DaemonSection&) = default;
 };
 

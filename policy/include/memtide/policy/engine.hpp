@@ -55,6 +55,13 @@ struct BalloonChange {
   std::uint64_t floor_bytes = 0;  // passed on to the actuator, which clamps again
   Cause cause = Cause::guest_need;
   std::string reason;
+  // What the VM's PolicyState entry held before this command was recorded in it (see unsend).
+  struct Previous {
+    std::int64_t last_change_ms = 0;
+    int last_direction = 0;
+    std::optional<std::uint64_t> last_target_bytes;
+    friend bool operator==(const Previous&, const Previous&) = default;
+  } previous;
   friend bool operator==(const BalloonChange&, const BalloonChange&) = default;
 };
 
@@ -110,6 +117,8 @@ struct Plan {
   std::vector<Outcome> outcomes;  // one per VM, in the snapshot's order
   // Why `vm` was or was not changed, as one sentence; "" when the VM was not in the snapshot.
   std::string explanation(const std::string& vm) const;
+  // The sentence for one of this plan's outcomes.
+  std::string explain(const Outcome& outcome) const;
   friend bool operator==(const Plan&, const Plan&) = default;
 };
 
@@ -160,6 +169,12 @@ inline constexpr int kAlertClearTicks = 3;
 // which keeps a tick over 10,000 VMs cheap) or pass a copy to keep theirs.
 Decision decide(const Snapshot& snapshot, PolicyState state, const config::Config& config,
                 std::int64_t now_ms);
+
+// decide() records every command in the state it returns as if it were carried out (so that a
+// balloon still moving is not sent the same target again). When the daemon deliberately does
+// not send one (actions paused), unsend() puts the VM's entry back, so the policy asks again as
+// soon as actions resume instead of waiting for a balloon that was never told to move.
+void unsend(PolicyState& state, const BalloonChange& change);
 
 // The Theil-Sen forecast alone (exposed for tests and tools).
 SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_t>>& history,

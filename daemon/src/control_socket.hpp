@@ -1,0 +1,73 @@
+// The control socket: a Unix stream socket (mode 0600, so root only) on which memtidectl asks
+// the running daemon for its state and gives it orders. One request per connection: a JSON
+// object on one line ({"command": "status"}), answered by one JSON object on one line, then the
+// connection is closed. Served from the event loop without blocking it: sockets are
+// non-blocking, a request must arrive within kRequestTimeout and fit in kMaxRequestBytes, and at
+// most kMaxClients are served at once (more are closed at once).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include <memtide/core/result.hpp>
+
+struct sd_event;
+struct sd_event_source;
+
+namespace memtide::daemon {
+
+inline constexpr const char* kDefaultControlSocket = "/run/memtide/control.sock";
+inline constexpr std::size_t kMaxRequestBytes = 64 * 1024;
+inline constexpr std::size_t kMaxClients = 16;
+inline constexpr std::chrono::milliseconds kRequestTimeout{2000};
+
+class ControlServer {
+ public:
+  // Answers a well-formed request (a JSON object); runs on the loop thread.
+  using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+
+  // Binds `path` (a stale socket file left by a crashed daemon is replaced; a live one is an
+  // error) and serves it on `event`.
+  static Result<std::unique_ptr<ControlServer>> start(sd_event* event, std::string path,
+                                                      Handler handler);
+  ~ControlServer();  // closes every connection and removes the socket file
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Client {
+    ControlServer* server = nullptr;
+    int fd = -1;
+    sd_event_source* io = nullptr;
+    sd_event_source* timeout = nullptr;
+    std::string in;
+    std::string out;
+    std::size_t sent = 0;
+  };
+  ControlServer() = default;
+  static int on_accept(sd_event_source* source, int fd, std::uint32_t revents, void* self);
+  static int on_client(sd_event_source* source, int fd, std::uint32_t revents, void* self);
+  static int on_timeout(sd_event_source* source, std::uint64_t usec, void* self);
+  void answer(Client& client);
+  void drop(int fd);
+
+  sd_event* event_ = nullptr;
+  std::string path_;
+  Handler handler_;
+  int listen_fd_ = -1;
+  sd_event_source* accept_source_ = nullptr;
+  std::map<int, std::unique_ptr<Client>> clients_;  // by fd
+};
+
+// The client side, for memtidectl: sends `request`, returns the reply.
+Result<nlohmann::json> control_request(const std::string& path, const nlohmann::json& request,
+                                       std::chrono::milliseconds timeout);
+
+}  // namespace memtide::daemon

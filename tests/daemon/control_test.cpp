@@ -1,0 +1,157 @@
+// The control socket of a running memtided, through memtidectl and through raw clients that
+// misbehave.
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "../support/run_command.hpp"
+#include "../support/running_daemon.hpp"
+
+namespace {
+
+using memtide::testing::RunningDaemon;
+using namespace std::chrono_literals;
+
+// The test driver's guest is kept short of memory, so every tick wants to grow it.
+class ControlledDaemon : public RunningDaemon {
+ public:
+  std::string extra_config() const override {
+    return "libvirt: {stats_period: 1s}\nclasses:\n  - name: all\n    match: {name: \"*\"}\n"
+           "    balloon: {guest_free: 60%, max_step: 64MiB, deadband: 1MiB}\n";
+  }
+  // memtidectl with the test's socket; returns stdout ("" on a non-zero exit).
+  std::string ctl(const std::string& args) const {
+    return memtide::testing::run_command(std::string(MEMTIDECTL_BINARY) + " " + args +
+                                         " --socket " + control_socket() + " 2>&1");
+  }
+  int ctl_status(const std::string& args) const {
+    return std::system((std::string(MEMTIDECTL_BINARY) + " " + args + " --socket " +
+                        control_socket() + " >/dev/null 2>&1")
+                           .c_str());
+  }
+  int connect_raw() const {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", control_socket().c_str());
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  nlohmann::json raw(const std::string& bytes) const {
+    const int fd = connect_raw();
+    send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    std::string reply;
+    char buf[4096];
+    ssize_t n = 0;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+      reply.append(buf, static_cast<std::size_t>(n));
+    }
+    close(fd);
+    return nlohmann::json::parse(reply, nullptr, false);
+  }
+  int count(const std::string& needle) const {
+    const std::string l = log();
+    int n = 0;
+    for (auto at = l.find(needle); at != std::string::npos; at = l.find(needle, at + 1)) {
+      ++n;
+    }
+    return n;
+  }
+};
+
+TEST_F(ControlledDaemon, SocketIsRootOnly) {
+  struct stat st {};
+  ASSERT_EQ(stat(control_socket().c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(ControlledDaemon, StatusAndExplainShowTheDecisions) {
+  std::this_thread::sleep_for(1500ms);  // statistics period set, a few commands issued
+  const auto status = ctl("status");
+  EXPECT_NE(status.find("balloon commands applied"), std::string::npos) << status;
+  EXPECT_NE(status.find("test  all"), std::string::npos) << status;
+  EXPECT_NE(status.find("guest short of memory: 50% usable, target 60%"), std::string::npos)
+      << status;
+  EXPECT_NE(status.find("(guest-need, applied)"), std::string::npos) << status;
+  const auto j = nlohmann::json::parse(ctl("status --json"));
+  ASSERT_EQ(j["vms"].size(), 1u);
+  EXPECT_EQ(j["vms"][0]["name"], "test");
+  EXPECT_EQ(j["vms"][0]["managed"], true);
+  EXPECT_GT(j["vms"][0]["balloon_bytes"].get<std::uint64_t>(), 2ULL << 30);
+  EXPECT_FALSE(j["recent_commands"].empty());
+  const auto explain = ctl("explain test");
+  EXPECT_NE(explain.find("test (6695eb01-f6a4-8304-79aa-97f2502e193f): "), std::string::npos)
+      << explain;
+  EXPECT_NE(ctl("explain 6695eb01-f6a4-8304-79aa-97f2502e193f").find("test ("), std::string::npos);
+  EXPECT_EQ(ctl_status("explain nosuchvm"), 1 << 8);
+  EXPECT_NE(
+      memtide::testing::run_command(std::string(MEMTIDECTL_BINARY) + " explain nosuchvm --socket " +
+                                    control_socket() + " 2>&1; true")
+          .find("no running VM named 'nosuchvm'"),
+      std::string::npos);
+}
+
+TEST_F(ControlledDaemon, PauseStopsActionsAndResumeRestartsThem) {
+  std::this_thread::sleep_for(1500ms);
+  ASSERT_EQ(ctl("pause"), "balloon actions paused");
+  const int applied = count("notice: balloon test");
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_EQ(count("notice: balloon test"), applied) << "a command was applied while paused";
+  EXPECT_GT(count("paused, not applied: balloon test"), 0) << log();
+  EXPECT_NE(ctl("status").find("PAUSED"), std::string::npos);
+  ASSERT_EQ(ctl("resume"), "balloon actions resumed");
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_GT(count("notice: balloon test"), applied) << log();
+}
+
+TEST_F(ControlledDaemon, ReloadReportsARejectedFile) {
+  EXPECT_NE(ctl("reload").find("configuration reloaded from"), std::string::npos);
+  std::ofstream(dir_ + "/memtide.yaml", std::ios::app) << "bogus_section: 1\n";
+  const auto rejected = ctl("reload");
+  EXPECT_EQ(ctl_status("reload"), 1 << 8);
+  const auto again = memtide::testing::run_command(
+      std::string(MEMTIDECTL_BINARY) + " reload --socket " + control_socket() + " 2>&1; true");
+  EXPECT_NE(again.find("reload rejected, previous configuration kept"), std::string::npos) << again;
+  EXPECT_NE(again.find("unknown key 'bogus_section'"), std::string::npos) << again;
+  expect_ticking();
+}
+
+TEST_F(ControlledDaemon, BadRequestsGetErrorRepliesAndTheDaemonCarriesOn) {
+  EXPECT_EQ(raw("not json\n")["error"], "the request is not valid JSON");
+  EXPECT_EQ(raw("[1, 2]\n")["error"], "a request is an object with a \"command\" string");
+  EXPECT_EQ(raw("{\"command\": 7}\n")["error"], "a request is an object with a \"command\" string");
+  EXPECT_NE(raw("{\"command\": \"format-disk\"}\n")["error"].get<std::string>().find(
+                "unknown command 'format-disk'"),
+            std::string::npos);
+  EXPECT_EQ(raw("{\"command\": \"explain\"}\n")["error"],
+            "explain needs \"vm\": a VM name or UUID");
+  EXPECT_EQ(raw(std::string(100'000, 'x'))["error"], "request larger than 64 KiB");
+  EXPECT_EQ(raw("{\"command\": \"status\"}")["ok"], true);  // no newline, then end of stream
+  expect_ticking();
+}
+
+TEST_F(ControlledDaemon, IdleClientsAreDroppedAndCannotLockOthersOut) {
+  std::vector<int> idle;
+  for (int i = 0; i < 24; ++i) {  // more than the 16 served at once
+    idle.push_back(connect_raw());
+  }
+  expect_ticking();                     // the loop is not blocked by them
+  std::this_thread::sleep_for(2500ms);  // past the 2 s request timeout
+  EXPECT_EQ(raw("{\"command\": \"status\"}\n")["ok"], true);
+  for (const int fd : idle) {
+    char c = 0;
+    EXPECT_LE(recv(fd, &c, 1, MSG_DONTWAIT), 0);  // closed by the daemon (0) or never served
+    close(fd);
+  }
+}
+
+}  // namespace
