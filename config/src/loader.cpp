@@ -456,6 +456,42 @@ void read_metrics(MapReader& root, Diagnostics& diag, MetricsSection& out) {
   read_scalar(map, diag, "listen", out.listen, parse_listen_address);
 }
 
+Result<std::string> parse_http_url(std::string_view text) {
+  if (text.empty()) {
+    return std::string();
+  }
+  if (text.rfind("http://", 0) != 0 && text.rfind("https://", 0) != 0) {
+    return Error{"", 0, 0, "expected an http:// or https:// URL, got '" + std::string(text) + "'"};
+  }
+  std::string url(text);
+  while (!url.empty() && url.back() == '/') {
+    url.pop_back();
+  }
+  return url;
+}
+
+void read_alerts(MapReader& root, Diagnostics& diag, AlertsSection& out) {
+  const auto node = root.take("alerts");
+  if (!node) {
+    return;
+  }
+  MapReader map(*node, "alerts", diag);
+  if (const auto am = map.take("alertmanager")) {
+    MapReader a(*am, "alerts.alertmanager", diag);
+    read_scalar(a, diag, "url", out.alertmanager_url, parse_http_url);
+    read_scalar(a, diag, "resend_interval", out.alertmanager_resend_interval, parse_duration,
+                within<std::chrono::milliseconds>(1s, 1h, show_duration));
+    read_scalar(a, diag, "timeout", out.alertmanager_timeout, parse_duration,
+                within<std::chrono::milliseconds>(100ms, 60s, show_duration));
+  }
+  if (const auto ex = map.take("exec")) {
+    MapReader e(*ex, "alerts.exec", diag);
+    read_scalar(e, diag, "command", out.exec_command, parse_optional_path);
+    read_scalar(e, diag, "timeout", out.exec_timeout, parse_duration,
+                within<std::chrono::milliseconds>(100ms, 5min, show_duration));
+  }
+}
+
 void read_ksm(MapReader& root, Diagnostics& diag, KsmSection& out) {
   const auto node = root.take("ksm");
   if (!node) {
@@ -645,6 +681,7 @@ LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
         read_host(map, diag, config->host);
         read_ksm(map, diag, config->ksm);
         read_metrics(map, diag, config->metrics);
+        read_alerts(map, diag, config->alerts);
         read_classes(map, diag, config->classes);
       }
       if (diag.empty()) {

@@ -1,6 +1,8 @@
 #include "daemon.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -88,6 +90,7 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
                  {{"MEMTIDE_EVENT", "facts-unavailable"}});
   }
   serve_metrics();
+  configure_alert_sinks();
   const auto& record = config_->daemon.record;
   if (record.path.empty()) {
     trace_.reset();
@@ -143,7 +146,18 @@ void Daemon::publish_metrics() {
     return;
   }
   figures_.dry_run = dry_run();
+  const std::pair<const char*, const DeliveryQueue*> sinks[] = {
+      {"alertmanager", alertmanager_.get()}, {"exec", exec_hook_.get()}};
+  for (const auto& [name, sink] : sinks) {
+    if (sink != nullptr) {
+      const auto f = sink->figures();
+      figures_.alert_deliveries_total[{name, "delivered"}] = f.delivered;
+      figures_.alert_deliveries_total[{name, "failed"}] = f.failed_attempts;
+      figures_.alert_deliveries_total[{name, "dropped"}] = f.dropped;
+    }
+  }
   MetricsInput in;
+  in.alerts = &firing_alerts_;
   in.snapshot = last_snapshot_ ? &*last_snapshot_ : nullptr;
   in.plan = last_plan_ ? &*last_plan_ : nullptr;
   in.state = &policy_state_;
@@ -601,6 +615,7 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
   auto decision = policy::decide(decided_on, std::move(policy_state_), *config_, now_ms);
   policy_state_ = std::move(decision.state);
   const policy::Plan& plan = decision.plan;
+  std::map<std::string, std::string> failed;  // VM -> why its command failed this tick
   auto* hypervisor = collector_->hypervisor();
   for (const auto& change : plan.balloons) {
     const std::string what = change.vm + ": " + config::format_size(change.from_bytes) + " -> " +
@@ -634,6 +649,7 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
       ++figures_.errors_total["balloon"];
       log_.error("balloon command failed for " + change.vm + ": " + set.error().message, fields);
       remember("failed: " + set.error().message);
+      failed[change.vm] = set.error().message;
       continue;
     }
     remember("applied");
@@ -657,37 +673,119 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
       pressure_event_usec_ = 0;
     }
   }
-  report_alerts(plan.alerts);
+  report_alerts(all_alerts(plan, now_ms, failed));
   last_plan_ = plan;
 }
 
+std::vector<policy::Alert> Daemon::all_alerts(const policy::Plan& plan, std::int64_t now_ms,
+                                              const std::map<std::string, std::string>& failed) {
+  std::vector<policy::Alert> alerts = plan.alerts;
+  // libvirt down for two ticks in a row (one failed collection may be a restart in progress).
+  if (last_snapshot_->hypervisor_up) {
+    libvirt_down_since_ms_ = -1;
+  } else if (libvirt_down_since_ms_ < 0) {
+    libvirt_down_since_ms_ = now_ms;
+  } else {
+    alerts.push_back(
+        {"libvirt-down", "", policy::Severity::critical,
+         "libvirt unreachable, guests are not managed: " + last_snapshot_->hypervisor_error,
+         libvirt_down_since_ms_});
+  }
+  // A VM whose balloon command failed: firing until it has gone kAlertClearTicks ticks without
+  // a failure.
+  for (const auto& [vm, message] : failed) {
+    failing_vms_[vm] = {message, 0};
+  }
+  for (auto it = failing_vms_.begin(); it != failing_vms_.end();) {
+    if (failed.count(it->first) == 0 && ++it->second.second >= policy::kAlertClearTicks) {
+      it = failing_vms_.erase(it);
+      continue;
+    }
+    alerts.push_back({"balloon-command-failed", it->first, policy::Severity::warning,
+                      it->first + ": balloon command failed: " + it->second.first, now_ms});
+    ++it;
+  }
+  std::sort(alerts.begin(), alerts.end(), [](const policy::Alert& a, const policy::Alert& b) {
+    return std::tie(a.name, a.subject) < std::tie(b.name, b.subject);
+  });
+  return alerts;
+}
+
+void Daemon::configure_alert_sinks() {
+  const auto& a = config_->alerts;
+  if (a.alertmanager_url.empty()) {
+    alertmanager_.reset();
+  } else if (!alertmanager_ || alertmanager_->url() != a.alertmanager_url + "/api/v2/alerts") {
+    alertmanager_ = std::make_unique<AlertmanagerSink>(a.alertmanager_url, a.alertmanager_timeout);
+    alertmanager_sent_unix_ms_ = 0;  // send what is firing at the next tick
+  }
+  if (a.exec_command.empty()) {
+    exec_hook_.reset();
+  } else if (!exec_hook_ || exec_hook_->command() != a.exec_command) {
+    exec_hook_ = std::make_unique<ExecSink>(a.exec_command, a.exec_timeout);
+  }
+  if (hostname_.empty()) {
+    char name[256] = {};
+    gethostname(name, sizeof name - 1);
+    hostname_ = name;
+  }
+}
+
 void Daemon::report_alerts(const std::vector<policy::Alert>& firing) {
-  auto key = [](const policy::Alert& a) { return a.name + "/" + a.subject; };
-  std::set<std::string> before;
+  const std::int64_t now = last_snapshot_ ? last_snapshot_->collected_at_unix_ms : 0;
+  auto key = [](const policy::Alert& a) { return std::make_pair(a.name, a.subject); };
+  std::set<std::pair<std::string, std::string>> before;
   for (const auto& a : firing_alerts_) {
     before.insert(key(a));
   }
-  std::set<std::string> now;
+  std::set<std::pair<std::string, std::string>> current;
+  std::vector<AlertNotice> changed;   // transitions, for the exec hook
+  std::vector<AlertNotice> resolved;  // for Alertmanager
   for (const auto& a : firing) {
-    now.insert(key(a));
+    current.insert(key(a));
     if (before.count(key(a)) == 0) {
+      alert_started_unix_ms_[key(a)] = now;
       log_.log(a.severity == policy::Severity::critical ? Priority::err : Priority::warning,
                "alert " + a.name + " firing: " + a.summary,
                {{"MEMTIDE_EVENT", "alert-firing"},
                 {"MEMTIDE_ALERT", a.name},
                 {"MEMTIDE_SEVERITY", policy::to_string(a.severity)},
                 {"MEMTIDE_VM", a.subject}});
+      changed.push_back({a, false, now, 0});
     }
   }
   for (const auto& a : firing_alerts_) {
-    if (now.count(key(a)) == 0) {
+    if (current.count(key(a)) == 0) {
       log_.notice("alert " + a.name + " resolved" + (a.subject.empty() ? "" : " for " + a.subject),
                   {{"MEMTIDE_EVENT", "alert-resolved"},
                    {"MEMTIDE_ALERT", a.name},
                    {"MEMTIDE_VM", a.subject}});
+      AlertNotice n{a, true, alert_started_unix_ms_[key(a)], now};
+      changed.push_back(n);
+      resolved.push_back(n);
+      alert_started_unix_ms_.erase(key(a));
     }
   }
   firing_alerts_ = firing;
+
+  if (exec_hook_) {
+    for (const auto& n : changed) {
+      exec_hook_->submit(exec_body(n, hostname_).dump());
+    }
+  }
+  // Alertmanager: on any change, and again every resend_interval while alerts fire. A firing
+  // alert is sent with endsAt three intervals ahead, so if memtided dies Alertmanager resolves
+  // it by itself rather than keep it forever.
+  const std::int64_t resend = config_->alerts.alertmanager_resend_interval.count();
+  if (alertmanager_ &&
+      (!changed.empty() || (!firing.empty() && now - alertmanager_sent_unix_ms_ >= resend))) {
+    std::vector<AlertNotice> batch = resolved;
+    for (const auto& a : firing) {
+      batch.push_back({a, false, alert_started_unix_ms_[key(a)], now + 3 * resend});
+    }
+    alertmanager_->submit(alertmanager_body(batch, hostname_).dump());
+    alertmanager_sent_unix_ms_ = now;
+  }
 }
 
 void Daemon::watch_pressure() {

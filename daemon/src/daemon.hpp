@@ -15,6 +15,7 @@
 #include <memtide/core/snapshot.hpp>
 #include <memtide/policy/engine.hpp>
 
+#include "alert_delivery.hpp"
 #include "collect.hpp"
 #include "control_socket.hpp"
 #include "http_server.hpp"
@@ -56,7 +57,14 @@ class Daemon {
   // Runs the policy on the last snapshot and carries out its plan (or, in dry-run mode, only
   // logs it).
   void decide_and_act(std::int64_t now_ms);
+  // Logs alert transitions and hands them to the configured sinks. `firing` is sorted by
+  // (name, subject).
   void report_alerts(const std::vector<policy::Alert>& firing);
+  // The plan's alerts plus the daemon's own (libvirt-down, balloon-command-failed).
+  std::vector<policy::Alert> all_alerts(const policy::Plan& plan, std::int64_t now_ms,
+                                        const std::map<std::string, std::string>& failed);
+  // (Re)creates the Alertmanager and exec sinks to match the configuration.
+  void configure_alert_sinks();
   // Appends the snapshot decide() saw to the trace (daemon.record), logging failures once.
   void record(const Snapshot& decided_on);
   // Starts, moves or stops the /metrics endpoint to match the configuration (a socket passed
@@ -102,7 +110,15 @@ class Daemon {
   std::uint64_t ticks_ = 0;
   policy::PolicyState policy_state_;
   std::optional<policy::Plan> last_plan_;
-  std::vector<policy::Alert> firing_alerts_;
+  std::vector<policy::Alert> firing_alerts_;  // everything firing, sorted by (name, subject)
+  std::map<std::pair<std::string, std::string>, std::int64_t> alert_started_unix_ms_;
+  std::unique_ptr<AlertmanagerSink> alertmanager_;
+  std::unique_ptr<ExecSink> exec_hook_;
+  std::int64_t alertmanager_sent_unix_ms_ = 0;
+  std::string hostname_;
+  std::int64_t libvirt_down_since_ms_ = -1;  // monotonic ms; -1 while up
+  // VMs whose last balloon command failed -> (message, consecutive ticks without a failure).
+  std::map<std::string, std::pair<std::string, int>> failing_vms_;
   int psi_fd_ = -1;
   sd_event_source* psi_source_ = nullptr;
   std::uint64_t pressure_event_usec_ = 0;  // CLOCK_MONOTONIC of an unanswered pressure event

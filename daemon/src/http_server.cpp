@@ -119,7 +119,7 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(int listen_fd) {
                        &MetricsServerAccess::handle, server.get(), MHD_OPTION_LISTEN_SOCKET,
                        listen_fd, MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_CONNECTION_LIMIT,
                        kMaxConnections, MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds,
-                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, std::size_t{32 * 1024}, MHD_OPTION_END);
+                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, std::size_t{32} * 1024, MHD_OPTION_END);
   if (server->mhd_ == nullptr) {
     close(listen_fd);
     return Error{server->description_, 0, 0, "cannot start the HTTP server"};

@@ -310,7 +310,7 @@ void facts_metrics(Exposition& e, const collectors::VirtFacts& f) {
   }
 }
 
-void plan_metrics(Exposition& e, const policy::Plan& p) {
+void plan_metrics(Exposition& e, const policy::Plan& p, const std::vector<policy::Alert>& alerts) {
   e.gauge("memtide_host_under_pressure",
           "1 while the host is under memory pressure (below reserve, PSI over limits or "
           "swapping).",
@@ -325,7 +325,7 @@ void plan_metrics(Exposition& e, const policy::Plan& p) {
           p.forecast.available_slope_bytes_per_second);
   e.family("memtide_alert_firing", "gauge",
            "1 for every alert firing, by alert, subject and severity.");
-  for (const auto& a : p.alerts) {
+  for (const auto& a : alerts) {
     e.sample(
         "memtide_alert_firing",
         {{"alert", a.name}, {"subject", a.subject}, {"severity", policy::to_string(a.severity)}},
@@ -358,6 +358,13 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
   }
   e.counter("memtide_pressure_events_total", "Wake-ups by the memory PSI trigger.",
             d.pressure_events_total);
+  e.family("memtide_alert_deliveries_total", "counter",
+           "Alert deliveries by sink (alertmanager, exec) and result (delivered, failed: an "
+           "attempt failed, dropped: given up or pushed out of the queue).");
+  for (const auto& [key, count] : d.alert_deliveries_total) {
+    e.sample("memtide_alert_deliveries_total", {{"sink", key.first}, {"result", key.second}},
+             count);
+  }
   // Families whose value may be unknown keep their HELP and TYPE, so dashboards and rules find
   // them from the first scrape.
   e.family("memtide_pressure_reaction_seconds", "gauge",
@@ -398,7 +405,7 @@ std::string render_metrics(const MetricsInput& in) {
     facts_metrics(e, *in.facts);
   }
   if (in.plan != nullptr) {
-    plan_metrics(e, *in.plan);
+    plan_metrics(e, *in.plan, in.alerts != nullptr ? *in.alerts : in.plan->alerts);
   }
   return e.take();
 }

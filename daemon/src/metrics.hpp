@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <memtide/collectors/virt_facts.hpp>
 #include <memtide/config/config.hpp>
@@ -31,6 +32,8 @@ struct DaemonFigures {
   bool dry_run = false;
   bool last_reload_ok = true;
   std::int64_t started_unix_s = 0;
+  // Alert deliveries by (sink "alertmanager"/"exec", result "delivered"/"failed"/"dropped").
+  std::map<std::pair<std::string, std::string>, std::uint64_t> alert_deliveries_total;
 };
 
 struct MetricsInput {
@@ -40,6 +43,8 @@ struct MetricsInput {
   const collectors::VirtFacts* facts = nullptr;  // null when they could not be read
   const config::Config* config = nullptr;
   const DaemonFigures* daemon = nullptr;
+  // Every alert firing (the plan's and the daemon's own); null: the plan's alone.
+  const std::vector<policy::Alert>* alerts = nullptr;
 };
 
 std::string render_metrics(const MetricsInput& input);

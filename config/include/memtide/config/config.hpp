@@ -118,6 +118,19 @@ struct MetricsSection {
   friend bool operator==(const MetricsSection&, const MetricsSection&) = default;
 };
 
+// Where alerts go besides the journal (which always gets them).
+struct AlertsSection {
+  // Prometheus Alertmanager base URL (http://host:9093); "" off. Alerts are POSTed to
+  // URL/api/v2/alerts when they fire or resolve and re-sent every resend_interval while firing.
+  std::string alertmanager_url;
+  std::chrono::milliseconds alertmanager_resend_interval = 60s;
+  std::chrono::milliseconds alertmanager_timeout = 5s;
+  // An executable run once per alert transition with the alert as JSON on stdin; "" off.
+  std::string exec_command;
+  std::chrono::milliseconds exec_timeout = 10s;  // killed after this
+  friend bool operator==(const AlertsSection&, const AlertsSection&) = default;
+};
+
 struct Config {
   std::string source;  // file it was loaded from ("" for built-in defaults)
   DaemonSection daemon;
@@ -125,6 +138,7 @@ struct Config {
   HostSection host;
   KsmSection ksm;
   MetricsSection metrics;
+  AlertsSection alerts;
   std::vector<VmClass> classes;  // empty file: one class "default" matching every VM
   friend bool operator==(const Config&, const Config&) = default;
 };

@@ -1,0 +1,99 @@
+// Delivery of alerts beyond the journal: Prometheus Alertmanager (API v2) and an exec hook.
+// Each sink owns one worker thread and a bounded queue; the loop only enqueues (never blocks on
+// the network or a child process). When a queue is full the oldest entry is dropped and counted.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <memtide/policy/engine.hpp>
+
+namespace memtide::daemon {
+
+inline constexpr std::size_t kAlertQueueLength = 64;
+// Attempts per payload (with backoff 1, 2, 4, 8 s between them) before it is dropped.
+inline constexpr int kDeliveryAttempts = 5;
+
+// One alert as sinks see it.
+struct AlertNotice {
+  policy::Alert alert;
+  bool resolved = false;
+  std::int64_t starts_unix_ms = 0;
+  std::int64_t ends_unix_ms = 0;  // resolution time, or when a firing alert lapses unless re-sent
+};
+
+// The Alertmanager API v2 body for `alerts`: labels alertname, severity, instance (`host`),
+// job="memtided" and vm (guest alerts); annotation summary; startsAt and endsAt in RFC 3339.
+nlohmann::json alertmanager_body(const std::vector<AlertNotice>& alerts, const std::string& host);
+
+// The exec hook's stdin for one transition.
+nlohmann::json exec_body(const AlertNotice& notice, const std::string& host);
+
+// A worker that delivers queued payloads in order, retrying a failed one with doubling backoff
+// up to kDeliveryAttempts times before dropping it and moving on to the next.
+class DeliveryQueue {
+ public:
+  struct Figures {
+    std::uint64_t delivered = 0;
+    std::uint64_t failed_attempts = 0;
+    std::uint64_t dropped = 0;
+  };
+  virtual ~DeliveryQueue();
+  void submit(std::string payload);
+  Figures figures() const;
+  std::string last_error() const;
+
+ protected:
+  DeliveryQueue() = default;
+  // Starts the worker; call from the derived constructor once it can deliver.
+  void start();
+  // Stops and joins the worker; call from the derived destructor.
+  void stop();
+  // Delivers one payload; "" on success, else why not. Runs on the worker thread.
+  virtual std::string deliver(const std::string& payload) = 0;
+
+ private:
+  void run();
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::string> queue_;
+  bool stopping_ = false;
+  Figures figures_;
+  std::string last_error_;
+  std::thread worker_;
+};
+
+class AlertmanagerSink : public DeliveryQueue {
+ public:
+  AlertmanagerSink(std::string base_url, std::chrono::milliseconds timeout);
+  ~AlertmanagerSink() override;
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string deliver(const std::string& payload) override;
+  std::string url_;  // .../api/v2/alerts
+  std::chrono::milliseconds timeout_;
+};
+
+class ExecSink : public DeliveryQueue {
+ public:
+  ExecSink(std::string command, std::chrono::milliseconds timeout);
+  ~ExecSink() override;
+  const std::string& command() const { return command_; }
+
+ private:
+  std::string deliver(const std::string& payload) override;
+  std::string command_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace memtide::daemon
