@@ -5,9 +5,11 @@
 #include <tuple>
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/vfs.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <time.h>
@@ -795,9 +797,24 @@ void Daemon::watch_pressure() {
   // the kernel accepts no other.
   static constexpr const char* kTrigger = "some 150000 2000000";
   const std::string path = options_.procfs.value_or(config_->daemon.procfs) + "/pressure/memory";
-  psi_fd_ = open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  // Only a real procfs file takes a trigger: a fixture tree (--procfs) holds plain files, and
+  // writing the trigger there would overwrite the figures it stands for.
+  psi_fd_ = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct statfs fs {};
+  const bool on_procfs =
+      psi_fd_ >= 0 && fstatfs(psi_fd_, &fs) == 0 && fs.f_type == PROC_SUPER_MAGIC;
+  if (psi_fd_ >= 0) {
+    close(psi_fd_);
+    psi_fd_ = -1;
+  }
+  if (on_procfs) {
+    psi_fd_ = open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  } else {
+    errno = ENOTSUP;
+  }
   if (psi_fd_ < 0 || write(psi_fd_, kTrigger, std::strlen(kTrigger) + 1) < 0) {
-    log_.notice(std::string("no memory pressure trigger (") + std::strerror(errno) + " on " + path +
+    log_.notice(std::string("no memory pressure trigger (") +
+                    (on_procfs ? std::strerror(errno) : "not a procfs file") + " on " + path +
                     "); reacting on the tick only",
                 {{"MEMTIDE_EVENT", "psi-trigger-unavailable"}});
     if (psi_fd_ >= 0) {
