@@ -22,7 +22,7 @@ struct sd_event_source;
 namespace memtide::daemon {
 
 inline constexpr const char* kDefaultControlSocket = "/run/memtide/control.sock";
-inline constexpr std::size_t kMaxRequestBytes = 64 * 1024;
+inline constexpr std::size_t kMaxRequestBytes = std::size_t{64} * 1024;
 inline constexpr std::size_t kMaxClients = 16;
 inline constexpr std::chrono::milliseconds kRequestTimeout{2000};
 
