@@ -114,6 +114,7 @@ void Daemon::serve_metrics() {
       metrics_socket_activated_ = true;
       log_.notice("serving metrics on " + metrics_server_->description() + " (socket from systemd)",
                   {{"MEMTIDE_EVENT", "metrics-listening"}});
+      publish_metrics();
       return;
     }
     log_.error("cannot serve metrics on the socket from systemd: " + server.error().to_string(),

@@ -550,6 +550,17 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     std::int64_t target = current + c.delta;
     target = std::clamp<std::int64_t>(target, static_cast<std::int64_t>(c.settings.floor_bytes),
                                       static_cast<std::int64_t>(c.settings.max_bytes));
+    // A balloon still on its way to the last target (libvirt reports its size with a lag) is
+    // not sent a target short of that one in the same direction: that would undo part of the
+    // last command. The new target is at least as far as the one in flight.
+    if (memory.last_target_bytes && memory.last_direction != 0) {
+      const auto in_flight = static_cast<std::int64_t>(*memory.last_target_bytes);
+      if (memory.last_direction > 0 && target > current && in_flight > current) {
+        target = std::max(target, in_flight);
+      } else if (memory.last_direction < 0 && target < current && in_flight < current) {
+        target = std::min(target, in_flight);
+      }
+    }
     const std::int64_t change = target - current;
     Outcome& outcome = plan.outcomes[c.outcome];
     outcome.blind = c.blind;

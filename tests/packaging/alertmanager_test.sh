@@ -11,16 +11,9 @@ if ! command -v prometheus-alertmanager >/dev/null; then
   echo "skipped: needs prometheus-alertmanager (scripts/install-deps installs it)"
   exit 77
 fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=../support/peer-test-lib.sh
+. "$src/tests/support/peer-test-lib.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 am_port=$(free_port)
 cat >"$work/am.yml" <<'YAML'
 route: {receiver: blackhole, group_wait: 1s, group_interval: 1s}

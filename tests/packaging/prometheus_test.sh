@@ -11,14 +11,8 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   echo "skipped: needs prometheus and promtool (scripts/install-deps installs them)"
   exit 77
 fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=../support/peer-test-lib.sh
+. "$src/tests/support/peer-test-lib.sh"
 
 echo "== rules"
 promtool check rules "$src/packaging/prometheus/memtide-alerts.yml"
@@ -29,12 +23,7 @@ printf 'daemon: {interval: 1s}\nhost: {swap_forecast: {window: 10s}}\n' >"$work/
 "$memtided" --config "$work/memtide.yaml" --connect test:///default --log-target stderr \
   --metrics-listen 127.0.0.1:0 2>"$work/memtided.log" &
 pids+=($!)
-port=""
-for _ in $(seq 100); do
-  port=$(grep -o 'serving metrics on 127.0.0.1:[0-9]*' "$work/memtided.log" | cut -d: -f2 || true)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
+port=$(metrics_port_from_log "$work/memtided.log")
 [ -n "$port" ] || { cat "$work/memtided.log"; echo "FAIL: memtided serves no metrics"; exit 1; }
 sleep 2
 curl -fsS "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
@@ -54,8 +43,24 @@ done
 [ $missing = 0 ]
 python3 -m json.tool "$src/packaging/grafana/memtide.json" >/dev/null
 
+echo "== socket activation: memtided serves the socket it is handed (memtided.socket)"
+if command -v systemd-socket-activate >/dev/null; then
+  act_port=$(free_port)
+  systemd-socket-activate -l "127.0.0.1:$act_port" "$memtided" --config "$work/memtide.yaml" \
+    --connect test:///default --log-target stderr --control-socket "" \
+    2>"$work/activated.log" &
+  pids+=($!)
+  sleep 1
+  # The first connection starts memtided, which must answer it on the inherited socket.
+  curl -fsS --max-time 20 "http://127.0.0.1:$act_port/metrics" | grep -q '^memtide_build_info' ||
+    { cat "$work/activated.log"; echo "FAIL: no metrics on the activated socket"; exit 1; }
+  grep -q "serving metrics on 127.0.0.1:$act_port (socket from systemd)" "$work/activated.log"
+else
+  echo "(systemd-socket-activate not installed; skipped)"
+fi
+
 echo "== prometheus scrapes memtided"
-prom_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+prom_port=$(free_port)
 cat >"$work/prometheus.yml" <<YAML
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 rule_files: [$src/packaging/prometheus/memtide-alerts.yml]

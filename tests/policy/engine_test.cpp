@@ -274,6 +274,33 @@ TEST(Decide, UnsentCommandIsAskedForAgainNextTick) {
   EXPECT_EQ(state.vms.at("uuid-hungry").last_target_bytes, std::nullopt);
 }
 
+TEST(Decide, ABalloonStillMovingIsNotSentATargetShortOfTheLastOne) {
+  auto c = base_config();
+  auto s = host(20 * GiB);
+  s.vms = {guest("grower", 4 * GiB, 8 * GiB, 100 * MiB)};
+  const auto first = decide(s, {}, c, 0);
+  ASSERT_EQ(first.plan.balloons.size(), 1u);
+  const auto sent = first.plan.balloons[0].to_bytes;  // 4.5 GiB (one 512 MiB step)
+  // 20 s later libvirt reports the balloon halfway there (4.25 GiB) and the guest still short
+  // (630 MiB usable, 14.5 %); its comfort size from these figures, 3722 / 0.8125 = 4581 MiB, is
+  // short of the 4608 MiB in flight: that must not be sent.
+  s.vms = {guest("grower", 4 * GiB + 256 * MiB, 8 * GiB, 630 * MiB)};
+  const auto second = decide(s, first.state, c, 20'000);
+  for (const auto& b : second.plan.balloons) {
+    EXPECT_GE(b.to_bytes, sent) << b.reason;
+  }
+  // Likewise for a shrink on its way down.
+  auto p = host(GiB);  // under pressure: reclaim
+  p.vms = {guest("donor", 6 * GiB, 8 * GiB, 5 * GiB)};
+  const auto down = decide(p, {}, c, 0);
+  ASSERT_EQ(down.plan.balloons.size(), 1u);
+  const auto shrunk_to = down.plan.balloons[0].to_bytes;
+  p.vms = {guest("donor", 6 * GiB - 100 * MiB, 8 * GiB, 5 * GiB - 100 * MiB)};
+  for (const auto& b : decide(p, down.state, c, 20'000).plan.balloons) {
+    EXPECT_LE(b.to_bytes, shrunk_to) << b.reason;
+  }
+}
+
 TEST(Decide, DeadbandSkipsSmallChanges) {
   auto s = host(2000 * MiB);  // 48 MiB below the 2 GiB reserve
   s.vms = {guest("a", 4 * GiB, 8 * GiB, 2 * GiB)};
