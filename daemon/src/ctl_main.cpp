@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
 
 #include <memtide/collectors/host_source.hpp>
+#include <memtide/collectors/page_scanner.hpp>
 #include <memtide/config/loader.hpp>
 #include <memtide/config/units.hpp>
 
@@ -34,6 +37,9 @@ Commands:
   check-config   validate a configuration file (default /etc/memtide/memtide.yaml)
   simulate       replay a recorded trace (daemon.record) through the policy of --config and
                  print each balloon command and alert it decides, then summary figures
+  scan PID...    page-content statistics of processes (no daemon needed): zero, duplicate and
+                 volatile page shares and the memory KSM could save. Guest RAM of QEMU processes
+                 (mappings marked mergeable); all private anonymous memory of other processes
   status         the running daemon's view: host, alerts, every VM with why it was or was not
                  resized, and the last balloon commands
   explain VM     why the daemon did or did not resize VM (name or UUID)
@@ -50,6 +56,8 @@ Options:
                       (--trace trace.jsonl.1 --trace trace.jsonl)
   -q, --quiet         simulate: print the summary only
       --json          simulate, status, explain: print JSON
+      --passes N      scan: passes over each process (default 2; volatility needs 2)
+      --interval S    scan: seconds between passes (default 1)
   -s, --socket PATH   the daemon's control socket (default: daemon.control_socket of the
                       configuration, /run/memtide/control.sock)
   -h, --help          this help
@@ -261,6 +269,94 @@ int control(const std::string& socket, const std::string& command,
   return kExitOk;
 }
 
+std::string rate_text(double bytes_per_second) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GB/s", bytes_per_second / 1e9);
+  return buf;
+}
+
+std::string percent_text(double ratio) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", ratio * 100);
+  return buf;
+}
+
+int scan(const std::vector<std::string>& pids, int passes, double interval_s, bool json) {
+  if (pids.empty()) {
+    return usage_error("scan needs at least one PID");
+  }
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  int failures = 0;
+  for (const auto& text : pids) {
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
+        text.size() > 9) {
+      return usage_error("not a PID: '" + text + "'");
+    }
+    const int pid = std::stoi(text);
+    // QEMU marks guest RAM mergeable; any other process is judged by all its private
+    // anonymous memory (what prctl(PR_SET_MEMORY_MERGE) would offer KSM).
+    auto regions =
+        collectors::candidate_regions("/proc", pid, collectors::CandidateMemory::mergeable);
+    std::string candidates = "mergeable";
+    if (regions && regions->empty()) {
+      regions = collectors::candidate_regions("/proc", pid,
+                                              collectors::CandidateMemory::private_anonymous);
+      candidates = "private-anonymous";
+    }
+    if (!regions) {
+      std::cerr << "memtidectl: " << regions.error().to_string() << '\n';
+      ++failures;
+      continue;
+    }
+    collectors::PageScanner scanner;
+    std::optional<collectors::PageScanFigures> last;
+    for (int pass = 0; pass < passes; ++pass) {
+      if (pass > 0) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+      }
+      auto figures = scanner.scan(pid, *regions);
+      if (!figures) {
+        std::cerr << "memtidectl: " << figures.error().to_string() << '\n';
+        last.reset();
+        break;
+      }
+      last = *figures;
+    }
+    if (!last) {
+      ++failures;
+      continue;
+    }
+    const auto& f = *last;
+    const double scanned = static_cast<double>(f.resident_pages * f.page_size_bytes);
+    const double rate = f.seconds > 0 ? scanned / f.seconds : 0;
+    if (json) {
+      out.push_back({{"pid", pid},
+                     {"candidates", candidates},
+                     {"candidate_bytes", f.candidate_pages * f.page_size_bytes},
+                     {"resident_bytes", f.resident_pages * f.page_size_bytes},
+                     {"zero_ratio", f.zero_ratio()},
+                     {"duplicate_ratio", f.duplicate_ratio()},
+                     {"volatile_ratio", f.volatile_ratio ? nlohmann::ordered_json(*f.volatile_ratio)
+                                                         : nlohmann::ordered_json()},
+                     {"estimated_savings_bytes", f.estimated_savings_bytes()},
+                     {"scan_seconds", f.seconds},
+                     {"passes", passes}});
+      continue;
+    }
+    std::cout << "PID " << pid << ": " << format_size(f.candidate_pages * f.page_size_bytes) << " "
+              << candidates << ", " << format_size(f.resident_pages * f.page_size_bytes)
+              << " resident, scanned in " << f.seconds << " s (" << rate_text(rate) << ")\n"
+              << "  zero " << percent_text(f.zero_ratio()) << ", duplicate "
+              << percent_text(f.duplicate_ratio()) << ", volatile "
+              << (f.volatile_ratio ? percent_text(*f.volatile_ratio) : std::string("-"))
+              << "; KSM could save about " << format_size(f.estimated_savings_bytes()) << '\n';
+  }
+  if (json) {
+    std::cout << out.dump(2) << '\n';
+  }
+  return failures == 0 ? kExitOk : kExitFailure;
+}
+
 int run(const std::vector<std::string>& args) {
   if (args.empty()) {
     return usage_error("a command is required");
@@ -275,6 +371,8 @@ int run(const std::vector<std::string>& args) {
   bool json = false;
   std::optional<std::string> socket;
   std::vector<std::string> operands;
+  int passes = 2;
+  double interval_s = 1;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto& a = args[i];
     auto next = [&]() -> std::optional<std::string> {
@@ -315,6 +413,19 @@ int run(const std::vector<std::string>& args) {
       quiet = true;
     } else if (a == "--json") {
       json = true;
+    } else if (a == "--passes" || a == "--interval") {
+      const auto v = next();
+      char* end = nullptr;
+      const double number = v ? std::strtod(v->c_str(), &end) : 0;
+      if (!v || end == v->c_str() || *end != '\0' || number < (a == "--passes" ? 1 : 0) ||
+          number > 3600) {
+        return usage_error(a + " needs a number (passes 1..3600, interval 0..3600 s)");
+      }
+      if (a == "--passes") {
+        passes = static_cast<int>(number);
+      } else {
+        interval_s = number;
+      }
     } else if (a == "-s" || a == "--socket") {
       socket = next();
       if (!socket) {
@@ -325,7 +436,7 @@ int run(const std::vector<std::string>& args) {
     } else if (command == "check-config" && !config_given && !a.empty() && a[0] != '-') {
       config_path = a;
       config_given = true;
-    } else if (command == "explain" && !a.empty() && a[0] != '-') {
+    } else if ((command == "explain" || command == "scan") && !a.empty() && a[0] != '-') {
       operands.push_back(a);
     } else {
       return usage_error("unexpected argument '" + a + "'");
@@ -333,6 +444,9 @@ int run(const std::vector<std::string>& args) {
   }
   if (command == "check-config") {
     return check_config_file(config_path, std::cout);
+  }
+  if (command == "scan") {
+    return scan(operands, passes, interval_s, json);
   }
   const bool control_command = command == "status" || command == "explain" || command == "pause" ||
                                command == "resume" || command == "reload";

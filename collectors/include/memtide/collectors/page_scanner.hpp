@@ -1,0 +1,73 @@
+// Page-content statistics of a process's memory, gathered the way KSM would see it: which pages
+// are empty, which have an identical twin (and so would merge), and how many change between
+// passes. Pages are read with process_vm_readv in batches and hashed with XXH3-64; contents
+// never leave the scanning function and are never stored, only hashes and counts. Only resident
+// pages are read (the present bit of /proc/PID/pagemap): reading a swapped-out page would swap it
+// back in, and reading an untouched one would count memory the process never used.
+//
+// Reading another process's memory needs ptrace access to it (root, or CAP_SYS_PTRACE).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <memtide/core/result.hpp>
+
+namespace memtide::collectors {
+
+struct MemoryRegion {
+  std::uint64_t start = 0;  // page-aligned virtual addresses, end exclusive
+  std::uint64_t end = 0;
+  friend bool operator==(const MemoryRegion&, const MemoryRegion&) = default;
+};
+
+enum class CandidateMemory {
+  mergeable,          // mappings KSM may merge: "mg" in VmFlags (QEMU marks guest RAM so)
+  private_anonymous,  // every private anonymous mapping (any process; what prctl
+                      // PR_SET_MEMORY_MERGE would make mergeable)
+};
+
+// The regions of `pid` to scan, from PROCFS/PID/smaps.
+Result<std::vector<MemoryRegion>> candidate_regions(const std::string& procfs, int pid,
+                                                    CandidateMemory which);
+
+// Pure parser for the smaps text, for tests.
+Result<std::vector<MemoryRegion>> parse_smaps_regions(std::string_view smaps, CandidateMemory which,
+                                                      std::string_view origin);
+
+struct PageScanFigures {
+  std::uint64_t candidate_pages = 0;   // pages in the regions
+  std::uint64_t resident_pages = 0;    // present in RAM, read and hashed
+  std::uint64_t unreadable_pages = 0;  // present but could not be read (unmapped meanwhile)
+  std::uint64_t zero_pages = 0;        // all bytes zero
+  std::uint64_t distinct_pages = 0;    // distinct contents among resident pages (zero included)
+  std::uint64_t duplicate_pages = 0;   // resident pages that would merge away: resident - distinct
+  std::optional<double> volatile_ratio;  // share of the sampled pages whose hash changed since
+                                         // the previous pass (none on the first pass)
+  std::uint64_t page_size_bytes = 4096;
+  double seconds = 0;  // wall time of the pass
+
+  double zero_ratio() const;       // zero / resident
+  double duplicate_ratio() const;  // duplicate / resident
+  std::uint64_t estimated_savings_bytes() const { return duplicate_pages * page_size_bytes; }
+};
+
+// Scans one process, pass after pass. Keeps only the hashes of a fixed sample of pages (for
+// volatility) between passes.
+class PageScanner {
+ public:
+  // `procfs` for pagemap; `volatility_sample` pages (every Nth resident one) are remembered.
+  explicit PageScanner(std::string procfs = "/proc", std::size_t volatility_sample = 4096);
+
+  Result<PageScanFigures> scan(int pid, const std::vector<MemoryRegion>& regions);
+
+ private:
+  std::string procfs_;
+  std::size_t sample_size_;
+  std::unordered_map<std::uint64_t, std::uint64_t> sample_;  // page address -> hash
+};
+
+}  // namespace memtide::collectors

@@ -1,0 +1,150 @@
+// The page scanner on a child process with known memory contents: exact counts of resident,
+// zero and duplicate pages, and of pages changed between passes.
+#include <cstring>
+#include <random>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <memtide/collectors/page_scanner.hpp>
+
+namespace memtide::collectors {
+namespace {
+
+TEST(Smaps, MergeableAndPrivateAnonymousRegions) {
+  const char* smaps =
+      "7f0000000000-7f0000004000 rw-p 00000000 00:00 0 \n"
+      "Size:                 16 kB\n"
+      "VmFlags: rd wr mr mw me ac sd mg \n"
+      "7f0000010000-7f0000012000 rw-p 00000000 00:00 0                          [heap]\n"
+      "Size:                  8 kB\n"
+      "VmFlags: rd wr mr mw me ac sd \n"
+      "7f0000020000-7f0000021000 r--p 00000000 08:01 1234                       /usr/lib/libc.so\n"
+      "VmFlags: rd mr mw me sd \n"
+      "7f0000030000-7f0000031000 rw-s 00000000 00:05 77                         /dev/zero\n"
+      "VmFlags: rd wr sh mr mw me ms sd \n"
+      "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
+      "VmFlags: ex \n";
+  const auto mg = parse_smaps_regions(smaps, CandidateMemory::mergeable, "smaps");
+  ASSERT_TRUE(mg.ok()) << mg.error().to_string();
+  ASSERT_EQ(mg->size(), 1u);
+  EXPECT_EQ((*mg)[0], (MemoryRegion{0x7f0000000000, 0x7f0000004000}));
+  const auto anon = parse_smaps_regions(smaps, CandidateMemory::private_anonymous, "smaps");
+  ASSERT_TRUE(anon.ok());
+  ASSERT_EQ(anon->size(), 2u);  // the mergeable one and the heap; not files, shared or vsyscall
+  EXPECT_EQ((*anon)[1], (MemoryRegion{0x7f0000010000, 0x7f0000012000}));
+  const auto bad = parse_smaps_regions("zz-10 rw-p 0 00:00 0\nVmFlags: mg\n",
+                                       CandidateMemory::mergeable, "smaps");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().line, 1);
+}
+
+// A child holding 1,000 pages marked mergeable: 100 zero pages, 60 groups of 10 identical pages
+// (600), 300 unique pages. On SIGUSR1 it rewrites 50 of the unique pages.
+class KnownMemory : public ::testing::Test {
+ protected:
+  static constexpr std::size_t kPages = 1000;
+  void SetUp() override {
+    page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    child_ = fork();
+    if (child_ == 0) {
+      close(ready[0]);
+      // Twice the pages mapped; only the first half mergeable (its own mapping) and touched.
+      auto* mem = static_cast<unsigned char*>(mmap(
+          nullptr, 2 * kPages * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+      madvise(mem, kPages * page_, MADV_MERGEABLE);
+      std::mt19937_64 rng(42);
+      for (std::size_t p = 0; p < kPages; ++p) {
+        unsigned char* pg = mem + p * page_;
+        if (p < 100) {
+          std::memset(pg, 0, page_);  // touched, so resident, and empty
+        } else if (p < 700) {
+          std::memset(pg, static_cast<int>(1 + (p - 100) / 10), page_);  // groups of 10
+        } else {
+          for (std::size_t i = 0; i < page_; i += 8) {
+            const std::uint64_t v = rng();
+            std::memcpy(pg + i, &v, 8);
+          }
+        }
+      }
+      static unsigned char* region = mem;
+      static std::size_t page_size = page_;
+      signal(SIGUSR1, [](int) {
+        for (std::size_t p = 700; p < 750; ++p) {
+          region[p * page_size] ^= 0xff;
+        }
+      });
+      const auto address = reinterpret_cast<std::uintptr_t>(mem);
+      (void)!write(ready[1], &address, sizeof address);
+      for (;;) {
+        pause();
+      }
+    }
+    close(ready[1]);
+    std::uintptr_t address = 0;
+    ASSERT_EQ(read(ready[0], &address, sizeof address), static_cast<ssize_t>(sizeof address));
+    close(ready[0]);
+    region_ = {address, address + kPages * page_};
+  }
+  void TearDown() override {
+    kill(child_, SIGKILL);
+    waitpid(child_, nullptr, 0);
+  }
+  std::size_t page_ = 4096;
+  pid_t child_ = -1;
+  MemoryRegion region_;
+};
+
+TEST_F(KnownMemory, CountsAreExact) {
+  const auto regions = candidate_regions("/proc", child_, CandidateMemory::mergeable);
+  ASSERT_TRUE(regions.ok()) << regions.error().to_string();
+  ASSERT_EQ(regions->size(), 1u);
+  EXPECT_EQ((*regions)[0], region_);
+
+  PageScanner scanner;
+  const auto first = scanner.scan(child_, *regions);
+  ASSERT_TRUE(first.ok()) << first.error().to_string();
+  EXPECT_EQ(first->candidate_pages, kPages);
+  EXPECT_EQ(first->resident_pages, kPages);
+  EXPECT_EQ(first->unreadable_pages, 0u);
+  EXPECT_EQ(first->zero_pages, 100u);
+  EXPECT_EQ(first->distinct_pages, 1u + 60 + 300);
+  EXPECT_EQ(first->duplicate_pages, kPages - 361);
+  EXPECT_DOUBLE_EQ(first->zero_ratio(), 0.10);
+  EXPECT_DOUBLE_EQ(first->duplicate_ratio(), 0.639);
+  EXPECT_EQ(first->estimated_savings_bytes(), 639 * page_);
+  EXPECT_FALSE(first->volatile_ratio.has_value());
+
+  kill(child_, SIGUSR1);
+  usleep(100'000);
+  const auto second = scanner.scan(child_, *regions);
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE(second->volatile_ratio.has_value());
+  EXPECT_DOUBLE_EQ(*second->volatile_ratio, 50.0 / kPages);
+  EXPECT_EQ(second->distinct_pages, 361u);  // rewritten pages are still unique
+}
+
+TEST_F(KnownMemory, OnlyResidentPagesAreRead) {
+  // A region twice as large, whose second half is mapped but was never touched: those pages
+  // are not read (that would map them) and not counted.
+  PageScanner scanner;
+  const MemoryRegion wider{region_.start, region_.start + 2 * kPages * page_};
+  auto f = scanner.scan(child_, {wider});
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->candidate_pages, 2 * kPages);
+  EXPECT_EQ(f->resident_pages, kPages);
+  const auto regions = candidate_regions("/proc", child_, CandidateMemory::mergeable);
+  ASSERT_TRUE(regions.ok());
+  ASSERT_EQ(regions->size(), 1u);
+  EXPECT_EQ((*regions)[0], region_);  // the untouched half is not mergeable
+  const auto gone = scanner.scan(999'999'999, {wider});
+  EXPECT_FALSE(gone.ok());
+}
+
+}  // namespace
+}  // namespace memtide::collectors
