@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <memtide/core/host_sample.hpp>
 #include <memtide/core/ksm_sample.hpp>
@@ -38,7 +39,15 @@ class HostSource {
   std::uint64_t page_size_bytes_;
 };
 
-// Reads (and, from the KSM tuning work on, writes) /sys/kernel/mm/ksm.
+// One file written by KsmControl::apply.
+struct KsmWrite {
+  std::string file;  // "pages_to_scan"
+  std::string from;  // what the sample said
+  std::string to;
+  friend bool operator==(const KsmWrite&, const KsmWrite&) = default;
+};
+
+// Reads and writes /sys/kernel/mm/ksm.
 class KsmControl {
  public:
   explicit KsmControl(std::string sysfs_root = "/sys",
@@ -48,6 +57,14 @@ class KsmControl {
   // Files that only newer kernels have are left unset in the sample; a file that exists but
   // cannot be read or parsed is an error.
   Result<std::optional<KsmSample>> read() const;
+
+  // Writes the fields of `wanted` that differ from `current` (a fresh read()), in an order the
+  // kernel accepts: merge_across_nodes only after run=2 (the kernel refuses it with EBUSY while
+  // pages are merged), run last. Every value is checked against the kernel's range first; a value
+  // outside it, or a setting this kernel does not have, fails the call before anything is
+  // written. Returns what was written; on a failed write, the error names the file and errno
+  // (earlier writes stay done).
+  Result<std::vector<KsmWrite>> apply(const KsmSettings& wanted, const KsmSample& current) const;
 
   const std::string& directory() const { return dir_; }
 

@@ -42,3 +42,20 @@ struct KsmSample {
 };
 
 }  // namespace memtide
+
+namespace memtide {
+
+// KSM settings memtide may write; unset fields are left as they are.
+struct KsmSettings {
+  std::optional<std::uint64_t> run;            // 0 stop, 1 merge, 2 stop and unmerge all
+  std::optional<std::uint64_t> pages_to_scan;  // 1 .. 2^32-1
+  std::optional<std::uint64_t> sleep_ms;       // 0 .. 2^32-1
+  std::optional<bool> merge_across_nodes;      // changed only through run=2 (EBUSY otherwise)
+  std::optional<bool> use_zero_pages;
+  std::optional<std::string> advisor_mode;                        // "none" or "scan-time"
+  std::optional<std::uint64_t> advisor_max_cpu_percent;           // 1 .. 100
+  std::optional<std::uint64_t> advisor_target_scan_time_seconds;  // 1 .. 2^32-1
+  friend bool operator==(const KsmSettings&, const KsmSettings&) = default;
+};
+
+}  // namespace memtide
