@@ -172,7 +172,9 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
               batch[i]) {
         remote.back().iov_len += page;
       } else {
-        remote.push_back({reinterpret_cast<void*>(batch[i]), page});
+        // An address in the other process, never dereferenced here: the cast is the API's.
+        remote.push_back(
+            {reinterpret_cast<void*>(batch[i]), page});  // NOLINT(performance-no-int-to-ptr)
       }
     }
     const ssize_t n = process_vm_readv(pid, local.data(), 1, remote.data(), remote.size(), 0);
