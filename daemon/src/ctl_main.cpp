@@ -55,7 +55,7 @@ Options:
   -t, --trace FILE    simulate: a trace to replay; repeat for rotated files, oldest first
                       (--trace trace.jsonl.1 --trace trace.jsonl)
   -q, --quiet         simulate: print the summary only
-      --json          simulate, status, explain: print JSON
+      --json          simulate, scan, status, explain: print JSON
       --passes N      scan: passes over each process (default 2; volatility needs 2)
       --interval S    scan: seconds between passes (default 1)
   -s, --socket PATH   the daemon's control socket (default: daemon.control_socket of the
