@@ -108,13 +108,12 @@ void Daemon::serve_metrics() {
   }
   if (!metrics_server_ && metrics_listen_.empty() && sd_listen_fds(1) >= 1 &&
       sd_is_socket_inet(SD_LISTEN_FDS_START, 0, SOCK_STREAM, 1, 0) > 0) {
-    auto server = MetricsServer::start(SD_LISTEN_FDS_START);
+    auto server = MetricsServer::start(SD_LISTEN_FDS_START, render_page());
     if (server) {
       metrics_server_ = std::move(*server);
       metrics_socket_activated_ = true;
       log_.notice("serving metrics on " + metrics_server_->description() + " (socket from systemd)",
                   {{"MEMTIDE_EVENT", "metrics-listening"}});
-      publish_metrics();
       return;
     }
     log_.error("cannot serve metrics on the socket from systemd: " + server.error().to_string(),
@@ -130,7 +129,8 @@ void Daemon::serve_metrics() {
     return;
   }
   auto fd = listen_on(want);
-  auto server = fd ? MetricsServer::start(*fd) : Result<std::unique_ptr<MetricsServer>>(fd.error());
+  auto server = fd ? MetricsServer::start(*fd, render_page())
+                   : Result<std::unique_ptr<MetricsServer>>(fd.error());
   if (!server) {
     // Balloons and alerts matter more than metrics: carry on without them, loudly.
     log_.error("cannot serve metrics on " + want + ": " + server.error().to_string(),
@@ -141,13 +141,15 @@ void Daemon::serve_metrics() {
   metrics_listen_ = want;
   log_.notice("serving metrics on " + metrics_server_->description(),
               {{"MEMTIDE_EVENT", "metrics-listening"}});
-  publish_metrics();
 }
 
 void Daemon::publish_metrics() {
-  if (!metrics_server_) {
-    return;
+  if (metrics_server_) {
+    metrics_server_->publish(render_page());
   }
+}
+
+std::shared_ptr<const std::string> Daemon::render_page() {
   figures_.dry_run = dry_run();
   const std::pair<const char*, const DeliveryQueue*> sinks[] = {
       {"alertmanager", alertmanager_.get()}, {"exec", exec_hook_.get()}};
@@ -167,7 +169,7 @@ void Daemon::publish_metrics() {
   in.facts = facts_ ? &*facts_ : nullptr;
   in.config = config_.get();
   in.daemon = &figures_;
-  metrics_server_->publish(std::make_shared<const std::string>(render_metrics(in)));
+  return std::make_shared<const std::string>(render_metrics(in));
 }
 
 void Daemon::serve_control() {

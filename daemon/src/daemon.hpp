@@ -72,6 +72,7 @@ class Daemon {
   void serve_metrics();
   // Renders the metrics page from the last tick and hands it to the endpoint.
   void publish_metrics();
+  std::shared_ptr<const std::string> render_page();
   // Opens the control socket (daemon.control_socket, --control-socket) on the loop.
   void serve_control();
   // Answers one control request (status, explain, pause, resume, reload).

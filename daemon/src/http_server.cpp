@@ -106,14 +106,15 @@ Result<int> listen_on(const std::string& address) {
   return fd;
 }
 
-Result<std::unique_ptr<MetricsServer>> MetricsServer::start(int listen_fd) {
+Result<std::unique_ptr<MetricsServer>> MetricsServer::start(
+    int listen_fd, std::shared_ptr<const std::string> first_page) {
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->description_ = describe_socket(listen_fd, &server->port_);
   server->index_ = static_response(kIndex, "text/plain; charset=utf-8");
   server->not_found_ = static_response("not found; try /metrics\n", "text/plain; charset=utf-8");
   server->bad_method_ = static_response("only GET and HEAD\n", "text/plain; charset=utf-8");
   MHD_add_response_header(server->bad_method_, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-  server->publish(std::make_shared<const std::string>("# no collection yet\n"));
+  server->publish(std::move(first_page));
   server->mhd_ =
       MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
                        &MetricsServerAccess::handle, server.get(), MHD_OPTION_LISTEN_SOCKET,

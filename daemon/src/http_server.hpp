@@ -26,9 +26,11 @@ Result<int> listen_on(const std::string& address);
 
 class MetricsServer {
  public:
-  // Serves on `listen_fd`, a bound and listening TCP socket (from listen_on(), or passed by
-  // systemd socket activation); takes ownership of it.
-  static Result<std::unique_ptr<MetricsServer>> start(int listen_fd);
+  // Serves `first_page` on `listen_fd`, a bound and listening TCP socket (from listen_on(), or
+  // passed by systemd socket activation); takes ownership of it. The page is in place before
+  // the first connection is accepted (with socket activation one is already waiting).
+  static Result<std::unique_ptr<MetricsServer>> start(
+      int listen_fd, std::shared_ptr<const std::string> first_page);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;

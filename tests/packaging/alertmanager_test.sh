@@ -57,20 +57,20 @@ active() {
   curl -fsS "http://127.0.0.1:$am_port/api/v2/alerts?active=true&silenced=false&inhibited=false&unprocessed=true" || true
 }
 for _ in $(seq 100); do
-  active | grep -q '"alertname":"host-memory-pressure"' && break
+  grep -q '"alertname":"host-memory-pressure"' <<<"$(active)" && break
   sleep 0.2
 done
 echo "firing: $(active)"
-active | grep -q '"alertname":"host-memory-pressure"' || {
+grep -q '"alertname":"host-memory-pressure"' <<<"$(active)" || {
   cat "$work/memtided.log" "$work/am.log"; echo "FAIL: Alertmanager never got the alert"; exit 1; }
-active | grep -q '"job":"memtided"'
+grep -q '"job":"memtided"' <<<"$(active)"
 
 pressure 0.00 1000000  # calm: the total stops growing, avg10 falls to 0
 for _ in $(seq 150); do
-  active | grep -q '"alertname":"host-memory-pressure"' || break
+  grep -q '"alertname":"host-memory-pressure"' <<<"$(active)" || break
   sleep 0.2
 done
-if active | grep -q '"alertname":"host-memory-pressure"'; then
+if grep -q '"alertname":"host-memory-pressure"' <<<"$(active)"; then
   cat "$work/memtided.log"; echo "FAIL: the alert never resolved in Alertmanager"; exit 1
 fi
 grep -q "alert host-memory-pressure resolved" "$work/memtided.log"

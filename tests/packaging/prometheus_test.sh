@@ -52,7 +52,7 @@ if command -v systemd-socket-activate >/dev/null; then
   pids+=($!)
   sleep 1
   # The first connection starts memtided, which must answer it on the inherited socket.
-  curl -fsS --max-time 20 "http://127.0.0.1:$act_port/metrics" | grep -q '^memtide_build_info' ||
+  grep -q '^memtide_build_info' <<<"$(curl -fsS --max-time 20 "http://127.0.0.1:$act_port/metrics")" ||
     { cat "$work/activated.log"; echo "FAIL: no metrics on the activated socket"; exit 1; }
   grep -q "serving metrics on 127.0.0.1:$act_port (socket from systemd)" "$work/activated.log"
 else
@@ -73,7 +73,7 @@ prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data"
 pids+=($!)
 query() { curl -fsS "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$1" 2>/dev/null || true; }
 for _ in $(seq 60); do
-  if query 'memtide_vm_balloon_bytes{domain="test"}' | grep -q '"domain":"test"'; then
+  if grep -q '"domain":"test"' <<<"$(query 'memtide_vm_balloon_bytes{domain="test"}')"; then
     break
   fi
   sleep 0.5
@@ -82,5 +82,5 @@ result=$(query 'memtide_vm_balloon_bytes{domain="test"}')
 echo "$result"
 grep -q '"domain":"test"' <<<"$result" || { tail -20 "$work/prometheus.log"; echo "FAIL: no series"; exit 1; }
 grep -q '"job":"memtide"' <<<"$result"
-query 'up{job="memtide"}' | grep -q '"value":\[[0-9.]*,"1"\]' || { echo "FAIL: target not up"; exit 1; }
+grep -q '"value":\[[0-9.]*,"1"\]' <<<"$(query 'up{job="memtide"}')" || { echo "FAIL: target not up"; exit 1; }
 echo "ok"
