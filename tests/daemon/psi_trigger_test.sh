@@ -25,8 +25,19 @@ group="$cgroup_root/memtide-psi-test-$$"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The readers' children (cat) are in the cgroup too: kill everything in it, then remove it
+  # once it is empty.
+  if [ -d "$group" ]; then
+    for _ in $(seq 50); do
+      procs=$(cat "$group/cgroup.procs" 2>/dev/null || true)
+      [ -z "$procs" ] && break
+      # shellcheck disable=SC2086
+      kill -9 $procs 2>/dev/null || true
+      sleep 0.1
+    done
+    rmdir "$group" 2>/dev/null || echo "warning: could not remove $group"
+  fi
   wait 2>/dev/null || true
-  rmdir "$group" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
