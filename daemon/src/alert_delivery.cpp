@@ -67,6 +67,7 @@ void DeliveryQueue::start() {
 }
 
 void DeliveryQueue::stop() {
+  abort_ = true;
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -166,6 +167,14 @@ std::string AlertmanagerSink::deliver(const std::string& payload) {
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  // Checked about once a second and on every transfer step: abort when the sink stops.
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, this);
+  curl_easy_setopt(
+      curl, CURLOPT_XFERINFOFUNCTION,
+      +[](void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
+        return static_cast<AlertmanagerSink*>(self)->stopping() ? 1 : 0;
+      });
   // The response body (usually empty) is not needed.
   curl_easy_setopt(
       curl, CURLOPT_WRITEFUNCTION,
@@ -232,6 +241,11 @@ std::string ExecSink::deliver(const std::string& payload) {
     const pid_t r = waitpid(pid, &status, WNOHANG);
     if (r == pid) {
       break;
+    }
+    if (stopping()) {
+      kill(-pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return command_ + ": killed, memtided is stopping the hook";
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       kill(-pid, SIGKILL);  // its whole process group

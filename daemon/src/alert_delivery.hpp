@@ -56,9 +56,13 @@ class DeliveryQueue {
   DeliveryQueue() = default;
   // Starts the worker; call from the derived constructor once it can deliver.
   void start();
-  // Stops and joins the worker; call from the derived destructor.
+  // Stops and joins the worker; call from the derived destructor. A delivery in progress
+  // notices stopping() and gives up, so this never waits for a network or hook timeout (it runs
+  // on the event loop when a reload replaces a sink, and at shutdown).
   void stop();
-  // Delivers one payload; "" on success, else why not. Runs on the worker thread.
+  bool stopping() const { return abort_.load(); }
+  // Delivers one payload; "" on success, else why not. Runs on the worker thread; returns
+  // early once stopping() is true.
   virtual std::string deliver(const std::string& payload) = 0;
 
  private:
@@ -66,7 +70,8 @@ class DeliveryQueue {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::string> queue_;
-  bool stopping_ = false;
+  bool stopping_ = false;           // guarded by mutex_, for the worker's waits
+  std::atomic<bool> abort_{false};  // read by deliver() without the lock
   Figures figures_;
   std::string last_error_;
   std::thread worker_;

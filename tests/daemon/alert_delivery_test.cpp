@@ -109,6 +109,15 @@ TEST_F(AlertHook, ExecHookThatHangsIsKilledAndOneThatFailsIsReported) {
   EXPECT_NE(missing.last_error().find("No such file"), std::string::npos) << missing.last_error();
 }
 
+TEST_F(AlertHook, StoppingDoesNotWaitForAHangingHook) {
+  auto sink = std::make_unique<ExecSink>(script("hang", "sleep 60"), 60s);
+  sink->submit("{}");
+  std::this_thread::sleep_for(300ms);  // the hook is running
+  const auto started = std::chrono::steady_clock::now();
+  sink.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+}
+
 TEST(DeliveryQueue, IsBoundedAndDropsTheOldest) {
   // A hook that blocks the worker on the first payload while more arrive.
   char tmpl[] = "/tmp/memtide-alerts-XXXXXX";
@@ -219,6 +228,26 @@ TEST(AlertmanagerSink, RetriesAfterAnErrorAnswer) {
   EXPECT_GE(am.count(), 2u);
   EXPECT_NE(sink.last_error().find("HTTP 500"), std::string::npos) << sink.last_error();
   EXPECT_EQ(sink.figures().delivered, 0u);
+}
+
+TEST(AlertmanagerSink, StoppingDoesNotWaitForASilentServer) {
+  // Accepts connections (the kernel's backlog) but never answers.
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 8), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto sink = std::make_unique<AlertmanagerSink>(
+      "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), 30s);
+  sink->submit("[]");
+  std::this_thread::sleep_for(300ms);  // the request is waiting for an answer
+  const auto started = std::chrono::steady_clock::now();
+  sink.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  close(fd);
 }
 
 TEST(AlertmanagerSink, UnreachableIsAFailureNotAHang) {
