@@ -5,9 +5,9 @@
 #include <mutex>
 
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -205,9 +205,11 @@ ExecSink::~ExecSink() {
 }
 
 std::string ExecSink::deliver(const std::string& payload) {
+  // stdin is a socket rather than a pipe so that it can be written with MSG_NOSIGNAL: a hook
+  // that exits without reading must not SIGPIPE memtided.
   int in[2];
-  if (pipe2(in, O_CLOEXEC) != 0) {
-    return std::string("pipe: ") + std::strerror(errno);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) {
+    return std::string("socketpair: ") + std::strerror(errno);
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -230,10 +232,9 @@ std::string ExecSink::deliver(const std::string& payload) {
     close(in[1]);
     return command_ + ": " + std::strerror(spawned);
   }
-  // Payloads are small (well under the pipe buffer); a hook that does not read stdin must not
+  // Payloads are small (well under the socket buffer); a hook that does not read stdin must not
   // block us either way.
-  fcntl(in[1], F_SETFL, O_NONBLOCK);
-  const ssize_t written = write(in[1], payload.data(), payload.size());
+  const ssize_t written = send(in[1], payload.data(), payload.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   close(in[1]);
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   int status = 0;

@@ -109,6 +109,17 @@ TEST_F(AlertHook, ExecHookThatHangsIsKilledAndOneThatFailsIsReported) {
   EXPECT_NE(missing.last_error().find("No such file"), std::string::npos) << missing.last_error();
 }
 
+TEST_F(AlertHook, AHookThatIgnoresStdinCannotKillTheDaemon) {
+  // Each payload is written while (or after) the hook exits without reading it: with a plain
+  // pipe that raises SIGPIPE in the writing process.
+  ExecSink sink(script("deaf", "exec 0<&-; exit 0"), 5s);
+  for (int i = 0; i < 40; ++i) {
+    sink.submit(std::string(60'000, 'x'));
+  }
+  ASSERT_TRUE(eventually(
+      [&] { return sink.figures().delivered + sink.figures().failed_attempts >= 40; }, 60s));
+}
+
 TEST_F(AlertHook, StoppingDoesNotWaitForAHangingHook) {
   auto sink = std::make_unique<ExecSink>(script("hang", "sleep 60"), 60s);
   sink->submit("{}");
