@@ -98,7 +98,8 @@ Result<int> listen_on(const std::string& address) {
   }
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 128) != 0) {
+  // A deep backlog: a burst of scrapes waits in the kernel instead of in SYN retransmissions.
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, SOMAXCONN) != 0) {
     const int err = errno;
     close(fd);
     return Error{address, 0, err, "cannot listen"};
