@@ -8,6 +8,8 @@
 #include <memtide/policy/engine.hpp>
 #include <memtide/policy/rates.hpp>
 
+#include "text.hpp"
+
 namespace memtide::policy {
 
 const char* to_string(Cause cause) {
@@ -37,10 +39,6 @@ const char* to_string(Severity severity) {
 namespace {
 
 using config::format_size;
-
-std::string percent(double ratio) {
-  return std::to_string(std::llround(ratio * 100)) + "%";
-}
 
 std::string seconds_text(double s) {
   char buf[32];

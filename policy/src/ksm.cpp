@@ -3,13 +3,11 @@
 
 #include <memtide/policy/ksm.hpp>
 
+#include "text.hpp"
+
 namespace memtide::policy {
 
 namespace {
-
-std::string percent(double ratio) {
-  return std::to_string(std::llround(ratio * 100)) + "%";
-}
 
 // run=1 at the pace for `candidate_bytes`, within the CPU budget.
 KsmSettings merging(std::uint64_t candidate_bytes, std::optional<double> ksmd_cpu_ratio,
