@@ -255,12 +255,13 @@ std::string ExecSink::deliver(const std::string& payload) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (written != static_cast<ssize_t>(payload.size())) {
-    return command_ + ": did not take the alert on stdin";
-  }
+  // Its exit status says most; a hook that ended well but did not take its input failed too.
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return command_ + ": exited with status " +
            std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+  if (written != static_cast<ssize_t>(payload.size())) {
+    return command_ + ": did not take the alert on stdin";
   }
   return "";
 }
