@@ -18,6 +18,10 @@ const char* to_string(LogLevel level) {
   return "?";
 }
 
+const char* to_string(KsmAdvisor advisor) {
+  return advisor == KsmAdvisor::scan_time ? "scan-time" : "none";
+}
+
 const char* to_string(KsmMode mode) {
   switch (mode) {
     case KsmMode::off:

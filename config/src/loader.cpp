@@ -504,6 +504,27 @@ void read_ksm(MapReader& root, Diagnostics& diag, KsmSection& out) {
   read_scalar(map, diag, "min_savings", out.min_savings_ratio, parse_percent);
   read_scalar(map, diag, "max_cpu", out.max_cpu_ratio, parse_percent,
               within<double>(0.01, 1.0, show_percent));
+  // The kernel takes any sleep_millisecs up to 2^32-1, but 0 spins ksmd and more than a minute
+  // between wake-ups never finishes a pass; the advisor's target scan time is whole seconds.
+  read_scalar(map, diag, "full_scan_time", out.full_scan_time, parse_duration,
+              within<std::chrono::milliseconds>(10s, 24h, show_duration));
+  read_scalar(map, diag, "sleep", out.sleep, parse_duration,
+              within<std::chrono::milliseconds>(1ms, 60s, show_duration));
+  read_scalar(
+      map, diag, "advisor", out.advisor,
+      enum_parser<KsmAdvisor>({{"none", KsmAdvisor::none}, {"scan-time", KsmAdvisor::scan_time}}));
+  read_scalar(map, diag, "unmerge", out.unmerge, parse_bool);
+  read_scalar(map, diag, "merge_across_nodes", out.merge_across_nodes, parse_bool);
+  if (const auto scan = map.take("scan")) {
+    MapReader s(*scan, "ksm.scan", diag);
+    read_scalar(s, diag, "enabled", out.scan.enabled, parse_bool);
+    read_scalar(s, diag, "cpu", out.scan.cpu_ratio, parse_percent,
+                within<double>(0.001, 1.0, show_percent));
+    read_scalar(s, diag, "max_read_rate", out.scan.read_bytes_per_second, parse_size,
+                within<std::uint64_t>(1ULL << 20, 1ULL << 40, show_size));
+    read_scalar(s, diag, "interval", out.scan.interval, parse_duration,
+                within<std::chrono::milliseconds>(10s, 24h, show_duration));
+  }
 }
 
 std::function<std::string(const SizeOrRatio&)> positive_size_or_ratio() {

@@ -131,6 +131,32 @@ void fields(F& f, M& k) {
   f("general_profit_bytes", k.general_profit_bytes);
   f("scanned_bytes_total", k.scanned_bytes_total);
   f("skipped_bytes_total", k.skipped_bytes_total);
+  f("ksmd_cpu_seconds_total", k.ksmd_cpu_seconds_total);
+}
+
+template <typename F, Is<VmPageScan> M>
+void fields(F& f, M& p) {
+  f("status", p.status);
+  f("error", p.error);
+  f("candidate_bytes", p.candidate_bytes);
+  f("resident_bytes", p.resident_bytes);
+  f("zero_bytes", p.zero_bytes);
+  f("duplicate_bytes", p.duplicate_bytes);
+  f("volatile_ratio", p.volatile_ratio);
+  f("scanned_unix_ms", p.scanned_unix_ms);
+}
+
+template <typename F, Is<KsmEstimate> M>
+void fields(F& f, M& e) {
+  f("candidate_bytes", e.candidate_bytes);
+  f("resident_bytes", e.resident_bytes);
+  f("zero_bytes", e.zero_bytes);
+  f("savings_bytes", e.savings_bytes);
+  f("vms", e.vms);
+  f("page_size_bytes", e.page_size_bytes);
+  f("read_bytes_total", e.read_bytes_total);
+  f("cpu_seconds_total", e.cpu_seconds_total);
+  f("passes_total", e.passes_total);
 }
 
 template <typename F, Is<GuestMemory> M>
@@ -186,6 +212,7 @@ void fields(F& f, M& vm) {
   f("metadata_errors", vm.metadata_errors);
   f("sharing_allowed", vm.sharing_allowed);
   f("process", vm.process);
+  f("page_scan", vm.page_scan);
 }
 
 template <typename F, Is<Snapshot> M>
@@ -194,6 +221,7 @@ void fields(F& f, M& s) {
   f("monotonic_ms", s.monotonic_ms);
   f("host", s.host);
   f("ksm", s.ksm);
+  f("ksm_estimate", s.ksm_estimate);
   f.group("hypervisor", [&](auto& g) {
     g("up", s.hypervisor_up);
     g("error", s.hypervisor_error);
@@ -303,6 +331,12 @@ struct Reader {
   void operator()(const char* key, T& v) {
     const auto it = in.find(key);
     if (it == in.end()) {
+      // Optional fields added to format 1 later (ksm_estimate, page_scan, ...) may be absent
+      // from older traces.
+      if constexpr (IsOptional<T>::value) {
+        v.reset();
+        return;
+      }
       throw ReadError{child(key), "missing"};
     }
     read(*it, v, child(key));

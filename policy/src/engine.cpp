@@ -6,6 +6,7 @@
 #include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
 #include <memtide/policy/engine.hpp>
+#include <memtide/policy/ksm.hpp>
 #include <memtide/policy/rates.hpp>
 
 #include "text.hpp"
@@ -276,6 +277,15 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
   const double psi_full =
       std::max(host.psi_memory && host.psi_memory->full ? host.psi_memory->full->avg10_ratio : 0,
                rates.psi_memory_full_stall_ratio);
+  // ksmd's share of one core since the last tick, for the KSM controller's CPU budget.
+  std::optional<double> ksmd_cpu_ratio;
+  const std::optional<double> ksmd_cpu =
+      snapshot.ksm ? snapshot.ksm->ksmd_cpu_seconds_total : std::nullopt;
+  if (ksmd_cpu && state.ksmd_cpu_seconds_total && state_tick_s > 0 &&
+      *ksmd_cpu >= *state.ksmd_cpu_seconds_total) {
+    ksmd_cpu_ratio = (*ksmd_cpu - *state.ksmd_cpu_seconds_total) / state_tick_s;
+  }
+  next.ksmd_cpu_seconds_total = ksmd_cpu;
   next.previous_host = host;
   next.previous_host_ms = now_ms;
   const bool below_reserve = available < reserve;
@@ -670,6 +680,12 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     plan.alerts.push_back(memory.alert);
   }
   next.alerts = std::move(alerts);
+
+  // --- KSM: whether ksmd should merge, from the page scanner's estimate.
+  if (snapshot.ksm) {
+    plan.ksm = decide_ksm(*snapshot.ksm, snapshot.ksm_estimate,
+                          plan.host_pressure || plan.host_heading, ksmd_cpu_ratio, config.ksm);
+  }
   return d;
 }
 

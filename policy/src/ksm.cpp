@@ -9,75 +9,129 @@ namespace memtide::policy {
 
 namespace {
 
-// run=1 at the pace for `candidate_bytes`, within the CPU budget.
-KsmSettings merging(std::uint64_t candidate_bytes, std::optional<double> ksmd_cpu_ratio,
-                    const config::KsmSection& config, std::uint64_t page_size, std::string& why) {
-  const double wakeups = kKsmTargetScanSeconds * 1000.0 / static_cast<double>(kKsmSleepMs);
-  const std::uint64_t candidate_pages = candidate_bytes / std::max<std::uint64_t>(1, page_size);
-  double pages = static_cast<double>(candidate_pages) / wakeups;
-  if (ksmd_cpu_ratio && *ksmd_cpu_ratio > config.max_cpu_ratio) {
-    pages *= config.max_cpu_ratio / *ksmd_cpu_ratio;
-    why += "; ksmd used " + percent(*ksmd_cpu_ratio) + " of a core, budget " +
-           percent(config.max_cpu_ratio) + ": slower";
-  }
+// run=1 at the pace for the estimate's candidate memory, within the CPU budget.
+KsmSettings merging(const KsmSample& now, const std::optional<KsmEstimate>& estimate,
+                    std::optional<double> ksmd_cpu_ratio, const config::KsmSection& config,
+                    std::string& why) {
   KsmSettings s;
   s.run = 1;
-  s.sleep_ms = kKsmSleepMs;
+  s.sleep_ms = static_cast<std::uint64_t>(config.sleep.count());
+  if (config.advisor == config::KsmAdvisor::scan_time) {
+    if (now.advisor_mode) {
+      s.advisor_mode = "scan-time";
+      s.advisor_max_cpu_percent = std::clamp<std::uint64_t>(
+          static_cast<std::uint64_t>(std::llround(config.max_cpu_ratio * 100)), 1, 100);
+      s.advisor_target_scan_time_seconds = std::max<std::uint64_t>(
+          1, static_cast<std::uint64_t>(config.full_scan_time.count() / 1000));
+      why += "; the kernel's scan-time advisor paces ksmd";
+      return s;
+    }
+    why += "; this kernel has no scan-time advisor: memtide paces ksmd";
+  } else if (now.advisor_mode && *now.advisor_mode != "none") {
+    s.advisor_mode = "none";  // else the advisor overrides the pages_to_scan set here
+  }
+  if (!estimate || estimate->candidate_bytes == 0) {
+    return s;  // nothing to size the pace on: pages_to_scan left as it is
+  }
+  const double wakeups = static_cast<double>(config.full_scan_time.count()) /
+                         static_cast<double>(std::max<std::int64_t>(1, config.sleep.count()));
+  const double candidate_pages =
+      static_cast<double>(estimate->candidate_bytes) /
+      static_cast<double>(std::max<std::uint64_t>(1, estimate->page_size_bytes));
+  const double target = candidate_pages / wakeups;
+  double pages = target;
+  if (ksmd_cpu_ratio && now.run == 1 && now.pages_to_scan > 0) {
+    const auto current = static_cast<double>(now.pages_to_scan);
+    if (*ksmd_cpu_ratio > config.max_cpu_ratio) {
+      pages = std::min(target, current * config.max_cpu_ratio / *ksmd_cpu_ratio);
+      why += "; ksmd used " + percent(*ksmd_cpu_ratio) + " of a core, budget " +
+             percent(config.max_cpu_ratio) + ": slower";
+    } else if (current < target) {
+      const double room = config.max_cpu_ratio / std::max(*ksmd_cpu_ratio, 1e-6);
+      pages = std::min(target, current * std::min(2.0, room));
+    }
+  }
   s.pages_to_scan = std::clamp(static_cast<std::uint64_t>(std::llround(pages)), kKsmMinPagesToScan,
                                kKsmMaxPagesToScan);
   return s;
+}
+
+// run=0, or run=2 with ksm.unmerge; nullopt when ksmd is already so.
+std::optional<KsmSettings> stopping(const KsmSample& now, const config::KsmSection& config) {
+  KsmSettings s;
+  if (config.unmerge) {
+    if (now.run == 2 || (now.run == 0 && now.shared_bytes == 0)) {
+      return std::nullopt;
+    }
+    s.run = 2;
+  } else {
+    if (now.run != 1) {
+      return std::nullopt;
+    }
+    s.run = 0;
+  }
+  return s;
+}
+
+std::optional<KsmSettings> decide_run(const KsmSample& now,
+                                      const std::optional<KsmEstimate>& estimate, bool host_pressed,
+                                      std::optional<double> ksmd_cpu_ratio,
+                                      const config::KsmSection& config, std::string& why) {
+  const char* stopped = config.unmerge ? ": stopped, merged pages unmerged" : ": stopped";
+  if (config.mode == config::KsmMode::off) {
+    why = std::string("ksm.mode off") + stopped;
+    return stopping(now, config);
+  }
+  if (config.mode == config::KsmMode::on) {
+    why = "ksm.mode on: merging";
+    return merging(now, estimate, ksmd_cpu_ratio, config, why);
+  }
+  // auto
+  if (!estimate || estimate->resident_bytes == 0) {
+    why = "no page-scan estimate yet: KSM left as it is";
+    return std::nullopt;
+  }
+  const double savings =
+      static_cast<double>(estimate->savings_bytes) / static_cast<double>(estimate->resident_bytes);
+  const std::string figures = "estimated savings " + percent(savings) + " of guest memory";
+  if (now.run == 1 && now.general_profit_bytes && *now.general_profit_bytes < 0 &&
+      now.full_scans_total > 0) {
+    why = "merging costs more than it saves (general_profit " +
+          std::to_string(*now.general_profit_bytes) + " B)" + stopped;
+    return stopping(now, config);
+  }
+  if (savings < config.min_savings_ratio) {
+    why = figures + " < ksm.min_savings " + percent(config.min_savings_ratio) +
+          (now.run == 1 ? stopped : ": not merging");
+    return now.run == 1 ? stopping(now, config) : std::nullopt;
+  }
+  if (!host_pressed && now.run != 1) {
+    why = figures + ", but the host is not under or heading toward pressure: not merging";
+    return std::nullopt;
+  }
+  why = figures + (host_pressed ? " and the host is pressed: merging" : ": merging");
+  return merging(now, estimate, ksmd_cpu_ratio, config, why);
 }
 
 }  // namespace
 
 KsmDecision decide_ksm(const KsmSample& now, const std::optional<KsmEstimate>& estimate,
                        bool host_pressed, std::optional<double> ksmd_cpu_ratio,
-                       const config::KsmSection& config, std::uint64_t page_size_bytes) {
+                       const config::KsmSection& config) {
   KsmDecision d;
-  KsmSettings stop;
-  stop.run = 0;
-  if (config.mode == config::KsmMode::off) {
-    if (now.run == 1) {
-      d.settings = stop;
+  d.settings = decide_run(now, estimate, host_pressed, ksmd_cpu_ratio, config, d.reason);
+  if (config.merge_across_nodes && now.merge_across_nodes &&
+      *config.merge_across_nodes != *now.merge_across_nodes) {
+    if (!d.settings) {
+      d.settings = KsmSettings{};
     }
-    d.reason = "ksm.mode off: merging stopped";
-    return d;
-  }
-  const std::uint64_t candidate = estimate ? estimate->candidate_bytes : 0;
-  if (config.mode == config::KsmMode::on) {
-    d.reason = "ksm.mode on";
-    d.settings = merging(candidate, ksmd_cpu_ratio, config, page_size_bytes, d.reason);
-    return d;
-  }
-  // auto
-  if (!estimate || estimate->candidate_bytes == 0) {
-    d.reason = "no page-scan estimate yet: KSM left as it is";
-    return d;
-  }
-  const double savings =
-      static_cast<double>(estimate->savings_bytes) / static_cast<double>(estimate->candidate_bytes);
-  const std::string figures = "estimated savings " + percent(savings) + " of guest memory";
-  if (now.run == 1 && now.general_profit_bytes && *now.general_profit_bytes < 0 &&
-      now.full_scans_total > 0) {
-    d.settings = stop;
-    d.reason = "merging costs more than it saves (general_profit " +
-               std::to_string(*now.general_profit_bytes) + " B): stopped";
-    return d;
-  }
-  if (savings < config.min_savings_ratio) {
-    if (now.run == 1) {
-      d.settings = stop;
+    d.settings->merge_across_nodes = *config.merge_across_nodes;
+    if (!d.settings->run) {
+      d.settings->run = now.run;  // the change goes through run=2; come back to where ksmd was
     }
-    d.reason = figures + " < ksm.min_savings " + percent(config.min_savings_ratio) +
-               (now.run == 1 ? ": stopped" : ": not merging");
-    return d;
+    d.reason += std::string("; merge_across_nodes set to ") +
+                (*config.merge_across_nodes ? "1" : "0") + " (unmerges everything first)";
   }
-  if (!host_pressed && now.run != 1) {
-    d.reason = figures + ", but the host is not under or heading toward pressure: not merging";
-    return d;
-  }
-  d.reason = figures + (host_pressed ? " and the host is pressed: merging" : ": merging");
-  d.settings = merging(candidate, ksmd_cpu_ratio, config, page_size_bytes, d.reason);
   return d;
 }
 

@@ -57,6 +57,12 @@ ksm:
   mode: off
   min_savings: 7%
   max_cpu: 15%
+  full_scan_time: 90s
+  sleep: 50ms
+  advisor: scan-time
+  unmerge: true
+  merge_across_nodes: false
+  scan: {enabled: false, cpu: 2.5%, max_read_rate: 64MiB, interval: 10m}
 classes:
   - name: db
     match: {class: database}
@@ -100,6 +106,15 @@ classes:
   EXPECT_EQ(c.ksm.mode, KsmMode::off);
   EXPECT_DOUBLE_EQ(c.ksm.min_savings_ratio, 0.07);
   EXPECT_DOUBLE_EQ(c.ksm.max_cpu_ratio, 0.15);
+  EXPECT_EQ(c.ksm.full_scan_time, 90s);
+  EXPECT_EQ(c.ksm.sleep, 50ms);
+  EXPECT_EQ(c.ksm.advisor, KsmAdvisor::scan_time);
+  EXPECT_TRUE(c.ksm.unmerge);
+  EXPECT_EQ(c.ksm.merge_across_nodes, false);
+  EXPECT_FALSE(c.ksm.scan.enabled);
+  EXPECT_DOUBLE_EQ(c.ksm.scan.cpu_ratio, 0.025);
+  EXPECT_EQ(c.ksm.scan.read_bytes_per_second, 64ULL << 20);
+  EXPECT_EQ(c.ksm.scan.interval, 10min);
   ASSERT_EQ(c.classes.size(), 2u);
   EXPECT_EQ(c.classes[0].name, "db");
   EXPECT_EQ(c.classes[0].match_class, "database");

@@ -22,9 +22,14 @@ config::KsmSection mode(config::KsmMode m) {
   return c;
 }
 
-// 64 GiB of guest RAM of which `saved` would merge away.
+// 64 GiB of guest RAM, 48 GiB of it resident, of which `saved` would merge away.
 KsmEstimate estimate(std::uint64_t saved) {
-  return {64 * GiB, 48 * GiB, saved};
+  KsmEstimate e;
+  e.candidate_bytes = 64 * GiB;
+  e.resident_bytes = 48 * GiB;
+  e.savings_bytes = saved;
+  e.page_size_bytes = 4096;
+  return e;
 }
 
 // 64 GiB / 4 KiB pages over 120 s of 20 ms wake-ups: 16,777,216 / 6,000 = 2796 pages each.
@@ -58,13 +63,13 @@ TEST(DecideKsm, Table) {
        config::KsmMode::automatic, std::nullopt, "not under or heading toward pressure"},
       {"auto: savings and pressure: merge", running(0), estimate(16 * GiB), true,
        config::KsmMode::automatic, 1,
-       "estimated savings 25% of guest memory and the host is "
+       "estimated savings 33% of guest memory and the host is "
        "pressed: merging"},
       {"auto: keeps merging once started", running(1), estimate(16 * GiB), false,
        config::KsmMode::automatic, 1, ": merging"},
   };
   for (const auto& c : cases) {
-    const auto d = decide_ksm(c.now, c.est, c.pressed, std::nullopt, mode(c.mode), 4096);
+    const auto d = decide_ksm(c.now, c.est, c.pressed, std::nullopt, mode(c.mode));
     if (c.run) {
       ASSERT_TRUE(d.settings.has_value()) << c.name;
       EXPECT_EQ(d.settings->run, c.run) << c.name;
@@ -79,30 +84,101 @@ TEST(DecideKsm, MergingCostsMoreThanItSaves) {
   auto now = running(1);
   now.general_profit_bytes = -4096 * 1000;
   now.full_scans_total = 3;
-  const auto d = decide_ksm(now, estimate(16 * GiB), true, std::nullopt,
-                            mode(config::KsmMode::automatic), 4096);
+  const auto d =
+      decide_ksm(now, estimate(16 * GiB), true, std::nullopt, mode(config::KsmMode::automatic));
   ASSERT_TRUE(d.settings.has_value());
   EXPECT_EQ(d.settings->run, 0u);
   EXPECT_NE(d.reason.find("costs more than it saves"), std::string::npos);
 }
 
 TEST(DecideKsm, PaceForTheTargetScanTimeWithinTheCpuBudget) {
-  const auto fast = decide_ksm(running(0), estimate(16 * GiB), true, 0.05,
-                               mode(config::KsmMode::automatic), 4096);
+  const auto automatic = mode(config::KsmMode::automatic);
+  const auto fast = decide_ksm(running(0), estimate(16 * GiB), true, 0.05, automatic);
   ASSERT_TRUE(fast.settings.has_value());
-  EXPECT_EQ(fast.settings->sleep_ms, kKsmSleepMs);
+  EXPECT_EQ(fast.settings->sleep_ms, 20u);
   EXPECT_EQ(fast.settings->pages_to_scan, kPace);
-  // ksmd used 40 % of a core with a 20 % budget: half the pages per wake-up.
-  const auto slowed = decide_ksm(running(1), estimate(16 * GiB), true, 0.40,
-                                 mode(config::KsmMode::automatic), 4096);
+  // ksmd used 40 % of a core with a 20 % budget at the target pace: half the pages per wake-up.
+  auto at_pace = running(1);
+  at_pace.pages_to_scan = kPace;
+  const auto slowed = decide_ksm(at_pace, estimate(16 * GiB), true, 0.40, automatic);
   ASSERT_TRUE(slowed.settings.has_value());
   EXPECT_EQ(slowed.settings->pages_to_scan, kPace / 2);
   EXPECT_NE(slowed.reason.find("ksmd used 40% of a core, budget 20%"), std::string::npos);
+  // Under budget after a slow-down: back toward the target, at most twofold per tick.
+  auto slow = running(1);
+  slow.pages_to_scan = 1000;
+  const auto climbing = decide_ksm(slow, estimate(16 * GiB), true, 0.05, automatic);
+  ASSERT_TRUE(climbing.settings.has_value());
+  EXPECT_EQ(climbing.settings->pages_to_scan, 2000u);
+  const auto near = decide_ksm(slow, estimate(16 * GiB), true, 0.15, automatic);
+  EXPECT_EQ(near.settings->pages_to_scan, 1333u);  // 1000 x 20 % / 15 %
   // Tiny candidate memory: never below the floor of 64 pages per wake-up.
-  const auto tiny = decide_ksm(running(0), KsmEstimate{GiB / 1024, GiB / 1024, GiB / 2048}, true,
-                               std::nullopt, mode(config::KsmMode::automatic), 4096);
-  ASSERT_TRUE(tiny.settings.has_value());
-  EXPECT_EQ(tiny.settings->pages_to_scan, kKsmMinPagesToScan);
+  KsmEstimate tiny = estimate(0);
+  tiny.candidate_bytes = tiny.resident_bytes = GiB / 1024;
+  tiny.savings_bytes = GiB / 2048;
+  const auto small = decide_ksm(running(0), tiny, true, std::nullopt, automatic);
+  ASSERT_TRUE(small.settings.has_value());
+  EXPECT_EQ(small.settings->pages_to_scan, kKsmMinPagesToScan);
+  // A configured target scan time and sleep: 64 GiB over 60 s at 100 ms = 600 wake-ups.
+  auto configured = automatic;
+  configured.full_scan_time = std::chrono::seconds(60);
+  configured.sleep = std::chrono::milliseconds(100);
+  const auto paced = decide_ksm(running(0), estimate(16 * GiB), true, std::nullopt, configured);
+  EXPECT_EQ(paced.settings->sleep_ms, 100u);
+  EXPECT_EQ(paced.settings->pages_to_scan, 27962u);  // 16,777,216 / 600 = 27962.03
+}
+
+TEST(DecideKsm, ScanTimeAdvisorWhereTheKernelHasIt) {
+  auto c = mode(config::KsmMode::on);
+  c.advisor = config::KsmAdvisor::scan_time;
+  c.max_cpu_ratio = 0.15;
+  c.full_scan_time = std::chrono::seconds(90);
+  auto modern = running(0);
+  modern.advisor_mode = "none";
+  const auto d = decide_ksm(modern, estimate(0), false, std::nullopt, c);
+  ASSERT_TRUE(d.settings.has_value());
+  EXPECT_EQ(d.settings->advisor_mode, "scan-time");
+  EXPECT_EQ(d.settings->advisor_max_cpu_percent, 15u);
+  EXPECT_EQ(d.settings->advisor_target_scan_time_seconds, 90u);
+  EXPECT_FALSE(d.settings->pages_to_scan.has_value()) << "the advisor sets it";
+  // An older kernel: memtide paces ksmd itself and says so.
+  const auto old = decide_ksm(running(0), estimate(0), false, std::nullopt, c);
+  EXPECT_FALSE(old.settings->advisor_mode.has_value());
+  EXPECT_TRUE(old.settings->pages_to_scan.has_value());
+  EXPECT_NE(old.reason.find("no scan-time advisor"), std::string::npos);
+  // Advisor not configured but on in the kernel: turned off, or it overrides pages_to_scan.
+  auto advised = running(1);
+  advised.advisor_mode = "scan-time";
+  const auto own = decide_ksm(advised, estimate(0), false, std::nullopt, mode(config::KsmMode::on));
+  EXPECT_EQ(own.settings->advisor_mode, "none");
+}
+
+TEST(DecideKsm, UnmergeOnlyWhenConfigured) {
+  auto c = mode(config::KsmMode::off);
+  EXPECT_EQ(decide_ksm(running(1), std::nullopt, false, std::nullopt, c).settings->run, 0u);
+  c.unmerge = true;
+  EXPECT_EQ(decide_ksm(running(1), std::nullopt, false, std::nullopt, c).settings->run, 2u);
+  auto stopped_with_merged = running(0);
+  stopped_with_merged.shared_bytes = 4096;
+  EXPECT_EQ(decide_ksm(stopped_with_merged, std::nullopt, false, std::nullopt, c).settings->run,
+            2u);
+  EXPECT_FALSE(decide_ksm(running(2), std::nullopt, false, std::nullopt, c).settings.has_value());
+  EXPECT_FALSE(decide_ksm(running(0), std::nullopt, false, std::nullopt, c).settings.has_value());
+}
+
+TEST(DecideKsm, MergeAcrossNodesOnlyWhereTheKernelHasIt) {
+  auto c = mode(config::KsmMode::automatic);
+  c.merge_across_nodes = false;
+  // Non-NUMA kernel (no such file): nothing to write, and no error every tick.
+  EXPECT_FALSE(decide_ksm(running(1), std::nullopt, false, std::nullopt, c).settings.has_value());
+  auto numa = running(1);
+  numa.merge_across_nodes = true;
+  const auto d = decide_ksm(numa, std::nullopt, false, std::nullopt, c);
+  ASSERT_TRUE(d.settings.has_value());
+  EXPECT_EQ(d.settings->merge_across_nodes, false);
+  EXPECT_EQ(d.settings->run, 1u) << "merging resumes after the run=2 the change needs";
+  numa.merge_across_nodes = false;
+  EXPECT_FALSE(decide_ksm(numa, std::nullopt, false, std::nullopt, c).settings.has_value());
 }
 
 }  // namespace

@@ -81,10 +81,29 @@ struct HostSection {
 
 enum class KsmMode { off, on, automatic };  // "auto" in YAML
 
+// Who sets ksmd's pace: memtide (pages_to_scan from the candidate memory and ksmd's measured
+// CPU), or the kernel's scan-time advisor (6.9+, advisor_mode) given the same target and budget.
+enum class KsmAdvisor { none, scan_time };  // "none", "scan-time" in YAML
+
+// memtide's own page scanner, which reads guest memory to estimate what KSM would save.
+struct KsmScanSection {
+  bool enabled = true;
+  double cpu_ratio = 0.03;  // scanner thread's CPU budget, share of a core
+  std::uint64_t read_bytes_per_second = 256ULL << 20;  // guest memory read per second at most
+  std::chrono::milliseconds interval = 5min;           // between two passes over the same VM
+  friend bool operator==(const KsmScanSection&, const KsmScanSection&) = default;
+};
+
 struct KsmSection {
   KsmMode mode = KsmMode::automatic;
   double min_savings_ratio = 0.05;  // estimated savings (share of guest RAM) needed to merge
   double max_cpu_ratio = 0.20;      // ksmd CPU budget, share of one core
+  std::chrono::milliseconds full_scan_time = 2min;  // one ksmd pass over the candidate memory
+  std::chrono::milliseconds sleep = 20ms;           // sleep_millisecs between ksmd wake-ups
+  KsmAdvisor advisor = KsmAdvisor::none;
+  bool unmerge = false;  // stopping writes run=2 (unmerge everything) instead of run=0
+  std::optional<bool> merge_across_nodes;  // unset: left as the kernel has it
+  KsmScanSection scan;
   friend bool operator==(const KsmSection&, const KsmSection&) = default;
 };
 
@@ -145,6 +164,7 @@ struct Config {
 
 const char* to_string(LogLevel level);
 const char* to_string(KsmMode mode);
+const char* to_string(KsmAdvisor advisor);
 const char* to_string(OnStop on_stop);
 
 }  // namespace memtide::config

@@ -37,6 +37,8 @@ struct KsmSample {
   std::optional<std::int64_t> general_profit_bytes;  // 6.5+: savings minus metadata; can be < 0
   std::optional<std::uint64_t> scanned_bytes_total;  // pages_scanned (6.8+)
   std::optional<std::uint64_t> skipped_bytes_total;  // pages_skipped (6.7+, smart scan)
+  // CPU time of the ksmd kernel thread (utime + stime of /proc/PID/stat) since boot.
+  std::optional<double> ksmd_cpu_seconds_total;
 
   friend bool operator==(const KsmSample&, const KsmSample&) = default;
 };

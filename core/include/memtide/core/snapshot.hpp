@@ -9,6 +9,7 @@
 
 #include <memtide/core/host_sample.hpp>
 #include <memtide/core/ksm_sample.hpp>
+#include <memtide/core/page_scan.hpp>
 #include <memtide/core/vm_sample.hpp>
 
 namespace memtide {
@@ -17,10 +18,11 @@ struct Snapshot {
   std::int64_t collected_at_unix_ms = 0;  // wall clock, for humans and traces
   std::int64_t monotonic_ms = 0;          // CLOCK_MONOTONIC, for rates; immune to clock steps
   HostSample host;
-  std::optional<KsmSample> ksm;  // unavailable without CONFIG_KSM
-  bool hypervisor_up = false;    // the VM figures below come from a live connection
-  std::string hypervisor_error;  // why not, when hypervisor_up is false
-  std::vector<VmSample> vms;     // active domains, sorted by name
+  std::optional<KsmSample> ksm;             // unavailable without CONFIG_KSM
+  std::optional<KsmEstimate> ksm_estimate;  // none until the page scanner finished a pass
+  bool hypervisor_up = false;               // the VM figures below come from a live connection
+  std::string hypervisor_error;             // why not, when hypervisor_up is false
+  std::vector<VmSample> vms;                // active domains, sorted by name
 
   friend bool operator==(const Snapshot&, const Snapshot&) = default;
 };

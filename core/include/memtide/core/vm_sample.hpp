@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <memtide/core/page_scan.hpp>
 #include <memtide/core/size_or_ratio.hpp>
 
 namespace memtide {
@@ -80,6 +81,7 @@ struct VmSample {
   std::vector<std::string> metadata_errors;  // invalid metadata: ignored, reported
   bool sharing_allowed = true;               // false with <memoryBacking><nosharepages/>
   std::optional<QemuProcess> process;
+  std::optional<VmPageScan> page_scan;  // filled by the daemon's page scanner
   friend bool operator==(const VmSample&, const VmSample&) = default;
 };
 

@@ -18,6 +18,7 @@
 
 #include <memtide/config/config.hpp>
 #include <memtide/core/snapshot.hpp>
+#include <memtide/policy/ksm.hpp>
 
 namespace memtide::policy {
 
@@ -111,10 +112,11 @@ struct Plan {
   std::vector<BalloonChange> balloons;
   std::vector<Alert> alerts;  // firing now, sorted by (name, subject)
   SwapForecast forecast;
-  bool host_pressure = false;     // reclaiming: below reserve, PSI above limits, or swapping
-  bool host_heading = false;      // swap predicted within the horizon
-  std::string host_summary;       // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
-  std::vector<Outcome> outcomes;  // one per VM, in the snapshot's order
+  bool host_pressure = false;      // reclaiming: below reserve, PSI above limits, or swapping
+  bool host_heading = false;       // swap predicted within the horizon
+  std::string host_summary;        // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
+  std::vector<Outcome> outcomes;   // one per VM, in the snapshot's order
+  std::optional<KsmDecision> ksm;  // none when the host has no KSM
   // Why `vm` was or was not changed, as one sentence; "" when the VM was not in the snapshot.
   std::string explanation(const std::string& vm) const;
   // The sentence for one of this plan's outcomes.
@@ -143,6 +145,7 @@ struct PolicyState {
     friend bool operator==(const AlertMemory&, const AlertMemory&) = default;
   };
   std::map<std::pair<std::string, std::string>, AlertMemory> alerts;
+  std::optional<double> ksmd_cpu_seconds_total;  // at previous_host_ms, for ksmd's CPU share
   friend bool operator==(const PolicyState&, const PolicyState&) = default;
 };
 

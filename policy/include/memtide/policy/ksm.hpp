@@ -9,16 +9,9 @@
 
 #include <memtide/config/config.hpp>
 #include <memtide/core/ksm_sample.hpp>
+#include <memtide/core/page_scan.hpp>
 
 namespace memtide::policy {
-
-// What the page scanner found over the guests that allow scanning.
-struct KsmEstimate {
-  std::uint64_t candidate_bytes = 0;  // guest RAM KSM may merge (mergeable mappings)
-  std::uint64_t resident_bytes = 0;   // of it, resident and scanned
-  std::uint64_t savings_bytes = 0;    // what merging would free (duplicate pages)
-  friend bool operator==(const KsmEstimate&, const KsmEstimate&) = default;
-};
 
 struct KsmDecision {
   std::optional<KsmSettings> settings;  // nullopt: leave KSM as it is
@@ -26,22 +19,23 @@ struct KsmDecision {
   friend bool operator==(const KsmDecision&, const KsmDecision&) = default;
 };
 
-// A full pass of ksmd over the candidate memory should take about this long: faster wastes CPU
-// on memory that has not changed, slower leaves savings on the table under pressure.
-inline constexpr double kKsmTargetScanSeconds = 120;
-inline constexpr std::uint64_t kKsmSleepMs = 20;  // the kernel's default wake-up interval
 inline constexpr std::uint64_t kKsmMinPagesToScan = 64;
 inline constexpr std::uint64_t kKsmMaxPagesToScan = 1ULL << 20;
 
-// mode off: merging stopped (run=0; pages already merged stay so). mode on: merging at the pace
+// mode off: merging stopped (run=0, or run=2 with ksm.unmerge). mode on: merging at the pace
 // below. mode auto: merging starts only when the estimate says at least ksm.min_savings of the
-// candidate memory would be saved and the host is under or heading toward pressure; it stops
-// when the kernel reports that merging costs more than it saves (general_profit < 0 after a full
-// scan) or when the estimate falls below the minimum. Pace: pages_to_scan for one pass over the
-// candidate memory in kKsmTargetScanSeconds at kKsmSleepMs, scaled down when ksmd used more than
-// ksm.max_cpu of a core since the last tick (`ksmd_cpu_ratio`).
+// scanned guest memory would be saved and the host is under or heading toward pressure
+// (`host_pressed`); it stops when the kernel reports that merging costs more than it saves
+// (general_profit < 0 after a full scan) or when the estimate falls below the minimum.
+//
+// Pace: one ksmd pass over the candidate memory in ksm.full_scan_time at ksm.sleep wake-ups.
+// When ksmd used more than ksm.max_cpu of a core since the last tick (`ksmd_cpu_ratio`), the
+// current pages_to_scan is scaled down by budget / used; below the budget it climbs back toward
+// the target at most twofold per tick. With ksm.advisor scan-time on a kernel that has the
+// advisor, the kernel sets pages_to_scan itself from the same target and budget.
+// ksm.merge_across_nodes, when set and different, is written too (through run=2).
 KsmDecision decide_ksm(const KsmSample& now, const std::optional<KsmEstimate>& estimate,
                        bool host_pressed, std::optional<double> ksmd_cpu_ratio,
-                       const config::KsmSection& config, std::uint64_t page_size_bytes);
+                       const config::KsmSection& config);
 
 }  // namespace memtide::policy
