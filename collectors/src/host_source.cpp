@@ -1,7 +1,9 @@
 #include <cerrno>
+#include <cstdlib>
 #include <functional>
 #include <utility>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -15,6 +17,55 @@ namespace memtide::collectors {
 std::uint64_t system_page_size() {
   const long size = ::sysconf(_SC_PAGESIZE);
   return size > 0 ? static_cast<std::uint64_t>(size) : 4096;
+}
+
+KsmdCpu::KsmdCpu(std::string procfs) : procfs_(std::move(procfs)) {}
+
+std::optional<double> KsmdCpu::read() {
+  auto stat_of = [&](int pid) -> std::optional<ProcessCpu> {
+    const std::string path = procfs_ + "/" + std::to_string(pid) + "/stat";
+    auto text = read_file(path);
+    if (!text) {
+      return std::nullopt;
+    }
+    auto parsed = parse_process_stat(*text, path);
+    return parsed ? std::optional<ProcessCpu>(*parsed) : std::nullopt;
+  };
+  std::optional<ProcessCpu> found = pid_ > 0 ? stat_of(pid_) : std::nullopt;
+  if (!found || found->comm != "ksmd") {
+    pid_ = -1;
+    found.reset();
+    // A search reads every process's stat: after one that failed, wait 60 calls for the next.
+    if (searches_missed_ > 0 && ++searches_missed_ <= 60) {
+      return std::nullopt;
+    }
+    searches_missed_ = 0;
+    DIR* dir = opendir(procfs_.c_str());
+    if (dir == nullptr) {
+      return std::nullopt;
+    }
+    while (const dirent* e = readdir(dir)) {
+      char* end = nullptr;
+      const long pid = std::strtol(e->d_name, &end, 10);
+      if (pid <= 0 || *end != '\0') {
+        continue;
+      }
+      auto s = stat_of(static_cast<int>(pid));
+      if (s && s->comm == "ksmd") {
+        pid_ = static_cast<int>(pid);
+        found = std::move(s);
+        break;
+      }
+    }
+    closedir(dir);
+  }
+  if (!found) {
+    searches_missed_ = 1;
+    return std::nullopt;
+  }
+  const long ticks_per_second = sysconf(_SC_CLK_TCK);
+  return static_cast<double>(found->cpu_ticks) /
+         static_cast<double>(ticks_per_second > 0 ? ticks_per_second : 100);
 }
 
 HostSource::HostSource(HostRoots roots, std::uint64_t page_size_bytes)

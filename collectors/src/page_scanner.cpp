@@ -132,7 +132,22 @@ double PageScanFigures::duplicate_ratio() const {
 PageScanner::PageScanner(std::string procfs, std::size_t volatility_sample)
     : procfs_(std::move(procfs)), sample_size_(std::max<std::size_t>(1, volatility_sample)) {}
 
-Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegion>& regions) {
+std::uint64_t sampled_duplicates(const std::vector<const std::vector<std::uint64_t>*>& samples,
+                                 std::uint64_t below, std::uint64_t& sampled_pages) {
+  std::vector<std::uint64_t> all;
+  for (const auto* sample : samples) {
+    const auto end = std::upper_bound(sample->begin(), sample->end(), below);
+    all.insert(all.end(), sample->begin(), end);
+  }
+  std::sort(all.begin(), all.end());
+  sampled_pages = all.size();
+  const auto distinct =
+      static_cast<std::uint64_t>(std::unique(all.begin(), all.end()) - all.begin());
+  return sampled_pages - distinct;
+}
+
+Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegion>& regions,
+                                          const ScanOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   PageScanFigures f;
   const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
@@ -193,6 +208,8 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
       ++f.resident_pages;
       if (h == zero_hash && std::memcmp(p, zero.data(), page) == 0) {
         ++f.zero_pages;
+      } else if (h <= options.hash_sample_below && options.hash_sample_below != 0) {
+        f.sampled_hashes.push_back(h);
       }
       hashes.push_back(h);
       const std::uint64_t address = batch[i];
@@ -208,7 +225,8 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
   };
 
   for (const auto& r : regions) {
-    for (std::uint64_t first = r.start / page; first < r.end / page; first += kPagemapChunk) {
+    for (std::uint64_t first = r.start / page; first < r.end / page && access_errno == 0;
+         first += kPagemapChunk) {
       const std::uint64_t count = std::min<std::uint64_t>(kPagemapChunk, r.end / page - first);
       const ssize_t n = pread(pagemap, entries.data(), count * sizeof(std::uint64_t),
                               static_cast<off_t>(first * sizeof(std::uint64_t)));
@@ -223,6 +241,10 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
           batch.push_back((first + i) * page);
           if (batch.size() == kBatchPages) {
             flush();
+            if (access_errno == 0 && options.pace &&
+                !options.pace((f.resident_pages + f.unreadable_pages) * page)) {
+              access_errno = ECANCELED;
+            }
             if (access_errno != 0) {
               break;
             }
@@ -231,11 +253,17 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
       }
     }
   }
-  flush();
+  if (access_errno == 0) {
+    flush();
+  }
   close(pagemap);
+  if (access_errno == ECANCELED) {
+    return Error{"process " + std::to_string(pid), 0, access_errno, "scan abandoned"};
+  }
   if (access_errno != 0) {
     return Error{"process " + std::to_string(pid), 0, access_errno, "cannot read its memory"};
   }
+  std::sort(f.sampled_hashes.begin(), f.sampled_hashes.end());
 
   std::sort(hashes.begin(), hashes.end());
   f.distinct_pages =

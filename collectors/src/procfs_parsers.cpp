@@ -411,4 +411,35 @@ Result<std::vector<SwapDevice>> parse_swaps(std::string_view text, std::string_v
   return devices;
 }
 
+Result<ProcessCpu> parse_process_stat(std::string_view text, std::string_view origin) {
+  const auto open = text.find('(');
+  const auto close = text.rfind(')');
+  if (open == std::string_view::npos || close == std::string_view::npos || close < open) {
+    return content_error(origin, 1, "expected 'PID (COMM) STATE ...'");
+  }
+  ProcessCpu out;
+  out.comm = std::string(text.substr(open + 1, close - open - 1));
+  // After the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
+  // utime stime ...
+  std::string_view rest = text.substr(close + 1);
+  std::optional<std::uint64_t> utime;
+  std::optional<std::uint64_t> stime;
+  for (int index = 0; index <= 12; ++index) {
+    rest = rest.substr(std::min(rest.size(), rest.find_first_not_of(' ')));
+    const auto end = std::min(rest.size(), rest.find_first_of(" \n"));
+    const std::string_view field = rest.substr(0, end);
+    rest.remove_prefix(end);
+    if (index == 11) {
+      utime = to_u64(field);
+    } else if (index == 12) {
+      stime = to_u64(field);
+    }
+  }
+  if (!utime || !stime) {
+    return content_error(origin, 1, "expected utime and stime (fields 14 and 15)");
+  }
+  out.cpu_ticks = *utime + *stime;
+  return out;
+}
+
 }  // namespace memtide::collectors

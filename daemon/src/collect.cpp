@@ -29,6 +29,7 @@ Collector::Collector(collectors::HostRoots roots, std::unique_ptr<HypervisorWork
 
 void Collector::set_roots(collectors::HostRoots roots) {
   ksm_ = std::make_unique<collectors::KsmControl>(roots.sysfs);
+  ksmd_cpu_ = std::make_unique<collectors::KsmdCpu>(roots.procfs);
   host_ = std::make_unique<collectors::HostSource>(std::move(roots));
 }
 
@@ -49,6 +50,9 @@ Result<Snapshot> Collector::collect() {
     return ksm_sample.error();
   }
   snapshot.ksm = std::move(*ksm_sample);
+  if (snapshot.ksm) {
+    snapshot.ksm->ksmd_cpu_seconds_total = ksmd_cpu_->read();
+  }
 
   if (hypervisor_) {
     auto vms = hypervisor_->collect(snapshot.monotonic_ms, hypervisor_timeout_);

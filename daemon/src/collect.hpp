@@ -36,10 +36,12 @@ class Collector {
   void set_roots(collectors::HostRoots roots);
   void set_hypervisor_timeout(std::chrono::milliseconds t) { hypervisor_timeout_ = t; }
   HypervisorWorker* hypervisor() { return hypervisor_.get(); }
+  const collectors::KsmControl& ksm() const { return *ksm_; }
 
  private:
   std::unique_ptr<collectors::HostSource> host_;
   std::unique_ptr<collectors::KsmControl> ksm_;
+  std::unique_ptr<collectors::KsmdCpu> ksmd_cpu_;
   std::unique_ptr<HypervisorWorker> hypervisor_;
   std::chrono::milliseconds hypervisor_timeout_;
   std::vector<VmSample> last_vms_;

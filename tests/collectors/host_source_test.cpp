@@ -187,5 +187,19 @@ TEST(KsmControlLive, ReadsThisKernelsKsmWhenPresent) {
   EXPECT_EQ((*r)->run, expected_run);
 }
 
+TEST(KsmdCpuLive, FindsTheKsmdThreadAndItsCpuOnlyGrows) {
+  std::ifstream run("/sys/kernel/mm/ksm/run");
+  if (!run) {
+    GTEST_SKIP() << "no KSM on this kernel";
+  }
+  KsmdCpu cpu;
+  const auto first = cpu.read();
+  ASSERT_TRUE(first.has_value()) << "a kernel with /sys/kernel/mm/ksm runs a ksmd thread";
+  const auto second = cpu.read();  // the remembered pid
+  ASSERT_TRUE(second.has_value());
+  EXPECT_GE(*second, *first);
+  EXPECT_FALSE(KsmdCpu("/nonexistent").read().has_value());
+}
+
 }  // namespace
 }  // namespace memtide::collectors

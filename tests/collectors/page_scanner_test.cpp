@@ -1,5 +1,8 @@
 // The page scanner on a child process with known memory contents: exact counts of resident,
 // zero and duplicate pages, and of pages changed between passes.
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <random>
 
@@ -144,6 +147,63 @@ TEST_F(KnownMemory, OnlyResidentPagesAreRead) {
   EXPECT_EQ((*regions)[0], region_);  // the untouched half is not mergeable
   const auto gone = scanner.scan(999'999'999, {wider});
   EXPECT_FALSE(gone.ok());
+}
+
+TEST_F(KnownMemory, HashSamplesEstimateDuplicatesAcrossProcesses) {
+  const auto regions = candidate_regions("/proc", child_, CandidateMemory::mergeable);
+  ASSERT_TRUE(regions.ok());
+  PageScanner scanner;
+  ScanOptions every;
+  every.hash_sample_below = UINT64_MAX;
+  const auto f = scanner.scan(child_, *regions, every);
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(f->sampled_hashes.size(), 900u) << "every resident page but the 100 zero ones";
+  EXPECT_TRUE(std::is_sorted(f->sampled_hashes.begin(), f->sampled_hashes.end()));
+  std::uint64_t sampled = 0;
+  // 900 non-zero pages with 360 distinct contents: 540 duplicates within the process; the same
+  // memory in two processes (two identical guests) adds all 900 pages as duplicates.
+  EXPECT_EQ(sampled_duplicates({&f->sampled_hashes}, UINT64_MAX, sampled), 540u);
+  EXPECT_EQ(sampled, 900u);
+  EXPECT_EQ(sampled_duplicates({&f->sampled_hashes, &f->sampled_hashes}, UINT64_MAX, sampled),
+            1440u);
+  EXPECT_EQ(sampled, 1800u);
+  // A lower threshold keeps exactly the hashes at or under it (every copy of a content or none).
+  const std::uint64_t half = UINT64_MAX / 2;
+  std::vector<std::uint64_t> under;
+  for (const auto h : f->sampled_hashes) {
+    if (h <= half) {
+      under.push_back(h);
+    }
+  }
+  const auto distinct =
+      static_cast<std::uint64_t>(std::unique(under.begin(), under.end()) - under.begin());
+  const std::uint64_t kept = std::count_if(f->sampled_hashes.begin(), f->sampled_hashes.end(),
+                                           [&](std::uint64_t h) { return h <= half; });
+  EXPECT_EQ(sampled_duplicates({&f->sampled_hashes}, half, sampled), kept - distinct);
+  EXPECT_EQ(sampled, kept);
+  // Without a threshold nothing is kept.
+  const auto none = scanner.scan(child_, *regions);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->sampled_hashes.empty());
+}
+
+TEST_F(KnownMemory, PaceIsCalledPerBatchAndCanAbandonThePass) {
+  const auto regions = candidate_regions("/proc", child_, CandidateMemory::mergeable);
+  ASSERT_TRUE(regions.ok());
+  PageScanner scanner;
+  std::vector<std::uint64_t> seen;
+  ScanOptions o;
+  o.pace = [&](std::uint64_t read) {
+    seen.push_back(read);
+    return true;
+  };
+  ASSERT_TRUE(scanner.scan(child_, *regions, o).ok());
+  ASSERT_EQ(seen.size(), 1u) << "1,000 pages: one full batch of 512, then the remainder";
+  EXPECT_EQ(seen[0], 512 * page_);
+  o.pace = [](std::uint64_t) { return false; };
+  const auto abandoned = scanner.scan(child_, *regions, o);
+  ASSERT_FALSE(abandoned.ok());
+  EXPECT_EQ(abandoned.error().sys_errno, ECANCELED);
 }
 
 }  // namespace

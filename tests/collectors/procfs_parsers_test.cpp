@@ -259,5 +259,21 @@ TEST(ParseSwaps, MalformedInputNamesTheLine) {
   }
 }
 
+TEST(ParseProcessStat, CommWithSpacesAndParenthesesAndCpuTicks) {
+  // Fields after the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+  // cmajflt utime(14) stime(15) ...
+  const auto k = parse_process_stat(
+      "49 (ksmd) S 2 0 0 0 -1 2097216 0 0 0 0 1234 56 0 0 25 5 1 0 30 0 0\n", "stat");
+  ASSERT_TRUE(k.ok()) << k.error().to_string();
+  EXPECT_EQ(k->comm, "ksmd");
+  EXPECT_EQ(k->cpu_ticks, 1290u);
+  const auto odd = parse_process_stat("7 (a) b (c)) R 1 1 1 0 -1 0 0 0 0 0 3 4 0\n", "stat");
+  ASSERT_TRUE(odd.ok());
+  EXPECT_EQ(odd->comm, "a) b (c)");
+  EXPECT_EQ(odd->cpu_ticks, 7u);
+  EXPECT_FALSE(parse_process_stat("12 (short) S 1 2\n", "stat").ok());
+  EXPECT_FALSE(parse_process_stat("no parentheses", "stat").ok());
+}
+
 }  // namespace
 }  // namespace memtide::collectors

@@ -39,6 +39,20 @@ class HostSource {
   std::uint64_t page_size_bytes_;
 };
 
+// CPU time the ksmd kernel thread has used since boot (utime + stime of PROCFS/PID/stat), in
+// seconds. ksmd is found by its command name once; the pid is remembered while it matches.
+class KsmdCpu {
+ public:
+  explicit KsmdCpu(std::string procfs = "/proc");
+  // nullopt when there is no ksmd (a kernel without KSM, or a fixture tree without one).
+  std::optional<double> read();
+
+ private:
+  std::string procfs_;
+  int pid_ = -1;
+  int searches_missed_ = 0;  // calls since a search found no ksmd
+};
+
 // One file written by KsmControl::apply.
 struct KsmWrite {
   std::string file;  // "pages_to_scan"

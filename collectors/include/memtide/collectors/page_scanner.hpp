@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -49,11 +50,29 @@ struct PageScanFigures {
                                          // the previous pass (none on the first pass)
   std::uint64_t page_size_bytes = 4096;
   double seconds = 0;  // wall time of the pass
+  // Hashes of the non-zero resident pages whose hash is at most ScanOptions::hash_sample_below,
+  // sorted, repeats kept. Sampling by hash value keeps every copy of a content or none, so
+  // samples from several processes merged at one threshold estimate their shared duplicates.
+  std::vector<std::uint64_t> sampled_hashes;
 
   double zero_ratio() const;       // zero / resident
   double duplicate_ratio() const;  // duplicate / resident
   std::uint64_t estimated_savings_bytes() const { return duplicate_pages * page_size_bytes; }
 };
+
+struct ScanOptions {
+  // Keep the hashes at most this (see PageScanFigures::sampled_hashes); 0 keeps none,
+  // UINT64_MAX every one.
+  std::uint64_t hash_sample_below = 0;
+  // Called after each batch with the bytes read so far in this pass; it may sleep to keep a
+  // budget. Returning false abandons the pass (the scan fails with ECANCELED).
+  std::function<bool(std::uint64_t read_bytes)> pace;
+};
+
+// Duplicate pages among the hashes of several processes sampled at one threshold: the sorted
+// union's size minus its distinct count.
+std::uint64_t sampled_duplicates(const std::vector<const std::vector<std::uint64_t>*>& samples,
+                                 std::uint64_t below, std::uint64_t& sampled_pages);
 
 // Scans one process, pass after pass. Keeps only the hashes of a fixed sample of pages (for
 // volatility) between passes.
@@ -62,7 +81,8 @@ class PageScanner {
   // `procfs` for pagemap; `volatility_sample` pages (every Nth resident one) are remembered.
   explicit PageScanner(std::string procfs = "/proc", std::size_t volatility_sample = 4096);
 
-  Result<PageScanFigures> scan(int pid, const std::vector<MemoryRegion>& regions);
+  Result<PageScanFigures> scan(int pid, const std::vector<MemoryRegion>& regions,
+                               const ScanOptions& options = {});
 
  private:
   std::string procfs_;

@@ -26,4 +26,12 @@ Result<Pressure> parse_pressure(std::string_view text, std::string_view origin);
 Result<std::vector<SwapDevice>> parse_swaps(std::string_view text,
                                             std::string_view origin = "/proc/swaps");
 
+// /proc/PID/stat: the command name (between the first '(' and the last ')', spaces allowed) and
+// utime + stime, in clock ticks.
+struct ProcessCpu {
+  std::string comm;
+  std::uint64_t cpu_ticks = 0;
+};
+Result<ProcessCpu> parse_process_stat(std::string_view text, std::string_view origin);
+
 }  // namespace memtide::collectors
