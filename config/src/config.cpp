@@ -30,6 +30,8 @@ const char* to_string(KsmMode mode) {
       return "on";
     case KsmMode::automatic:
       return "auto";
+    case KsmMode::unmanaged:
+      return "unmanaged";
   }
   return "?";
 }

@@ -499,8 +499,10 @@ void read_ksm(MapReader& root, Diagnostics& diag, KsmSection& out) {
   }
   MapReader map(*node, "ksm", diag);
   read_scalar(map, diag, "mode", out.mode,
-              enum_parser<KsmMode>(
-                  {{"off", KsmMode::off}, {"on", KsmMode::on}, {"auto", KsmMode::automatic}}));
+              enum_parser<KsmMode>({{"off", KsmMode::off},
+                                    {"on", KsmMode::on},
+                                    {"auto", KsmMode::automatic},
+                                    {"unmanaged", KsmMode::unmanaged}}));
   read_scalar(map, diag, "min_savings", out.min_savings_ratio, parse_percent);
   read_scalar(map, diag, "max_cpu", out.max_cpu_ratio, parse_percent,
               within<double>(0.01, 1.0, show_percent));

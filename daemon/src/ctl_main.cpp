@@ -163,6 +163,59 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
+std::string percent_text(double ratio) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", ratio * 100);
+  return buf;
+}
+
+// "dup 45% zero 30% vol 2%", or the scan's status when there are no figures.
+std::string page_scan_cell(const nlohmann::json& p) {
+  if (p.is_null()) {
+    return "-";
+  }
+  if (p["status"] != "scanned" || !p["duplicate_ratio"].is_number()) {
+    return p["status"].get<std::string>();
+  }
+  std::string cell = "dup " + percent_text(p["duplicate_ratio"].get<double>()) + " zero " +
+                     percent_text(p["zero_ratio"].get<double>());
+  if (p["volatile_ratio"].is_number()) {
+    cell += " vol " + percent_text(p["volatile_ratio"].get<double>());
+  }
+  return cell;
+}
+
+void print_ksm(const nlohmann::json& k) {
+  std::cout << "KSM " << k["mode"].get<std::string>();
+  if (!k["available"].get<bool>()) {
+    std::cout << ": not available on this kernel\n";
+    return;
+  }
+  const auto run = k["run"].get<std::uint64_t>();
+  std::cout << ": " << (run == 1 ? "merging" : run == 2 ? "stopped, unmerged" : "stopped");
+  if (run == 1) {
+    std::cout << ", " << k["pages_to_scan"].get<std::uint64_t>() << " pages every "
+              << k["sleep_ms"].get<std::uint64_t>() << " ms";
+  }
+  if (k["ksmd_cpu_ratio"].is_number()) {
+    std::cout << ", ksmd " << percent_text(k["ksmd_cpu_ratio"].get<double>()) << " of a core";
+  }
+  std::cout << "; saves " << size_or_dash(k["actual_savings_bytes"]);
+  const auto& e = k["estimate"];
+  if (e.is_object()) {
+    const auto resident = e["resident_bytes"].get<std::uint64_t>();
+    std::cout << ", page scan estimates " << size_or_dash(e["savings_bytes"]);
+    if (resident > 0) {
+      std::cout << " ("
+                << percent_text(static_cast<double>(e["savings_bytes"].get<std::uint64_t>()) /
+                                static_cast<double>(resident))
+                << " of " << format_size(resident) << " in " << e["vms"].get<std::uint64_t>()
+                << " VMs)";
+    }
+  }
+  std::cout << "\n  " << k["decision"].get<std::string>() << '\n';
+}
+
 void print_status(const nlohmann::json& r) {
   const auto& d = r["daemon"];
   const auto& h = r["host"];
@@ -199,15 +252,16 @@ void print_status(const nlohmann::json& r) {
               << a["severity"].get<std::string>() << "): " << a["summary"].get<std::string>()
               << '\n';
   }
+  print_ksm(r["ksm"]);
   std::vector<std::vector<std::string>> rows = {
-      {"VM", "CLASS", "BALLOON", "MAX", "FLOOR", "USABLE", "TARGET", "STATS", "WHY"}};
+      {"VM", "CLASS", "BALLOON", "MAX", "FLOOR", "USABLE", "TARGET", "STATS", "PAGES", "WHY"}};
   for (const auto& vm : r["vms"]) {
     rows.push_back({vm["name"].get<std::string>(),
                     vm["managed"].get<bool>() ? vm["class"].get<std::string>() : "-",
                     size_or_dash(vm["balloon_bytes"]), size_or_dash(vm["max_bytes"]),
                     size_or_dash(vm["floor_bytes"]), size_or_dash(vm["usable_bytes"]),
                     size_or_dash(vm["target_bytes"]), vm["stats_status"].get<std::string>(),
-                    vm["explanation"].get<std::string>()});
+                    page_scan_cell(vm["page_scan"]), vm["explanation"].get<std::string>()});
   }
   std::cout << '\n';
   print_table(rows);
@@ -272,12 +326,6 @@ int control(const std::string& socket, const std::string& command,
 std::string rate_text(double bytes_per_second) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f GB/s", bytes_per_second / 1e9);
-  return buf;
-}
-
-std::string percent_text(double ratio) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f%%", ratio * 100);
   return buf;
 }
 

@@ -75,6 +75,7 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
   log_.set_level(config_->daemon.log_level);
   collectors::HostRoots roots{options_.procfs.value_or(config_->daemon.procfs),
                               options_.sysfs.value_or(config_->daemon.sysfs)};
+  const std::string procfs = roots.procfs;
   if (!collector_ || libvirt_changed) {
     // A new libvirt section means a new connection: URI, keepalive and backoff are set at
     // connect time.
@@ -90,6 +91,11 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
     facts_.reset();
     log_.warning("cannot read virtualization facts: " + facts.error().to_string(),
                  {{"MEMTIDE_EVENT", "facts-unavailable"}});
+  }
+  if (!config_->ksm.scan.enabled) {
+    page_scans_.reset();
+  } else if (!page_scans_) {
+    page_scans_ = std::make_unique<PageScanWorker>(procfs, config_->ksm.scan);
   }
   serve_metrics();
   configure_alert_sinks();
@@ -210,9 +216,62 @@ nlohmann::json Daemon::vm_status(const VmSample& vm, const policy::Outcome* outc
       {"target_bytes", nullptr},
       {"explanation", outcome != nullptr && last_plan_ ? last_plan_->explain(*outcome) : ""},
   };
+  j["page_scan"] = nullptr;
+  if (vm.page_scan) {
+    const auto& p = *vm.page_scan;
+    auto ratio = [&p](std::uint64_t bytes) {
+      return p.resident_bytes > 0 ? nlohmann::json(static_cast<double>(bytes) /
+                                                   static_cast<double>(p.resident_bytes))
+                                  : nlohmann::json();
+    };
+    j["page_scan"] = {
+        {"status", p.status},
+        {"error", p.error},
+        {"resident_bytes", p.resident_bytes},
+        {"zero_ratio", ratio(p.zero_bytes)},
+        {"duplicate_ratio", ratio(p.duplicate_bytes)},
+        {"volatile_ratio", p.volatile_ratio ? nlohmann::json(*p.volatile_ratio) : nlohmann::json()},
+    };
+  }
   if (const auto it = policy_state_.vms.find(vm.uuid);
       it != policy_state_.vms.end() && it->second.last_target_bytes) {
     j["target_bytes"] = *it->second.last_target_bytes;
+  }
+  return j;
+}
+
+nlohmann::json Daemon::ksm_status() const {
+  const Snapshot& s = *last_snapshot_;
+  if (!s.ksm) {
+    return {{"available", false}, {"mode", config::to_string(config_->ksm.mode)}};
+  }
+  const KsmSample& k = *s.ksm;
+  nlohmann::json j = {
+      {"available", true},
+      {"mode", config::to_string(config_->ksm.mode)},
+      {"run", k.run},
+      {"pages_to_scan", k.pages_to_scan},
+      {"sleep_ms", k.sleep_ms},
+      {"full_scans", k.full_scans_total},
+      // What merging saves now: the duplicate copies KSM dropped, and empty pages mapped to the
+      // zero page (use_zero_pages).
+      {"actual_savings_bytes", k.sharing_bytes + k.zero_pages_bytes.value_or(0)},
+      {"decision", last_plan_ && last_plan_->ksm ? last_plan_->ksm->reason : ""},
+      {"ksmd_cpu_ratio", nullptr},
+      {"estimate", nullptr},
+  };
+  if (last_plan_ && last_plan_->ksm && last_plan_->ksm->ksmd_cpu_ratio) {
+    j["ksmd_cpu_ratio"] = *last_plan_->ksm->ksmd_cpu_ratio;
+  }
+  if (s.ksm_estimate) {
+    const auto& e = *s.ksm_estimate;
+    j["estimate"] = {{"vms", e.vms},
+                     {"candidate_bytes", e.candidate_bytes},
+                     {"resident_bytes", e.resident_bytes},
+                     {"zero_bytes", e.zero_bytes},
+                     {"savings_bytes", e.savings_bytes},
+                     {"read_bytes_total", e.read_bytes_total},
+                     {"cpu_seconds_total", e.cpu_seconds_total}};
   }
   return j;
 }
@@ -286,6 +345,7 @@ nlohmann::json Daemon::handle_control(const nlohmann::json& request) {
               {"seconds_to_swap", forecast},
               {"libvirt_up", s.hypervisor_up},
               {"libvirt_error", s.hypervisor_error}}},
+            {"ksm", ksm_status()},
             {"alerts", alerts},
             {"vms", vms},
             {"recent_commands", recent}};
@@ -464,6 +524,7 @@ void Daemon::tick() {
       log_.notice("collection works again", {{"MEMTIDE_EVENT", "collect-recovered"}});
       last_collect_error_.clear();
     }
+    attach_page_scans(*snapshot);
     report_vms(*snapshot);
     last_snapshot_ = std::move(*snapshot);
     decide_and_act(last_snapshot_->monotonic_ms);
@@ -678,8 +739,78 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
       pressure_event_usec_ = 0;
     }
   }
+  act_on_ksm(plan);
   report_alerts(all_alerts(plan, now_ms, failed));
   last_plan_ = plan;
+}
+
+void Daemon::attach_page_scans(Snapshot& snapshot) {
+  if (!page_scans_) {
+    for (auto& vm : snapshot.vms) {
+      vm.page_scan = VmPageScan{};
+      vm.page_scan->status = "off";
+    }
+    return;
+  }
+  // While libvirt is down the VM list is the last good one: the scanner keeps its targets.
+  if (snapshot.hypervisor_up) {
+    std::vector<ScanTarget> targets;
+    targets.reserve(snapshot.vms.size());
+    for (const auto& vm : snapshot.vms) {
+      ScanTarget t{vm.uuid, vm.name, vm.process ? vm.process->pid : 0, vm.max_bytes, ""};
+      // Reading guest memory is a privilege the operator withholds per VM.
+      if (!vm.sharing_allowed) {
+        t.refused = "opted-out";
+      } else if (vm.metadata.scan_enabled == false) {
+        t.refused = "scan-disabled";
+      }
+      targets.push_back(std::move(t));
+    }
+    page_scans_->update(std::move(targets), config_->ksm.scan);
+  }
+  auto view = page_scans_->view();
+  for (auto& vm : snapshot.vms) {
+    if (const auto it = view.vms.find(vm.uuid); it != view.vms.end()) {
+      vm.page_scan = std::move(it->second);
+    }
+  }
+  snapshot.ksm_estimate = std::move(view.estimate);
+}
+
+void Daemon::act_on_ksm(const policy::Plan& plan) {
+  if (!plan.ksm || !plan.ksm->settings || !last_snapshot_->ksm) {
+    return;
+  }
+  const KsmSettings& wanted = *plan.ksm->settings;
+  if (dry_run() || figures_.paused) {
+    if (ksm_not_applied_ != wanted) {
+      log_.notice(std::string(dry_run() ? "dry run" : "paused") +
+                      ", KSM settings not applied: " + plan.ksm->reason,
+                  {{"MEMTIDE_EVENT", "ksm-not-applied"}});
+      ksm_not_applied_ = wanted;
+    }
+    return;
+  }
+  ksm_not_applied_.reset();
+  auto writes = collector_->ksm().apply(wanted, *last_snapshot_->ksm);
+  if (!writes) {
+    ++figures_.errors_total["ksm"];
+    const std::string message = writes.error().to_string();
+    if (message != last_ksm_error_) {
+      log_.error("KSM settings not applied: " + message, {{"MEMTIDE_EVENT", "ksm-write-failed"}});
+      last_ksm_error_ = message;
+    }
+    return;
+  }
+  last_ksm_error_.clear();
+  for (const auto& w : *writes) {
+    ++figures_.ksm_writes_total[w.file];
+    log_.notice("KSM " + w.file + ": " + w.from + " -> " + w.to + ": " + plan.ksm->reason,
+                {{"MEMTIDE_EVENT", "ksm-write"},
+                 {"MEMTIDE_KSM_FILE", w.file},
+                 {"MEMTIDE_FROM", w.from},
+                 {"MEMTIDE_TO", w.to}});
+  }
 }
 
 std::vector<policy::Alert> Daemon::all_alerts(const policy::Plan& plan, std::int64_t now_ms,

@@ -22,6 +22,7 @@
 #include "log.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
+#include "page_scan_worker.hpp"
 #include "trace.hpp"
 
 struct sd_event;
@@ -57,6 +58,10 @@ class Daemon {
   // Runs the policy on the last snapshot and carries out its plan (or, in dry-run mode, only
   // logs it).
   void decide_and_act(std::int64_t now_ms);
+  // Hands the snapshot's VMs to the page scanner and fills in its figures and estimate.
+  void attach_page_scans(Snapshot& snapshot);
+  // Writes the plan's KSM settings (unless dry run or paused), logging each file written.
+  void act_on_ksm(const policy::Plan& plan);
   // Logs alert transitions and hands them to the configured sinks. `firing` is sorted by
   // (name, subject).
   void report_alerts(const std::vector<policy::Alert>& firing);
@@ -77,6 +82,7 @@ class Daemon {
   void serve_control();
   // Answers one control request (status, explain, pause, resume, reload).
   nlohmann::json handle_control(const nlohmann::json& request);
+  nlohmann::json ksm_status() const;
   nlohmann::json vm_status(const VmSample& vm, const policy::Outcome* outcome) const;
   bool dry_run() const { return options_.dry_run || config_->daemon.dry_run; }
   // Wakes the loop early when /proc/pressure/memory reports a stall (a PSI trigger).
@@ -87,6 +93,9 @@ class Daemon {
   std::shared_ptr<const config::Config> config_;
   Logger& log_;
   std::unique_ptr<Collector> collector_;
+  std::unique_ptr<PageScanWorker> page_scans_;     // null while ksm.scan.enabled is false
+  std::string last_ksm_error_;                     // to log a failing KSM write once
+  std::optional<KsmSettings> ksm_not_applied_;     // last settings logged as not applied
   std::unique_ptr<TraceWriter> trace_;             // null while daemon.record.path is empty
   std::unique_ptr<MetricsServer> metrics_server_;  // null while metrics are off
   std::string metrics_listen_;                     // address served ("" while off)

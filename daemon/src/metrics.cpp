@@ -188,6 +188,87 @@ void ksm_metrics(Exposition& e, const KsmSample& k) {
   if (k.general_profit_bytes) {
     e.sample("memtide_ksm_profit_bytes", {}, static_cast<double>(*k.general_profit_bytes));
   }
+  e.gauge("memtide_ksm_savings_bytes",
+          "Memory KSM saves now: pages_sharing plus ksm_zero_pages, in bytes (compare with "
+          "memtide_ksm_estimated_savings_bytes).",
+          as_double(k.sharing_bytes + k.zero_pages_bytes.value_or(0)));
+  const std::tuple<const char*, const char*, const std::optional<std::uint64_t>*> totals[] = {
+      {"memtide_ksm_scanned_bytes_total", "Memory ksmd has scanned (pages_scanned, kernel 6.8+).",
+       &k.scanned_bytes_total},
+      {"memtide_ksm_skipped_bytes_total",
+       "Memory ksmd's smart scan skipped (pages_skipped, kernel 6.7+).", &k.skipped_bytes_total}};
+  for (const auto& [name, help, value] : totals) {
+    e.family(name, "counter", help);
+    if (*value) {
+      e.sample(name, {}, as_double(**value));
+    }
+  }
+  e.family(
+      "memtide_ksm_stable_nodes", "gauge",
+      "KSM stable node chains and duplicates (stable_node_chains, stable_node_dups), by kind.");
+  if (k.stable_node_chains) {
+    e.sample("memtide_ksm_stable_nodes", {{"kind", "chains"}}, as_double(*k.stable_node_chains));
+  }
+  if (k.stable_node_dups) {
+    e.sample("memtide_ksm_stable_nodes", {{"kind", "dups"}}, as_double(*k.stable_node_dups));
+  }
+  e.family("memtide_ksm_setting", "gauge",
+           "Other KSM settings by name (merge_across_nodes, use_zero_pages, max_page_sharing, "
+           "smart_scan, advisor_max_cpu, advisor_target_scan_time); absent where the kernel "
+           "lacks them.");
+  auto flag = [](const std::optional<bool>& b) {
+    return b ? std::optional<std::uint64_t>(*b ? 1 : 0) : std::nullopt;
+  };
+  const std::pair<const char*, std::optional<std::uint64_t>> settings[] = {
+      {"merge_across_nodes", flag(k.merge_across_nodes)},
+      {"use_zero_pages", flag(k.use_zero_pages)},
+      {"max_page_sharing", k.max_page_sharing},
+      {"smart_scan", flag(k.smart_scan)},
+      {"advisor_max_cpu", k.advisor_max_cpu_percent},
+      {"advisor_target_scan_time", k.advisor_target_scan_time_seconds}};
+  for (const auto& [name, value] : settings) {
+    if (value) {
+      e.sample("memtide_ksm_setting", {{"name", name}}, as_double(*value));
+    }
+  }
+  e.family("memtide_ksm_advisor_mode", "gauge",
+           "1 for the kernel's KSM advisor mode (none, scan-time; kernel 6.9+).");
+  if (k.advisor_mode) {
+    e.sample("memtide_ksm_advisor_mode", {{"mode", *k.advisor_mode}}, 1.0);
+  }
+  e.family("memtide_ksmd_cpu_seconds_total", "counter", "CPU time the ksmd thread has used.");
+  if (k.ksmd_cpu_seconds_total) {
+    e.sample("memtide_ksmd_cpu_seconds_total", {}, *k.ksmd_cpu_seconds_total);
+  }
+}
+
+// memtide's own page scanner: its estimate of what merging would save and its work.
+void page_scan_metrics(Exposition& e, const std::optional<KsmEstimate>& estimate) {
+  const KsmEstimate none;
+  const KsmEstimate& k = estimate ? *estimate : none;
+  e.family("memtide_ksm_estimated_savings_bytes", "gauge",
+           "What merging the scanned guest memory would save, duplicates across VMs included "
+           "(memtide's page scan).");
+  e.family("memtide_ksm_estimate_memory_bytes", "gauge",
+           "Guest memory the estimate covers, by kind (candidate: mergeable mappings, resident: "
+           "read, zero: empty pages).");
+  if (estimate) {
+    e.sample("memtide_ksm_estimated_savings_bytes", {}, as_double(k.savings_bytes));
+    e.sample("memtide_ksm_estimate_memory_bytes", {{"kind", "candidate"}},
+             as_double(k.candidate_bytes));
+    e.sample("memtide_ksm_estimate_memory_bytes", {{"kind", "resident"}},
+             as_double(k.resident_bytes));
+    e.sample("memtide_ksm_estimate_memory_bytes", {{"kind", "zero"}}, as_double(k.zero_bytes));
+  }
+  e.gauge("memtide_ksm_estimate_vms", "VMs the estimate covers.", as_double(k.vms));
+  e.counter("memtide_page_scan_read_bytes_total",
+            "Guest memory the page scanner has read and hashed.", k.read_bytes_total);
+  e.family("memtide_page_scan_cpu_seconds_total", "counter",
+           "CPU time of the page scanner thread (read_bytes rate / this rate: bytes hashed per "
+           "CPU second).");
+  e.sample("memtide_page_scan_cpu_seconds_total", {}, k.cpu_seconds_total);
+  e.counter("memtide_page_scan_passes_total", "VM passes the page scanner completed.",
+            k.passes_total);
 }
 
 // Per-VM families: each is written for every VM in turn, as the format requires.
@@ -212,6 +293,16 @@ void vm_metrics(Exposition& e, const Snapshot& s, const policy::PolicyState* sta
       settings.push_back(policy::effective_balloon(vm, *config));
     }
   }
+  // Figures of a VM's last successful scan (kept while a later pass failed).
+  auto scanned = [](const VmSample& vm) {
+    return vm.page_scan && vm.page_scan->resident_bytes > 0;
+  };
+  auto scan_ratio = [&](const VmSample& vm,
+                        std::uint64_t VmPageScan::*field) -> std::optional<double> {
+    return scanned(vm) ? std::optional<double>(as_double((*vm.page_scan).*field) /
+                                               as_double(vm.page_scan->resident_bytes))
+                       : std::nullopt;
+  };
   const std::size_t n = s.vms.size();
   std::size_t index = 0;  // of the VM being written, for `settings`
   const Family families[] = {
@@ -256,6 +347,23 @@ void vm_metrics(Exposition& e, const Snapshot& s, const policy::PolicyState* sta
          return settings.empty() ? std::nullopt
                                  : std::optional<double>(as_double(settings[index].floor_bytes));
        }},
+      {"memtide_vm_page_scan_resident_bytes", "gauge",
+       "Guest RAM resident on the host that the last page scan read.",
+       [&](const VmSample& vm) -> std::optional<double> {
+         return scanned(vm) ? std::optional<double>(as_double(vm.page_scan->resident_bytes))
+                            : std::nullopt;
+       }},
+      {"memtide_vm_page_scan_zero_ratio", "gauge",
+       "Share of the scanned guest pages that are all zero.",
+       [&](const VmSample& vm) { return scan_ratio(vm, &VmPageScan::zero_bytes); }},
+      {"memtide_vm_page_scan_duplicate_ratio", "gauge",
+       "Share of the scanned guest pages with an identical twin in the same VM (would merge).",
+       [&](const VmSample& vm) { return scan_ratio(vm, &VmPageScan::duplicate_bytes); }},
+      {"memtide_vm_page_scan_volatile_ratio", "gauge",
+       "Share of a fixed sample of guest pages whose contents changed between the last two scans.",
+       [&](const VmSample& vm) {
+         return scanned(vm) ? vm.page_scan->volatile_ratio : std::nullopt;
+       }},
       {"memtide_vm_managed", "gauge", "1 when memtide may resize the VM's balloon.",
        [&](const VmSample&) -> std::optional<double> {
          return settings.empty() ? std::nullopt
@@ -269,6 +377,15 @@ void vm_metrics(Exposition& e, const Snapshot& s, const policy::PolicyState* sta
       if (const auto v = f.value(vm)) {
         e.sample(f.name, {{"domain", vm.name}, {"uuid", vm.uuid}}, *v);
       }
+    }
+  }
+  e.family("memtide_vm_page_scan_status", "gauge",
+           "1 for the state of memtide's page scan of the VM (scanned, pending, failed, opted-out: "
+           "nosharepages, scan-disabled: metadata, off: ksm.scan.enabled false).");
+  for (const auto& vm : s.vms) {
+    if (vm.page_scan) {
+      e.sample("memtide_vm_page_scan_status",
+               {{"domain", vm.name}, {"uuid", vm.uuid}, {"status", vm.page_scan->status}}, 1.0);
     }
   }
   e.family("memtide_vm_stats_status", "gauge",
@@ -343,9 +460,9 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
   e.sample("memtide_tick_seconds_total", {}, d.tick_seconds_total);
   e.gauge("memtide_last_tick_seconds", "Duration of the last tick.", d.last_tick_seconds);
   e.family("memtide_errors_total", "counter",
-           "Errors by kind: collect (host or VM figures), balloon (a command failed), record "
-           "(trace), reload (configuration rejected).");
-  for (const char* kind : {"collect", "balloon", "record", "reload"}) {
+           "Errors by kind: collect (host or VM figures), balloon (a command failed), ksm (a "
+           "KSM setting could not be written), record (trace), reload (configuration rejected).");
+  for (const char* kind : {"collect", "balloon", "ksm", "record", "reload"}) {
     const auto it = d.errors_total.find(kind);
     e.sample("memtide_errors_total", {{"kind", kind}},
              it != d.errors_total.end() ? it->second : std::uint64_t{0});
@@ -358,6 +475,10 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
   }
   e.counter("memtide_pressure_events_total", "Wake-ups by the memory PSI trigger.",
             d.pressure_events_total);
+  e.family("memtide_ksm_writes_total", "counter", "KSM settings memtide wrote, by file.");
+  for (const auto& [file, count] : d.ksm_writes_total) {
+    e.sample("memtide_ksm_writes_total", {{"file", file}}, count);
+  }
   e.family("memtide_alert_deliveries_total", "counter",
            "Alert deliveries by sink (alertmanager, exec) and result (delivered, failed: an "
            "attempt failed, dropped: given up or pushed out of the queue).");
@@ -399,6 +520,7 @@ std::string render_metrics(const MetricsInput& in) {
     if (s.ksm) {
       ksm_metrics(e, *s.ksm);
     }
+    page_scan_metrics(e, s.ksm_estimate);
     vm_metrics(e, s, in.state, in.config);
   }
   if (in.facts != nullptr) {

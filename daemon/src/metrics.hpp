@@ -34,6 +34,7 @@ struct DaemonFigures {
   std::int64_t started_unix_s = 0;
   // Alert deliveries by (sink "alertmanager"/"exec", result "delivered"/"failed"/"dropped").
   std::map<std::pair<std::string, std::string>, std::uint64_t> alert_deliveries_total;
+  std::map<std::string, std::uint64_t> ksm_writes_total;  // KSM files written, by file name
 };
 
 struct MetricsInput {

@@ -77,6 +77,10 @@ std::optional<KsmSettings> decide_run(const KsmSample& now,
                                       const std::optional<KsmEstimate>& estimate, bool host_pressed,
                                       std::optional<double> ksmd_cpu_ratio,
                                       const config::KsmSection& config, std::string& why) {
+  if (config.mode == config::KsmMode::unmanaged) {
+    why = "ksm.mode unmanaged: KSM settings left to the host";
+    return std::nullopt;
+  }
   const char* stopped = config.unmerge ? ": stopped, merged pages unmerged" : ": stopped";
   if (config.mode == config::KsmMode::off) {
     why = std::string("ksm.mode off") + stopped;
@@ -119,9 +123,10 @@ KsmDecision decide_ksm(const KsmSample& now, const std::optional<KsmEstimate>& e
                        bool host_pressed, std::optional<double> ksmd_cpu_ratio,
                        const config::KsmSection& config) {
   KsmDecision d;
+  d.ksmd_cpu_ratio = ksmd_cpu_ratio;
   d.settings = decide_run(now, estimate, host_pressed, ksmd_cpu_ratio, config, d.reason);
-  if (config.merge_across_nodes && now.merge_across_nodes &&
-      *config.merge_across_nodes != *now.merge_across_nodes) {
+  if (config.mode != config::KsmMode::unmanaged && config.merge_across_nodes &&
+      now.merge_across_nodes && *config.merge_across_nodes != *now.merge_across_nodes) {
     if (!d.settings) {
       d.settings = KsmSettings{};
     }

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -45,9 +46,31 @@ Snapshot snapshot() {
   KsmSample k;
   k.run = 1;
   k.sharing_bytes = 300 * MiB;
+  k.zero_pages_bytes = 20 * MiB;
+  k.ksmd_cpu_seconds_total = 12.5;
+  k.advisor_mode = "none";
   s.ksm = k;
+  KsmEstimate e;
+  e.vms = 1;
+  e.candidate_bytes = 8 * GiB;
+  e.resident_bytes = 4 * GiB;
+  e.zero_bytes = GiB;
+  e.savings_bytes = 1536 * MiB;
+  e.read_bytes_total = 40 * GiB;
+  e.cpu_seconds_total = 10;
+  e.passes_total = 10;
+  s.ksm_estimate = e;
   s.vms = {vm("web-1", "u-1", 8 * GiB, 6 * GiB),
            vm("odd \"name\" \\ with\nnewline", "u-2", 24 * GiB, 16 * GiB)};
+  VmPageScan scan;
+  scan.status = "scanned";
+  scan.resident_bytes = 4 * GiB;
+  scan.zero_bytes = GiB;
+  scan.duplicate_bytes = 1536 * MiB;
+  scan.volatile_ratio = 0.02;
+  s.vms[0].page_scan = scan;
+  s.vms[1].page_scan = VmPageScan{};
+  s.vms[1].page_scan->status = "opted-out";
   return s;
 }
 
@@ -91,6 +114,7 @@ std::string render_full() {
     f.balloon_actions_total[{"grow", "guest-need"}] = 1;
     f.last_reaction_seconds = 0.0007;
     f.started_unix_s = 1'800'000'000;
+    f.ksm_writes_total["run"] = 1;
     return f;
   }();
   const auto config = config::default_config();
@@ -138,6 +162,43 @@ TEST(Metrics, ValuesComeFromTheInputs) {
   EXPECT_EQ(m.at("memtide_host_transparent_hugepage_info{mode=\"madvise\"}"), "1");
   EXPECT_EQ(m.at("memtide_libvirt_up"), "1");
   EXPECT_EQ(m.at("memtide_last_collection_time_seconds"), "1800000000.5");
+  // KSM: what merging saves now against the page scan's estimate, and both sides' work.
+  EXPECT_EQ(m.at("memtide_ksm_savings_bytes"), std::to_string(320 * MiB));
+  EXPECT_EQ(m.at("memtide_ksm_estimated_savings_bytes"), std::to_string(1536 * MiB));
+  EXPECT_EQ(m.at("memtide_ksm_estimate_memory_bytes{kind=\"resident\"}"), std::to_string(4 * GiB));
+  EXPECT_EQ(m.at("memtide_ksm_estimate_vms"), "1");
+  EXPECT_EQ(m.at("memtide_page_scan_read_bytes_total"), std::to_string(40 * GiB));
+  EXPECT_EQ(m.at("memtide_page_scan_cpu_seconds_total"), "10");
+  EXPECT_EQ(m.at("memtide_ksmd_cpu_seconds_total"), "12.5");
+  EXPECT_EQ(m.at("memtide_ksm_advisor_mode{mode=\"none\"}"), "1");
+  EXPECT_EQ(m.at("memtide_ksm_writes_total{file=\"run\"}"), "1");
+  EXPECT_EQ(m.at("memtide_vm_page_scan_zero_ratio{domain=\"web-1\",uuid=\"u-1\"}"), "0.25");
+  EXPECT_EQ(m.at("memtide_vm_page_scan_duplicate_ratio{domain=\"web-1\",uuid=\"u-1\"}"), "0.375");
+  EXPECT_EQ(m.at("memtide_vm_page_scan_volatile_ratio{domain=\"web-1\",uuid=\"u-1\"}"), "0.02");
+  EXPECT_EQ(m.at("memtide_vm_page_scan_status{domain=\"web-1\",uuid=\"u-1\",status=\"scanned\"}"),
+            "1");
+  EXPECT_EQ(
+      m.count("memtide_vm_page_scan_zero_ratio{domain=\"odd \\\"name\\\" \\\\ with\\nnewline\","
+              "uuid=\"u-2\"}"),
+      0u)
+      << "a VM that opted out has no figures";
+}
+
+TEST(Metrics, EveryFamilyIsDocumentedInTheReadme) {
+  std::ifstream file(MEMTIDE_README);
+  ASSERT_TRUE(file) << MEMTIDE_README;
+  const std::string readme((std::istreambuf_iterator<char>(file)),
+                           std::istreambuf_iterator<char>());
+  std::istringstream in(render_full());
+  int families = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      const auto name = line.substr(7, line.find(' ', 7) - 7);
+      ++families;
+      EXPECT_NE(readme.find("`" + name), std::string::npos) << name << " is not in README.md";
+    }
+  }
+  EXPECT_GT(families, 60);
 }
 
 TEST(Metrics, NoForecastIsInfinityAndEmptyInputsRenderTheDaemonAlone) {

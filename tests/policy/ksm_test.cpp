@@ -48,6 +48,8 @@ TEST(DecideKsm, Table) {
   const Case cases[] = {
       {"off stops a running ksmd", running(1), estimate(32 * GiB), true, config::KsmMode::off, 0,
        "ksm.mode off"},
+      {"unmanaged never writes", running(1), estimate(0), true, config::KsmMode::unmanaged,
+       std::nullopt, "unmanaged"},
       {"off leaves a stopped one", running(0), std::nullopt, true, config::KsmMode::off,
        std::nullopt, "ksm.mode off"},
       {"on merges whatever", running(0), estimate(0), false, config::KsmMode::on, 1, "mode on"},

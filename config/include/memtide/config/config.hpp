@@ -79,7 +79,9 @@ struct HostSection {
   friend bool operator==(const HostSection&, const HostSection&) = default;
 };
 
-enum class KsmMode { off, on, automatic };  // "auto" in YAML
+// off, on, auto: memtide sets ksmd (see policy/ksm.hpp). unmanaged: memtide never writes a KSM
+// setting (another tool such as ksmtuned owns them); it still scans and reports.
+enum class KsmMode { off, on, automatic, unmanaged };  // "auto" in YAML
 
 // Who sets ksmd's pace: memtide (pages_to_scan from the candidate memory and ksmd's measured
 // CPU), or the kernel's scan-time advisor (6.9+, advisor_mode) given the same target and budget.

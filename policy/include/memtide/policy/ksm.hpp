@@ -16,15 +16,17 @@ namespace memtide::policy {
 struct KsmDecision {
   std::optional<KsmSettings> settings;  // nullopt: leave KSM as it is
   std::string reason;
+  std::optional<double> ksmd_cpu_ratio;  // ksmd's share of a core since the last tick, as seen
   friend bool operator==(const KsmDecision&, const KsmDecision&) = default;
 };
 
 inline constexpr std::uint64_t kKsmMinPagesToScan = 64;
 inline constexpr std::uint64_t kKsmMaxPagesToScan = 1ULL << 20;
 
-// mode off: merging stopped (run=0, or run=2 with ksm.unmerge). mode on: merging at the pace
-// below. mode auto: merging starts only when the estimate says at least ksm.min_savings of the
-// scanned guest memory would be saved and the host is under or heading toward pressure
+// mode unmanaged: nothing is ever written. mode off: merging stopped (run=0, or run=2 with
+// ksm.unmerge). mode on: merging at the pace below. mode auto: merging starts only when the
+// estimate says at least ksm.min_savings of the scanned guest memory would be saved and the host is
+// under or heading toward pressure
 // (`host_pressed`); it stops when the kernel reports that merging costs more than it saves
 // (general_profit < 0 after a full scan) or when the estimate falls below the minimum.
 //
