@@ -4,8 +4,14 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <functional>
+#include <optional>
 #include <random>
+#include <set>
+#include <string>
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -75,6 +81,11 @@ class KnownMemory : public ::testing::Test {
           }
         }
       }
+      // Read, never written: the kernel maps the shared zero page there.
+      volatile unsigned char sink = 0;
+      for (std::size_t p = kPages; p < kPages + 10; ++p) {
+        sink = sink + mem[p * page_];
+      }
       static unsigned char* region = mem;
       static std::size_t page_size = page_;
       signal(SIGUSR1, [](int) {
@@ -133,14 +144,16 @@ TEST_F(KnownMemory, CountsAreExact) {
 }
 
 TEST_F(KnownMemory, OnlyResidentPagesAreRead) {
-  // A region twice as large, whose second half is mapped but was never touched: those pages
-  // are not read (that would map them) and not counted.
+  // A region twice as large, whose second half is mapped but was never written: those pages
+  // are not read (that would map them) and not counted, nor are the ten the child read (they
+  // map the shared zero page: no memory, nothing to merge).
   PageScanner scanner;
   const MemoryRegion wider{region_.start, region_.start + 2 * kPages * page_};
   auto f = scanner.scan(child_, {wider});
   ASSERT_TRUE(f.ok());
   EXPECT_EQ(f->candidate_pages, 2 * kPages);
   EXPECT_EQ(f->resident_pages, kPages);
+  EXPECT_GE(f->unmergeable_pages, 10u);
   const auto regions = candidate_regions("/proc", child_, CandidateMemory::mergeable);
   ASSERT_TRUE(regions.ok());
   ASSERT_EQ(regions->size(), 1u);
@@ -204,6 +217,75 @@ TEST_F(KnownMemory, PaceIsCalledPerBatchAndCanAbandonThePass) {
   const auto abandoned = scanner.scan(child_, *regions, o);
   ASSERT_FALSE(abandoned.ok());
   EXPECT_EQ(abandoned.error().sys_errno, ECANCELED);
+}
+
+std::optional<long> read_number(const std::string& path) {
+  std::ifstream in(path);
+  long v = 0;
+  return in >> v ? std::optional<long>(v) : std::nullopt;
+}
+
+// Reading pages must not undo KSM's work: process_vm_readv's read-only pins unshare merged
+// pages (Linux 5.19+), which made every scan pass break the merges it was measuring.
+TEST_F(KnownMemory, ScanningLeavesKsmMergesAlone) {
+  const std::string ksm = "/sys/kernel/mm/ksm/";
+  const std::string merging = "/proc/" + std::to_string(child_) + "/ksm_merging_pages";
+  if (access((ksm + "run").c_str(), W_OK) != 0 || !read_number(merging)) {
+    GTEST_SKIP() << "needs a writable /sys/kernel/mm/ksm and /proc/PID/ksm_merging_pages";
+  }
+  struct Saved {
+    std::string file;
+    long value;
+  };
+  std::vector<Saved> saved;
+  for (const char* f : {"pages_to_scan", "sleep_millisecs", "run"}) {
+    saved.push_back({ksm + f, *read_number(ksm + f)});
+  }
+  auto write = [](const std::string& path, long v) { std::ofstream(path) << v << '\n'; };
+  struct Restore {
+    std::vector<Saved>& saved;
+    std::function<void(const std::string&, long)> write;
+    ~Restore() {
+      for (const auto& s : saved) {
+        write(s.file, s.value);
+      }
+    }
+  } restore{saved, write};
+  write(ksm + "pages_to_scan", 2000);
+  write(ksm + "sleep_millisecs", 10);
+  write(ksm + "run", 1);
+  // 100 zero pages and 60 groups of 10: up to 700 of the child's pages merge.
+  long merged = 0;
+  for (int i = 0; i < 300 && merged < 600; ++i) {
+    usleep(100'000);
+    merged = read_number(merging).value_or(0);
+  }
+  ASSERT_GE(merged, 600) << "ksmd did not merge the child's duplicate pages within 30 s";
+  // Stop ksmd (merged pages stay merged) so nothing is merged again behind the scan's back, and
+  // compare which physical pages back the child's memory before and after.
+  write(ksm + "run", 0);
+  auto frames = [&]() {
+    std::set<std::uint64_t> pfns;
+    const int fd = open(("/proc/" + std::to_string(child_) + "/pagemap").c_str(), O_RDONLY);
+    std::vector<std::uint64_t> entries(kPages);
+    const auto n =
+        pread(fd, entries.data(), kPages * 8, static_cast<off_t>(region_.start / page_ * 8));
+    close(fd);
+    EXPECT_EQ(n, static_cast<ssize_t>(kPages * 8));
+    for (const auto e : entries) {
+      pfns.insert(e & ((1ULL << 55) - 1));
+    }
+    return pfns.size();
+  };
+  const std::size_t before = frames();
+  ASSERT_LE(before, 400u) << "merged: at most 361 distinct contents, so as many frames";
+  const auto regions = candidate_regions("/proc", child_, CandidateMemory::mergeable);
+  ASSERT_TRUE(regions.ok());
+  PageScanner scanner;
+  const auto f = scanner.scan(child_, *regions);
+  ASSERT_TRUE(f.ok()) << f.error().to_string();
+  EXPECT_EQ(f->duplicate_pages, kPages - 361) << "merged pages read as what they hold";
+  EXPECT_EQ(frames(), before) << "the scan unshared merged pages";
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Page-content statistics of a process's memory, gathered the way KSM would see it: which pages
 // are empty, which have an identical twin (and so would merge), and how many change between
-// passes. Pages are read with process_vm_readv in batches and hashed with XXH3-64; contents
+// passes. Pages are read from /proc/PID/mem in runs and hashed with XXH3-64 (not with
+// process_vm_readv, whose read-only pins unshare KSM-merged pages); contents
 // never leave the scanning function and are never stored, only hashes and counts. Only resident
 // pages are read (the present bit of /proc/PID/pagemap): reading a swapped-out page would swap it
 // back in, and reading an untouched one would count memory the process never used.
@@ -43,9 +44,14 @@ struct PageScanFigures {
   std::uint64_t candidate_pages = 0;   // pages in the regions
   std::uint64_t resident_pages = 0;    // present in RAM, read and hashed
   std::uint64_t unreadable_pages = 0;  // present but could not be read (unmapped meanwhile)
-  std::uint64_t zero_pages = 0;        // all bytes zero
-  std::uint64_t distinct_pages = 0;    // distinct contents among resident pages (zero included)
-  std::uint64_t duplicate_pages = 0;   // resident pages that would merge away: resident - distinct
+  // Present but not anonymous memory KSM could merge: mapped to the shared zero page or the huge
+  // zero page (memory read, never written), or file and shared pages (bit 61 of the page map).
+  // They cost no private memory or cannot merge: not read, not counted as resident. The 4 KiB
+  // zero page is recognised on Linux 6.7+ (PAGEMAP_SCAN); older kernels count it as resident.
+  std::uint64_t unmergeable_pages = 0;
+  std::uint64_t zero_pages = 0;       // all bytes zero
+  std::uint64_t distinct_pages = 0;   // distinct contents among resident pages (zero included)
+  std::uint64_t duplicate_pages = 0;  // resident pages that would merge away: resident - distinct
   std::optional<double> volatile_ratio;  // share of the sampled pages whose hash changed since
                                          // the previous pass (none on the first pass)
   std::uint64_t page_size_bytes = 4096;
