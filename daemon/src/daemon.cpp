@@ -774,7 +774,7 @@ void Daemon::attach_page_scans(Snapshot& snapshot) {
       vm.page_scan = std::move(it->second);
     }
   }
-  snapshot.ksm_estimate = std::move(view.estimate);
+  snapshot.ksm_estimate = view.estimate;
 }
 
 void Daemon::act_on_ksm(const policy::Plan& plan) {
