@@ -1,0 +1,148 @@
+// The daemon's page-scan thread on a child process with known memory: per-VM figures and the
+// estimate across VMs, refused VMs never read, the read-rate budget, and a stop that does not
+// wait for a pass.
+#include "page_scan_worker.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace memtide::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A child holding `pages` mergeable pages: the first tenth zero, the rest in groups of 10
+// identical pages.
+class Child {
+ public:
+  explicit Child(std::size_t pages) {
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    int ready[2];
+    EXPECT_EQ(pipe(ready), 0);
+    pid_ = fork();
+    if (pid_ == 0) {
+      auto* mem = static_cast<unsigned char*>(
+          mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+      madvise(mem, pages * page, MADV_MERGEABLE);
+      for (std::size_t p = 0; p < pages; ++p) {
+        std::memset(mem + p * page, p < pages / 10 ? 0 : static_cast<int>(1 + p / 10 % 250), page);
+      }
+      (void)!write(ready[1], "x", 1);
+      for (;;) {
+        pause();
+      }
+    }
+    char c = 0;
+    EXPECT_EQ(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+  }
+  ~Child() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+config::KsmScanSection fast() {
+  config::KsmScanSection s;
+  s.cpu_ratio = 1.0;
+  s.read_bytes_per_second = 1ULL << 40;
+  s.interval = 10s;
+  return s;
+}
+
+// Polls until `uuid` has left "pending", or 10 s.
+PageScanWorker::View wait_scanned(const PageScanWorker& w, const std::string& uuid) {
+  PageScanWorker::View v;
+  for (int i = 0; i < 200; ++i) {
+    v = w.view();
+    if (v.vms.count(uuid) != 0 && v.vms.at(uuid).status != "pending") {
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return v;
+}
+
+TEST(PageScanWorker, FiguresPerVmAndTheEstimateAcrossThem) {
+  const std::uint64_t page = collectors::system_page_size();
+  Child a(1000);
+  PageScanWorker worker("/proc", fast());
+  worker.update({{"u-a", "a", a.pid(), 1000 * page, ""},
+                 {"u-x", "x", 1, 1ULL << 30, "opted-out"},
+                 {"u-y", "y", 1, 1ULL << 30, "scan-disabled"}},
+                fast());
+  const auto v = wait_scanned(worker, "u-a");
+  ASSERT_EQ(v.vms.at("u-a").status, "scanned") << v.vms.at("u-a").error;
+  const auto& f = v.vms.at("u-a");
+  EXPECT_EQ(f.resident_bytes, 1000 * page);
+  EXPECT_EQ(f.zero_bytes, 100 * page);
+  // 100 zero pages and 90 groups of 10: 1 + 90 distinct contents.
+  EXPECT_EQ(f.duplicate_bytes, (1000 - 91) * page);
+  EXPECT_EQ(v.vms.at("u-x").status, "opted-out");
+  EXPECT_EQ(v.vms.at("u-y").status, "scan-disabled");
+  ASSERT_TRUE(v.estimate.has_value());
+  EXPECT_EQ(v.estimate->vms, 1u) << "refused VMs are not in the estimate";
+  EXPECT_EQ(v.estimate->savings_bytes, (1000 - 91) * page);
+  EXPECT_EQ(v.estimate->passes_total, 1u);
+  EXPECT_GT(v.estimate->cpu_seconds_total, 0.0);
+
+  // A second VM with the same contents: every one of its pages merges with the first's.
+  Child b(1000);
+  worker.update({{"u-a", "a", a.pid(), 1000 * page, ""}, {"u-b", "b", b.pid(), 1000 * page, ""}},
+                fast());
+  const auto both = wait_scanned(worker, "u-b");
+  ASSERT_EQ(both.vms.at("u-b").status, "scanned");
+  ASSERT_TRUE(both.estimate.has_value());
+  EXPECT_EQ(both.estimate->vms, 2u);
+  EXPECT_EQ(both.estimate->resident_bytes, 2000 * page);
+  EXPECT_EQ(both.estimate->savings_bytes, (2000 - 91) * page);
+  // A VM that is gone takes its figures with it.
+  worker.update({{"u-b", "b", b.pid(), 1000 * page, ""}}, fast());
+  const auto one = worker.view();
+  EXPECT_EQ(one.vms.count("u-a"), 0u);
+  ASSERT_TRUE(one.estimate.has_value());
+  EXPECT_EQ(one.estimate->vms, 1u);
+}
+
+TEST(PageScanWorker, AFailedPassIsReported) {
+  PageScanWorker worker("/proc", fast());
+  worker.update({{"u-z", "z", 999'999'999, 1ULL << 30, ""}, {"u-n", "n", 0, 1ULL << 30, ""}},
+                fast());
+  const auto v = wait_scanned(worker, "u-n");
+  EXPECT_EQ(v.vms.at("u-n").status, "failed");
+  EXPECT_NE(v.vms.at("u-n").error.find("no QEMU process"), std::string::npos);
+  const auto z = wait_scanned(worker, "u-z");
+  EXPECT_EQ(z.vms.at("u-z").status, "failed");
+  EXPECT_FALSE(z.estimate.has_value());
+}
+
+TEST(PageScanWorker, ReadRateBudgetAndAStopThatDoesNotWaitForThePass) {
+  const std::uint64_t page = collectors::system_page_size();
+  Child a(2048);  // 8 MiB
+  auto slow = fast();
+  slow.read_bytes_per_second = 1ULL << 20;  // 1 MiB/s: a pass takes about 8 s
+  const auto started = std::chrono::steady_clock::now();
+  {
+    PageScanWorker worker("/proc", slow);
+    worker.update({{"u-a", "a", a.pid(), 2048 * page, ""}}, slow);
+    std::this_thread::sleep_for(2500ms);
+    EXPECT_EQ(worker.view().vms.at("u-a").status, "pending") << "the budget slows the pass";
+  }  // destroyed mid-pass
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_LT(took, 6s) << "stopping abandons the pass at its next batch";
+}
+
+}  // namespace
+}  // namespace memtide::daemon
