@@ -3,11 +3,17 @@
 //  (e) SIGHUP with a broken config keeps the running one;
 //  (a) a guest whose workload grows has its balloon deflated before it runs out of memory;
 //  (d) a guest destroyed mid-run: no crash and no command for it afterwards;
-//  (f) SIGTERM with restore-on-stop gives every managed guest its maximum back.
+//  (f) SIGTERM with restore-on-stop gives every managed guest its maximum back;
+//  (d) libvirtd killed and restarted mid-run: memtided reconnects and carries on;
+//  (c) KSM in auto mode: merging turned on for duplicate-heavy guests, pages_sharing rises, and
+//      the page scan's estimate is within 5 points of what KSM reaches.
+#include <algorithm>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <sstream>
+#include <vector>
 
 #include <fcntl.h>
 #include <nlohmann/json.hpp>
@@ -28,16 +34,34 @@ class ManagedGuests : public RealGuest {
     }
     RealGuest::TearDown();
   }
-  void write_config(std::uint64_t reserve_bytes, const std::string& extra = "") {
+  // The host's KSM settings are left alone (ksm.mode unmanaged) unless a test says otherwise.
+  void write_config(std::uint64_t reserve_bytes, const std::string& ksm = "{mode: unmanaged}",
+                    const std::string& balloon =
+                        "{min: 60%, guest_free: 20%, max_step: 64MiB, "
+                        "deadband: 8MiB, hysteresis: 10s}") {
     std::ofstream(dir_ + "/memtide.yaml")
         << "daemon: {interval: 2s, on_stop: restore, control_socket: " << dir_ << "/ctl.sock}\n"
         << "metrics: {listen: \"\"}\n"
         << "libvirt: {uri: \"" << uri_ << "\", stats_period: 1s}\n"
         << "host: {reserve: " << reserve_bytes << "B, swap_forecast: {window: 20s}}\n"
+        << "ksm: " << ksm << "\n"
         << "classes:\n  - name: all\n    match: {name: \"*\"}\n"
-        << "    balloon: {min: 60%, guest_free: 20%, max_step: 64MiB, deadband: 8MiB, "
-           "hysteresis: 10s}\n"
-        << extra;
+        << "    balloon: " << balloon << "\n";
+  }
+  // Waits until every guest's console says it holds its workload.
+  bool wait_for_workloads(const std::map<std::string, std::string>& holding,
+                          std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      bool all = true;
+      for (const auto& [guest, text] : holding) {
+        all = all && file(guest + ".log").find(text) != std::string::npos;
+      }
+      if (all || std::chrono::steady_clock::now() > deadline) {
+        return all;
+      }
+      std::this_thread::sleep_for(1s);
+    }
   }
   void start_daemon() {
     daemon_ = fork();
@@ -192,6 +216,174 @@ TEST_F(ManagedGuests, PressureGrowthReloadDestroyAndRestore) {
         h, name, [](const VmSample& v) { return v.current_bytes == v.max_bytes; }, 60s);
     ASSERT_TRUE(vm.has_value()) << name;
     EXPECT_EQ(vm->current_bytes, 512 * MiB) << name << "\n" << file("memtided.log");
+  }
+}
+
+TEST_F(ManagedGuests, LibvirtdKilledAndRestarted) {
+  start_guest("solo", 512, "40:3600");
+  ASSERT_TRUE(wait_for_workloads({{"solo", "holding 40 MiB"}}, 120s)) << file("solo.log");
+  // Under pressure memtided shrinks solo 32 MiB per tick toward its 60 % floor.
+  write_config(host_available() + 400 * MiB, "{mode: unmanaged}",
+               "{min: 60%, guest_free: 20%, max_step: 32MiB, deadband: 8MiB, hysteresis: 10s}");
+  start_daemon();
+  auto balloon = [&]() -> std::optional<std::uint64_t> {
+    const auto g = vms(status());
+    return g.count("solo") != 0 ? std::optional(g.at("solo")["balloon_bytes"].get<std::uint64_t>())
+                                : std::nullopt;
+  };
+  const auto first = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < first && balloon().value_or(512 * MiB) >= 512 * MiB) {
+    std::this_thread::sleep_for(1s);
+  }
+  ASSERT_LT(balloon().value_or(512 * MiB), 512 * MiB) << file("memtided.log");
+
+  // libvirtd dies: memtided keeps ticking and says libvirt is down.
+  run_command(std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd kill " + dir_);
+  bool seen_down = false;
+  for (int i = 0; i < 30 && !seen_down; ++i) {
+    std::this_thread::sleep_for(1s);
+    const auto s = status();
+    seen_down = s.contains("host") && s["host"]["libvirt_up"] == false;
+  }
+  ASSERT_TRUE(seen_down) << file("memtided.log");
+  const auto during = status()["daemon"]["ticks"].get<std::uint64_t>();
+  std::this_thread::sleep_for(5s);
+  EXPECT_GT(status()["daemon"]["ticks"].get<std::uint64_t>(), during) << "ticks go on";
+  const auto before_restart = balloon();
+
+  // libvirtd back (it finds its running guest again): memtided reconnects by itself and goes on
+  // shrinking solo.
+  ASSERT_EQ(run_command(std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd start " +
+                        dir_),
+            uri_);
+  bool carried_on = false;
+  const auto deadline = std::chrono::steady_clock::now() + 90s;
+  while (std::chrono::steady_clock::now() < deadline && !carried_on) {
+    std::this_thread::sleep_for(2s);
+    const auto s = status();
+    const auto now = balloon();
+    carried_on = s.contains("host") && s["host"]["libvirt_up"] == true && now && before_restart &&
+                 *now < *before_restart;
+  }
+  EXPECT_TRUE(carried_on) << file("memtided.log");
+  const std::string log = file("memtided.log");
+  EXPECT_NE(log.find("libvirt unavailable"), std::string::npos) << log;
+  EXPECT_NE(log.find("libvirt connection established"), std::string::npos) << log;
+  EXPECT_EQ(kill(daemon_, 0), 0) << "memtided still running";
+}
+
+// The host's KSM settings, restored however the test ends.
+class SavedKsm {
+ public:
+  static constexpr const char* kDir = "/sys/kernel/mm/ksm/";
+  SavedKsm() {
+    for (const char* f : {"run", "pages_to_scan", "sleep_millisecs", "advisor_mode",
+                          "advisor_max_cpu", "advisor_target_scan_time", "smart_scan"}) {
+      std::ifstream in(std::string(kDir) + f);
+      std::string v;
+      if (in >> v) {
+        // advisor_mode reads "[none] scan-time": the bracketed word is the setting.
+        if (const auto open = v.find('['); open != std::string::npos) {
+          v = v.substr(open + 1, v.find(']') - open - 1);
+        }
+        saved_.emplace_back(f, v);
+      }
+    }
+  }
+  ~SavedKsm() {
+    // run last, as memtided's own writes do; a stopped ksmd keeps its merged pages until the
+    // guests are gone.
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      if (it->first != "run") {
+        std::ofstream(std::string(kDir) + it->first) << it->second << '\n';
+      }
+    }
+    for (const auto& [file, value] : saved_) {
+      if (file == "run") {
+        std::ofstream(std::string(kDir) + file) << value << '\n';
+      }
+    }
+  }
+  static std::uint64_t number(const char* file) {
+    std::ifstream in(std::string(kDir) + file);
+    std::uint64_t v = 0;
+    in >> v;
+    return v;
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> saved_;
+};
+
+TEST_F(ManagedGuests, KsmAutoMergesDuplicateHeavyGuests) {
+  if (access("/sys/kernel/mm/ksm/run", W_OK) != 0) {
+    GTEST_SKIP() << "needs a writable /sys/kernel/mm/ksm";
+  }
+  SavedKsm saved;
+  std::ofstream("/sys/kernel/mm/ksm/run") << "0\n";  // memtided must be the one to start it
+  // ksmd's smart scan skips pages that did not merge for up to 8 passes, and zero pages inside
+  // huge pages are only freed when ksmd splits them: without it ksmd reaches all it can within
+  // minutes, so "converged" can be waited for here.
+  std::ofstream("/sys/kernel/mm/ksm/smart_scan") << "0\n";
+  // Two guests hold 200 MiB of 16 distinct pages repeated; one holds 100 MiB of random pages.
+  start_guest("dup-1", 384, "200:3600", "dup");
+  start_guest("dup-2", 384, "200:3600", "dup");
+  start_guest("rnd-1", 384, "100:3600", "random");
+  ASSERT_TRUE(wait_for_workloads(
+      {{"dup-1", "holding 200 MiB"}, {"dup-2", "holding 200 MiB"}, {"rnd-1", "holding 100 MiB"}},
+      180s))
+      << file("dup-1.log");
+  // The host pressed (reserve above what is available), balloons left alone, KSM in auto mode:
+  // ksmd should pass over the guests in 10 s, and each guest is scanned every 10 s.
+  write_config(host_available() + 400 * MiB,
+               "{mode: auto, full_scan_time: 10s, scan: {interval: 10s, cpu: 50%}}",
+               "{enabled: false}");
+  start_daemon();
+
+  // Until both have converged: what KSM saves has not moved by more than 1 % over 30 s, nor the
+  // estimate over 60 s. The estimate settles later: when ksmd splits a huge page to merge part
+  // of it, the kernel maps the huge page's empty 4 KiB pages to the shared zero page, which frees
+  // them without KSM counting them; the scanner stops counting them as it next passes.
+  std::vector<double> saved_bytes;
+  std::vector<double> estimated_bytes;
+  auto steady = [](const std::vector<double>& v, std::size_t samples) {
+    if (v.size() < samples) {
+      return false;
+    }
+    const auto [low, high] =
+        std::minmax_element(v.end() - static_cast<std::ptrdiff_t>(samples), v.end());
+    return *high - *low <= 0.01 * *high;
+  };
+  nlohmann::json ksm;
+  const auto deadline = std::chrono::steady_clock::now() + 480s;
+  bool converged = false;
+  while (std::chrono::steady_clock::now() < deadline && !converged) {
+    std::this_thread::sleep_for(5s);
+    const auto s = status();
+    if (!s.contains("ksm") || !s["ksm"]["estimate"].is_object()) {
+      continue;
+    }
+    ksm = s["ksm"];
+    saved_bytes.push_back(ksm["actual_savings_bytes"].get<double>());
+    estimated_bytes.push_back(ksm["estimate"]["savings_bytes"].get<double>());
+    converged =
+        saved_bytes.back() > 100.0 * MiB && steady(saved_bytes, 7) && steady(estimated_bytes, 13);
+  }
+  ASSERT_TRUE(converged) << ksm.dump() << "\n" << file("memtided.log");
+  EXPECT_EQ(ksm["run"], 1);
+  EXPECT_NE(file("memtided.log").find("KSM run: 0 -> 1"), std::string::npos);
+  EXPECT_GT(SavedKsm::number("pages_sharing") * 4096, 100 * MiB);
+  // The estimate and what KSM reached, as shares of the scanned resident guest memory.
+  const auto resident = ksm["estimate"]["resident_bytes"].get<double>();
+  const double estimated = ksm["estimate"]["savings_bytes"].get<double>() / resident;
+  const double reached = ksm["actual_savings_bytes"].get<double>() / resident;
+  std::cout << "KSM reached " << reached * 100 << " %, page scan estimated " << estimated * 100
+            << " % of " << resident / MiB << " MiB resident guest memory (of it empty "
+            << ksm["estimate"]["zero_bytes"].get<double>() / MiB << " MiB)\n";
+  EXPECT_NEAR(estimated, reached, 0.05) << ksm.dump();
+  // Every guest was scanned.
+  for (const auto& [name, v] : vms(status())) {
+    EXPECT_EQ(v["page_scan"]["status"], "scanned") << name;
   }
 }
 

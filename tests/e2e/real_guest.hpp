@@ -57,9 +57,10 @@ class RealGuest : public ::testing::Test {
   void start_guest(const std::string& name, int mib, int hog_mib) {
     start_guest(name, mib, std::to_string(hog_mib) + ":1");
   }
-  // Starts a transient guest with `mib` MiB running the workload `steps` (MIB:SECONDS,...; see
-  // scripts/build-guest-image).
-  void start_guest(const std::string& name, int mib, const std::string& steps) {
+  // Starts a transient guest with `mib` MiB running the workload `steps` (MIB:SECONDS,...) with
+  // pages filled as `fill` (random, zero or dup; see scripts/build-guest-image).
+  void start_guest(const std::string& name, int mib, const std::string& steps,
+                   const std::string& fill = "random") {
     const std::string xml = "<domain type='qemu'><name>" + name + "</name><memory unit='MiB'>" +
                             std::to_string(mib) +
                             "</memory><vcpu>1</vcpu>"
@@ -67,7 +68,7 @@ class RealGuest : public ::testing::Test {
                             image_ + "/vmlinuz</kernel><initrd>" + image_ +
                             "/initrd.gz</initrd><cmdline>console=ttyS0 "
                             "edd=off quiet memtide.steps=" +
-                            steps +
+                            steps + " memtide.fill=" + fill +
                             "</cmdline></os>"
                             "<devices><serial type='file'><source path='" +
                             dir_ + "/" + name +
