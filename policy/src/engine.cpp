@@ -683,8 +683,9 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
 
   // --- KSM: whether ksmd should merge, from the page scanner's estimate.
   if (snapshot.ksm) {
-    plan.ksm = decide_ksm(*snapshot.ksm, snapshot.ksm_estimate,
-                          plan.host_pressure || plan.host_heading, ksmd_cpu_ratio, config.ksm);
+    plan.ksm =
+        decide_ksm(*snapshot.ksm, snapshot.ksm_estimate, plan.host_pressure || plan.host_heading,
+                   ksmd_cpu_ratio, config.ksm, next.ksm, now_ms);
   }
   return d;
 }

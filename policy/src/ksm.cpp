@@ -76,7 +76,8 @@ std::optional<KsmSettings> stopping(const KsmSample& now, const config::KsmSecti
 std::optional<KsmSettings> decide_run(const KsmSample& now,
                                       const std::optional<KsmEstimate>& estimate, bool host_pressed,
                                       std::optional<double> ksmd_cpu_ratio,
-                                      const config::KsmSection& config, std::string& why) {
+                                      const config::KsmSection& config, KsmMemory& memory,
+                                      std::int64_t now_ms, std::string& why) {
   if (config.mode == config::KsmMode::unmanaged) {
     why = "ksm.mode unmanaged: KSM settings left to the host";
     return std::nullopt;
@@ -99,10 +100,22 @@ std::optional<KsmSettings> decide_run(const KsmSample& now,
       static_cast<double>(estimate->savings_bytes) / static_cast<double>(estimate->resident_bytes);
   const std::string figures = "estimated savings " + percent(savings) + " of guest memory";
   if (now.run == 1 && now.general_profit_bytes && *now.general_profit_bytes < 0 &&
-      now.full_scans_total > 0) {
+      memory.merging_since_full_scans &&
+      now.full_scans_total >= *memory.merging_since_full_scans + 2) {
     why = "merging costs more than it saves (general_profit " +
-          std::to_string(*now.general_profit_bytes) + " B)" + stopped;
+          std::to_string(*now.general_profit_bytes) + " B after " +
+          std::to_string(now.full_scans_total - *memory.merging_since_full_scans) + " full scans)" +
+          stopped;
+    memory.stopped_for_cost_ms = now_ms;
     return stopping(now, config);
+  }
+  if (now.run != 1 && memory.stopped_for_cost_ms >= 0 &&
+      now_ms - memory.stopped_for_cost_ms < kKsmCostHoldOffMs) {
+    why = figures + ", but merging cost more than it saved " +
+          std::to_string((now_ms - memory.stopped_for_cost_ms) / 1000) +
+          " s ago: not merging before " + std::to_string(kKsmCostHoldOffMs / 60000) +
+          " min have passed";
+    return std::nullopt;
   }
   if (savings < config.min_savings_ratio) {
     why = figures + " < ksm.min_savings " + percent(config.min_savings_ratio) +
@@ -121,10 +134,16 @@ std::optional<KsmSettings> decide_run(const KsmSample& now,
 
 KsmDecision decide_ksm(const KsmSample& now, const std::optional<KsmEstimate>& estimate,
                        bool host_pressed, std::optional<double> ksmd_cpu_ratio,
-                       const config::KsmSection& config) {
+                       const config::KsmSection& config, KsmMemory& memory, std::int64_t now_ms) {
+  if (now.run != 1) {
+    memory.merging_since_full_scans.reset();
+  } else if (!memory.merging_since_full_scans) {
+    memory.merging_since_full_scans = now.full_scans_total;
+  }
   KsmDecision d;
   d.ksmd_cpu_ratio = ksmd_cpu_ratio;
-  d.settings = decide_run(now, estimate, host_pressed, ksmd_cpu_ratio, config, d.reason);
+  d.settings =
+      decide_run(now, estimate, host_pressed, ksmd_cpu_ratio, config, memory, now_ms, d.reason);
   if (config.mode != config::KsmMode::unmanaged && config.merge_across_nodes &&
       now.merge_across_nodes && *config.merge_across_nodes != *now.merge_across_nodes) {
     if (!d.settings) {

@@ -146,6 +146,7 @@ struct PolicyState {
   };
   std::map<std::pair<std::string, std::string>, AlertMemory> alerts;
   std::optional<double> ksmd_cpu_seconds_total;  // at previous_host_ms, for ksmd's CPU share
+  KsmMemory ksm;
   friend bool operator==(const PolicyState&, const PolicyState&) = default;
 };
 

@@ -20,6 +20,20 @@ struct KsmDecision {
   friend bool operator==(const KsmDecision&, const KsmDecision&) = default;
 };
 
+// What the controller remembers between ticks.
+struct KsmMemory {
+  // full_scans when ksmd was first seen merging; general_profit is judged only after two more
+  // full scans (the first builds ksmd's trees, merging happens in the second: before that the
+  // metadata costs and nothing is saved yet).
+  std::optional<std::uint64_t> merging_since_full_scans;
+  std::int64_t stopped_for_cost_ms = -1;  // when merging was stopped for costing more than it saved
+  friend bool operator==(const KsmMemory&, const KsmMemory&) = default;
+};
+
+// After merging was stopped for costing more than it saved, auto mode does not start it again
+// for this long (it would only cost again).
+inline constexpr std::int64_t kKsmCostHoldOffMs = 30 * 60 * 1000;
+
 inline constexpr std::uint64_t kKsmMinPagesToScan = 64;
 inline constexpr std::uint64_t kKsmMaxPagesToScan = 1ULL << 20;
 
@@ -28,7 +42,8 @@ inline constexpr std::uint64_t kKsmMaxPagesToScan = 1ULL << 20;
 // estimate says at least ksm.min_savings of the scanned guest memory would be saved and the host is
 // under or heading toward pressure
 // (`host_pressed`); it stops when the kernel reports that merging costs more than it saves
-// (general_profit < 0 after a full scan) or when the estimate falls below the minimum.
+// (general_profit < 0 two full scans after merging began; then not started again for
+// kKsmCostHoldOffMs) or when the estimate falls below the minimum.
 //
 // Pace: one ksmd pass over the candidate memory in ksm.full_scan_time at ksm.sleep wake-ups.
 // When ksmd used more than ksm.max_cpu of a core since the last tick (`ksmd_cpu_ratio`), the
@@ -38,6 +53,6 @@ inline constexpr std::uint64_t kKsmMaxPagesToScan = 1ULL << 20;
 // ksm.merge_across_nodes, when set and different, is written too (through run=2).
 KsmDecision decide_ksm(const KsmSample& now, const std::optional<KsmEstimate>& estimate,
                        bool host_pressed, std::optional<double> ksmd_cpu_ratio,
-                       const config::KsmSection& config);
+                       const config::KsmSection& config, KsmMemory& memory, std::int64_t now_ms);
 
 }  // namespace memtide::policy
