@@ -32,7 +32,7 @@ struct KsmMemory {
 
 // After merging was stopped for costing more than it saved, auto mode does not start it again
 // for this long (it would only cost again).
-inline constexpr std::int64_t kKsmCostHoldOffMs = 30 * 60 * 1000;
+inline constexpr std::int64_t kKsmCostHoldOffMs = std::int64_t{30} * 60 * 1000;
 
 inline constexpr std::uint64_t kKsmMinPagesToScan = 64;
 inline constexpr std::uint64_t kKsmMaxPagesToScan = 1ULL << 20;
