@@ -68,7 +68,7 @@ PageScanWorker::~PageScanWorker() {
 
 void PageScanWorker::update(std::vector<ScanTarget> targets,
                             const config::KsmScanSection& settings) {
-  std::lock_guard lock(mutex_);
+  const std::lock_guard lock(mutex_);
   const bool changed = targets != targets_ || settings != settings_;
   settings_ = settings;
   targets_ = std::move(targets);
@@ -81,7 +81,7 @@ void PageScanWorker::update(std::vector<ScanTarget> targets,
     });
     it = listed ? std::next(it) : scanned_.erase(it);
   }
-  aggregate();
+  dirty_ = true;  // the scanning thread recomputes the estimate
   wake_.notify_all();
 }
 
@@ -105,14 +105,15 @@ PageScanWorker::View PageScanWorker::view() const {
   return v;
 }
 
-void PageScanWorker::aggregate() {
+void PageScanWorker::aggregate(std::unique_lock<std::mutex>& lock) {
+  dirty_ = false;
   const std::uint64_t page = collectors::system_page_size();
   KsmEstimate e;
   e.page_size_bytes = page;
   std::uint64_t zero = 0;
   std::uint64_t resident = 0;
   std::uint64_t below = std::numeric_limits<std::uint64_t>::max();
-  std::vector<const std::vector<std::uint64_t>*> samples;
+  std::vector<std::shared_ptr<const std::vector<std::uint64_t>>> held;
   for (const auto& [uuid, s] : scanned_) {
     if (!s.has_figures) {
       continue;
@@ -122,11 +123,17 @@ void PageScanWorker::aggregate() {
     resident += s.resident_pages;
     zero += s.zero_pages;
     below = std::min(below, s.below);
-    samples.push_back(&s.sampled_hashes);
+    held.push_back(s.sampled_hashes);
   }
   if (e.vms == 0) {
     estimate_.reset();
     return;
+  }
+  lock.unlock();
+  std::vector<const std::vector<std::uint64_t>*> samples;
+  samples.reserve(held.size());
+  for (const auto& h : held) {
+    samples.push_back(h.get());
   }
   std::uint64_t sampled = 0;
   const std::uint64_t duplicates = collectors::sampled_duplicates(samples, below, sampled);
@@ -140,27 +147,43 @@ void PageScanWorker::aggregate() {
   e.zero_bytes = zero * page;
   e.savings_bytes =
       ((zero > 0 ? zero - 1 : 0) + static_cast<std::uint64_t>(std::llround(other))) * page;
-  estimate_ = e;
+  lock.lock();
+  if (!dirty_) {
+    estimate_ = e;  // else the VMs changed meanwhile: the caller's loop computes it again
+  }
 }
 
 bool PageScanWorker::pace(std::uint64_t read) {
   std::unique_lock lock(mutex_);
-  const double cpu = thread_cpu_now() - pass_started_cpu_;
-  // The pass may take no less wall time than its CPU at the budget's share of a core, nor than
-  // its reads at the read rate.
-  const double needed =
-      std::max(cpu / settings_.cpu_ratio,
-               static_cast<double>(read) / static_cast<double>(settings_.read_bytes_per_second));
-  const double wait = pass_started_wall_ + needed - wall_now();
-  if (wait > 0) {
-    wake_.wait_for(lock, std::chrono::duration<double>(wait), [this] { return stopping_; });
+  for (;;) {
+    if (dirty_) {
+      aggregate(lock);  // VMs changed during a long pass: keep the estimate current
+    }
+    if (stopping_) {
+      return false;
+    }
+    const double cpu = thread_cpu_now() - pass_started_cpu_;
+    // The pass may take no less wall time than its CPU at the budget's share of a core, nor
+    // than its reads at the read rate.
+    const double needed =
+        std::max(cpu / settings_.cpu_ratio,
+                 static_cast<double>(read) / static_cast<double>(settings_.read_bytes_per_second));
+    const double wait = pass_started_wall_ + needed - wall_now();
+    if (wait <= 0) {
+      return true;
+    }
+    wake_.wait_for(lock, std::chrono::duration<double>(wait),
+                   [this] { return stopping_ || dirty_; });
   }
-  return !stopping_;
 }
 
 void PageScanWorker::run() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
+    if (dirty_) {
+      aggregate(lock);
+      continue;
+    }
     // The listed VM whose last pass is oldest (never scanned first), if due.
     const ScanTarget* next = nullptr;
     std::int64_t next_finished = std::numeric_limits<std::int64_t>::max();
@@ -179,7 +202,7 @@ void PageScanWorker::run() {
     const std::int64_t now = steady_ms();
     if (next == nullptr || (next_finished > 0 && now - next_finished < interval)) {
       const std::int64_t wait = next == nullptr ? 1000 : next_finished + interval - now;
-      wake_.wait_for(lock, std::chrono::milliseconds(wait));
+      wake_.wait_for(lock, std::chrono::milliseconds(wait), [this] { return stopping_ || dirty_; });
       continue;
     }
     const ScanTarget target = *next;
@@ -218,7 +241,8 @@ void PageScanWorker::run() {
         result.figures.duplicate_bytes = figures->duplicate_pages * page;
         result.figures.volatile_ratio = figures->volatile_ratio;
         result.figures.scanned_unix_ms = unix_ms();
-        result.sampled_hashes = std::move(figures->sampled_hashes);
+        result.sampled_hashes =
+            std::make_shared<const std::vector<std::uint64_t>>(std::move(figures->sampled_hashes));
         result.zero_pages = figures->zero_pages;
         result.resident_pages = figures->resident_pages;
         result.candidate_pages = figures->candidate_pages;
@@ -255,7 +279,7 @@ void PageScanWorker::run() {
     // A failed pass waits an interval too, rather than retrying in a loop.
     result.finished_ms = steady_ms();
     scanned_[target.uuid] = std::move(result);
-    aggregate();
+    aggregate(lock);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -54,7 +55,9 @@ class PageScanWorker {
  private:
   struct Scanned {
     VmPageScan figures;
-    std::vector<std::uint64_t> sampled_hashes;  // non-zero pages' hashes <= below
+    // Non-zero pages' hashes <= below; immutable and shared, so the estimate is computed from
+    // them without holding the mutex.
+    std::shared_ptr<const std::vector<std::uint64_t>> sampled_hashes;
     std::uint64_t below = 0;
     std::uint64_t zero_pages = 0;
     std::uint64_t resident_pages = 0;
@@ -66,12 +69,15 @@ class PageScanWorker {
   // Sleeps until the budget allows `read` bytes and the thread's CPU since the pass started;
   // false when stopping.
   bool pace(std::uint64_t read);
-  void aggregate();  // rebuilds estimate_ from scanned_ (mutex held)
+  // Rebuilds estimate_ from scanned_. Called with `lock` held; the duplicate count (a sort of up
+  // to kMaxSampledHashes) runs with it released, so view() and update() never wait for it.
+  void aggregate(std::unique_lock<std::mutex>& lock);
 
   std::string procfs_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool dirty_ = false;  // scanned_ changed since estimate_ was computed
   config::KsmScanSection settings_;
   std::vector<ScanTarget> targets_;
   std::map<std::string, Scanned> scanned_;  // by uuid

@@ -75,6 +75,20 @@ PageScanWorker::View wait_scanned(const PageScanWorker& w, const std::string& uu
   return v;
 }
 
+// Polls until the estimate covers `vms` VMs (it is computed after a pass's figures appear, and
+// after the VMs change), or 10 s.
+PageScanWorker::View wait_estimate(const PageScanWorker& w, std::uint64_t vms) {
+  PageScanWorker::View v;
+  for (int i = 0; i < 200; ++i) {
+    v = w.view();
+    if (v.estimate && v.estimate->vms == vms) {
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return v;
+}
+
 TEST(PageScanWorker, FiguresPerVmAndTheEstimateAcrossThem) {
   const std::uint64_t page = collectors::system_page_size();
   Child a(1000);
@@ -83,7 +97,8 @@ TEST(PageScanWorker, FiguresPerVmAndTheEstimateAcrossThem) {
                  {"u-x", "x", 1, 1ULL << 30, "opted-out"},
                  {"u-y", "y", 1, 1ULL << 30, "scan-disabled"}},
                 fast());
-  const auto v = wait_scanned(worker, "u-a");
+  ASSERT_EQ(wait_scanned(worker, "u-a").vms.at("u-a").status, "scanned");
+  const auto v = wait_estimate(worker, 1);
   ASSERT_EQ(v.vms.at("u-a").status, "scanned") << v.vms.at("u-a").error;
   const auto& f = v.vms.at("u-a");
   EXPECT_EQ(f.resident_bytes, 1000 * page);
@@ -102,16 +117,16 @@ TEST(PageScanWorker, FiguresPerVmAndTheEstimateAcrossThem) {
   Child b(1000);
   worker.update({{"u-a", "a", a.pid(), 1000 * page, ""}, {"u-b", "b", b.pid(), 1000 * page, ""}},
                 fast());
-  const auto both = wait_scanned(worker, "u-b");
-  ASSERT_EQ(both.vms.at("u-b").status, "scanned");
+  ASSERT_EQ(wait_scanned(worker, "u-b").vms.at("u-b").status, "scanned");
+  const auto both = wait_estimate(worker, 2);
   ASSERT_TRUE(both.estimate.has_value());
   EXPECT_EQ(both.estimate->vms, 2u);
   EXPECT_EQ(both.estimate->resident_bytes, 2000 * page);
   EXPECT_EQ(both.estimate->savings_bytes, (2000 - 91) * page);
   // A VM that is gone takes its figures with it.
   worker.update({{"u-b", "b", b.pid(), 1000 * page, ""}}, fast());
-  const auto one = worker.view();
-  EXPECT_EQ(one.vms.count("u-a"), 0u);
+  EXPECT_EQ(worker.view().vms.count("u-a"), 0u);
+  const auto one = wait_estimate(worker, 1);
   ASSERT_TRUE(one.estimate.has_value());
   EXPECT_EQ(one.estimate->vms, 1u);
 }
