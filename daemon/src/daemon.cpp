@@ -220,9 +220,8 @@ nlohmann::json Daemon::vm_status(const VmSample& vm, const policy::Outcome* outc
   if (vm.page_scan) {
     const auto& p = *vm.page_scan;
     auto ratio = [&p](std::uint64_t bytes) {
-      return p.resident_bytes > 0 ? nlohmann::json(static_cast<double>(bytes) /
-                                                   static_cast<double>(p.resident_bytes))
-                                  : nlohmann::json();
+      const auto share = p.share_of_resident(bytes);
+      return share ? nlohmann::json(*share) : nlohmann::json();
     };
     j["page_scan"] = {
         {"status", p.status},
@@ -253,9 +252,7 @@ nlohmann::json Daemon::ksm_status() const {
       {"pages_to_scan", k.pages_to_scan},
       {"sleep_ms", k.sleep_ms},
       {"full_scans", k.full_scans_total},
-      // What merging saves now: the duplicate copies KSM dropped, and empty pages mapped to the
-      // zero page (use_zero_pages).
-      {"actual_savings_bytes", k.sharing_bytes + k.zero_pages_bytes.value_or(0)},
+      {"actual_savings_bytes", k.savings_bytes()},
       {"decision", last_plan_ && last_plan_->ksm ? last_plan_->ksm->reason : ""},
       {"ksmd_cpu_ratio", nullptr},
       {"estimate", nullptr},

@@ -191,7 +191,7 @@ void ksm_metrics(Exposition& e, const KsmSample& k) {
   e.gauge("memtide_ksm_savings_bytes",
           "Memory KSM saves now: pages_sharing plus ksm_zero_pages, in bytes (compare with "
           "memtide_ksm_estimated_savings_bytes).",
-          as_double(k.sharing_bytes + k.zero_pages_bytes.value_or(0)));
+          as_double(k.savings_bytes()));
   const std::tuple<const char*, const char*, const std::optional<std::uint64_t>*> totals[] = {
       {"memtide_ksm_scanned_bytes_total", "Memory ksmd has scanned (pages_scanned, kernel 6.8+).",
        &k.scanned_bytes_total},
@@ -297,12 +297,7 @@ void vm_metrics(Exposition& e, const Snapshot& s, const policy::PolicyState* sta
   auto scanned = [](const VmSample& vm) {
     return vm.page_scan && vm.page_scan->resident_bytes > 0;
   };
-  auto scan_ratio = [&](const VmSample& vm,
-                        std::uint64_t VmPageScan::*field) -> std::optional<double> {
-    return scanned(vm) ? std::optional<double>(as_double((*vm.page_scan).*field) /
-                                               as_double(vm.page_scan->resident_bytes))
-                       : std::nullopt;
-  };
+
   const std::size_t n = s.vms.size();
   std::size_t index = 0;  // of the VM being written, for `settings`
   const Family families[] = {
@@ -355,10 +350,16 @@ void vm_metrics(Exposition& e, const Snapshot& s, const policy::PolicyState* sta
        }},
       {"memtide_vm_page_scan_zero_ratio", "gauge",
        "Share of the scanned guest pages that are all zero.",
-       [&](const VmSample& vm) { return scan_ratio(vm, &VmPageScan::zero_bytes); }},
+       [&](const VmSample& vm) {
+         return vm.page_scan ? vm.page_scan->share_of_resident(vm.page_scan->zero_bytes)
+                             : std::nullopt;
+       }},
       {"memtide_vm_page_scan_duplicate_ratio", "gauge",
        "Share of the scanned guest pages with an identical twin in the same VM (would merge).",
-       [&](const VmSample& vm) { return scan_ratio(vm, &VmPageScan::duplicate_bytes); }},
+       [&](const VmSample& vm) {
+         return vm.page_scan ? vm.page_scan->share_of_resident(vm.page_scan->duplicate_bytes)
+                             : std::nullopt;
+       }},
       {"memtide_vm_page_scan_volatile_ratio", "gauge",
        "Share of a fixed sample of guest pages whose contents changed between the last two scans.",
        [&](const VmSample& vm) {

@@ -40,6 +40,10 @@ struct KsmSample {
   // CPU time of the ksmd kernel thread (utime + stime of /proc/PID/stat) since boot.
   std::optional<double> ksmd_cpu_seconds_total;
 
+  // What merging saves now: the duplicate copies dropped (pages_sharing) plus empty pages mapped
+  // to the zero page (ksm_zero_pages, with use_zero_pages).
+  std::uint64_t savings_bytes() const { return sharing_bytes + zero_pages_bytes.value_or(0); }
+
   friend bool operator==(const KsmSample&, const KsmSample&) = default;
 };
 

@@ -21,6 +21,13 @@ struct VmPageScan {
   std::uint64_t duplicate_bytes = 0;     // resident pages with an identical twin in this VM
   std::optional<double> volatile_ratio;  // share of sampled pages changed since the pass before
   std::int64_t scanned_unix_ms = 0;      // when the last pass ended
+  // `bytes` (zero_bytes, duplicate_bytes) as a share of resident_bytes; none before a pass read
+  // anything.
+  std::optional<double> share_of_resident(std::uint64_t bytes) const {
+    return resident_bytes > 0 ? std::optional<double>(static_cast<double>(bytes) /
+                                                      static_cast<double>(resident_bytes))
+                              : std::nullopt;
+  }
   friend bool operator==(const VmPageScan&, const VmPageScan&) = default;
 };
 
