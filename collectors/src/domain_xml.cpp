@@ -7,6 +7,7 @@
 
 #include <memtide/collectors/domain_xml.hpp>
 #include <memtide/config/units.hpp>
+#include <memtide/core/text.hpp>
 
 namespace memtide::collectors {
 
@@ -71,7 +72,7 @@ void read_metadata(const xmlNode* vm, DomainXmlFacts& facts) {
       known = known || name == k;
     }
     if (!known) {
-      errors.push_back("unknown attribute '" + name +
+      errors.push_back("unknown attribute '" + shorten_utf8(name, 40) +
                        "' (known: class, floor, shares, balloon, scan)");
     }
   }
@@ -93,7 +94,8 @@ void read_metadata(const xmlNode* vm, DomainXmlFacts& facts) {
   if (auto v = attribute(vm, "shares")) {
     const auto shares = to_u32(*v);
     if (!shares || *shares < 1 || *shares > 1'000'000) {
-      errors.push_back("shares: expected a whole number from 1 to 1000000, got '" + *v + "'");
+      errors.push_back("shares: expected a whole number from 1 to 1000000, got '" +
+                       shorten_utf8(*v, 40) + "'");
     } else {
       md.shares = *shares;
     }
@@ -105,7 +107,8 @@ void read_metadata(const xmlNode* vm, DomainXmlFacts& facts) {
       if (auto b = on_off(*v)) {
         *dest = *b;
       } else {
-        errors.push_back(std::string(name) + ": expected on or off, got '" + *v + "'");
+        errors.push_back(std::string(name) + ": expected on or off, got '" + shorten_utf8(*v, 40) +
+                         "'");
       }
     }
   }

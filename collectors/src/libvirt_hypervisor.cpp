@@ -7,6 +7,7 @@
 
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 #include <memtide/collectors/qemu_process.hpp>
+#include <memtide/core/text.hpp>
 
 namespace memtide::collectors {
 
@@ -77,8 +78,9 @@ std::string domain_uuid(virDomainPtr dom) {
 }
 
 std::string domain_name(virDomainPtr dom) {
+  // libvirt accepts names that are not UTF-8; they reach logs, metrics and JSON.
   const char* name = virDomainGetName(dom);
-  return name ? name : "";
+  return name ? to_valid_utf8(name) : "";
 }
 
 VmState to_vm_state(int state) {
@@ -142,7 +144,8 @@ LibvirtHypervisor::~LibvirtHypervisor() {
 
 Error LibvirtHypervisor::libvirt_error(const std::string& what) const {
   const char* message = virGetLastErrorMessage();
-  return Error{"", 0, 0, what + ": " + (message ? message : "unknown libvirt error")};
+  return Error{"", 0, 0,
+               what + ": " + (message ? to_valid_utf8(message) : "unknown libvirt error")};
 }
 
 int LibvirtHypervisor::on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int, void* self) {

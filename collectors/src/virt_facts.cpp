@@ -1,6 +1,7 @@
 #include <memtide/collectors/file_reader.hpp>
 #include <memtide/collectors/sysfs_parsers.hpp>
 #include <memtide/collectors/virt_facts.hpp>
+#include <memtide/core/text.hpp>
 
 namespace memtide::collectors {
 
@@ -15,7 +16,7 @@ Result<bool> parse_module_bool(std::string_view text, std::string_view origin) {
     return false;
   }
   return Error{std::string(origin), 1, 0,
-               "expected Y, N, 1 or 0, got '" + std::string(text.substr(0, 32)) + "'"};
+               "expected Y, N, 1 or 0, got '" + shorten_utf8(text, 32) + "'"};
 }
 
 Result<VirtFacts> read_virt_facts(const std::string& sysfs_root) {

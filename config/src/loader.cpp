@@ -1,13 +1,17 @@
 #include <algorithm>
-#include <fstream>
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <sstream>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <memtide/config/loader.hpp>
+#include <memtide/core/text.hpp>
 
 namespace memtide::config {
 
@@ -246,7 +250,7 @@ Result<bool> parse_bool(std::string_view text) {
   if (text == "false") {
     return false;
   }
-  return Error{"", 0, 0, "expected true or false, got '" + std::string(text) + "'"};
+  return Error{"", 0, 0, "expected true or false, got '" + shorten_utf8(text, 40) + "'"};
 }
 
 Result<std::string> parse_string(std::string_view text) {
@@ -258,7 +262,7 @@ Result<std::string> parse_string(std::string_view text) {
 
 Result<std::string> parse_absolute_path(std::string_view text) {
   if (text.empty() || text.front() != '/') {
-    return Error{"", 0, 0, "expected an absolute path, got '" + std::string(text) + "'"};
+    return Error{"", 0, 0, "expected an absolute path, got '" + shorten_utf8(text, 40) + "'"};
   }
   return std::string(text);
 }
@@ -274,16 +278,16 @@ Result<std::string> parse_optional_path(std::string_view text) {
 Result<std::uint32_t> parse_uint32(std::string_view text) {
   std::uint64_t value = 0;
   if (text.empty() || text.find_first_not_of("0123456789") != std::string_view::npos) {
-    return Error{"", 0, 0, "expected a whole number, got '" + std::string(text) + "'"};
+    return Error{"", 0, 0, "expected a whole number, got '" + shorten_utf8(text, 40) + "'"};
   }
   if (text.size() > 10) {
-    return Error{"", 0, 0, "number too large: '" + std::string(text) + "'"};
+    return Error{"", 0, 0, "number too large: '" + shorten_utf8(text, 40) + "'"};
   }
   for (char c : text) {
     value = value * 10 + static_cast<std::uint64_t>(c - '0');
   }
   if (value > UINT32_MAX) {
-    return Error{"", 0, 0, "number too large: '" + std::string(text) + "'"};
+    return Error{"", 0, 0, "number too large: '" + shorten_utf8(text, 40) + "'"};
   }
   return static_cast<std::uint32_t>(value);
 }
@@ -303,7 +307,7 @@ auto enum_parser(std::vector<std::pair<std::string, E>> choices) {
     for (const auto& n : names) {
       list += (list.empty() ? "" : ", ") + n;
     }
-    std::string message = "unknown value '" + std::string(text) + "'; expected one of " + list;
+    std::string message = "unknown value '" + shorten_utf8(text, 40) + "'; expected one of " + list;
     if (const auto suggestion = closest(text, names)) {
       message += " (did you mean '" + *suggestion + "'?)";
     }
@@ -365,8 +369,9 @@ void read_daemon(MapReader& root, Diagnostics& diag, DaemonSection& out) {
 
 Result<std::string> parse_uri(std::string_view text) {
   if (text.find("://") == std::string_view::npos) {
-    return Error{"", 0, 0,
-                 "expected a libvirt URI such as qemu:///system, got '" + std::string(text) + "'"};
+    return Error{
+        "", 0, 0,
+        "expected a libvirt URI such as qemu:///system, got '" + shorten_utf8(text, 40) + "'"};
   }
   return std::string(text);
 }
@@ -442,7 +447,7 @@ Result<std::string> parse_listen_address(std::string_view text) {
     return Error{"", 0, 0,
                  "expected HOST:PORT with an IP address (127.0.0.1:9847, [::1]:9847) or \"\", "
                  "got '" +
-                     std::string(text) + "'"};
+                     shorten_utf8(text, 40) + "'"};
   }
   return std::string(text);
 }
@@ -461,7 +466,8 @@ Result<std::string> parse_http_url(std::string_view text) {
     return std::string();
   }
   if (text.rfind("http://", 0) != 0 && text.rfind("https://", 0) != 0) {
-    return Error{"", 0, 0, "expected an http:// or https:// URL, got '" + std::string(text) + "'"};
+    return Error{"", 0, 0,
+                 "expected an http:// or https:// URL, got '" + shorten_utf8(text, 40) + "'"};
   }
   std::string url(text);
   while (!url.empty() && url.back() == '/') {
@@ -628,30 +634,38 @@ void check_consistency(const YAML::Node& root, const Config& config, Diagnostics
   }
 }
 
-// Problems YAML parsers handle badly or not at all, found by a plain scan of the text.
+// Problems YAML parsers handle badly or not at all, found by a plain scan of the text. Invalid
+// UTF-8 is refused here because yaml-cpp passes it through: a URI or path holding it would reach
+// the logs and the strict JSON writers of the trace and the control socket.
 void prescan(std::string_view text, Diagnostics& diag) {
   int line = 1;
-  int column = 1;
+  int column = 1;  // in characters
   bool in_indent = true;
   int tab_errors = 0;
-  for (char c : text) {
+  for (std::size_t i = 0; i < text.size(); ++column) {
+    const char c = text[i];
     if (c == '\0') {
       diag.add(line, column, "", "NUL byte: this is not a text file");
       return;
     }
+    const std::size_t n = utf8_sequence_length(text.substr(i));
+    if (n == 0) {
+      diag.add(line, column, "", "invalid UTF-8 byte sequence; the file must be UTF-8 text");
+      return;
+    }
+    i += n;
     if (c == '\t' && in_indent && tab_errors++ < 10) {
       diag.add(line, column, "", "tab in indentation; YAML allows only spaces there");
     }
     if (c == '\n') {
       ++line;
-      column = 1;
+      column = 0;
       in_indent = true;
       continue;
     }
     if (c != ' ' && c != '\t') {
       in_indent = false;
     }
-    ++column;
   }
 }
 
@@ -692,6 +706,7 @@ LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
   auto config = std::make_shared<Config>();
   config->source = std::string(origin);
   config->classes = default_classes();
+  result.empty_document = root.IsNull();
   try {
     if (!root.IsNull() && !root.IsMap()) {
       diag.add(root.Mark(), "",
@@ -725,21 +740,42 @@ LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
 
 LoadResult load_config_file(const std::string& path) {
   LoadResult result;
-  std::ifstream in(path, std::ios::binary);
-  struct stat st {};
-  if (!in || ::stat(path.c_str(), &st) != 0) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer (and hang a reload
+  // on the event loop). Whatever is opened is checked to be a regular file before it is read.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
     result.errors.push_back({path, 0, 0, "", std::string("cannot open: ") + std::strerror(errno)});
     return result;
   }
-  if (!S_ISREG(st.st_mode)) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
     result.errors.push_back({path, 0, 0, "", "not a regular file"});
     return result;
   }
-  // Read at most one byte past the limit: enough to tell that the file is too large without
-  // reading all of it.
+  // Read once into memory, at most one byte past the limit: enough to tell that the file is too
+  // large without reading all of it. The text parsed is the text read, whatever happens to the
+  // file meanwhile.
   std::string text(kMaxConfigBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<std::size_t>(in.gcount()));
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      result.errors.push_back({path, 0, 0, "", std::string("cannot read: ") + std::strerror(err)});
+      return result;
+    }
+    if (n == 0) {
+      break;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  text.resize(got);
   if (text.size() > kMaxConfigBytes) {
     result.errors.push_back({path, 0, 0, "",
                              "file is " + std::to_string(st.st_size) +

@@ -5,6 +5,7 @@
 #include <string>
 
 #include <memtide/config/units.hpp>
+#include <memtide/core/text.hpp>
 
 namespace memtide::config {
 
@@ -14,11 +15,10 @@ Error bad(std::string message) {
   return Error{"", 0, 0, std::move(message)};
 }
 
-// Untrusted text as it appears inside messages: at most 40 bytes, so a hostile value cannot
-// blow up an error report.
+// Untrusted text as it appears inside messages: at most 40 bytes of valid UTF-8, so a hostile
+// value can neither blow up an error report nor break the JSON or journal entry it ends up in.
 std::string shown(std::string_view text) {
-  constexpr std::size_t kMax = 40;
-  return text.size() <= kMax ? std::string(text) : std::string(text.substr(0, kMax)) + "...";
+  return shorten_utf8(text, 40);
 }
 
 // "1.5GiB" -> {integer digits, fraction digits, unit}. Digits only, at most one '.', no sign.
@@ -123,8 +123,7 @@ Result<std::uint64_t> parse_size(std::string_view text) {
     } else if (n->unit == "%") {
       hint = "; this key takes an absolute size";
     }
-    return bad("unknown size unit '" + std::string(n->unit) + "' (use B, KiB, MiB, GiB or TiB)" +
-               hint);
+    return bad("unknown size unit '" + shown(n->unit) + "' (use B, KiB, MiB, GiB or TiB)" + hint);
   }
   const auto bytes = scale(*n, multiplier);
   if (!bytes) {
@@ -169,7 +168,7 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
     if (n->unit.empty()) {
       return bad("duration '" + shown(text) + "' needs a unit: ms, s, m or h");
     }
-    return bad("unknown duration unit '" + std::string(n->unit) + "' (use ms, s, m or h)");
+    return bad("unknown duration unit '" + shown(n->unit) + "' (use ms, s, m or h)");
   }
   const auto ms = scale(*n, multiplier);
   if (!ms || *ms > static_cast<std::uint64_t>(INT64_MAX)) {

@@ -11,6 +11,8 @@
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
+#include "json_text.hpp"
+
 namespace memtide::daemon {
 
 namespace {
@@ -37,6 +39,12 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(sd_event* event, std
   if (!addr) {
     return addr.error();
   }
+  // Only a socket is ever replaced: a path pointing at a regular file (a typo, or a hostile
+  // configuration) must not delete it.
+  struct stat existing {};
+  if (lstat(path.c_str(), &existing) == 0 && !S_ISSOCK(existing.st_mode)) {
+    return Error{path, 0, EEXIST, "exists and is not a socket; not replaced"};
+  }
   // A socket file nobody answers on is left from a daemon that died: replace it. One that
   // answers belongs to a running memtided, which must not be cut off.
   const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -62,7 +70,15 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(sd_event* event, std
     close(fd);
     return Error{path, 0, err, "cannot listen on the control socket"};
   }
+  struct stat bound_file {};
+  if (lstat(path.c_str(), &bound_file) != 0) {
+    const int err = errno;
+    close(fd);
+    return Error{path, 0, err, "cannot stat the control socket"};
+  }
   std::unique_ptr<ControlServer> server(new ControlServer());
+  server->device_ = bound_file.st_dev;
+  server->inode_ = bound_file.st_ino;
   server->event_ = event;
   server->path_ = std::move(path);
   server->handler_ = std::move(handler);
@@ -82,7 +98,12 @@ ControlServer::~ControlServer() {
   sd_event_source_unref(accept_source_);
   if (listen_fd_ >= 0) {
     close(listen_fd_);
-    unlink(path_.c_str());
+    // Only the socket this server bound: another daemon may have replaced it since.
+    struct stat st {};
+    if (lstat(path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == device_ &&
+        st.st_ino == inode_) {
+      unlink(path_.c_str());
+    }
   }
 }
 
@@ -94,6 +115,15 @@ int ControlServer::on_accept(sd_event_source*, int fd, std::uint32_t, void* self
       return 0;  // EAGAIN: all accepted; anything else: try again on the next wake-up
     }
     if (server->clients_.size() >= kMaxClients) {
+      // Say why before closing, so the client reports a busy daemon rather than a broken pipe.
+      // The reply fits the fresh socket's buffer; if not, the client still sees the close.
+      const std::string busy = dump_json(error_reply(kBusyMessage)) + "\n";
+      (void)send(c, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      // A request left unread would turn the close into ECONNRESET for the client, which could
+      // then lose the reply; take what has arrived (bounded: this runs on the loop).
+      char sink[4096];
+      for (int i = 0; i < 16 && recv(c, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+      }
       close(c);
       continue;
     }
@@ -129,7 +159,7 @@ int ControlServer::on_client(sd_event_source*, int fd, std::uint32_t revents, vo
       if (n > 0) {
         client->in.append(buf, static_cast<std::size_t>(n));
         if (client->in.size() > kMaxRequestBytes) {
-          client->out = error_reply("request larger than 64 KiB").dump() + "\n";
+          client->out = dump_json(error_reply("request larger than 64 KiB")) + "\n";
           break;
         }
         if (client->in.find('\n') != std::string::npos) {
@@ -186,7 +216,7 @@ void ControlServer::answer(Client& client) {
     }
   }
   // The reply may hold VM names in any encoding: replace invalid UTF-8 rather than fail.
-  client.out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  client.out = dump_json(reply) + "\n";
   // A slow reader gets the same deadline again to take its reply.
   std::uint64_t now = 0;
   sd_event_now(event_, CLOCK_MONOTONIC, &now);
@@ -220,13 +250,21 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
     close(fd);
     return Error{path, 0, err, "cannot reach memtided (is it running?)"};
   }
-  const std::string line = request.dump() + "\n";
+  const std::string line = dump_json(request) + "\n";
+  std::string reply;
   if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    // A daemon serving its maximum of clients answers "busy" and closes before reading: the
+    // reply is still there to read.
     const int err = errno;
+    char buf[512];
+    const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
     close(fd);
+    if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)).find(kBusyMessage) !=
+                     std::string_view::npos) {
+      return Error{path, 0, 0, kBusyMessage};
+    }
     return Error{path, 0, err, "cannot send the request"};
   }
-  std::string reply;
   char buf[65536];
   for (;;) {
     pollfd p{fd, POLLIN, 0};
@@ -245,6 +283,9 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
   auto j = nlohmann::json::parse(reply, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return Error{path, 0, 0, "memtided sent a reply that is not JSON"};
+  }
+  if (j.value("error", "") == kBusyMessage) {
+    return Error{path, 0, 0, kBusyMessage};
   }
   return j;
 }

@@ -13,6 +13,7 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+#include <sys/types.h>
 
 #include <memtide/core/result.hpp>
 
@@ -24,6 +25,9 @@ namespace memtide::daemon {
 inline constexpr const char* kDefaultControlSocket = "/run/memtide/control.sock";
 inline constexpr std::size_t kMaxRequestBytes = std::size_t{64} * 1024;
 inline constexpr std::size_t kMaxClients = 16;
+// The reply (and the client's error) when kMaxClients are already connected.
+inline constexpr const char* kBusyMessage =
+    "memtided is busy: it is serving its maximum of 16 control clients; try again";
 inline constexpr std::chrono::milliseconds kRequestTimeout{2000};
 
 class ControlServer {
@@ -31,11 +35,11 @@ class ControlServer {
   // Answers a well-formed request (a JSON object); runs on the loop thread.
   using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
 
-  // Binds `path` (a stale socket file left by a crashed daemon is replaced; a live one is an
-  // error) and serves it on `event`.
+  // Binds `path` (a stale socket file left by a crashed daemon is replaced; a live one, or
+  // anything that is not a socket, is an error) and serves it on `event`.
   static Result<std::unique_ptr<ControlServer>> start(sd_event* event, std::string path,
                                                       Handler handler);
-  ~ControlServer();  // closes every connection and removes the socket file
+  ~ControlServer();  // closes every connection and removes the socket file it bound
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
@@ -62,6 +66,8 @@ class ControlServer {
   std::string path_;
   Handler handler_;
   int listen_fd_ = -1;
+  dev_t device_ = 0;  // identity of the socket file bound, so only it is removed
+  ino_t inode_ = 0;
   sd_event_source* accept_source_ = nullptr;
   std::map<int, std::unique_ptr<Client>> clients_;  // by fd
 };

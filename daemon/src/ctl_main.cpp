@@ -19,6 +19,7 @@
 #include "collect.hpp"
 #include "config_files.hpp"
 #include "control_socket.hpp"
+#include "json_text.hpp"
 #include "options.hpp"
 #include "restore.hpp"
 #include "simulate.hpp"
@@ -119,7 +120,7 @@ int simulate(std::shared_ptr<const config::Config> config, const std::vector<std
   if (json) {
     nlohmann::ordered_json out = {
         {"events", events}, {"summary", to_json(replay.summary())}, {"skipped", skipped}};
-    std::cout << out.dump(2) << '\n';
+    std::cout << dump_json(out, 2) << '\n';
   } else {
     if (!quiet && replay.summary().ticks > 0) {
       std::cout << '\n';
@@ -297,7 +298,7 @@ int control(const std::string& socket, const std::string& command,
     return kExitFailure;
   }
   if (json) {
-    std::cout << r.dump(2) << '\n';
+    std::cout << dump_json(r, 2) << '\n';
   } else if (command == "status") {
     print_status(r);
   } else if (command == "explain") {
@@ -400,7 +401,7 @@ int scan(const std::vector<std::string>& pids, int passes, double interval_s, bo
               << "; KSM could save about " << format_size(f.estimated_savings_bytes()) << '\n';
   }
   if (json) {
-    std::cout << out.dump(2) << '\n';
+    std::cout << dump_json(out, 2) << '\n';
   }
   return failures == 0 ? kExitOk : kExitFailure;
 }

@@ -19,6 +19,7 @@
 #include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
 
+#include "json_text.hpp"
 #include "restore.hpp"
 #include "snapshot_json.hpp"
 
@@ -412,7 +413,11 @@ int Daemon::run() {
 
   std::uint64_t now = 0;
   sd_event_now(event_, CLOCK_MONOTONIC, &now);
-  r = sd_event_add_time(event_, &timer_, CLOCK_MONOTONIC, now, 0, &Daemon::on_timer, this);
+  // Accuracy 1 ms: sd-event's default (0 = 250 ms) lets it coalesce wake-ups that late, which
+  // turned daemon.interval 100ms into 4 ticks a second.
+  constexpr std::uint64_t kTimerAccuracyUsec = 1000;
+  r = sd_event_add_time(event_, &timer_, CLOCK_MONOTONIC, now, kTimerAccuracyUsec,
+                        &Daemon::on_timer, this);
   if (r < 0) {
     log_.error("cannot create the tick timer: " + errno_text(r));
     return kExitFailure;
@@ -441,13 +446,14 @@ int Daemon::run() {
 int Daemon::on_signal(sd_event_source*, const signalfd_siginfo* info, void* self) {
   auto* d = static_cast<Daemon*>(self);
   if (info->ssi_signo == SIGHUP) {
-    d->reload();
+    d->guarded("reload", [d] { d->reload(); });
     return 0;
   }
   d->log_.notice(
       std::string("received ") + strsignal(static_cast<int>(info->ssi_signo)) + ", stopping",
       {{"MEMTIDE_EVENT", "stop-requested"}});
-  d->stop();
+  d->guarded("stop", [d] { d->stop(); });
+  sd_event_exit(d->event_, kExitOk);  // also when the restore on the way out failed
   return 0;
 }
 
@@ -482,9 +488,23 @@ void Daemon::stop() {
   sd_event_exit(event_, kExitOk);
 }
 
+template <typename F>
+void Daemon::guarded(const char* what, F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    // Library layers return errors as values, so this is a bug or memory exhaustion. The daemon
+    // keeps its last good state and goes on: guests are better served by the next tick than by
+    // an exit that leaves every balloon where it is.
+    ++figures_.errors_total["internal"];
+    log_.error(std::string(what) + " failed, carrying on with the last good state: " + e.what(),
+               {{"MEMTIDE_EVENT", "internal-error"}});
+  }
+}
+
 int Daemon::on_timer(sd_event_source*, std::uint64_t usec, void* self) {
   auto* d = static_cast<Daemon*>(self);
-  d->tick();
+  d->guarded("tick", [d] { d->tick(); });
   d->arm_timer(usec);
   return 0;
 }
@@ -632,6 +652,15 @@ void Daemon::reload() {
              options_.config_path.c_str());
 
   auto loaded = config::load_config_file(options_.config_path);
+  if (loaded.ok() && loaded.empty_document) {
+    // At start an empty file means the defaults; on a reload it is almost always a file caught
+    // mid-write by an editor or configuration manager, and switching a running daemon to the
+    // defaults (another socket, URI, KSM mode) is never what was meant.
+    loaded.config.reset();
+    loaded.errors.push_back({options_.config_path, 0, 0, "",
+                             "the file holds no settings (caught mid-write?); an empty "
+                             "configuration is accepted only at start"});
+  }
   if (!loaded.ok()) {
     for (const auto& e : loaded.errors) {
       log_.error(e.to_string(), {{"MEMTIDE_EVENT", "config-error"},
@@ -903,7 +932,7 @@ void Daemon::report_alerts(const std::vector<policy::Alert>& firing) {
 
   if (exec_hook_) {
     for (const auto& n : changed) {
-      exec_hook_->submit(exec_body(n, hostname_).dump());
+      exec_hook_->submit(dump_json(exec_body(n, hostname_)));
     }
   }
   // Alertmanager: on any change, and again every resend_interval while alerts fire. A firing
@@ -916,7 +945,7 @@ void Daemon::report_alerts(const std::vector<policy::Alert>& firing) {
     for (const auto& a : firing) {
       batch.push_back({a, false, alert_started_unix_ms_[key(a)], now + 3 * resend});
     }
-    alertmanager_->submit(alertmanager_body(batch, hostname_).dump());
+    alertmanager_->submit(dump_json(alertmanager_body(batch, hostname_)));
     alertmanager_sent_unix_ms_ = now;
   }
 }
@@ -980,7 +1009,7 @@ int Daemon::on_pressure(sd_event_source*, int, std::uint32_t revents, void* self
   // after a tick brings the next tick forward to the 200 ms mark instead.
   constexpr std::uint64_t kMinGapUsec = 200'000;
   if (now - d->last_tick_usec_ >= kMinGapUsec) {
-    d->tick();
+    d->guarded("tick", [d] { d->tick(); });
     return 0;
   }
   std::uint64_t deadline = 0;

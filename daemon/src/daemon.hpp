@@ -49,6 +49,10 @@ class Daemon {
 
   void tick();
   void reload();
+  // Runs `f`; an exception from it is logged and counted (errors_total{kind="internal"}) rather
+  // than allowed through sd-event's C frames.
+  template <typename F>
+  void guarded(const char* what, F&& f) noexcept;
   // Runs the daemon.on_stop action, then ends the loop.
   void stop();
   void arm_timer(std::uint64_t now_usec);

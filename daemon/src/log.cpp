@@ -9,6 +9,8 @@
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
+#include <memtide/core/text.hpp>
+
 namespace memtide::daemon {
 
 namespace {
@@ -71,6 +73,22 @@ bool journal_socket_present() {
   return ::stat("/run/systemd/journal/socket", &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+// Appends `text` as one line of valid UTF-8: invalid bytes become U+FFFD and control characters
+// (a newline in a domain name could forge a log line) become "\\xNN".
+void append_printable(std::string& line, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (const char c : to_valid_utf8(text)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      line += "\\x";
+      line += kHex[u >> 4];
+      line += kHex[u & 0xf];
+    } else {
+      line += c;
+    }
+  }
+}
+
 }  // namespace
 
 bool parse_log_target(std::string_view text, Logger::Target& out) {
@@ -107,11 +125,11 @@ void Logger::log(Priority priority, std::string_view message,
   if (use_journal_ && journal_socket_present()) {
     std::vector<std::string> entries;
     entries.reserve(fields.size() + 3);
-    entries.push_back("MESSAGE=" + std::string(message));
+    entries.push_back("MESSAGE=" + to_valid_utf8(message));
     entries.push_back("PRIORITY=" + std::to_string(static_cast<int>(priority)));
     entries.push_back("SYSLOG_IDENTIFIER=memtided");
     for (const auto& f : fields) {
-      entries.push_back(std::string(f.name) + "=" + f.value);
+      entries.push_back(std::string(f.name) + "=" + to_valid_utf8(f.value));
     }
     std::vector<iovec> iov;
     iov.reserve(entries.size());
@@ -131,7 +149,7 @@ void Logger::to_stderr(Priority priority, std::string_view message,
   std::string line = "memtided: ";
   line += priority_name(priority);
   line += ": ";
-  line += message;
+  append_printable(line, message);
   for (const auto& f : fields) {
     line += ' ';
     line += f.name;
@@ -139,15 +157,17 @@ void Logger::to_stderr(Priority priority, std::string_view message,
     const bool quote = f.value.find_first_of(" \"") != std::string::npos || f.value.empty();
     if (quote) {
       line += '"';
+      std::string escaped;
       for (char c : f.value) {
         if (c == '"' || c == '\\') {
-          line += '\\';
+          escaped += '\\';
         }
-        line += c;
+        escaped += c;
       }
+      append_printable(line, escaped);
       line += '"';
     } else {
-      line += f.value;
+      append_printable(line, f.value);
     }
   }
   line += '\n';

@@ -11,6 +11,7 @@
 #include "collect.hpp"
 #include "config_files.hpp"
 #include "daemon.hpp"
+#include "json_text.hpp"
 #include "options.hpp"
 #include "snapshot_json.hpp"
 
@@ -32,7 +33,7 @@ int once(const Options& options, const config::Config& config) {
   if (!snapshot->hypervisor_up) {
     std::cerr << "memtided: no VM figures: " << snapshot->hypervisor_error << '\n';
   }
-  std::cout << to_json(*snapshot).dump(2) << '\n';
+  std::cout << dump_json(to_json(*snapshot), 2) << '\n';
   return kExitOk;
 }
 

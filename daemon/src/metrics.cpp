@@ -7,14 +7,16 @@
 #include <string_view>
 #include <vector>
 
+#include <memtide/core/text.hpp>
 #include <memtide/policy/classes.hpp>
 
 namespace memtide::daemon {
 
 namespace {
 
+// Label values are UTF-8 in the exposition format; invalid bytes from outside become U+FFFD.
 void append_escaped(std::string& out, std::string_view value) {
-  for (const char c : value) {
+  for (const char c : to_valid_utf8(value)) {
     if (c == '\\' || c == '"') {
       out += '\\';
       out += c;

@@ -8,6 +8,10 @@
 #include <type_traits>
 #include <vector>
 
+#include <memtide/core/text.hpp>
+
+#include "json_text.hpp"
+
 namespace memtide::daemon {
 
 using nlohmann::json;
@@ -424,7 +428,7 @@ void read(const json& j, T& v, const std::string& path) {
         }
       }
     }
-    throw ReadError{path, "unknown value " + j.dump()};
+    throw ReadError{path, "unknown value " + shorten_utf8(dump_json(j), 40)};
   } else if constexpr (std::same_as<T, SizeOrRatio>) {
     if (j.is_object() && j.size() == 1 && j.contains("bytes")) {
       std::uint64_t bytes = 0;
@@ -478,9 +482,10 @@ Result<Snapshot> from_json(const json& j) {
   const auto format = j.find("format");
   if (format == j.end() || !format->is_number_integer() ||
       format->get<std::int64_t>() != kSnapshotFormat) {
-    return Error{"", 0, 0,
-                 "format: expected " + std::to_string(kSnapshotFormat) + ", got " +
-                     (format == j.end() ? std::string("nothing") : format->dump())};
+    return Error{
+        "", 0, 0,
+        "format: expected " + std::to_string(kSnapshotFormat) + ", got " +
+            (format == j.end() ? std::string("nothing") : shorten_utf8(dump_json(*format), 40))};
   }
   Snapshot s;
   try {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json_text.hpp"
 #include "snapshot_json.hpp"
 
 namespace memtide::daemon {
@@ -57,7 +58,7 @@ Status TraceWriter::rotate() {
 }
 
 Status TraceWriter::append(const Snapshot& snapshot) {
-  std::string line = to_json(snapshot).dump();
+  std::string line = dump_json(to_json(snapshot));
   line += '\n';
   if (fd_ < 0) {
     if (auto s = open(); !s) {

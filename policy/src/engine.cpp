@@ -29,6 +29,8 @@ const char* to_string(Cause cause) {
       return "stale";
     case Cause::host_idle:
       return "host-idle";
+    case Cause::limits:
+      return "limits";
   }
   return "?";
 }
@@ -555,9 +557,13 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     const VmSample& vm = *c.vm;
     auto& memory = *c.memory;
     const std::int64_t current = static_cast<std::int64_t>(vm.current_bytes);
-    std::int64_t target = current + c.delta;
-    target = std::clamp<std::int64_t>(target, static_cast<std::int64_t>(c.settings.floor_bytes),
-                                      static_cast<std::int64_t>(c.settings.max_bytes));
+    const std::int64_t wanted = current + c.delta;
+    std::int64_t target =
+        std::clamp<std::int64_t>(wanted, static_cast<std::int64_t>(c.settings.floor_bytes),
+                                 static_cast<std::int64_t>(c.settings.max_bytes));
+    // A balloon outside its limits (a floor raised by a reload or new metadata, a size set by
+    // hand) is moved inside them even when nothing else would change it; the command says so.
+    const bool clamped_only = c.delta == 0 && target != wanted;
     // A balloon still on its way to the last target (libvirt reports its size with a lag) is
     // not sent a target short of that one in the same direction: that would undo part of the
     // last command. The new target is at least as far as the one in flight.
@@ -612,7 +618,14 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     bc.from_bytes = vm.current_bytes;
     bc.to_bytes = static_cast<std::uint64_t>(target);
     bc.floor_bytes = c.settings.floor_bytes;
-    if (c.why == &feed_why) {
+    std::string why_text = c.why != nullptr ? *c.why : own_reason(c, available);
+    if (target != wanted && (clamped_only || why_text.empty())) {
+      why_text = direction > 0 ? "below its floor " + format_size(c.settings.floor_bytes) +
+                                     ": raised to the floor"
+                               : "above its maximum " + format_size(c.settings.max_bytes) +
+                                     ": lowered to the maximum";
+      bc.cause = Cause::limits;
+    } else if (c.why == &feed_why) {
       bc.cause = Cause::funding;
     } else if (c.why == &squeeze_why) {
       bc.cause = Cause::squeeze;
@@ -623,9 +636,8 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
                  : c.own_why == Candidate::OwnWhy::host_idle ? Cause::host_idle
                                                              : Cause::guest_need;
     }
-    bc.reason = (c.why != nullptr ? *c.why : own_reason(c, available)) + "; " + vm.name + " has " +
-                guest_status(outcome) + ": " + (direction > 0 ? "grow " : "shrink ") +
-                format_size(magnitude);
+    bc.reason = why_text + "; " + vm.name + " has " + guest_status(outcome) + ": " +
+                (direction > 0 ? "grow " : "shrink ") + format_size(magnitude);
     plan.balloons.push_back(std::move(bc));
     plan.balloons.back().previous = {memory.last_change_ms, memory.last_direction,
                                      memory.last_target_bytes};

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <memtide/collectors/domain_xml.hpp>
+#include <memtide/core/text.hpp>
 
 namespace memtide::collectors {
 namespace {
@@ -88,6 +90,26 @@ TEST(DomainXml, DocumentsWithEntityDefinitionsAreRefused) {
       "<domain><metadata><m:vm xmlns:m='urn:memtide:domain:1' class='&c;'/></metadata></domain>");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("DOCTYPE"), std::string::npos) << r.error().message;
+}
+
+// Metadata values are operator-written and may hold any characters: error messages quote an
+// excerpt cut on a character boundary (a cut inside a character once ended memtided when the
+// message reached the trace's JSON writer).
+TEST(DomainXml, LongNonAsciiValuesAreQuotedAsValidUtf8) {
+  std::string euros;
+  for (int i = 0; i < 20; ++i) {
+    euros += "\xE2\x82\xAC";
+  }
+  const auto r = parse_domain_xml(
+      domain("<metadata><memtide:vm xmlns:memtide='urn:memtide:domain:1' floor='" + euros +
+             "' shares='" + euros + "' balloon='" + euros + "'/></metadata>"));
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->metadata_errors.size(), 3u);
+  for (const auto& e : r->metadata_errors) {
+    EXPECT_TRUE(is_valid_utf8(e)) << e;
+    EXPECT_LT(e.size(), 200u) << e;
+    EXPECT_NO_THROW((void)nlohmann::json(e).dump()) << e;
+  }
 }
 
 }  // namespace

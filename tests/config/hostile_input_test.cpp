@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <memtide/config/loader.hpp>
+#include <memtide/core/text.hpp>
 
 namespace memtide::config {
 namespace {
@@ -159,6 +160,37 @@ TEST(HostileInput, VeryLongScalar) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.errors[0].line, 2);
   EXPECT_EQ(r.errors[0].column, 12);
+}
+
+// yaml-cpp passes invalid UTF-8 through; a URI holding it once reached the strict JSON writer of
+// the trace and ended the daemon. It is refused at load, located.
+TEST(HostileInput, InvalidUtf8IsALocatedError) {
+  const auto r = load_config_string("libvirt:\n  uri: \"qemu:///sys\xFFtem\"\n", "bad.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors[0].line, 2);
+  EXPECT_EQ(r.errors[0].column, 20);
+  EXPECT_NE(r.errors[0].message.find("UTF-8"), std::string::npos);
+  // Columns count characters, not bytes.
+  const auto r2 = load_config_string("# \xC3\xA9\xC3\xA9\n\xE2\x82", "bad.yaml");
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(r2.errors[0].line, 2);
+  EXPECT_EQ(r2.errors[0].column, 1);
+  EXPECT_TRUE(load_config_string("# caf\xC3\xA9 \xE2\x82\xAC\n", "ok.yaml").ok());
+}
+
+// Error messages quote at most an excerpt of the value, cut on a character boundary.
+TEST(HostileInput, EchoedValuesAreShortValidUtf8) {
+  std::string euros;
+  for (int i = 0; i < 300'000; ++i) {
+    euros += "\xE2\x82\xAC";
+  }
+  for (const std::string key : {"  reserve: 1", "  swap_forecast: {horizon: 1"}) {
+    const auto r = load_config_string("host:\n" + key + euros + "\n", "long.yaml");
+    ASSERT_FALSE(r.ok());
+    const std::string& m = r.errors[0].message;
+    EXPECT_LT(m.size(), 200u) << key;
+    EXPECT_TRUE(is_valid_utf8(m)) << key;
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // The control socket of a running memtided, through memtidectl and through raw clients that
 // misbehave.
+#include <fstream>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -7,9 +8,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-event.h>
 
 #include "../support/run_command.hpp"
 #include "../support/running_daemon.hpp"
+#include "control_socket.hpp"
 
 namespace {
 
@@ -148,10 +151,68 @@ TEST_F(ControlledDaemon, IdleClientsAreDroppedAndCannotLockOthersOut) {
   std::this_thread::sleep_for(2500ms);  // past the 2 s request timeout
   EXPECT_EQ(raw("{\"command\": \"status\"}\n")["ok"], true);
   for (const int fd : idle) {
-    char c = 0;
-    EXPECT_LE(recv(fd, &c, 1, MSG_DONTWAIT), 0);  // closed by the daemon (0) or never served
+    // Closed by the daemon after its timeout (nothing to read), never served, or turned away
+    // with the busy reply.
+    char buf[512] = {};
+    const ssize_t n = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+    if (n > 0) {
+      EXPECT_NE(std::string(buf).find("memtided is busy"), std::string::npos) << buf;
+    }
     close(fd);
   }
+}
+
+// With every client slot held, memtidectl says the daemon is busy (it used to report a
+// misleading "Broken pipe"), and a slot freed is served again.
+TEST_F(ControlledDaemon, AClientTurnedAwayIsToldTheDaemonIsBusy) {
+  std::vector<int> held;
+  for (int i = 0; i < 16; ++i) {
+    held.push_back(connect_raw());
+  }
+  std::this_thread::sleep_for(300ms);  // all accepted by the loop
+  const std::string out = memtide::testing::run_command(
+      std::string(MEMTIDECTL_BINARY) + " status --socket " + control_socket() + " 2>&1; true");
+  EXPECT_NE(out.find("memtided is busy"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Broken pipe"), std::string::npos) << out;
+  for (const int fd : held) {
+    close(fd);
+  }
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(ctl_status("status"), 0);
+}
+
+// The control socket replaces only a socket: pointing it at a regular file is an error, and the
+// file is left as it was.
+TEST(ControlSocketPath, ARegularFileIsNeverReplaced) {
+  char tmpl[] = "/tmp/memtide-ctl-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/precious";
+  std::ofstream(path) << "keep me\n";
+  sd_event* event = nullptr;
+  ASSERT_GE(sd_event_new(&event), 0);
+  auto server = memtide::daemon::ControlServer::start(
+      event, path, [](const nlohmann::json&) { return nlohmann::json::object(); });
+  EXPECT_FALSE(server.ok());
+  if (!server.ok()) {
+    EXPECT_NE(server.error().message.find("not a socket"), std::string::npos);
+  }
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "keep me");
+  // A stale socket is replaced, and only the socket this server bound is removed at the end.
+  const std::string sock = dir + "/control.sock";
+  {
+    auto first = memtide::daemon::ControlServer::start(
+        event, sock, [](const nlohmann::json&) { return nlohmann::json::object(); });
+    ASSERT_TRUE(first.ok()) << first.error().to_string();
+    unlink(sock.c_str());
+    std::ofstream(sock) << "someone else's\n";
+  }
+  struct stat st {};
+  EXPECT_EQ(stat(sock.c_str(), &st), 0) << "the server removed a file it had not bound";
+  sd_event_unref(event);
+  std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 }  // namespace

@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <memtide/core/text.hpp>
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -190,6 +192,27 @@ TEST(DaemonProcess, ReadyAndWatchdogArriveOnTheNotifySocket) {
   EXPECT_NE(dir.read("err").find("memtided stopped"), std::string::npos) << dir.read("err");
 }
 
+// daemon.interval is kept to the millisecond: sd-event's default timer accuracy (250 ms) once
+// turned an interval of 100 ms into 4 ticks a second.
+TEST(DaemonProcess, ShortIntervalsAreKept) {
+  TempDir dir;
+  dir.write("memtide.yaml", "daemon:\n  interval: 100ms\nhost:\n  swap_forecast: {window: 10s}\n");
+  NotifySocket notify(dir.file("notify"));
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--connect", "test:///default",
+                        "--log-target", "stderr"},
+                       notify.path(), "", dir.file("out"), dir.file("err"));
+  ASSERT_NE(notify.wait_for("STATUS=tick 3 "), "") << dir.read("err");
+  const auto start = Clock::now();
+  ASSERT_NE(notify.wait_for("STATUS=tick 13 "), "") << dir.read("err");
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  // Ten intervals of 100 ms; at the old 250 ms accuracy they took 2.5 s.
+  EXPECT_LT(ms, 2000) << "10 ticks took " << ms << " ms";
+  EXPECT_GE(ms, 900);
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0);
+}
+
 TEST(DaemonProcess, NoWatchdogPingsWithoutWatchdogUsec) {
   TempDir dir;
   dir.write("memtide.yaml", kConfig200ms);
@@ -240,6 +263,44 @@ TEST(DaemonProcess, SighupWithBrokenConfigKeepsTheRunningOne) {
 
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(), 0);
+}
+
+// A reload that finds the file empty (an editor or configuration manager caught mid-write) keeps
+// the running configuration instead of switching to the built-in defaults; so does a FIFO put in
+// the file's place, which once hung the reload on the event loop.
+TEST(DaemonProcess, SighupWithAnEmptyFileOrAFifoKeepsTheRunningConfig) {
+  TempDir dir;
+  dir.write("memtide.yaml", kConfig200ms);
+  NotifySocket notify(dir.file("notify"));
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--log-target", "stderr"},
+                       notify.path(), "", dir.file("out"), dir.file("err"));
+  ASSERT_NE(notify.wait_for("every 200ms"), "");
+  for (const std::string content : {"", "# being rewritten\n", "\n\n"}) {
+    dir.write("memtide.yaml", content);
+    daemon.signal(SIGHUP);
+    const auto status = notify.wait_for("last reload failed");
+    ASSERT_NE(status, "") << dir.read("err");
+    EXPECT_NE(status.find("every 200ms"), std::string::npos) << status;
+    dir.write("memtide.yaml", kConfig200ms);
+    daemon.signal(SIGHUP);
+    ASSERT_NE(notify.wait_for("RELOADING=1"), "");
+    ASSERT_NE(notify.wait_for("READY=1"), "");
+  }
+  EXPECT_NE(dir.read("err").find("holds no settings"), std::string::npos) << dir.read("err");
+
+  ASSERT_EQ(unlink(dir.file("memtide.yaml").c_str()), 0);
+  ASSERT_EQ(mkfifo(dir.file("memtide.yaml").c_str(), 0600), 0);
+  daemon.signal(SIGHUP);
+  const auto status = notify.wait_for("last reload failed", 5s);
+  ASSERT_NE(status, "") << dir.read("err");
+  EXPECT_NE(dir.read("err").find("not a regular file"), std::string::npos) << dir.read("err");
+  EXPECT_NE(notify.wait_for("STATUS=tick"), "");  // the loop goes on
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0);
+  // --check-config refuses a FIFO at once too.
+  const auto check = run({"--check-config", dir.file("memtide.yaml")});
+  EXPECT_EQ(check.status, 2);
+  EXPECT_NE(check.out.find("not a regular file"), std::string::npos) << check.out;
 }
 
 TEST(DaemonProcess, InvalidConfigAtStartExitsTwoBeforeReady) {
@@ -518,6 +579,46 @@ TEST(DaemonRecord, SimulateReproducesTheDaemonsDecisions) {
       << text.out;
   EXPECT_EQ(run_ctl({"simulate", "--trace", dir.file("absent")}).status, 1);
   EXPECT_EQ(run_ctl({"simulate"}).status, 64);
+}
+
+// A domain's metadata with long non-ASCII values: the warning quoting them once carried a
+// character cut in half, and the trace's strict JSON writer ended the daemon on its first tick.
+TEST(DaemonRecord, HostileMetadataNeitherEndsTheDaemonNorBreaksTheTrace) {
+  TempDir dir;
+  std::string config = kHungryClass;
+  config.replace(config.find("  on_stop: keep\n"), 15,
+                 "  on_stop: keep\n  record: {path: " + dir.file("trace.jsonl") + "}\n");
+  dir.write("memtide.yaml", config);
+  NotifySocket notify(dir.file("notify"));
+  const std::string uri = std::string("test://") + MEMTIDE_FIXTURES + "/libvirt/node-hostile.xml";
+  DaemonProcess daemon(
+      {"--config", dir.file("memtide.yaml"), "--connect", uri, "--log-target", "stderr"},
+      notify.path(), "", dir.file("out"), dir.file("err"));
+  ASSERT_NE(notify.wait_for("STATUS=tick 4 "), "") << dir.read("err");
+  daemon.signal(SIGTERM);
+  ASSERT_EQ(daemon.wait(), 0) << dir.read("err");
+  const std::string log = dir.read("err");
+  EXPECT_NE(log.find("invalid memtide metadata ignored: floor:"), std::string::npos) << log;
+  EXPECT_TRUE(memtide::is_valid_utf8(log));
+  std::istringstream trace(dir.read("trace.jsonl"));
+  int lines = 0;
+  for (std::string line; std::getline(trace, line); ++lines) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    ASSERT_EQ(j["vms"].size(), 1u);
+    EXPECT_EQ(j["vms"][0]["name"], "caf\xC3\xA9-\xE6\x9D\xB1\xE4\xBA\xAC");
+  }
+  EXPECT_GE(lines, 4);
+}
+
+// A configuration value with a byte that is not UTF-8 is refused at --check-config, located.
+TEST(DaemonCli, CheckConfigRefusesInvalidUtf8) {
+  TempDir dir;
+  dir.write("memtide.yaml", "libvirt:\n  uri: \"qemu:///sys\xFFtem\"\n");
+  const auto r = run({"--check-config", dir.file("memtide.yaml")});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE((r.out + r.err).find("memtide.yaml:2:20: invalid UTF-8"), std::string::npos)
+      << r.out << r.err;
 }
 
 }  // namespace

@@ -98,6 +98,20 @@ TEST(Decide, GuestShortOfMemoryGrowsFromHostRoom) {
       << c->reason;
 }
 
+// A balloon below its floor (the floor was raised by a reload or by new metadata) is raised to it
+// even when nothing else would change it, and the command says why (it once had no reason).
+TEST(Decide, ABalloonOutsideItsLimitsIsMovedInsideWithAReason) {
+  auto s = host(20 * GiB);
+  s.vms = {guest("low", 800 * MiB, 8 * GiB, 400 * MiB)};  // fine inside, below the 1 GiB floor
+  const auto d = decide(s, {}, base_config(), 0);
+  const auto* c = change_for(d.plan, "low");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->to_bytes, GiB);
+  EXPECT_EQ(c->cause, Cause::limits);
+  EXPECT_EQ(c->reason.rfind("below its floor 1 GiB: raised to the floor; low has ", 0), 0u)
+      << c->reason;
+}
+
 TEST(Decide, GrowthIsLimitedByMaxStepAndMaximum) {
   auto s = host(20 * GiB);
   s.vms = {guest("big", 4 * GiB, 16 * GiB, 0), guest("capped", 7900 * MiB, 8 * GiB, 0)};

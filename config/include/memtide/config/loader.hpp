@@ -35,10 +35,15 @@ struct ConfigError {
 struct LoadResult {
   std::shared_ptr<const Config> config;  // set exactly when errors is empty
   std::vector<ConfigError> errors;       // sorted by position
+  // The document held no settings at all (an empty file, or only comments): valid, it means
+  // the defaults, but on a reload it is far more likely a file caught mid-write.
+  bool empty_document = false;
 
   bool ok() const { return config != nullptr; }
 };
 
+// Reads `path` once (a regular file only: a FIFO or device is refused without blocking) and
+// loads it.
 LoadResult load_config_file(const std::string& path);
 
 // `origin` names the text in errors (and becomes Config::source).

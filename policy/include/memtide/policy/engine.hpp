@@ -44,6 +44,7 @@ enum class Cause : std::uint8_t {
   squeeze,        // pushed toward its floor: spare memory could not cover the deficit
   stale,          // one step back toward maximum for a guest whose statistics stopped
   host_idle,      // grown because the host has room and the class asks for it
+  limits,         // moved back inside [floor, maximum], which the balloon was outside
 };
 const char* to_string(Cause cause);  // "guest-need", "funding", ...
 
