@@ -202,7 +202,10 @@ int ControlServer::on_client(sd_event_source*, int fd, std::uint32_t revents, vo
 void ControlServer::answer(Client& client) {
   std::string line = client.in.substr(0, client.in.find('\n'));
   nlohmann::json reply;
-  auto request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  constexpr std::size_t kMaxNesting = 16;  // requests are flat objects
+  auto request = json_nesting_exceeds(line, kMaxNesting)
+                     ? nlohmann::json(nlohmann::json::value_t::discarded)
+                     : nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded()) {
     reply = error_reply("the request is not valid JSON");
   } else if (!request.is_object() || !request.contains("command") ||

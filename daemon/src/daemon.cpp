@@ -386,7 +386,9 @@ void Daemon::record(const Snapshot& decided_on) {
       last_trace_error_ = message;
     }
   } else if (!last_trace_error_.empty()) {
-    log_.notice("recording works again", {{"MEMTIDE_EVENT", "record-recovered"}});
+    log_.notice("recording works again; torn lines closed off so far: " +
+                    std::to_string(trace_->torn_lines()),
+                {{"MEMTIDE_EVENT", "record-recovered"}});
     last_trace_error_.clear();
   }
 }

@@ -7,7 +7,10 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "simulate.hpp"
 #include "snapshot_json.hpp"
@@ -92,7 +95,7 @@ TEST_F(TraceDir, RotatesBySizeKeepsFilesAndLosesNothingInsideTheBound) {
   }
 }
 
-TEST_F(TraceDir, OneFileIsTruncatedAtItsBound) {
+TEST_F(TraceDir, OneFileStartsAnewAtItsBound) {
   const std::size_t line = to_json(numbered(100)).dump().size() + 1;
   TraceWriter writer({path("t.jsonl"), 4 * line, 1});
   for (int i = 100; i < 110; ++i) {
@@ -118,6 +121,95 @@ TEST_F(TraceDir, ContinuesAnExistingFileAndReportsUnwritablePaths) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().file, path("missing-dir/t.jsonl"));
   EXPECT_EQ(s.error().sys_errno, ENOENT);
+}
+
+// memtided writes traces as root: a symlink at the path is never followed, and a file that is
+// not its own plain file is never written.
+TEST_F(TraceDir, NeverFollowsASymlinkOrWritesAFileItDoesNotOwn) {
+  std::ofstream(path("precious")) << "keep me\n";
+  chmod(path("precious").c_str(), 0644);
+  fs::create_symlink(path("precious"), path("t.jsonl"));
+  TraceWriter writer({path("t.jsonl"), 1 * MiB, 1});
+  const auto s = writer.append(numbered(1));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("symbolic link"), std::string::npos) << s.error().message;
+  // Also not on rotation: files == 1 once truncated whatever the path named.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(writer.append(numbered(i)).ok());
+  }
+  std::ifstream in(path("precious"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "keep me\n");
+  struct stat st {};
+  ASSERT_EQ(stat(path("precious").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+
+  // A second hard link to the trace file (planted in a shared directory) is refused too.
+  fs::remove(path("t.jsonl"));
+  ASSERT_EQ(link(path("precious").c_str(), path("t.jsonl").c_str()), 0);
+  EXPECT_FALSE(TraceWriter({path("t.jsonl"), 1 * MiB, 1}).append(numbered(1)).ok());
+  // A FIFO is refused without blocking.
+  ASSERT_EQ(mkfifo(path("fifo").c_str(), 0600), 0);
+  EXPECT_FALSE(TraceWriter({path("fifo"), 1 * MiB, 1}).append(numbered(1)).ok());
+}
+
+// A write cut short (disk full, here a file size limit) leaves a torn line; the next line starts
+// on a line of its own instead of being glued to it, so only the torn one is lost.
+TEST_F(TraceDir, ATornLineIsClosedOffByTheNextAppend) {
+  const std::size_t line = to_json(numbered(1)).dump().size() + 1;
+  TraceWriter writer({path("t.jsonl"), 1 * MiB, 1});
+  ASSERT_TRUE(writer.append(numbered(1)).ok());
+  // Room for one line and a half: the second append is torn.
+  struct rlimit old {};
+  getrlimit(RLIMIT_FSIZE, &old);
+  const auto old_handler = signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = static_cast<rlim_t>(line + line / 2);
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  const auto torn = writer.append(numbered(2));
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(torn.ok());
+  ASSERT_TRUE(writer.append(numbered(3)).ok());
+  ASSERT_TRUE(writer.append(numbered(4)).ok());
+  EXPECT_EQ(writer.torn_lines(), 1u);
+  std::vector<Error> errors;
+  const auto back = read_all(path("t.jsonl"), &errors);
+  ASSERT_EQ(back.size(), 3u);
+  EXPECT_EQ(back[0], numbered(1));
+  EXPECT_EQ(back[1], numbered(3));
+  EXPECT_EQ(back[2], numbered(4));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].line, 2);
+
+  // A torn line left by a crash is closed off by the next writer too.
+  std::ofstream(path("crashed.jsonl")) << to_json(numbered(1)).dump() << "\n{\"format\": 1, \"co";
+  TraceWriter after({path("crashed.jsonl"), 1 * MiB, 1});
+  ASSERT_TRUE(after.append(numbered(2)).ok());
+  EXPECT_EQ(read_all(path("crashed.jsonl")).size(), 2u);
+}
+
+// Reading is bounded: a line nested thousands deep is skipped without recursing, and a file
+// without newlines (/dev/zero) ends the read at the line limit instead of taking all memory.
+TEST_F(TraceDir, ReaderBoundsNestingAndLineLength) {
+  std::ofstream(path("deep.jsonl"))
+      << std::string(200'000, '[') << std::string(200'000, ']') << "\n"
+      << to_json(numbered(1)).dump() << "\n"
+      << "{\"format\": 1, \"x\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+         "[[[[[[[[[[[[[[\"}\n";
+  std::vector<Error> errors;
+  const auto back = read_all(path("deep.jsonl"), &errors);
+  ASSERT_EQ(back.size(), 1u);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].line, 1);
+  EXPECT_NE(errors[0].message.find("nested deeper than"), std::string::npos);
+  EXPECT_EQ(errors[1].line, 3);  // brackets inside a string do not count as nesting
+  EXPECT_EQ(errors[1].message.find("nested deeper than"), std::string::npos);
+
+  const auto zero = read_trace(
+      "/dev/zero", [](Snapshot&&) {}, [](const Error&) {});
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.error().message.find("line longer than"), std::string::npos);
 }
 
 TEST_F(TraceDir, ReaderSkipsDamagedLinesNamingFileAndLine) {
