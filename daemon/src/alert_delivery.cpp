@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include <curl/curl.h>
 #include <signal.h>
@@ -12,8 +13,6 @@
 #include <unistd.h>
 
 #include "snapshot_json.hpp"
-
-extern char** environ;
 
 namespace memtide::daemon {
 
@@ -111,7 +110,8 @@ void DeliveryQueue::run() {
     }
     const std::string payload = queue_.front();
     lock.unlock();
-    const std::string error = deliver(payload);
+    const Attempt attempt = deliver(payload);
+    const std::string& error = attempt.error;
     lock.lock();
     if (error.empty()) {
       // The entry may have been dropped meanwhile; remove it only if still first.
@@ -126,7 +126,7 @@ void DeliveryQueue::run() {
     }
     ++figures_.failed_attempts;
     last_error_ = error;
-    if (++attempts >= kDeliveryAttempts) {
+    if (++attempts >= kDeliveryAttempts || !attempt.retry) {
       // Give up on this one so that later alerts are not stuck behind it.
       if (!queue_.empty() && queue_.front() == payload) {
         queue_.pop_front();
@@ -154,10 +154,10 @@ AlertmanagerSink::~AlertmanagerSink() {
   stop();
 }
 
-std::string AlertmanagerSink::deliver(const std::string& payload) {
+DeliveryQueue::Attempt AlertmanagerSink::deliver(const std::string& payload) {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) {
-    return "cannot create an HTTP client";
+    return {"cannot create an HTTP client"};
   }
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
   curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
@@ -185,12 +185,12 @@ std::string AlertmanagerSink::deliver(const std::string& payload) {
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
   if (rc != CURLE_OK) {
-    return url_ + ": " + curl_easy_strerror(rc);
+    return {url_ + ": " + curl_easy_strerror(rc)};
   }
   if (status < 200 || status >= 300) {
-    return url_ + ": HTTP " + std::to_string(status);
+    return {url_ + ": HTTP " + std::to_string(status)};
   }
-  return "";
+  return {};
 }
 
 // --- exec hook
@@ -204,12 +204,12 @@ ExecSink::~ExecSink() {
   stop();
 }
 
-std::string ExecSink::deliver(const std::string& payload) {
+DeliveryQueue::Attempt ExecSink::deliver(const std::string& payload) {
   // stdin is a socket rather than a pipe so that it can be written with MSG_NOSIGNAL: a hook
   // that exits without reading must not SIGPIPE memtided.
   int in[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) {
-    return std::string("socketpair: ") + std::strerror(errno);
+    return {std::string("socketpair: ") + std::strerror(errno)};
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -224,13 +224,18 @@ std::string ExecSink::deliver(const std::string& payload) {
   posix_spawnattr_setpgroup(&attr, 0);
   char* argv[] = {const_cast<char*>(command_.c_str()), nullptr};
   pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, command_.c_str(), &actions, &attr, argv, environ);
+  std::vector<char*> env;
+  for (const char* e : kExecEnvironment) {
+    env.push_back(const_cast<char*>(e));
+  }
+  env.push_back(nullptr);
+  const int spawned = posix_spawn(&pid, command_.c_str(), &actions, &attr, argv, env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(in[0]);
   if (spawned != 0) {
     close(in[1]);
-    return command_ + ": " + std::strerror(spawned);
+    return {command_ + ": " + std::strerror(spawned)};
   }
   // Payloads are small (well under the socket buffer); a hook that does not read stdin must not
   // block us either way.
@@ -246,24 +251,28 @@ std::string ExecSink::deliver(const std::string& payload) {
     if (stopping()) {
       kill(-pid, SIGKILL);
       waitpid(pid, &status, 0);
-      return command_ + ": killed, memtided is stopping the hook";
+      return {command_ + ": killed, memtided is stopping the hook", false};
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       kill(-pid, SIGKILL);  // its whole process group
       waitpid(pid, &status, 0);
-      return command_ + ": killed after " + std::to_string(timeout_.count()) + " ms";
+      // Not retried: a hook that hangs would hang again, and one that was slow may have done
+      // its work (paged someone) before it was killed.
+      return {command_ + ": killed after " + std::to_string(timeout_.count()) +
+                  " ms; not retried",
+              false};
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   // Its exit status says most; a hook that ended well but did not take its input failed too.
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return command_ + ": exited with status " +
-           std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    return {command_ + ": exited with status " +
+            std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status))};
   }
   if (written != static_cast<ssize_t>(payload.size())) {
-    return command_ + ": did not take the alert on stdin";
+    return {command_ + ": did not take the alert on stdin"};
   }
-  return "";
+  return {};
 }
 
 }  // namespace memtide::daemon

@@ -61,9 +61,14 @@ class DeliveryQueue {
   // on the event loop when a reload replaces a sink, and at shutdown).
   void stop();
   bool stopping() const { return abort_.load(); }
-  // Delivers one payload; "" on success, else why not. Runs on the worker thread; returns
-  // early once stopping() is true.
-  virtual std::string deliver(const std::string& payload) = 0;
+  // The outcome of one attempt: `error` empty on success; `retry` false when another attempt
+  // would not help or could do harm (a hook killed at its timeout may have done its work).
+  struct Attempt {
+    std::string error;
+    bool retry = true;
+  };
+  // Delivers one payload. Runs on the worker thread; returns early once stopping() is true.
+  virtual Attempt deliver(const std::string& payload) = 0;
 
  private:
   void run();
@@ -84,10 +89,17 @@ class AlertmanagerSink : public DeliveryQueue {
   const std::string& url() const { return url_; }
 
  private:
-  std::string deliver(const std::string& payload) override;
+  Attempt deliver(const std::string& payload) override;
   std::string url_;  // .../api/v2/alerts
   std::chrono::milliseconds timeout_;
 };
+
+// The hook runs with a minimal environment (kExecEnvironment), never memtided's own: that holds
+// NOTIFY_SOCKET and WATCHDOG_* (a hook could speak for memtided to systemd) and whatever else
+// the unit was given.
+inline constexpr const char* kExecEnvironment[] = {
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+    "MEMTIDE_HOOK=1"};
 
 class ExecSink : public DeliveryQueue {
  public:
@@ -96,7 +108,7 @@ class ExecSink : public DeliveryQueue {
   const std::string& command() const { return command_; }
 
  private:
-  std::string deliver(const std::string& payload) override;
+  Attempt deliver(const std::string& payload) override;
   std::string command_;
   std::chrono::milliseconds timeout_;
 };

@@ -565,8 +565,38 @@ void Daemon::tick() {
                                static_cast<double>(ended.tv_nsec - started.tv_nsec) / 1e9;
   figures_.tick_seconds_total += figures_.last_tick_seconds;
   figures_.ticks_total = ticks_;
+  report_delivery_failures();
   publish_metrics();
   notify_status();
+}
+
+void Daemon::report_delivery_failures() {
+  std::uint64_t now_usec = 0;
+  sd_event_now(event_, CLOCK_MONOTONIC, &now_usec);
+  const std::pair<const char*, const DeliveryQueue*> sinks[] = {
+      {"alertmanager", alertmanager_.get()}, {"exec", exec_hook_.get()}};
+  for (const auto& [name, sink] : sinks) {
+    if (sink == nullptr) {
+      continue;
+    }
+    auto& logged = delivery_failures_logged_[name];
+    const auto f = sink->figures();
+    // A sink replaced by a reload starts counting again.
+    if (f.failed_attempts < logged.failed_attempts) {
+      logged = {};
+    }
+    constexpr std::uint64_t kEveryUsec = 60'000'000;
+    if (f.failed_attempts == logged.failed_attempts ||
+        (logged.at_usec != 0 && now_usec - logged.at_usec < kEveryUsec)) {
+      continue;
+    }
+    log_.warning(std::string("alert delivery to ") + name + " failed " +
+                     std::to_string(f.failed_attempts - logged.failed_attempts) +
+                     " time(s) since the last report (" + std::to_string(f.dropped) +
+                     " alert(s) dropped in all): " + sink->last_error(),
+                 {{"MEMTIDE_EVENT", "alert-delivery-failed"}, {"MEMTIDE_SINK", name}});
+    logged = {f.failed_attempts, now_usec};
+  }
 }
 
 void Daemon::report_vms(const Snapshot& snapshot) {

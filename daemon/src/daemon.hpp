@@ -72,6 +72,8 @@ class Daemon {
   // The plan's alerts plus the daemon's own (libvirt-down, balloon-command-failed).
   std::vector<policy::Alert> all_alerts(const policy::Plan& plan, std::int64_t now_ms,
                                         const std::map<std::string, std::string>& failed);
+  // Logs failed alert deliveries with their reason, at most once a minute per sink.
+  void report_delivery_failures();
   // (Re)creates the Alertmanager and exec sinks to match the configuration.
   void configure_alert_sinks();
   // Appends the snapshot decide() saw to the trace (daemon.record), logging failures once.
@@ -129,6 +131,11 @@ class Daemon {
   std::unique_ptr<AlertmanagerSink> alertmanager_;
   std::unique_ptr<ExecSink> exec_hook_;
   std::int64_t alertmanager_sent_unix_ms_ = 0;
+  struct DeliveryFailuresLogged {
+    std::uint64_t failed_attempts = 0;  // the sink's count when last logged
+    std::uint64_t at_usec = 0;          // CLOCK_MONOTONIC of that line; 0 before the first
+  };
+  std::map<std::string, DeliveryFailuresLogged> delivery_failures_logged_;  // by sink name
   std::string hostname_;
   std::int64_t libvirt_down_since_ms_ = -1;  // monotonic ms; -1 while up
   // VMs whose last balloon command failed -> (message, consecutive ticks without a failure).

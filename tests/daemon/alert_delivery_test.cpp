@@ -109,6 +109,37 @@ TEST_F(AlertHook, ExecHookThatHangsIsKilledAndOneThatFailsIsReported) {
   EXPECT_NE(missing.last_error().find("No such file"), std::string::npos) << missing.last_error();
 }
 
+// A hook killed at its timeout is dropped, not run again: a hook that hangs would hang again,
+// and one that was merely slow may already have paged someone.
+TEST_F(AlertHook, AHookKilledAtItsTimeoutIsNotRetried) {
+  ExecSink slow(script("slow", "echo run >> " + dir_ + "/runs; sleep 30"), 300ms);
+  slow.submit("{}");
+  ASSERT_TRUE(eventually([&] { return slow.figures().dropped == 1; }));
+  std::this_thread::sleep_for(2500ms);  // past the first retry's backoff (1 s)
+  EXPECT_EQ(slow.figures().failed_attempts, 1u);
+  EXPECT_EQ(read("runs"), "run\n");
+  EXPECT_NE(slow.last_error().find("not retried"), std::string::npos) << slow.last_error();
+}
+
+// The hook gets a minimal environment, never memtided's own (NOTIFY_SOCKET would let it speak
+// for memtided to systemd; the unit's environment may hold secrets).
+TEST_F(AlertHook, TheHookGetsAMinimalEnvironment) {
+  setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+  setenv("MEMTIDE_TEST_SECRET", "hunter2", 1);
+  ExecSink sink(script("hook", "env > " + dir_ + "/env.txt"), 5s);
+  sink.submit("{}");
+  ASSERT_TRUE(eventually([&] { return sink.figures().delivered == 1; }));
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("MEMTIDE_TEST_SECRET");
+  const std::string env = read("env.txt");
+  EXPECT_EQ(env.find("NOTIFY_SOCKET"), std::string::npos) << env;
+  EXPECT_EQ(env.find("hunter2"), std::string::npos) << env;
+  EXPECT_NE(env.find("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
+            std::string::npos)
+      << env;
+  EXPECT_NE(env.find("MEMTIDE_HOOK=1\n"), std::string::npos) << env;
+}
+
 TEST_F(AlertHook, AHookThatIgnoresStdinCannotKillTheDaemon) {
   // Each payload is written while (or after) the hook exits without reading it: with a plain
   // pipe that raises SIGPIPE in the writing process.

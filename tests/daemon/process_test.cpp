@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fcntl.h>
@@ -609,6 +610,41 @@ TEST(DaemonRecord, HostileMetadataNeitherEndsTheDaemonNorBreaksTheTrace) {
     EXPECT_EQ(j["vms"][0]["name"], "caf\xC3\xA9-\xE6\x9D\xB1\xE4\xBA\xAC");
   }
   EXPECT_GE(lines, 4);
+}
+
+// Alert deliveries that fail are logged with their reason (they used to be only counted), and
+// not once per attempt.
+TEST(DaemonAlerts, FailedDeliveriesAreLoggedWithTheirReason) {
+  TempDir dir;
+  dir.write("memtide.yaml", std::string(kConfig200ms) +
+                                "alerts:\n  alertmanager: {url: \"http://127.0.0.1:1\"}\n");
+  NotifySocket notify(dir.file("notify"));
+  // No libvirtd at this socket: libvirt-down fires after two ticks and is sent to Alertmanager.
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--connect",
+                        "qemu+unix:///system?socket=" + dir.file("no-libvirtd"), "--log-target",
+                        "stderr"},
+                       notify.path(), "", dir.file("out"), dir.file("err"));
+  ASSERT_NE(notify.wait_for("alert(s) firing"), "") << dir.read("err");
+  std::string log;
+  for (int i = 0; i < 100; ++i) {
+    log = dir.read("err");
+    if (log.find("alert-delivery-failed") != std::string::npos) {
+      break;
+    }
+    notify.wait_for("(draining)", 100ms);  // an unread notify socket would block sd_notify
+  }
+  EXPECT_NE(log.find("alert delivery to alertmanager failed"), std::string::npos) << log;
+  EXPECT_NE(log.find("http://127.0.0.1:1/api/v2/alerts: "), std::string::npos) << log;
+  notify.wait_for("(draining)", 3s);  // two more failed attempts (1 s and 2 s backoff)
+  log = dir.read("err");
+  std::size_t lines = 0;
+  for (auto at = log.find("alert-delivery-failed"); at != std::string::npos;
+       at = log.find("alert-delivery-failed", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << log;  // rate-limited to one line a minute
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0) << dir.read("err");
 }
 
 // A configuration value with a byte that is not UTF-8 is refused at --check-config, located.
