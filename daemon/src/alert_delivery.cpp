@@ -258,8 +258,7 @@ DeliveryQueue::Attempt ExecSink::deliver(const std::string& payload) {
       waitpid(pid, &status, 0);
       // Not retried: a hook that hangs would hang again, and one that was slow may have done
       // its work (paged someone) before it was killed.
-      return {command_ + ": killed after " + std::to_string(timeout_.count()) +
-                  " ms; not retried",
+      return {command_ + ": killed after " + std::to_string(timeout_.count()) + " ms; not retried",
               false};
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -15,6 +15,7 @@
 #include <memtide/collectors/page_scanner.hpp>
 #include <memtide/config/loader.hpp>
 #include <memtide/config/units.hpp>
+#include <memtide/core/text.hpp>
 
 #include "collect.hpp"
 #include "config_files.hpp"
@@ -339,7 +340,7 @@ int scan(const std::vector<std::string>& pids, int passes, double interval_s, bo
   for (const auto& text : pids) {
     if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
         text.size() > 9) {
-      return usage_error("not a PID: '" + text + "'");
+      return usage_error("not a PID: '" + shorten_utf8(text, 40) + "'");
     }
     const int pid = std::stoi(text);
     // QEMU marks guest RAM mergeable; any other process is judged by all its private
@@ -466,9 +467,12 @@ int run(const std::vector<std::string>& args) {
       const auto v = next();
       char* end = nullptr;
       const double number = v ? std::strtod(v->c_str(), &end) : 0;
-      if (!v || end == v->c_str() || *end != '\0' || number < (a == "--passes" ? 1 : 0) ||
-          number > 3600) {
-        return usage_error(a + " needs a number (passes 1..3600, interval 0..3600 s)");
+      // NaN compares false with everything: finiteness is checked first, and passes are whole.
+      const bool whole = a == "--passes";
+      if (!v || end == v->c_str() || *end != '\0' || !std::isfinite(number) ||
+          number < (whole ? 1 : 0) || number > 3600 || (whole && number != std::floor(number))) {
+        return usage_error(a + " needs a number (passes a whole 1..3600, interval 0..3600 s)" +
+                           (v ? ", got '" + shorten_utf8(*v, 40) + "'" : std::string()));
       }
       if (a == "--passes") {
         passes = static_cast<int>(number);
@@ -488,7 +492,7 @@ int run(const std::vector<std::string>& args) {
     } else if ((command == "explain" || command == "scan") && !a.empty() && a[0] != '-') {
       operands.push_back(a);
     } else {
-      return usage_error("unexpected argument '" + a + "'");
+      return usage_error("unexpected argument '" + shorten_utf8(a, 40) + "'");
     }
   }
   if (command == "check-config") {
@@ -512,7 +516,7 @@ int run(const std::vector<std::string>& args) {
   }
   if (command != "restore" && command != "simulate") {
     return usage_error(command.empty() ? "a command is required"
-                                       : "unknown command '" + command + "'");
+                                       : "unknown command '" + shorten_utf8(command, 40) + "'");
   }
   if (command == "simulate" && traces.empty()) {
     return usage_error("simulate needs --trace FILE");

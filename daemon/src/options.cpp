@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include <memtide/core/text.hpp>
+
 namespace memtide::daemon {
 
 std::string usage_text() {
@@ -108,11 +110,12 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
         return parsed;
       }
       if (!parse_log_target(v, o.log_target)) {
-        parsed.error = "--log-target must be auto, journal or stderr, got '" + v + "'";
+        parsed.error =
+            "--log-target must be auto, journal or stderr, got '" + shorten_utf8(v, 40) + "'";
         return parsed;
       }
     } else {
-      parsed.error = "unknown argument '" + args[i] + "'";
+      parsed.error = "unknown argument '" + shorten_utf8(args[i], 40) + "'";
       return parsed;
     }
     if (inline_value &&

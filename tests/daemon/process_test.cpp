@@ -487,6 +487,26 @@ TEST(Memtidectl, ErrorsAndExitCodes) {
   EXPECT_EQ(run_ctl({"check-config", MEMTIDE_EXAMPLE_CONFIG}).status, 0);
 }
 
+// Numbers on the command line are validated (NaN once passed every range check, and a NaN pass
+// count exited 1 with no message), and echoed values are cut.
+TEST(Memtidectl, BadNumbersAndHugeArgumentsAreUsageErrors) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"scan", "--passes", "nan", "1"},
+                                             {"scan", "--interval", "nan", "1"},
+                                             {"scan", "--passes", "inf", "1"},
+                                             {"scan", "--passes", "1.5", "1"},
+                                             {"scan", "--interval", "-1", "1"}}) {
+    const auto r = run_ctl(args);
+    EXPECT_EQ(r.status, 64) << args[1] << " " << args[2];
+    EXPECT_NE(r.err.find("needs a number"), std::string::npos) << r.err;
+  }
+  const std::string huge(100'000, 'x');  // one argument may hold up to 128 KiB
+  for (const auto& r : {run_ctl({huge}), run_ctl({"status", huge}), run({huge})}) {
+    EXPECT_EQ(r.status, 64);
+    EXPECT_LT(r.err.size(), 500u);
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -616,14 +636,14 @@ TEST(DaemonRecord, HostileMetadataNeitherEndsTheDaemonNorBreaksTheTrace) {
 // not once per attempt.
 TEST(DaemonAlerts, FailedDeliveriesAreLoggedWithTheirReason) {
   TempDir dir;
-  dir.write("memtide.yaml", std::string(kConfig200ms) +
-                                "alerts:\n  alertmanager: {url: \"http://127.0.0.1:1\"}\n");
+  dir.write("memtide.yaml",
+            std::string(kConfig200ms) + "alerts:\n  alertmanager: {url: \"http://127.0.0.1:1\"}\n");
   NotifySocket notify(dir.file("notify"));
   // No libvirtd at this socket: libvirt-down fires after two ticks and is sent to Alertmanager.
-  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--connect",
-                        "qemu+unix:///system?socket=" + dir.file("no-libvirtd"), "--log-target",
-                        "stderr"},
-                       notify.path(), "", dir.file("out"), dir.file("err"));
+  DaemonProcess daemon(
+      {"--config", dir.file("memtide.yaml"), "--connect",
+       "qemu+unix:///system?socket=" + dir.file("no-libvirtd"), "--log-target", "stderr"},
+      notify.path(), "", dir.file("out"), dir.file("err"));
   ASSERT_NE(notify.wait_for("alert(s) firing"), "") << dir.read("err");
   std::string log;
   for (int i = 0; i < 100; ++i) {
