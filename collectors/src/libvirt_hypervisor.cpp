@@ -319,8 +319,13 @@ void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, VmSample& vm) {
   // Drivers without the bulk balloon group (libvirt's test driver) answer these per domain.
   virDomainInfo info{};
   if (virDomainGetInfo(dom, &info) == 0) {
-    vm.max_bytes = info.maxMem * KiB;
-    vm.current_bytes = info.memory * KiB;
+    const auto max = times(info.maxMem, KiB);
+    const auto current = times(info.memory, KiB);
+    if (!max || !current) {
+      vm.invalid_sizes = "a size in KiB overflows in bytes";
+    }
+    vm.max_bytes = max.value_or(0);
+    vm.current_bytes = current.value_or(0);
     vm.state = to_vm_state(info.state);
   }
   virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
@@ -348,7 +353,7 @@ void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, VmSample& vm) {
         g.total_bytes = times(v, KiB);
         break;
       case VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON:
-        vm.current_bytes = v * KiB;
+        vm.current_bytes = times(v, KiB).value_or(kMaxPlausibleBytes + 1);
         break;
       case VIR_DOMAIN_MEMORY_STAT_RSS:
         vm.host_rss_bytes = times(v, KiB);
@@ -425,8 +430,13 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
   }
   const auto current = param_u64(params, nparams, "balloon.current");
   if (current && bulk_balloon_supported_) {
-    vm.current_bytes = *current * KiB;
-    vm.max_bytes = param_u64(params, nparams, "balloon.maximum").value_or(0) * KiB;
+    const auto current_bytes = times(current, KiB);
+    const auto max_bytes = times(param_u64(params, nparams, "balloon.maximum").value_or(0), KiB);
+    if (!current_bytes || !max_bytes) {
+      vm.invalid_sizes = "a size in KiB overflows in bytes";
+    }
+    vm.current_bytes = current_bytes.value_or(0);
+    vm.max_bytes = max_bytes.value_or(0);
     auto& g = vm.guest;
     g.swap_in_bytes_total = times(param_u64(params, nparams, "balloon.swap_in"), KiB);
     g.swap_out_bytes_total = times(param_u64(params, nparams, "balloon.swap_out"), KiB);
@@ -446,6 +456,11 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
   }
   if (!d.facts) {
     load_facts(dom, d);
+  }
+  if (!vm.invalid_sizes) {
+    if (auto why = implausible_sizes(vm); !why.empty()) {
+      vm.invalid_sizes = std::move(why);
+    }
   }
   if (d.facts) {
     vm.metadata = d.facts->metadata;

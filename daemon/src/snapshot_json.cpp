@@ -217,6 +217,7 @@ void fields(F& f, M& vm) {
   f("sharing_allowed", vm.sharing_allowed);
   f("process", vm.process);
   f("page_scan", vm.page_scan);
+  f("invalid_sizes", vm.invalid_sizes);
 }
 
 template <typename F, Is<Snapshot> M>

@@ -38,7 +38,13 @@ EffectiveBalloon effective_balloon(const VmSample& vm, const config::Config& con
   s.grow_when_host_idle = b.grow_when_host_idle;
   s.floor_bytes = std::min(vm.metadata.floor.value_or(b.min).resolve(vm.max_bytes), vm.max_bytes);
   const bool enabled = vm.metadata.balloon_enabled.value_or(b.enabled);
-  if (!enabled) {
+  // Checked here too, not only by the collector: a replayed or hand-written snapshot reaches the
+  // policy without it, and the engine's signed arithmetic relies on sizes below 2^52.
+  const std::string impossible = vm.invalid_sizes ? *vm.invalid_sizes : implausible_sizes(vm);
+  if (!impossible.empty()) {
+    s.unmanaged_reason = "impossible sizes from libvirt: " + impossible;
+    s.floor_bytes = vm.max_bytes;
+  } else if (!enabled) {
     s.unmanaged_reason = vm.metadata.balloon_enabled.has_value()
                              ? "balloon turned off in domain metadata"
                              : "balloon turned off for class " + cls->name;

@@ -388,7 +388,10 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
     // "usable" (older drivers) are judged by free + page cache.
     std::optional<std::uint64_t> usable = vm.guest.usable_bytes;
     if (!usable && vm.guest.unused_bytes) {
-      usable = *vm.guest.unused_bytes + vm.guest.disk_caches_bytes.value_or(0);
+      // Saturating: both figures come from the guest.
+      const std::uint64_t caches = vm.guest.disk_caches_bytes.value_or(0);
+      usable = *vm.guest.unused_bytes > UINT64_MAX - caches ? UINT64_MAX
+                                                            : *vm.guest.unused_bytes + caches;
     }
     if (!usable || vm.current_bytes == 0) {
       outcome.kind = Outcome::Kind::no_usable_figure;

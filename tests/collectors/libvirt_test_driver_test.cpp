@@ -201,6 +201,19 @@ TEST(LibvirtTestDriver, MetadataAndBalloonFactsFromDomainXml) {
   EXPECT_TRUE(web.sharing_allowed);
 }
 
+// libvirt accepts sizes no host could hold; they are flagged as a VM-level error.
+TEST(LibvirtTestDriver, ImpossibleSizesAreAVmLevelError) {
+  const std::string uri =
+      std::string("test://") + MEMTIDE_FIXTURES + "/libvirt/node-impossible.xml";
+  LibvirtHypervisor h(options(uri));
+  const auto r = h.collect(0);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->size(), 1u);
+  ASSERT_TRUE(r->front().invalid_sizes.has_value());
+  EXPECT_NE(r->front().invalid_sizes->find("beyond any host"), std::string::npos)
+      << *r->front().invalid_sizes;
+}
+
 // A generated host with 1,000 running domains.
 TEST(LibvirtTestDriver, ThousandDomains) {
   char path[] = "/tmp/memtide-node-XXXXXX.xml";

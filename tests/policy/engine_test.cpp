@@ -112,6 +112,28 @@ TEST(Decide, ABalloonOutsideItsLimitsIsMovedInsideWithAReason) {
       << c->reason;
 }
 
+// Sizes no host could hold (a KiB figure that overflowed, a corrupted record) once went through
+// a signed cast and came out as "grow 16.0 TiB", really a shrink to the floor. Such a VM is
+// reported, never acted on.
+TEST(Decide, ImpossibleSizesAreNotActedOn) {
+  auto s = host(1 * GiB);  // host pressure: every managed guest would be a donor
+  s.vms = {guest("huge", (1ULL << 63) + 4 * GiB, (1ULL << 63) + 8 * GiB, 0),
+           guest("inverted", 8 * GiB, 4 * GiB, 0), guest("fine", 4 * GiB, 8 * GiB, 3 * GiB)};
+  s.vms[1].invalid_sizes = std::nullopt;  // found by the policy itself, not only the collector
+  const auto d = decide(s, {}, base_config(), 0);
+  EXPECT_EQ(change_for(d.plan, "huge"), nullptr);
+  EXPECT_EQ(change_for(d.plan, "inverted"), nullptr);
+  ASSERT_NE(change_for(d.plan, "fine"), nullptr);
+  EXPECT_NE(d.plan.explanation("huge").find("impossible sizes from libvirt: maximum"),
+            std::string::npos)
+      << d.plan.explanation("huge");
+  EXPECT_NE(d.plan.explanation("inverted").find("is above the maximum"), std::string::npos)
+      << d.plan.explanation("inverted");
+  for (const auto& b : d.plan.balloons) {
+    EXPECT_LE(b.to_bytes, 8 * GiB) << b.vm;
+  }
+}
+
 TEST(Decide, GrowthIsLimitedByMaxStepAndMaximum) {
   auto s = host(20 * GiB);
   s.vms = {guest("big", 4 * GiB, 16 * GiB, 0), guest("capped", 7900 * MiB, 8 * GiB, 0)};

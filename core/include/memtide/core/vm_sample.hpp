@@ -82,8 +82,30 @@ struct VmSample {
   bool sharing_allowed = true;               // false with <memoryBacking><nosharepages/>
   std::optional<QemuProcess> process;
   std::optional<VmPageScan> page_scan;  // filled by the daemon's page scanner
+  // Set when libvirt's sizes for the VM are impossible (beyond any host, current above maximum,
+  // a KiB figure that overflows in bytes): why. Nothing is decided or done for such a VM.
+  std::optional<std::string> invalid_sizes;
   friend bool operator==(const VmSample&, const VmSample&) = default;
 };
+
+// The largest memory size taken as real: 2^52 bytes (4 PiB), the most that x86-64's physical
+// address space can hold. Anything larger from libvirt is an error, not a figure.
+inline constexpr std::uint64_t kMaxPlausibleBytes = std::uint64_t{1} << 52;
+
+// Why a VM's balloon sizes cannot be real, or "" when they can.
+inline std::string implausible_sizes(const VmSample& vm) {
+  if (vm.max_bytes > kMaxPlausibleBytes) {
+    return "maximum " + std::to_string(vm.max_bytes) + " bytes is beyond any host";
+  }
+  if (vm.current_bytes > kMaxPlausibleBytes) {
+    return "current size " + std::to_string(vm.current_bytes) + " bytes is beyond any host";
+  }
+  if (vm.current_bytes > vm.max_bytes) {
+    return "current size " + std::to_string(vm.current_bytes) + " bytes is above the maximum " +
+           std::to_string(vm.max_bytes);
+  }
+  return "";
+}
 
 inline const char* to_string(VmState state) {
   switch (state) {
