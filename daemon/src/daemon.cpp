@@ -19,6 +19,7 @@
 #include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
 
+#include "balloon_commands.hpp"
 #include "json_text.hpp"
 #include "restore.hpp"
 #include "snapshot_json.hpp"
@@ -527,6 +528,12 @@ void Daemon::arm_timer(std::uint64_t previous_usec) {
 void Daemon::tick() {
   ++ticks_;
   sd_event_now(event_, CLOCK_MONOTONIC, &last_tick_usec_);
+  std::uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) <= 0) {
+    watchdog_usec = 0;
+  }
+  tick_deadline_ = std::chrono::steady_clock::now() +
+                   tick_budget(config_->daemon.interval, std::chrono::microseconds(watchdog_usec));
   timespec started{};
   clock_gettime(CLOCK_MONOTONIC, &started);
   auto snapshot = collector_->collect();
@@ -741,7 +748,13 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
   const policy::Plan& plan = decision.plan;
   std::map<std::string, std::string> failed;  // VM -> why its command failed this tick
   auto* hypervisor = collector_->hypervisor();
-  for (const auto& change : plan.balloons) {
+  const bool send = !dry_run() && hypervisor != nullptr && !figures_.paused;
+  const auto outcomes = send ? send_balloon_commands(*hypervisor, plan.balloons,
+                                                     config_->libvirt.timeout, tick_deadline_)
+                             : std::vector<CommandOutcome>(plan.balloons.size());
+  std::size_t carried_over = 0;
+  for (std::size_t i = 0; i < plan.balloons.size(); ++i) {
+    const auto& change = plan.balloons[i];
     const std::string what = change.vm + ": " + config::format_size(change.from_bytes) + " -> " +
                              config::format_size(change.to_bytes) + ": " + change.reason;
     const std::initializer_list<LogField> fields = {
@@ -767,13 +780,20 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
       policy::unsend(policy_state_, change);
       continue;
     }
-    auto set = hypervisor->set_balloon(change.uuid, change.to_bytes, change.floor_bytes,
-                                       config_->libvirt.timeout);
-    if (!set) {
+    const CommandOutcome& outcome = outcomes[i];
+    if (outcome.kind == CommandOutcome::Kind::carried_over) {
+      // The tick's time is spent (a slow hypervisor): the next tick decides it again.
+      log_.debug("carried over to the next tick: balloon " + what, fields);
+      remember("carried over");
+      policy::unsend(policy_state_, change);
+      ++carried_over;
+      continue;
+    }
+    if (outcome.kind == CommandOutcome::Kind::failed) {
       ++figures_.errors_total["balloon"];
-      log_.error("balloon command failed for " + change.vm + ": " + set.error().message, fields);
-      remember("failed: " + set.error().message);
-      failed[change.vm] = set.error().message;
+      log_.error("balloon command failed for " + change.vm + ": " + outcome.error, fields);
+      remember("failed: " + outcome.error);
+      failed[change.vm] = outcome.error;
       continue;
     }
     remember("applied");
@@ -796,6 +816,13 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
                    {"MEMTIDE_REACTION_MS", std::to_string(*last_reaction_ms_)}});
       pressure_event_usec_ = 0;
     }
+  }
+  if (carried_over > 0) {
+    ++figures_.errors_total["tick-budget"];
+    log_.warning(std::to_string(carried_over) +
+                     " balloon command(s) carried over to the next tick: the tick's time budget "
+                     "is spent (libvirt is slow)",
+                 {{"MEMTIDE_EVENT", "commands-carried-over"}});
   }
   act_on_ksm(plan);
   report_alerts(all_alerts(plan, now_ms, failed));

@@ -3,6 +3,7 @@
 // WATCHDOG pings are sent by sd-event itself when WATCHDOG_USEC is set).
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -144,6 +145,9 @@ class Daemon {
   sd_event_source* psi_source_ = nullptr;
   std::uint64_t pressure_event_usec_ = 0;  // CLOCK_MONOTONIC of an unanswered pressure event
   std::uint64_t last_tick_usec_ = 0;
+  // When this tick's time is up (tick_budget from its start): balloon commands not sent by
+  // then are carried over to the next tick.
+  std::chrono::steady_clock::time_point tick_deadline_{};
   std::optional<double> last_reaction_ms_;  // pressure event -> first balloon command
   std::optional<Snapshot> last_snapshot_;   // last successful collection
   std::string last_collect_error_;          // to log a failure once, not every tick

@@ -1,5 +1,6 @@
 #include "hypervisor_worker.hpp"
 
+#include <cerrno>
 #include <future>
 #include <optional>
 
@@ -65,7 +66,7 @@ Result<T> HypervisorWorker::call(std::function<Result<T>(collectors::Hypervisor&
       const auto running = std::chrono::duration_cast<std::chrono::seconds>(
           std::chrono::steady_clock::now() - shared_->started);
       return Error{
-          "", 0, 0,
+          "", 0, EBUSY,
           "libvirt still busy with a call started " + std::to_string(running.count()) + "s ago"};
     }
     shared_->busy = true;
@@ -77,7 +78,7 @@ Result<T> HypervisorWorker::call(std::function<Result<T>(collectors::Hypervisor&
     shared_->wake.notify_all();
   }
   if (future.wait_for(timeout) != std::future_status::ready) {
-    return Error{"", 0, 0,
+    return Error{"", 0, ETIMEDOUT,
                  "libvirt did not answer within " + std::to_string(timeout.count()) + " ms"};
   }
   return future.get();

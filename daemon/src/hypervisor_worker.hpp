@@ -2,7 +2,8 @@
 // hold the daemon's tick longer than a configured timeout. One call runs at a time; a call that
 // overruns its timeout keeps running in the background (libvirt calls cannot be cancelled), its
 // result is dropped, and further calls fail at once with "busy" until it returns: the tick goes
-// on with the figures it has.
+// on with the figures it has. Such errors carry sys_errno ETIMEDOUT (this call overran) or EBUSY
+// (an earlier call is still running).
 #pragma once
 
 #include <chrono>

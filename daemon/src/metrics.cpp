@@ -464,8 +464,11 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
   e.gauge("memtide_last_tick_seconds", "Duration of the last tick.", d.last_tick_seconds);
   e.family("memtide_errors_total", "counter",
            "Errors by kind: collect (host or VM figures), balloon (a command failed), ksm (a "
-           "KSM setting could not be written), record (trace), reload (configuration rejected).");
-  for (const char* kind : {"collect", "balloon", "ksm", "record", "reload"}) {
+           "KSM setting could not be written), record (trace), reload (configuration rejected), "
+           "tick-budget (balloon commands carried over: libvirt too slow), internal (a tick, "
+           "reload or stop failed unexpectedly; the daemon went on).");
+  for (const char* kind :
+       {"collect", "balloon", "ksm", "record", "reload", "tick-budget", "internal"}) {
     const auto it = d.errors_total.find(kind);
     e.sample("memtide_errors_total", {{"kind", kind}},
              it != d.errors_total.end() ? it->second : std::uint64_t{0});
