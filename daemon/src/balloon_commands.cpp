@@ -5,9 +5,10 @@
 
 namespace memtide::daemon {
 
-std::vector<CommandOutcome> send_balloon_commands(
-    HypervisorWorker& hypervisor, const std::vector<policy::BalloonChange>& changes,
-    std::chrono::milliseconds call_timeout, std::chrono::steady_clock::time_point deadline) {
+std::vector<CommandOutcome> send_balloon_commands(HypervisorWorker& hypervisor,
+                                                  const std::vector<policy::BalloonChange>& changes,
+                                                  std::chrono::milliseconds call_timeout,
+                                                  std::chrono::steady_clock::time_point deadline) {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
   std::vector<CommandOutcome> out(changes.size());

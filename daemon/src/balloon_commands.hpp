@@ -27,9 +27,10 @@ inline constexpr std::chrono::milliseconds kMinCallTime{50};
 
 // One outcome per change, in order. `deadline` is on the steady clock. After a call that timed
 // out (it goes on in the worker) the rest are carried over.
-std::vector<CommandOutcome> send_balloon_commands(
-    HypervisorWorker& hypervisor, const std::vector<policy::BalloonChange>& changes,
-    std::chrono::milliseconds call_timeout, std::chrono::steady_clock::time_point deadline);
+std::vector<CommandOutcome> send_balloon_commands(HypervisorWorker& hypervisor,
+                                                  const std::vector<policy::BalloonChange>& changes,
+                                                  std::chrono::milliseconds call_timeout,
+                                                  std::chrono::steady_clock::time_point deadline);
 
 // The time a tick may take from its start: its interval (at least 1 s), but never more than a
 // third of the systemd watchdog period when one is set (`watchdog` zero: none), so the loop

@@ -54,6 +54,9 @@ Options:
                       when the default path is absent)
       --connect URI   libvirt URI instead of libvirt.uri
   -n, --dry-run       restore: show what would change, change nothing
+      --if-service-failed
+                      restore: only when systemd's SERVICE_RESULT says memtided did not stop
+                      cleanly and daemon.on_stop is restore (the unit's ExecStopPost)
   -t, --trace FILE    simulate: a trace to replay; repeat for rotated files, oldest first
                       (--trace trace.jsonl.1 --trace trace.jsonl)
   -q, --quiet         simulate: print the summary only
@@ -75,17 +78,30 @@ int usage_error(const std::string& message) {
   return kExitUsage;
 }
 
-int restore(const config::Config& config, const std::optional<std::string>& connect, bool dry_run) {
+int restore(const config::Config& config, const std::optional<std::string>& connect, bool dry_run,
+            bool if_service_failed) {
+  if (if_service_failed) {
+    // Run by systemd as ExecStopPost: SERVICE_RESULT says how memtided ended. A clean stop has
+    // already done what daemon.on_stop says; a crash, a kill or a watchdog timeout has not.
+    const char* result = std::getenv("SERVICE_RESULT");
+    if (result == nullptr || std::string(result) == "success") {
+      return kExitOk;
+    }
+    if (config.daemon.on_stop != config::OnStop::restore) {
+      std::cout << "memtided ended (" << result << "); daemon.on_stop is keep: nothing to do\n";
+      return kExitOk;
+    }
+    std::cout << "memtided ended without restoring (" << result << "); restoring\n";
+  }
   auto worker = make_libvirt_worker(config, connect, config.daemon.procfs);
-  std::int64_t now = 0;
-  auto vms = worker->collect(now, config.libvirt.timeout);
-  if (!vms) {
-    std::cerr << "memtidectl: " << vms.error().message << '\n';
+  const auto run = restore_within(*worker, config, dry_run, config.libvirt.timeout,
+                                  std::chrono::steady_clock::now() + kRestoreBudget);
+  if (run.collect_error) {
+    std::cerr << "memtidectl: " << run.collect_error->message << '\n';
     return kExitFailure;
   }
   int failures = 0;
-  for (const auto& outcome :
-       restore_balloons(*worker, *vms, config, dry_run, config.libvirt.timeout)) {
+  for (const auto& outcome : run.outcomes) {
     std::cout << describe(outcome) << '\n';
     failures += outcome.kind == RestoreOutcome::Kind::failed ? 1 : 0;
   }
@@ -416,6 +432,7 @@ int run(const std::vector<std::string>& args) {
   bool config_given = false;
   std::optional<std::string> connect;
   bool dry_run = false;
+  bool if_service_failed = false;
   std::vector<std::string> traces;
   bool quiet = false;
   bool json = false;
@@ -459,6 +476,8 @@ int run(const std::vector<std::string>& args) {
         return usage_error(a + " needs a file");
       }
       traces.push_back(*v);
+    } else if (a == "--if-service-failed") {
+      if_service_failed = true;
     } else if (a == "-q" || a == "--quiet") {
       quiet = true;
     } else if (a == "--json") {
@@ -528,7 +547,7 @@ int run(const std::vector<std::string>& args) {
   if (command == "simulate") {
     return simulate(config, traces, quiet, json);
   }
-  return restore(*config, connect, dry_run);
+  return restore(*config, connect, dry_run, if_service_failed);
 }
 
 }  // namespace

@@ -464,27 +464,30 @@ void Daemon::stop() {
   sd_notify(0, "STOPPING=1\nSTATUS=stopping");
   auto* hypervisor = collector_->hypervisor();
   if (config_->daemon.on_stop == config::OnStop::restore && hypervisor != nullptr) {
-    // Fresh figures: the last tick's may predate a VM's start or stop.
-    std::uint64_t now = 0;
-    sd_event_now(event_, CLOCK_MONOTONIC, &now);
-    auto vms = hypervisor->collect(static_cast<std::int64_t>(now / 1000), config_->libvirt.timeout);
-    if (!vms) {
-      log_.error("cannot restore balloons on stop: " + vms.error().message,
+    // Fresh figures (the last tick's may predate a VM's start or stop), after any call still in
+    // flight, each VM with its own timeout and retries, all within kRestoreBudget.
+    const auto run = restore_within(*hypervisor, *config_, false, config_->libvirt.timeout,
+                                    std::chrono::steady_clock::now() + kRestoreBudget,
+                                    [](const std::string& what) {
+                                      // A stop that takes long must not look hung to the watchdog.
+                                      sd_notify(0, ("WATCHDOG=1\nSTATUS=" + what).c_str());
+                                    });
+    if (run.collect_error) {
+      log_.error("cannot restore balloons on stop: " + run.collect_error->to_string() +
+                     "; every guest stays at its current size (run memtidectl restore)",
                  {{"MEMTIDE_EVENT", "restore-failed"}});
-    } else {
-      for (const auto& o :
-           restore_balloons(*hypervisor, *vms, *config_, false, config_->libvirt.timeout)) {
-        if (o.kind == RestoreOutcome::Kind::restored) {
-          log_.notice(
-              "restored on stop: " + describe(o),
-              {{"MEMTIDE_EVENT", "restore"}, {"MEMTIDE_VM", o.vm}, {"MEMTIDE_VM_UUID", o.uuid}});
-        } else if (o.kind == RestoreOutcome::Kind::failed) {
-          log_.error("restore on stop failed: " + describe(o), {{"MEMTIDE_EVENT", "restore-failed"},
-                                                                {"MEMTIDE_VM", o.vm},
-                                                                {"MEMTIDE_VM_UUID", o.uuid}});
-        } else {
-          log_.debug("on stop: " + describe(o), {{"MEMTIDE_EVENT", "restore"}});
-        }
+    }
+    for (const auto& o : run.outcomes) {
+      if (o.kind == RestoreOutcome::Kind::restored) {
+        log_.notice(
+            "restored on stop: " + describe(o),
+            {{"MEMTIDE_EVENT", "restore"}, {"MEMTIDE_VM", o.vm}, {"MEMTIDE_VM_UUID", o.uuid}});
+      } else if (o.kind == RestoreOutcome::Kind::failed) {
+        log_.error("restore on stop failed: " + describe(o), {{"MEMTIDE_EVENT", "restore-failed"},
+                                                              {"MEMTIDE_VM", o.vm},
+                                                              {"MEMTIDE_VM_UUID", o.uuid}});
+      } else {
+        log_.debug("on stop: " + describe(o), {{"MEMTIDE_EVENT", "restore"}});
       }
     }
   }

@@ -84,6 +84,11 @@ Result<T> HypervisorWorker::call(std::function<Result<T>(collectors::Hypervisor&
   return future.get();
 }
 
+bool HypervisorWorker::wait_idle(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(shared_->mutex);
+  return shared_->wake.wait_until(lock, deadline, [&] { return !shared_->busy; });
+}
+
 Result<std::vector<VmSample>> HypervisorWorker::collect(std::int64_t monotonic_ms,
                                                         std::chrono::milliseconds timeout) {
   return call<std::vector<VmSample>>(

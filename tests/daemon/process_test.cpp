@@ -461,6 +461,36 @@ TEST(Memtidectl, RestoreAndDryRun) {
   EXPECT_EQ(real.out, "test: 2 GiB -> 8 GiB\n");
 }
 
+// The unit's ExecStopPost safety net: acts only when systemd says memtided did not stop cleanly
+// (SERVICE_RESULT other than "success") and daemon.on_stop is restore.
+TEST(Memtidectl, RestoreIfServiceFailed) {
+  auto with_result = [](const char* result, const std::vector<std::string>& extra = {}) {
+    if (result != nullptr) {
+      setenv("SERVICE_RESULT", result, 1);
+    } else {
+      unsetenv("SERVICE_RESULT");
+    }
+    std::vector<std::string> args{"restore", "--if-service-failed", "--connect", "test:///default"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = run_ctl(args);
+    unsetenv("SERVICE_RESULT");
+    return r;
+  };
+  EXPECT_EQ(with_result(nullptr).out, "");    // not run by systemd
+  EXPECT_EQ(with_result("success").out, "");  // memtided restored on its way out
+  const auto crashed = with_result("core-dump");
+  EXPECT_EQ(crashed.status, 0) << crashed.err;
+  EXPECT_NE(crashed.out.find("test: 2 GiB -> 8 GiB"), std::string::npos) << crashed.out;
+  const auto watchdog = with_result("watchdog");
+  EXPECT_NE(watchdog.out.find("test: 2 GiB -> 8 GiB"), std::string::npos) << watchdog.out;
+  TempDir dir;
+  dir.write("keep.yaml", "daemon: {on_stop: keep}\n");
+  const auto keep = with_result("signal", {"--config", dir.file("keep.yaml")});
+  EXPECT_EQ(keep.status, 0);
+  EXPECT_EQ(keep.out.find("->"), std::string::npos) << keep.out;
+  EXPECT_NE(keep.out.find("on_stop is keep"), std::string::npos) << keep.out;
+}
+
 TEST(Memtidectl, RestoreLeavesUnmanagedVms) {
   TempDir dir;
   dir.write(

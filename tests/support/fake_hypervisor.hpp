@@ -2,6 +2,7 @@
 // Never used by the product.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -13,13 +14,15 @@ namespace memtide::testing {
 
 class FakeHypervisor final : public collectors::Hypervisor {
  public:
-  std::vector<VmSample> vms;           // what collect() returns
-  std::chrono::milliseconds delay{0};  // each call sleeps this long first
-  bool down = false;                   // collect()/set_balloon() fail
+  std::vector<VmSample> vms;  // what collect() returns
+  // Each call sleeps this long first (atomic: a test may change it while a call sleeps).
+  std::atomic<std::chrono::milliseconds> delay{std::chrono::milliseconds{0}};
+  bool down = false;                         // collect()/set_balloon() fail
+  std::atomic<int> set_balloon_failures{0};  // the next N set_balloon() calls fail
   std::vector<std::pair<std::string, std::uint64_t>> balloon_calls;  // (uuid, bytes requested)
 
   Result<std::vector<VmSample>> collect(std::int64_t) override {
-    std::this_thread::sleep_for(delay);
+    std::this_thread::sleep_for(delay.load());
     if (down) {
       return Error{"", 0, 0, "fake hypervisor is down"};
     }
@@ -28,9 +31,13 @@ class FakeHypervisor final : public collectors::Hypervisor {
 
   Result<std::uint64_t> set_balloon(const std::string& uuid, std::uint64_t target,
                                     std::uint64_t floor) override {
-    std::this_thread::sleep_for(delay);
+    std::this_thread::sleep_for(delay.load());
     if (down) {
       return Error{"", 0, 0, "fake hypervisor is down"};
+    }
+    if (set_balloon_failures > 0) {
+      --set_balloon_failures;
+      return Error{"", 0, 0, "fake hypervisor refused this once"};
     }
     for (auto& vm : vms) {
       if (vm.uuid == uuid) {
