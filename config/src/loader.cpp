@@ -357,6 +357,9 @@ void read_daemon(MapReader& root, Diagnostics& diag, DaemonSection& out) {
   read_scalar(map, diag, "on_stop", out.on_stop,
               enum_parser<OnStop>({{"restore", OnStop::restore}, {"keep", OnStop::keep}}));
   read_scalar(map, diag, "control_socket", out.control_socket, parse_optional_path);
+  read_scalar(map, diag, "state_file", out.state_file, [](std::string_view text) {
+    return text == "auto" ? Result<std::string>(std::string(text)) : parse_optional_path(text);
+  });
   if (const auto record = map.take("record")) {
     MapReader r(*record, "daemon.record", diag);
     read_scalar(r, diag, "path", out.record.path, parse_optional_path);

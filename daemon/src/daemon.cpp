@@ -23,6 +23,7 @@
 #include "json_text.hpp"
 #include "restore.hpp"
 #include "snapshot_json.hpp"
+#include "state_file.hpp"
 
 namespace memtide::daemon {
 
@@ -101,6 +102,7 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
   }
   serve_metrics();
   configure_alert_sinks();
+  state_path_ = resolve_state_path(config_->daemon.state_file);
   const auto& record = config_->daemon.record;
   if (record.path.empty()) {
     trace_.reset();
@@ -428,6 +430,7 @@ int Daemon::run() {
 
   watch_pressure();
   serve_control();
+  load_state();
 
   log_.notice(
       "memtided " MEMTIDE_VERSION " started",
@@ -479,6 +482,14 @@ void Daemon::stop() {
     }
     for (const auto& o : run.outcomes) {
       if (o.kind == RestoreOutcome::Kind::restored) {
+        // The restore was a command to the maximum: the policy's memory says so, or after a
+        // restart it would take the old, smaller target for one still in flight.
+        if (last_snapshot_) {
+          auto& memory = policy_state_.vms[o.uuid];
+          memory.last_change_ms = last_snapshot_->monotonic_ms;
+          memory.last_direction = 1;
+          memory.last_target_bytes = o.to_bytes;
+        }
         log_.notice(
             "restored on stop: " + describe(o),
             {{"MEMTIDE_EVENT", "restore"}, {"MEMTIDE_VM", o.vm}, {"MEMTIDE_VM_UUID", o.uuid}});
@@ -491,6 +502,7 @@ void Daemon::stop() {
       }
     }
   }
+  save_state(true, true);
   sd_event_exit(event_, kExitOk);
 }
 
@@ -828,8 +840,71 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
                  {{"MEMTIDE_EVENT", "commands-carried-over"}});
   }
   act_on_ksm(plan);
+  const auto firing_before = firing_alerts_;
   report_alerts(all_alerts(plan, now_ms, failed));
+  const bool changed =
+      !plan.balloons.empty() || firing_before != firing_alerts_ || !last_plan_ ||
+      (plan.ksm && last_plan_->ksm && plan.ksm->settings != last_plan_->ksm->settings);
   last_plan_ = plan;
+  save_state(changed, false);
+}
+
+void Daemon::load_state() {
+  if (state_path_.empty()) {
+    return;
+  }
+  auto text = read_state_file(state_path_);
+  if (!text) {
+    if (text.error().sys_errno == ENOENT) {
+      log_.info("no policy state at " + state_path_ + "; starting fresh",
+                {{"MEMTIDE_EVENT", "state-absent"}});
+    } else {
+      log_.warning("policy state not used, starting fresh: " + text.error().to_string(),
+                   {{"MEMTIDE_EVENT", "state-ignored"}});
+    }
+    return;
+  }
+  using namespace std::chrono;
+  const auto mono = duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+  const auto unix_ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  auto state = state_from_json(*text, mono, unix_ms);
+  if (!state) {
+    log_.warning(
+        "policy state in " + state_path_ + " not used, starting fresh: " + state.error().message,
+        {{"MEMTIDE_EVENT", "state-ignored"}});
+    return;
+  }
+  policy_state_ = std::move(*state);
+  log_.notice("policy state restored from " + state_path_ + ": " +
+                  std::to_string(policy_state_.vms.size()) + " VM(s), " +
+                  std::to_string(policy_state_.alerts.size()) + " alert(s)",
+              {{"MEMTIDE_EVENT", "state-restored"}});
+}
+
+void Daemon::save_state(bool changed, bool force) {
+  if (state_path_.empty() || !last_snapshot_) {
+    return;
+  }
+  std::uint64_t now_usec = 0;
+  sd_event_now(event_, CLOCK_MONOTONIC, &now_usec);
+  constexpr std::uint64_t kEveryUsec = 60'000'000;
+  if (!force && !changed && state_saved_usec_ != 0 && now_usec - state_saved_usec_ < kEveryUsec) {
+    return;
+  }
+  using namespace std::chrono;
+  const auto mono = duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+  const auto unix_ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  state_saved_usec_ = now_usec;
+  if (auto s = save_state_file(state_path_, state_to_json(policy_state_, mono, unix_ms)); !s) {
+    ++figures_.errors_total["state"];
+    const auto message = s.error().to_string();
+    if (message != last_state_error_) {
+      log_.warning("cannot save the policy state: " + message, {{"MEMTIDE_EVENT", "state-failed"}});
+      last_state_error_ = message;
+    }
+    return;
+  }
+  last_state_error_.clear();
 }
 
 void Daemon::attach_page_scans(Snapshot& snapshot) {

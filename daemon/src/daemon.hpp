@@ -73,6 +73,11 @@ class Daemon {
   // The plan's alerts plus the daemon's own (libvirt-down, balloon-command-failed).
   std::vector<policy::Alert> all_alerts(const policy::Plan& plan, std::int64_t now_ms,
                                         const std::map<std::string, std::string>& failed);
+  // Loads daemon.state_file into policy_state_ (at start), logging what happened.
+  void load_state();
+  // Saves policy_state_ when it changed materially this tick (`changed`), or a minute after the
+  // last save, or when `force`; failures are logged once.
+  void save_state(bool changed, bool force);
   // Logs failed alert deliveries with their reason, at most once a minute per sink.
   void report_delivery_failures();
   // (Re)creates the Alertmanager and exec sinks to match the configuration.
@@ -120,6 +125,9 @@ class Daemon {
   static constexpr std::size_t kRecentCommands = 50;
   std::optional<collectors::VirtFacts> facts_;  // read at start and on reload
   std::string last_trace_error_;                // to log a failing trace once, not every tick
+  std::string state_path_;                      // daemon.state_file resolved; "" off
+  std::uint64_t state_saved_usec_ = 0;          // CLOCK_MONOTONIC of the last save
+  std::string last_state_error_;                // to log a failing save once
 
   sd_event* event_ = nullptr;
   sd_event_source* timer_ = nullptr;

@@ -466,9 +466,10 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
            "Errors by kind: collect (host or VM figures), balloon (a command failed), ksm (a "
            "KSM setting could not be written), record (trace), reload (configuration rejected), "
            "tick-budget (balloon commands carried over: libvirt too slow), internal (a tick, "
-           "reload or stop failed unexpectedly; the daemon went on).");
+           "reload or stop failed unexpectedly; the daemon went on), state (the policy state "
+           "could not be saved).");
   for (const char* kind :
-       {"collect", "balloon", "ksm", "record", "reload", "tick-budget", "internal"}) {
+       {"collect", "balloon", "ksm", "record", "reload", "tick-budget", "internal", "state"}) {
     const auto it = d.errors_total.find(kind);
     e.sample("memtide_errors_total", {{"kind", kind}},
              it != d.errors_total.end() ? it->second : std::uint64_t{0});

@@ -44,6 +44,10 @@ struct DaemonSection {
   RecordSection record;
   // Unix socket memtidectl talks to (mode 0600); "" turns it off. --control-socket overrides.
   std::string control_socket = "/run/memtide/control.sock";
+  // Where the policy's memory (hysteresis, commands in flight, alert state, the KSM hold-off)
+  // is kept across restarts. "auto": $STATE_DIRECTORY/policy-state.json when systemd sets
+  // STATE_DIRECTORY (the unit's StateDirectory=memtide), else off; "" off; or an absolute path.
+  std::string state_file = "auto";
   friend bool operator==(const DaemonSection&, const DaemonSection&) = default;
 };
 

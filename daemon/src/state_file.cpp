@@ -1,0 +1,247 @@
+#include "state_file.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "json_text.hpp"
+
+namespace memtide::daemon {
+
+namespace {
+
+using nlohmann::json;
+
+// Bounds on what a state file may hold, so a damaged or hostile one cannot exhaust memory.
+constexpr std::size_t kMaxVms = 1'000'000;
+constexpr std::size_t kMaxHistory = 1'000'000;
+constexpr std::size_t kMaxAlerts = 100'000;
+
+json optional_u64(const std::optional<std::uint64_t>& v) {
+  return v ? json(*v) : json();
+}
+
+std::optional<std::uint64_t> read_optional_u64(const json& j, const char* key) {
+  const auto& v = j.at(key);
+  if (v.is_null()) {
+    return std::nullopt;
+  }
+  return v.get<std::uint64_t>();
+}
+
+}  // namespace
+
+std::string state_to_json(const policy::PolicyState& state, std::int64_t monotonic_ms,
+                          std::int64_t unix_ms) {
+  json vms = json::object();
+  for (const auto& [uuid, vm] : state.vms) {
+    vms[uuid] = {{"last_change_ms", vm.last_change_ms},
+                 {"last_direction", vm.last_direction},
+                 {"last_target_bytes", optional_u64(vm.last_target_bytes)},
+                 {"swap_in_bytes_total", optional_u64(vm.swap_in_bytes_total)},
+                 {"major_faults_total", optional_u64(vm.major_faults_total)},
+                 {"sampled_ms", vm.sampled_ms}};
+  }
+  json alerts = json::array();
+  for (const auto& [key, memory] : state.alerts) {
+    const auto& a = memory.alert;
+    alerts.push_back({{"name", a.name},
+                      {"subject", a.subject},
+                      {"severity", policy::to_string(a.severity)},
+                      {"summary", a.summary},
+                      {"since_ms", a.since_ms},
+                      {"clear_ticks", memory.clear_ticks}});
+  }
+  json history = json::array();
+  for (const auto& [ms, bytes] : state.available_history) {
+    history.push_back({ms, bytes});
+  }
+  const json out = {
+      {"format", kStateFormat},
+      {"saved_unix_ms", unix_ms},
+      {"saved_monotonic_ms", monotonic_ms},
+      {"vms", vms},
+      {"alerts", alerts},
+      {"ksm",
+       {{"merging_since_full_scans", optional_u64(state.ksm.merging_since_full_scans)},
+        {"stopped_for_cost_ms", state.ksm.stopped_for_cost_ms}}},
+      {"available_history", history},
+  };
+  return dump_json(out) + "\n";
+}
+
+Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_t monotonic_ms,
+                                            std::int64_t unix_ms) {
+  if (json_nesting_exceeds(text, 8)) {
+    return Error{"", 0, 0, "nested deeper than a state file is"};
+  }
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Error{"", 0, 0, "not a JSON object"};
+  }
+  try {
+    if (j.at("format").get<int>() != kStateFormat) {
+      return Error{"", 0, 0,
+                   "format " + std::to_string(j.at("format").get<int>()) + ", expected " +
+                       std::to_string(kStateFormat)};
+    }
+    const auto saved_unix = j.at("saved_unix_ms").get<std::int64_t>();
+    const auto saved_mono = j.at("saved_monotonic_ms").get<std::int64_t>();
+    const std::int64_t age = unix_ms - saved_unix;
+    if (age < 0) {
+      return Error{"", 0, 0, "saved in the future (the wall clock went back?)"};
+    }
+    if (age > std::chrono::duration_cast<std::chrono::milliseconds>(kMaxStateAge).count()) {
+      return Error{"", 0, 0,
+                   "saved " + std::to_string(age / 60'000) + " min ago; older than " +
+                       std::to_string(kMaxStateAge.count()) + " h is not trusted"};
+    }
+    // A time t saved on the old monotonic clock lay (saved_mono - t) before the save, which lay
+    // `age` before now.
+    const std::int64_t shift = monotonic_ms - age - saved_mono;
+    auto moved = [shift](std::int64_t t) { return t + shift; };
+
+    policy::PolicyState state;
+    const auto& vms = j.at("vms");
+    if (!vms.is_object() || vms.size() > kMaxVms) {
+      return Error{"", 0, 0, "vms: expected an object of at most 1000000 VMs"};
+    }
+    for (const auto& [uuid, v] : vms.items()) {
+      policy::PolicyState::Vm vm;
+      vm.last_direction = std::clamp(v.at("last_direction").get<int>(), -1, 1);
+      // 0 with no direction means "never changed" and stays so.
+      vm.last_change_ms = vm.last_direction != 0 ? moved(v.at("last_change_ms").get<std::int64_t>())
+                                                 : 0;
+      vm.last_target_bytes = read_optional_u64(v, "last_target_bytes");
+      vm.swap_in_bytes_total = read_optional_u64(v, "swap_in_bytes_total");
+      vm.major_faults_total = read_optional_u64(v, "major_faults_total");
+      vm.sampled_ms = moved(v.at("sampled_ms").get<std::int64_t>());
+      state.vms.emplace(uuid, vm);
+    }
+    const auto& alerts = j.at("alerts");
+    if (!alerts.is_array() || alerts.size() > kMaxAlerts) {
+      return Error{"", 0, 0, "alerts: expected an array of at most 100000 alerts"};
+    }
+    for (const auto& a : alerts) {
+      policy::PolicyState::AlertMemory memory;
+      memory.alert.name = a.at("name").get<std::string>();
+      memory.alert.subject = a.at("subject").get<std::string>();
+      const auto severity = a.at("severity").get<std::string>();
+      if (severity != "warning" && severity != "critical") {
+        return Error{"", 0, 0, "alerts: unknown severity '" + severity + "'"};
+      }
+      memory.alert.severity =
+          severity == "critical" ? policy::Severity::critical : policy::Severity::warning;
+      memory.alert.summary = a.at("summary").get<std::string>();
+      memory.alert.since_ms = moved(a.at("since_ms").get<std::int64_t>());
+      memory.clear_ticks = a.at("clear_ticks").get<int>();
+      state.alerts[{memory.alert.name, memory.alert.subject}] = std::move(memory);
+    }
+    const auto& ksm = j.at("ksm");
+    state.ksm.merging_since_full_scans = read_optional_u64(ksm, "merging_since_full_scans");
+    const auto stopped = ksm.at("stopped_for_cost_ms").get<std::int64_t>();
+    state.ksm.stopped_for_cost_ms = stopped < 0 ? -1 : moved(stopped);
+    const auto& history = j.at("available_history");
+    if (!history.is_array() || history.size() > kMaxHistory) {
+      return Error{"", 0, 0, "available_history: expected an array of at most 1000000 points"};
+    }
+    for (const auto& point : history) {
+      if (!point.is_array() || point.size() != 2) {
+        return Error{"", 0, 0, "available_history: expected [ms, bytes] pairs"};
+      }
+      state.available_history.emplace_back(moved(point[0].get<std::int64_t>()),
+                                            point[1].get<std::uint64_t>());
+    }
+    return state;
+  } catch (const json::exception& e) {
+    // Missing keys and mistyped values; the message names the key or type.
+    return Error{"", 0, 0, std::string("damaged: ") + e.what()};
+  }
+}
+
+Status save_state_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());  // a leftover from a crash mid-save, or anything planted there
+  const int fd =
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    return Error{tmp, 0, errno, "cannot create the state file"};
+  }
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return Error{tmp, 0, err, "cannot write the state file"};
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  // On disk before the rename, so a crash leaves the old file or the new one, never a torn one.
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Error{tmp, 0, err, "cannot sync the state file"};
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return Error{path, 0, err, "cannot replace the state file"};
+  }
+  return Ok{};
+}
+
+Result<std::string> read_state_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    return Error{path, 0, errno, "cannot open the state file"};
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<std::uint64_t>(st.st_size) > kMaxStateBytes) {
+    ::close(fd);
+    return Error{path, 0, 0, "not a regular file of at most 64 MiB"};
+  }
+  std::string text(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  text.resize(done);
+  return text;
+}
+
+std::string resolve_state_path(const std::string& configured) {
+  if (configured != "auto") {
+    return configured;
+  }
+  const char* dir = std::getenv("STATE_DIRECTORY");
+  if (dir == nullptr || *dir != '/') {
+    return "";
+  }
+  std::string first(dir);
+  first = first.substr(0, first.find(':'));  // systemd separates several with ':'
+  return first + "/policy-state.json";
+}
+
+}  // namespace memtide::daemon

@@ -1,0 +1,147 @@
+// The policy's memory across a restart: the file form, its time shift, atomic saving, and the
+// refusal of damaged, foreign, old and future files.
+#include "state_file.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+namespace memtide::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+constexpr std::uint64_t GiB = 1ULL << 30;
+constexpr std::int64_t kUnix = 1'780'000'000'000;
+
+config::Config one_class() {
+  config::Config c;
+  config::VmClass all;
+  all.name = "default";
+  all.match_name = "*";
+  all.balloon.min = SizeOrRatio{GiB};
+  all.balloon.guest_free_ratio = 0.15;
+  all.balloon.max_step = SizeOrRatio{512ULL << 20};
+  c.classes = {all};
+  c.host.reserve_bytes = 2 * GiB;
+  return c;
+}
+
+// A guest short of memory on a host with room: it is grown, and the command is in flight.
+Snapshot hungry(std::int64_t now_ms) {
+  Snapshot s;
+  s.monotonic_ms = now_ms;
+  s.host.meminfo.total_bytes = 64 * GiB;
+  s.host.meminfo.available_bytes = 30 * GiB;
+  VmSample v;
+  v.name = "web-1";
+  v.uuid = "u1";
+  v.state = VmState::running;
+  v.stats_status = GuestStatsStatus::ok;
+  v.current_bytes = 4 * GiB;
+  v.max_bytes = 8 * GiB;
+  v.guest.usable_bytes = 100ULL << 20;
+  s.vms = {v};
+  return s;
+}
+
+// The restart case: a command sent 3 s before the restart is still in flight (the balloon lags),
+// so the restarted daemon must wait for it, as it would have without the restart, instead of
+// sending it again at once.
+TEST(StateFile, ARestartKeepsACommandInFlight) {
+  const auto config = one_class();
+  const std::int64_t t0 = 1'000'000;  // monotonic ms before the restart
+  auto first = policy::decide(hungry(t0), {}, config, t0);
+  ASSERT_EQ(first.plan.balloons.size(), 1u);
+  const auto text = state_to_json(first.state, t0 + 3000, kUnix);
+
+  // After a reboot the monotonic clock is small again; 2 s of wall-clock time went by.
+  const std::int64_t t1 = 50'000;
+  auto restored = state_from_json(text, t1, kUnix + 2000);
+  ASSERT_TRUE(restored.ok()) << restored.error().message;
+  const auto& vm = restored->vms.at("u1");
+  EXPECT_EQ(vm.last_change_ms, t1 - 5000);  // the command was 5 s ago in all
+  EXPECT_EQ(vm.last_direction, 1);
+  EXPECT_EQ(vm.last_target_bytes, first.state.vms.at("u1").last_target_bytes);
+
+  auto after = policy::decide(hungry(t1), std::move(*restored), config, t1);
+  EXPECT_TRUE(after.plan.balloons.empty()) << after.plan.balloons[0].reason;
+  // Without the state the same tick sends the command again: the burst a restart used to cause.
+  EXPECT_EQ(policy::decide(hungry(t1), {}, config, t1).plan.balloons.size(), 1u);
+}
+
+TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
+  policy::PolicyState s;
+  s.available_history = {{900'000, 10 * GiB}, {1'000'000, 9 * GiB}};
+  policy::PolicyState::AlertMemory a;
+  a.alert = {"guest-distress", "web-1", policy::Severity::critical, "web-1 at 2% usable",
+             990'000};
+  a.clear_ticks = 1;
+  s.alerts[{"guest-distress", "web-1"}] = a;
+  s.ksm.stopped_for_cost_ms = 400'000;
+  s.ksm.merging_since_full_scans = 12;
+  const auto back = state_from_json(state_to_json(s, 1'000'000, kUnix), 1'000'000, kUnix);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, s);  // no time went by: nothing moved
+}
+
+TEST(StateFile, DamagedForeignOldAndFutureFilesAreRefused) {
+  const auto good = state_to_json({}, 1000, kUnix);
+  EXPECT_TRUE(state_from_json(good, 1000, kUnix).ok());
+  EXPECT_FALSE(state_from_json(good, 1000, kUnix + 2 * 3600 * 1000).ok());  // two hours old
+  EXPECT_FALSE(state_from_json(good, 1000, kUnix - 60'000).ok());           // from the future
+  EXPECT_FALSE(state_from_json(good.substr(0, good.size() / 2), 1000, kUnix).ok());
+  EXPECT_FALSE(state_from_json("", 1000, kUnix).ok());
+  EXPECT_FALSE(state_from_json(std::string(100'000, '['), 1000, kUnix).ok());
+  std::string other = good;
+  other.replace(other.find("\"format\":1"), 10, "\"format\":9");
+  const auto r = state_from_json(other, 1000, kUnix);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("format 9"), std::string::npos) << r.error().message;
+  std::string typed = good;
+  typed.replace(typed.find("\"alerts\":[]"), 11, "\"alerts\":[{\"name\":7}]");
+  EXPECT_FALSE(state_from_json(typed, 1000, kUnix).ok());
+}
+
+TEST(StateFile, SavedAtomicallyWithMode0600AndNeverThroughASymlink) {
+  char tmpl[] = "/tmp/memtide-state-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/policy-state.json";
+  ASSERT_TRUE(save_state_file(path, "first\n").ok());
+  ASSERT_TRUE(save_state_file(path, "second\n").ok());
+  const auto text = read_state_file(path);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, "second\n");
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  // A symlink planted as the temporary file is replaced, not followed.
+  std::ofstream(dir + "/target") << "keep me\n";
+  fs::create_symlink(dir + "/target", path + ".tmp");
+  ASSERT_TRUE(save_state_file(path, "third\n").ok());
+  std::ifstream in(dir + "/target");
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "keep me");
+  // Reading refuses a symlink and anything that is not a regular file.
+  fs::create_symlink(path, dir + "/link");
+  EXPECT_FALSE(read_state_file(dir + "/link").ok());
+  EXPECT_FALSE(read_state_file(dir).ok());
+  fs::remove_all(dir);
+}
+
+TEST(StateFile, AutoMeansTheServiceStateDirectory) {
+  unsetenv("STATE_DIRECTORY");
+  EXPECT_EQ(resolve_state_path("auto"), "");
+  setenv("STATE_DIRECTORY", "/var/lib/memtide:/var/lib/other", 1);
+  EXPECT_EQ(resolve_state_path("auto"), "/var/lib/memtide/policy-state.json");
+  unsetenv("STATE_DIRECTORY");
+  EXPECT_EQ(resolve_state_path(""), "");
+  EXPECT_EQ(resolve_state_path("/srv/state.json"), "/srv/state.json");
+}
+
+}  // namespace
+}  // namespace memtide::daemon
