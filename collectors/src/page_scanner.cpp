@@ -1,7 +1,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include <fcntl.h>
@@ -204,42 +206,240 @@ std::uint64_t sampled_duplicates(const std::vector<const std::vector<std::uint64
   return sampled_pages - distinct;
 }
 
+namespace {
+
+// One pass over one process: the buffers, the batches awaiting a read and the counts. Kept in
+// one object so that each step (walk a window of the address space, read a batch, hash a page)
+// is a function of its own.
+class Pass {
+ public:
+  Pass(int pid, std::uint64_t page, const ScanOptions& options, std::uint64_t stride,
+       const std::unordered_map<std::uint64_t, std::uint64_t>& previous_sample, int pagemap,
+       int mem)
+      : pid_(pid),
+        page_(page),
+        options_(options),
+        max_hashes_(std::max<std::size_t>(options.max_hashes, 2)),
+        stride_(stride),
+        previous_sample_(previous_sample),
+        pagemap_(pagemap),
+        mem_(mem),
+        zero_(page, 0),
+        zero_hash_(XXH3_64bits(zero_.data(), page)),
+        buffer_(kBatchPages * page),
+        entries_(kPagemapChunk) {
+    exclusive_.reserve(kBatchPages);
+    shared_.reserve(kBatchPages);
+  }
+
+  // Walks region `r`, a window of the address space at a time, reading what is resident.
+  // Returns an errno: 0, ECANCELED (pace said stop), or a reason the process cannot be read.
+  int walk(const MemoryRegion& r) {
+    for (std::uint64_t start = r.start; start < r.end && error_ == 0;) {
+      const std::uint64_t end = std::min(r.end, start + kWindowPages * page_);
+      if (const int err = walk_window(start, end); err != 0) {
+        return err;
+      }
+      start = end;
+      // Paced by work done, not only by pages read: a sparse mapping of many TiB with little
+      // resident costs CPU in the walk alone, and a stop must reach a pass within milliseconds.
+      paced();
+    }
+    return error_;
+  }
+
+  // Reads the batches still waiting; then the figures are complete.
+  int finish() {
+    if (error_ == 0) {
+      flush();
+    }
+    return error_;
+  }
+
+  PageScanFigures figures;
+  std::vector<std::uint64_t> kept;  // non-zero hashes <= keep_below, for counting duplicates
+  std::uint64_t keep_below = std::numeric_limits<std::uint64_t>::max();
+  std::unordered_map<std::uint64_t, std::uint64_t> next_sample;
+  std::uint64_t sampled = 0;  // volatility sample pages seen in both passes
+  std::uint64_t changed = 0;  // of which changed
+  int pagemap_errno = 0;      // the page map could not be read
+
+ private:
+  // The 64 MiB of address space walked between two pace calls.
+  static constexpr std::uint64_t kWindowPages = 16384;
+
+  int walk_window(std::uint64_t start, std::uint64_t end) {
+    // Pages mapped to the shared zero page are not counted (nor read): they use no memory.
+    const auto zero_pfns =
+        zero_pfn_ranges(pagemap_, {start, end}).value_or(std::vector<MemoryRegion>{});
+    auto zero_pfn = zero_pfns.begin();
+    for (std::uint64_t first = start / page_; first < end / page_ && error_ == 0;
+         first += kPagemapChunk) {
+      const std::uint64_t count = std::min<std::uint64_t>(kPagemapChunk, end / page_ - first);
+      const ssize_t n = pread(pagemap_, entries_.data(), count * sizeof(std::uint64_t),
+                              static_cast<off_t>(first * sizeof(std::uint64_t)));
+      if (n < 0) {
+        pagemap_errno = errno;
+        return pagemap_errno;
+      }
+      const auto read_entries = static_cast<std::uint64_t>(n) / sizeof(std::uint64_t);
+      for (std::uint64_t i = 0; i < read_entries && error_ == 0; ++i) {
+        const std::uint64_t address = (first + i) * page_;
+        while (zero_pfn != zero_pfns.end() && zero_pfn->end <= address) {
+          ++zero_pfn;
+        }
+        if ((entries_[i] & kPresent) == 0) {
+          continue;
+        }
+        // The huge zero page shows as a file page; the 4 KiB one only to PAGEMAP_SCAN.
+        if ((entries_[i] & kFile) != 0 ||
+            (zero_pfn != zero_pfns.end() && zero_pfn->start <= address)) {
+          ++figures.unmergeable_pages;
+          continue;
+        }
+        auto& batch = (entries_[i] & kExclusive) != 0 ? exclusive_ : shared_;
+        batch.push_back(address);
+        if (batch.size() == kBatchPages) {
+          flush();
+          paced();
+        }
+      }
+    }
+    return 0;
+  }
+
+  void paced() {
+    if (error_ == 0 && options_.pace &&
+        !options_.pace((figures.resident_pages + figures.unreadable_pages) * page_)) {
+      error_ = ECANCELED;
+    }
+  }
+
+  void hash_page(const char* p, std::uint64_t address) {
+    const std::uint64_t h = XXH3_64bits(p, page_);
+    ++figures.resident_pages;
+    if (h == zero_hash_ && std::memcmp(p, zero_.data(), page_) == 0) {
+      ++figures.zero_pages;
+    } else if (h <= keep_below) {
+      kept.push_back(h);
+      // The per-pass memory budget: past it, keep only the lower half of the hash range. A
+      // content's copies all hash alike, so the kept pages are a sample in which duplicates
+      // keep their share.
+      while (kept.size() >= max_hashes_) {
+        keep_below /= 2;
+        std::erase_if(kept, [this](std::uint64_t k) { return k > keep_below; });
+      }
+    }
+    if ((address / page_) % stride_ == 0) {
+      next_sample[address] = h;
+      if (const auto it = previous_sample_.find(address); it != previous_sample_.end()) {
+        ++sampled;
+        changed += it->second != h ? 1 : 0;
+      }
+    }
+  }
+
+  void flush() {
+    flush_exclusive();
+    if (error_ == 0) {
+      flush_shared();
+    }
+  }
+
+  // Pages mapped by the process alone: process_vm_readv, one call per batch.
+  void flush_exclusive() {
+    if (exclusive_.empty()) {
+      return;
+    }
+    std::vector<iovec> local{{buffer_.data(), exclusive_.size() * page_}};
+    std::vector<iovec> remote;  // one per run of contiguous pages
+    for (const std::uint64_t address : exclusive_) {
+      if (!remote.empty() &&
+          reinterpret_cast<std::uint64_t>(remote.back().iov_base) + remote.back().iov_len ==
+              address) {
+        remote.back().iov_len += page_;
+      } else {
+        // An address in the other process, never dereferenced here: the cast is the API's.
+        remote.push_back(
+            {reinterpret_cast<void*>(address), page_});  // NOLINT(performance-no-int-to-ptr)
+      }
+    }
+    const ssize_t n = process_vm_readv(pid_, local.data(), 1, remote.data(), remote.size(), 0);
+    if (n < 0 && (errno == EPERM || errno == ESRCH)) {
+      error_ = errno;  // no ptrace access, or the process is gone: nothing to count
+    } else {
+      // A partial read stops at the first run that failed (unmapped meanwhile): its pages and
+      // the rest of the batch are counted as unreadable.
+      const std::size_t got = n > 0 ? static_cast<std::size_t>(n) / page_ : 0;
+      figures.unreadable_pages += exclusive_.size() - got;
+      for (std::size_t k = 0; k < got; ++k) {
+        hash_page(buffer_.data() + k * page_, exclusive_[k]);
+      }
+    }
+    exclusive_.clear();
+  }
+
+  // Shared pages (KSM-merged, or shared after fork) through /proc/PID/mem: process_vm_readv
+  // pins pages (FOLL_PIN), and since Linux 5.19 a read-only pin of a shared anonymous page
+  // unshares it, so a pass would undo the merges KSM made; /proc/PID/mem takes plain references
+  // (and costs about a fifth more per page).
+  void flush_shared() {
+    std::size_t i = 0;
+    while (i < shared_.size() && error_ == 0) {
+      std::size_t run = 1;
+      while (i + run < shared_.size() && shared_[i + run] == shared_[i] + run * page_) {
+        ++run;
+      }
+      const ssize_t n = pread(mem_, buffer_.data(), run * page_, static_cast<off_t>(shared_[i]));
+      if (n < 0 && (errno == EPERM || errno == EACCES || errno == ESRCH)) {
+        error_ = errno;
+        break;
+      }
+      // A short read or EIO stops at a page unmapped meanwhile: the rest of the run is counted
+      // as unreadable.
+      const std::size_t got = n > 0 ? static_cast<std::size_t>(n) / page_ : 0;
+      for (std::size_t k = 0; k < got; ++k) {
+        hash_page(buffer_.data() + k * page_, shared_[i + k]);
+      }
+      figures.unreadable_pages += run - got;
+      i += run;
+    }
+    shared_.clear();
+  }
+
+  int pid_;
+  std::uint64_t page_;
+  const ScanOptions& options_;
+  std::size_t max_hashes_;
+  std::uint64_t stride_;
+  const std::unordered_map<std::uint64_t, std::uint64_t>& previous_sample_;
+  int pagemap_;
+  int mem_;
+  std::vector<char> zero_;
+  std::uint64_t zero_hash_;
+  std::vector<char> buffer_;
+  std::vector<std::uint64_t> entries_;
+  // Addresses of present pages awaiting a read, by how they are read.
+  std::vector<std::uint64_t> exclusive_;
+  std::vector<std::uint64_t> shared_;
+  int error_ = 0;
+};
+
+}  // namespace
+
 Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegion>& regions,
                                           const ScanOptions& options) {
   const auto started = std::chrono::steady_clock::now();
-  PageScanFigures f;
   const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-  f.page_size_bytes = page;
+  std::uint64_t candidate_pages = 0;
   for (const auto& r : regions) {
-    f.candidate_pages += (r.end - r.start) / page;
+    candidate_pages += (r.end - r.start) / page;
   }
   const std::string pagemap_path = procfs_ + "/" + std::to_string(pid) + "/pagemap";
   const int pagemap = open(pagemap_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (pagemap < 0) {
     return Error{pagemap_path, 0, errno, "cannot open the page map"};
   }
-  // Every Nth candidate page (by address) is a volatility sample.
-  const std::uint64_t stride = std::max<std::uint64_t>(1, f.candidate_pages / sample_size_);
-  const std::vector<char> zero(page, 0);
-  const std::uint64_t zero_hash = XXH3_64bits(zero.data(), page);
-  std::vector<char> buffer(kBatchPages * page);
-  std::vector<std::uint64_t> hashes;
-  std::vector<std::uint64_t> entries(kPagemapChunk);
-  // Addresses of present pages awaiting a read: pages mapped by this process alone, and the
-  // others (KSM-merged or shared after fork), which are read differently (below).
-  std::vector<std::uint64_t> exclusive;
-  std::vector<std::uint64_t> shared;
-  exclusive.reserve(kBatchPages);
-  shared.reserve(kBatchPages);
-  std::unordered_map<std::uint64_t, std::uint64_t> next_sample;
-  std::uint64_t sampled = 0;
-  std::uint64_t changed = 0;
-  int access_errno = 0;
-
-  // Exclusive pages are read with process_vm_readv (one call per batch). Shared ones through
-  // /proc/PID/mem: process_vm_readv pins pages (FOLL_PIN), and since Linux 5.19 a read-only pin
-  // of a shared anonymous page unshares it, so a pass would undo the merges KSM made;
-  // /proc/PID/mem takes plain references (and costs about a fifth more per page).
   const std::string mem_path = procfs_ + "/" + std::to_string(pid) + "/mem";
   const int mem = open(mem_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (mem < 0) {
@@ -247,150 +447,66 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
     close(pagemap);
     return Error{mem_path, 0, err, "cannot open the process's memory"};
   }
-  auto hash_page = [&](const char* p, std::uint64_t address) {
-    const std::uint64_t h = XXH3_64bits(p, page);
-    ++f.resident_pages;
-    if (h == zero_hash && std::memcmp(p, zero.data(), page) == 0) {
-      ++f.zero_pages;
-    } else if (h <= options.hash_sample_below && options.hash_sample_below != 0) {
-      f.sampled_hashes.push_back(h);
-    }
-    hashes.push_back(h);
-    if ((address / page) % stride == 0) {
-      next_sample[address] = h;
-      if (const auto it = sample_.find(address); it != sample_.end()) {
-        ++sampled;
-        changed += it->second != h ? 1 : 0;
-      }
-    }
-  };
-  auto flush_exclusive = [&]() {
-    if (exclusive.empty()) {
-      return;
-    }
-    std::vector<iovec> local{{buffer.data(), exclusive.size() * page}};
-    std::vector<iovec> remote;  // one per run of contiguous pages
-    for (const std::uint64_t address : exclusive) {
-      if (!remote.empty() &&
-          reinterpret_cast<std::uint64_t>(remote.back().iov_base) + remote.back().iov_len ==
-              address) {
-        remote.back().iov_len += page;
-      } else {
-        // An address in the other process, never dereferenced here: the cast is the API's.
-        remote.push_back(
-            {reinterpret_cast<void*>(address), page});  // NOLINT(performance-no-int-to-ptr)
-      }
-    }
-    const ssize_t n = process_vm_readv(pid, local.data(), 1, remote.data(), remote.size(), 0);
-    if (n < 0 && (errno == EPERM || errno == ESRCH)) {
-      access_errno = errno;  // no ptrace access, or the process is gone: nothing to count
-    } else {
-      // A partial read stops at the first run that failed (unmapped meanwhile): its pages and
-      // the rest of the batch are counted as unreadable.
-      const std::size_t got = n > 0 ? static_cast<std::size_t>(n) / page : 0;
-      f.unreadable_pages += exclusive.size() - got;
-      for (std::size_t k = 0; k < got; ++k) {
-        hash_page(buffer.data() + k * page, exclusive[k]);
-      }
-    }
-    exclusive.clear();
-  };
-  auto flush_shared = [&]() {
-    std::size_t i = 0;
-    while (i < shared.size() && access_errno == 0) {
-      std::size_t run = 1;
-      while (i + run < shared.size() && shared[i + run] == shared[i] + run * page) {
-        ++run;
-      }
-      const ssize_t n = pread(mem, buffer.data(), run * page, static_cast<off_t>(shared[i]));
-      if (n < 0 && (errno == EPERM || errno == EACCES || errno == ESRCH)) {
-        access_errno = errno;
-        break;
-      }
-      // A short read or EIO stops at a page unmapped meanwhile: the rest of the run is counted
-      // as unreadable.
-      const std::size_t got = n > 0 ? static_cast<std::size_t>(n) / page : 0;
-      for (std::size_t k = 0; k < got; ++k) {
-        hash_page(buffer.data() + k * page, shared[i + k]);
-      }
-      f.unreadable_pages += run - got;
-      i += run;
-    }
-    shared.clear();
-  };
-  auto flush = [&]() {
-    flush_exclusive();
-    if (access_errno == 0) {
-      flush_shared();
-    }
-  };
-
+  // Every Nth candidate page (by address) is a volatility sample.
+  const std::uint64_t stride = std::max<std::uint64_t>(1, candidate_pages / sample_size_);
+  Pass pass(pid, page, options, stride, sample_, pagemap, mem);
+  int err = 0;
   for (const auto& r : regions) {
-    // Pages mapped to the shared zero page are not counted (nor read): they use no memory.
-    const auto zero_pfns = zero_pfn_ranges(pagemap, r).value_or(std::vector<MemoryRegion>{});
-    auto zero_pfn = zero_pfns.begin();
-    for (std::uint64_t first = r.start / page; first < r.end / page && access_errno == 0;
-         first += kPagemapChunk) {
-      const std::uint64_t count = std::min<std::uint64_t>(kPagemapChunk, r.end / page - first);
-      const ssize_t n = pread(pagemap, entries.data(), count * sizeof(std::uint64_t),
-                              static_cast<off_t>(first * sizeof(std::uint64_t)));
-      if (n < 0) {
-        const int err = errno;
-        close(mem);
-        close(pagemap);
-        return Error{pagemap_path, 0, err, "cannot read the page map"};
-      }
-      const auto read_entries = static_cast<std::uint64_t>(n) / sizeof(std::uint64_t);
-      for (std::uint64_t i = 0; i < read_entries; ++i) {
-        const std::uint64_t address = (first + i) * page;
-        while (zero_pfn != zero_pfns.end() && zero_pfn->end <= address) {
-          ++zero_pfn;
-        }
-        if ((entries[i] & kPresent) == 0) {
-          continue;
-        }
-        // The huge zero page shows as a file page; the 4 KiB one only to PAGEMAP_SCAN.
-        if ((entries[i] & kFile) != 0 ||
-            (zero_pfn != zero_pfns.end() && zero_pfn->start <= address)) {
-          ++f.unmergeable_pages;
-          continue;
-        }
-        auto& batch = (entries[i] & kExclusive) != 0 ? exclusive : shared;
-        batch.push_back(address);
-        if (batch.size() == kBatchPages) {
-          flush();
-          if (access_errno == 0 && options.pace &&
-              !options.pace((f.resident_pages + f.unreadable_pages) * page)) {
-            access_errno = ECANCELED;
-          }
-          if (access_errno != 0) {
-            break;
-          }
-        }
-      }
+    if ((err = pass.walk(r)) != 0) {
+      break;
     }
   }
-  if (access_errno == 0) {
-    flush();
+  if (err == 0) {
+    err = pass.finish();
   }
   close(mem);
   close(pagemap);
-  if (access_errno == ECANCELED) {
-    return Error{"process " + std::to_string(pid), 0, access_errno, "scan abandoned"};
+  if (pass.pagemap_errno != 0) {
+    return Error{pagemap_path, 0, pass.pagemap_errno, "cannot read the page map"};
   }
-  if (access_errno != 0) {
-    return Error{"process " + std::to_string(pid), 0, access_errno, "cannot read its memory"};
+  if (err == ECANCELED) {
+    return Error{"process " + std::to_string(pid), 0, err, "scan abandoned"};
   }
-  std::sort(f.sampled_hashes.begin(), f.sampled_hashes.end());
+  if (err != 0) {
+    return Error{"process " + std::to_string(pid), 0, err, "cannot read its memory"};
+  }
 
-  std::sort(hashes.begin(), hashes.end());
-  f.distinct_pages =
-      static_cast<std::uint64_t>(std::unique(hashes.begin(), hashes.end()) - hashes.begin());
-  f.duplicate_pages = f.resident_pages - f.distinct_pages;
-  if (sampled > 0) {
-    f.volatile_ratio = static_cast<double>(changed) / static_cast<double>(sampled);
+  PageScanFigures f = std::move(pass.figures);
+  f.page_size_bytes = page;
+  f.candidate_pages = candidate_pages;
+  auto& kept = pass.kept;
+  std::sort(kept.begin(), kept.end());
+  // Duplicates among the non-zero pages: exact while every hash fit the budget, else the share
+  // of duplicates in the kept sample applied to all of them.
+  const std::uint64_t nonzero = f.resident_pages - f.zero_pages;
+  const auto kept_pages = static_cast<std::uint64_t>(kept.size());
+  const std::uint64_t kept_distinct = kept_pages == 0 ? 0 : [&] {
+    std::uint64_t d = 1;
+    for (std::size_t i = 1; i < kept.size(); ++i) {
+      d += kept[i] != kept[i - 1] ? 1 : 0;
+    }
+    return d;
+  }();
+  std::uint64_t nonzero_duplicates = kept_pages - kept_distinct;
+  if (kept_pages > 0 && kept_pages < nonzero) {
+    nonzero_duplicates = static_cast<std::uint64_t>(
+        std::llround(static_cast<double>(nonzero_duplicates) * static_cast<double>(nonzero) /
+                     static_cast<double>(kept_pages)));
   }
-  sample_ = std::move(next_sample);
+  f.kept_hash_ratio =
+      nonzero > 0 ? static_cast<double>(kept_pages) / static_cast<double>(nonzero) : 1.0;
+  f.duplicate_pages = nonzero_duplicates + (f.zero_pages > 1 ? f.zero_pages - 1 : 0);
+  f.distinct_pages = f.resident_pages - f.duplicate_pages;
+  // The sample for estimates across processes: at most the threshold the budget left.
+  f.hash_sample_below = std::min(options.hash_sample_below, pass.keep_below);
+  if (options.hash_sample_below != 0) {
+    const auto end = std::upper_bound(kept.begin(), kept.end(), f.hash_sample_below);
+    f.sampled_hashes.assign(kept.begin(), end);
+  }
+  if (pass.sampled > 0) {
+    f.volatile_ratio = static_cast<double>(pass.changed) / static_cast<double>(pass.sampled);
+  }
+  sample_ = std::move(pass.next_sample);
   f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return f;
 }

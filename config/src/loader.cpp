@@ -535,6 +535,8 @@ void read_ksm(MapReader& root, Diagnostics& diag, KsmSection& out) {
                 within<std::uint64_t>(1ULL << 20, 1ULL << 40, show_size));
     read_scalar(s, diag, "interval", out.scan.interval, parse_duration,
                 within<std::chrono::milliseconds>(10s, 24h, show_duration));
+    read_scalar(s, diag, "max_memory", out.scan.max_memory_bytes, parse_size,
+                within<std::uint64_t>(64ULL << 10, 1ULL << 30, show_size));
   }
 }
 

@@ -212,6 +212,7 @@ void PageScanWorker::run() {
       it = listed ? std::next(it) : scanners_.erase(it);
     }
     const std::uint64_t below = sample_threshold(targets_, collectors::system_page_size());
+    const auto max_hashes = static_cast<std::size_t>(settings_.max_memory_bytes / 8);
     lock.unlock();
 
     Scanned result;
@@ -226,6 +227,7 @@ void PageScanWorker::run() {
                                                    collectors::CandidateMemory::mergeable);
       collectors::ScanOptions options;
       options.hash_sample_below = below;
+      options.max_hashes = max_hashes;
       options.pace = [this](std::uint64_t read) { return pace(read); };
       auto& scanner = scanners_.try_emplace(target.uuid, procfs_).first->second;
       auto figures = regions ? scanner.scan(target.pid, *regions, options)
@@ -243,6 +245,9 @@ void PageScanWorker::run() {
         result.figures.scanned_unix_ms = unix_ms();
         result.sampled_hashes =
             std::make_shared<const std::vector<std::uint64_t>>(std::move(figures->sampled_hashes));
+        // A guest beyond the memory budget was sampled at a lower threshold: the estimate
+        // across VMs then uses that one for all.
+        result.below = figures->hash_sample_below;
         result.zero_pages = figures->zero_pages;
         result.resident_pages = figures->resident_pages;
         result.candidate_pages = figures->candidate_pages;

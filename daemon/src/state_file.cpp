@@ -5,10 +5,9 @@
 #include <cstdlib>
 
 #include <fcntl.h>
+#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <nlohmann/json.hpp>
 
 #include "json_text.hpp"
 
@@ -116,8 +115,8 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
       policy::PolicyState::Vm vm;
       vm.last_direction = std::clamp(v.at("last_direction").get<int>(), -1, 1);
       // 0 with no direction means "never changed" and stays so.
-      vm.last_change_ms = vm.last_direction != 0 ? moved(v.at("last_change_ms").get<std::int64_t>())
-                                                 : 0;
+      vm.last_change_ms =
+          vm.last_direction != 0 ? moved(v.at("last_change_ms").get<std::int64_t>()) : 0;
       vm.last_target_bytes = read_optional_u64(v, "last_target_bytes");
       vm.swap_in_bytes_total = read_optional_u64(v, "swap_in_bytes_total");
       vm.major_faults_total = read_optional_u64(v, "major_faults_total");
@@ -156,7 +155,7 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
         return Error{"", 0, 0, "available_history: expected [ms, bytes] pairs"};
       }
       state.available_history.emplace_back(moved(point[0].get<std::int64_t>()),
-                                            point[1].get<std::uint64_t>());
+                                           point[1].get<std::uint64_t>());
     }
     return state;
   } catch (const json::exception& e) {
@@ -168,8 +167,7 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
 Status save_state_file(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   ::unlink(tmp.c_str());  // a leftover from a crash mid-save, or anything planted there
-  const int fd =
-      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     return Error{tmp, 0, errno, "cannot create the state file"};
   }

@@ -211,12 +211,79 @@ TEST_F(KnownMemory, PaceIsCalledPerBatchAndCanAbandonThePass) {
     return true;
   };
   ASSERT_TRUE(scanner.scan(child_, *regions, o).ok());
-  ASSERT_EQ(seen.size(), 1u) << "1,000 pages: one full batch of 512, then the remainder";
+  // 1,000 pages: one full batch of 512, then the end of the (only) 64 MiB window of address
+  // space; the remainder is read at the end of the pass.
+  ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0], 512 * page_);
+  EXPECT_EQ(seen[1], 512 * page_);
   o.pace = [](std::uint64_t) { return false; };
   const auto abandoned = scanner.scan(child_, *regions, o);
   ASSERT_FALSE(abandoned.ok());
   EXPECT_EQ(abandoned.error().sys_errno, ECANCELED);
+}
+
+// The pass's memory budget: past max_hashes only a hash-value sample is kept, and the duplicate
+// count is estimated from it (exact counts: 540 duplicates among the 900 non-zero pages, 99
+// among the zero ones).
+TEST_F(KnownMemory, HashesStayWithinTheBudgetAndDuplicatesAreEstimated) {
+  const auto regions = candidate_regions("/proc", child_, CandidateMemory::mergeable);
+  ASSERT_TRUE(regions.ok());
+  PageScanner scanner;
+  ScanOptions o;
+  o.max_hashes = 256;
+  o.hash_sample_below = UINT64_MAX;
+  const auto f = scanner.scan(child_, *regions, o);
+  ASSERT_TRUE(f.ok()) << f.error().to_string();
+  EXPECT_EQ(f->resident_pages, kPages);
+  EXPECT_EQ(f->zero_pages, 100u);
+  EXPECT_LT(f->sampled_hashes.size(), 256u);
+  EXPECT_LT(f->kept_hash_ratio, 0.3);
+  EXPECT_LT(f->hash_sample_below, UINT64_MAX / 2);  // the cross-process sample shrank with it
+  for (const auto h : f->sampled_hashes) {
+    EXPECT_LE(h, f->hash_sample_below);
+  }
+  const double exact = 540 + 99;
+  EXPECT_NEAR(static_cast<double>(f->duplicate_pages), exact, 0.2 * exact);
+  EXPECT_EQ(f->distinct_pages, f->resident_pages - f->duplicate_pages);
+  // Within the budget the count is exact.
+  o.max_hashes = 4096;
+  const auto exact_f = scanner.scan(child_, *regions, o);
+  ASSERT_TRUE(exact_f.ok());
+  EXPECT_EQ(exact_f->duplicate_pages, 639u);
+  EXPECT_EQ(exact_f->kept_hash_ratio, 1.0);
+}
+
+// A sparse mapping (16 GiB of address space, a few pages resident) is walked 64 MiB at a time
+// with a pace call after each window: the budget covers the walk, and a stop reaches the pass
+// at once (it once ran unpaced for the whole range: ~50 s of a core for many TiB).
+TEST(PageScannerPacing, ASparseMappingIsPacedByTheWalkAndStopsAtOnce) {
+  const std::uint64_t size = 16ULL << 30;
+  auto* mem = static_cast<char*>(mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
+  ASSERT_NE(mem, MAP_FAILED);
+  for (std::uint64_t off = 0; off < size; off += size / 8) {
+    mem[off] = 1;  // eight resident pages
+  }
+  const auto start = reinterpret_cast<std::uint64_t>(mem);
+  PageScanner scanner;
+  std::size_t calls = 0;
+  ScanOptions o;
+  o.pace = [&](std::uint64_t) {
+    ++calls;
+    return true;
+  };
+  const auto f = scanner.scan(getpid(), {{start, start + size}}, o);
+  ASSERT_TRUE(f.ok()) << f.error().to_string();
+  EXPECT_EQ(f->resident_pages, 8u);
+  EXPECT_GE(calls, size / (64ULL << 20));  // once per 64 MiB window at least
+  // A pace that says stop ends the pass at its next window, not at the end of the range.
+  calls = 0;
+  o.pace = [&](std::uint64_t) { return ++calls < 3; };
+  const auto stopped = scanner.scan(getpid(), {{start, start + size}}, o);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.error().sys_errno, ECANCELED);
+  EXPECT_EQ(calls, 3u);
+  munmap(mem, size);
 }
 
 std::optional<long> read_number(const std::string& path) {

@@ -76,8 +76,7 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   policy::PolicyState s;
   s.available_history = {{900'000, 10 * GiB}, {1'000'000, 9 * GiB}};
   policy::PolicyState::AlertMemory a;
-  a.alert = {"guest-distress", "web-1", policy::Severity::critical, "web-1 at 2% usable",
-             990'000};
+  a.alert = {"guest-distress", "web-1", policy::Severity::critical, "web-1 at 2% usable", 990'000};
   a.clear_ticks = 1;
   s.alerts[{"guest-distress", "web-1"}] = a;
   s.ksm.stopped_for_cost_ms = 400'000;

@@ -56,10 +56,16 @@ struct PageScanFigures {
                                          // the previous pass (none on the first pass)
   std::uint64_t page_size_bytes = 4096;
   double seconds = 0;  // wall time of the pass
-  // Hashes of the non-zero resident pages whose hash is at most ScanOptions::hash_sample_below,
-  // sorted, repeats kept. Sampling by hash value keeps every copy of a content or none, so
-  // samples from several processes merged at one threshold estimate their shared duplicates.
+  // Hashes of the non-zero resident pages whose hash is at most `hash_sample_below`, sorted,
+  // repeats kept. Sampling by hash value keeps every copy of a content or none, so samples from
+  // several processes merged at one threshold estimate their shared duplicates.
   std::vector<std::uint64_t> sampled_hashes;
+  // The threshold sampled_hashes used: ScanOptions::hash_sample_below, or lower when the pass's
+  // memory budget (ScanOptions::max_hashes) forced a smaller sample.
+  std::uint64_t hash_sample_below = 0;
+  // Share of the non-zero resident pages whose hashes were kept to count duplicates: 1 means
+  // the count is exact; below 1 it is estimated from that hash-value sample.
+  double kept_hash_ratio = 1.0;
 
   double zero_ratio() const;       // zero / resident
   double duplicate_ratio() const;  // duplicate / resident
@@ -70,8 +76,14 @@ struct ScanOptions {
   // Keep the hashes at most this (see PageScanFigures::sampled_hashes); 0 keeps none,
   // UINT64_MAX every one.
   std::uint64_t hash_sample_below = 0;
-  // Called after each batch with the bytes read so far in this pass; it may sleep to keep a
-  // budget. Returning false abandons the pass (the scan fails with ECANCELED).
+  // At most this many page hashes are held during a pass (8 bytes each: the pass's memory
+  // budget). Past it only hashes in a shrinking lower part of the hash range are kept, and the
+  // duplicate count is estimated from them (PageScanFigures::kept_hash_ratio).
+  std::size_t max_hashes = std::size_t{1} << 19;
+  // Called after each batch read (512 pages) and after each 64 MiB of address space walked, with
+  // the bytes read so far in this pass; it may sleep to keep a budget (the walk costs CPU even
+  // where nothing is resident). Returning false abandons the pass (the scan fails with
+  // ECANCELED).
   std::function<bool(std::uint64_t read_bytes)> pace;
 };
 

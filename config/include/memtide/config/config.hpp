@@ -97,6 +97,9 @@ struct KsmScanSection {
   double cpu_ratio = 0.03;  // scanner thread's CPU budget, share of a core
   std::uint64_t read_bytes_per_second = 256ULL << 20;  // guest memory read per second at most
   std::chrono::milliseconds interval = 5min;           // between two passes over the same VM
+  // Page hashes a pass may hold (8 bytes each); a larger guest is counted from a hash-value
+  // sample of this size.
+  std::uint64_t max_memory_bytes = 4ULL << 20;
   friend bool operator==(const KsmScanSection&, const KsmScanSection&) = default;
 };
 
