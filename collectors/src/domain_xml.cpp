@@ -61,6 +61,24 @@ std::optional<bool> on_off(const std::string& v) {
   return std::nullopt;
 }
 
+// The uid of a DAC label "+UID:+GID" (libvirt's numeric form) or "UID:GID".
+std::optional<std::uint32_t> dac_uid(const xmlNode* label) {
+  if (label == nullptr) {
+    return std::nullopt;
+  }
+  xmlChar* content = xmlNodeGetContent(label);
+  if (content == nullptr) {
+    return std::nullopt;
+  }
+  std::string text(reinterpret_cast<const char*>(content));
+  xmlFree(content);
+  std::string_view uid = std::string_view(text).substr(0, text.find(':'));
+  if (!uid.empty() && uid.front() == '+') {
+    uid.remove_prefix(1);
+  }
+  return to_u32(uid);
+}
+
 void read_metadata(const xmlNode* vm, DomainXmlFacts& facts) {
   static const char* const kKnown[] = {"class", "floor", "shares", "balloon", "scan"};
   auto& md = facts.metadata;
@@ -146,6 +164,11 @@ Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
     }
   }
   facts.sharing_allowed = child(child(root, "memoryBacking"), "nosharepages") == nullptr;
+  for (const xmlNode* c = root->children; c != nullptr; c = c->next) {
+    if (named(c, "seclabel") && attribute(c, "model").value_or("") == "dac") {
+      facts.qemu_uid = dac_uid(child(c, "label"));
+    }
+  }
   const xmlNode* metadata = child(root, "metadata");
   int found = 0;
   for (const xmlNode* c = metadata ? metadata->children : nullptr; c != nullptr; c = c->next) {

@@ -4,6 +4,7 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <sys/stat.h>
 
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 #include <memtide/collectors/qemu_process.hpp>
@@ -300,17 +301,54 @@ void LibvirtHypervisor::find_processes() {
   if (!any_missing) {
     return;
   }
-  const auto pids = find_qemu_processes(options_.procfs);
+  // A process is believed to be a guest's QEMU only if it runs as a user QEMU runs as and from
+  // a root-owned QEMU binary: anyone can start a process with "-uuid <the VM's UUID>", and
+  // memtided (root) would then read that process's memory as the guest's.
+  std::vector<std::uint32_t> host_uids = default_qemu_uids();
+  const auto socket_at = options_.uri.find("socket=");
+  if (options_.uri.find("/session") != std::string::npos && socket_at != std::string::npos) {
+    // A session libvirtd runs its guests as its own user: the owner of its socket.
+    const std::string path =
+        options_.uri.substr(socket_at + 7, options_.uri.find('&', socket_at) - socket_at - 7);
+    struct stat st {};
+    if (stat(path.c_str(), &st) == 0) {
+      host_uids.push_back(st.st_uid);
+    }
+  }
+  const auto candidates = find_qemu_candidates(options_.procfs);
   for (auto& [uuid, d] : inventory_) {
     if (d.pid_searched) {
       continue;
     }
     d.pid_searched = true;
+    d.process_unavailable.reset();
     std::string lower = uuid;
     std::transform(lower.begin(), lower.end(), lower.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (auto it = pids.find(lower); it != pids.end()) {
-      d.pid = it->second;
+    const auto it = candidates.find(lower);
+    if (it == candidates.end()) {
+      continue;
+    }
+    auto uids = host_uids;
+    if (d.facts && d.facts->qemu_uid) {
+      uids.push_back(*d.facts->qemu_uid);
+    }
+    std::vector<int> trusted;
+    std::string refused;
+    for (const auto& c : it->second) {
+      if (auto why = untrusted_reason(c, uids); why.empty()) {
+        trusted.push_back(c.pid);
+      } else if (refused.empty()) {
+        refused = "process " + std::to_string(c.pid) + " claims this VM but " + why;
+      }
+    }
+    if (trusted.size() == 1) {
+      d.pid = trusted.front();
+    } else if (trusted.size() > 1) {
+      d.process_unavailable =
+          std::to_string(trusted.size()) + " QEMU processes claim this VM; none is taken for it";
+    } else {
+      d.process_unavailable = refused;
     }
   }
 }
@@ -515,6 +553,7 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
   find_processes();
   for (auto& vm : vms) {
     const auto& d = inventory_[vm.uuid];
+    vm.process_unavailable = d.process_unavailable;
     if (d.pid) {
       vm.process = read_qemu_process(options_.procfs, *d.pid, options_.page_size_bytes);
       if (!vm.process) {

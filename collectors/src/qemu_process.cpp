@@ -3,9 +3,13 @@
 #include <memory>
 
 #include <dirent.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <memtide/collectors/file_reader.hpp>
 #include <memtide/collectors/qemu_process.hpp>
+#include <memtide/core/text.hpp>
 
 #include "text.hpp"
 
@@ -120,14 +124,43 @@ std::string uuid_argument(std::string_view cmdline) {
   return "";
 }
 
+// The four uids of the "Uid:" line of /proc/PID/status; empty when absent or malformed.
+std::vector<std::uint32_t> status_uids(std::string_view status) {
+  Lines lines(status);
+  std::string_view line;
+  while (lines.next(line)) {
+    if (line.rfind("Uid:", 0) != 0) {
+      continue;
+    }
+    std::vector<std::uint32_t> uids;
+    std::string_view rest = line.substr(4);
+    while (!rest.empty()) {
+      const auto start = rest.find_first_not_of(" \t");
+      if (start == std::string_view::npos) {
+        break;
+      }
+      rest.remove_prefix(start);
+      const auto end = rest.find_first_of(" \t");
+      const auto value = detail::to_u64(rest.substr(0, end));
+      if (!value || *value > UINT32_MAX) {
+        return {};
+      }
+      uids.push_back(static_cast<std::uint32_t>(*value));
+      rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
+    }
+    return uids.size() == 4 ? uids : std::vector<std::uint32_t>{};
+  }
+  return {};
+}
+
 struct DirClose {
   void operator()(DIR* d) const { closedir(d); }
 };
 
 }  // namespace
 
-std::map<std::string, int> find_qemu_processes(const std::string& procfs) {
-  std::map<std::string, int> found;
+std::map<std::string, std::vector<QemuCandidate>> find_qemu_candidates(const std::string& procfs) {
+  std::map<std::string, std::vector<QemuCandidate>> found;
   std::unique_ptr<DIR, DirClose> dir(opendir(procfs.c_str()));
   if (!dir) {
     return found;
@@ -137,20 +170,77 @@ std::map<std::string, int> find_qemu_processes(const std::string& procfs) {
     if (!pid || *pid > INT32_MAX) {
       continue;
     }
-    auto cmdline = read_optional_file(procfs + "/" + entry->d_name + "/cmdline", 1 << 20);
+    const std::string base = procfs + "/" + entry->d_name;
+    auto cmdline = read_optional_file(base + "/cmdline", 1 << 20);
     if (!cmdline || !cmdline->has_value()) {
       continue;
     }
-    if (auto uuid = uuid_argument(**cmdline); !uuid.empty()) {
-      found[uuid] = static_cast<int>(*pid);
+    auto uuid = uuid_argument(**cmdline);
+    if (uuid.empty()) {
+      continue;
     }
+    QemuCandidate c;
+    c.pid = static_cast<int>(*pid);
+    if (auto status = read_optional_file(base + "/status"); status && status->has_value()) {
+      c.uids = status_uids(**status);
+    }
+    char link[4096];
+    const ssize_t n = readlink((base + "/exe").c_str(), link, sizeof link - 1);
+    if (n > 0) {
+      c.exe.assign(link, static_cast<std::size_t>(n));
+    }
+    // The file itself, through the process's link: still there after a package upgrade
+    // replaced the binary on disk (the link then reads "PATH (deleted)").
+    struct stat st {};
+    if (stat((base + "/exe").c_str(), &st) == 0) {
+      c.exe_owner = st.st_uid;
+      c.exe_mode = st.st_mode;
+    }
+    found[uuid].push_back(std::move(c));
+  }
+  for (auto& [uuid, candidates] : found) {
+    std::sort(candidates.begin(), candidates.end(),
+              [](const QemuCandidate& a, const QemuCandidate& b) { return a.pid < b.pid; });
   }
   return found;
 }
 
-bool process_runs_guest(const std::string& procfs, int pid, const std::string& uuid) {
-  auto cmdline = read_optional_file(procfs + "/" + std::to_string(pid) + "/cmdline", 1 << 20);
-  return cmdline && cmdline->has_value() && uuid_argument(**cmdline) == lower(uuid);
+std::string untrusted_reason(const QemuCandidate& c, const std::vector<std::uint32_t>& qemu_uids) {
+  if (c.uids.empty()) {
+    return "its owner cannot be read";
+  }
+  for (const auto uid : c.uids) {
+    if (std::find(qemu_uids.begin(), qemu_uids.end(), uid) == qemu_uids.end()) {
+      return "it runs as uid " + std::to_string(uid) + ", not as a user QEMU runs as";
+    }
+  }
+  std::string name = c.exe;
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (name.size() > kDeleted.size() &&
+      name.compare(name.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0) {
+    name.resize(name.size() - kDeleted.size());
+  }
+  name = name.substr(name.rfind('/') == std::string::npos ? 0 : name.rfind('/') + 1);
+  if (name.rfind("qemu-system-", 0) != 0 && name != "qemu-kvm") {
+    return "its executable '" + shorten_utf8(c.exe, 80) + "' is not a QEMU binary";
+  }
+  if (!c.exe_owner || *c.exe_owner != 0 || (c.exe_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return "its executable is not a root-owned file writable by root alone";
+  }
+  return "";
+}
+
+std::vector<std::uint32_t> default_qemu_uids() {
+  std::vector<std::uint32_t> uids{0};
+  for (const char* user : {"libvirt-qemu", "qemu"}) {
+    passwd entry{};
+    passwd* result = nullptr;
+    std::vector<char> buffer(4096);
+    if (getpwnam_r(user, &entry, buffer.data(), buffer.size(), &result) == 0 && result != nullptr) {
+      uids.push_back(result->pw_uid);
+    }
+  }
+  return uids;
 }
 
 std::optional<QemuProcess> read_qemu_process(const std::string& procfs, int pid,

@@ -217,6 +217,7 @@ nlohmann::json Daemon::vm_status(const VmSample& vm, const policy::Outcome* outc
       {"usable_bytes",
        vm.guest.usable_bytes ? nlohmann::json(*vm.guest.usable_bytes) : nlohmann::json()},
       {"stats_status", to_string(vm.stats_status)},
+      {"process_unavailable", vm.process_unavailable.value_or("")},
       {"target_bytes", nullptr},
       {"explanation", outcome != nullptr && last_plan_ ? last_plan_->explain(*outcome) : ""},
   };
@@ -635,6 +636,23 @@ void Daemon::report_vms(const Snapshot& snapshot) {
   } else if (snapshot.hypervisor_up && !last_hypervisor_error_.empty()) {
     log_.notice("libvirt connection established", {{"MEMTIDE_EVENT", "libvirt-up"}});
     last_hypervisor_error_.clear();
+  }
+  // A process claiming a VM that is not proven to be its QEMU: once per VM and reason.
+  std::map<std::string, std::string> claims;
+  for (const auto& vm : snapshot.vms) {
+    if (!vm.process_unavailable) {
+      continue;
+    }
+    if (reported_process_claims_[vm.uuid] != *vm.process_unavailable) {
+      log_.warning("domain '" + vm.name + "': host figures unavailable: " + *vm.process_unavailable,
+                   {{"MEMTIDE_EVENT", "vm-process-untrusted"},
+                    {"MEMTIDE_VM", vm.name},
+                    {"MEMTIDE_VM_UUID", vm.uuid}});
+    }
+    claims[vm.uuid] = *vm.process_unavailable;
+  }
+  if (snapshot.hypervisor_up) {
+    reported_process_claims_ = std::move(claims);
   }
   // Invalid per-VM metadata is logged once per domain and content, naming the domain.
   std::map<std::string, std::string> seen;

@@ -162,6 +162,7 @@ class Daemon {
   std::string last_reload_error_;           // shown in STATUS= until the next good reload
   std::string last_hypervisor_error_;       // to log libvirt going down and up once each
   std::map<std::string, std::string> reported_metadata_errors_;  // uuid -> errors logged
+  std::map<std::string, std::string> reported_process_claims_;   // uuid -> reason logged
 };
 
 }  // namespace memtide::daemon

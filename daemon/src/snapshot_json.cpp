@@ -216,6 +216,7 @@ void fields(F& f, M& vm) {
   f("metadata_errors", vm.metadata_errors);
   f("sharing_allowed", vm.sharing_allowed);
   f("process", vm.process);
+  f("process_unavailable", vm.process_unavailable);
   f("page_scan", vm.page_scan);
   f("invalid_sizes", vm.invalid_sizes);
 }

@@ -3,7 +3,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <memtide/collectors/qemu_process.hpp>
@@ -59,25 +61,35 @@ TEST(ProcessKsmStat, Malformed) {
       parse_process_ksm_stat("ksm_rmap_items 1\nksm_process_profit 1.5\n", 4096, "k").ok());
 }
 
-// A procfs tree built on disk: two QEMU processes (one with an upper-case UUID) and an
-// unrelated one.
+// A procfs tree built on disk: two QEMU processes (one with an upper-case UUID), an unrelated
+// one, and two that claim the first guest without being its QEMU.
 class FakeProcfs : public ::testing::Test {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/memtide-procfs-XXXXXX";
     root_ = mkdtemp(tmpl);
+    mkdir((root_ + "/bin").c_str(), 0755);
+    qemu_ = root_ + "/bin/qemu-system-x86_64";
+    std::ofstream(qemu_) << "#!/bin/true\n";
+    chmod(qemu_.c_str(), 0755);
     add(101,
         {"qemu-system-x86_64", "-name", "guest=web-1", "-uuid",
          "6695eb01-f6a4-8304-79aa-97f2502e193f", "-m", "size=1048576k"},
-        "Name:\tqemu\nVmRSS:\t 1000 kB\nVmSwap:\t 24 kB\n");
+        "Name:\tqemu\nUid:\t64055\t64055\t64055\t64055\nVmRSS:\t 1000 kB\nVmSwap:\t 24 kB\n",
+        qemu_);
     add(202, {"qemu-system-x86_64", "-uuid", "AABBCCDD-0000-1111-2222-333344445555"},
-        "Name:\tqemu\nVmRSS:\t 10 kB\n");
-    add(303, {"bash", "-c", "echo -uuid"}, "Name:\tbash\n");
+        "Name:\tqemu\nUid:\t0\t0\t0\t0\nVmRSS:\t 10 kB\n", qemu_);
+    add(303, {"bash", "-c", "echo -uuid"}, "Name:\tbash\n", "/bin/bash");
+    // Another user's process with the first guest's UUID on its command line.
+    add(404, {"qemu-system-x86_64", "-uuid", "6695eb01-f6a4-8304-79aa-97f2502e193f"},
+        "Name:\tqemu\nUid:\t1000\t1000\t1000\t1000\n", qemu_);
     mkdir((root_ + "/self").c_str(), 0755);  // non-numeric entries are skipped
   }
   void TearDown() override { std::system(("rm -rf " + root_).c_str()); }
-  // Writes /PID/cmdline as the kernel does: each argument followed by a NUL byte.
-  void add(int pid, const std::vector<std::string>& args, const std::string& status) {
+  // Writes /PID/cmdline as the kernel does (each argument followed by a NUL byte), /PID/status,
+  // and /PID/exe as a link to `exe`.
+  void add(int pid, const std::vector<std::string>& args, const std::string& status,
+           const std::string& exe) {
     const auto dir = root_ + "/" + std::to_string(pid);
     mkdir(dir.c_str(), 0755);
     std::ofstream cmdline(dir + "/cmdline", std::ios::binary);
@@ -85,18 +97,87 @@ class FakeProcfs : public ::testing::Test {
       cmdline << a << '\0';
     }
     std::ofstream(dir + "/status") << status;
+    symlink(exe.c_str(), (dir + "/exe").c_str());
   }
   std::string root_;
+  std::string qemu_;
 };
 
-TEST_F(FakeProcfs, FindsQemuProcessesByUuidArgument) {
-  const auto found = find_qemu_processes(root_);
+TEST_F(FakeProcfs, FindsEveryProcessClaimingAGuest) {
+  const auto found = find_qemu_candidates(root_);
   ASSERT_EQ(found.size(), 2u);
-  EXPECT_EQ(found.at("6695eb01-f6a4-8304-79aa-97f2502e193f"), 101);
-  EXPECT_EQ(found.at("aabbccdd-0000-1111-2222-333344445555"), 202);
-  EXPECT_TRUE(process_runs_guest(root_, 202, "AABBCCDD-0000-1111-2222-333344445555"));
-  EXPECT_FALSE(process_runs_guest(root_, 101, "aabbccdd-0000-1111-2222-333344445555"));
-  EXPECT_FALSE(process_runs_guest(root_, 999, "aabbccdd-0000-1111-2222-333344445555"));
+  const auto& web = found.at("6695eb01-f6a4-8304-79aa-97f2502e193f");
+  ASSERT_EQ(web.size(), 2u);
+  EXPECT_EQ(web[0].pid, 101);
+  EXPECT_EQ(web[0].uids, (std::vector<std::uint32_t>{64055, 64055, 64055, 64055}));
+  EXPECT_EQ(web[0].exe, qemu_);
+  EXPECT_EQ(web[0].exe_owner, geteuid());
+  EXPECT_EQ(web[1].pid, 404);
+  EXPECT_EQ(found.at("aabbccdd-0000-1111-2222-333344445555").at(0).pid, 202);
+  if (geteuid() == 0) {  // the binary is root's only when the test runs as root
+    EXPECT_EQ(untrusted_reason(web[0], {0, 64055}), "");
+    EXPECT_NE(untrusted_reason(web[1], {0, 64055}).find("runs as uid 1000"), std::string::npos);
+  }
+}
+
+// Only a process running as a user QEMU runs as, from a root-owned QEMU binary writable by root
+// alone, is taken for a guest's QEMU (any user could otherwise make memtided read their memory
+// as a VM's and steer the KSM estimate).
+TEST(QemuTrust, OwnerAndExecutableMustBeQemus) {
+  QemuCandidate c;
+  c.pid = 7;
+  c.uids = {64055, 64055, 64055, 64055};
+  c.exe = "/usr/bin/qemu-system-x86_64";
+  c.exe_owner = 0;
+  c.exe_mode = S_IFREG | 0755;
+  const std::vector<std::uint32_t> qemu_uids{0, 64055};
+  EXPECT_EQ(untrusted_reason(c, qemu_uids), "");
+  auto with = [&](auto change) {
+    QemuCandidate d = c;
+    change(d);
+    return untrusted_reason(d, qemu_uids);
+  };
+  EXPECT_NE(with([](QemuCandidate& d) { d.uids = {1000, 1000, 1000, 1000}; }), "");
+  EXPECT_NE(with([](QemuCandidate& d) { d.uids = {64055, 1000, 64055, 64055}; }), "");
+  EXPECT_NE(with([](QemuCandidate& d) { d.uids.clear(); }), "");
+  EXPECT_NE(with([](QemuCandidate& d) {
+              d.exe = "/home/mallory/qemu-system-x86_64";
+              d.exe_owner = 1000;
+            }),
+            "");
+  EXPECT_NE(with([](QemuCandidate& d) { d.exe_mode = S_IFREG | 0777; }), "");
+  EXPECT_NE(with([](QemuCandidate& d) { d.exe = "/usr/bin/python3"; }), "");
+  EXPECT_NE(with([](QemuCandidate& d) { d.exe_owner.reset(); }), "");
+  // A binary replaced by a package upgrade while the guest runs is still QEMU.
+  EXPECT_EQ(with([](QemuCandidate& d) { d.exe = "/usr/bin/qemu-system-x86_64 (deleted)"; }), "");
+  EXPECT_EQ(with([](QemuCandidate& d) { d.exe = "/usr/libexec/qemu-kvm"; }), "");
+}
+
+// A real process: one that only claims a guest on its command line (argv[0] and "-uuid") but
+// runs another binary is found and refused.
+TEST(QemuTrust, ALiveImpostorIsRefused) {
+  const pid_t child = fork();
+  if (child == 0) {
+    // The shell keeps its command line (the "; true" stops it from exec'ing sleep).
+    execl("/bin/sh", "qemu-system-x86_64", "-c", "sleep 30; true", "qemu-system-x86_64", "-uuid",
+          "12345678-0000-0000-0000-00000000abcd", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::vector<QemuCandidate> claims;
+  for (int i = 0; i < 100 && claims.empty(); ++i) {
+    usleep(10'000);
+    const auto found = find_qemu_candidates("/proc");
+    if (const auto it = found.find("12345678-0000-0000-0000-00000000abcd"); it != found.end()) {
+      claims = it->second;
+    }
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  ASSERT_EQ(claims.size(), 1u);
+  EXPECT_EQ(claims[0].pid, child);
+  EXPECT_NE(untrusted_reason(claims[0], default_qemu_uids()).find("not a QEMU binary"),
+            std::string::npos)
+      << untrusted_reason(claims[0], default_qemu_uids());
 }
 
 TEST_F(FakeProcfs, ReadsProcessFigures) {

@@ -25,6 +25,9 @@ struct DomainXmlFacts {
   bool has_balloon = true;           // <memballoon model='none'/> or no memballoon: false
   std::uint32_t stats_period_s = 0;  // <memballoon><stats period='N'/>; 0 when absent
   bool sharing_allowed = true;       // false with <memoryBacking><nosharepages/>
+  // The uid QEMU runs as, from the live XML's DAC security label
+  // (<seclabel model='dac'><label>+64055:+64055</label>); unset without one.
+  std::optional<std::uint32_t> qemu_uid;
   VmMetadata metadata;
   std::vector<std::string> metadata_errors;  // each names the attribute and what is wrong
 };

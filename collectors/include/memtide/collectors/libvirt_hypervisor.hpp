@@ -62,10 +62,11 @@ class LibvirtHypervisor final : public Hypervisor {
  private:
   struct Domain {
     std::string name;
-    std::optional<DomainXmlFacts> facts;      // nullopt until the XML was read
-    std::optional<std::int64_t> last_update;  // last balloon.last-update seen
-    std::int64_t last_update_seen_ms = 0;     // our clock when it last changed
-    std::optional<int> pid;                   // QEMU process, once found
+    std::optional<DomainXmlFacts> facts;             // nullopt until the XML was read
+    std::optional<std::int64_t> last_update;         // last balloon.last-update seen
+    std::int64_t last_update_seen_ms = 0;            // our clock when it last changed
+    std::optional<int> pid;                          // QEMU process, once found
+    std::optional<std::string> process_unavailable;  // why no process was taken for it
     bool pid_searched = false;
     bool period_requested = false;
   };

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <memtide/core/result.hpp>
 #include <memtide/core/vm_sample.hpp>
@@ -26,13 +27,30 @@ Result<ProcessMemory> parse_process_status(std::string_view text, std::string_vi
 Result<ProcessKsmStat> parse_process_ksm_stat(std::string_view text, std::uint64_t page_size_bytes,
                                               std::string_view origin);
 
-// The QEMU process of every guest on the host: UUID (lower case) -> pid, found from the
-// "-uuid UUID" argument libvirt puts on every QEMU command line. Processes that vanish or cannot
-// be read while scanning are skipped.
-std::map<std::string, int> find_qemu_processes(const std::string& procfs);
+// A process whose command line claims a guest ("-uuid UUID", as libvirt starts QEMU). Anyone
+// can start a process with that argument, so a claim is only believed after trusted_qemu().
+struct QemuCandidate {
+  int pid = 0;
+  std::vector<std::uint32_t> uids;  // real, effective, saved and filesystem uid (status "Uid:")
+  std::string exe;                  // the executable's path (readlink of /proc/PID/exe)
+  std::optional<std::uint32_t> exe_owner;  // owner and mode of the executable file itself
+  std::uint32_t exe_mode = 0;
+  friend bool operator==(const QemuCandidate&, const QemuCandidate&) = default;
+};
 
-// Whether process `pid` still runs the guest `uuid` (pids are reused).
-bool process_runs_guest(const std::string& procfs, int pid, const std::string& uuid);
+// Every process claiming a guest: UUID (lower case) -> candidates, in PID order. Processes that
+// vanish or cannot be read while scanning are skipped.
+std::map<std::string, std::vector<QemuCandidate>> find_qemu_candidates(const std::string& procfs);
+
+// Why `c` cannot be the guest's QEMU, or "" when it can: every one of its uids must be one QEMU
+// runs as (`qemu_uids`: root, the hypervisor's QEMU user, a domain's DAC label, the session
+// user), and its executable a QEMU binary ("qemu-system-*" or "qemu-kvm") owned by root and
+// writable by no one else, so neither another user's process nor a copied binary passes.
+std::string untrusted_reason(const QemuCandidate& c, const std::vector<std::uint32_t>& qemu_uids);
+
+// The uids QEMU may run as on this host whatever the domain: root, and the users libvirt's
+// packages create for it ("libvirt-qemu" on Debian, "qemu" on Fedora) where they exist.
+std::vector<std::uint32_t> default_qemu_uids();
 
 // Memory and KSM figures of process `pid`; parts that cannot be read are left unset. nullopt
 // when the process is gone.

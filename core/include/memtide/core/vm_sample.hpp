@@ -81,6 +81,9 @@ struct VmSample {
   std::vector<std::string> metadata_errors;  // invalid metadata: ignored, reported
   bool sharing_allowed = true;               // false with <memoryBacking><nosharepages/>
   std::optional<QemuProcess> process;
+  // Why the host's view of the VM is unavailable although a process claims it (it is not proven
+  // to be the VM's QEMU: another user's process, a copied binary, several claimants).
+  std::optional<std::string> process_unavailable;
   std::optional<VmPageScan> page_scan;  // filled by the daemon's page scanner
   // Set when libvirt's sizes for the VM are impossible (beyond any host, current above maximum,
   // a KiB figure that overflows in bytes): why. Nothing is decided or done for such a VM.
