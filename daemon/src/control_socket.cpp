@@ -199,25 +199,27 @@ int ControlServer::on_client(sd_event_source*, int fd, std::uint32_t revents, vo
   return 0;
 }
 
-void ControlServer::answer(Client& client) {
-  std::string line = client.in.substr(0, client.in.find('\n'));
-  nlohmann::json reply;
+nlohmann::json ControlServer::reply_to(std::string_view line, const Handler& handler) {
   constexpr std::size_t kMaxNesting = 16;  // requests are flat objects
   auto request = json_nesting_exceeds(line, kMaxNesting)
                      ? nlohmann::json(nlohmann::json::value_t::discarded)
                      : nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded()) {
-    reply = error_reply("the request is not valid JSON");
-  } else if (!request.is_object() || !request.contains("command") ||
-             !request["command"].is_string()) {
-    reply = error_reply("a request is an object with a \"command\" string");
-  } else {
-    try {
-      reply = handler_(request);
-    } catch (const std::exception& e) {
-      reply = error_reply(std::string("internal error: ") + e.what());
-    }
+    return error_reply("the request is not valid JSON");
   }
+  if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) {
+    return error_reply("a request is an object with a \"command\" string");
+  }
+  try {
+    return handler(request);
+  } catch (const std::exception& e) {
+    return error_reply(std::string("internal error: ") + e.what());
+  }
+}
+
+void ControlServer::answer(Client& client) {
+  const nlohmann::json reply =
+      reply_to(std::string_view(client.in).substr(0, client.in.find('\n')), handler_);
   // The reply may hold VM names in any encoding: replace invalid UTF-8 rather than fail.
   client.out = dump_json(reply) + "\n";
   // A slow reader gets the same deadline again to take its reply.

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 #include <sys/types.h>
@@ -44,6 +45,11 @@ class ControlServer {
   ControlServer& operator=(const ControlServer&) = delete;
 
   const std::string& path() const { return path_; }
+
+  // The reply to one request line (without its newline): an error reply for text that is not a
+  // JSON object with a "command" string (or nests deeper than a request can), else `handler`'s
+  // answer; an exception from it becomes an "internal error" reply. Never throws for content.
+  static nlohmann::json reply_to(std::string_view line, const Handler& handler);
 
  private:
   struct Client {

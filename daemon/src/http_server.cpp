@@ -1,32 +1,32 @@
 #include "http_server.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <string_view>
+#include <vector>
 
 #include <arpa/inet.h>
-#include <microhttpd.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace memtide::daemon {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 constexpr const char* kMetricsType = "text/plain; version=0.0.4; charset=utf-8";
 constexpr const char* kIndex =
     "memtided: memory-overcommit daemon for KVM hosts. Metrics: /metrics\n";
-
-MHD_Response* static_response(const char* body, const char* type) {
-  MHD_Response* r = MHD_create_response_from_buffer(std::strlen(body), const_cast<char*>(body),
-                                                    MHD_RESPMEM_PERSISTENT);
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-  return r;
-}
-
-void release_page(void* holder) {
-  delete static_cast<std::shared_ptr<const std::string>*>(holder);
-}
+// How often deadlines are checked when nothing else happens.
+constexpr int kTickMs = 200;
 
 std::string describe_socket(int fd, std::uint16_t* port) {
   sockaddr_storage addr{};
@@ -50,13 +50,79 @@ std::string describe_socket(int fd, std::uint16_t* port) {
   return "?";
 }
 
-}  // namespace
+// The peer's address as text ("127.0.0.1", "::1"): the unit of kMaxHttpPerAddress.
+std::string peer_address(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    if (addr.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, host, sizeof host);
+    } else if (addr.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, host,
+                sizeof host);
+    }
+  }
+  return host;
+}
 
-struct MetricsServerAccess {
-  static MHD_Result handle(void* self, MHD_Connection* connection, const char* url,
-                           const char* method, const char* version, const char* upload_data,
-                           std::size_t* upload_data_size, void** request_state);
+struct Response {
+  int status = 200;
+  const char* reason = "OK";
+  const char* type = "text/plain; charset=utf-8";
+  std::shared_ptr<const std::string> body;
+  bool allow_header = false;
 };
+
+std::shared_ptr<const std::string> text(const char* body) {
+  return std::make_shared<const std::string>(body);
+}
+
+// The answer to a request whose head (request line and headers) is `head`.
+Response answer(std::string_view head, const std::shared_ptr<const std::string>& page,
+                bool& head_only) {
+  head_only = false;
+  const auto line_end = head.find("\r\n");
+  const std::string_view line = head.substr(0, line_end);
+  const auto sp1 = line.find(' ');
+  const auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  const bool printable = std::all_of(head.begin(), head.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 || c == '\r' || c == '\n' || c == '\t';
+  });
+  if (!printable || sp2 == std::string_view::npos ||
+      line.substr(sp2 + 1).rfind("HTTP/1.", 0) != 0) {
+    return {400, "Bad Request", "text/plain; charset=utf-8", text("bad request\n")};
+  }
+  const std::string_view method = line.substr(0, sp1);
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  target = target.substr(0, target.find('?'));
+  if (method != "GET" && method != "HEAD") {
+    return {405, "Method Not Allowed", "text/plain; charset=utf-8", text("only GET and HEAD\n"),
+            true};
+  }
+  head_only = method == "HEAD";
+  if (target == "/metrics") {
+    return {200, "OK", kMetricsType, page};
+  }
+  if (target == "/") {
+    return {200, "OK", "text/plain; charset=utf-8", text(kIndex)};
+  }
+  return {404, "Not Found", "text/plain; charset=utf-8", text("not found; try /metrics\n")};
+}
+
+struct Connection {
+  std::string address;
+  Clock::time_point started;
+  std::string in;
+  enum class State { reading, answering, closing } state = State::reading;
+  Clock::time_point answered{};
+  std::string head;                         // status line and headers
+  std::shared_ptr<const std::string> body;  // null for HEAD
+  std::size_t sent = 0;                     // of head + body
+};
+
+}  // namespace
 
 Result<int> listen_on(const std::string& address) {
   const auto colon = address.rfind(':');
@@ -111,78 +177,232 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(
     int listen_fd, std::shared_ptr<const std::string> first_page) {
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->description_ = describe_socket(listen_fd, &server->port_);
-  server->index_ = static_response(kIndex, "text/plain; charset=utf-8");
-  server->not_found_ = static_response("not found; try /metrics\n", "text/plain; charset=utf-8");
-  server->bad_method_ = static_response("only GET and HEAD\n", "text/plain; charset=utf-8");
-  MHD_add_response_header(server->bad_method_, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
   server->publish(std::move(first_page));
-  server->mhd_ =
-      MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
-                       &MetricsServerAccess::handle, server.get(), MHD_OPTION_LISTEN_SOCKET,
-                       listen_fd, MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_CONNECTION_LIMIT,
-                       kMaxConnections, MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds,
-                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, std::size_t{32} * 1024, MHD_OPTION_END);
-  if (server->mhd_ == nullptr) {
-    close(listen_fd);
-    return Error{server->description_, 0, 0, "cannot start the HTTP server"};
+  server->listen_fd_ = listen_fd;
+  server->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  server->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  const int flags = fcntl(listen_fd, F_GETFL);
+  epoll_event listen_event{EPOLLIN, {.fd = listen_fd}};
+  epoll_event wake_event{EPOLLIN, {.fd = server->wake_fd_}};
+  if (server->epoll_fd_ < 0 || server->wake_fd_ < 0 || flags < 0 ||
+      fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
+      epoll_ctl(server->epoll_fd_, EPOLL_CTL_ADD, listen_fd, &listen_event) != 0 ||
+      epoll_ctl(server->epoll_fd_, EPOLL_CTL_ADD, server->wake_fd_, &wake_event) != 0) {
+    return Error{server->description_, 0, errno, "cannot start the HTTP server"};
   }
+  server->thread_ = std::thread([s = server.get()] { s->run(); });
   return server;
 }
 
 MetricsServer::~MetricsServer() {
-  if (mhd_ != nullptr) {
-    MHD_stop_daemon(mhd_);  // joins its threads and closes the listening socket
+  if (thread_.joinable()) {
+    const std::uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+    thread_.join();
   }
-  for (MHD_Response* r : {metrics_, index_, not_found_, bad_method_}) {
-    if (r != nullptr) {
-      MHD_destroy_response(r);
+  for (const int fd : {listen_fd_, epoll_fd_, wake_fd_}) {
+    if (fd >= 0) {
+      close(fd);
     }
   }
 }
 
 void MetricsServer::publish(std::shared_ptr<const std::string> page) {
-  auto* holder = new std::shared_ptr<const std::string>(std::move(page));
-  MHD_Response* next = MHD_create_response_from_buffer_with_free_callback_cls(
-      (*holder)->size(), const_cast<char*>((*holder)->data()), &release_page, holder);
-  if (next == nullptr) {
-    delete holder;
-    return;  // out of memory: keep serving the previous page
-  }
-  MHD_add_response_header(next, MHD_HTTP_HEADER_CONTENT_TYPE, kMetricsType);
-  MHD_Response* previous = nullptr;
-  {
-    std::lock_guard lock(mutex_);
-    previous = metrics_;
-    metrics_ = next;
-  }
-  // Connections still sending the previous page hold their own reference to it.
-  if (previous != nullptr) {
-    MHD_destroy_response(previous);
-  }
+  std::lock_guard lock(mutex_);
+  page_ = std::move(page);
 }
 
-MHD_Result MetricsServerAccess::handle(void* self, MHD_Connection* connection, const char* url,
-                                       const char* method, const char*, const char*,
-                                       std::size_t* upload_data_size, void** request_state) {
-  auto* server = static_cast<MetricsServer*>(self);
-  // First call per request: headers only. Answer then; any body is discarded by libmicrohttpd.
-  if (*request_state == nullptr) {
-    *request_state = server;
+std::shared_ptr<const std::string> MetricsServer::page() const {
+  std::lock_guard lock(mutex_);
+  return page_;
+}
+
+void MetricsServer::run() {
+  std::map<int, Connection> connections;  // by fd
+  std::map<std::string, std::size_t> per_address;
+  auto drop = [&](int fd) {
+    const auto it = connections.find(fd);
+    if (it == connections.end()) {
+      return;
+    }
+    if (--per_address[it->second.address] == 0) {
+      per_address.erase(it->second.address);
+    }
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    close(fd);
+    connections.erase(it);
+  };
+  // The oldest connection still sending its request, from `address` ("" any); -1 if none.
+  auto oldest_reading = [&](const std::string& address) {
+    int oldest = -1;
+    for (const auto& [fd, c] : connections) {
+      if (c.state == Connection::State::reading && (address.empty() || c.address == address) &&
+          (oldest < 0 || c.started < connections.at(oldest).started)) {
+        oldest = fd;
+      }
+    }
+    return oldest;
+  };
+  auto watch = [&](int fd, std::uint32_t events) {
+    epoll_event e{events | EPOLLRDHUP, {.fd = fd}};
+    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &e);
+  };
+  // Sends what the socket takes; after the whole response, half-closes and waits for the peer
+  // to close (closing with unread input would reset the connection and could lose the reply).
+  auto send_more = [&](int fd, Connection& c) {
+    const std::size_t body_size = c.body ? c.body->size() : 0;
+    while (c.sent < c.head.size() + body_size) {
+      iovec parts[2];
+      int n_parts = 0;
+      if (c.sent < c.head.size()) {
+        parts[n_parts++] = {c.head.data() + c.sent, c.head.size() - c.sent};
+      }
+      const std::size_t body_sent = c.sent > c.head.size() ? c.sent - c.head.size() : 0;
+      if (body_size > body_sent) {
+        parts[n_parts++] = {const_cast<char*>(c.body->data()) + body_sent, body_size - body_sent};
+      }
+      msghdr msg{};
+      msg.msg_iov = parts;
+      msg.msg_iovlen = static_cast<std::size_t>(n_parts);
+      const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && errno == EAGAIN) {
+        watch(fd, EPOLLOUT);
+        return;
+      }
+      if (n <= 0) {
+        drop(fd);
+        return;
+      }
+      c.sent += static_cast<std::size_t>(n);
+    }
+    shutdown(fd, SHUT_WR);
+    c.state = Connection::State::closing;
+    watch(fd, EPOLLIN);
+  };
+  auto respond = [&](int fd, Connection& c, const Response& r, bool head_only) {
+    const std::size_t length = r.body ? r.body->size() : 0;
+    c.head = "HTTP/1.1 " + std::to_string(r.status) + " " + r.reason +
+             "\r\nContent-Type: " + r.type + "\r\nContent-Length: " + std::to_string(length) +
+             (r.allow_header ? "\r\nAllow: GET, HEAD" : "") + "\r\nConnection: close\r\n\r\n";
+    c.body = head_only ? nullptr : r.body;
+    c.state = Connection::State::answering;
+    c.answered = Clock::now();
+    send_more(fd, c);
+  };
+  auto on_readable = [&](int fd, Connection& c) {
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0 && errno == EAGAIN) {
+        return;
+      }
+      if (n <= 0) {
+        drop(fd);  // closed (or reset) before a whole request, or done after the response
+        return;
+      }
+      if (c.state != Connection::State::reading) {
+        continue;  // closing: input after the request (a body) is read and discarded
+      }
+      c.in.append(buf, static_cast<std::size_t>(n));
+      const auto end = c.in.find("\r\n\r\n");
+      if (end != std::string::npos && end + 4 <= kMaxHttpRequestBytes) {
+        bool head_only = false;
+        const auto r = answer(std::string_view(c.in).substr(0, end), page(), head_only);
+        c.in.clear();
+        respond(fd, c, r, head_only);
+        return;
+      }
+      if (c.in.size() > kMaxHttpRequestBytes) {
+        respond(fd, c,
+                {431, "Request Header Fields Too Large", "text/plain; charset=utf-8",
+                 text("request too large\n")},
+                false);
+        return;
+      }
+    }
+  };
+  auto admit = [&](int fd) {
+    const std::string address = peer_address(fd);
+    // Make room by pushing out the oldest unfinished request, of this address first.
+    const bool address_full = per_address[address] >= kMaxHttpPerAddress;
+    if (address_full || connections.size() >= kMaxHttpConnections) {
+      const int victim = oldest_reading(address_full ? address : "");
+      if (victim < 0) {
+        close(fd);  // every slot is busy answering: the client retries
+        if (per_address[address] == 0) {
+          per_address.erase(address);
+        }
+        return;
+      }
+      drop(victim);
+      ++evicted_;
+    }
+    epoll_event e{EPOLLIN | EPOLLRDHUP, {.fd = fd}};
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &e) != 0) {
+      close(fd);
+      return;
+    }
+    ++per_address[address];
+    Connection& c = connections[fd];
+    c.address = address;
+    c.started = Clock::now();
+  };
+  auto expire = [&] {
+    const auto now = Clock::now();
+    std::vector<int> late;
+    for (const auto& [fd, c] : connections) {
+      const bool request_late =
+          c.state == Connection::State::reading && now - c.started > kRequestDeadline;
+      const bool response_late =
+          c.state != Connection::State::reading && now - c.answered > kResponseDeadline;
+      if (request_late || response_late) {
+        late.push_back(fd);
+      }
+    }
+    for (const int fd : late) {
+      drop(fd);
+      ++timed_out_;
+    }
+  };
+
+  std::vector<epoll_event> events(64);
+  auto last_expiry = Clock::now();
+  for (;;) {
+    const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), kTickMs);
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[static_cast<std::size_t>(i)].data.fd;
+      const std::uint32_t what = events[static_cast<std::size_t>(i)].events;
+      if (fd == wake_fd_) {
+        for (const auto& [cfd, c] : connections) {
+          close(cfd);
+        }
+        return;
+      }
+      if (fd == listen_fd_) {
+        for (int accepted = 0; accepted < 256; ++accepted) {
+          const int c = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (c < 0) {
+            break;  // EAGAIN: all taken; anything else: try again on the next wake-up
+          }
+          admit(c);
+        }
+        continue;
+      }
+      const auto it = connections.find(fd);
+      if (it == connections.end()) {
+        continue;
+      }
+      if (it->second.state == Connection::State::answering && (what & EPOLLOUT) != 0) {
+        send_more(fd, it->second);
+      } else if ((what & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+        on_readable(fd, it->second);
+      }
+    }
+    if (Clock::now() - last_expiry >= std::chrono::milliseconds(kTickMs)) {
+      expire();
+      last_expiry = Clock::now();
+    }
   }
-  *upload_data_size = 0;
-  const bool get = std::strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-                   std::strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-  if (!get) {
-    return MHD_queue_response(connection, MHD_HTTP_METHOD_NOT_ALLOWED, server->bad_method_);
-  }
-  if (std::strcmp(url, "/metrics") == 0) {
-    std::lock_guard lock(server->mutex_);
-    return MHD_queue_response(connection, MHD_HTTP_OK, server->metrics_);
-  }
-  if (std::strcmp(url, "/") == 0) {
-    return MHD_queue_response(connection, MHD_HTTP_OK, server->index_);
-  }
-  return MHD_queue_response(connection, MHD_HTTP_NOT_FOUND, server->not_found_);
 }
 
 }  // namespace memtide::daemon

@@ -1,25 +1,36 @@
-// The HTTP endpoint for Prometheus: GET /metrics returns the page published last. It runs in
-// libmicrohttpd's own threads (two, with epoll), never in the event loop, and only hands out a
-// page rendered beforehand, so slow, malformed or numerous clients cannot hold up a tick. Limits:
-// at most kMaxConnections open connections, kIdleTimeoutSeconds of silence before a connection
-// is dropped, and request headers bounded by libmicrohttpd's per-connection memory limit.
+// The HTTP endpoint for Prometheus: GET /metrics returns the page published last. It runs on a
+// thread of its own (epoll), never in the event loop, and only hands out a page rendered
+// beforehand, so a scrape never waits for a tick.
+//
+// Clients are untrusted, and a scrape must get through whatever others do:
+// - a request must arrive whole (request line and headers, at most kMaxHttpRequestBytes) within
+//   kRequestDeadline of the connection's start, however it trickles in; a response must be
+//   taken within kResponseDeadline;
+// - at most kMaxHttpConnections connections, and kMaxHttpPerAddress from one address;
+// - when either limit is reached, a new connection takes the place of the oldest connection
+//   still sending its request (from that address, or from any): clients that hold connections
+//   open without finishing a request only ever push each other out, so a scrape, which sends its
+//   request at once, is served. Connections already being answered are never pushed out.
+// One request per connection (responses say "Connection: close").
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include <memtide/core/result.hpp>
 
-struct MHD_Daemon;
-struct MHD_Response;
-struct MHD_Connection;
-
 namespace memtide::daemon {
 
-inline constexpr unsigned kMaxConnections = 512;
-inline constexpr unsigned kIdleTimeoutSeconds = 10;
+inline constexpr std::size_t kMaxHttpConnections = 512;
+inline constexpr std::size_t kMaxHttpPerAddress = 64;
+inline constexpr std::size_t kMaxHttpRequestBytes = std::size_t{16} * 1024;
+inline constexpr std::chrono::seconds kRequestDeadline{5};
+inline constexpr std::chrono::seconds kResponseDeadline{30};
 
 // "127.0.0.1:9847", "[::1]:9847", "0.0.0.0:9847" or "[::]:9847" (port 0 picks a free port).
 Result<int> listen_on(const std::string& address);
@@ -31,7 +42,7 @@ class MetricsServer {
   // the first connection is accepted (with socket activation one is already waiting).
   static Result<std::unique_ptr<MetricsServer>> start(
       int listen_fd, std::shared_ptr<const std::string> first_page);
-  ~MetricsServer();
+  ~MetricsServer();  // stops the thread, closes every connection and the listening socket
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
@@ -40,18 +51,25 @@ class MetricsServer {
   std::uint16_t port() const { return port_; }
   const std::string& description() const { return description_; }  // "127.0.0.1:9847"
 
+  // Connections pushed out or timed out so far (for tests and the curious).
+  std::uint64_t evicted_total() const { return evicted_.load(); }
+  std::uint64_t timed_out_total() const { return timed_out_.load(); }
+
  private:
   MetricsServer() = default;
-  friend struct MetricsServerAccess;  // the libmicrohttpd request handler
+  void run();
+  std::shared_ptr<const std::string> page() const;
 
-  MHD_Daemon* mhd_ = nullptr;
-  std::mutex mutex_;
-  MHD_Response* metrics_ = nullptr;  // guarded by mutex_
-  MHD_Response* index_ = nullptr;
-  MHD_Response* not_found_ = nullptr;
-  MHD_Response* bad_method_ = nullptr;
+  int listen_fd_ = -1;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: stop
+  mutable std::mutex mutex_;
+  std::shared_ptr<const std::string> page_;  // guarded by mutex_
   std::uint16_t port_ = 0;
   std::string description_;
+  std::atomic<std::uint64_t> evicted_{0};
+  std::atomic<std::uint64_t> timed_out_{0};
+  std::thread thread_;
 };
 
 }  // namespace memtide::daemon

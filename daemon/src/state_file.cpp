@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <stdexcept>
 
 #include <fcntl.h>
 #include <nlohmann/json.hpp>
@@ -21,6 +22,8 @@ using nlohmann::json;
 constexpr std::size_t kMaxVms = 1'000'000;
 constexpr std::size_t kMaxHistory = 1'000'000;
 constexpr std::size_t kMaxAlerts = 100'000;
+// Times in the file, in ms, lie within +-2^52 (142,000 years): moving them cannot overflow.
+constexpr std::int64_t kMaxTime = std::int64_t{1} << 52;
 
 json optional_u64(const std::optional<std::uint64_t>& v) {
   return v ? json(*v) : json();
@@ -92,6 +95,9 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
     }
     const auto saved_unix = j.at("saved_unix_ms").get<std::int64_t>();
     const auto saved_mono = j.at("saved_monotonic_ms").get<std::int64_t>();
+    if (saved_unix < 0 || saved_unix > kMaxTime || saved_mono < 0 || saved_mono > kMaxTime) {
+      return Error{"", 0, 0, "saved_unix_ms or saved_monotonic_ms out of range"};
+    }
     const std::int64_t age = unix_ms - saved_unix;
     if (age < 0) {
       return Error{"", 0, 0, "saved in the future (the wall clock went back?)"};
@@ -104,7 +110,12 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
     // A time t saved on the old monotonic clock lay (saved_mono - t) before the save, which lay
     // `age` before now.
     const std::int64_t shift = monotonic_ms - age - saved_mono;
-    auto moved = [shift](std::int64_t t) { return t + shift; };
+    auto moved = [shift](std::int64_t t) {
+      if (t < -kMaxTime || t > kMaxTime) {
+        throw std::out_of_range("a time is out of range");
+      }
+      return t + shift;
+    };
 
     policy::PolicyState state;
     const auto& vms = j.at("vms");
@@ -158,8 +169,8 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
                                            point[1].get<std::uint64_t>());
     }
     return state;
-  } catch (const json::exception& e) {
-    // Missing keys and mistyped values; the message names the key or type.
+  } catch (const std::exception& e) {
+    // Missing keys, mistyped values, times out of range; the message names the key or type.
     return Error{"", 0, 0, std::string("damaged: ") + e.what()};
   }
 }

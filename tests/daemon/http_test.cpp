@@ -1,6 +1,7 @@
 // The /metrics endpoint of a running memtided over real TCP: content, errors, and clients that
 // misbehave (garbage, oversized headers, one byte per second, hundreds at once). Through all of
 // it the daemon must keep ticking and keep answering well-behaved scrapes.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <regex>
@@ -15,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,8 +28,19 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-int connect_to(std::uint16_t port) {
+// Connects from `source`, any address in 127.0.0.0/8 (all of it is loopback on Linux), so one
+// test can play many clients.
+int connect_to(std::uint16_t port, const char* source = nullptr) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (source != nullptr) {
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    inet_pton(AF_INET, source, &from.sin_addr);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+      close(fd);
+      return -1;
+    }
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -133,10 +146,12 @@ TEST_F(RunningDaemon, ASlowClientHoldsUpNobody) {
   close(slow);
 }
 
+// 500 scrapers (from 250 addresses: one address may hold 64 connections) at once.
 TEST_F(RunningDaemon, FiveHundredConcurrentScrapes) {
   std::vector<int> fds;
   for (int i = 0; i < 500; ++i) {
-    const int fd = connect_to(port_);
+    const std::string source = "127.0.1." + std::to_string(1 + i % 250);
+    const int fd = connect_to(port_, source.c_str());
     if (fd >= 0) {
       fds.push_back(fd);
     }
@@ -152,6 +167,48 @@ TEST_F(RunningDaemon, FiveHundredConcurrentScrapes) {
     close(fd);
   }
   EXPECT_EQ(ok, 500);
+  expect_healthy(*this, port_);
+}
+
+// Slow-header clients (one byte now and then, never a whole request) fill every slot, from one
+// address and from hundreds; each scrape still gets through, promptly. They once kept every
+// scrape out for as long as they went on: any byte reset the idle timeout and nothing bounded a
+// whole request.
+TEST_F(RunningDaemon, TricklingClientsCannotKeepAScrapeOut) {
+  rlimit files{};
+  getrlimit(RLIMIT_NOFILE, &files);
+  files.rlim_cur = std::max<rlim_t>(files.rlim_cur, std::min<rlim_t>(files.rlim_max, 4096));
+  setrlimit(RLIMIT_NOFILE, &files);
+  std::vector<int> trickling;
+  for (int i = 0; i < 600; ++i) {
+    // Half from the scraper's own address, half from 150 others.
+    const std::string source =
+        i % 2 == 0 ? "127.0.0.1" : "127.0.2." + std::to_string(1 + (i / 2) % 150);
+    const int fd = connect_to(port_, source.c_str());
+    if (fd >= 0) {
+      send(fd, "G", 1, MSG_NOSIGNAL);
+      trickling.push_back(fd);
+    }
+  }
+  ASSERT_GE(trickling.size(), 550u);
+  int served = 0;
+  std::chrono::milliseconds slowest{0};
+  for (int round = 0; round < 8; ++round) {
+    for (const int fd : trickling) {
+      send(fd, "E", 1, MSG_NOSIGNAL | MSG_DONTWAIT);  // fails once pushed out; that is fine
+    }
+    const auto start = Clock::now();
+    const auto r = get(port_, "/metrics");
+    slowest = std::max(slowest,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start));
+    served += status_of(r) == 200 ? 1 : 0;
+    std::this_thread::sleep_for(1s);
+  }
+  EXPECT_EQ(served, 8);
+  EXPECT_LT(slowest, 2000ms);
+  for (const int fd : trickling) {
+    close(fd);
+  }
   expect_healthy(*this, port_);
 }
 
