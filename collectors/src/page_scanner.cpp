@@ -16,6 +16,7 @@
 
 #include <memtide/collectors/file_reader.hpp>
 #include <memtide/collectors/page_scanner.hpp>
+#include <memtide/core/text.hpp>
 
 namespace memtide::collectors {
 
@@ -154,7 +155,7 @@ Result<std::vector<MemoryRegion>> parse_smaps_regions(std::string_view smaps, Ca
       if (!parse_hex(f[0].substr(0, dash), r.start) || !parse_hex(f[0].substr(dash + 1), r.end) ||
           r.end < r.start) {
         return Error{std::string(origin), number, 0,
-                     "bad address range '" + std::string(f[0]) + "'"};
+                     "bad address range '" + shorten_utf8(f[0], 40) + "'"};
       }
       const std::string_view perms = f[1];
       const std::string_view path = f.size() >= 6 ? f[5] : std::string_view();

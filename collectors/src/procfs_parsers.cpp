@@ -2,6 +2,7 @@
 #include <string>
 
 #include <memtide/collectors/procfs_parsers.hpp>
+#include <memtide/core/text.hpp>
 
 #include "text.hpp"
 
@@ -84,34 +85,35 @@ Result<MemInfo> parse_meminfo(std::string_view text, std::string_view origin) {
     const auto& field = kMeminfoFields[index];
     if (seen_at_line[index] != 0) {
       return content_error(origin, lines.number(),
-                           std::string(key) + " appears twice (first on line " +
+                           shorten_utf8(key, 40) + " appears twice (first on line " +
                                std::to_string(seen_at_line[index]) + ")");
     }
     seen_at_line[index] = lines.number();
 
     auto value_text = trim(line.substr(colon + 1));
     if (value_text.empty()) {
-      return content_error(origin, lines.number(), std::string(key) + ": missing value");
+      return content_error(origin, lines.number(), shorten_utf8(key, 40) + ": missing value");
     }
     std::uint64_t multiplier = 1;
     if (field.in_kib) {
       if (value_text.size() < 3 || value_text.substr(value_text.size() - 3) != " kB") {
         return content_error(
             origin, lines.number(),
-            std::string(key) + ": expected a value in kB, got " + quote(value_text));
+            shorten_utf8(key, 40) + ": expected a value in kB, got " + quote(value_text));
       }
       value_text = trim(value_text.substr(0, value_text.size() - 3));
       multiplier = 1024;
     }
     const auto number = to_u64(value_text);
     if (!number) {
-      return content_error(origin, lines.number(),
-                           std::string(key) + ": not a non-negative integer: " + quote(value_text));
+      return content_error(
+          origin, lines.number(),
+          shorten_utf8(key, 40) + ": not a non-negative integer: " + quote(value_text));
     }
     const auto bytes = checked_mul(*number, multiplier);
     if (!bytes) {
       return content_error(origin, lines.number(),
-                           std::string(key) + ": value too large: " + quote(value_text));
+                           shorten_utf8(key, 40) + ": value too large: " + quote(value_text));
     }
     if (field.required != nullptr) {
       info.*field.required = *bytes;
@@ -191,23 +193,24 @@ Result<VmStat> parse_vmstat(std::string_view text, std::uint64_t page_size_bytes
     const auto& field = kVmstatFields[index];
     if (seen_at_line[index] != 0) {
       return content_error(origin, lines.number(),
-                           std::string(key) + " appears twice (first on line " +
+                           shorten_utf8(key, 40) + " appears twice (first on line " +
                                std::to_string(seen_at_line[index]) + ")");
     }
     seen_at_line[index] = lines.number();
     const auto value_text = trim(line.substr(space + 1));
     if (value_text.empty()) {
-      return content_error(origin, lines.number(), std::string(key) + ": missing value");
+      return content_error(origin, lines.number(), shorten_utf8(key, 40) + ": missing value");
     }
     const auto number = to_u64(value_text);
     if (!number) {
-      return content_error(origin, lines.number(),
-                           std::string(key) + ": not a non-negative integer: " + quote(value_text));
+      return content_error(
+          origin, lines.number(),
+          shorten_utf8(key, 40) + ": not a non-negative integer: " + quote(value_text));
     }
     auto value = field.in_pages ? checked_mul(*number, page_size_bytes) : number;
     if (!value) {
       return content_error(origin, lines.number(),
-                           std::string(key) + ": value too large: " + quote(value_text));
+                           shorten_utf8(key, 40) + ": value too large: " + quote(value_text));
     }
     if (field.required != nullptr) {
       stat.*field.required = *value;
@@ -218,7 +221,7 @@ Result<VmStat> parse_vmstat(std::string_view text, std::uint64_t page_size_bytes
       std::uint64_t sum = 0;
       if (__builtin_add_overflow(*dest, *value, &sum)) {
         return content_error(origin, lines.number(),
-                             std::string(key) + ": sum with related counters overflows");
+                             shorten_utf8(key, 40) + ": sum with related counters overflows");
       }
       dest = sum;
     } else {
@@ -265,7 +268,7 @@ Result<PressureLine> parse_pressure_fields(std::string_view rest, std::string_vi
       continue;  // a field a future kernel may add
     }
     if (have[which]) {
-      return content_error(origin, line_number, std::string(name) + " appears twice");
+      return content_error(origin, line_number, shorten_utf8(name, 40) + " appears twice");
     }
     have[which] = true;
     if (which == 3) {
@@ -279,8 +282,9 @@ Result<PressureLine> parse_pressure_fields(std::string_view rest, std::string_vi
     }
     const auto percent = detail::to_decimal(value);
     if (!percent || *percent > 100.0) {
-      return content_error(origin, line_number,
-                           std::string(name) + ": not a percentage in [0, 100]: " + quote(value));
+      return content_error(
+          origin, line_number,
+          shorten_utf8(name, 40) + ": not a percentage in [0, 100]: " + quote(value));
     }
     const double ratio = *percent / 100.0;
     (which == 0 ? out.avg10_ratio : which == 1 ? out.avg60_ratio : out.avg300_ratio) = ratio;
@@ -418,7 +422,7 @@ Result<ProcessCpu> parse_process_stat(std::string_view text, std::string_view or
     return content_error(origin, 1, "expected 'PID (COMM) STATE ...'");
   }
   ProcessCpu out;
-  out.comm = std::string(text.substr(open + 1, close - open - 1));
+  out.comm = to_valid_utf8(text.substr(open + 1, close - open - 1));
   // After the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
   // utime stime ...
   std::string_view rest = text.substr(close + 1);

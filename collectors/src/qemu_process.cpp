@@ -39,13 +39,13 @@ Result<ProcessMemory> parse_process_status(std::string_view text, std::string_vi
     auto value = trim(line.substr(colon + 1));
     if (value.size() < 3 || value.substr(value.size() - 3) != " kB") {
       return content_error(origin, lines.number(),
-                           std::string(key) + ": expected a value in kB, got " + quote(value));
+                           shorten_utf8(key, 40) + ": expected a value in kB, got " + quote(value));
     }
     const auto kib = detail::to_u64(trim(value.substr(0, value.size() - 3)));
     const auto bytes = kib ? detail::checked_mul(*kib, 1024) : std::nullopt;
     if (!bytes) {
       return content_error(origin, lines.number(),
-                           std::string(key) + ": not a valid size: " + quote(value));
+                           shorten_utf8(key, 40) + ": not a valid size: " + quote(value));
     }
     *dest = *bytes;
   }
@@ -84,7 +84,7 @@ Result<ProcessKsmStat> parse_process_ksm_stat(std::string_view text, std::uint64
     const auto scaled = v && in_pages ? detail::checked_mul(*v, page_size_bytes) : v;
     if (!scaled) {
       return content_error(origin, lines.number(),
-                           std::string(key) + ": not a non-negative integer: " + quote(value));
+                           shorten_utf8(key, 40) + ": not a non-negative integer: " + quote(value));
     }
     if (key == "ksm_rmap_items") {
       stat.rmap_items = *scaled;

@@ -1,4 +1,5 @@
 #include <memtide/collectors/sysfs_parsers.hpp>
+#include <memtide/core/text.hpp>
 
 #include "text.hpp"
 
@@ -60,7 +61,7 @@ Result<std::string> parse_sysfs_choice(std::string_view text, std::string_view o
       line->find('[', open + 1) != std::string_view::npos) {
     return content_error(origin, 1, "expected one choice in brackets, got " + quote(*line));
   }
-  return std::string(line->substr(open + 1, close - open - 1));
+  return to_valid_utf8(line->substr(open + 1, close - open - 1));
 }
 
 }  // namespace memtide::collectors

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <memtide/core/text.hpp>
+
 #include "json_text.hpp"
 
 namespace memtide::daemon {
@@ -25,6 +27,34 @@ constexpr std::size_t kMaxAlerts = 100'000;
 // Times in the file, in ms, lie within +-2^52 (142,000 years): moving them cannot overflow.
 constexpr std::int64_t kMaxTime = std::int64_t{1} << 52;
 
+// Whole numbers only: nlohmann's get<integer>() converts a float such as 1e24 with undefined
+// behaviour (found by the fuzzer), so every number read is checked first.
+std::int64_t i64(const json& v) {
+  if (v.is_number_unsigned() && v.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX)) {
+    return static_cast<std::int64_t>(v.get<std::uint64_t>());
+  }
+  if (!v.is_number_integer() || v.is_number_unsigned()) {
+    throw std::invalid_argument("expected a whole number, got " + std::string(v.type_name()));
+  }
+  return v.get<std::int64_t>();
+}
+
+std::uint64_t u64(const json& v) {
+  if (!v.is_number_unsigned()) {
+    throw std::invalid_argument("expected a non-negative whole number, got " +
+                                std::string(v.type_name()));
+  }
+  return v.get<std::uint64_t>();
+}
+
+int small_int(const json& v) {
+  const std::int64_t n = i64(v);
+  if (n < -1'000'000 || n > 1'000'000) {
+    throw std::out_of_range("a small number is out of range");
+  }
+  return static_cast<int>(n);
+}
+
 json optional_u64(const std::optional<std::uint64_t>& v) {
   return v ? json(*v) : json();
 }
@@ -34,7 +64,7 @@ std::optional<std::uint64_t> read_optional_u64(const json& j, const char* key) {
   if (v.is_null()) {
     return std::nullopt;
   }
-  return v.get<std::uint64_t>();
+  return u64(v);
 }
 
 }  // namespace
@@ -88,13 +118,13 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
     return Error{"", 0, 0, "not a JSON object"};
   }
   try {
-    if (j.at("format").get<int>() != kStateFormat) {
+    if (small_int(j.at("format")) != kStateFormat) {
       return Error{"", 0, 0,
-                   "format " + std::to_string(j.at("format").get<int>()) + ", expected " +
+                   "format " + std::to_string(small_int(j.at("format"))) + ", expected " +
                        std::to_string(kStateFormat)};
     }
-    const auto saved_unix = j.at("saved_unix_ms").get<std::int64_t>();
-    const auto saved_mono = j.at("saved_monotonic_ms").get<std::int64_t>();
+    const auto saved_unix = i64(j.at("saved_unix_ms"));
+    const auto saved_mono = i64(j.at("saved_monotonic_ms"));
     if (saved_unix < 0 || saved_unix > kMaxTime || saved_mono < 0 || saved_mono > kMaxTime) {
       return Error{"", 0, 0, "saved_unix_ms or saved_monotonic_ms out of range"};
     }
@@ -124,14 +154,13 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
     }
     for (const auto& [uuid, v] : vms.items()) {
       policy::PolicyState::Vm vm;
-      vm.last_direction = std::clamp(v.at("last_direction").get<int>(), -1, 1);
+      vm.last_direction = std::clamp(small_int(v.at("last_direction")), -1, 1);
       // 0 with no direction means "never changed" and stays so.
-      vm.last_change_ms =
-          vm.last_direction != 0 ? moved(v.at("last_change_ms").get<std::int64_t>()) : 0;
+      vm.last_change_ms = vm.last_direction != 0 ? moved(i64(v.at("last_change_ms"))) : 0;
       vm.last_target_bytes = read_optional_u64(v, "last_target_bytes");
       vm.swap_in_bytes_total = read_optional_u64(v, "swap_in_bytes_total");
       vm.major_faults_total = read_optional_u64(v, "major_faults_total");
-      vm.sampled_ms = moved(v.at("sampled_ms").get<std::int64_t>());
+      vm.sampled_ms = moved(i64(v.at("sampled_ms")));
       state.vms.emplace(uuid, vm);
     }
     const auto& alerts = j.at("alerts");
@@ -144,18 +173,18 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
       memory.alert.subject = a.at("subject").get<std::string>();
       const auto severity = a.at("severity").get<std::string>();
       if (severity != "warning" && severity != "critical") {
-        return Error{"", 0, 0, "alerts: unknown severity '" + severity + "'"};
+        return Error{"", 0, 0, "alerts: unknown severity '" + shorten_utf8(severity, 40) + "'"};
       }
       memory.alert.severity =
           severity == "critical" ? policy::Severity::critical : policy::Severity::warning;
       memory.alert.summary = a.at("summary").get<std::string>();
-      memory.alert.since_ms = moved(a.at("since_ms").get<std::int64_t>());
-      memory.clear_ticks = a.at("clear_ticks").get<int>();
+      memory.alert.since_ms = moved(i64(a.at("since_ms")));
+      memory.clear_ticks = small_int(a.at("clear_ticks"));
       state.alerts[{memory.alert.name, memory.alert.subject}] = std::move(memory);
     }
     const auto& ksm = j.at("ksm");
     state.ksm.merging_since_full_scans = read_optional_u64(ksm, "merging_since_full_scans");
-    const auto stopped = ksm.at("stopped_for_cost_ms").get<std::int64_t>();
+    const auto stopped = i64(ksm.at("stopped_for_cost_ms"));
     state.ksm.stopped_for_cost_ms = stopped < 0 ? -1 : moved(stopped);
     const auto& history = j.at("available_history");
     if (!history.is_array() || history.size() > kMaxHistory) {
@@ -165,8 +194,7 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
       if (!point.is_array() || point.size() != 2) {
         return Error{"", 0, 0, "available_history: expected [ms, bytes] pairs"};
       }
-      state.available_history.emplace_back(moved(point[0].get<std::int64_t>()),
-                                           point[1].get<std::uint64_t>());
+      state.available_history.emplace_back(moved(i64(point[0])), u64(point[1]));
     }
     return state;
   } catch (const std::exception& e) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <memtide/collectors/page_scanner.hpp>
+#include <memtide/core/text.hpp>
 
 namespace memtide::collectors {
 namespace {
@@ -113,6 +114,15 @@ class KnownMemory : public ::testing::Test {
   pid_t child_ = -1;
   MemoryRegion region_;
 };
+
+// Found by the fuzzer: an error quoting a malformed smaps line carried its bytes as they were,
+// invalid UTF-8 included.
+TEST(SmapsRegions, ErrorsQuoteValidUtf8) {
+  const auto r = parse_smaps_regions("7f00-\xfe\xff rw-p 00000000 00:00 0\nVmFlags: rd wr mg\n",
+                                     CandidateMemory::mergeable, "smaps");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(is_valid_utf8(r.error().message)) << r.error().message;
+}
 
 TEST_F(KnownMemory, CountsAreExact) {
   const auto regions = candidate_regions("/proc", child_, CandidateMemory::mergeable);

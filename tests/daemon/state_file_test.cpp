@@ -99,6 +99,11 @@ TEST(StateFile, DamagedForeignOldAndFutureFilesAreRefused) {
   const auto r = state_from_json(other, 1000, kUnix);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("format 9"), std::string::npos) << r.error().message;
+  // Found by the fuzzer: a float where a whole number belongs (nlohmann's conversion of 1e24 to
+  // an integer is undefined behaviour, reported by UBSan).
+  std::string floating = good;
+  floating.replace(floating.find("\"saved_monotonic_ms\":1000"), 25, "\"saved_monotonic_ms\":1e24");
+  EXPECT_FALSE(state_from_json(floating, 1000, kUnix).ok()) << floating;
   std::string typed = good;
   typed.replace(typed.find("\"alerts\":[]"), 11, "\"alerts\":[{\"name\":7}]");
   EXPECT_FALSE(state_from_json(typed, 1000, kUnix).ok());
