@@ -6,18 +6,27 @@
 //  (f) SIGTERM with restore-on-stop gives every managed guest its maximum back;
 //  (d) libvirtd killed and restarted mid-run: memtided reconnects and carries on;
 //  (c) KSM in auto mode: merging turned on for duplicate-heavy guests, pages_sharing rises, and
-//      the page scan's estimate is within 5 points of what KSM reaches.
+//      the page scan's estimate is within 5 points of what KSM reaches;
+//  fault injection: libvirtd killed and restarted, the trace's filesystem full, SIGHUP during a
+//      non-atomic rewrite of the config, a hanging Alertmanager, then SIGKILL and the unit's
+//      restore safety net: no crash, no balloon outside [floor, maximum], every guest back at
+//      its maximum, the trace readable.
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "real_guest.hpp"
@@ -385,6 +394,193 @@ TEST_F(ManagedGuests, KsmAutoMergesDuplicateHeavyGuests) {
   for (const auto& [name, v] : vms(status())) {
     EXPECT_EQ(v["page_scan"]["status"], "scanned") << name;
   }
+}
+
+// A tmpfs mounted for one test, unmounted however it ends.
+class SmallTmpfs {
+ public:
+  SmallTmpfs(const std::string& path, const char* size) : path_(path) {
+    mkdir(path.c_str(), 0700);
+    mounted_ = run_command("mount -t tmpfs -o size=" + std::string(size) + ",mode=0700 tmpfs '" +
+                           path + "' && echo ok") == "ok";
+  }
+  ~SmallTmpfs() {
+    if (mounted_) {
+      run_command("umount -l '" + path_ + "'");
+    }
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+TEST_F(ManagedGuests, FaultInjection) {
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "needs root (a tmpfs is mounted to fill the trace's filesystem)";
+  }
+  start_guest("fa", 512, "40:3600");
+  start_guest("fb", 512, "60:3600");
+  ASSERT_TRUE(wait_for_workloads({{"fa", "holding 40 MiB"}, {"fb", "holding 60 MiB"}}, 150s))
+      << file("fa.log");
+  // The trace goes to a 128 KiB filesystem that fills within a minute.
+  SmallTmpfs trace_fs(dir_ + "/trace", "128k");
+  ASSERT_TRUE(trace_fs.mounted());
+  // An Alertmanager that takes connections and never answers.
+  const int hang = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(hang, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(hang, 64), 0);
+  socklen_t len = sizeof addr;
+  getsockname(hang, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string config =
+      "daemon:\n  interval: 1s\n  on_stop: restore\n  control_socket: " + dir_ + "/ctl.sock\n" +
+      "  state_file: " + dir_ + "/state.json\n" + "  record: {path: " + dir_ +
+      "/trace/t.jsonl, max_size: 64KiB, files: 8}\n" + "metrics: {listen: \"\"}\n" +
+      "libvirt: {uri: \"" + uri_ + "\", stats_period: 1s}\n" +
+      "host: {reserve: " + std::to_string(host_available() + 400 * MiB) +
+      "B, swap_forecast: {window: 20s}}\n" + "ksm: {mode: unmanaged}\n" +
+      "alerts: {alertmanager: {url: \"http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) +
+      "\", timeout: 1s}}\n" + "classes:\n  - name: all\n    match: {name: \"*\"}\n" +
+      "    balloon: {min: 60%, guest_free: 20%, max_step: 32MiB, deadband: 8MiB, "
+      "hysteresis: 10s}\n";
+  std::ofstream(dir_ + "/memtide.yaml") << config;
+  start_daemon();
+
+  // Every second: where each guest's balloon is; none may ever leave [floor, maximum].
+  int samples = 0;
+  int outside = 0;
+  std::map<std::string, std::uint64_t> lowest;
+  auto watch_for = [&](std::chrono::seconds how_long, const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + how_long;
+    while (std::chrono::steady_clock::now() < until) {
+      for (const auto& [name, v] : vms(status())) {
+        const auto balloon = v["balloon_bytes"].get<std::uint64_t>();
+        ++samples;
+        if (balloon + MiB < v["floor_bytes"].get<std::uint64_t>() ||
+            balloon > v["max_bytes"].get<std::uint64_t>()) {
+          ++outside;
+          ADD_FAILURE() << name << " at " << balloon << " outside its limits";
+        }
+        lowest[name] = std::min(lowest.count(name) ? lowest[name] : balloon, balloon);
+      }
+      if (done && done()) {
+        return true;
+      }
+      std::this_thread::sleep_for(1s);
+    }
+    return false;
+  };
+  auto alive = [&] { return kill(daemon_, 0) == 0 && waitpid(daemon_, nullptr, WNOHANG) == 0; };
+  int injected = 0;
+  int survived = 0;
+  auto survived_if = [&](bool ok, const char* what) {
+    ++injected;
+    survived += ok ? 1 : 0;
+    EXPECT_TRUE(ok) << what << "\n" << file("memtided.log");
+  };
+  // Reclaim under way.
+  ASSERT_TRUE(watch_for(90s, [&] { return lowest.count("fa") && lowest["fa"] < 512 * MiB; }))
+      << file("memtided.log");
+
+  // 1. libvirtd killed and restarted.
+  const std::string helper = std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd";
+  run_command(helper + " kill " + dir_);
+  watch_for(5s, nullptr);
+  ASSERT_EQ(run_command(helper + " start " + dir_), uri_);
+  survived_if(watch_for(60s,
+                        [&] {
+                          const auto s = status();
+                          return s.contains("host") && s["host"]["libvirt_up"] == true;
+                        }) &&
+                  alive(),
+              "libvirtd killed and restarted");
+
+  // 2. SIGHUP while the config is half written (an editor's non-atomic save), then whole again.
+  // Cut inside a flow mapping, as a writer stopped mid-line leaves it.
+  std::ofstream(dir_ + "/memtide.yaml", std::ios::trunc)
+      << config.substr(0, config.find("record: {") + 12);
+  kill(daemon_, SIGHUP);
+  watch_for(3s, nullptr);
+  const auto half = status();
+  bool kept = half.contains("daemon") &&
+              half["daemon"]["last_reload_error"].get<std::string>() != "" &&
+              half["host"]["pressure"] == true;
+  std::ofstream(dir_ + "/memtide.yaml", std::ios::trunc) << "";  // and empty for a moment
+  kill(daemon_, SIGHUP);
+  watch_for(3s, nullptr);
+  kept = kept && status()["daemon"]["last_reload_error"].get<std::string>() != "";
+  std::ofstream(dir_ + "/memtide.yaml", std::ios::trunc) << config;
+  kill(daemon_, SIGHUP);
+  watch_for(3s, nullptr);
+  survived_if(kept && alive() && status()["daemon"]["last_reload_error"] == "",
+              "SIGHUP during a non-atomic rewrite");
+
+  // 3. The trace's filesystem fills up.
+  survived_if(watch_for(120s,
+                        [&] {
+                          return file("memtided.log").find("cannot record the snapshot") !=
+                                 std::string::npos;
+                        }) &&
+                  alive(),
+              "trace filesystem full");
+
+  // 4. Alertmanager hangs: deliveries fail (logged), ticks go on.
+  survived_if(watch_for(60s,
+                        [&] {
+                          return file("memtided.log").find("alert delivery to alertmanager") !=
+                                 std::string::npos;
+                        }) &&
+                  alive(),
+              "Alertmanager hanging");
+  const auto ticks = status()["daemon"]["ticks"].get<std::uint64_t>();
+  watch_for(3s, nullptr);
+  EXPECT_GT(status()["daemon"]["ticks"].get<std::uint64_t>(), ticks);
+
+  // 5. SIGKILL: no restore on the way out; the unit's safety net (ExecStopPost) does it.
+  kill(daemon_, SIGKILL);
+  waitpid(daemon_, nullptr, 0);
+  daemon_ = -1;
+  ++injected;
+  const std::string restore =
+      run_command("SERVICE_RESULT=signal " + std::string(MEMTIDECTL_BINARY) +
+                  " restore --if-service-failed --config " + dir_ + "/memtide.yaml 2>&1");
+  LibvirtOptions o;
+  o.uri = uri_;
+  o.page_size_bytes = 4096;
+  LibvirtHypervisor h(o);
+  int restored = 0;
+  for (const auto& name : {"fa", "fb"}) {
+    const auto vm = wait_for(
+        h, name, [](const VmSample& v) { return v.current_bytes == v.max_bytes; }, 60s);
+    restored += vm && vm->current_bytes == 512 * MiB ? 1 : 0;
+  }
+  EXPECT_EQ(restored, 2) << restore;
+  survived += restored == 2 ? 1 : 0;
+
+  // The trace is readable: every whole line replays, torn ones are only skipped.
+  std::string traces;
+  for (int i = 7; i >= 1; --i) {
+    const std::string f = dir_ + "/trace/t.jsonl." + std::to_string(i);
+    if (access(f.c_str(), R_OK) == 0) {
+      traces += " --trace " + f;
+    }
+  }
+  traces += " --trace " + dir_ + "/trace/t.jsonl";
+  const std::string replay =
+      run_command(std::string(MEMTIDECTL_BINARY) + " simulate --config " + dir_ + "/memtide.yaml" +
+                  traces + " --quiet 2>/dev/null && echo replayed");
+  EXPECT_NE(replay.find("replayed"), std::string::npos) << replay;
+  close(hang);
+
+  std::cout << "fault injection: " << injected << " faults injected, " << survived << " survived; "
+            << restored << " of 2 guests restored to their maximum; " << samples
+            << " balloon samples, " << outside << " outside [floor, maximum]\n";
+  EXPECT_EQ(survived, injected);
+  EXPECT_EQ(outside, 0);
 }
 
 }  // namespace
