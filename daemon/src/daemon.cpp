@@ -412,6 +412,9 @@ int Daemon::run() {
   }
   // Pings the service manager at a safe fraction of WATCHDOG_USEC for as long as the loop keeps
   // turning; a hung tick therefore stops the pings and lets systemd restart us.
+  if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) {
+    watchdog_usec_ = 0;
+  }
   r = sd_event_set_watchdog(event_, 1);
   if (r < 0) {
     log_.warning("cannot enable the systemd watchdog: " + errno_text(r));
@@ -544,12 +547,8 @@ void Daemon::arm_timer(std::uint64_t previous_usec) {
 void Daemon::tick() {
   ++ticks_;
   sd_event_now(event_, CLOCK_MONOTONIC, &last_tick_usec_);
-  std::uint64_t watchdog_usec = 0;
-  if (sd_watchdog_enabled(0, &watchdog_usec) <= 0) {
-    watchdog_usec = 0;
-  }
   tick_deadline_ = std::chrono::steady_clock::now() +
-                   tick_budget(config_->daemon.interval, std::chrono::microseconds(watchdog_usec));
+                   tick_budget(config_->daemon.interval, std::chrono::microseconds(watchdog_usec_));
   timespec started{};
   clock_gettime(CLOCK_MONOTONIC, &started);
   auto snapshot = collector_->collect();

@@ -156,6 +156,7 @@ class Daemon {
   // When this tick's time is up (tick_budget from its start): balloon commands not sent by
   // then are carried over to the next tick.
   std::chrono::steady_clock::time_point tick_deadline_{};
+  std::uint64_t watchdog_usec_ = 0;  // WATCHDOG_USEC from systemd, read once at start; 0: none
   std::optional<double> last_reaction_ms_;  // pressure event -> first balloon command
   std::optional<Snapshot> last_snapshot_;   // last successful collection
   std::string last_collect_error_;          // to log a failure once, not every tick

@@ -335,7 +335,6 @@ void MetricsServer::run() {
         return;
       }
       drop(victim);
-      ++evicted_;
     }
     epoll_event e{EPOLLIN | EPOLLRDHUP, {.fd = fd}};
     if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &e) != 0) {
@@ -361,7 +360,6 @@ void MetricsServer::run() {
     }
     for (const int fd : late) {
       drop(fd);
-      ++timed_out_;
     }
   };
 

@@ -14,7 +14,6 @@
 // One request per connection (responses say "Connection: close").
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -51,10 +50,6 @@ class MetricsServer {
   std::uint16_t port() const { return port_; }
   const std::string& description() const { return description_; }  // "127.0.0.1:9847"
 
-  // Connections pushed out or timed out so far (for tests and the curious).
-  std::uint64_t evicted_total() const { return evicted_.load(); }
-  std::uint64_t timed_out_total() const { return timed_out_.load(); }
-
  private:
   MetricsServer() = default;
   void run();
@@ -67,8 +62,6 @@ class MetricsServer {
   std::shared_ptr<const std::string> page_;  // guarded by mutex_
   std::uint16_t port_ = 0;
   std::string description_;
-  std::atomic<std::uint64_t> evicted_{0};
-  std::atomic<std::uint64_t> timed_out_{0};
   std::thread thread_;
 };
 
