@@ -430,6 +430,8 @@ void read_host(MapReader& root, Diagnostics& diag, HostSection& out) {
     MapReader p(*pressure, "host.pressure", diag);
     read_scalar(p, diag, "psi_some_avg10", out.pressure.psi_some_avg10_ratio, parse_percent);
     read_scalar(p, diag, "psi_full_avg10", out.pressure.psi_full_avg10_ratio, parse_percent);
+    read_scalar(p, diag, "swap_rate", out.pressure.swap_rate_bytes_per_second, parse_size,
+                within<std::uint64_t>(4096, 1ULL << 40, show_size));
   }
 }
 
@@ -568,6 +570,8 @@ void read_balloon(MapReader& cls, Diagnostics& diag, BalloonSettings& out) {
   read_scalar(map, diag, "hysteresis", out.hysteresis, parse_duration,
               within<std::chrono::milliseconds>(0ms, 24h, show_duration));
   read_scalar(map, diag, "grow_when_host_idle", out.grow_when_host_idle, parse_bool);
+  read_scalar(map, diag, "cache_protection", out.cache_protection, parse_duration,
+              within<std::chrono::milliseconds>(0ms, 24h, show_duration));
 }
 
 void read_classes(MapReader& root, Diagnostics& diag, std::vector<VmClass>& out) {

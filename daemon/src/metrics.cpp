@@ -435,6 +435,15 @@ void plan_metrics(Exposition& e, const policy::Plan& p, const std::vector<policy
           "1 while the host is under memory pressure (below reserve, PSI over limits or "
           "swapping).",
           p.host_pressure ? 1 : 0);
+  e.gauge("memtide_host_pressure_level",
+          "How bad the host's memory situation is: 0 ok, 1 heading for swap (forecast), 2 tight "
+          "(below the reserve or PSI some high), 3 critical (swapping at host.pressure.swap_rate, "
+          "a full stall, or at the swap point).",
+          static_cast<double>(static_cast<int>(p.host_level)));
+  e.gauge("memtide_host_paying_back_swap",
+          "1 while the host swaps in at host.pressure.swap_rate or more with swap in use: no "
+          "growth is funded from the host except for guests in distress.",
+          p.host_paying_back ? 1 : 0);
   e.gauge("memtide_forecast_seconds_to_swap",
           "Estimated time until the host must swap, from the MemAvailable trend; +Inf when "
           "MemAvailable is not falling.",

@@ -78,7 +78,13 @@ std::string state_to_json(const policy::PolicyState& state, std::int64_t monoton
                  {"last_target_bytes", optional_u64(vm.last_target_bytes)},
                  {"swap_in_bytes_total", optional_u64(vm.swap_in_bytes_total)},
                  {"major_faults_total", optional_u64(vm.major_faults_total)},
-                 {"sampled_ms", vm.sampled_ms}};
+                 {"sampled_ms", vm.sampled_ms},
+                 {"last_change_unix_ms", vm.last_change_unix_ms},
+                 {"in_use_bytes", optional_u64(vm.in_use_bytes)},
+                 {"burst_bytes", vm.burst_bytes},
+                 {"burst_ms", vm.burst_ms},
+                 {"faults_before_shrink_per_second", vm.faults_before_shrink_per_second},
+                 {"cache_protected_until_ms", vm.cache_protected_until_ms}};
   }
   json alerts = json::array();
   for (const auto& [key, memory] : state.alerts) {
@@ -104,6 +110,7 @@ std::string state_to_json(const policy::PolicyState& state, std::int64_t monoton
        {{"merging_since_full_scans", optional_u64(state.ksm.merging_since_full_scans)},
         {"stopped_for_cost_ms", state.ksm.stopped_for_cost_ms}}},
       {"available_history", history},
+      {"last_not_ok_ms", state.last_not_ok_ms ? json(*state.last_not_ok_ms) : json(nullptr)},
   };
   return dump_json(out) + "\n";
 }
@@ -161,6 +168,16 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
       vm.swap_in_bytes_total = read_optional_u64(v, "swap_in_bytes_total");
       vm.major_faults_total = read_optional_u64(v, "major_faults_total");
       vm.sampled_ms = moved(i64(v.at("sampled_ms")));
+      // Added with the graded policy; files written before it lack them.
+      if (v.contains("burst_bytes")) {
+        vm.last_change_unix_ms = i64(v.at("last_change_unix_ms"));
+        vm.in_use_bytes = read_optional_u64(v, "in_use_bytes");
+        vm.burst_bytes = u64(v.at("burst_bytes"));
+        vm.burst_ms = moved(i64(v.at("burst_ms")));
+        vm.faults_before_shrink_per_second =
+            std::clamp(v.at("faults_before_shrink_per_second").get<double>(), -1.0, 1e12);
+        vm.cache_protected_until_ms = moved(i64(v.at("cache_protected_until_ms")));
+      }
       state.vms.emplace(uuid, vm);
     }
     const auto& alerts = j.at("alerts");
@@ -195,6 +212,9 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
         return Error{"", 0, 0, "available_history: expected [ms, bytes] pairs"};
       }
       state.available_history.emplace_back(moved(i64(point[0])), u64(point[1]));
+    }
+    if (const auto it = j.find("last_not_ok_ms"); it != j.end() && !it->is_null()) {
+      state.last_not_ok_ms = moved(i64(*it));
     }
     return state;
   } catch (const std::exception& e) {

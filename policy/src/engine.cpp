@@ -1,3 +1,10 @@
+// decide() as a pipeline of named rules, each a function of what the ones before it worked out:
+//
+//   assess_host -> consider_guests -> fund_guests_in_need -> relieve_host -> give_back_when_idle
+//     -> make_commands -> raise_alerts -> (KSM: decide_ksm)
+//
+// The rules share the per-VM Candidate records; a rule that changes a VM's balloon says why
+// (cause and reason) where it grants or takes the memory.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -39,14 +46,47 @@ const char* to_string(Severity severity) {
   return severity == Severity::critical ? "critical" : "warning";
 }
 
+const char* to_string(HostLevel level) {
+  switch (level) {
+    case HostLevel::ok:
+      return "ok";
+    case HostLevel::heading:
+      return "heading";
+    case HostLevel::tight:
+      return "tight";
+    case HostLevel::critical:
+      return "critical";
+  }
+  return "?";
+}
+
 namespace {
 
 using config::format_size;
+
+// Tick length assumed on the first tick, when there is no previous one to measure.
+constexpr double kDefaultTickSeconds = 10.0;
+// A guest's statistics timestamp is compared with the time of its last balloon change only when
+// it is younger than this: the collector calls statistics stale long before, so an older one is
+// from another clock.
+constexpr std::int64_t kComparableStatsAgeMs = 10 * 60 * 1000;
 
 std::string seconds_text(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, s < 10 ? "%.1f s" : "%.0f s", s);
   return buf;
+}
+
+std::string rate_text(double bytes_per_second) {
+  return format_size(static_cast<std::uint64_t>(bytes_per_second)) + "/s";
+}
+
+std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+std::uint64_t above(std::uint64_t value, std::uint64_t keep) {
+  return value > keep ? value - keep : 0;
 }
 
 // "38% usable, target 15%", or "no fresh statistics" for a guest judged blind.
@@ -58,31 +98,181 @@ std::string guest_status(const Outcome& o) {
          " usable, target " + percent(o.guest_free_ratio);
 }
 
+// --- Rule 1: assess the host.
+
+// What decide() works out about the host before looking at any guest.
+struct HostView {
+  std::uint64_t total = 0;
+  std::uint64_t available = 0;
+  std::uint64_t reserve = 0;
+  std::uint64_t deficit = 0;  // reserve - available, or 0
+  double tick_s = 0;          // since the previous tick; 0 on the first
+  double horizon_s = 0;
+  double swap_out_rate = 0;
+  double swap_in_rate = 0;
+  std::uint64_t swap_used = 0;
+  bool swapping = false;     // swap-out at swap_rate or more, corroborated (see the config)
+  bool paying_back = false;  // swap-in at swap_rate or more while swap is in use
+  double psi_some = 0;
+  double psi_full = 0;
+  bool psi_some_high = false;
+  bool psi_full_high = false;
+  bool heading = false;
+  HostLevel level = HostLevel::ok;
+  std::string reason;  // why the host is not ok ("" when it is)
+  double pacing_tick_s() const { return tick_s > 0 ? tick_s : kDefaultTickSeconds; }
+  bool below_reserve() const { return deficit > 0; }
+  bool pressed() const { return level == HostLevel::tight || level == HostLevel::critical; }
+};
+
+HostView assess_host(const Snapshot& snapshot, PolicyState& next, const config::Config& config,
+                     std::int64_t now_ms, Plan& plan) {
+  const auto& host = snapshot.host;
+  const auto& cfg = config.host;
+  HostView h;
+  h.total = host.meminfo.total_bytes;
+  h.available = host.meminfo.available_bytes;
+  h.reserve = cfg.reserve_bytes;
+  h.deficit = above(h.reserve, h.available);
+  h.horizon_s = static_cast<double>(cfg.swap_forecast.horizon.count()) / 1000.0;
+
+  add_forecast_point(next.available_history, now_ms, h.available, cfg.swap_forecast.window.count());
+  plan.forecast = forecast_swap(next.available_history, h.total);
+  h.heading = plan.forecast.seconds_to_swap && *plan.forecast.seconds_to_swap < h.horizon_s;
+
+  // Rates since the previous tick. PSI counts as the kernel's avg10 or the exact stall share
+  // since the last tick, whichever is higher: avg10 lags a sudden stall by seconds.
+  h.tick_s = next.previous_host && now_ms > next.previous_host_ms
+                 ? static_cast<double>(now_ms - next.previous_host_ms) / 1000.0
+                 : 0;
+  const HostRates rates =
+      h.tick_s > 0 ? derive_rates(*next.previous_host, host, h.tick_s) : HostRates{};
+  h.swap_out_rate = rates.swap_out_bytes_per_second;
+  h.swap_in_rate = rates.swap_in_bytes_per_second;
+  h.swap_used = above(host.meminfo.swap_total_bytes, host.meminfo.swap_free_bytes);
+  h.psi_some = std::max(host.psi_memory ? host.psi_memory->some.avg10_ratio : 0,
+                        rates.psi_memory_some_stall_ratio);
+  h.psi_full =
+      std::max(host.psi_memory && host.psi_memory->full ? host.psi_memory->full->avg10_ratio : 0,
+               rates.psi_memory_full_stall_ratio);
+  h.psi_some_high = h.psi_some > cfg.pressure.psi_some_avg10_ratio;
+  h.psi_full_high = h.psi_full > cfg.pressure.psi_full_avg10_ratio;
+  const auto swap_rate = static_cast<double>(cfg.pressure.swap_rate_bytes_per_second);
+  // Swap-out counts only at a real rate and with the host short of memory: a trickle, or a
+  // cgroup swapping at its own limit while MemAvailable is plentiful, is not host pressure.
+  h.swapping = h.swap_out_rate >= swap_rate &&
+               (h.below_reserve() || h.heading || h.psi_some_high || h.psi_full_high);
+  h.paying_back = h.swap_in_rate >= swap_rate && h.swap_used > 0;
+
+  // At the kernel's watermarks (about 1 % of memory) the host swaps within a tick.
+  const auto swap_point =
+      static_cast<std::uint64_t>(2 * kSwapPointRatio * static_cast<double>(h.total));
+  if (h.swapping || h.psi_full_high || (h.below_reserve() && h.psi_some_high) ||
+      (h.total > 0 && h.available <= swap_point)) {
+    h.level = HostLevel::critical;
+  } else if (h.below_reserve() || h.psi_some_high) {
+    h.level = HostLevel::tight;
+  } else if (h.heading) {
+    h.level = HostLevel::heading;
+  }
+
+  auto add = [&h](const std::string& r) { h.reason += (h.reason.empty() ? "" : ", ") + r; };
+  if (h.below_reserve()) {
+    add("host MemAvailable " + format_size(h.available) + " < reserve " + format_size(h.reserve));
+  }
+  if (h.swapping) {
+    add("host swapping out " + rate_text(h.swap_out_rate));
+  }
+  if (h.psi_full_high) {
+    add("memory PSI full " + percent(h.psi_full) + " > " +
+        percent(cfg.pressure.psi_full_avg10_ratio));
+  }
+  if (h.psi_some_high) {
+    add("memory PSI some " + percent(h.psi_some) + " > " +
+        percent(cfg.pressure.psi_some_avg10_ratio));
+  }
+  if (h.heading) {
+    add(std::string(plan.forecast.cliff ? "MemAvailable fell off a cliff: " : "") +
+        "swap predicted in " + seconds_text(*plan.forecast.seconds_to_swap) + " < " +
+        seconds_text(h.horizon_s));
+  }
+  if (h.reason.empty()) {
+    plan.host_summary = "host fine: MemAvailable " + format_size(h.available) + ", reserve " +
+                        format_size(h.reserve);
+    if (h.swap_out_rate > 0) {
+      plan.host_summary += "; swap-out " + rate_text(h.swap_out_rate) + " is not host pressure (" +
+                           (h.swap_out_rate < swap_rate ? "below swap_rate " + rate_text(swap_rate)
+                                                        : std::string("MemAvailable is ample")) +
+                           ")";
+    }
+  } else {
+    plan.host_summary = h.reason;
+  }
+  if (h.paying_back) {
+    plan.host_summary += "; paying back swap: " + rate_text(h.swap_in_rate) + " swapped in, " +
+                         format_size(h.swap_used) + " in swap";
+  }
+  plan.host_level = h.level;
+  plan.host_pressure = h.pressed();
+  plan.host_heading = h.heading;
+  plan.host_paying_back = h.paying_back;
+  return h;
+}
+
+// --- Rule 2: consider every guest.
+
 // Everything decide() works out about one managed VM before dividing memory.
 struct Candidate {
   const VmSample* vm = nullptr;
   EffectiveBalloon settings;
-  std::uint64_t usable = 0;       // the guest's usable memory (page cache counts as usable)
+  std::uint64_t usable = 0;       // usable memory (page cache counts as usable)
+  std::uint64_t in_use = 0;       // balloon size - usable
   std::uint64_t target_free = 0;  // usable memory the class wants it to keep
-  std::uint64_t ideal = 0;        // the size at which it would keep exactly target_free
+  std::uint64_t ideal = 0;        // the size at which it keeps exactly target_free
   std::uint64_t comfort = 0;      // the size at which it keeps kComfortFactor * target_free
-  bool needs = false;             // below its free target, or swapping/faulting in the guest
+  std::uint64_t burst = 0;        // headroom kept for a rise it has shown recently
+  double in_use_rate = 0;         // bytes/s its in-use memory grew since the last tick
+  bool needs = false;             // short, falling short by the next tick, swapping or faulting
+  bool distress = false;          // below half its free target, or swapping
   bool guest_swapping = false;
-  bool faulting = false;  // many major faults while close to its free target
+  bool faulting = false;         // many major faults while close to its free target
+  bool settling = false;         // statistics predate its last balloon change
+  bool protected_cache = false;  // its working set showed in faults after a shrink
+  bool blind = false;            // statistics stale: may only grow, funded by host room
   double major_faults_per_s = 0;
-  std::uint64_t want = 0;   // growth it asks for this tick (step-limited): up to comfort
-  std::uint64_t spare = 0;  // what it can give under host pressure: down to ideal or floor
-  std::uint64_t comfortable_spare = 0;  // what it can give to guests in need: down to comfort
+  std::uint64_t want = 0;               // growth it asks for this tick (step-limited)
+  std::uint64_t spare = 0;              // what it can give under host pressure
+  std::uint64_t comfortable_spare = 0;  // what it can give to guests in need outside pressure
+  std::uint64_t squeeze_room = 0;       // what it can give when the host is critical
+  std::uint64_t granted = 0;            // growth granted this tick
+  bool held_by_hysteresis = false;      // had spare, but grew within its hysteresis
+  std::uint64_t below_deadband = 0;     // a take reclaim skipped as smaller than the deadband
   std::int64_t delta = 0;               // decided change this tick
-  // Reason for the decided change: shared reasons (host pressure) are not copied per VM.
+  Cause cause = Cause::guest_need;
+  // Reason for the change: shared reasons (host pressure) are not copied per VM; when null the
+  // VM's own reason (own_why) is formatted, and only if a command results.
   const std::string* why = nullptr;
-  // This VM's own reason, used when `why` is null; formatted only if a command results.
-  enum class OwnWhy : std::uint8_t { none, stale, swapping, faulting, short_of_memory, host_idle };
+  enum class OwnWhy : std::uint8_t {
+    none,
+    stale,
+    swapping,
+    faulting,
+    falling,
+    short_of_memory,
+    host_idle
+  };
   OwnWhy own_why = OwnWhy::none;
   PolicyState::Vm* memory = nullptr;  // its entry in the next state
   std::size_t outcome = 0;            // its entry in plan.outcomes
-  bool blind = false;                 // statistics stale: may only grow, funded by host room
 };
+
+std::uint64_t step_limit(const Candidate& c, std::uint64_t amount) {
+  return c.settings.max_step_bytes > 0 ? std::min(amount, c.settings.max_step_bytes) : amount;
+}
+
+double usable_share(const Candidate& c) {
+  return static_cast<double>(c.usable) / static_cast<double>(c.vm->current_bytes);
+}
 
 std::string own_reason(const Candidate& c, std::uint64_t host_available) {
   switch (c.own_why) {
@@ -93,32 +283,242 @@ std::string own_reason(const Candidate& c, std::uint64_t host_available) {
     case Candidate::OwnWhy::short_of_memory:
       return std::string(c.own_why == Candidate::OwnWhy::swapping ? "guest is swapping"
                                                                   : "guest short of memory") +
-             ": " +
-             percent(static_cast<double>(c.usable) / static_cast<double>(c.vm->current_bytes)) +
-             " usable, target " + percent(c.settings.guest_free_ratio);
+             ": " + percent(usable_share(c)) + " usable, target " +
+             percent(c.settings.guest_free_ratio);
+    case Candidate::OwnWhy::falling:
+      return "guest taking memory fast (" + rate_text(c.in_use_rate) +
+             "): " + percent(usable_share(c)) + " usable, below its target " +
+             percent(c.settings.guest_free_ratio) + " by the next tick at this pace";
     case Candidate::OwnWhy::faulting:
       return "guest is faulting pages in (" + std::to_string(std::llround(c.major_faults_per_s)) +
-             " major faults/s) at " +
-             percent(static_cast<double>(c.usable) / static_cast<double>(c.vm->current_bytes)) +
-             " usable, target " + percent(c.settings.guest_free_ratio);
+             " major faults/s) at " + percent(usable_share(c)) + " usable, target " +
+             percent(c.settings.guest_free_ratio);
     case Candidate::OwnWhy::host_idle:
       return "host has room (" + format_size(host_available) +
-             " available) and the class grows guests when the host is idle";
+             " available): memory given back toward the maximum";
     case Candidate::OwnWhy::none:
       break;
   }
   return "";
 }
 
-std::uint64_t step_limit(const Candidate& c, std::uint64_t amount) {
-  return c.settings.max_step_bytes > 0 ? std::min(amount, c.settings.max_step_bytes) : amount;
+// The guest's usable memory: never MemFree alone, page cache is reclaimable. Guests that do not
+// report "usable" (older drivers) are judged by free + page cache. nullopt: neither is reported.
+std::optional<std::uint64_t> usable_memory(const VmSample& vm) {
+  if (vm.guest.usable_bytes) {
+    return vm.guest.usable_bytes;
+  }
+  if (vm.guest.unused_bytes) {
+    return saturating_add(*vm.guest.unused_bytes, vm.guest.disk_caches_bytes.value_or(0));
+  }
+  return std::nullopt;
+}
+
+// Judges one running, managed guest with fresh statistics: its need, its spare at each level of
+// host pressure, its trend, and what it showed before. Updates its memory in the next state.
+Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std::uint64_t usable,
+                      PolicyState::Vm& memory, const HostView& host, std::int64_t now_ms,
+                      std::int64_t collected_unix_ms, double major_faults_per_s,
+                      bool guest_swapping) {
+  Candidate c;
+  c.vm = &vm;
+  c.settings = settings;
+  c.memory = &memory;
+  c.usable = std::min(usable, vm.current_bytes);
+  c.in_use = vm.current_bytes - c.usable;
+  c.guest_swapping = guest_swapping;
+  c.major_faults_per_s = major_faults_per_s;
+  const double g = settings.guest_free_ratio;
+  const double g_comfort = std::min(kComfortFactor * g, (1.0 + g) / 2);
+  auto size_keeping = [&settings](double in_use, double share) {
+    return std::clamp(static_cast<std::uint64_t>(in_use / (1.0 - share)), settings.floor_bytes,
+                      settings.max_bytes);
+  };
+  c.target_free = static_cast<std::uint64_t>(g * static_cast<double>(vm.current_bytes));
+  c.ideal = size_keeping(static_cast<double>(c.in_use), g);
+  // Guests are grown to, and outside host pressure shrunk to, a comfort point above the free
+  // target, so a guest needs its usable share to drift by a quarter of the target before it is
+  // resized again (without this band a guest hovering at its target would be resized on every
+  // drift, back and forth through the guests that fund it).
+  c.comfort = size_keeping(static_cast<double>(c.in_use), g_comfort);
+
+  // Statistics taken before the last balloon change describe a guest of another size: judging
+  // spare memory from them overstates it (a shrunk guest still shows its old free memory).
+  // The timestamp has whole seconds: one in the second of the change counts as older. One far
+  // older than now comes from another clock (libvirt's test driver reports a fixed date) and
+  // says nothing about the order.
+  const auto& updated_s = vm.guest.last_update_unix_s;
+  c.settling = updated_s && memory.last_change_unix_ms > 0 &&
+               *updated_s < (memory.last_change_unix_ms + 999) / 1000 &&
+               collected_unix_ms - *updated_s * 1000 < kComparableStatsAgeMs;
+
+  // Trend and burst, from in-use memory (which a balloon change does not move).
+  if (!c.settling) {
+    if (memory.in_use_bytes && now_ms > memory.sampled_ms) {
+      const double dt = static_cast<double>(now_ms - memory.sampled_ms) / 1000.0;
+      const auto before = static_cast<double>(*memory.in_use_bytes);
+      c.in_use_rate = (static_cast<double>(c.in_use) - before) / dt;
+      if (now_ms - memory.burst_ms > kBurstMemoryMs) {
+        memory.burst_bytes = 0;
+      }
+      const std::uint64_t rise = above(c.in_use, *memory.in_use_bytes);
+      if (rise > memory.burst_bytes) {
+        memory.burst_bytes = rise;
+        memory.burst_ms = now_ms;
+      }
+    }
+    memory.in_use_bytes = c.in_use;
+  }
+  // At most a quarter of its maximum is held back for bursts: a guest that once touched all its
+  // memory (booting, a one-off job) must not be exempt from reclaim for the next half hour.
+  c.burst = std::min(memory.burst_bytes, settings.max_bytes / 4);
+
+  // Page-ins at a high rate while the guest is already inside its comfort band mean its working
+  // set no longer fits (it is re-reading what it just evicted): give it memory before it falls
+  // below its target.
+  c.faulting = major_faults_per_s > kGuestMajorFaultsPerSecond &&
+               static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes);
+  const double rising = std::max(0.0, c.in_use_rate);
+  const double projected_in_use = static_cast<double>(c.in_use) + rising * host.pacing_tick_s();
+  const bool short_now = c.usable < c.target_free;
+  const bool falling_short =
+      rising > 0 && static_cast<double>(vm.current_bytes) - projected_in_use <
+                        g * static_cast<double>(vm.current_bytes);
+  c.needs = guest_swapping || c.faulting || (!c.settling && (short_now || falling_short));
+  c.distress = guest_swapping || (!c.settling && c.usable < c.target_free / 2);
+  c.own_why = guest_swapping  ? Candidate::OwnWhy::swapping
+              : short_now     ? Candidate::OwnWhy::short_of_memory
+              : falling_short ? Candidate::OwnWhy::falling
+              : c.faulting    ? Candidate::OwnWhy::faulting
+                              : Candidate::OwnWhy::none;
+  if (c.needs && vm.current_bytes < settings.max_bytes) {
+    // Up to its comfort point at the in-use it will have by the next tick.
+    const std::uint64_t grow_to = size_keeping(projected_in_use, g_comfort);
+    std::uint64_t want = above(grow_to, vm.current_bytes);
+    if (c.distress) {
+      want = std::max(want, settings.max_step_bytes);  // in distress: at least a full step
+    }
+    // A guest in need is never held back by the deadband.
+    want = std::max(want, settings.deadband_bytes);
+    c.want = step_limit(c, std::min(want, settings.max_bytes - vm.current_bytes));
+  }
+
+  // Cache working-set protection: faults that rise after a shrink mean the shrink evicted what
+  // the guest reads; it is not shrunk again for a while unless the host is critical.
+  if (settings.cache_protection.count() > 0 && memory.last_direction < 0 &&
+      memory.faults_before_shrink_per_second >= 0 &&
+      now_ms - memory.last_change_ms < settings.cache_protection.count() &&
+      major_faults_per_s > 2 * memory.faults_before_shrink_per_second + kCacheFaultRisePerSecond) {
+    memory.cache_protected_until_ms = now_ms + settings.cache_protection.count();
+  }
+  c.protected_cache = now_ms < memory.cache_protected_until_ms;
+
+  // What it can give, by how bad the host's pressure is. Every level keeps its floor and its
+  // burst headroom; outside critical it keeps its comfort band, at critical its free target.
+  const std::uint64_t keep_burst = saturating_add(c.in_use, c.burst);
+  const bool critical = host.level == HostLevel::critical;
+  if (!c.needs && !c.settling && (!c.protected_cache || critical)) {
+    const std::uint64_t keep_mild = std::max({settings.floor_bytes, c.comfort, keep_burst});
+    const std::uint64_t keep_critical = std::max({settings.floor_bytes, c.ideal, keep_burst});
+    c.comfortable_spare = above(vm.current_bytes, keep_mild);
+    c.spare = above(vm.current_bytes, critical ? keep_critical : keep_mild);
+  }
+  // A guest grown within its hysteresis cannot be shrunk now: counting it as a donor would fund
+  // growth elsewhere with memory that never comes back.
+  if (memory.last_direction > 0 && now_ms - memory.last_change_ms < settings.hysteresis.count()) {
+    c.held_by_hysteresis = c.spare > 0;
+    c.spare = c.comfortable_spare = 0;
+    return c;
+  }
+  // A squeeze (critical, nothing spare left: the host itself pages guest memory out) takes what
+  // a guest uses, except from a guest in distress. A guest that has shown it can swap pages out
+  // by itself, which picks colder pages than the host would, may go to its floor; any other
+  // keeps what it uses plus its burst headroom (without swap it would have to kill a process).
+  if (critical && !c.distress && !c.settling) {
+    const bool can_swap = vm.guest.swap_out_bytes_total.value_or(0) > 0;
+    c.squeeze_room = above(vm.current_bytes, can_swap ? settings.floor_bytes
+                                                      : std::max(settings.floor_bytes, keep_burst));
+  }
+  return c;
+}
+
+// Rule 2: every VM gets an Outcome; managed, running guests with figures become Candidates.
+std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView& host,
+                                       const config::Config& config, PolicyState& next,
+                                       std::int64_t now_ms, Plan& plan) {
+  std::vector<Candidate> candidates;
+  candidates.reserve(snapshot.vms.size());
+  plan.outcomes.reserve(snapshot.vms.size());
+  for (const auto& vm : snapshot.vms) {
+    // Each VM's memory is updated in place; entries not touched this tick are swept below.
+    PolicyState::Vm& memory = next.vms[vm.uuid];
+    const bool guest_swapping = memory.swap_in_bytes_total && vm.guest.swap_in_bytes_total &&
+                                *vm.guest.swap_in_bytes_total > *memory.swap_in_bytes_total;
+    double major_faults_per_s = 0;
+    if (memory.major_faults_total && vm.guest.major_faults_total &&
+        *vm.guest.major_faults_total > *memory.major_faults_total && now_ms > memory.sampled_ms) {
+      major_faults_per_s =
+          static_cast<double>(*vm.guest.major_faults_total - *memory.major_faults_total) /
+          (static_cast<double>(now_ms - memory.sampled_ms) / 1000.0);
+    }
+    memory.swap_in_bytes_total = vm.guest.swap_in_bytes_total;
+    memory.major_faults_total = vm.guest.major_faults_total;
+    memory.major_faults_per_second = major_faults_per_s;
+
+    Outcome& outcome = plan.outcomes.emplace_back();
+    outcome.vm = vm.name;
+    outcome.state = vm.state;
+    outcome.stats_status = vm.stats_status;
+    outcome.current_bytes = vm.current_bytes;
+    const auto settings = effective_balloon(vm, config);
+    std::optional<std::uint64_t> usable;
+    if (!settings.managed) {
+      outcome.kind = Outcome::Kind::unmanaged;
+      outcome.unmanaged_reason = settings.unmanaged_reason;
+    } else if (vm.state != VmState::running) {
+      outcome.kind = Outcome::Kind::not_running;
+    } else if (vm.stats_status == GuestStatsStatus::stale) {
+      // A guest starving for memory may stop reporting (its balloon driver cannot run). Giving
+      // memory back is the one change that cannot hurt a guest, so while the host is not
+      // pressed a stale guest gets one step back toward its maximum per tick; it is never
+      // shrunk blind.
+      outcome.kind = Outcome::Kind::no_statistics;
+      if (vm.current_bytes < settings.max_bytes && host.level == HostLevel::ok) {
+        Candidate c;
+        c.vm = &vm;
+        c.memory = &memory;
+        c.settings = settings;
+        c.blind = true;
+        c.needs = true;
+        c.want = step_limit(c, settings.max_bytes - vm.current_bytes);
+        c.own_why = Candidate::OwnWhy::stale;
+        c.cause = Cause::stale;
+        c.outcome = plan.outcomes.size() - 1;
+        candidates.push_back(c);
+      }
+    } else if (vm.stats_status != GuestStatsStatus::ok) {
+      outcome.kind = Outcome::Kind::no_statistics;
+    } else if (usable = usable_memory(vm); !usable || vm.current_bytes == 0) {
+      outcome.kind = Outcome::Kind::no_usable_figure;
+    } else {
+      candidates.push_back(judge_guest(vm, settings, *usable, memory, host, now_ms,
+                                       snapshot.collected_at_unix_ms, major_faults_per_s,
+                                       guest_swapping));
+      candidates.back().outcome = plan.outcomes.size() - 1;
+    }
+    memory.sampled_ms = now_ms;
+  }
+  std::erase_if(next.vms,
+                [now_ms](const auto& entry) { return entry.second.sampled_ms != now_ms; });
+  return candidates;
 }
 
 // Takes up to `amount` bytes from `pool` (candidates with something to give, per `room`),
 // greedily from the one with the most room per share: a VM with twice the shares keeps its
-// memory longer. Returns what was taken; records each take in the candidates' deltas.
+// memory longer. Returns what was taken; records each take, with its cause and reason.
 std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
-                      std::uint64_t (*room)(const Candidate&), const std::string& why) {
+                      std::uint64_t (*room)(const Candidate&), Cause cause,
+                      const std::string& why) {
   if (amount == 0 || pool.empty()) {
     return 0;
   }
@@ -142,7 +542,12 @@ std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
       continue;
     }
     const std::uint64_t take = std::min(limit - already, amount - taken);
+    if (already + take < c->settings.deadband_bytes) {
+      c->below_deadband = already + take;  // a change that would not be made funds nothing
+      continue;
+    }
     c->delta -= static_cast<std::int64_t>(take);
+    c->cause = cause;
     c->why = &why;
     taken += take;
   }
@@ -155,9 +560,357 @@ std::uint64_t room_spare(const Candidate& c) {
 std::uint64_t room_comfortable_spare(const Candidate& c) {
   return c.comfortable_spare;
 }
-std::uint64_t room_to_floor(const Candidate& c) {
-  return c.vm->current_bytes > c.settings.floor_bytes ? c.vm->current_bytes - c.settings.floor_bytes
-                                                      : 0;
+std::uint64_t room_squeeze(const Candidate& c) {
+  return c.squeeze_room;
+}
+
+// Reasons shared by many VMs; they outlive every Candidate that points at them.
+struct SharedReasons {
+  std::string feed;     // a donor gives to guests in need
+  std::string relieve;  // the host's reason
+  std::string squeeze;
+};
+
+// Rule 3: guests in need grow first, most urgent first (in distress, then least usable per
+// share). The host funds them from its room above the reserve while it is not pressed and not
+// paying back swap; a guest in distress may also take from the upper half of the reserve while
+// the host is neither critical nor heading for swap (a guest's life before the host's comfort).
+// The rest comes from guests with spare.
+void fund_guests_in_need(std::vector<Candidate>& candidates, const HostView& host,
+                         const SharedReasons& reasons) {
+  std::vector<Candidate*> needy;
+  std::vector<Candidate*> donors;
+  for (auto& c : candidates) {
+    if (c.want > 0 && !(c.blind && host.level != HostLevel::ok)) {
+      needy.push_back(&c);
+    }
+    if ((host.pressed() ? c.spare : c.comfortable_spare) > 0) {
+      donors.push_back(&c);
+    }
+  }
+  if (needy.empty()) {
+    return;
+  }
+  std::sort(needy.begin(), needy.end(), [](const Candidate* a, const Candidate* b) {
+    if (a->distress != b->distress) {
+      return a->distress;
+    }
+    const double ua = static_cast<double>(a->usable) / std::max(1u, a->settings.shares);
+    const double ub = static_cast<double>(b->usable) / std::max(1u, b->settings.shares);
+    return ua != ub ? ua < ub : a->vm->name < b->vm->name;
+  });
+  const bool host_funds = host.level <= HostLevel::heading && !host.paying_back;
+  std::uint64_t host_room = host_funds ? above(host.available, host.reserve) : 0;
+  // The upper half of the reserve is for guests in distress while the host holds steady: not
+  // when it is critical, and not while its MemAvailable is falling toward swap.
+  std::uint64_t distress_room = host.level == HostLevel::critical || host.heading
+                                    ? 0
+                                    : above(host.available, host.reserve / 2) - host_room;
+  std::uint64_t short_total = 0;
+  for (Candidate* c : needy) {
+    std::uint64_t grant = std::min(c->want, host_room);
+    host_room -= grant;
+    if (c->distress && !c->blind) {
+      const std::uint64_t extra = std::min(c->want - grant, distress_room);
+      distress_room -= extra;
+      grant += extra;
+    }
+    c->granted = grant;
+    short_total += c->want - grant;
+  }
+  std::uint64_t funds =
+      reclaim(donors, short_total, host.pressed() ? room_spare : room_comfortable_spare,
+              Cause::funding, reasons.feed);
+  for (Candidate* c : needy) {
+    const std::uint64_t more = std::min(c->want - c->granted, funds);
+    funds -= more;
+    c->granted += more;
+    c->delta += static_cast<std::int64_t>(c->granted);
+    // Its own cause and reason (set when it was judged) stand.
+  }
+}
+
+// Rule 4: relieve the host. The amount is the largest of the reserve deficit, the forecast
+// shortfall (reserve - MemAvailable projected to the horizon, paced over the time left) and,
+// while swapping or stalled, everything spare: never gentler below the reserve than above it.
+// Only a critical host squeezes guests beyond their spare, down to what they use plus their
+// burst headroom and never below their floors.
+void relieve_host(std::vector<Candidate>& candidates, const HostView& host, const Plan& plan,
+                  const SharedReasons& reasons) {
+  if (host.level == HostLevel::ok) {
+    return;
+  }
+  std::vector<Candidate*> spare_pool;
+  std::uint64_t spare_total = 0;
+  for (auto& c : candidates) {
+    if (c.spare > 0) {
+      spare_pool.push_back(&c);
+      spare_total = saturating_add(spare_total, c.spare);
+    }
+  }
+  std::uint64_t amount = host.deficit;
+  if (plan.forecast.seconds_to_swap) {
+    const double projected = static_cast<double>(host.available) +
+                             plan.forecast.available_slope_bytes_per_second * host.horizon_s;
+    const double shortfall = static_cast<double>(host.reserve) - projected;
+    const double share =
+        std::min(1.0, host.pacing_tick_s() / std::max(1.0, *plan.forecast.seconds_to_swap));
+    if (shortfall > 0) {
+      amount = std::max(amount, static_cast<std::uint64_t>(shortfall * share));
+    }
+  }
+  if (host.swapping || host.psi_some_high || host.psi_full_high) {
+    amount = std::max(amount, spare_total);  // a step from everything spare
+  }
+  const Cause cause = host.pressed() ? Cause::host_pressure : Cause::swap_forecast;
+  const std::uint64_t got = reclaim(spare_pool, amount, room_spare, cause, reasons.relieve);
+  if (got < amount && host.level == HostLevel::critical) {
+    std::vector<Candidate*> all;
+    for (auto& c : candidates) {
+      if (c.delta <= 0 && c.squeeze_room > 0) {
+        all.push_back(&c);
+      }
+    }
+    reclaim(all, amount - got, room_squeeze, Cause::squeeze, reasons.squeeze);
+  }
+}
+
+// Rule 5: an idle host (nothing forecast, no swap being paid back, for kGiveBackQuietMs) gives
+// memory back toward the maximum, keeping kGiveBackReserveFactor x its reserve: one step per guest
+// per tick, at most half the room per tick, most shares first (then the most ballooned). A guest
+// whose last change was a shrink waits out its hysteresis. Pressure ticks (the PSI trigger) come
+// fast, but a host under pressure gives nothing back, so the tick interval paces this.
+void give_back_when_idle(std::vector<Candidate>& candidates, const HostView& host,
+                         PolicyState& next, std::int64_t now_ms) {
+  if (host.level != HostLevel::ok || host.paying_back) {
+    next.last_not_ok_ms = now_ms;
+    return;
+  }
+  if (next.last_not_ok_ms && now_ms - *next.last_not_ok_ms < kGiveBackQuietMs) {
+    return;
+  }
+  const auto keep =
+      static_cast<std::uint64_t>(kGiveBackReserveFactor * static_cast<double>(host.reserve));
+  std::uint64_t room = above(host.available, keep) / 2;
+  if (room == 0) {
+    return;
+  }
+  std::vector<Candidate*> order;
+  for (auto& c : candidates) {
+    const auto& m = *c.memory;
+    const bool waiting_out_shrink =
+        m.last_direction < 0 && now_ms - m.last_change_ms < c.settings.hysteresis.count();
+    // A guest whose statistics predate its last change waits for fresh ones: it may have been
+    // grown for need a moment ago.
+    if (c.settings.grow_when_host_idle && c.delta == 0 && !c.blind && !c.settling &&
+        !waiting_out_shrink &&
+        c.vm->current_bytes + c.settings.deadband_bytes < c.settings.max_bytes) {
+      order.push_back(&c);
+    }
+  }
+  std::sort(order.begin(), order.end(), [](const Candidate* a, const Candidate* b) {
+    if (a->settings.shares != b->settings.shares) {
+      return a->settings.shares > b->settings.shares;
+    }
+    const auto ballooned = [](const Candidate* c) {
+      return 1.0 -
+             static_cast<double>(c->vm->current_bytes) / static_cast<double>(c->settings.max_bytes);
+    };
+    return ballooned(a) != ballooned(b) ? ballooned(a) > ballooned(b) : a->vm->name < b->vm->name;
+  });
+  for (Candidate* c : order) {
+    const std::uint64_t grow =
+        std::min(step_limit(*c, c->settings.max_bytes - c->vm->current_bytes), room);
+    if (grow < c->settings.deadband_bytes) {
+      break;
+    }
+    room -= grow;
+    c->delta = static_cast<std::int64_t>(grow);
+    c->cause = Cause::host_idle;
+    c->own_why = Candidate::OwnWhy::host_idle;
+  }
+}
+
+// Rule 6: deltas become commands within [floor, maximum], deadband and hysteresis.
+void make_commands(std::vector<Candidate>& candidates, const HostView& host,
+                   const Snapshot& snapshot, std::int64_t now_ms, Plan& plan) {
+  for (auto& c : candidates) {
+    const VmSample& vm = *c.vm;
+    auto& memory = *c.memory;
+    const auto current = static_cast<std::int64_t>(vm.current_bytes);
+    const std::int64_t wanted = current + c.delta;
+    std::int64_t target =
+        std::clamp<std::int64_t>(wanted, static_cast<std::int64_t>(c.settings.floor_bytes),
+                                 static_cast<std::int64_t>(c.settings.max_bytes));
+    // A balloon outside its limits (a floor raised by a reload or new metadata, a size set by
+    // hand) is moved inside them even when nothing else would change it; the command says so.
+    const bool clamped_only = c.delta == 0 && target != wanted;
+    // A balloon still on its way to the last target (libvirt reports its size with a lag) is
+    // not sent a target short of that one in the same direction: that would undo part of the
+    // last command. The new target is at least as far as the one in flight.
+    if (memory.last_target_bytes && memory.last_direction != 0) {
+      const auto in_flight = static_cast<std::int64_t>(*memory.last_target_bytes);
+      if (memory.last_direction > 0 && target > current && in_flight > current) {
+        target = std::max(target, in_flight);
+      } else if (memory.last_direction < 0 && target < current && in_flight < current) {
+        target = std::min(target, in_flight);
+      }
+    }
+    const std::int64_t change = target - current;
+    Outcome& outcome = plan.outcomes[c.outcome];
+    outcome.blind = c.blind;
+    outcome.usable_bytes = c.usable;
+    outcome.guest_free_ratio = c.settings.guest_free_ratio;
+    if (change == 0) {
+      outcome.kind = c.blind                ? Outcome::Kind::no_statistics
+                     : c.settling           ? Outcome::Kind::settling
+                     : c.held_by_hysteresis ? Outcome::Kind::hysteresis
+                     : c.below_deadband > 0 ? Outcome::Kind::deadband
+                                            : Outcome::Kind::unchanged;
+      if (outcome.kind == Outcome::Kind::hysteresis) {
+        outcome.hysteresis = c.settings.hysteresis;
+      } else if (outcome.kind == Outcome::Kind::deadband) {
+        outcome.change_bytes = c.below_deadband;
+        outcome.deadband_bytes = c.settings.deadband_bytes;
+      }
+      outcome.short_at_maximum = c.needs && vm.current_bytes >= c.settings.max_bytes;
+      continue;
+    }
+    const bool growing_in_need = change > 0 && c.needs;
+    const auto magnitude = static_cast<std::uint64_t>(change > 0 ? change : -change);
+    if (magnitude < c.settings.deadband_bytes && !growing_in_need) {
+      outcome.kind = Outcome::Kind::deadband;
+      outcome.change_bytes = magnitude;
+      outcome.deadband_bytes = c.settings.deadband_bytes;
+      continue;
+    }
+    // A balloon that has not reached the last target (a guest that cannot give more, or is
+    // still working on it) is not sent the same command every tick; it is retried after the
+    // class's hysteresis.
+    if (memory.last_target_bytes == static_cast<std::uint64_t>(target) &&
+        now_ms - memory.last_change_ms <
+            std::max<std::int64_t>(c.settings.hysteresis.count(), 10'000)) {
+      outcome.kind = Outcome::Kind::waiting;
+      outcome.target_bytes = static_cast<std::uint64_t>(target);
+      continue;
+    }
+    // A guest in need (short, falling short, faulting, swapping) may always grow.
+    const int direction = change > 0 ? 1 : -1;
+    const bool reversing = memory.last_direction != 0 && memory.last_direction != direction;
+    if (reversing && now_ms - memory.last_change_ms < c.settings.hysteresis.count() &&
+        !growing_in_need) {
+      outcome.kind = Outcome::Kind::hysteresis;
+      outcome.hysteresis = c.settings.hysteresis;
+      continue;
+    }
+    outcome.kind = Outcome::Kind::changed;
+    outcome.change_index = plan.balloons.size();
+    BalloonChange bc;
+    bc.vm = vm.name;
+    bc.uuid = vm.uuid;
+    bc.from_bytes = vm.current_bytes;
+    bc.to_bytes = static_cast<std::uint64_t>(target);
+    bc.floor_bytes = c.settings.floor_bytes;
+    bc.cause = c.cause;
+    std::string why_text = c.why != nullptr ? *c.why : own_reason(c, host.available);
+    if (target != wanted && (clamped_only || why_text.empty())) {
+      why_text = direction > 0 ? "below its floor " + format_size(c.settings.floor_bytes) +
+                                     ": raised to the floor"
+                               : "above its maximum " + format_size(c.settings.max_bytes) +
+                                     ": lowered to the maximum";
+      bc.cause = Cause::limits;
+    } else if (why_text.empty()) {
+      why_text = "continues the change in flight to " +
+                 format_size(*memory.last_target_bytes);  // only the in-flight rule moved it
+    }
+    bc.reason = why_text + "; " + vm.name + " has " + guest_status(outcome) + ": " +
+                (direction > 0 ? "grow " : "shrink ") + format_size(magnitude);
+    bc.previous = {memory.last_change_ms, memory.last_change_unix_ms, memory.last_direction,
+                   memory.last_target_bytes};
+    plan.balloons.push_back(std::move(bc));
+    memory.last_change_ms = now_ms;
+    memory.last_change_unix_ms = snapshot.collected_at_unix_ms;
+    memory.last_direction = direction;
+    memory.last_target_bytes = static_cast<std::uint64_t>(target);
+    if (direction < 0) {
+      memory.faults_before_shrink_per_second = c.major_faults_per_s;
+    }
+  }
+}
+
+// Rule 7: alerts, with resolution hysteresis.
+void raise_alerts(const std::vector<Candidate>& candidates, const HostView& host,
+                  const Snapshot& snapshot, const config::Config& config, std::int64_t now_ms,
+                  Plan& plan, PolicyState& next) {
+  const PolicyState& state = next;  // its alerts are read before they are replaced
+  std::vector<Alert> raised;
+  if (host.swapping || (host.psi_full_high && host.below_reserve())) {
+    raised.push_back({"host-swapping", "", Severity::critical,
+                      host.swapping ? "host is swapping out " + rate_text(host.swap_out_rate)
+                                    : "host memory fully stalled below its reserve",
+                      now_ms});
+  }
+  if (host.heading) {
+    raised.push_back({"host-swap-forecast", "", Severity::warning,
+                      "host predicted to swap in " + seconds_text(*plan.forecast.seconds_to_swap) +
+                          " (MemAvailable " + format_size(host.available) + ", falling " +
+                          rate_text(-plan.forecast.available_slope_bytes_per_second) + ")",
+                      now_ms});
+  }
+  if (host.psi_full_high || host.psi_some_high) {
+    raised.push_back(
+        {"host-memory-pressure", "", host.psi_full_high ? Severity::critical : Severity::warning,
+         "memory PSI some " + percent(host.psi_some) + ", full " + percent(host.psi_full), now_ms});
+  }
+  for (const auto& c : candidates) {
+    if (c.blind || !c.needs) {
+      continue;
+    }
+    const VmSample& vm = *c.vm;
+    const std::string usable = format_size(c.usable) + " usable (target " +
+                               format_size(c.target_free) + ")" +
+                               (c.guest_swapping ? ", swapping" : "");
+    if (vm.current_bytes <= c.settings.floor_bytes + c.settings.deadband_bytes) {
+      raised.push_back(
+          {"guest-distress", vm.name, Severity::warning,
+           vm.name + " at its floor " + format_size(c.settings.floor_bytes) + " with " + usable,
+           now_ms});
+    } else if (c.distress && c.granted < c.want) {
+      raised.push_back({"guest-starving", vm.name, Severity::warning,
+                        vm.name + " short of memory above its floor: " + usable + ", granted " +
+                            format_size(c.granted) + " of " + format_size(c.want) + " (" +
+                            plan.host_summary + ")",
+                        now_ms});
+    }
+  }
+  if (host.pressed()) {
+    for (const auto& vm : snapshot.vms) {
+      if (vm.stats_status == GuestStatsStatus::stale && vm.state == VmState::running &&
+          effective_balloon(vm, config).managed) {
+        raised.push_back({"guest-stale", vm.name, Severity::warning,
+                          vm.name + " stopped reporting memory statistics while the host is " +
+                              to_string(host.level) + ": it cannot be judged or shrunk",
+                          now_ms});
+      }
+    }
+  }
+  std::map<std::pair<std::string, std::string>, PolicyState::AlertMemory> alerts;
+  for (auto& a : raised) {
+    const auto key = std::make_pair(a.name, a.subject);
+    if (auto it = state.alerts.find(key); it != state.alerts.end()) {
+      a.since_ms = it->second.alert.since_ms;
+    }
+    alerts[key] = {a, 0};
+  }
+  for (const auto& [key, memory] : state.alerts) {
+    if (alerts.count(key) == 0 && memory.clear_ticks + 1 < kAlertClearTicks) {
+      alerts[key] = {memory.alert, memory.clear_ticks + 1};  // still firing while it settles
+    }
+  }
+  for (const auto& [key, memory] : alerts) {
+    plan.alerts.push_back(memory.alert);
+  }
+  next.alerts = std::move(alerts);
 }
 
 }  // namespace
@@ -191,6 +944,10 @@ std::string Plan::explain(const Outcome& o) const {
     case Outcome::Kind::hysteresis:
       return "unchanged: would reverse its last change within the " +
              config::format_duration(o.hysteresis) + " hysteresis; " + guest_status(o);
+    case Outcome::Kind::settling:
+      return "unchanged: its statistics predate its last balloon change, so its spare memory is "
+             "not judged until they are updated; " +
+             guest_status(o);
     case Outcome::Kind::changed:
       return o.change_index < balloons.size() ? balloons[o.change_index].reason : "";
   }
@@ -203,6 +960,7 @@ void unsend(PolicyState& state, const BalloonChange& change) {
     return;
   }
   it->second.last_change_ms = change.previous.last_change_ms;
+  it->second.last_change_unix_ms = change.previous.last_change_unix_ms;
   it->second.last_direction = change.previous.last_direction;
   it->second.last_target_bytes = change.previous.last_target_bytes;
 }
@@ -211,36 +969,85 @@ SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_
                            std::uint64_t total_bytes) {
   SwapForecast f;
   f.points = history.size();
-  if (history.size() < 3) {
+  if (history.size() < 2) {
     return f;
   }
-  std::vector<double> slopes;
-  slopes.reserve(history.size() * (history.size() - 1) / 2);
-  for (std::size_t i = 0; i < history.size(); ++i) {
-    for (std::size_t j = i + 1; j < history.size(); ++j) {
-      const double dt = static_cast<double>(history[j].first - history[i].first) / 1000.0;
-      if (dt > 0) {
-        slopes.push_back(
-            (static_cast<double>(history[j].second) - static_cast<double>(history[i].second)) / dt);
+  std::optional<double> slope;
+  if (history.size() >= kForecastMinPoints) {
+    std::vector<double> slopes;
+    slopes.reserve(history.size() * (history.size() - 1) / 2);
+    for (std::size_t i = 0; i < history.size(); ++i) {
+      for (std::size_t j = i + 1; j < history.size(); ++j) {
+        const double dt = static_cast<double>(history[j].first - history[i].first) / 1000.0;
+        if (dt > 0) {
+          slopes.push_back(
+              (static_cast<double>(history[j].second) - static_cast<double>(history[i].second)) /
+              dt);
+        }
       }
     }
+    if (!slopes.empty()) {
+      const auto mid = slopes.begin() + static_cast<std::ptrdiff_t>(slopes.size() / 2);
+      std::nth_element(slopes.begin(), mid, slopes.end());
+      double median = *mid;
+      if (slopes.size() % 2 == 0) {
+        median = (median + *std::max_element(slopes.begin(), mid)) / 2;
+      }
+      slope = median;
+    }
   }
-  if (slopes.empty()) {
+  // A cliff: the last step alone fell by a material share of memory. The median of pairwise
+  // slopes would need most of the window to fall before it saw it.
+  const auto& [t0, v0] = history[history.size() - 2];
+  const auto& [t1, v1] = history.back();
+  const double step_s = static_cast<double>(t1 - t0) / 1000.0;
+  if (step_s > 0 && v0 > v1 &&
+      static_cast<double>(v0 - v1) >= kCliffShareOfTotal * static_cast<double>(total_bytes)) {
+    const double step_slope = -static_cast<double>(v0 - v1) / step_s;
+    if (!slope || step_slope < *slope) {
+      slope = step_slope;
+      f.cliff = true;
+    }
+  }
+  if (!slope) {
     return f;
   }
-  const auto mid = slopes.begin() + static_cast<std::ptrdiff_t>(slopes.size() / 2);
-  std::nth_element(slopes.begin(), mid, slopes.end());
-  double slope = *mid;
-  if (slopes.size() % 2 == 0) {
-    slope = (slope + *std::max_element(slopes.begin(), mid)) / 2;
-  }
-  f.available_slope_bytes_per_second = slope;
-  if (slope < 0) {
+  f.available_slope_bytes_per_second = *slope;
+  if (*slope < 0) {
     const double swap_point = kSwapPointRatio * static_cast<double>(total_bytes);
     const double now_available = static_cast<double>(history.back().second);
-    f.seconds_to_swap = std::max(0.0, (now_available - swap_point) / -slope);
+    f.seconds_to_swap = std::max(0.0, (now_available - swap_point) / -*slope);
   }
   return f;
+}
+
+void add_forecast_point(std::deque<std::pair<std::int64_t, std::uint64_t>>& history,
+                        std::int64_t now_ms, std::uint64_t available, std::int64_t window_ms) {
+  if (!history.empty() && history.back().first > now_ms) {
+    history.clear();  // a clock that went back: the old points are not comparable
+  }
+  history.emplace_back(now_ms, available);
+  while (!history.empty() && history.front().first < now_ms - window_ms) {
+    history.pop_front();
+  }
+  // Points closer together than this are thinned: the one before the newest goes when it is
+  // this close to the one before it. The newest always stays (the cliff rule reads it).
+  const std::int64_t spacing = window_ms / static_cast<std::int64_t>(kForecastMaxPoints);
+  const std::size_t n = history.size();
+  if (n >= 3 && history[n - 2].first - history[n - 3].first < spacing) {
+    history.erase(history.begin() + static_cast<std::ptrdiff_t>(n - 2));
+  }
+  // A denser history (a state file from an older version) is thinned whole, once.
+  if (history.size() > 2 * kForecastMaxPoints) {
+    std::deque<std::pair<std::int64_t, std::uint64_t>> thinned;
+    for (std::size_t i = 0; i + 1 < history.size(); ++i) {
+      if (thinned.empty() || history[i].first - thinned.back().first >= spacing) {
+        thinned.push_back(history[i]);
+      }
+    }
+    thinned.push_back(history.back());
+    history = std::move(thinned);
+  }
 }
 
 Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Config& config,
@@ -249,454 +1056,35 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
   d.state = std::move(previous);
   Plan& plan = d.plan;
   PolicyState& next = d.state;
-  const PolicyState& state = next;  // read before each field is overwritten below
-  const auto& host = snapshot.host;
-  const auto& cfg_host = config.host;
-  const std::uint64_t available = host.meminfo.available_bytes;
-  const std::uint64_t reserve = cfg_host.reserve_bytes;
 
-  // --- Host: trend, forecast, swapping, pressure.
-  next.available_history.emplace_back(now_ms, available);
-  while (!next.available_history.empty() &&
-         next.available_history.front().first < now_ms - cfg_host.swap_forecast.window.count()) {
-    next.available_history.pop_front();
-  }
-  plan.forecast = forecast_swap(next.available_history, host.meminfo.total_bytes);
-
-  // Swap-out and the exact PSI stall share since the last tick. PSI counts as the kernel's
-  // avg10 or that share, whichever is higher: avg10 lags a sudden stall by seconds.
-  // Seconds since the previous tick (0 on the first): the pace at which decisions are made.
-  const double state_tick_s =
-      state.previous_host ? static_cast<double>(now_ms - state.previous_host_ms) / 1000.0 : 0;
-  const HostRates rates =
-      state.previous_host
-          ? derive_rates(*state.previous_host, host,
-                         static_cast<double>(now_ms - state.previous_host_ms) / 1000.0)
-          : HostRates{};
-  const double swap_out_rate = rates.swap_out_bytes_per_second;
-  const double psi_some = std::max(host.psi_memory ? host.psi_memory->some.avg10_ratio : 0,
-                                   rates.psi_memory_some_stall_ratio);
-  const double psi_full =
-      std::max(host.psi_memory && host.psi_memory->full ? host.psi_memory->full->avg10_ratio : 0,
-               rates.psi_memory_full_stall_ratio);
   // ksmd's share of one core since the last tick, for the KSM controller's CPU budget.
+  const double since_s = next.previous_host && now_ms > next.previous_host_ms
+                             ? static_cast<double>(now_ms - next.previous_host_ms) / 1000.0
+                             : 0;
   std::optional<double> ksmd_cpu_ratio;
   const std::optional<double> ksmd_cpu =
       snapshot.ksm ? snapshot.ksm->ksmd_cpu_seconds_total : std::nullopt;
-  if (ksmd_cpu && state.ksmd_cpu_seconds_total && state_tick_s > 0 &&
-      *ksmd_cpu >= *state.ksmd_cpu_seconds_total) {
-    ksmd_cpu_ratio = (*ksmd_cpu - *state.ksmd_cpu_seconds_total) / state_tick_s;
+  if (ksmd_cpu && next.ksmd_cpu_seconds_total && since_s > 0 &&
+      *ksmd_cpu >= *next.ksmd_cpu_seconds_total) {
+    ksmd_cpu_ratio = (*ksmd_cpu - *next.ksmd_cpu_seconds_total) / since_s;
   }
+
+  const HostView host = assess_host(snapshot, next, config, now_ms, plan);
   next.ksmd_cpu_seconds_total = ksmd_cpu;
-  next.previous_host = host;
+  next.previous_host = snapshot.host;
   next.previous_host_ms = now_ms;
-  const bool below_reserve = available < reserve;
-  const bool swapping = swap_out_rate > 0;
-  const bool psi_some_high = psi_some > cfg_host.pressure.psi_some_avg10_ratio;
-  const bool psi_full_high = psi_full > cfg_host.pressure.psi_full_avg10_ratio;
-  const double horizon_s = static_cast<double>(cfg_host.swap_forecast.horizon.count()) / 1000.0;
-  plan.host_heading = plan.forecast.seconds_to_swap && *plan.forecast.seconds_to_swap < horizon_s;
-  plan.host_pressure = below_reserve || swapping || psi_some_high || psi_full_high;
 
-  std::string host_reason;
-  auto add_reason = [&host_reason](const std::string& r) {
-    host_reason += (host_reason.empty() ? "" : ", ") + r;
-  };
-  if (below_reserve) {
-    add_reason("host MemAvailable " + format_size(available) + " < reserve " +
-               format_size(reserve));
-  }
-  if (swapping) {
-    add_reason("host swapping out " + format_size(static_cast<std::uint64_t>(swap_out_rate)) +
-               "/s");
-  }
-  if (psi_full_high) {
-    add_reason("memory PSI full " + percent(psi_full) + " > " +
-               percent(cfg_host.pressure.psi_full_avg10_ratio));
-  }
-  if (psi_some_high) {
-    add_reason("memory PSI some " + percent(psi_some) + " > " +
-               percent(cfg_host.pressure.psi_some_avg10_ratio));
-  }
-  if (plan.host_heading) {
-    add_reason("swap predicted in " + seconds_text(*plan.forecast.seconds_to_swap) + " < " +
-               seconds_text(horizon_s));
-  }
-  plan.host_summary = host_reason.empty() ? "host fine: MemAvailable " + format_size(available) +
-                                                ", reserve " + format_size(reserve)
-                                          : host_reason;
+  std::vector<Candidate> candidates = consider_guests(snapshot, host, config, next, now_ms, plan);
+  const SharedReasons reasons{
+      host.reason.empty() ? std::string("gives spare memory to guests in need")
+                          : "gives spare memory to guests in need (" + host.reason + ")",
+      host.reason, host.reason + "; no spare left, down toward what it uses"};
+  fund_guests_in_need(candidates, host, reasons);
+  relieve_host(candidates, host, plan, reasons);
+  give_back_when_idle(candidates, host, next, now_ms);
+  make_commands(candidates, host, snapshot, now_ms, plan);
+  raise_alerts(candidates, host, snapshot, config, now_ms, plan, next);
 
-  // --- Guests: who needs memory, who has some to spare.
-  std::vector<Candidate> candidates;
-  candidates.reserve(snapshot.vms.size());
-  plan.outcomes.reserve(snapshot.vms.size());
-  std::vector<std::pair<std::string, std::string>> distressed;  // (vm, summary)
-  for (const auto& vm : snapshot.vms) {
-    // Each VM's memory is updated in place; entries not touched this tick are swept below.
-    PolicyState::Vm& memory = next.vms[vm.uuid];
-    const bool guest_swapping = memory.swap_in_bytes_total && vm.guest.swap_in_bytes_total &&
-                                *vm.guest.swap_in_bytes_total > *memory.swap_in_bytes_total;
-    double major_faults_per_s = 0;
-    if (memory.major_faults_total && vm.guest.major_faults_total &&
-        *vm.guest.major_faults_total > *memory.major_faults_total && now_ms > memory.sampled_ms) {
-      major_faults_per_s =
-          static_cast<double>(*vm.guest.major_faults_total - *memory.major_faults_total) /
-          (static_cast<double>(now_ms - memory.sampled_ms) / 1000.0);
-    }
-    memory.swap_in_bytes_total = vm.guest.swap_in_bytes_total;
-    memory.major_faults_total = vm.guest.major_faults_total;
-    memory.sampled_ms = now_ms;
-    PolicyState::Vm* memory_slot = &memory;
-
-    Outcome& outcome = plan.outcomes.emplace_back();
-    outcome.vm = vm.name;
-    outcome.state = vm.state;
-    outcome.stats_status = vm.stats_status;
-    outcome.current_bytes = vm.current_bytes;
-    const auto settings = effective_balloon(vm, config);
-    if (!settings.managed) {
-      outcome.kind = Outcome::Kind::unmanaged;
-      outcome.unmanaged_reason = settings.unmanaged_reason;
-      continue;
-    }
-    if (vm.state != VmState::running) {
-      outcome.kind = Outcome::Kind::not_running;
-      continue;
-    }
-    if (vm.stats_status == GuestStatsStatus::stale && vm.current_bytes < settings.max_bytes &&
-        !plan.host_pressure && !plan.host_heading) {
-      // A guest starving for memory may stop reporting (its balloon driver cannot run). Giving
-      // memory back is the one change that cannot hurt a guest, so while the host has room a
-      // stale guest gets one step back toward its maximum per tick; it is never shrunk blind.
-      Candidate c;
-      c.vm = &vm;
-      c.memory = memory_slot;
-      c.outcome = plan.outcomes.size() - 1;
-      c.settings = settings;
-      c.blind = true;
-      c.needs = true;
-      c.want = step_limit(c, settings.max_bytes - vm.current_bytes);
-      c.ideal = settings.max_bytes;
-      candidates.push_back(c);
-      continue;
-    }
-    if (vm.stats_status != GuestStatsStatus::ok) {
-      outcome.kind = Outcome::Kind::no_statistics;
-      continue;
-    }
-    // Usable memory, never MemFree alone: page cache is reclaimable. Guests that do not report
-    // "usable" (older drivers) are judged by free + page cache.
-    std::optional<std::uint64_t> usable = vm.guest.usable_bytes;
-    if (!usable && vm.guest.unused_bytes) {
-      // Saturating: both figures come from the guest.
-      const std::uint64_t caches = vm.guest.disk_caches_bytes.value_or(0);
-      usable = *vm.guest.unused_bytes > UINT64_MAX - caches ? UINT64_MAX
-                                                            : *vm.guest.unused_bytes + caches;
-    }
-    if (!usable || vm.current_bytes == 0) {
-      outcome.kind = Outcome::Kind::no_usable_figure;
-      continue;
-    }
-    Candidate c;
-    c.vm = &vm;
-    c.memory = memory_slot;
-    c.outcome = plan.outcomes.size() - 1;
-    c.settings = settings;
-    c.usable = std::min(*usable, vm.current_bytes);
-    const double g = settings.guest_free_ratio;
-    c.target_free = static_cast<std::uint64_t>(g * static_cast<double>(vm.current_bytes));
-    // The size at which usable memory is exactly the free target: in use / (1 - g).
-    const double in_use = static_cast<double>(vm.current_bytes - c.usable);
-    c.ideal = static_cast<std::uint64_t>(in_use / (1.0 - g));
-    c.ideal = std::clamp(c.ideal, settings.floor_bytes, settings.max_bytes);
-    // Guests are grown to, and outside host pressure shrunk to, a comfort point above the free
-    // target, so a guest needs its usable share to drift by a quarter of the target before it
-    // is resized again (without this band a guest hovering at its target would be resized on
-    // every drift, back and forth through the guests that fund it).
-    const double g_comfort = std::min(kComfortFactor * g, (1.0 + g) / 2);
-    c.comfort = static_cast<std::uint64_t>(in_use / (1.0 - g_comfort));
-    c.comfort = std::clamp(c.comfort, settings.floor_bytes, settings.max_bytes);
-    c.guest_swapping = guest_swapping;
-    // Page-ins at a high rate while the guest is already inside its comfort band mean its
-    // working set no longer fits (it is re-reading what it just evicted): give it memory
-    // before it falls below its target.
-    c.major_faults_per_s = major_faults_per_s;
-    c.faulting = major_faults_per_s > kGuestMajorFaultsPerSecond &&
-                 static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes);
-    c.needs = c.usable < c.target_free || guest_swapping || c.faulting;
-    if (c.needs && vm.current_bytes < settings.max_bytes) {
-      std::uint64_t want = c.comfort > vm.current_bytes ? c.comfort - vm.current_bytes : 0;
-      if (guest_swapping) {
-        want = std::max(want, settings.max_step_bytes);  // swapping: at least one full step
-      }
-      c.want = step_limit(c, std::min(want, settings.max_bytes - vm.current_bytes));
-    }
-    const std::uint64_t keep = std::max(c.ideal, settings.floor_bytes);
-    c.spare = !c.needs && vm.current_bytes > keep ? vm.current_bytes - keep : 0;
-    c.comfortable_spare =
-        !c.needs && vm.current_bytes > c.comfort ? vm.current_bytes - c.comfort : 0;
-    if (vm.current_bytes <= settings.floor_bytes + settings.deadband_bytes && c.needs) {
-      distressed.emplace_back(vm.name, "at its floor " + format_size(settings.floor_bytes) +
-                                           " with " + format_size(c.usable) + " usable (target " +
-                                           format_size(c.target_free) + ")" +
-                                           (guest_swapping ? ", swapping" : ""));
-    }
-    candidates.push_back(c);
-  }
-  std::erase_if(next.vms,
-                [now_ms](const auto& entry) { return entry.second.sampled_ms != now_ms; });
-
-  // --- Dividing memory.
-  std::vector<Candidate*> needy;
-  std::vector<Candidate*> spare_pool;
-  for (auto& c : candidates) {
-    if (c.want > 0 && !(c.blind && plan.host_pressure)) {
-      needy.push_back(&c);
-    }
-    if (c.spare > 0) {
-      spare_pool.push_back(&c);
-    }
-  }
-  const std::int64_t host_room =
-      static_cast<std::int64_t>(available) - static_cast<std::int64_t>(reserve);
-
-  // Reasons shared by many VMs; they must outlive every Candidate that points at them.
-  const std::string feed_why = plan.host_pressure
-                                   ? "gives spare memory to guests in need (" + host_reason + ")"
-                                   : std::string("gives spare memory to guests in need");
-  const std::string& pressure_why = host_reason;
-  const std::string squeeze_why = host_reason + "; no spare left, down toward the floor";
-
-  // 1. Guests in need first. The host funds them while it has room above its reserve and no
-  //    pressure; otherwise the memory comes from guests with spare.
-  std::uint64_t total_want = 0;
-  for (const Candidate* c : needy) {
-    total_want += c->want;
-  }
-  std::uint64_t budget = 0;
-  if (total_want > 0) {
-    const std::uint64_t from_host =
-        plan.host_pressure || host_room <= 0 ? 0 : std::min<std::uint64_t>(total_want, host_room);
-    budget = from_host;
-    if (budget < total_want) {
-      budget += reclaim(spare_pool, total_want - budget,
-                        plan.host_pressure ? room_spare : room_comfortable_spare, feed_why);
-    }
-    // Grant in order of urgency (swapping first, then least usable per share), each its want.
-    std::sort(needy.begin(), needy.end(), [](const Candidate* a, const Candidate* b) {
-      if (a->guest_swapping != b->guest_swapping) {
-        return a->guest_swapping;
-      }
-      const double ua = static_cast<double>(a->usable) / std::max(1u, a->settings.shares);
-      const double ub = static_cast<double>(b->usable) / std::max(1u, b->settings.shares);
-      return ua != ub ? ua < ub : a->vm->name < b->vm->name;
-    });
-    std::uint64_t left = budget;
-    for (Candidate* c : needy) {
-      const std::uint64_t grant = std::min(c->want, left);
-      left -= grant;
-      c->delta += static_cast<std::int64_t>(grant);
-      c->own_why = c->blind            ? Candidate::OwnWhy::stale
-                   : c->guest_swapping ? Candidate::OwnWhy::swapping
-                   : c->usable >= c->target_free && c->faulting
-                       ? Candidate::OwnWhy::faulting
-                       : Candidate::OwnWhy::short_of_memory;
-    }
-  }
-
-  // 2. Host pressure: reclaim the reserve deficit (or a step, when pressure shows without a
-  //    deficit) from guests with spare, most spare per share first. Only when spare memory
-  //    cannot cover the deficit at all and the host is in real trouble (swapping, memory fully
-  //    stalled, or below half its reserve) are guests squeezed toward their floors, into need.
-  if (plan.host_pressure || plan.host_heading) {
-    std::uint64_t amount = below_reserve ? reserve - available : 0;
-    std::uint64_t spare_total = 0;
-    for (const Candidate* c : spare_pool) {
-      spare_total += c->spare;
-    }
-    if (amount == 0 && plan.host_pressure) {
-      amount = spare_total;  // pressure without a deficit: take what is spare, step-limited
-    } else if (amount == 0) {
-      // Only heading for swap: what the trend says will be missing at the horizon, paced over
-      // the ticks left before the predicted swap (a tick's share of it now; the next ticks take
-      // more if the trend holds, nothing if it stops). A host losing memory fast is not
-      // starved of reclaim this way, and a trend that ends by itself costs few balloon actions.
-      const double projected = static_cast<double>(available) +
-                               plan.forecast.available_slope_bytes_per_second * horizon_s;
-      const double shortfall = static_cast<double>(reserve) - projected;
-      const double tick_s = state_tick_s > 0 ? state_tick_s : 10.0;
-      const double share = std::min(1.0, tick_s / std::max(1.0, *plan.forecast.seconds_to_swap));
-      amount = shortfall > 0 ? static_cast<std::uint64_t>(shortfall * share) : 0;
-    }
-    const std::uint64_t got = reclaim(spare_pool, amount, room_spare, pressure_why);
-    const bool hard_pressure = swapping || psi_full_high || available < reserve / 2;
-    if (got < amount && below_reserve && spare_total < amount && hard_pressure) {
-      std::vector<Candidate*> all;
-      for (auto& c : candidates) {
-        if (c.delta <= 0 && !c.guest_swapping) {
-          all.push_back(&c);
-        }
-      }
-      reclaim(all, amount - got, room_to_floor, squeeze_why);
-    }
-  } else if (host_room > 0) {
-    // 3. An idle host gives memory back only to classes that ask for it.
-    std::uint64_t room = static_cast<std::uint64_t>(host_room);
-    for (auto& c : candidates) {
-      if (!c.settings.grow_when_host_idle || c.delta != 0 || room == 0 ||
-          c.vm->current_bytes >= c.settings.max_bytes) {
-        continue;
-      }
-      const std::uint64_t grow =
-          std::min(step_limit(c, c.settings.max_bytes - c.vm->current_bytes), room);
-      room -= grow;
-      c.delta = static_cast<std::int64_t>(grow);
-      c.own_why = Candidate::OwnWhy::host_idle;
-    }
-  }
-
-  // --- Turning deltas into commands: floor/maximum, deadband, hysteresis.
-  for (auto& c : candidates) {
-    const VmSample& vm = *c.vm;
-    auto& memory = *c.memory;
-    const std::int64_t current = static_cast<std::int64_t>(vm.current_bytes);
-    const std::int64_t wanted = current + c.delta;
-    std::int64_t target =
-        std::clamp<std::int64_t>(wanted, static_cast<std::int64_t>(c.settings.floor_bytes),
-                                 static_cast<std::int64_t>(c.settings.max_bytes));
-    // A balloon outside its limits (a floor raised by a reload or new metadata, a size set by
-    // hand) is moved inside them even when nothing else would change it; the command says so.
-    const bool clamped_only = c.delta == 0 && target != wanted;
-    // A balloon still on its way to the last target (libvirt reports its size with a lag) is
-    // not sent a target short of that one in the same direction: that would undo part of the
-    // last command. The new target is at least as far as the one in flight.
-    if (memory.last_target_bytes && memory.last_direction != 0) {
-      const auto in_flight = static_cast<std::int64_t>(*memory.last_target_bytes);
-      if (memory.last_direction > 0 && target > current && in_flight > current) {
-        target = std::max(target, in_flight);
-      } else if (memory.last_direction < 0 && target < current && in_flight < current) {
-        target = std::min(target, in_flight);
-      }
-    }
-    const std::int64_t change = target - current;
-    Outcome& outcome = plan.outcomes[c.outcome];
-    outcome.blind = c.blind;
-    outcome.usable_bytes = c.usable;
-    outcome.guest_free_ratio = c.settings.guest_free_ratio;
-    if (change == 0) {
-      outcome.kind = Outcome::Kind::unchanged;
-      outcome.short_at_maximum = c.needs && vm.current_bytes >= c.settings.max_bytes;
-      continue;
-    }
-    const std::uint64_t magnitude = static_cast<std::uint64_t>(change > 0 ? change : -change);
-    if (magnitude < c.settings.deadband_bytes) {
-      outcome.kind = Outcome::Kind::deadband;
-      outcome.change_bytes = magnitude;
-      outcome.deadband_bytes = c.settings.deadband_bytes;
-      continue;
-    }
-    // A balloon that has not reached the last target (a guest that cannot give more, or is
-    // still working on it) is not sent the same command every tick; it is retried after the
-    // class's hysteresis.
-    if (memory.last_target_bytes == static_cast<std::uint64_t>(target) &&
-        now_ms - memory.last_change_ms <
-            std::max<std::int64_t>(c.settings.hysteresis.count(), 10'000)) {
-      outcome.kind = Outcome::Kind::waiting;
-      outcome.target_bytes = static_cast<std::uint64_t>(target);
-      continue;
-    }
-    const int direction = change > 0 ? 1 : -1;
-    const bool reversing = memory.last_direction != 0 && memory.last_direction != direction;
-    if (reversing && now_ms - memory.last_change_ms < c.settings.hysteresis.count() &&
-        !(direction > 0 && c.guest_swapping)) {
-      outcome.kind = Outcome::Kind::hysteresis;
-      outcome.hysteresis = c.settings.hysteresis;
-      continue;
-    }
-    outcome.kind = Outcome::Kind::changed;
-    outcome.change_index = plan.balloons.size();
-    BalloonChange bc;
-    bc.vm = vm.name;
-    bc.uuid = vm.uuid;
-    bc.from_bytes = vm.current_bytes;
-    bc.to_bytes = static_cast<std::uint64_t>(target);
-    bc.floor_bytes = c.settings.floor_bytes;
-    std::string why_text = c.why != nullptr ? *c.why : own_reason(c, available);
-    if (target != wanted && (clamped_only || why_text.empty())) {
-      why_text = direction > 0 ? "below its floor " + format_size(c.settings.floor_bytes) +
-                                     ": raised to the floor"
-                               : "above its maximum " + format_size(c.settings.max_bytes) +
-                                     ": lowered to the maximum";
-      bc.cause = Cause::limits;
-    } else if (c.why == &feed_why) {
-      bc.cause = Cause::funding;
-    } else if (c.why == &squeeze_why) {
-      bc.cause = Cause::squeeze;
-    } else if (c.why == &pressure_why) {
-      bc.cause = plan.host_pressure ? Cause::host_pressure : Cause::swap_forecast;
-    } else {
-      bc.cause = c.own_why == Candidate::OwnWhy::stale       ? Cause::stale
-                 : c.own_why == Candidate::OwnWhy::host_idle ? Cause::host_idle
-                                                             : Cause::guest_need;
-    }
-    bc.reason = why_text + "; " + vm.name + " has " + guest_status(outcome) + ": " +
-                (direction > 0 ? "grow " : "shrink ") + format_size(magnitude);
-    plan.balloons.push_back(std::move(bc));
-    plan.balloons.back().previous = {memory.last_change_ms, memory.last_direction,
-                                     memory.last_target_bytes};
-    memory.last_change_ms = now_ms;
-    memory.last_direction = direction;
-    memory.last_target_bytes = static_cast<std::uint64_t>(target);
-  }
-
-  // --- Alerts, with resolution hysteresis.
-  std::vector<Alert> raised;
-  if (swapping || (psi_full_high && below_reserve)) {
-    raised.push_back({"host-swapping", "", Severity::critical,
-                      swapping ? "host is swapping out " +
-                                     format_size(static_cast<std::uint64_t>(swap_out_rate)) + "/s"
-                               : "host memory fully stalled below its reserve",
-                      now_ms});
-  }
-  if (plan.host_heading) {
-    raised.push_back({"host-swap-forecast", "", Severity::warning,
-                      "host predicted to swap in " + seconds_text(*plan.forecast.seconds_to_swap) +
-                          " (MemAvailable " + format_size(available) + ", falling " +
-                          format_size(static_cast<std::uint64_t>(
-                              -plan.forecast.available_slope_bytes_per_second)) +
-                          "/s)",
-                      now_ms});
-  }
-  if (psi_full_high || psi_some_high) {
-    raised.push_back(
-        {"host-memory-pressure", "", psi_full_high ? Severity::critical : Severity::warning,
-         "memory PSI some " + percent(psi_some) + ", full " + percent(psi_full), now_ms});
-  }
-  for (const auto& [vm, summary] : distressed) {
-    std::string text = vm;
-    text += ' ';
-    text += summary;
-    raised.push_back({"guest-distress", vm, Severity::warning, std::move(text), now_ms});
-  }
-  std::map<std::pair<std::string, std::string>, PolicyState::AlertMemory> alerts;
-  for (auto& a : raised) {
-    const auto key = std::make_pair(a.name, a.subject);
-    if (auto it = state.alerts.find(key); it != state.alerts.end()) {
-      a.since_ms = it->second.alert.since_ms;
-    }
-    alerts[key] = {a, 0};
-  }
-  for (const auto& [key, memory] : state.alerts) {
-    if (alerts.count(key) == 0 && memory.clear_ticks + 1 < kAlertClearTicks) {
-      alerts[key] = {memory.alert, memory.clear_ticks + 1};  // still firing while it settles
-    }
-  }
-  for (const auto& [key, memory] : alerts) {
-    plan.alerts.push_back(memory.alert);
-  }
-  next.alerts = std::move(alerts);
-
-  // --- KSM: whether ksmd should merge, from the page scanner's estimate.
   if (snapshot.ksm) {
     plan.ksm =
         decide_ksm(*snapshot.ksm, snapshot.ksm_estimate, plan.host_pressure || plan.host_heading,

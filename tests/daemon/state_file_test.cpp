@@ -81,6 +81,19 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   s.alerts[{"guest-distress", "web-1"}] = a;
   s.ksm.stopped_for_cost_ms = 400'000;
   s.ksm.merging_since_full_scans = 12;
+  s.last_not_ok_ms = 950'000;
+  // What the policy learnt about a guest: its burst, its cache working set, its last change.
+  policy::PolicyState::Vm vm;
+  vm.last_change_ms = 980'000;
+  vm.last_change_unix_ms = kUnix - 20'000;
+  vm.last_direction = -1;
+  vm.in_use_bytes = 3 * GiB;
+  vm.burst_bytes = 400ULL << 20;
+  vm.burst_ms = 970'000;
+  vm.faults_before_shrink_per_second = 12.5;
+  vm.cache_protected_until_ms = 1'400'000;
+  vm.sampled_ms = 995'000;
+  s.vms["u1"] = vm;
   const auto back = state_from_json(state_to_json(s, 1'000'000, kUnix), 1'000'000, kUnix);
   ASSERT_TRUE(back.ok()) << back.error().message;
   EXPECT_EQ(*back, s);  // no time went by: nothing moved

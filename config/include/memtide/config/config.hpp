@@ -73,6 +73,12 @@ struct SwapForecastSection {
 struct PressureSection {
   double psi_some_avg10_ratio = 0.10;  // host memory PSI "some" avg10 that counts as pressure
   double psi_full_avg10_ratio = 0.02;  // host memory PSI "full" avg10 that counts as pressure
+  // Swap-out per second that counts as the host swapping (and swap-in per second that counts as
+  // paying swap back). A trickle below it (swappiness, cgroup limits of other services) is
+  // reported, never acted on; swap-out above it counts only while MemAvailable is below the
+  // reserve, swap is forecast or memory PSI is high, since a cgroup at its own limit swaps
+  // while the host has plenty.
+  std::uint64_t swap_rate_bytes_per_second = 1ULL << 20;
   friend bool operator==(const PressureSection&, const PressureSection&) = default;
 };
 
@@ -125,8 +131,11 @@ struct BalloonSettings {
   std::uint64_t deadband_bytes = 32ULL << 20;  // changes smaller than this are not made
   std::chrono::milliseconds hysteresis = 60s;  // least time before a VM's balloon may move in
                                                // the opposite direction to its last change
-  bool grow_when_host_idle = false;  // give memory back toward the maximum whenever the host
-                                     // has room, not only when the guest needs it
+  bool grow_when_host_idle = true;  // give memory back toward the maximum, paced and in share
+                                    // order, while the host has room, not only to guests in need
+  // After a shrink, a guest whose major faults rise (its file working set was evicted) is not
+  // shrunk again for this long, except when the host is critical. 0: off.
+  std::chrono::milliseconds cache_protection = 10min;
   friend bool operator==(const BalloonSettings&, const BalloonSettings&) = default;
 };
 

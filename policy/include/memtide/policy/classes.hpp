@@ -27,7 +27,8 @@ struct EffectiveBalloon {
   std::uint64_t max_step_bytes = 0;
   std::uint64_t deadband_bytes = 0;
   std::chrono::milliseconds hysteresis{0};
-  bool grow_when_host_idle = false;
+  bool grow_when_host_idle = true;
+  std::chrono::milliseconds cache_protection{0};
   friend bool operator==(const EffectiveBalloon&, const EffectiveBalloon&) = default;
 };
 

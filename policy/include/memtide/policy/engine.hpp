@@ -25,9 +25,23 @@ namespace memtide::policy {
 enum class Severity { warning, critical };
 const char* to_string(Severity severity);
 
+// How bad the host's memory situation is; each level allows deeper reclaim than the one before.
+enum class HostLevel : std::uint8_t {
+  ok,        // nothing to do for the host
+  heading,   // swap forecast within the horizon: reclaim the shortfall, paced by the time left
+  tight,     // MemAvailable below the reserve, or memory PSI "some" high, without swapping or
+             // a full stall: mild; guests keep their comfort band and burst headroom
+  critical,  // swapping at a real rate, memory fully stalled, or PSI high below the reserve:
+             // guests give down to their free target, then to what they use plus their burst
+};
+const char* to_string(HostLevel level);  // "ok", "heading", "tight", "critical"
+
 // An alert that is firing now. Identity is (name, subject).
 struct Alert {
-  std::string name;     // host-swap-forecast, host-swapping, host-memory-pressure, guest-distress
+  // host-swap-forecast, host-swapping, host-memory-pressure, guest-distress (short at its
+  // floor), guest-starving (short above its floor, its growth not granted), guest-stale (no
+  // fresh statistics while the host is tight or critical)
+  std::string name;
   std::string subject;  // "" for host alerts; the VM's name for guest alerts
   Severity severity = Severity::warning;
   std::string summary;        // one line for humans
@@ -60,6 +74,7 @@ struct BalloonChange {
   // What the VM's PolicyState entry held before this command was recorded in it (see unsend).
   struct Previous {
     std::int64_t last_change_ms = 0;
+    std::int64_t last_change_unix_ms = 0;
     int last_direction = 0;
     std::optional<std::uint64_t> last_target_bytes;
     friend bool operator==(const Previous&, const Previous&) = default;
@@ -68,11 +83,14 @@ struct BalloonChange {
 };
 
 // Estimated time until the host must swap, from the trend of MemAvailable over
-// host.swap_forecast.window (Theil-Sen slope: the median of pairwise slopes, robust to spikes).
+// host.swap_forecast.window: the Theil-Sen slope (the median of pairwise slopes, robust to
+// spikes) once there are kForecastMinPoints samples, or the last step when it is a cliff (a fall
+// of kCliffShareOfTotal of MemTotal or more in one step), whichever falls faster.
 struct SwapForecast {
   std::optional<double> seconds_to_swap;  // nullopt: MemAvailable is not falling
   double available_slope_bytes_per_second = 0;
   std::size_t points = 0;  // samples in the window
+  bool cliff = false;      // the slope is the last step's, a cliff the trend has not seen yet
   friend bool operator==(const SwapForecast&, const SwapForecast&) = default;
 };
 
@@ -89,6 +107,7 @@ struct Outcome {
     deadband,          // the change (change_bytes) is below the deadband
     waiting,           // asked for target_bytes earlier; the balloon has not got there
     hysteresis,        // would reverse its last change within the hysteresis
+    settling,          // its statistics predate its last balloon change: no spare is judged
     changed,           // a balloon command was issued: balloons[change_index]
   };
   std::string vm;
@@ -113,8 +132,11 @@ struct Plan {
   std::vector<BalloonChange> balloons;
   std::vector<Alert> alerts;  // firing now, sorted by (name, subject)
   SwapForecast forecast;
-  bool host_pressure = false;      // reclaiming: below reserve, PSI above limits, or swapping
+  HostLevel host_level = HostLevel::ok;
+  bool host_pressure = false;      // host_level is tight or critical
   bool host_heading = false;       // swap predicted within the horizon
+  bool host_paying_back = false;   // swapping in at swap_rate or more with swap in use: the
+                                   // host funds no growth except for guests in distress
   std::string host_summary;        // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
   std::vector<Outcome> outcomes;   // one per VM, in the snapshot's order
   std::optional<KsmDecision> ksm;  // none when the host has no KSM
@@ -130,12 +152,21 @@ struct PolicyState {
   std::deque<std::pair<std::int64_t, std::uint64_t>> available_history;  // (ms, MemAvailable)
   std::optional<HostSample> previous_host;  // for rates since the last tick
   std::int64_t previous_host_ms = 0;
+  std::optional<std::int64_t> last_not_ok_ms;  // last tick the host was not ok or paid back swap
   struct Vm {
     std::int64_t last_change_ms = 0;
     int last_direction = 0;                          // +1 grew, -1 shrank, 0 never changed
     std::optional<std::uint64_t> last_target_bytes;  // what the last command asked for
+    std::int64_t last_change_unix_ms = 0;  // wall clock of the last command, against which the
+                                           // guest's statistics' last update is compared
     std::optional<std::uint64_t> swap_in_bytes_total;
     std::optional<std::uint64_t> major_faults_total;
+    std::optional<std::uint64_t> in_use_bytes;  // balloon size - usable at sampled_ms
+    std::uint64_t burst_bytes = 0;       // largest rise of in-use memory between two ticks recently
+    std::int64_t burst_ms = 0;           // when burst_bytes was seen (forgotten after kBurstMemory)
+    double major_faults_per_second = 0;  // at sampled_ms
+    double faults_before_shrink_per_second = -1;  // at the last shrink; -1: none recorded
+    std::int64_t cache_protected_until_ms = 0;
     std::int64_t sampled_ms = 0;
     friend bool operator==(const Vm&, const Vm&) = default;
   };
@@ -169,6 +200,25 @@ inline constexpr double kComfortFactor = 1.25;
 inline constexpr double kGuestMajorFaultsPerSecond = 100;
 // An alert resolves only after its condition has been false for this many ticks in a row.
 inline constexpr int kAlertClearTicks = 3;
+// The forecast keeps at most this many points over its window (older ones thinned evenly), so a
+// tick costs the same whatever the window and the tick interval; it fits a trend only from
+// kForecastMinPoints points (three points and one dip are not a trend).
+inline constexpr std::size_t kForecastMaxPoints = 64;
+inline constexpr std::size_t kForecastMinPoints = 4;
+// A fall of MemAvailable by this share of MemTotal in one step is a cliff: forecast at once.
+inline constexpr double kCliffShareOfTotal = 0.02;
+// A guest's largest recent rise of in-use memory between two ticks is kept as burst headroom,
+// which no reclaim takes, for this long after it was seen.
+inline constexpr std::int64_t kBurstMemoryMs = 30 * 60 * 1000;
+// Giving memory back on an idle host stops this factor of the reserve above MemAvailable, so a
+// give-back never pushes the host back under its reserve (and into reclaiming what it gave).
+inline constexpr double kGiveBackReserveFactor = 1.5;
+// ... and starts only once the host has been ok (no pressure, nothing forecast, no swap paid
+// back) for this long, so memory just reclaimed is not handed straight back.
+inline constexpr std::int64_t kGiveBackQuietMs = 5 * 60 * 1000;
+// A guest's major faults after a shrink count as its cache working set evicted when they exceed
+// twice the rate before the shrink plus this many per second.
+inline constexpr double kCacheFaultRisePerSecond = 20;
 
 // `state` is taken by value: callers move the previous tick's state in (it is updated in place,
 // which keeps a tick over 10,000 VMs cheap) or pass a copy to keep theirs.
@@ -181,8 +231,14 @@ Decision decide(const Snapshot& snapshot, PolicyState state, const config::Confi
 // soon as actions resume instead of waiting for a balloon that was never told to move.
 void unsend(PolicyState& state, const BalloonChange& change);
 
-// The Theil-Sen forecast alone (exposed for tests and tools).
+// The forecast alone (exposed for tests and tools). Cost: O(n^2 log n) in history.size(), which
+// decide() keeps at most about 2 * kForecastMaxPoints.
 SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_t>>& history,
                            std::uint64_t total_bytes);
+
+// Appends (now_ms, available) to `history`, drops points older than `window_ms` and thins it so
+// that at most about kForecastMaxPoints remain, evenly spread over the window.
+void add_forecast_point(std::deque<std::pair<std::int64_t, std::uint64_t>>& history,
+                        std::int64_t now_ms, std::uint64_t available, std::int64_t window_ms);
 
 }  // namespace memtide::policy
