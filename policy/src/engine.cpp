@@ -69,7 +69,7 @@ constexpr double kDefaultTickSeconds = 10.0;
 // A guest's statistics timestamp is compared with the time of its last balloon change only when
 // it is younger than this: the collector calls statistics stale long before, so an older one is
 // from another clock.
-constexpr std::int64_t kComparableStatsAgeMs = 10 * 60 * 1000;
+constexpr std::int64_t kComparableStatsAgeMs = 10LL * 60 * 1000;
 
 std::string seconds_text(double s) {
   char buf[32];

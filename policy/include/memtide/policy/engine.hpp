@@ -209,13 +209,13 @@ inline constexpr std::size_t kForecastMinPoints = 4;
 inline constexpr double kCliffShareOfTotal = 0.02;
 // A guest's largest recent rise of in-use memory between two ticks is kept as burst headroom,
 // which no reclaim takes, for this long after it was seen.
-inline constexpr std::int64_t kBurstMemoryMs = 30 * 60 * 1000;
+inline constexpr std::int64_t kBurstMemoryMs = 30LL * 60 * 1000;
 // Giving memory back on an idle host stops this factor of the reserve above MemAvailable, so a
 // give-back never pushes the host back under its reserve (and into reclaiming what it gave).
 inline constexpr double kGiveBackReserveFactor = 1.5;
 // ... and starts only once the host has been ok (no pressure, nothing forecast, no swap paid
 // back) for this long, so memory just reclaimed is not handed straight back.
-inline constexpr std::int64_t kGiveBackQuietMs = 5 * 60 * 1000;
+inline constexpr std::int64_t kGiveBackQuietMs = 5LL * 60 * 1000;
 // A guest's major faults after a shrink count as its cache working set evicted when they exceed
 // twice the rate before the shrink plus this many per second.
 inline constexpr double kCacheFaultRisePerSecond = 20;
