@@ -70,6 +70,8 @@ constexpr double kDefaultTickSeconds = 10.0;
 // it is younger than this: the collector calls statistics stale long before, so an older one is
 // from another clock.
 constexpr std::int64_t kComparableStatsAgeMs = 10LL * 60 * 1000;
+// A balloon given this long to reach a shrink target and still short of it is refusing.
+constexpr std::int64_t kBalloonSettleMs = 10'000;
 
 std::string seconds_text(double s) {
   char buf[32];
@@ -373,11 +375,14 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
   // memory (booting, a one-off job) must not be exempt from reclaim for the next half hour.
   c.burst = std::min(memory.burst_bytes, settings.max_bytes / 4);
 
-  // Page-ins at a high rate while the guest is already inside its comfort band mean its working
-  // set no longer fits (it is re-reading what it just evicted): give it memory before it falls
-  // below its target.
+  // Page-ins at a high rate while the guest is inside its comfort band, or has little memory
+  // free beside its page cache, mean its working set no longer fits (it is re-reading what it
+  // just evicted; usable memory that is all cache in use is not spare): give it memory. With
+  // plenty free, faults are only first reads.
+  const bool little_free = vm.guest.unused_bytes && *vm.guest.unused_bytes < c.target_free;
   c.faulting = major_faults_per_s > kGuestMajorFaultsPerSecond &&
-               static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes);
+               (static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes) ||
+                little_free);
   const double rising = std::max(0.0, c.in_use_rate);
   const double projected_in_use = static_cast<double>(c.in_use) + rising * host.pacing_tick_s();
   const bool short_now = c.usable < c.target_free;
@@ -391,7 +396,9 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
               : falling_short ? Candidate::OwnWhy::falling
               : c.faulting    ? Candidate::OwnWhy::faulting
                               : Candidate::OwnWhy::none;
-  if (c.needs && vm.current_bytes < settings.max_bytes) {
+  // A critical host funds no growth but for guests in distress: its memory is going to swap.
+  if (c.needs && vm.current_bytes < settings.max_bytes &&
+      (c.distress || host.level != HostLevel::critical)) {
     // Up to its comfort point at the in-use it will have by the next tick.
     const std::uint64_t grow_to = size_keeping(projected_in_use, g_comfort);
     std::uint64_t want = above(grow_to, vm.current_bytes);
@@ -423,19 +430,34 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
     c.comfortable_spare = above(vm.current_bytes, keep_mild);
     c.spare = above(vm.current_bytes, critical ? keep_critical : keep_mild);
   }
-  // A guest grown within its hysteresis cannot be shrunk now: counting it as a donor would fund
-  // growth elsewhere with memory that never comes back.
-  if (memory.last_direction > 0 && now_ms - memory.last_change_ms < settings.hysteresis.count()) {
+  // A guest grown within its hysteresis cannot be shrunk now, and one whose balloon has not
+  // reached its last shrink target after kBalloonSettleMs cannot give what it was asked for (the
+  // guest could not free it; it is asked again after its hysteresis): counting either as a
+  // donor would fund growth elsewhere with memory that never comes back.
+  const bool grown_recently =
+      memory.last_direction > 0 && now_ms - memory.last_change_ms < settings.hysteresis.count();
+  const std::int64_t since_change = now_ms - memory.last_change_ms;
+  const bool refusing =
+      memory.last_direction < 0 && memory.last_target_bytes &&
+      vm.current_bytes > *memory.last_target_bytes + settings.deadband_bytes &&
+      since_change >= kBalloonSettleMs &&
+      since_change < std::max<std::int64_t>(settings.hysteresis.count(), kBalloonSettleMs * 2);
+  if (grown_recently || refusing) {
     c.held_by_hysteresis = c.spare > 0;
     c.spare = c.comfortable_spare = 0;
     return c;
   }
-  // A squeeze (critical, nothing spare left: the host itself pages guest memory out) takes what
-  // a guest uses, except from a guest in distress. A guest that has shown it can swap pages out
-  // by itself, which picks colder pages than the host would, may go to its floor; any other
-  // keeps what it uses plus its burst headroom (without swap it would have to kill a process).
-  if (critical && !c.distress && !c.settling) {
-    const bool can_swap = vm.guest.swap_out_bytes_total.value_or(0) > 0;
+  // A squeeze (critical, nothing spare left) takes what a guest uses, except from a guest in
+  // distress. A guest that has shown it can swap pages out by itself, which picks colder pages
+  // than the host would, may go to its floor; any other keeps what it uses plus its burst
+  // headroom until the host itself swaps or stalls.
+  // While the host itself swaps or stalls, any guest may go to its floor, even one short of
+  // memory, unless it is swapping already: a balloon only takes what the guest can free (it
+  // cannot make the guest kill a process), and a guest pages out its own cold memory better than
+  // the host, which pages out guest memory blind and makes every guest wait.
+  const bool host_paging = host.swapping || host.psi_full_high;
+  if (critical && !c.settling && !c.guest_swapping && (!c.distress || host_paging)) {
+    const bool can_swap = vm.guest.swap_out_bytes_total.value_or(0) > 0 || host_paging;
     c.squeeze_room = above(vm.current_bytes, can_swap ? settings.floor_bytes
                                                       : std::max(settings.floor_bytes, keep_burst));
   }

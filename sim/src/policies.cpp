@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <set>
 
@@ -53,7 +54,7 @@ class Memtide : public Policy {
   double last_ = -1;
 };
 
-// Shared cadence for the two 10 s baselines.
+// The 10 s cadence of pvestatd.
 class EveryTenSeconds : public Policy {
  public:
   void on_second(World& world) override {
@@ -71,54 +72,123 @@ class EveryTenSeconds : public Policy {
   double last_ = -1;
 };
 
-class Mom : public EveryTenSeconds {
+class Mom : public Policy {
  public:
   std::string name() const override { return "oVirt MOM"; }
 
- protected:
-  void act(World& world) override {
+  void on_second(World& world) override {
+    constexpr double kSampleSeconds = 5;   // host-monitor-interval, guest-monitor-interval
+    constexpr double kPolicySeconds = 10;  // policy-engine-interval
+    constexpr std::size_t kHistory = 10;   // sample-history-length
+    if (last_sample_ < 0 || world.now() - last_sample_ >= kSampleSeconds - 1e-9) {
+      last_sample_ = world.now();
+      const Snapshot s = world.snapshot();
+      push(host_free_,
+           static_cast<double>(s.host.meminfo.free_bytes + s.host.meminfo.buffers_bytes +
+                               s.host.meminfo.cached_bytes),
+           kHistory);
+      for (const auto& vm : s.vms) {
+        auto& h = guests_[vm.name];
+        push(h.balloon_cur, static_cast<double>(vm.current_bytes), kHistory);
+        if (vm.guest.unused_bytes) {
+          push(h.mem_unused, static_cast<double>(*vm.guest.unused_bytes), kHistory);
+        }
+      }
+    }
+    if (last_policy_ >= 0 && world.now() - last_policy_ < kPolicySeconds - 1e-9) {
+      return;
+    }
+    last_policy_ = world.now();
+    act(world);
+  }
+
+ private:
+  struct History {
+    std::deque<double> balloon_cur;
+    std::deque<double> mem_unused;
+  };
+
+  static void push(std::deque<double>& d, double v, std::size_t n) {
+    d.push_back(v);
+    while (d.size() > n) {
+      d.pop_front();
+    }
+  }
+  static double avg(const std::deque<double>& d) {
+    double sum = 0;
+    for (const double v : d) {
+      sum += v;
+    }
+    return d.empty() ? 0 : sum / static_cast<double>(d.size());
+  }
+
+  void act(World& world) {
     constexpr double pressure_threshold = 0.20;
     constexpr double pressure_critical = 0.05;
     constexpr double min_guest_free_percent = 0.20;
     constexpr double max_balloon_change_percent = 0.05;
     constexpr double min_balloon_change_percent = 0.0025;
     const Snapshot s = world.snapshot();
-    const double host_free_percent = static_cast<double>(s.host.meminfo.available_bytes) /
-                                     static_cast<double>(s.host.meminfo.total_bytes);
+    const double host_free_percent =
+        avg(host_free_) / static_cast<double>(s.host.meminfo.total_bytes);
     const auto index = guest_index(world);
     for (const auto& vm : s.vms) {
+      const auto& h = guests_[vm.name];
+      if (h.mem_unused.empty()) {
+        continue;  // the guest memory collector has nothing yet: the rules skip it
+      }
       const double cur = static_cast<double>(vm.current_bytes);
       const double max = static_cast<double>(vm.max_bytes);
-      const double used = cur - static_cast<double>(vm.guest.unused_bytes.value_or(0));
+      const double used = avg(h.balloon_cur) - avg(h.mem_unused);
+      const auto big_enough = [cur](double size) {
+        return std::abs(size - cur) > min_balloon_change_percent * cur;
+      };
       double size = 0;
       if (host_free_percent < pressure_threshold) {
         const double guest_free_percent =
             host_free_percent <= pressure_critical
                 ? host_free_percent - 0.05
                 : min_guest_free_percent * (host_free_percent / pressure_threshold);
-        const double balloon_min = used + guest_free_percent * cur;
+        const double balloon_min = std::max(0.0, used + guest_free_percent * cur);
         size = std::max(cur * (1 - max_balloon_change_percent), balloon_min);
-        if (size > cur) {
+        if (size > cur || !big_enough(size)) {
           continue;
         }
       } else {
         if (cur >= max) {
           continue;
         }
-        const double balloon_min = used + min_guest_free_percent * max;
-        size = std::min(cur * (1 + max_balloon_change_percent), max);
-        size = std::max(size, balloon_min);
+        const double balloon_min = std::max(0.0, used + min_guest_free_percent * cur);
+        size = std::max(cur * (1 + max_balloon_change_percent), balloon_min);
+        size = std::min(size, max);
+        if (!big_enough(size)) {
+          continue;
+        }
       }
-      if (std::abs(size - cur) > min_balloon_change_percent * cur) {
-        world.set_target(index.at(vm.name), bytes(size));
-      }
+      world.set_target(index.at(vm.name), bytes(size), /*honour_floor=*/false);
     }
   }
+
+  std::deque<double> host_free_;
+  std::map<std::string, History> guests_;
+  double last_sample_ = -1;
+  double last_policy_ = -1;
 };
 
 class Proxmox : public EveryTenSeconds {
  public:
   std::string name() const override { return "Proxmox"; }
+
+  void on_second(World& world) override {
+    // VMs start ballooned to their minimum (qemu-server sets the balloon target at start).
+    for (std::size_t i = 0; i < world.guests().size(); ++i) {
+      const auto& g = world.guests()[i];
+      if (g.running && started_.emplace(i, world.now()).second) {
+        world.set_target(i, g.spec.floor_bytes);
+      }
+    }
+    EveryTenSeconds::on_second(world);
+  }
 
  protected:
   struct Vm {
@@ -127,7 +197,7 @@ class Proxmox : public EveryTenSeconds {
     double min;
     double max;
     double free;  // guest MemFree
-    double shares = 1000;
+    double shares;
   };
 
   // Water-fills `amount` (positive: grow, negative: shrink) over `ids`, each VM moving at most
@@ -151,7 +221,7 @@ class Proxmox : public EveryTenSeconds {
         const Vm& d = vms[id];
         const double balloon = res.count(id) != 0 ? res[id] : d.balloon;
         alloc_old += balloon - d.min;
-        shares_total += d.shares;
+        shares_total += d.shares > 0 ? d.shares : 1000;
       }
       if (shares_total == 0) {
         break;
@@ -163,7 +233,8 @@ class Proxmox : public EveryTenSeconds {
           continue;
         }
         const Vm& d = vms[id];
-        double desired = d.min + std::floor(alloc_new / shares_total * d.shares);
+        const double shares = d.shares > 0 ? d.shares : 1000;
+        double desired = d.min + std::floor(alloc_new / shares_total * shares);
         if (desired > d.max) {
           desired = d.max;
           repeat = true;
@@ -200,24 +271,37 @@ class Proxmox : public EveryTenSeconds {
   }
 
   void act(World& world) override {
+    const auto index = guest_index(world);
+    if (!prepared_) {
+      world.set_free_page_reporting(true);  // Proxmox turns free page reporting on
+      prepared_ = true;
+    }
+
     const Snapshot s = world.snapshot();
     const double total = static_cast<double>(s.host.meminfo.total_bytes);
     const double used = total - static_cast<double>(s.host.meminfo.available_bytes);
     const double goal = std::floor(total * 0.80 - used);
-    const auto index = guest_index(world);
     std::vector<Vm> vms;
     std::vector<std::size_t> all;
-    std::vector<std::size_t> pressured;  // idlist1: VMs short of free memory
-    std::vector<std::size_t> relaxed;    // idlist2
+    std::vector<std::size_t> pressured;  // idlist1
+    std::vector<std::size_t> relaxed;    // idlist2: enough free memory
     for (const auto& vm : s.vms) {
+      if (!vm.guest.unused_bytes) {
+        continue;  // no balloon statistics yet
+      }
       const std::size_t i = index.at(vm.name);
+      if (world.now() - started_.at(i) < 10) {
+        continue;  // its start-up balloon target is still being carried out
+      }
       const auto& spec = world.guests()[i].spec;
       vms.push_back({i, static_cast<double>(vm.current_bytes),
                      static_cast<double>(spec.floor_bytes), static_cast<double>(vm.max_bytes),
-                     static_cast<double>(vm.guest.unused_bytes.value_or(0))});
+                     static_cast<double>(*vm.guest.unused_bytes),
+                     static_cast<double>(spec.shares)});
       const std::size_t id = vms.size() - 1;
       all.push_back(id);
-      if (goal > 0 && vms[id].free > vms[id].balloon * 0.10) {
+      const Vm& d = vms[id];
+      if (d.free > 0 && d.free > d.min * 0.25 && d.balloon >= d.min) {
         relaxed.push_back(id);
       } else {
         pressured.push_back(id);
@@ -226,16 +310,24 @@ class Proxmox : public EveryTenSeconds {
     std::map<std::size_t, double> res;
     if (goal > 10.0 * MiB) {
       const double rest = change(res, vms, pressured, goal);
-      if (rest != 0) {
-        change(res, vms, relaxed, rest);
+      if (rest >= goal) {  // no progress: consider all VMs
+        change(res, vms, all, rest);
       }
     } else if (goal < -10.0 * MiB) {
-      change(res, vms, all, goal);
+      const double rest = change(res, vms, relaxed, goal);
+      if (rest <= goal) {  // no progress: consider all VMs
+        change(res, vms, all, rest);
+      }
     }
     for (const auto& [id, target] : res) {
-      world.set_target(vms[id].index, bytes(target));
+      if (bytes(target) != bytes(vms[id].balloon)) {
+        world.set_target(vms[id].index, bytes(target));
+      }
     }
   }
+
+  bool prepared_ = false;
+  std::map<std::size_t, double> started_;  // guest -> when it was first seen running
 };
 
 }  // namespace

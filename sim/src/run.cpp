@@ -6,10 +6,32 @@ Outcome run(const Scenario& scenario, Policy& policy) {
   World world(scenario.host, scenario.guests);
   const auto seconds = static_cast<long>(scenario.duration_s);
   for (long t = 0; t < seconds; ++t) {
-    world.step(1.0);
+    world.step();
     policy.on_second(world);
   }
   return {scenario.name, scenario.overcommit_ratio, policy.name(), world.totals()};
+}
+
+}  // namespace memtide::sim
+
+namespace memtide::sim {
+
+const std::vector<Score>& scores() {
+  constexpr double kGiB = static_cast<double>(GiB);
+  static const std::vector<Score> all = {
+      {"host swap-out", "GiB", [](const Totals& t) { return t.host_swap_out_bytes / kGiB; }, 0.01},
+      {"host swap-in", "GiB", [](const Totals& t) { return t.host_swap_in_bytes / kGiB; }, 0.01},
+      {"guest OOMs", "", [](const Totals& t) { return static_cast<double>(t.guest_ooms); }, 0.5},
+      {"guest pressure", "VM-min", [](const Totals& t) { return t.guest_pressure_seconds / 60; },
+       0.5},
+      {"working set evicted", "GiB-min",
+       [](const Totals& t) { return t.evicted_byte_seconds / kGiB / 60; }, 0.5},
+      {"refault I/O", "GiB", [](const Totals& t) { return t.refault_bytes / kGiB; }, 0.05},
+      {"balloon commands", "",
+       [](const Totals& t) { return static_cast<double>(t.balloon_actions); }, 0.5},
+      {"back above reserve", "s", [](const Totals& t) { return t.reserve_recovery_seconds; }, 5},
+  };
+  return all;
 }
 
 }  // namespace memtide::sim

@@ -7,122 +7,325 @@ namespace memtide::sim {
 
 namespace {
 
-// Swap-out rate at which the host counts as fully stalled on memory (PSI "some" = 100 %).
-constexpr double kStallingSwapRate = 256.0 * MiB;
-constexpr double kSwapSpaceBytes = 16.0 * GiB;
-constexpr double kThrashBytesPerS = 16.0 * MiB;
 constexpr std::int64_t kEpochMs = 1'800'000'000'000;  // wall clock of second 0 in snapshots
+// While part of its anonymous memory is in swap, a guest keeps faulting pages back in and
+// pushing others out (thrashing), at up to this rate.
+constexpr double kThrashBytesPerS = 16.0 * MiB;
+// A guest re-reads its file working set about once per this many seconds: what is not cached is
+// read again from disk at working set / this per second.
+constexpr double kWorkingSetRereadSeconds = 100;
+// Free pages a guest with free page reporting has are returned with this time constant.
+constexpr double kFreePageReportingSeconds = 2;
+// Of a guest's pages in host swap that it uses, this share per second faults back in.
+constexpr double kHostSwapInShare = 0.2;
+// Swap-in at this rate stalls the host fully (PSI some = 100 %).
+constexpr double kStallingSwapInRate = 128.0 * MiB;
+// What the host's swap device moves per second, in and out together.
+constexpr double kSwapBandwidthBytesPerS = 256.0 * MiB;
+constexpr double kHostCacheFillBytesPerS = 16.0 * MiB;
+// The kernel's low watermark, as a share of RAM: kswapd starts below it and works to twice it.
+constexpr double kLowWatermarkShare = 0.01;
+// A guest whose swap is this full can no longer run its balloon driver: no statistics.
+constexpr double kStarvingSwapShare = 0.9;
 
 std::uint64_t bytes(double v) {
   return v <= 0 ? 0 : static_cast<std::uint64_t>(std::llround(v));
 }
 
+double at(const Curve& curve, double t) {
+  return curve ? std::max(0.0, curve(t)) : 0.0;
+}
+
 }  // namespace
 
-World::World(HostSpec host, std::vector<GuestSpec> guests) : host_(host) {
+double Guest::unreclaimable(double t) const {
+  return static_cast<double>(spec.kernel_bytes) + at(spec.shmem_bytes, t);
+}
+
+double Guest::active(double t) const {
+  const double ws =
+      std::min(at(spec.file_working_set_bytes, t), static_cast<double>(spec.cache_limit_bytes));
+  return std::min(balloon, unreclaimable(t) + anon + std::min(cache, ws));
+}
+
+World::World(HostSpec host, std::vector<GuestSpec> guests) : host_(std::move(host)) {
   for (auto& spec : guests) {
     Guest g;
     g.spec = std::move(spec);
     guests_.push_back(std::move(g));
   }
+  squeeze_recovered_.assign(host_.squeezes.size(), -1);
 }
 
-double World::host_used_bytes() const {
-  double used = static_cast<double>(host_.overhead_bytes);
-  for (const auto& g : guests_) {
-    used += g.running ? g.resident : 0;
-  }
-  return used;
-}
-
-double World::host_available_bytes() const {
-  return std::max(0.0, static_cast<double>(host_.ram_bytes) - host_used_bytes());
-}
-
-void World::set_target(std::size_t index, std::uint64_t target) {
+void World::set_target(std::size_t index, std::uint64_t target, bool honour_floor) {
   Guest& g = guests_.at(index);
   if (!g.running) {
     return;
   }
   ++totals_.balloon_actions;
-  g.target = static_cast<double>(std::clamp(target, g.spec.floor_bytes, g.spec.max_bytes));
+  const auto lowest = honour_floor ? g.spec.floor_bytes : bytes(g.unreclaimable(now_));
+  g.pending_target =
+      static_cast<double>(std::clamp(target, std::min(lowest, g.spec.max_bytes), g.spec.max_bytes));
+  g.pending_at = now_ + host_.balloon_delay_s;
 }
 
-void World::step_guest(Guest& g, double dt) {
-  // The balloon moves toward its target.
-  const double reach = host_.balloon_bytes_per_s * dt;
-  g.balloon = g.target > g.balloon ? std::min(g.target, g.balloon + reach)
-                                   : std::max(g.target, g.balloon - reach);
-  const double room = std::max(0.0, g.balloon - static_cast<double>(g.spec.kernel_bytes));
+void World::set_free_page_reporting(bool on) {
+  for (auto& g : guests_) {
+    g.spec.free_page_reporting = on;
+  }
+}
 
-  // Anonymous demand: what fits is held, the rest is swapped inside the guest.
-  const double want = std::max(0.0, g.spec.demand_bytes(now_));
-  const double anon = std::min(want, room);
-  const double swapped = want - anon;
-  // While part of its working set is in swap, the guest keeps faulting pages back in and
-  // pushing others out (thrashing), at up to kThrashBytesPerS.
-  const double thrash = std::min(swapped, kThrashBytesPerS * dt);
-  g.swap_out_total += std::max(0.0, swapped - g.swapped) + thrash;
-  g.swap_in_total += std::max(0.0, g.swapped - swapped) + thrash;
+double World::nonvm_bytes() const {
+  double pinned = static_cast<double>(host_.overhead_bytes);
+  for (const auto& s : host_.squeezes) {
+    if (now_ >= s.start_s && now_ < s.start_s + s.duration_s) {
+      pinned += static_cast<double>(s.bytes);
+    }
+  }
+  return pinned;
+}
+
+double World::host_guest_ram_bytes() const {
+  double sum = 0;
+  for (const auto& g : guests_) {
+    sum += g.running ? g.resident - g.host_swapped : 0;
+  }
+  return sum;
+}
+
+double World::host_swapped_bytes() const {
+  double sum = 0;
+  for (const auto& g : guests_) {
+    sum += g.host_swapped;
+  }
+  return sum;
+}
+
+double World::host_free_bytes() const {
+  return std::max(0.0, static_cast<double>(host_.ram_bytes) - nonvm_bytes() - host_cache_ -
+                           host_guest_ram_bytes());
+}
+
+double World::host_available_bytes() const {
+  const double watermark = kLowWatermarkShare * static_cast<double>(host_.ram_bytes);
+  return std::max(0.0, host_free_bytes() + host_cache_ - watermark);
+}
+
+void World::step_balloon(Guest& g) {
+  if (g.pending_target >= 0 && now_ > g.pending_at) {
+    g.target = g.pending_target;
+    g.pending_target = -1;
+    g.refused = false;
+  }
+  if (g.target > g.balloon) {
+    g.balloon = std::min(g.target, g.balloon + host_.balloon_deflate_bytes_per_s);
+    return;
+  }
+  // Inflating: the guest gives free memory and page cache, and pushes anonymous memory to its
+  // swap while there is room; it cannot give unreclaimable memory nor anonymous memory its swap
+  // cannot take (the driver's allocations fail: the balloon stops short).
+  const double demand = now_ < g.oom_until ? 0 : at(g.spec.demand_bytes, now_);
+  const double unswappable = std::max(0.0, demand - static_cast<double>(g.spec.swap_bytes));
+  const double lowest = g.unreclaimable(now_) + unswappable + 16.0 * MiB;
+  const double goal = std::max(g.target, std::min(lowest, g.balloon));
+  g.balloon = std::max(goal, g.balloon - host_.balloon_inflate_bytes_per_s);
+  if (g.balloon <= goal && goal > g.target + 1.0 * MiB && !g.refused) {
+    g.refused = true;  // stuck short of this target: counted once
+    ++totals_.refused_commands;
+  }
+}
+
+void World::step_guest(Guest& g) {
+  step_balloon(g);
+  const double unreclaimable = g.unreclaimable(now_);
+  const double room = std::max(0.0, g.balloon - unreclaimable);
+
+  // Anonymous memory: what fits is held, the rest goes to the guest's swap; beyond that, an OOM.
+  const double want = now_ < g.oom_until ? 0 : at(g.spec.demand_bytes, now_);
+  double anon = std::min(want, room);
+  double swapped = want - anon;
+  // An OOM kill (or, when unreclaimable memory alone does not fit, a panic) stops the workload
+  // until it restarts; one is counted per restart.
+  if (swapped > static_cast<double>(g.spec.swap_bytes) || unreclaimable > g.balloon) {
+    if (now_ >= g.oom_until) {
+      ++totals_.guest_ooms;
+      g.oom_until = now_ + kOomRestartSeconds;
+    }
+    anon = swapped = 0;
+  }
+  const double thrash = std::min(swapped, kThrashBytesPerS);
+  const double out = std::max(0.0, swapped - g.swapped) + thrash;
+  const double in = std::max(0.0, g.swapped - swapped) + thrash;
+  g.swap_out_total += out;
+  g.swap_in_total += in;
+  g.major_faults_total += in / 4096;
   totals_.guest_swap_out_bytes += std::max(0.0, swapped - g.swapped);
   g.anon = anon;
   g.swapped = swapped;
-  if (swapped > 0) {
-    g.pressure_seconds += dt;
-    totals_.guest_pressure_seconds += dt;
-  }
 
-  // Page cache gives way to anonymous memory and to the balloon, and refills free memory.
+  // Page cache gives way to anonymous memory and to the balloon, and refills free memory up to
+  // the file data the workload has read. The working set that is not cached is re-read.
   const double free_for_cache = room - anon;
   g.cache = std::min(g.cache, free_for_cache);
-  g.cache = std::min(g.cache + g.spec.cache_fill_bytes_per_s * dt,
+  g.cache = std::min(g.cache + g.spec.cache_fill_bytes_per_s,
                      std::min(static_cast<double>(g.spec.cache_limit_bytes), free_for_cache));
+  const double ws = std::min(at(g.spec.file_working_set_bytes, now_),
+                             static_cast<double>(g.spec.cache_limit_bytes));
+  g.evicted = std::max(0.0, ws - g.cache);
+  const double refault = g.evicted / kWorkingSetRereadSeconds;
+  g.major_faults_total += refault / 4096;
+  totals_.refault_bytes += refault;
+  totals_.evicted_byte_seconds += g.evicted;
 
-  // Pages the guest touches become resident on the host and stay so until the balloon takes
-  // them back.
-  const double touched = static_cast<double>(g.spec.kernel_bytes) + anon + g.cache;
-  g.resident = std::min(g.balloon, std::max(g.resident, touched));
+  // Short of what it uses: swapped, re-reading its working set, or waiting on host swap-in.
+  const double in_use = unreclaimable + anon + std::min(g.cache, ws);
+  const bool host_swap_wait = g.host_swapped - std::max(0.0, g.resident - in_use) > 1.0 * MiB;
+  if (swapped > 0 || g.evicted > 16.0 * MiB || host_swap_wait) {
+    totals_.guest_pressure_seconds += 1;
+  }
+
+  // Host residency: touched pages stay until the balloon takes them back or, with free page
+  // reporting, until the guest reports them free.
+  const double touched = unreclaimable + anon + g.cache;
+  if (g.spec.free_page_reporting && g.resident > touched) {
+    g.resident = touched + (g.resident - touched) * std::exp(-1.0 / kFreePageReportingSeconds);
+  }
+  g.resident = std::min(g.balloon, std::max(g.resident, std::min(touched, g.balloon)));
+  g.host_swapped = std::min(g.host_swapped, g.resident);
+
+  // Statistics: sampled every period, unless the guest is starving (its swap nearly full, or
+  // restarting after an OOM): then its balloon driver does not get to report.
+  const bool starving =
+      now_ < g.oom_until || (g.spec.swap_bytes > 0 &&
+                             swapped > kStarvingSwapShare * static_cast<double>(g.spec.swap_bytes));
+  if (!starving && (g.stats_at < 0 || now_ - g.stats_at >= g.spec.stats_period_s)) {
+    g.stats_at = now_;
+    g.stats_cache = g.cache;
+    g.stats_unused = std::max(0.0, room - anon - g.cache);
+    g.stats_usable = g.stats_unused + g.cache;
+    g.stats_swap_in = g.swap_in_total;
+    g.stats_swap_out = g.swap_out_total;
+    g.stats_major_faults = g.major_faults_total;
+  }
 }
 
-void World::step(double dt) {
-  now_ += dt;
+void World::step_host() {
+  const double ram = static_cast<double>(host_.ram_bytes);
+  const double watermark = kLowWatermarkShare * ram;
+  double free = ram - nonvm_bytes() - host_cache_ - host_guest_ram_bytes();
+  double swap_out = 0;
+  double swap_in = 0;
+
+  // Guest pages in host swap that the guest uses fault back in (the kernel finds room for them,
+  // by reclaim if it must).
+  for (auto& g : guests_) {
+    if (!g.running || g.host_swapped <= 0) {
+      continue;
+    }
+    const double cold = std::max(0.0, g.resident - g.active(now_));
+    const double hot_swapped = std::max(0.0, g.host_swapped - cold);
+    const double back =
+        std::min(hot_swapped * kHostSwapInShare, std::max(0.0, kSwapBandwidthBytesPerS - swap_in));
+    g.host_swapped -= back;
+    swap_in += back;
+    free -= back;
+  }
+
+  // Below the low watermark kswapd reclaims up to twice it: page cache, and by swappiness a share
+  // of guest memory swapped out even while cache remains (all of it once cache is gone).
+  if (free < watermark) {
+    double need = 2 * watermark - free;
+    const double swap_share = std::clamp(host_.swappiness / 200.0, 0.0, 1.0);
+    const double from_cache = std::min(host_cache_, need * (1 - swap_share));
+    host_cache_ -= from_cache;
+    need -= from_cache;
+    const double swap_room =
+        std::max(0.0, static_cast<double>(host_.swap_bytes) - host_swapped_bytes());
+    double to_swap = std::min({need, swap_room, std::max(0.0, kSwapBandwidthBytesPerS - swap_in)});
+    // Coldest first: guest pages the guest does not use now, then the rest.
+    for (const bool hot : {false, true}) {
+      double pool = 0;
+      for (const auto& g : guests_) {
+        if (g.running) {
+          const double in_ram = g.resident - g.host_swapped;
+          pool += hot ? in_ram : std::max(0.0, in_ram - g.active(now_));
+        }
+      }
+      if (pool <= 0 || to_swap <= 0) {
+        continue;
+      }
+      const double take_share = std::min(1.0, to_swap / pool);
+      for (auto& g : guests_) {
+        if (!g.running) {
+          continue;
+        }
+        const double in_ram = g.resident - g.host_swapped;
+        const double part = hot ? in_ram : std::max(0.0, in_ram - g.active(now_));
+        const double take = part * take_share;
+        g.host_swapped += take;
+        swap_out += take;
+        to_swap -= take;
+      }
+    }
+  } else if (free > 2 * watermark) {
+    host_cache_ =
+        std::min({static_cast<double>(host_.cache_limit_bytes),
+                  host_cache_ + kHostCacheFillBytesPerS, host_cache_ + free - 2 * watermark});
+  }
+  swap_out_now_ = swap_out;
+  host_swap_out_total_ += swap_out + host_.swap_trickle_bytes_per_s;
+  host_swap_in_total_ += swap_in + host_.swap_trickle_bytes_per_s / 4;
+  totals_.host_swap_out_bytes += swap_out;
+  totals_.host_swap_in_bytes += swap_in;
+
+  // Memory PSI: tasks wait on swap-in, and on reclaim while below the watermark.
+  const double some = std::min(1.0, swap_in / kStallingSwapInRate + (swap_out > 0 ? 0.1 : 0.0));
+  const double full = some / 2;
+  psi_some_total_s_ += some;
+  psi_full_total_s_ += full;
+  const double decay = 1 - std::exp(-1.0 / 10.0);
+  psi_some_avg10_ += (some - psi_some_avg10_) * decay;
+  psi_full_avg10_ += (full - psi_full_avg10_) * decay;
+}
+
+void World::step() {
+  now_ += 1;
   double ballooned = 0;
   for (auto& g : guests_) {
     if (!g.running && now_ >= g.spec.start_s) {
       g.running = true;
-      g.balloon = g.target = static_cast<double>(g.spec.max_bytes);
-      g.resident = static_cast<double>(g.spec.kernel_bytes);
+      g.balloon = static_cast<double>(g.spec.max_bytes);
+      if (g.target <= 0) {
+        g.target = g.balloon;
+      }
+      // A guest starts with its file working set cached (it has read it while booting).
+      g.cache = std::min({at(g.spec.file_working_set_bytes, now_),
+                          static_cast<double>(g.spec.cache_limit_bytes),
+                          std::max(0.0, g.balloon - g.unreclaimable(now_)) / 2});
+      g.resident = g.unreclaimable(now_) + g.cache;
     }
     if (g.running) {
-      step_guest(g, dt);
+      step_guest(g);
       ballooned += static_cast<double>(g.spec.max_bytes) - g.balloon;
     }
   }
-  totals_.ballooned_byte_seconds += ballooned * dt;
-  totals_.seconds += dt;
-
-  // The host swaps whatever does not fit in RAM.
-  const double excess = std::max(0.0, host_used_bytes() - static_cast<double>(host_.ram_bytes));
-  const double out = std::max(0.0, excess - host_swapped_);
-  host_swap_out_total_ += out;
-  host_swap_in_total_ += std::max(0.0, host_swapped_ - excess);
-  host_swapped_ = excess;
-  swapping_now_ = out > 0;
-  totals_.host_swap_out_bytes += out;
-
-  // Memory PSI: a host with memory in swap stalls on refaults; swap-out adds to it.
-  const double some = excess > 0 ? std::min(1.0, 0.2 + out / dt / kStallingSwapRate) : 0.0;
-  const double full = some / 2;
-  psi_some_total_s_ += some * dt;
-  psi_full_total_s_ += full * dt;
-  const double decay = 1 - std::exp(-dt / 10.0);
-  psi_some_avg10_ += (some - psi_some_avg10_) * decay;
-  psi_full_avg10_ += (full - psi_full_avg10_) * decay;
-
+  step_host();
+  totals_.ballooned_byte_seconds += ballooned;
+  totals_.seconds += 1;
   const double available = host_available_bytes();
   totals_.min_available_bytes = totals_.min_available_bytes < 0
                                     ? available
                                     : std::min(totals_.min_available_bytes, available);
+  for (std::size_t i = 0; i < host_.squeezes.size(); ++i) {
+    const auto& s = host_.squeezes[i];
+    if (now_ >= s.start_s && squeeze_recovered_[i] < 0) {
+      if (available >= static_cast<double>(host_.reserve_bytes)) {
+        squeeze_recovered_[i] = now_;
+      } else {
+        totals_.reserve_recovery_seconds += 1;
+      }
+    }
+  }
 }
 
 Snapshot World::snapshot() const {
@@ -133,9 +336,11 @@ Snapshot World::snapshot() const {
   auto& m = s.host.meminfo;
   m.total_bytes = host_.ram_bytes;
   m.available_bytes = bytes(host_available_bytes());
-  m.free_bytes = m.available_bytes;
-  m.swap_total_bytes = bytes(kSwapSpaceBytes);
-  m.swap_free_bytes = bytes(std::max(0.0, kSwapSpaceBytes - host_swapped_));
+  m.free_bytes = bytes(host_free_bytes());
+  m.cached_bytes = bytes(host_cache_);
+  m.swap_total_bytes = host_.swap_bytes;
+  m.swap_free_bytes =
+      bytes(std::max(0.0, static_cast<double>(host_.swap_bytes) - host_swapped_bytes()));
   s.host.vmstat.swap_out_bytes_total = bytes(host_swap_out_total_);
   s.host.vmstat.swap_in_bytes_total = bytes(host_swap_in_total_);
   s.host.psi_memory =
@@ -150,21 +355,27 @@ Snapshot World::snapshot() const {
     vm.name = g.spec.name;
     vm.uuid = "sim-" + g.spec.name;
     vm.state = VmState::running;
-    vm.stats_status = GuestStatsStatus::ok;
-    vm.stats_period_s = 5;
+    vm.stats_period_s = static_cast<std::uint32_t>(g.spec.stats_period_s);
     vm.max_bytes = g.spec.max_bytes;
     vm.current_bytes = bytes(g.balloon);
-    const double room = std::max(0.0, g.balloon - static_cast<double>(g.spec.kernel_bytes));
-    const double free = std::max(0.0, room - g.anon - g.cache);
-    vm.guest.total_bytes = vm.current_bytes;
-    vm.guest.usable_bytes = bytes(free + g.cache);
-    vm.guest.unused_bytes = bytes(free);
-    vm.guest.disk_caches_bytes = bytes(g.cache);
-    vm.guest.swap_out_bytes_total = bytes(g.swap_out_total);
-    vm.guest.swap_in_bytes_total = bytes(g.swap_in_total);
-    vm.guest.major_faults_total = bytes(g.swap_in_total / 4096);
-    vm.guest.last_update_unix_s = s.collected_at_unix_ms / 1000;
-    vm.host_rss_bytes = bytes(g.resident);
+    vm.metadata.shares = g.spec.shares;
+    if (g.stats_at >= 0) {
+      const double age = now_ - g.stats_at;
+      vm.stats_status = age > std::max(10.0, 3 * g.spec.stats_period_s) ? GuestStatsStatus::stale
+                                                                        : GuestStatsStatus::ok;
+      vm.guest.total_bytes = vm.current_bytes;
+      vm.guest.usable_bytes = bytes(g.stats_usable);
+      vm.guest.unused_bytes = bytes(g.stats_unused);
+      vm.guest.disk_caches_bytes = bytes(g.stats_cache);
+      vm.guest.swap_out_bytes_total = bytes(g.stats_swap_out);
+      vm.guest.swap_in_bytes_total = bytes(g.stats_swap_in);
+      vm.guest.major_faults_total = bytes(g.stats_major_faults);
+      vm.guest.last_update_unix_s =
+          (kEpochMs + static_cast<std::int64_t>(std::llround(g.stats_at * 1000))) / 1000;
+    } else {
+      vm.stats_status = GuestStatsStatus::no_driver;
+    }
+    vm.host_rss_bytes = bytes(g.resident - g.host_swapped);
     s.vms.push_back(std::move(vm));
   }
   std::sort(s.vms.begin(), s.vms.end(),

@@ -164,11 +164,15 @@ TEST(Decide, HeadingForSwapReclaimsTheShortfallPacedByTimeLeft) {
   c.classes[0].balloon.max_step = SizeOrRatio{8 * GiB};
   PolicyState state;
   Decision d;
+  std::uint64_t size = 8 * GiB;  // the balloon follows every command at once
   for (int t = 0; t <= 6; ++t) {
     auto s = host(8 * GiB + (6 - t) * 500 * MiB);
-    s.vms = {guest("idle", 8 * GiB, 8 * GiB, 6 * GiB)};
+    s.vms = {guest("idle", size, 8 * GiB, size - 2 * GiB)};
     d = decide(s, state, c, t * 10'000);
     state = d.state;
+    if (t < 6 && !d.plan.balloons.empty()) {
+      size = d.plan.balloons[0].to_bytes;
+    }
   }
   ASSERT_TRUE(d.plan.host_heading);
   EXPECT_FALSE(d.plan.host_pressure);

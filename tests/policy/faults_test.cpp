@@ -107,13 +107,19 @@ TEST(PolicyFaults, NeverGentlerBelowTheReserveThanAboveIt) {
   auto reclaimed = [&c](std::int64_t end_offset) {
     PolicyState state;
     Decision d;
+    // A large idle guest, whose balloon follows every command at once: what it gives is what
+    // the rule asks for, not what it has.
+    std::uint64_t size = 48 * GiB;
     for (int t = 0; t <= 6; ++t) {
       const std::int64_t available =
           static_cast<std::int64_t>(2 * GiB) + end_offset + (6 - t) * 500 * std::int64_t{MiB};
       auto s = host(static_cast<std::uint64_t>(available));
-      s.vms = {guest("idle", 8 * GiB, 8 * GiB, 6 * GiB)};
+      s.vms = {guest("idle", size, 48 * GiB, size - 2 * GiB)};
       d = decide(s, state, c, t * kTickMs);
       state = d.state;
+      if (t < 6 && !d.plan.balloons.empty()) {
+        size = d.plan.balloons[0].to_bytes;
+      }
     }
     return -moved(d.plan, "idle");
   };

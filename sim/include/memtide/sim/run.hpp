@@ -1,7 +1,8 @@
-// Running a scenario under a policy, and the figures compared across policies.
+// Running a scenario under a policy, and the scores compared across policies.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <memtide/sim/policies.hpp>
 #include <memtide/sim/scenarios.hpp>
@@ -21,5 +22,15 @@ struct Outcome {
 // Steps the world one simulated second at a time for the scenario's duration, letting the policy
 // act after each step. Deterministic.
 Outcome run(const Scenario& scenario, Policy& policy);
+
+// One score of the scoreboard: lower is better for every one.
+struct Score {
+  const char* name;  // column heading
+  const char* unit;
+  double (*of)(const Totals&);
+  // Differences below this are ties (an amount too small to matter, in the score's unit).
+  double tie;
+};
+const std::vector<Score>& scores();
 
 }  // namespace memtide::sim

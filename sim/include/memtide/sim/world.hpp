@@ -1,16 +1,30 @@
-// A model of one host and its guests, stepped in simulated seconds. It is deliberately small, but
-// it has the properties balloon policies live or die by:
+// A model of one host and its guests, stepped in simulated seconds, honest enough to judge
+// balloon policies by: every shortcut below costs someone something, and the cost is counted.
 //
-// - A guest's memory is its balloon size. Inside it the guest keeps a kernel share, its anonymous
-//   working set (the demand curve, what the workload needs) and page cache, which fills free guest
-//   memory over time up to the workload's file working set and is dropped first when the balloon
-//   inflates. Demand that does not fit is swapped inside the guest: guest pressure.
-// - The host sees each guest as the QEMU process's resident memory: every page the guest has
-//   touched stays resident (no free page reporting) until the balloon takes it back.
-// - Host memory is its own overhead plus every guest's resident memory; beyond RAM the host
-//   swaps. Host PSI rises with swap activity.
-// - Balloons move toward their targets at a finite speed, and targets are clamped to
-//   [floor, maximum] as memtide's actuator does for every policy.
+// A guest (inside its balloon, the memory it has):
+// - unreclaimable memory: its kernel and its shmem/tmpfs/locked pages (a demand curve of its own);
+// - anonymous memory (the demand curve): what does not fit goes to the guest's swap, whose size is
+//   limited; what does not fit in swap either gets the guest's largest process killed (a guest
+//   OOM, counted; the workload restarts after kOomRestartSeconds);
+// - page cache: fills free guest memory up to the workload's file data; the part of its file
+//   working set that is not cached is re-read from disk (refaults, counted as I/O and as
+//   working set evicted) and the guest counts as short of memory;
+// - statistics, sampled every stats_period_s (they arrive late) and not at all while the guest
+//   is starving (its balloon driver cannot run): they go stale, as the collector would report.
+// A balloon command takes effect after a delay; the balloon inflates and deflates at finite
+// speeds and cannot inflate past what the guest can free (partial success, counted as refused).
+//
+// The host:
+// - its own non-VM memory (services, QEMU overhead) plus squeezes: a process or a passthrough VM
+//   pinning memory for a while;
+// - its page cache, which fills free RAM and is reclaimed first;
+// - each guest's RAM resident on the host: pages the guest touched stay resident until the
+//   balloon takes them back, or, with free page reporting, until the guest reports them free;
+// - swappiness: below the low watermark kswapd reclaims, part of it by swapping guest memory out
+//   (cold pages first), even while page cache remains; guest pages in host swap that the guest
+//   uses are swapped back in, which the guest waits for (counted as pressure), and a host with
+//   memory in swap stalls (PSI);
+// - a swap trickle from unrelated cgroups, which shows in the counters and costs nothing.
 #pragma once
 
 #include <cstdint>
@@ -24,90 +38,145 @@ namespace memtide::sim {
 
 inline constexpr std::uint64_t MiB = 1ULL << 20;
 inline constexpr std::uint64_t GiB = 1ULL << 30;
+inline constexpr double kOomRestartSeconds = 60;
+
+using Curve = std::function<double(double t)>;  // bytes at second t
 
 struct GuestSpec {
   std::string name;
   std::uint64_t max_bytes = 4 * GiB;
-  std::uint64_t floor_bytes = 1 * GiB;           // no policy may shrink the balloon below this
-  std::uint64_t kernel_bytes = 128 * MiB;        // the guest kernel's own unreclaimable memory
-  std::uint64_t cache_limit_bytes = 1 * GiB;     // the workload's file working set
-  std::function<double(double t)> demand_bytes;  // anonymous memory wanted at second t
-  double start_s = 0;  // starts at this second with its balloon at maximum and an empty page
-                       // cache; not running before
-  double cache_fill_bytes_per_s = 8.0 * MiB;  // how fast page cache grows into free memory
+  std::uint64_t floor_bytes = 1 * GiB;        // policies that honour floors never go below
+  std::uint32_t shares = 1000;                // weight, for the policies that use one
+  std::uint64_t kernel_bytes = 128 * MiB;     // the guest kernel's own unreclaimable memory
+  Curve shmem_bytes;                          // tmpfs, shmem, locked pages: unreclaimable (none if
+                                              // empty)
+  Curve demand_bytes;                         // anonymous memory wanted at second t
+  Curve file_working_set_bytes;               // file data it re-reads (none if empty)
+  std::uint64_t cache_limit_bytes = 1 * GiB;  // all the file data it has read: cache fills to it
+  double cache_fill_bytes_per_s = 8.0 * MiB;
+  std::uint64_t swap_bytes = 1 * GiB;  // the guest's own swap; 0: none (an OOM comes sooner)
+  bool free_page_reporting = false;    // returns free pages to the host after about 2 s
+  double stats_period_s = 5;
+  double start_s = 0;  // starts with its balloon at maximum (or where a policy sets it at once)
+};
+
+// A burst of non-VM memory on the host: a process, or a passthrough VM pinning its memory.
+struct Squeeze {
+  double start_s = 0;
+  double duration_s = 0;
+  std::uint64_t bytes = 0;
 };
 
 struct HostSpec {
   std::uint64_t ram_bytes = 32 * GiB;
-  std::uint64_t overhead_bytes = 2 * GiB;    // host kernel, services, QEMU's own overhead
-  double balloon_bytes_per_s = 512.0 * MiB;  // how fast a balloon moves toward its target
+  std::uint64_t overhead_bytes = 2 * GiB;  // host kernel, services, QEMU's own overhead
+  std::uint64_t cache_limit_bytes = 1 * GiB;
+  std::uint64_t swap_bytes = 16 * GiB;
+  int swappiness = 60;
+  double swap_trickle_bytes_per_s = 0;  // unrelated cgroups swapping at their own limits
+  std::vector<Squeeze> squeezes;
+  double balloon_delay_s = 1;  // command to balloon moving (libvirt, QEMU, the guest driver)
+  double balloon_inflate_bytes_per_s = 256.0 * MiB;
+  double balloon_deflate_bytes_per_s = 1024.0 * MiB;
+  std::uint64_t reserve_bytes = 2 * GiB;  // for the score "time back above the reserve"
 };
 
 // Everything the model tracks for one guest; figures in bytes.
 struct Guest {
   GuestSpec spec;
   bool running = false;
-  double balloon = 0;   // current balloon size: the memory the guest has
-  double target = 0;    // where the balloon is heading
-  double anon = 0;      // anonymous memory held in guest RAM
-  double swapped = 0;   // anonymous memory the guest had to swap out (demand not held)
-  double cache = 0;     // page cache
-  double resident = 0;  // guest RAM resident on the host (pages ever touched, within balloon)
-  double swap_out_total = 0;
+  double balloon = 0;  // the memory the guest has
+  double target = 0;   // where the balloon is heading
+  double pending_target = -1;
+  double pending_at = 0;  // when pending_target takes effect
+  bool refused = false;   // the balloon stopped short of the current target
+  double anon = 0;        // anonymous memory held in guest RAM
+  double swapped = 0;     // anonymous memory in the guest's swap
+  double cache = 0;
+  double resident = 0;      // guest RAM backed on the host (in RAM or in host swap)
+  double host_swapped = 0;  // of which in host swap
+  double oom_until = -1;    // workload restarting after an OOM kill
+  double evicted = 0;       // file working set not cached now
+  // Counters as the guest reports them.
   double swap_in_total = 0;
-  double pressure_seconds = 0;  // time with demand not held in RAM
+  double swap_out_total = 0;
+  double major_faults_total = 0;  // pages
+  // The statistics as last sampled (what libvirt shows).
+  double stats_at = -1;
+  double stats_unused = 0;
+  double stats_cache = 0;
+  double stats_usable = 0;
+  double stats_swap_in = 0;
+  double stats_swap_out = 0;
+  double stats_major_faults = 0;
+  double unreclaimable(double t) const;
+  double active(double t) const;  // memory it uses now: unreclaimable + anon + working set
 };
 
-// Running totals of one simulation, the figures the comparison table reports.
+// Running totals of one simulation: the scoreboard.
 struct Totals {
-  double host_swap_out_bytes = 0;
-  double guest_pressure_seconds = 0;  // summed over guests
+  double host_swap_out_bytes = 0;  // guest memory the host swapped out (not the trickle)
+  double host_swap_in_bytes = 0;   // guest memory the host swapped back in (guests waited)
+  std::uint64_t guest_ooms = 0;
+  double guest_pressure_seconds = 0;  // summed over guests: short of what they use
   double guest_swap_out_bytes = 0;
-  double ballooned_byte_seconds = 0;  // integral of sum(max - balloon) over running guests
+  double evicted_byte_seconds = 0;  // file working set not cached, integrated
+  double refault_bytes = 0;         // re-read from disk because of it
+  double ballooned_byte_seconds = 0;
   double seconds = 0;
-  std::uint64_t balloon_actions = 0;  // commands issued by the policy
+  std::uint64_t balloon_actions = 0;
+  std::uint64_t refused_commands = 0;  // shrinks the guest could not carry out in full
   double min_available_bytes = -1;
+  double reserve_recovery_seconds = 0;  // after each squeeze, until MemAvailable >= reserve
 };
 
 class World {
  public:
   World(HostSpec host, std::vector<GuestSpec> guests);
 
-  // Advances the model by `dt` seconds (> 0) to time now() + dt.
-  void step(double dt);
+  // Advances the model by one second.
+  void step();
   double now() const { return now_; }
 
-  // A balloon command: the target is clamped to [floor, maximum]. Counts as one action when it
-  // changes the target by at least a page. Ignored for guests not running.
-  void set_target(std::size_t guest, std::uint64_t bytes);
+  // A balloon command, effective after the host's balloon delay. The target is clamped to
+  // [floor, maximum] when `honour_floor` (memtide's actuator does so for every command), else
+  // to [kernel + shmem, maximum]. Counts as one action. Ignored for guests not running.
+  void set_target(std::size_t guest, std::uint64_t bytes, bool honour_floor = true);
+  void set_free_page_reporting(bool on);
 
   const std::vector<Guest>& guests() const { return guests_; }
   const HostSpec& host() const { return host_; }
-  double host_used_bytes() const;
-  double host_available_bytes() const;  // MemAvailable: RAM not in use (0 while swapping)
-  double host_swapped_bytes() const { return host_swapped_; }
-  bool host_swapping_now() const { return swapping_now_; }
+  double host_guest_ram_bytes() const;  // guest memory in host RAM
+  double host_free_bytes() const;
+  double host_cache_bytes() const { return host_cache_; }
+  double host_available_bytes() const;  // MemAvailable: free + page cache - low watermark
+  double host_swapped_bytes() const;
+  bool host_swapping_now() const { return swap_out_now_ > 0; }
   const Totals& totals() const { return totals_; }
 
-  // The figures a collector would report right now: host meminfo, vmstat counters, memory PSI,
-  // and every running guest as libvirt shows it (balloon size, maximum, guest statistics with
-  // usable = free + page cache, unused = free). `monotonic_ms` is now() in milliseconds.
+  // The figures a collector would report now: host meminfo, vmstat, memory PSI, and every
+  // running guest as libvirt shows it (balloon size now; guest statistics as last sampled, with
+  // their last-update time and stale once they stop for three periods).
   Snapshot snapshot() const;
 
  private:
-  void step_guest(Guest& g, double dt);
+  void step_balloon(Guest& g);
+  void step_guest(Guest& g);
+  void step_host();
+  double nonvm_bytes() const;
 
   HostSpec host_;
   std::vector<Guest> guests_;
   double now_ = 0;
-  double host_swapped_ = 0;
-  double host_swap_out_total_ = 0;
+  double host_cache_ = 0;
+  double swap_out_now_ = 0;
+  double host_swap_out_total_ = 0;  // including the trickle (what vmstat shows)
   double host_swap_in_total_ = 0;
   double psi_some_total_s_ = 0;
   double psi_full_total_s_ = 0;
   double psi_some_avg10_ = 0;
   double psi_full_avg10_ = 0;
-  bool swapping_now_ = false;
+  std::vector<double> squeeze_recovered_;  // per squeeze: -1 until MemAvailable >= reserve
   Totals totals_;
 };
 
