@@ -7,6 +7,9 @@
 //  (d) libvirtd killed and restarted mid-run: memtided reconnects and carries on;
 //  (c) KSM in auto mode: merging turned on for duplicate-heavy guests, pages_sharing rises, and
 //      the page scan's estimate is within 5 points of what KSM reaches;
+//  genuine host pressure: a host process takes memory below an ordinary reserve; guests that
+//      freed memory are reclaimed until the host is back above it, a shrunk guest that then
+//      fills tmpfs is fed, no guest OOM, no balloon outside [floor, maximum];
 //  fault injection: libvirtd killed and restarted, the trace's filesystem full, SIGHUP during a
 //      non-atomic rewrite of the config, a hanging Alertmanager, then SIGKILL and the unit's
 //      restore safety net: no crash, no balloon outside [floor, maximum], every guest back at
@@ -25,6 +28,7 @@
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -226,6 +230,127 @@ TEST_F(ManagedGuests, PressureGrowthReloadDestroyAndRestore) {
     ASSERT_TRUE(vm.has_value()) << name;
     EXPECT_EQ(vm->current_bytes, 512 * MiB) << name << "\n" << file("memtided.log");
   }
+}
+
+// A process on the host holding `bytes` of touched (and, where allowed, locked) memory until
+// it is killed: genuine host pressure, not an artificial reserve.
+class HostHog {
+ public:
+  explicit HostHog(std::uint64_t bytes) {
+    int ready[2];
+    if (pipe(ready) != 0) {
+      return;
+    }
+    pid_ = fork();
+    if (pid_ == 0) {
+      close(ready[0]);
+      auto* p = static_cast<char*>(malloc(bytes));
+      if (p != nullptr) {
+        for (std::uint64_t i = 0; i < bytes; i += 4096) {
+          p[i] = 1;
+        }
+        mlock(p, bytes);  // best effort: without the privilege the pages are merely touched
+      }
+      const char c = p != nullptr ? 'y' : 'n';
+      (void)!write(ready[1], &c, 1);
+      pause();
+      _exit(0);
+    }
+    close(ready[1]);
+    char c = 'n';
+    ok_ = pid_ > 0 && read(ready[0], &c, 1) == 1 && c == 'y';
+    close(ready[0]);
+  }
+  ~HostHog() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool ok_ = false;
+};
+
+// Genuine host pressure: guests that touched memory and freed it, and a host process taking
+// memory until MemAvailable is below an ordinary reserve. The guests with free memory are
+// reclaimed and the host gets back above its reserve; a guest that then writes to tmpfs is fed
+// in time; no guest runs out of memory and no balloon leaves [floor, maximum].
+TEST_F(ManagedGuests, GenuineHostPressure) {
+  // Two guests touched 300 and 250 MiB and freed them; "grower" idles at 40 MiB for 200 s (memtide
+  // shrinks it meanwhile: it has the most spare), then writes 200 MiB to tmpfs within seconds,
+  // memory only a larger balloon can give it (no guest swap).
+  start_guest("touched", 512, "300:20,0:3600");
+  start_guest("touched2", 512, "250:20,0:3600");
+  start_guest("grower", 768, "40:200,240:3600");
+  ASSERT_TRUE(wait_for_workloads(
+      {{"touched", "holding 0 MiB"}, {"touched2", "holding 0 MiB"}, {"grower", "holding 40 MiB"}},
+      180s))
+      << file("touched.log");
+  ASSERT_EQ(file("grower.log").find("holding 240 MiB"), std::string::npos) << "started too late";
+  const std::uint64_t reserve = 1ULL << 30;
+  write_config(reserve, "{mode: unmanaged}",
+               "{min: 30%, guest_free: 20%, max_step: 64MiB, deadband: 8MiB, hysteresis: 10s}");
+  // The hog leaves MemAvailable 300 MiB below the reserve. What shrinking gives the host is the
+  // memory the guests touched and freed (about 520 MiB above the touched guests' floors): the
+  // grower's free memory was never resident on the host.
+  const std::uint64_t available = host_available();
+  ASSERT_GT(available, reserve + 1024 * MiB);
+  HostHog hog(available - reserve + 300 * MiB);
+  ASSERT_TRUE(hog.ok());
+  const auto squeezed_at = std::chrono::steady_clock::now();
+  const std::uint64_t squeezed = host_available();
+  start_daemon();
+
+  // Back above the reserve, from the guests with free memory; limits hold throughout.
+  std::map<std::string, std::uint64_t> lowest;
+  std::map<std::string, std::uint64_t> maximum{
+      {"touched", 512 * MiB}, {"touched2", 512 * MiB}, {"grower", 768 * MiB}};
+  auto check_limits = [this, &lowest, &maximum]() {
+    for (const auto& [name, v] : vms(status())) {
+      const auto balloon = v["balloon_bytes"].get<std::uint64_t>();
+      EXPECT_GE(balloon + MiB, v["floor_bytes"].get<std::uint64_t>()) << name << " below floor";
+      EXPECT_LE(balloon, maximum[name]) << name << " above its maximum";
+      lowest[name] = std::min(lowest.count(name) ? lowest[name] : balloon, balloon);
+    }
+  };
+  std::optional<double> recovered_s;
+  while (!recovered_s && std::chrono::steady_clock::now() < squeezed_at + 180s) {
+    std::this_thread::sleep_for(1s);
+    check_limits();
+    if (host_available() >= reserve) {
+      recovered_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - squeezed_at).count();
+    }
+  }
+  ASSERT_TRUE(recovered_s.has_value()) << file("memtided.log");
+
+  // The grower, shrunk while idle, writes its 200 MiB and is fed in time.
+  const auto grow_deadline = std::chrono::steady_clock::now() + 300s;
+  while (std::chrono::steady_clock::now() < grow_deadline &&
+         file("grower.log").find("holding 240 MiB") == std::string::npos) {
+    std::this_thread::sleep_for(1s);
+    check_limits();
+  }
+  std::this_thread::sleep_for(5s);
+  check_limits();
+  EXPECT_LT(lowest["grower"], 600 * MiB) << "the grower was never shrunk\n" << file("memtided.log");
+  EXPECT_NE(file("grower.log").find("holding 240 MiB"), std::string::npos) << file("grower.log");
+  for (const auto& name : {"touched", "touched2", "grower"}) {
+    const std::string log = file(std::string(name) + ".log");
+    EXPECT_EQ(log.find("Out of memory"), std::string::npos) << name << "\n" << log;
+    EXPECT_EQ(log.find("oom-kill"), std::string::npos) << name << "\n" << log;
+    EXPECT_EQ(log.find("Kernel panic"), std::string::npos) << name << "\n" << log;
+  }
+  const auto grower = vms(status())["grower"];
+  std::cout << "genuine pressure: MemAvailable " << squeezed / MiB << " MiB under a reserve of "
+            << reserve / MiB << " MiB; back above it after " << *recovered_s
+            << " s; lowest balloons: touched " << lowest["touched"] / MiB << " MiB, touched2 "
+            << lowest["touched2"] / MiB << " MiB, grower " << lowest["grower"] / MiB
+            << " MiB; grower now " << grower.value("balloon_bytes", std::uint64_t{0}) / MiB
+            << " MiB holding 240 MiB of tmpfs, no guest OOM\n";
 }
 
 TEST_F(ManagedGuests, LibvirtdKilledAndRestarted) {
