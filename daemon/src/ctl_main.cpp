@@ -254,7 +254,9 @@ void print_status(const nlohmann::json& r) {
   std::cout << "host at " << h["collected_at"].get<std::string>() << ": MemAvailable "
             << size_or_dash(h["available_bytes"]) << " of " << size_or_dash(h["total_bytes"])
             << ", reserve " << size_or_dash(h["reserve_bytes"]) << "; "
-            << h["summary"].get<std::string>() << "; swap forecast "
+            << (h.contains("level") && h["level"].is_string() ? h["level"].get<std::string>()
+                                                               : std::string("?"))
+            << ": " << h["summary"].get<std::string>() << "; swap forecast "
             << (h["seconds_to_swap"].is_number()
                     ? std::to_string(std::llround(h["seconds_to_swap"].get<double>())) + " s"
                     : std::string("none"))

@@ -343,6 +343,8 @@ nlohmann::json Daemon::handle_control(const nlohmann::json& request) {
               {"available_bytes", s.host.meminfo.available_bytes},
               {"reserve_bytes", config_->host.reserve_bytes},
               {"pressure", last_plan_ && last_plan_->host_pressure},
+              {"level", last_plan_ ? policy::to_string(last_plan_->host_level) : "ok"},
+              {"paying_back_swap", last_plan_ && last_plan_->host_paying_back},
               {"summary", last_plan_ ? last_plan_->host_summary : ""},
               {"seconds_to_swap", forecast},
               {"libvirt_up", s.hypervisor_up},
