@@ -255,7 +255,7 @@ void print_status(const nlohmann::json& r) {
             << size_or_dash(h["available_bytes"]) << " of " << size_or_dash(h["total_bytes"])
             << ", reserve " << size_or_dash(h["reserve_bytes"]) << "; "
             << (h.contains("level") && h["level"].is_string() ? h["level"].get<std::string>()
-                                                               : std::string("?"))
+                                                              : std::string("?"))
             << ": " << h["summary"].get<std::string>() << "; swap forecast "
             << (h["seconds_to_swap"].is_number()
                     ? std::to_string(std::llround(h["seconds_to_swap"].get<double>())) + " s"
