@@ -158,6 +158,9 @@ Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
   DomainXmlFacts facts;
   const xmlNode* balloon = child(child(root, "devices"), "memballoon");
   facts.has_balloon = balloon != nullptr && attribute(balloon, "model").value_or("") != "none";
+  facts.autodeflate = facts.has_balloon && attribute(balloon, "autodeflate").value_or("") == "on";
+  facts.free_page_reporting =
+      facts.has_balloon && attribute(balloon, "freePageReporting").value_or("") == "on";
   if (const xmlNode* stats = child(balloon, "stats")) {
     if (auto period = attribute(stats, "period")) {
       facts.stats_period_s = to_u32(*period).value_or(0);

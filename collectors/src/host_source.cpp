@@ -11,6 +11,9 @@
 #include <memtide/collectors/host_source.hpp>
 #include <memtide/collectors/procfs_parsers.hpp>
 #include <memtide/collectors/sysfs_parsers.hpp>
+#include <memtide/core/vm_sample.hpp>
+
+#include "text.hpp"
 
 namespace memtide::collectors {
 
@@ -127,7 +130,51 @@ Result<HostSample> HostSource::read() const {
     }
     sample.swaps = std::move(*swaps);
   }
+  auto partial = read_thp_partially_mapped(roots_.sysfs);
+  if (!partial) {
+    return partial.error();
+  }
+  sample.thp_partially_mapped_bytes = *partial;
   return sample;
+}
+
+Result<std::optional<std::uint64_t>> read_thp_partially_mapped(const std::string& sysfs) {
+  const std::string dir = sysfs + "/kernel/mm/transparent_hugepage";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    return std::optional<std::uint64_t>{};  // no transparent huge pages on this kernel
+  }
+  std::vector<std::string> sizes;
+  while (const dirent* e = readdir(d)) {
+    const std::string_view name = e->d_name;
+    if (name.starts_with("hugepages-") && name.ends_with("kB")) {
+      sizes.emplace_back(name);
+    }
+  }
+  closedir(d);
+  std::optional<std::uint64_t> total;
+  for (const auto& name : sizes) {
+    const auto kib = detail::to_u64(std::string_view(name).substr(10, name.size() - 12));
+    const std::string path = dir + "/" + name + "/stats/nr_anon_partially_mapped";
+    auto text = read_optional_file(path);
+    if (!text) {
+      return text.error();
+    }
+    if (!kib || !text->has_value()) {
+      continue;  // a kernel before 6.12 has no such counter
+    }
+    auto count = parse_sysfs_u64(**text, path);
+    if (!count) {
+      return count.error();
+    }
+    const auto page_bytes = detail::checked_mul(*kib, 1024);
+    const auto bytes = page_bytes ? detail::checked_mul(*count, *page_bytes) : std::nullopt;
+    if (!bytes || *bytes > kMaxPlausibleBytes) {
+      return detail::content_error(path, 1, "partially mapped huge pages beyond any host");
+    }
+    total = total.value_or(0) + *bytes;
+  }
+  return total;
 }
 
 KsmControl::KsmControl(std::string sysfs_root, std::uint64_t page_size_bytes)

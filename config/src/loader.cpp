@@ -433,6 +433,7 @@ void read_host(MapReader& root, Diagnostics& diag, HostSection& out) {
     read_scalar(p, diag, "swap_rate", out.pressure.swap_rate_bytes_per_second, parse_size,
                 within<std::uint64_t>(4096, 1ULL << 40, show_size));
   }
+  read_scalar(map, diag, "release_huge_pages", out.release_huge_pages, parse_bool);
 }
 
 // "HOST:PORT" with an IPv4 literal or a bracketed IPv6 literal, or "" (off).

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <memtide/collectors/host_source.hpp>
 #include <memtide/config/loader.hpp>
 #include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
@@ -94,6 +95,9 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
     facts_.reset();
     log_.warning("cannot read virtualization facts: " + facts.error().to_string(),
                  {{"MEMTIDE_EVENT", "facts-unavailable"}});
+  }
+  if (!huge_pages_ || huge_pages_->procfs() != procfs) {
+    huge_pages_ = std::make_unique<HugePageRelease>(procfs);
   }
   if (!config_->ksm.scan.enabled) {
     page_scans_.reset();
@@ -858,6 +862,7 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
                      "is spent (libvirt is slow)",
                  {{"MEMTIDE_EVENT", "commands-carried-over"}});
   }
+  release_huge_pages(now_ms);
   act_on_ksm(plan);
   const auto firing_before = firing_alerts_;
   report_alerts(all_alerts(plan, now_ms, failed));
@@ -866,6 +871,43 @@ void Daemon::decide_and_act(std::int64_t now_ms) {
       (plan.ksm && last_plan_->ksm && plan.ksm->settings != last_plan_->ksm->settings);
   last_plan_ = plan;
   save_state(changed, false);
+}
+
+void Daemon::release_huge_pages(std::int64_t now_ms) {
+  if (!config_->host.release_huge_pages || dry_run() || figures_.paused ||
+      !last_snapshot_->hypervisor_up) {
+    return;
+  }
+  const auto released = huge_pages_->run(*last_snapshot_, now_ms);
+  if (released.empty()) {
+    return;
+  }
+  const auto before = last_snapshot_->host.thp_partially_mapped_bytes.value_or(0);
+  const auto after =
+      collectors::read_thp_partially_mapped(options_.sysfs.value_or(config_->daemon.sysfs));
+  const std::string figures =
+      "partly mapped huge pages " + config::format_size(before) + " -> " +
+      (after && *after ? config::format_size(**after) : std::string("unknown"));
+  for (const auto& r : released) {
+    const std::initializer_list<LogField> fields = {{"MEMTIDE_EVENT", "huge-pages-released"},
+                                                    {"MEMTIDE_VM", r.vm}};
+    if (r.error.empty()) {
+      ++figures_.huge_page_releases_total["done"];
+      log_.info("split the huge pages " + r.vm + "'s balloon left partly mapped (" +
+                    config::format_size(r.advised_bytes) + " of guest RAM advised): " + figures,
+                fields);
+      continue;
+    }
+    ++figures_.huge_page_releases_total["failed"];
+    if (r.error != last_huge_page_error_) {
+      log_.warning("cannot split the huge pages " + r.vm +
+                       "'s balloon left partly mapped; the host gets that memory only at the "
+                       "kernel's next reclaim: " +
+                       r.error,
+                   fields);
+      last_huge_page_error_ = r.error;
+    }
+  }
 }
 
 void Daemon::load_state() {

@@ -20,6 +20,7 @@
 #include "collect.hpp"
 #include "control_socket.hpp"
 #include "http_server.hpp"
+#include "huge_page_release.hpp"
 #include "log.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
@@ -97,6 +98,9 @@ class Daemon {
   nlohmann::json ksm_status() const;
   nlohmann::json vm_status(const VmSample& vm, const policy::Outcome* outcome) const;
   bool dry_run() const { return options_.dry_run || config_->daemon.dry_run; }
+  // Splits the huge pages that this tick's shrunk balloons left partly mapped
+  // (host.release_huge_pages), unless memtide only decides (dry run, paused).
+  void release_huge_pages(std::int64_t now_ms);
   // Wakes the loop early when /proc/pressure/memory reports a stall (a PSI trigger).
   void watch_pressure();
   static int on_pressure(sd_event_source* source, int fd, std::uint32_t revents, void* self);
@@ -105,7 +109,9 @@ class Daemon {
   std::shared_ptr<const config::Config> config_;
   Logger& log_;
   std::unique_ptr<Collector> collector_;
-  std::unique_ptr<PageScanWorker> page_scans_;     // null while ksm.scan.enabled is false
+  std::unique_ptr<PageScanWorker> page_scans_;  // null while ksm.scan.enabled is false
+  std::unique_ptr<HugePageRelease> huge_pages_;
+  std::string last_huge_page_error_;               // to log a failing release once
   std::string last_ksm_error_;                     // to log a failing KSM write once
   std::optional<KsmSettings> ksm_not_applied_;     // last settings logged as not applied
   std::unique_ptr<TraceWriter> trace_;             // null while daemon.record.path is empty

@@ -137,6 +137,12 @@ void host_metrics(Exposition& e, const Snapshot& s) {
             s.host.vmstat.swap_out_bytes_total);
   e.counter("memtide_host_major_faults_total", "Major page faults on the host (pgmajfault).",
             s.host.vmstat.major_faults_total);
+  e.family("memtide_host_thp_partially_mapped_bytes", "gauge",
+           "Transparent huge pages only partly mapped (Linux 6.12+), in bytes of whole pages: "
+           "memory a balloon freed in them reaches the host only when they are split.");
+  if (s.host.thp_partially_mapped_bytes) {
+    e.sample("memtide_host_thp_partially_mapped_bytes", {}, *s.host.thp_partially_mapped_bytes);
+  }
   if (const auto& p = s.host.psi_memory) {
     e.family("memtide_host_memory_pressure_ratio", "gauge",
              "Share of time tasks stalled on memory (PSI), by kind (some, full) and window.");
@@ -494,6 +500,14 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
   e.family("memtide_ksm_writes_total", "counter", "KSM settings memtide wrote, by file.");
   for (const auto& [file, count] : d.ksm_writes_total) {
     e.sample("memtide_ksm_writes_total", {{"file", file}}, count);
+  }
+  e.family("memtide_huge_page_releases_total", "counter",
+           "Splits of the huge pages a shrunk balloon left partly mapped, by result (done, "
+           "failed).");
+  for (const char* result : {"done", "failed"}) {
+    const auto it = d.huge_page_releases_total.find(result);
+    e.sample("memtide_huge_page_releases_total", {{"result", result}},
+             it != d.huge_page_releases_total.end() ? it->second : std::uint64_t{0});
   }
   e.family("memtide_alert_deliveries_total", "counter",
            "Alert deliveries by sink (alertmanager, exec) and result (delivered, failed: an "

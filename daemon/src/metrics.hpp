@@ -35,6 +35,8 @@ struct DaemonFigures {
   // Alert deliveries by (sink "alertmanager"/"exec", result "delivered"/"failed"/"dropped").
   std::map<std::pair<std::string, std::string>, std::uint64_t> alert_deliveries_total;
   std::map<std::string, std::uint64_t> ksm_writes_total;  // KSM files written, by file name
+  // Releases of partly mapped huge pages in shrunk guests, by result ("done", "failed").
+  std::map<std::string, std::uint64_t> huge_page_releases_total;
 };
 
 struct MetricsInput {

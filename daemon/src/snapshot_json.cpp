@@ -107,6 +107,7 @@ void fields(F& f, M& h) {
     g("cpu", h.psi_cpu);
   });
   f("swaps", h.swaps);
+  f("thp_partially_mapped_bytes", h.thp_partially_mapped_bytes);
 }
 
 template <typename F, Is<KsmSample> M>
@@ -211,6 +212,8 @@ void fields(F& f, M& vm) {
   f("host_rss_bytes", vm.host_rss_bytes);
   f("stats_status", vm.stats_status);
   f("stats_period_seconds", vm.stats_period_s);
+  f("balloon_autodeflate", vm.balloon_autodeflate);
+  f("balloon_free_page_reporting", vm.balloon_free_page_reporting);
   f("guest", vm.guest);
   f("metadata", vm.metadata);
   f("metadata_errors", vm.metadata_errors);

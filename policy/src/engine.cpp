@@ -237,19 +237,23 @@ struct Candidate {
   bool needs = false;             // short, falling short by the next tick, swapping or faulting
   bool distress = false;          // below half its free target, or swapping
   bool guest_swapping = false;
-  bool faulting = false;         // many major faults while close to its free target
-  bool settling = false;         // statistics predate its last balloon change
-  bool protected_cache = false;  // its working set showed in faults after a shrink
-  bool blind = false;            // statistics stale: may only grow, funded by host room
+  bool faulting = false;          // many major faults while close to its free target
+  bool settling = false;          // statistics predate its last balloon change
+  bool protected_cache = false;   // its working set showed in faults after a shrink
+  bool keeps_burst_room = false;  // spare held back: it cannot rescue itself from a burst
+  bool blind = false;             // statistics stale: may only grow, funded by host room
   double major_faults_per_s = 0;
   std::uint64_t want = 0;               // growth it asks for this tick (step-limited)
   std::uint64_t spare = 0;              // what it can give under host pressure
   std::uint64_t comfortable_spare = 0;  // what it can give to guests in need outside pressure
   std::uint64_t squeeze_room = 0;       // what it can give when the host is critical
-  std::uint64_t granted = 0;            // growth granted this tick
-  bool held_by_hysteresis = false;      // had spare, but grew within its hysteresis
-  std::uint64_t below_deadband = 0;     // a take reclaim skipped as smaller than the deadband
-  std::int64_t delta = 0;               // decided change this tick
+  // What it can give a guest in distress: its spare without the burst room it keeps because it
+  // cannot rescue itself (a real need comes before room for a burst that may never come).
+  std::uint64_t rescue_room = 0;
+  std::uint64_t granted = 0;         // growth granted this tick
+  bool held_by_hysteresis = false;   // had spare, but grew within its hysteresis
+  std::uint64_t below_deadband = 0;  // a take reclaim skipped as smaller than the deadband
+  std::int64_t delta = 0;            // decided change this tick
   Cause cause = Cause::guest_need;
   // Reason for the change: shared reasons (host pressure) are not copied per VM; when null the
   // VM's own reason (own_why) is formatted, and only if a command results.
@@ -373,7 +377,9 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
   }
   // At most a quarter of its maximum is held back for bursts: a guest that once touched all its
   // memory (booting, a one-off job) must not be exempt from reclaim for the next half hour.
-  c.burst = std::min(memory.burst_bytes, settings.max_bytes / 4);
+  c.burst = std::min(memory.burst_bytes,
+                     static_cast<std::uint64_t>(kSelfRescueHeadroomShare *
+                                                static_cast<double>(settings.max_bytes)));
 
   // Page-ins at a high rate while the guest is inside its comfort band, or has little memory
   // free beside its page cache, mean its working set no longer fits (it is re-reading what it
@@ -421,14 +427,31 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
   c.protected_cache = now_ms < memory.cache_protected_until_ms;
 
   // What it can give, by how bad the host's pressure is. Every level keeps its floor and its
-  // burst headroom; outside critical it keeps its comfort band, at critical its free target.
+  // burst headroom; outside critical it keeps its comfort band, at critical its free target. While
+  // the pressure is mild (below the reserve, but neither heading for swap nor critical) a guest
+  // that cannot rescue itself from a burst (its balloon does not deflate itself, it has no swap
+  // it has used) also keeps kSelfRescueHeadroomShare of its maximum.
   const std::uint64_t keep_burst = saturating_add(c.in_use, c.burst);
   const bool critical = host.level == HostLevel::critical;
+  const bool mild = !critical && !host.heading;
+  const bool rescues_itself =
+      vm.balloon_autodeflate.value_or(false) || vm.guest.swap_out_bytes_total.value_or(0) > 0;
+  const std::uint64_t keep_unrescued =
+      rescues_itself || !mild
+          ? 0
+          : saturating_add(c.in_use,
+                           static_cast<std::uint64_t>(kSelfRescueHeadroomShare *
+                                                      static_cast<double>(settings.max_bytes)));
   if (!c.needs && !c.settling && (!c.protected_cache || critical)) {
-    const std::uint64_t keep_mild = std::max({settings.floor_bytes, c.comfort, keep_burst});
+    const std::uint64_t keep_comfort = std::max({settings.floor_bytes, c.comfort, keep_burst});
+    const std::uint64_t keep_mild = std::max(keep_comfort, keep_unrescued);
+    // Said in its explanation only when the host wants memory from it.
+    c.keeps_burst_room = host.level != HostLevel::ok && keep_unrescued > keep_comfort &&
+                         vm.current_bytes > keep_comfort;
     const std::uint64_t keep_critical = std::max({settings.floor_bytes, c.ideal, keep_burst});
     c.comfortable_spare = above(vm.current_bytes, keep_mild);
     c.spare = above(vm.current_bytes, critical ? keep_critical : keep_mild);
+    c.rescue_room = above(vm.current_bytes, critical ? keep_critical : keep_comfort);
   }
   // A guest grown within its hysteresis cannot be shrunk now, and one whose balloon has not
   // reached its last shrink target after kBalloonSettleMs cannot give what it was asked for (the
@@ -444,7 +467,7 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
       since_change < std::max<std::int64_t>(settings.hysteresis.count(), kBalloonSettleMs * 2);
   if (grown_recently || refusing) {
     c.held_by_hysteresis = c.spare > 0;
-    c.spare = c.comfortable_spare = 0;
+    c.spare = c.comfortable_spare = c.rescue_room = 0;
     return c;
   }
   // A squeeze (critical, nothing spare left) takes what a guest uses, except from a guest in
@@ -585,6 +608,9 @@ std::uint64_t room_comfortable_spare(const Candidate& c) {
 std::uint64_t room_squeeze(const Candidate& c) {
   return c.squeeze_room;
 }
+std::uint64_t room_rescue(const Candidate& c) {
+  return c.rescue_room;
+}
 
 // Reasons shared by many VMs; they outlive every Candidate that points at them.
 struct SharedReasons {
@@ -602,12 +628,16 @@ void fund_guests_in_need(std::vector<Candidate>& candidates, const HostView& hos
                          const SharedReasons& reasons) {
   std::vector<Candidate*> needy;
   std::vector<Candidate*> donors;
+  std::vector<Candidate*> rescuers;  // donors to guests in distress
   for (auto& c : candidates) {
     if (c.want > 0 && !(c.blind && host.level != HostLevel::ok)) {
       needy.push_back(&c);
     }
     if ((host.pressed() ? c.spare : c.comfortable_spare) > 0) {
       donors.push_back(&c);
+    }
+    if (c.rescue_room > 0 && c.want == 0) {
+      rescuers.push_back(&c);
     }
   }
   if (needy.empty()) {
@@ -628,7 +658,8 @@ void fund_guests_in_need(std::vector<Candidate>& candidates, const HostView& hos
   std::uint64_t distress_room = host.level == HostLevel::critical || host.heading
                                     ? 0
                                     : above(host.available, host.reserve / 2) - host_room;
-  std::uint64_t short_total = 0;
+  std::uint64_t short_distress = 0;
+  std::uint64_t short_other = 0;
   for (Candidate* c : needy) {
     std::uint64_t grant = std::min(c->want, host_room);
     host_room -= grant;
@@ -638,11 +669,14 @@ void fund_guests_in_need(std::vector<Candidate>& candidates, const HostView& hos
       grant += extra;
     }
     c->granted = grant;
-    short_total += c->want - grant;
+    (c->distress ? short_distress : short_other) += c->want - grant;
   }
+  // Guests in distress come first (the list is sorted so) and may take the burst room of guests
+  // that cannot rescue themselves; the others only what donors have spare.
   std::uint64_t funds =
-      reclaim(donors, short_total, host.pressed() ? room_spare : room_comfortable_spare,
-              Cause::funding, reasons.feed);
+      reclaim(rescuers, short_distress, room_rescue, Cause::funding, reasons.feed);
+  funds += reclaim(donors, short_other, host.pressed() ? room_spare : room_comfortable_spare,
+                   Cause::funding, reasons.feed);
   for (Candidate* c : needy) {
     const std::uint64_t more = std::min(c->want - c->granted, funds);
     funds -= more;
@@ -783,6 +817,7 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     outcome.blind = c.blind;
     outcome.usable_bytes = c.usable;
     outcome.guest_free_ratio = c.settings.guest_free_ratio;
+    outcome.keeps_burst_room = c.keeps_burst_room && change >= 0;
     if (change == 0) {
       outcome.kind = c.blind                ? Outcome::Kind::no_statistics
                      : c.settling           ? Outcome::Kind::settling
@@ -956,7 +991,10 @@ std::string Plan::explain(const Outcome& o) const {
       return "not changed: the guest reports no usable memory figure";
     case Outcome::Kind::unchanged:
       return "unchanged at " + format_size(o.current_bytes) + ": " + guest_status(o) +
-             (o.short_at_maximum ? " (already at its maximum)" : "");
+             (o.short_at_maximum ? " (already at its maximum)" : "") +
+             (o.keeps_burst_room ? "; keeps room for a burst until the host is critical: its "
+                                   "balloon has no autodeflate and it has no swap to rescue itself"
+                                 : "");
     case Outcome::Kind::deadband:
       return "unchanged: " + format_size(o.change_bytes) + " is within the deadband of " +
              format_size(o.deadband_bytes) + "; " + guest_status(o);

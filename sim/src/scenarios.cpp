@@ -156,6 +156,10 @@ Scenario make_random_scenario(std::uint64_t seed) {
   }
   s.overcommit_ratio = uniform(1.0, 2.5);
   const bool reporting = chance(0.3);
+  // Dimensions added later draw from a stream of their own, so every earlier draw (and so every
+  // earlier scenario of a seed) stays as it was.
+  std::mt19937_64 later(seed ^ 0x9e3779b97f4a7c15ULL);
+  const bool deflating = std::bernoulli_distribution(0.3)(later);  // balloons with autodeflate
   double total_max = 0;
   for (std::size_t i = 0; total_max < s.overcommit_ratio * ram && i < 256; ++i) {
     GuestSpec g;
@@ -168,6 +172,7 @@ Scenario make_random_scenario(std::uint64_t seed) {
     g.kernel_bytes = static_cast<std::uint64_t>(std::min(max * 0.05, 256.0 * MiB) + 64.0 * MiB);
     g.swap_bytes = static_cast<std::uint64_t>(pick({0, 0.5, 1, 2}) * kGiB);
     g.free_page_reporting = reporting;
+    g.autodeflate = deflating;
     g.stats_period_s = pick({2, 5, 10});
     const double anon = max * uniform(0.1, 0.6);
     const double read = max * uniform(0.05, 0.5);

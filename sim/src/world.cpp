@@ -138,10 +138,21 @@ void World::step_balloon(Guest& g) {
 void World::step_guest(Guest& g) {
   step_balloon(g);
   const double unreclaimable = g.unreclaimable(now_);
+  const double want = now_ < g.oom_until ? 0 : at(g.spec.demand_bytes, now_);
+  // Deflate-on-oom: what would not fit in memory and swap comes out of the balloon first.
+  const double max = static_cast<double>(g.spec.max_bytes);
+  if (g.spec.autodeflate && g.balloon < max) {
+    const double lacking =
+        unreclaimable + std::max(0.0, want - static_cast<double>(g.spec.swap_bytes)) - g.balloon;
+    if (lacking > 0) {
+      g.balloon = std::min(max, g.balloon + lacking + 1.0 * MiB);
+      g.target = g.balloon;
+      g.pending_target = -1;
+    }
+  }
   const double room = std::max(0.0, g.balloon - unreclaimable);
 
   // Anonymous memory: what fits is held, the rest goes to the guest's swap; beyond that, an OOM.
-  const double want = now_ < g.oom_until ? 0 : at(g.spec.demand_bytes, now_);
   double anon = std::min(want, room);
   double swapped = want - anon;
   // An OOM kill (or, when unreclaimable memory alone does not fit, a panic) stops the workload
@@ -356,6 +367,8 @@ Snapshot World::snapshot() const {
     vm.uuid = "sim-" + g.spec.name;
     vm.state = VmState::running;
     vm.stats_period_s = static_cast<std::uint32_t>(g.spec.stats_period_s);
+    vm.balloon_autodeflate = g.spec.autodeflate;
+    vm.balloon_free_page_reporting = g.spec.free_page_reporting;
     vm.max_bytes = g.spec.max_bytes;
     vm.current_bytes = bytes(g.balloon);
     vm.metadata.shares = g.spec.shares;

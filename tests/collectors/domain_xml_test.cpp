@@ -33,6 +33,26 @@ TEST(DomainXml, NoBalloonDevice) {
   EXPECT_TRUE(r->sharing_allowed);
 }
 
+TEST(DomainXml, BalloonAutodeflateAndFreePageReporting) {
+  const auto both = parse_domain_xml(
+      domain("<devices><memballoon model='virtio' autodeflate='on' freePageReporting='on'>"
+             "<stats period='5'/></memballoon></devices>"));
+  ASSERT_TRUE(both.ok()) << both.error().to_string();
+  EXPECT_TRUE(both->autodeflate);
+  EXPECT_TRUE(both->free_page_reporting);
+  const auto off = parse_domain_xml(domain(
+      "<devices><memballoon model='virtio' autodeflate='off' freePageReporting='off'/></devices>"));
+  EXPECT_FALSE(off->autodeflate);
+  EXPECT_FALSE(off->free_page_reporting);
+  const auto plain = parse_domain_xml(domain("<devices><memballoon model='virtio'/></devices>"));
+  EXPECT_FALSE(plain->autodeflate);
+  EXPECT_FALSE(plain->free_page_reporting);
+  // Options on a device that is not there mean nothing.
+  EXPECT_FALSE(
+      parse_domain_xml(domain("<devices><memballoon model='none' autodeflate='on'/></devices>"))
+          ->autodeflate);
+}
+
 TEST(DomainXml, MetadataInOurNamespace) {
   const auto r = parse_domain_xml(domain(
       "<metadata>"

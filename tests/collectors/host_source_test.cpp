@@ -40,6 +40,8 @@ TEST(HostSourceFixture, CurrentKernelHasEverySource) {
   EXPECT_EQ((*r->swaps)[0].path, "/tmp/memtide-swapfile");
   EXPECT_EQ((*r->swaps)[0].size_bytes, 262140 * KiB);
   EXPECT_EQ((*r->swaps)[0].priority, -2);
+  // 12 partly mapped 2 MiB pages and 3 of 64 KiB.
+  EXPECT_EQ(r->thp_partially_mapped_bytes, 12 * 2048 * KiB + 3 * 64 * KiB);
 }
 
 TEST(KsmControlFixture, CurrentKernelHasAdvisorAndProfitFiles) {
@@ -75,6 +77,7 @@ TEST(HostSourceFixture, OldKernelReportsMissingSourcesAsUnavailable) {
   EXPECT_FALSE(r->psi_memory.has_value());
   EXPECT_FALSE(r->psi_io.has_value());
   EXPECT_FALSE(r->psi_cpu.has_value());
+  EXPECT_FALSE(r->thp_partially_mapped_bytes.has_value());  // the counter came in 6.12
   EXPECT_EQ(r->vmstat.swap_out_bytes_total, 262144u * 4096);
   EXPECT_EQ(r->vmstat.workingset_refault_bytes_total, 5000u * 4096);  // unsplit counter
   EXPECT_EQ(r->vmstat.allocstall_total, 10u);                         // 0 + 2 + 7 + 1

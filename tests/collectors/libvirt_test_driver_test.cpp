@@ -199,6 +199,12 @@ TEST(LibvirtTestDriver, MetadataAndBalloonFactsFromDomainXml) {
   EXPECT_EQ(priv.name, "private");
   EXPECT_FALSE(priv.sharing_allowed);
   EXPECT_TRUE(web.sharing_allowed);
+
+  EXPECT_EQ(web.balloon_autodeflate, true);
+  EXPECT_EQ(web.balloon_free_page_reporting, true);
+  EXPECT_EQ(priv.balloon_autodeflate, false);
+  EXPECT_EQ(priv.balloon_free_page_reporting, false);
+  EXPECT_FALSE(no_balloon.balloon_autodeflate.has_value());
 }
 
 // libvirt accepts sizes no host could hold; they are flagged as a VM-level error.

@@ -142,7 +142,7 @@ TEST(Decide, ComfortBandStopsResizingOnSmallDrifts) {
   EXPECT_EQ(g->to_bytes, static_cast<std::uint64_t>(in_use / (1 - 0.15 * kComfortFactor)));
   // 30 % usable and a guest in need while the host has no room: the donor gives down to its
   // comfort point, not to its 15 % target.
-  s.vms = {guest("donor", current, 8 * GiB, current * 30 / 100),
+  s.vms = {self_rescuing(guest("donor", current, 8 * GiB, current * 30 / 100)),
            guest("hungry", 4 * GiB, 8 * GiB, 20 * MiB)};  // wants 920 MiB, more than spare
   s.host.meminfo.available_bytes = 2 * GiB;
   const auto fed = decide(s, {}, c, 0);
@@ -189,8 +189,8 @@ TEST(Decide, HeadingForSwapReclaimsTheShortfallPacedByTimeLeft) {
 
 TEST(Decide, ReclaimTakesFromTheMostSparePerShareFirst) {
   auto s = host(GiB + 900 * MiB);  // 124 MiB below the reserve
-  auto a = guest("a", 4 * GiB, 8 * GiB, 2 * GiB);
-  auto b = guest("b", 4 * GiB, 8 * GiB, 2 * GiB);
+  auto a = self_rescuing(guest("a", 4 * GiB, 8 * GiB, 2 * GiB));
+  auto b = self_rescuing(guest("b", 4 * GiB, 8 * GiB, 2 * GiB));
   a.metadata.shares = 4000;  // same spare, four times the shares: keeps its memory
   s.vms = {a, b};
   const auto d = decide(s, {}, base_config(), 0);
@@ -304,7 +304,7 @@ TEST(Decide, ABalloonStillMovingIsNotSentATargetShortOfTheLastOne) {
 
 TEST(Decide, DeadbandSkipsSmallChanges) {
   auto s = host(2000 * MiB);  // 48 MiB below the 2 GiB reserve
-  s.vms = {guest("a", 4 * GiB, 8 * GiB, 2 * GiB)};
+  s.vms = {self_rescuing(guest("a", 4 * GiB, 8 * GiB, 2 * GiB))};
   auto c = base_config();
   c.classes[0].balloon.deadband_bytes = 64 * MiB;
   const auto d = decide(s, {}, c, 0);

@@ -1,6 +1,6 @@
-// The nine faults found in the first balloon policy, one table per fault: each case is a host
-// and its guests as a collector would report them, and what an operator expects decide() to do.
-// Every table failed against the first policy.
+// The faults found in the first balloon policy, one table per fault: each case is a host and its
+// guests as a collector would report them, and what an operator expects decide() to do. Every
+// table failed against the first policy.
 #include <string>
 #include <vector>
 
@@ -270,6 +270,49 @@ TEST(PolicyFaults, StatisticsOlderThanTheLastBalloonChangeAreNotSpare) {
   s.vms[0].guest.usable_bytes = 5 * GiB + 512 * MiB;
   const auto fresh = decide(s, stale.state, c, 2 * kTickMs);
   EXPECT_LT(moved(fresh.plan, "g"), 0) << fresh.plan.explanation("g");
+}
+
+// 10. A guest shrunk to its comfort band while idle dies when it then writes a few hundred MiB to
+//     tmpfs faster than its balloon grows. Below the reserve without swap or stall the host does
+//     not need that memory urgently: a guest that cannot rescue itself (no autodeflate, no swap
+//     it has used) keeps a quarter of its maximum usable until the host is critical.
+TEST(PolicyFaults, AGuestThatCannotRescueItselfKeepsBurstRoomUntilTheHostIsCritical) {
+  auto c = base_config();
+  c.host.reserve_bytes = 16 * GiB;  // deep below: every guest gives all it may
+  c.classes[0].balloon.max_step = SizeOrRatio{8 * GiB};
+  struct Case {
+    const char* what;
+    std::uint64_t available;  // of 64 GiB: 2 GiB is tight, 1 GiB is critical (2 % of RAM)
+    bool autodeflate;
+    bool has_swapped;
+    std::uint64_t lowest;   // the shrink of an idle 8 GiB guest using 1 GiB stops here or above
+    std::uint64_t highest;  // ... and here or below
+  };
+  const std::vector<Case> cases = {
+      {"tight host, guest without a rescue keeps 2 GiB free", 2 * GiB, false, false, 3 * GiB,
+       3 * GiB + 8 * MiB},
+      {"tight host, autodeflate: comfort band", 2 * GiB, true, false, GiB, GiB + 256 * MiB},
+      {"tight host, guest that swaps: comfort band", 2 * GiB, false, true, GiB, GiB + 256 * MiB},
+      {"critical host: free target even without a rescue", GiB, false, false, GiB, GiB + 256 * MiB},
+  };
+  for (const auto& k : cases) {
+    auto s = host(k.available);
+    s.vms = {guest("idle", 8 * GiB, 8 * GiB, 7 * GiB)};
+    s.vms[0].balloon_autodeflate = k.autodeflate;
+    s.vms[0].guest.swap_out_bytes_total = k.has_swapped ? 64 * MiB : 0;
+    const auto d = decide(s, {}, c, 0);
+    const auto* change = change_for(d.plan, "idle");
+    ASSERT_NE(change, nullptr) << k.what << ": " << d.plan.explanation("idle");
+    EXPECT_GE(change->to_bytes, k.lowest) << k.what;
+    EXPECT_LE(change->to_bytes, k.highest) << k.what;
+  }
+  // Where the rule holds a guest, its explanation says why.
+  auto s = host(2 * GiB);
+  s.vms = {guest("held", 3 * GiB, 8 * GiB, 2 * GiB)};
+  const auto d = decide(s, {}, c, 0);
+  EXPECT_EQ(change_for(d.plan, "held"), nullptr);
+  EXPECT_NE(d.plan.explanation("held").find("keeps room for a burst"), std::string::npos)
+      << d.plan.explanation("held");
 }
 
 }  // namespace

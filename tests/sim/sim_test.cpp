@@ -132,6 +132,25 @@ TEST(World, AGuestWhoseDemandOutgrowsBalloonAndSwapIsKilled) {
   EXPECT_GT(v.guests()[0].swapped, 0);
 }
 
+TEST(World, AnAutodeflatingBalloonTakesBackWhatTheGuestLacksInsteadOfAnOom) {
+  // The tmpfs growth that kills the guest above, with a balloon that deflates itself.
+  auto g = guest("tmp", 0.5 * GiB);
+  g.swap_bytes = 0;
+  g.autodeflate = true;
+  g.shmem_bytes = [](double t) { return t < 20 ? 0.0 : 1.0 * GiB; };
+  World w(small_host(), {g});
+  run_for(w, 1);
+  w.set_target(0, 1 * GiB);
+  run_for(w, 18);
+  EXPECT_NEAR(w.guests()[0].balloon, 1.0 * GiB, 1.0 * MiB);
+  run_for(w, 30);
+  EXPECT_EQ(w.totals().guest_ooms, 0u);
+  // It took what it lacked (kernel 128 MiB + tmpfs 1 GiB + anonymous 512 MiB) and kept it.
+  EXPECT_GE(w.guests()[0].balloon, 1.625 * GiB);
+  EXPECT_LE(w.guests()[0].balloon, 4.0 * GiB);
+  EXPECT_TRUE(w.snapshot().vms[0].balloon_autodeflate.value_or(false));
+}
+
 TEST(World, EvictingTheFileWorkingSetCostsRefaultsAndPressure) {
   // 1 GiB anonymous, 1.5 GiB of file data of which 1 GiB is re-read.
   World w(small_host(), {guest("reader", 1.0 * GiB, 1.5 * GiB, 1.0 * GiB)});
@@ -290,11 +309,12 @@ double median(std::vector<double> v) {
 
 // Over seeded random scenarios (the check that constants were not tuned to the named ones):
 // memtide's median guest OOMs are below both baselines' and its median host swap-out below
-// MOM's. `memtide-sim --random 1000` prints the full distribution.
+// MOM's. 500 seeds: the medians of host swap lie a few GiB apart with a tail of 100 GiB, and 60
+// seeds could not tell them apart. `memtide-sim --random 1000` prints the full distribution.
 TEST(Evaluation, RandomScenariosFewerOomsThanBothAndLessSwapThanMomAtTheMedian) {
   std::vector<double> ooms[3];
   std::vector<double> swap[3];
-  for (std::uint64_t seed = 1; seed <= 60; ++seed) {
+  for (std::uint64_t seed = 1; seed <= 500; ++seed) {
     const auto r = run_all(make_random_scenario(seed));
     const Totals* t[3] = {&r.memtide, &r.mom, &r.proxmox};
     for (int p = 0; p < 3; ++p) {

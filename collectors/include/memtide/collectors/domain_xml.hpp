@@ -24,7 +24,12 @@ inline constexpr const char* kMetadataNamespace = "urn:memtide:domain:1";
 struct DomainXmlFacts {
   bool has_balloon = true;           // <memballoon model='none'/> or no memballoon: false
   std::uint32_t stats_period_s = 0;  // <memballoon><stats period='N'/>; 0 when absent
-  bool sharing_allowed = true;       // false with <memoryBacking><nosharepages/>
+  // <memballoon autodeflate='on'>: the guest deflates its balloon itself before it runs out of
+  // memory, so a shrunk guest can survive a sudden burst without the host's help.
+  bool autodeflate = false;
+  // <memballoon freePageReporting='on'>: the guest returns its free pages to the host by itself.
+  bool free_page_reporting = false;
+  bool sharing_allowed = true;  // false with <memoryBacking><nosharepages/>
   // The uid QEMU runs as, from the live XML's DAC security label
   // (<seclabel model='dac'><label>+64055:+64055</label>); unset without one.
   std::optional<std::uint32_t> qemu_uid;

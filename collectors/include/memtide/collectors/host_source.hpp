@@ -28,8 +28,9 @@ class HostSource {
   // pass their own.
   explicit HostSource(HostRoots roots, std::uint64_t page_size_bytes = system_page_size());
 
-  // meminfo, vmstat, pressure/{memory,io,cpu} and swaps. meminfo and vmstat must exist; PSI and
-  // swaps are optional (see HostSample). Fails on the first unreadable or malformed file.
+  // meminfo, vmstat, pressure/{memory,io,cpu}, swaps and partly mapped huge pages. meminfo and
+  // vmstat must exist; the others are optional (see HostSample). Fails on the first unreadable or
+  // malformed file.
   Result<HostSample> read() const;
 
   const HostRoots& roots() const { return roots_; }
@@ -38,6 +39,11 @@ class HostSource {
   HostRoots roots_;
   std::uint64_t page_size_bytes_;
 };
+
+// Bytes of anonymous transparent huge pages that are only partly mapped, summed over every huge
+// page size under SYSFS/kernel/mm/transparent_hugepage (see HostSample); nullopt on kernels
+// without the counter (before 6.12) or without transparent huge pages.
+Result<std::optional<std::uint64_t>> read_thp_partially_mapped(const std::string& sysfs);
 
 // CPU time the ksmd kernel thread has used since boot (utime + stime of PROCFS/PID/stat), in
 // seconds. ksmd is found by its command name once; the pid is remembered while it matches.

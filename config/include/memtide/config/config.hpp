@@ -86,6 +86,10 @@ struct HostSection {
   std::uint64_t reserve_bytes = 2ULL << 30;  // MemAvailable the host keeps for itself
   SwapForecastSection swap_forecast;
   PressureSection pressure;
+  // Split the transparent huge pages a balloon shrink left partly mapped (process_madvise
+  // MADV_COLD over the shrunk guest's RAM), so the memory it gave reaches the host at once
+  // rather than at the kernel's next reclaim.
+  bool release_huge_pages = true;
   friend bool operator==(const HostSection&, const HostSection&) = default;
 };
 

@@ -103,6 +103,12 @@ struct HostSample {
   std::optional<Pressure> psi_io;
   std::optional<Pressure> psi_cpu;
   std::optional<std::vector<SwapDevice>> swaps;  // unavailable without CONFIG_SWAP
+  // Anonymous transparent huge pages that are only partly mapped (Linux 6.12+, summed over the
+  // sizes in /sys/kernel/mm/transparent_hugepage/hugepages-*/stats/nr_anon_partially_mapped), in
+  // bytes of whole huge pages. A balloon that takes 4 KiB pages out of a huge page leaves it
+  // partly mapped: the pages it freed return to the host only when the kernel splits the huge
+  // page, and MemAvailable does not count them meanwhile.
+  std::optional<std::uint64_t> thp_partially_mapped_bytes;
 
   friend bool operator==(const HostSample&, const HostSample&) = default;
 };

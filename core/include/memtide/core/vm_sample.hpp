@@ -76,6 +76,10 @@ struct VmSample {
   std::optional<std::uint64_t> host_rss_bytes;  // balloon.rss as QEMU reports it
   GuestStatsStatus stats_status = GuestStatsStatus::disabled;
   std::uint32_t stats_period_s = 0;  // balloon statistics period in force (0: disabled)
+  // The balloon device's options from the domain XML; unset until the XML has been read (and in
+  // traces recorded before they were collected).
+  std::optional<bool> balloon_autodeflate;          // deflates itself before the guest OOMs
+  std::optional<bool> balloon_free_page_reporting;  // returns free pages to the host itself
   GuestMemory guest;
   VmMetadata metadata;
   std::vector<std::string> metadata_errors;  // invalid metadata: ignored, reported

@@ -115,8 +115,11 @@ struct Outcome {
   VmState state = VmState::other;
   GuestStatsStatus stats_status = GuestStatsStatus::ok;
   std::string unmanaged_reason;
-  bool blind = false;               // judged without fresh statistics (stale guest)
-  bool short_at_maximum = false;    // in need but already at its maximum
+  bool blind = false;             // judged without fresh statistics (stale guest)
+  bool short_at_maximum = false;  // in need but already at its maximum
+  // Cannot survive a burst by itself (no autodeflate, no guest swap seen): outside a critical
+  // host it keeps kSelfRescueHeadroomShare of its maximum free on top of what it uses.
+  bool keeps_burst_room = false;
   std::uint64_t current_bytes = 0;  // balloon size
   std::uint64_t usable_bytes = 0;
   double guest_free_ratio = 0;  // the class's target
@@ -207,6 +210,13 @@ inline constexpr std::size_t kForecastMaxPoints = 64;
 inline constexpr std::size_t kForecastMinPoints = 4;
 // A fall of MemAvailable by this share of MemTotal in one step is a cliff: forecast at once.
 inline constexpr double kCliffShareOfTotal = 0.02;
+// A guest that cannot rescue itself from a sudden burst (its balloon has no autodeflate and it has
+// never swapped) keeps this share of its maximum usable on top of what it uses, unless the host is
+// critical: with only its comfort band such a guest dies ("System is deadlocked on memory") when
+// it writes a few hundred MiB faster than its balloon can be grown, and a host below its reserve
+// but neither swapping nor stalling does not need that memory urgently. The same share caps the
+// burst headroom below.
+inline constexpr double kSelfRescueHeadroomShare = 0.25;
 // A guest's largest recent rise of in-use memory between two ticks is kept as burst headroom,
 // which no reclaim takes, for this long after it was seen.
 inline constexpr std::int64_t kBurstMemoryMs = 30LL * 60 * 1000;

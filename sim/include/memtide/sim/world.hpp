@@ -5,7 +5,8 @@
 // - unreclaimable memory: its kernel and its shmem/tmpfs/locked pages (a demand curve of its own);
 // - anonymous memory (the demand curve): what does not fit goes to the guest's swap, whose size is
 //   limited; what does not fit in swap either gets the guest's largest process killed (a guest
-//   OOM, counted; the workload restarts after kOomRestartSeconds);
+//   OOM, counted; the workload restarts after kOomRestartSeconds), unless its balloon deflates
+//   itself (autodeflate);
 // - page cache: fills free guest memory up to the workload's file data; the part of its file
 //   working set that is not cached is re-read from disk (refaults, counted as I/O and as
 //   working set evicted) and the guest counts as short of memory;
@@ -56,6 +57,10 @@ struct GuestSpec {
   double cache_fill_bytes_per_s = 8.0 * MiB;
   std::uint64_t swap_bytes = 1 * GiB;  // the guest's own swap; 0: none (an OOM comes sooner)
   bool free_page_reporting = false;    // returns free pages to the host after about 2 s
+  // The balloon deflates itself when the guest would otherwise run out of memory (virtio-balloon
+  // deflate-on-oom): the guest takes back what it lacks, up to its maximum, within the second,
+  // and keeps it until the next balloon command.
+  bool autodeflate = false;
   double stats_period_s = 5;
   double start_s = 0;  // starts with its balloon at maximum (or where a policy sets it at once)
 };
