@@ -155,7 +155,8 @@ Result<std::optional<std::uint64_t>> read_thp_partially_mapped(const std::string
   std::optional<std::uint64_t> total;
   for (const auto& name : sizes) {
     const auto kib = detail::to_u64(std::string_view(name).substr(10, name.size() - 12));
-    const std::string path = dir + "/" + name + "/stats/nr_anon_partially_mapped";
+    std::string path = dir;
+    path.append("/").append(name).append("/stats/nr_anon_partially_mapped");
     auto text = read_optional_file(path);
     if (!text) {
       return text.error();
