@@ -15,7 +15,7 @@ namespace memtide::daemon {
 namespace {
 
 constexpr std::uint64_t kHugePageBytes = 2ULL << 20;
-constexpr std::size_t kIovecsPerCall = 512;  // below UIO_MAXIOV (1024)
+constexpr std::uint64_t kBytesPerCall = 1ULL << 30;
 
 class Fd {
  public:
@@ -44,24 +44,27 @@ Result<std::uint64_t> advise_cold(int pid, const std::vector<collectors::MemoryR
     return Error{"", 0, 0, "pidfd_open(" + std::to_string(pid) + "): " + std::strerror(errno)};
   }
   std::uint64_t advised = 0;
-  for (std::size_t first = 0; first < regions.size(); first += kIovecsPerCall) {
-    std::vector<iovec> iov;
-    const std::size_t last = std::min(regions.size(), first + kIovecsPerCall);
-    for (std::size_t i = first; i < last; ++i) {
-      iov.push_back(
-          {reinterpret_cast<void*>(regions[i].start),  // NOLINT(performance-no-int-to-ptr)
-           regions[i].end - regions[i].start});
+  for (const auto& region : regions) {
+    // One range per call, of at most kBytesPerCall: the kernel advises at most MAX_RW_COUNT
+    // (just under 2 GiB) per call and silently leaves the rest.
+    for (std::uint64_t at = region.start; at < region.end;) {
+      iovec iov{reinterpret_cast<void*>(at),  // NOLINT(performance-no-int-to-ptr)
+                std::min(kBytesPerCall, region.end - at)};
+      const long done = syscall(SYS_process_madvise, pidfd.get(), &iov, 1, MADV_COLD, 0U);
+      if (done < 0) {
+        // ENOMEM: the range was unmapped meanwhile (QEMU unplugged memory, or the process
+        // ended).
+        return Error{"", 0, 0,
+                     "process_madvise(MADV_COLD) on process " + std::to_string(pid) + ": " +
+                         std::strerror(errno) +
+                         (errno == EPERM ? " (needs CAP_SYS_NICE and ptrace access)" : "")};
+      }
+      if (done == 0) {
+        break;  // nothing advised: do not spin
+      }
+      advised += static_cast<std::uint64_t>(done);
+      at += static_cast<std::uint64_t>(done);
     }
-    const long done =
-        syscall(SYS_process_madvise, pidfd.get(), iov.data(), iov.size(), MADV_COLD, 0U);
-    if (done < 0) {
-      // ENOMEM: a region was unmapped meanwhile (QEMU unplugged memory, or the process ended).
-      return Error{"", 0, 0,
-                   "process_madvise(MADV_COLD) on process " + std::to_string(pid) + ": " +
-                       std::strerror(errno) +
-                       (errno == EPERM ? " (needs CAP_SYS_NICE and ptrace access)" : "")};
-    }
-    advised += static_cast<std::uint64_t>(done);
   }
   return advised;
 }
