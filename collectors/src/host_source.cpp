@@ -72,7 +72,9 @@ std::optional<double> KsmdCpu::read() {
 }
 
 HostSource::HostSource(HostRoots roots, std::uint64_t page_size_bytes)
-    : roots_(std::move(roots)), page_size_bytes_(page_size_bytes) {}
+    : roots_(std::move(roots)),
+      page_size_bytes_(page_size_bytes),
+      thp_counters_(find_thp_counters(roots_.sysfs)) {}
 
 Result<HostSample> HostSource::read() const {
   HostSample sample;
@@ -130,7 +132,7 @@ Result<HostSample> HostSource::read() const {
     }
     sample.swaps = std::move(*swaps);
   }
-  auto partial = read_thp_partially_mapped(roots_.sysfs);
+  auto partial = read_thp_partially_mapped(thp_counters_);
   if (!partial) {
     return partial.error();
   }
@@ -138,40 +140,45 @@ Result<HostSample> HostSource::read() const {
   return sample;
 }
 
-Result<std::optional<std::uint64_t>> read_thp_partially_mapped(const std::string& sysfs) {
+std::vector<ThpCounter> find_thp_counters(const std::string& sysfs) {
   const std::string dir = sysfs + "/kernel/mm/transparent_hugepage";
+  std::vector<ThpCounter> counters;
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) {
-    return std::optional<std::uint64_t>{};  // no transparent huge pages on this kernel
+    return counters;  // no transparent huge pages on this kernel
   }
-  std::vector<std::string> sizes;
   while (const dirent* e = readdir(d)) {
     const std::string_view name = e->d_name;
-    if (name.starts_with("hugepages-") && name.ends_with("kB")) {
-      sizes.emplace_back(name);
+    if (!name.starts_with("hugepages-") || !name.ends_with("kB")) {
+      continue;
+    }
+    const auto kib = detail::to_u64(name.substr(10, name.size() - 12));
+    const auto page_bytes = kib ? detail::checked_mul(*kib, 1024) : std::nullopt;
+    std::string path = dir;
+    path.append("/").append(name).append("/stats/nr_anon_partially_mapped");
+    if (page_bytes && access(path.c_str(), F_OK) == 0) {  // a kernel before 6.12 has none
+      counters.push_back({std::move(path), *page_bytes});
     }
   }
   closedir(d);
+  return counters;
+}
+
+Result<std::optional<std::uint64_t>> read_thp_partially_mapped(
+    const std::vector<ThpCounter>& counters) {
   std::optional<std::uint64_t> total;
-  for (const auto& name : sizes) {
-    const auto kib = detail::to_u64(std::string_view(name).substr(10, name.size() - 12));
-    std::string path = dir;
-    path.append("/").append(name).append("/stats/nr_anon_partially_mapped");
-    auto text = read_optional_file(path);
+  for (const auto& counter : counters) {
+    auto text = read_file(counter.path);
     if (!text) {
       return text.error();
     }
-    if (!kib || !text->has_value()) {
-      continue;  // a kernel before 6.12 has no such counter
-    }
-    auto count = parse_sysfs_u64(**text, path);
+    auto count = parse_sysfs_u64(*text, counter.path);
     if (!count) {
       return count.error();
     }
-    const auto page_bytes = detail::checked_mul(*kib, 1024);
-    const auto bytes = page_bytes ? detail::checked_mul(*count, *page_bytes) : std::nullopt;
+    const auto bytes = detail::checked_mul(*count, counter.page_bytes);
     if (!bytes || *bytes > kMaxPlausibleBytes) {
-      return detail::content_error(path, 1, "partially mapped huge pages beyond any host");
+      return detail::content_error(counter.path, 1, "partially mapped huge pages beyond any host");
     }
     total = total.value_or(0) + *bytes;
   }

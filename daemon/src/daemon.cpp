@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <memtide/collectors/host_source.hpp>
 #include <memtide/config/loader.hpp>
 #include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
@@ -97,7 +96,8 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
                  {{"MEMTIDE_EVENT", "facts-unavailable"}});
   }
   if (!huge_pages_ || huge_pages_->procfs() != procfs) {
-    huge_pages_ = std::make_unique<HugePageRelease>(procfs);
+    huge_pages_ =
+        std::make_unique<HugePageRelease>(procfs, options_.sysfs.value_or(config_->daemon.sysfs));
   }
   if (!config_->ksm.scan.enabled) {
     page_scans_.reset();
@@ -883,11 +883,9 @@ void Daemon::release_huge_pages(std::int64_t now_ms) {
     return;
   }
   const auto before = last_snapshot_->host.thp_partially_mapped_bytes.value_or(0);
-  const auto after =
-      collectors::read_thp_partially_mapped(options_.sysfs.value_or(config_->daemon.sysfs));
-  const std::string figures =
-      "partly mapped huge pages " + config::format_size(before) + " -> " +
-      (after && *after ? config::format_size(**after) : std::string("unknown"));
+  const auto after = huge_pages_->partly_mapped_now();
+  const std::string figures = "partly mapped huge pages " + config::format_size(before) + " -> " +
+                              (after ? config::format_size(*after) : std::string("unknown"));
   for (const auto& r : released) {
     const std::initializer_list<LogField> fields = {{"MEMTIDE_EVENT", "huge-pages-released"},
                                                     {"MEMTIDE_VM", r.vm}};

@@ -13,9 +13,11 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <memtide/collectors/host_source.hpp>
 #include <memtide/collectors/page_scanner.hpp>
 #include <memtide/core/result.hpp>
 #include <memtide/core/snapshot.hpp>
@@ -40,7 +42,14 @@ Result<std::vector<collectors::MemoryRegion>> guest_ram_regions(const std::strin
 class HugePageRelease {
  public:
   explicit HugePageRelease(std::string procfs = "/proc") : procfs_(std::move(procfs)) {}
+  HugePageRelease(std::string procfs, const std::string& sysfs)
+      : procfs_(std::move(procfs)), thp_counters_(collectors::find_thp_counters(sysfs)) {}
   const std::string& procfs() const { return procfs_; }
+  // The host's partly mapped huge pages now (after a release), in bytes; nullopt when unknown.
+  std::optional<std::uint64_t> partly_mapped_now() const {
+    auto now = collectors::read_thp_partially_mapped(thp_counters_);
+    return now ? *now : std::nullopt;
+  }
 
   struct Released {
     std::string vm;
@@ -59,7 +68,8 @@ class HugePageRelease {
     bool released = false;
   };
   std::string procfs_;
-  std::map<std::string, Seen> seen_;  // by uuid
+  std::vector<collectors::ThpCounter> thp_counters_;  // for partly_mapped_now()
+  std::map<std::string, Seen> seen_;                  // by uuid
 };
 
 }  // namespace memtide::daemon

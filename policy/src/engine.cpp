@@ -377,9 +377,9 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
   }
   // At most a quarter of its maximum is held back for bursts: a guest that once touched all its
   // memory (booting, a one-off job) must not be exempt from reclaim for the next half hour.
-  c.burst = std::min(memory.burst_bytes,
-                     static_cast<std::uint64_t>(kSelfRescueHeadroomShare *
-                                                static_cast<double>(settings.max_bytes)));
+  const auto burst_room = static_cast<std::uint64_t>(kSelfRescueHeadroomShare *
+                                                     static_cast<double>(settings.max_bytes));
+  c.burst = std::min(memory.burst_bytes, burst_room);
 
   // Page-ins at a high rate while the guest is inside its comfort band, or has little memory
   // free beside its page cache, mean its working set no longer fits (it is re-reading what it
@@ -437,11 +437,7 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
   const bool rescues_itself =
       vm.balloon_autodeflate.value_or(false) || vm.guest.swap_out_bytes_total.value_or(0) > 0;
   const std::uint64_t keep_unrescued =
-      rescues_itself || !mild
-          ? 0
-          : saturating_add(c.in_use,
-                           static_cast<std::uint64_t>(kSelfRescueHeadroomShare *
-                                                      static_cast<double>(settings.max_bytes)));
+      rescues_itself || !mild ? 0 : saturating_add(c.in_use, burst_room);
   if (!c.needs && !c.settling && (!c.protected_cache || critical)) {
     const std::uint64_t keep_comfort = std::max({settings.floor_bytes, c.comfort, keep_burst});
     const std::uint64_t keep_mild = std::max(keep_comfort, keep_unrescued);

@@ -22,6 +22,20 @@ struct HostRoots {
 // The host's page size (sysconf(_SC_PAGESIZE)).
 std::uint64_t system_page_size();
 
+// One nr_anon_partially_mapped counter: its file and the size of its huge pages.
+struct ThpCounter {
+  std::string path;
+  std::uint64_t page_bytes = 0;
+};
+// The counters under SYSFS/kernel/mm/transparent_hugepage/hugepages-*kB/stats, one per huge page
+// size; empty on kernels without them (before 6.12) or without transparent huge pages. The sizes
+// are fixed at boot, so the directory is listed once.
+std::vector<ThpCounter> find_thp_counters(const std::string& sysfs);
+// Bytes of anonymous transparent huge pages that are only partly mapped, summed over `counters`
+// (see HostSample); nullopt when there are none.
+Result<std::optional<std::uint64_t>> read_thp_partially_mapped(
+    const std::vector<ThpCounter>& counters);
+
 class HostSource {
  public:
   // `page_size_bytes` converts page counters to bytes; fixture trees from other architectures
@@ -38,12 +52,8 @@ class HostSource {
  private:
   HostRoots roots_;
   std::uint64_t page_size_bytes_;
+  std::vector<ThpCounter> thp_counters_;  // found once, at construction
 };
-
-// Bytes of anonymous transparent huge pages that are only partly mapped, summed over every huge
-// page size under SYSFS/kernel/mm/transparent_hugepage (see HostSample); nullopt on kernels
-// without the counter (before 6.12) or without transparent huge pages.
-Result<std::optional<std::uint64_t>> read_thp_partially_mapped(const std::string& sysfs);
 
 // CPU time the ksmd kernel thread has used since boot (utime + stime of PROCFS/PID/stat), in
 // seconds. ksmd is found by its command name once; the pid is remembered while it matches.
