@@ -4,9 +4,10 @@
 #include <cstdint>
 #include <string>
 
+#include <memtide/report/json_text.hpp>
+
 #include "control_socket.hpp"
 #include "fuzz_check.hpp"
-#include "json_text.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using memtide::daemon::ControlServer;
@@ -22,6 +23,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return nlohmann::json{{"ok", false}, {"error", "unknown command '" + command + "'"}};
   });
   memtide::fuzz::require(reply.is_object() && reply.contains("ok"), "a reply is an object");
-  memtide::fuzz::require_valid_utf8(memtide::daemon::dump_json(reply), "a reply");
+  memtide::fuzz::require_valid_utf8(memtide::report::dump_json(reply), "a reply");
   return 0;
 }

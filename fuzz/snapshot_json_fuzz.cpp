@@ -4,13 +4,14 @@
 #include <cstdint>
 #include <string>
 
+#include <memtide/report/json_text.hpp>
+#include <memtide/report/snapshot_json.hpp>
+#include <memtide/trace/trace.hpp>
+
 #include "fuzz_check.hpp"
-#include "json_text.hpp"
-#include "snapshot_json.hpp"
-#include "trace.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace memtide::daemon;
+  using namespace memtide::report;
   const std::string line(reinterpret_cast<const char*>(data), size);
   if (json_nesting_exceeds(line, kMaxTraceNesting)) {
     return 0;  // read_trace refuses these before parsing

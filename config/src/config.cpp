@@ -1,4 +1,5 @@
 #include <memtide/config/config.hpp>
+#include <memtide/config/overrides.hpp>
 
 namespace memtide::config {
 
@@ -44,6 +45,26 @@ const char* to_string(OnStop on_stop) {
       return "keep";
   }
   return "?";
+}
+
+std::shared_ptr<const Config> with_overrides(std::shared_ptr<const Config> config,
+                                             const Overrides& overrides) {
+  if (overrides == Overrides{}) {
+    return config;
+  }
+  auto changed = std::make_shared<Config>(*config);
+  auto set = [](std::string& setting, const std::optional<std::string>& given) {
+    if (given) {
+      setting = *given;
+    }
+  };
+  set(changed->daemon.procfs, overrides.procfs);
+  set(changed->daemon.sysfs, overrides.sysfs);
+  set(changed->libvirt.uri, overrides.libvirt_uri);
+  set(changed->metrics.listen, overrides.metrics_listen);
+  set(changed->daemon.control_socket, overrides.control_socket);
+  changed->daemon.dry_run = changed->daemon.dry_run || overrides.dry_run;
+  return changed;
 }
 
 }  // namespace memtide::config

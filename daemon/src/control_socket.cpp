@@ -11,21 +11,11 @@
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
-#include "json_text.hpp"
+#include <memtide/report/json_text.hpp>
 
 namespace memtide::daemon {
 
 namespace {
-
-Result<sockaddr_un> unix_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return Error{path, 0, 0, "a control socket path must have 1 to 107 characters"};
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
 
 nlohmann::json error_reply(const std::string& message) {
   return {{"ok", false}, {"error", message}};
@@ -35,7 +25,7 @@ nlohmann::json error_reply(const std::string& message) {
 
 Result<std::unique_ptr<ControlServer>> ControlServer::start(sd_event* event, std::string path,
                                                             Handler handler) {
-  auto addr = unix_address(path);
+  auto addr = report::unix_address(path);
   if (!addr) {
     return addr.error();
   }
@@ -114,10 +104,10 @@ int ControlServer::on_accept(sd_event_source*, int fd, std::uint32_t, void* self
     if (c < 0) {
       return 0;  // EAGAIN: all accepted; anything else: try again on the next wake-up
     }
-    if (server->clients_.size() >= kMaxClients) {
+    if (server->clients_.size() >= report::kMaxClients) {
       // Say why before closing, so the client reports a busy daemon rather than a broken pipe.
       // The reply fits the fresh socket's buffer; if not, the client still sees the close.
-      const std::string busy = dump_json(error_reply(kBusyMessage)) + "\n";
+      const std::string busy = report::dump_json(error_reply(report::kBusyMessage)) + "\n";
       (void)send(c, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       // A request left unread would turn the close into ECONNRESET for the client, which could
       // then lose the reply; take what has arrived (bounded: this runs on the loop).
@@ -136,8 +126,8 @@ int ControlServer::on_accept(sd_event_source*, int fd, std::uint32_t, void* self
     sd_event_now(server->event_, CLOCK_MONOTONIC, &now);
     if (sd_event_add_io(server->event_, &raw->io, c, EPOLLIN, &ControlServer::on_client, raw) < 0 ||
         sd_event_add_time(server->event_, &raw->timeout, CLOCK_MONOTONIC,
-                          now + static_cast<std::uint64_t>(kRequestTimeout.count()) * 1000, 0,
-                          &ControlServer::on_timeout, raw) < 0) {
+                          now + static_cast<std::uint64_t>(report::kRequestTimeout.count()) * 1000,
+                          0, &ControlServer::on_timeout, raw) < 0) {
       server->drop(c);
     }
   }
@@ -158,8 +148,8 @@ int ControlServer::on_client(sd_event_source*, int fd, std::uint32_t revents, vo
       const ssize_t n = recv(fd, buf, sizeof buf, 0);
       if (n > 0) {
         client->in.append(buf, static_cast<std::size_t>(n));
-        if (client->in.size() > kMaxRequestBytes) {
-          client->out = dump_json(error_reply("request larger than 64 KiB")) + "\n";
+        if (client->in.size() > report::kMaxRequestBytes) {
+          client->out = report::dump_json(error_reply("request larger than 64 KiB")) + "\n";
           break;
         }
         if (client->in.find('\n') != std::string::npos) {
@@ -201,7 +191,7 @@ int ControlServer::on_client(sd_event_source*, int fd, std::uint32_t revents, vo
 
 nlohmann::json ControlServer::reply_to(std::string_view line, const Handler& handler) {
   constexpr std::size_t kMaxNesting = 16;  // requests are flat objects
-  auto request = json_nesting_exceeds(line, kMaxNesting)
+  auto request = report::json_nesting_exceeds(line, kMaxNesting)
                      ? nlohmann::json(nlohmann::json::value_t::discarded)
                      : nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded()) {
@@ -221,12 +211,12 @@ void ControlServer::answer(Client& client) {
   const nlohmann::json reply =
       reply_to(std::string_view(client.in).substr(0, client.in.find('\n')), handler_);
   // The reply may hold VM names in any encoding: replace invalid UTF-8 rather than fail.
-  client.out = dump_json(reply) + "\n";
+  client.out = report::dump_json(reply) + "\n";
   // A slow reader gets the same deadline again to take its reply.
   std::uint64_t now = 0;
   sd_event_now(event_, CLOCK_MONOTONIC, &now);
-  sd_event_source_set_time(client.timeout,
-                           now + static_cast<std::uint64_t>(kRequestTimeout.count()) * 1000);
+  sd_event_source_set_time(
+      client.timeout, now + static_cast<std::uint64_t>(report::kRequestTimeout.count()) * 1000);
 }
 
 void ControlServer::drop(int fd) {
@@ -238,61 +228,6 @@ void ControlServer::drop(int fd) {
   sd_event_source_disable_unref(it->second->timeout);
   close(fd);
   clients_.erase(it);
-}
-
-Result<nlohmann::json> control_request(const std::string& path, const nlohmann::json& request,
-                                       std::chrono::milliseconds timeout) {
-  auto addr = unix_address(path);
-  if (!addr) {
-    return addr.error();
-  }
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return Error{path, 0, errno, "cannot create a socket"};
-  }
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
-    const int err = errno;
-    close(fd);
-    return Error{path, 0, err, "cannot reach memtided (is it running?)"};
-  }
-  const std::string line = dump_json(request) + "\n";
-  std::string reply;
-  if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
-    // A daemon serving its maximum of clients answers "busy" and closes before reading: the
-    // reply is still there to read.
-    const int err = errno;
-    char buf[512];
-    const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    close(fd);
-    if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)).find(kBusyMessage) !=
-                     std::string_view::npos) {
-      return Error{path, 0, 0, kBusyMessage};
-    }
-    return Error{path, 0, err, "cannot send the request"};
-  }
-  char buf[65536];
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    const int ready = poll(&p, 1, static_cast<int>(timeout.count()));
-    if (ready <= 0) {
-      close(fd);
-      return Error{path, 0, 0, "no reply from memtided within the timeout"};
-    }
-    const ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) {
-      break;
-    }
-    reply.append(buf, static_cast<std::size_t>(n));
-  }
-  close(fd);
-  auto j = nlohmann::json::parse(reply, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Error{path, 0, 0, "memtided sent a reply that is not JSON"};
-  }
-  if (j.value("error", "") == kBusyMessage) {
-    return Error{path, 0, 0, kBusyMessage};
-  }
-  return j;
 }
 
 }  // namespace memtide::daemon

@@ -1,9 +1,7 @@
-// The control socket: a Unix stream socket (mode 0600, so root only) on which memtidectl asks
-// the running daemon for its state and gives it orders. One request per connection: a JSON
-// object on one line ({"command": "status"}), answered by one JSON object on one line, then the
-// connection is closed. Served from the event loop without blocking it: sockets are
-// non-blocking, a request must arrive within kRequestTimeout and fit in kMaxRequestBytes, and at
-// most kMaxClients are served at once (more are closed at once).
+// The control socket's server (the protocol is in report/control_protocol.hpp). Served from the
+// event loop without blocking it: sockets are non-blocking, a request must arrive within
+// kRequestTimeout and fit in kMaxRequestBytes, and at most kMaxClients are served at once (more
+// are answered "busy" and closed at once).
 #pragma once
 
 #include <chrono>
@@ -17,19 +15,12 @@
 #include <sys/types.h>
 
 #include <memtide/core/result.hpp>
+#include <memtide/report/control_protocol.hpp>
 
 struct sd_event;
 struct sd_event_source;
 
 namespace memtide::daemon {
-
-inline constexpr const char* kDefaultControlSocket = "/run/memtide/control.sock";
-inline constexpr std::size_t kMaxRequestBytes = std::size_t{64} * 1024;
-inline constexpr std::size_t kMaxClients = 16;
-// The reply (and the client's error) when kMaxClients are already connected.
-inline constexpr const char* kBusyMessage =
-    "memtided is busy: it is serving its maximum of 16 control clients; try again";
-inline constexpr std::chrono::milliseconds kRequestTimeout{2000};
 
 class ControlServer {
  public:
@@ -77,9 +68,5 @@ class ControlServer {
   sd_event_source* accept_source_ = nullptr;
   std::map<int, std::unique_ptr<Client>> clients_;  // by fd
 };
-
-// The client side, for memtidectl: sends `request`, returns the reply.
-Result<nlohmann::json> control_request(const std::string& path, const nlohmann::json& request,
-                                       std::chrono::milliseconds timeout);
 
 }  // namespace memtide::daemon

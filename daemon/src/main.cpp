@@ -6,25 +6,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <memtide/config/loader.hpp>
+#include <memtide/collectors/collect.hpp>
+#include <memtide/config/files.hpp>
+#include <memtide/config/overrides.hpp>
+#include <memtide/report/json_text.hpp>
+#include <memtide/report/snapshot_json.hpp>
 
-#include "collect.hpp"
-#include "config_files.hpp"
 #include "daemon.hpp"
-#include "json_text.hpp"
 #include "options.hpp"
-#include "snapshot_json.hpp"
 
 using namespace memtide;
 using namespace memtide::daemon;
 
 namespace {
 
-int once(const Options& options, const config::Config& config) {
-  collectors::HostRoots roots{options.procfs.value_or(config.daemon.procfs),
-                              options.sysfs.value_or(config.daemon.sysfs)};
-  auto worker = make_libvirt_worker(config, options.connect, roots.procfs);
-  Collector collector(std::move(roots), std::move(worker), config.libvirt.timeout);
+int once(const config::Config& config) {
+  collectors::HostRoots roots{config.daemon.procfs, config.daemon.sysfs};
+  auto worker = collectors::make_libvirt_worker(config);
+  collectors::Collector collector(std::move(roots), std::move(worker), config.libvirt.timeout);
   auto snapshot = collector.collect();
   if (!snapshot) {
     std::cerr << "memtided: " << snapshot.error().to_string() << '\n';
@@ -33,7 +32,7 @@ int once(const Options& options, const config::Config& config) {
   if (!snapshot->hypervisor_up) {
     std::cerr << "memtided: no VM figures: " << snapshot->hypervisor_error << '\n';
   }
-  std::cout << dump_json(to_json(*snapshot), 2) << '\n';
+  std::cout << report::dump_json(report::to_json(*snapshot), 2) << '\n';
   return kExitOk;
 }
 
@@ -55,18 +54,20 @@ int run_main(int argc, char** argv) {
       std::cout << "memtided " MEMTIDE_VERSION "\n";
       return kExitOk;
     case Options::Mode::check_config:
-      return check_config_file(options.config_path, std::cout);
+      return config::check_config_file(options.config_path, std::cout) ? kExitOk
+                                                                       : kExitInvalidConfig;
     case Options::Mode::once:
     case Options::Mode::run:
       break;
   }
-  const auto config =
-      load_config_or_defaults(options.config_path, options.config_path_given, std::cerr);
-  if (!config) {
+  auto loaded =
+      config::load_config_or_defaults(options.config_path, options.config_path_given, std::cerr);
+  if (!loaded) {
     return kExitInvalidConfig;
   }
+  const auto config = config::with_overrides(std::move(loaded), options.overrides);
   if (options.mode == Options::Mode::once) {
-    return once(options, *config);
+    return once(*config);
   }
   Logger log(options.log_target, config->daemon.log_level);
   Daemon daemon(options, config, log);

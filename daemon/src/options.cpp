@@ -68,7 +68,7 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
     } else if (arg == "--once") {
       o.mode = Options::Mode::once;
     } else if (arg == "--dry-run") {
-      o.dry_run = true;
+      o.overrides.dry_run = true;
     } else if (arg == "-c" || arg == "--config") {
       if (!value(o.config_path)) {
         return parsed;
@@ -84,27 +84,27 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
       if (!value(v)) {
         return parsed;
       }
-      o.procfs = v;
+      o.overrides.procfs = v;
     } else if (arg == "--sysfs") {
       if (!value(v)) {
         return parsed;
       }
-      o.sysfs = v;
+      o.overrides.sysfs = v;
     } else if (arg == "--connect") {
       if (!value(v)) {
         return parsed;
       }
-      o.connect = v;
+      o.overrides.libvirt_uri = v;
     } else if (arg == "--control-socket") {
       if (!value(v)) {
         return parsed;
       }
-      o.control_socket = v;
+      o.overrides.control_socket = v;
     } else if (arg == "--metrics-listen") {
       if (!value(v)) {
         return parsed;
       }
-      o.metrics_listen = v;
+      o.overrides.metrics_listen = v;
     } else if (arg == "--log-target") {
       if (!value(v)) {
         return parsed;

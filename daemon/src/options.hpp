@@ -5,31 +5,20 @@
 #include <string>
 #include <vector>
 
+#include <memtide/config/files.hpp>
+#include <memtide/config/overrides.hpp>
+#include <memtide/core/exit_code.hpp>
+
 #include "log.hpp"
 
 namespace memtide::daemon {
 
-// Process exit codes, documented in README.md and memtided --help.
-enum ExitCode : int {
-  kExitOk = 0,
-  kExitFailure = 1,        // runtime failure (cannot read /proc, event loop error)
-  kExitInvalidConfig = 2,  // the configuration file is invalid or unreadable
-  kExitUsage = 64,         // bad command line (EX_USAGE)
-};
-
-inline constexpr const char* kDefaultConfigPath = "/etc/memtide/memtide.yaml";
-
 struct Options {
   enum class Mode { run, once, check_config, help, version };
   Mode mode = Mode::run;
-  std::string config_path = kDefaultConfigPath;
-  bool config_path_given = false;      // an explicit path must exist; the default may be absent
-  std::optional<std::string> procfs;   // overrides daemon.procfs
-  std::optional<std::string> sysfs;    // overrides daemon.sysfs
-  std::optional<std::string> connect;  // overrides libvirt.uri
-  std::optional<std::string> metrics_listen;  // overrides metrics.listen
-  std::optional<std::string> control_socket;  // overrides daemon.control_socket
-  bool dry_run = false;                       // forces daemon.dry_run on
+  std::string config_path = config::kDefaultConfigPath;
+  bool config_path_given = false;  // an explicit path must exist; the default may be absent
+  config::Overrides overrides;     // applied to every configuration loaded, at start and reload
   Logger::Target log_target = Logger::Target::automatic;
 };
 

@@ -11,8 +11,7 @@
 #include <unistd.h>
 
 #include <memtide/core/text.hpp>
-
-#include "json_text.hpp"
+#include <memtide/report/json_text.hpp>
 
 namespace memtide::daemon {
 
@@ -112,12 +111,12 @@ std::string state_to_json(const policy::PolicyState& state, std::int64_t monoton
       {"available_history", history},
       {"last_not_ok_ms", state.last_not_ok_ms ? json(*state.last_not_ok_ms) : json(nullptr)},
   };
-  return dump_json(out) + "\n";
+  return report::dump_json(out) + "\n";
 }
 
 Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_t monotonic_ms,
                                             std::int64_t unix_ms) {
-  if (json_nesting_exceeds(text, 8)) {
+  if (report::json_nesting_exceeds(text, 8)) {
     return Error{"", 0, 0, "nested deeper than a state file is"};
   }
   const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);

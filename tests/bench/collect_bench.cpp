@@ -73,7 +73,7 @@ BENCHMARK(BM_CollectDomainsCold)->Arg(1000)->Unit(benchmark::kMillisecond);
 
 void BM_HostCollect(benchmark::State& state) {
   memtide::collectors::HostSource host({});
-  memtide::collectors::KsmControl ksm;
+  memtide::collectors::KsmReader ksm;
   for (auto _ : state) {
     auto h = host.read();
     auto k = ksm.read();

@@ -2,8 +2,7 @@
 #include <benchmark/benchmark.h>
 
 #include <memtide/config/loader.hpp>
-
-#include "metrics.hpp"
+#include <memtide/report/metrics.hpp>
 
 namespace {
 
@@ -36,12 +35,12 @@ void BM_RenderMetrics(benchmark::State& state) {
   }
   const auto config = memtide::config::default_config();
   memtide::policy::Plan plan;
-  memtide::daemon::DaemonFigures figures;
+  memtide::report::DaemonFigures figures;
   const memtide::collectors::VirtFacts facts{"ept", "madvise"};
-  const memtide::daemon::MetricsInput in{&s, &plan, &policy_state, &facts, config.get(), &figures};
+  const memtide::report::TickReport in{&s, &plan, &policy_state, &facts, config.get(), &figures};
   std::size_t bytes = 0;
   for (auto _ : state) {
-    const std::string page = memtide::daemon::render_metrics(in);
+    const std::string page = memtide::report::render_metrics(in);
     bytes = page.size();
     benchmark::DoNotOptimize(page.data());
   }

@@ -1,4 +1,4 @@
-// HostSource and KsmControl on checked-in fixture trees and on this machine's own /proc and /sys.
+// HostSource and KsmReader on checked-in fixture trees and on this machine's own /proc and /sys.
 // Expected figures are read off the fixture files by hand (see tests/fixtures/hosts/*).
 #include <fstream>
 #include <string>
@@ -44,8 +44,8 @@ TEST(HostSourceFixture, CurrentKernelHasEverySource) {
   EXPECT_EQ(r->thp_partially_mapped_bytes, 12 * 2048 * KiB + 3 * 64 * KiB);
 }
 
-TEST(KsmControlFixture, CurrentKernelHasAdvisorAndProfitFiles) {
-  const auto r = KsmControl(kHosts + "debian12-6.18/sys", 4096).read();
+TEST(KsmReaderFixture, CurrentKernelHasAdvisorAndProfitFiles) {
+  const auto r = KsmReader(kHosts + "debian12-6.18/sys", 4096).read();
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   ASSERT_TRUE(r->has_value());
   const KsmSample& k = **r;
@@ -87,8 +87,8 @@ TEST(HostSourceFixture, OldKernelReportsMissingSourcesAsUnavailable) {
   EXPECT_EQ((*r->swaps)[1].path, "/var/swap file");
 }
 
-TEST(KsmControlFixture, OldKernelLacksNewerFiles) {
-  const auto r = KsmControl(kHosts + "old-kernel-4.14/sys", 4096).read();
+TEST(KsmReaderFixture, OldKernelLacksNewerFiles) {
+  const auto r = KsmReader(kHosts + "old-kernel-4.14/sys", 4096).read();
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   ASSERT_TRUE(r->has_value());
   const KsmSample& k = **r;
@@ -107,8 +107,8 @@ TEST(KsmControlFixture, OldKernelLacksNewerFiles) {
   EXPECT_FALSE(k.scanned_bytes_total.has_value());
 }
 
-TEST(KsmControlFixture, KernelWithoutKsmIsUnavailableNotAnError) {
-  const auto r = KsmControl(kHosts + "old-kernel-4.14/no-such-sysfs", 4096).read();
+TEST(KsmReaderFixture, KernelWithoutKsmIsUnavailableNotAnError) {
+  const auto r = KsmReader(kHosts + "old-kernel-4.14/no-such-sysfs", 4096).read();
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_FALSE(r->has_value());
 }
@@ -136,7 +136,7 @@ TEST_P(MalformedTrees, ErrorNamesFileAndLine) {
   if (!host.ok()) {
     error = host.error();
   } else {
-    const auto ksm = KsmControl(kHosts + c.tree + "/sys", 4096).read();
+    const auto ksm = KsmReader(kHosts + c.tree + "/sys", 4096).read();
     ASSERT_FALSE(ksm.ok()) << "tree " << c.tree << " parsed without error";
     error = ksm.error();
   }
@@ -177,14 +177,14 @@ TEST(HostSourceLive, MemTotalMatchesSysinfo) {
   EXPECT_GT(r->vmstat.page_faults_total, 0u);
 }
 
-TEST(KsmControlLive, ReadsThisKernelsKsmWhenPresent) {
+TEST(KsmReaderLive, ReadsThisKernelsKsmWhenPresent) {
   std::ifstream run("/sys/kernel/mm/ksm/run");
   if (!run) {
     GTEST_SKIP() << "no KSM on this kernel";
   }
   std::uint64_t expected_run = 99;
   run >> expected_run;
-  const auto r = KsmControl().read();
+  const auto r = KsmReader().read();
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   ASSERT_TRUE(r->has_value());
   EXPECT_EQ((*r)->run, expected_run);

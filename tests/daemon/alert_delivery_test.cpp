@@ -1,7 +1,5 @@
 // Alert sinks: the payloads, the exec hook run for real, and the Alertmanager client against a
 // listening socket that answers like an HTTP server.
-#include "alert_delivery.hpp"
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +11,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "alerts/delivery.hpp"
 
 namespace memtide::daemon {
 namespace {

@@ -10,12 +10,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <memtide/collectors/hypervisor_worker.hpp>
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 
 #include "../support/run_command.hpp"
-#include "hypervisor_worker.hpp"
 
-namespace memtide::daemon {
+namespace memtide::collectors {
 namespace {
 
 using namespace std::chrono_literals;
@@ -69,4 +69,4 @@ TEST(HungLibvirtd, TickIsBoundedAndCollectionResumes) {
 }
 
 }  // namespace
-}  // namespace memtide::daemon
+}  // namespace memtide::collectors

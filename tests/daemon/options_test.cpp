@@ -20,8 +20,8 @@ TEST(Options, AllFlags) {
   EXPECT_EQ(p.options.mode, Options::Mode::once);
   EXPECT_EQ(p.options.config_path, "/x.yaml");
   EXPECT_TRUE(p.options.config_path_given);
-  EXPECT_EQ(p.options.procfs, "/p");
-  EXPECT_EQ(p.options.sysfs, "/s");
+  EXPECT_EQ(p.options.overrides.procfs, "/p");
+  EXPECT_EQ(p.options.overrides.sysfs, "/s");
   EXPECT_EQ(p.options.log_target, Logger::Target::stderr_only);
 }
 

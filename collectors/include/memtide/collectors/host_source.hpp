@@ -69,32 +69,16 @@ class KsmdCpu {
   int searches_missed_ = 0;  // calls since a search found no ksmd
 };
 
-// One file written by KsmControl::apply.
-struct KsmWrite {
-  std::string file;  // "pages_to_scan"
-  std::string from;  // what the sample said
-  std::string to;
-  friend bool operator==(const KsmWrite&, const KsmWrite&) = default;
-};
-
-// Reads and writes /sys/kernel/mm/ksm.
-class KsmControl {
+// Reads /sys/kernel/mm/ksm (actuators::KsmWriter writes it).
+class KsmReader {
  public:
-  explicit KsmControl(std::string sysfs_root = "/sys",
-                      std::uint64_t page_size_bytes = system_page_size());
+  explicit KsmReader(std::string sysfs_root = "/sys",
+                     std::uint64_t page_size_bytes = system_page_size());
 
   // std::nullopt when the kernel has no KSM (the directory or its `run` file is missing).
   // Files that only newer kernels have are left unset in the sample; a file that exists but
   // cannot be read or parsed is an error.
   Result<std::optional<KsmSample>> read() const;
-
-  // Writes the fields of `wanted` that differ from `current` (a fresh read()), in an order the
-  // kernel accepts: merge_across_nodes only after run=2 (the kernel refuses it with EBUSY while
-  // pages are merged), run last. Every value is checked against the kernel's range first; a value
-  // outside it, or a setting this kernel does not have, fails the call before anything is
-  // written. Returns what was written; on a failed write, the error names the file and errno
-  // (earlier writes stay done).
-  Result<std::vector<KsmWrite>> apply(const KsmSettings& wanted, const KsmSample& current) const;
 
   const std::string& directory() const { return dir_; }
 

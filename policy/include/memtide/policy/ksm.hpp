@@ -1,6 +1,6 @@
 // The KSM controller's decision: whether ksmd should merge, and how fast, from what the page
 // scanner estimates merging would save. Pure: the daemon supplies the figures and writes the
-// result through collectors::KsmControl::apply (which checks ranges and writes only changes).
+// result through actuators::KsmWriter::apply (which checks ranges and writes only changes).
 #pragma once
 
 #include <cstdint>

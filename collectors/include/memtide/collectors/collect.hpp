@@ -1,0 +1,47 @@
+// One collection pass: host figures from procfs/sysfs and VM figures from the hypervisor,
+// stamped with both clocks.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <memtide/collectors/host_source.hpp>
+#include <memtide/collectors/hypervisor_worker.hpp>
+#include <memtide/config/config.hpp>
+#include <memtide/core/result.hpp>
+#include <memtide/core/snapshot.hpp>
+
+namespace memtide::collectors {
+
+// The libvirt hypervisor for `config` (libvirt.uri, its timeouts, and daemon.procfs to find the
+// QEMU processes).
+std::unique_ptr<HypervisorWorker> make_libvirt_worker(const config::Config& config);
+
+class Collector {
+ public:
+  // `hypervisor` may be null (no VM figures, e.g. in tests of the host side alone).
+  Collector(collectors::HostRoots roots, std::unique_ptr<HypervisorWorker> hypervisor,
+            std::chrono::milliseconds hypervisor_timeout);
+
+  // Fails when a required host file (meminfo, vmstat, an existing KSM file) cannot be read or
+  // parsed. A hypervisor that is down or too slow does not fail the collection: the snapshot
+  // says so (hypervisor_up, hypervisor_error) and carries the VMs of the last good collection.
+  Result<Snapshot> collect();
+
+  void set_roots(collectors::HostRoots roots);
+  void set_hypervisor_timeout(std::chrono::milliseconds t) { hypervisor_timeout_ = t; }
+  HypervisorWorker* hypervisor() { return hypervisor_.get(); }
+
+ private:
+  std::unique_ptr<collectors::HostSource> host_;
+  std::unique_ptr<collectors::KsmReader> ksm_;
+  std::unique_ptr<collectors::KsmdCpu> ksmd_cpu_;
+  std::unique_ptr<HypervisorWorker> hypervisor_;
+  std::chrono::milliseconds hypervisor_timeout_;
+  std::vector<VmSample> last_vms_;
+};
+
+}  // namespace memtide::collectors

@@ -1,0 +1,313 @@
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include <time.h>
+
+#include <memtide/collectors/page_scan_worker.hpp>
+#include <memtide/core/clock.hpp>
+
+namespace memtide::collectors {
+
+namespace {
+
+double seconds_of(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+double wall_now() {
+  return seconds_of(CLOCK_MONOTONIC);
+}
+
+double thread_cpu_now() {
+  return seconds_of(CLOCK_THREAD_CPUTIME_ID);
+}
+
+// Hashes at most this are kept, so the sample over every target's memory stays within
+// kMaxSampledHashes.
+std::uint64_t sample_threshold(const std::vector<ScanTarget>& targets, std::uint64_t page) {
+  std::uint64_t pages = 0;
+  for (const auto& t : targets) {
+    pages += t.refused.empty() ? t.max_bytes / page : 0;
+  }
+  if (pages <= kMaxSampledHashes) {
+    return std::numeric_limits<std::uint64_t>::max();
+  }
+  const double share = static_cast<double>(kMaxSampledHashes) / static_cast<double>(pages);
+  return static_cast<std::uint64_t>(share *
+                                    static_cast<double>(std::numeric_limits<std::uint64_t>::max()));
+}
+
+}  // namespace
+
+PageScanWorker::PageScanWorker(std::string procfs, config::KsmScanSection settings)
+    : procfs_(std::move(procfs)), settings_(settings), thread_([this] { run(); }) {}
+
+PageScanWorker::~PageScanWorker() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void PageScanWorker::update(std::vector<ScanTarget> targets,
+                            const config::KsmScanSection& settings) {
+  const std::lock_guard lock(mutex_);
+  const bool changed = targets != targets_ || settings != settings_;
+  settings_ = settings;
+  targets_ = std::move(targets);
+  if (!changed) {
+    return;
+  }
+  for (auto it = scanned_.begin(); it != scanned_.end();) {
+    const bool listed = std::any_of(targets_.begin(), targets_.end(), [&](const ScanTarget& t) {
+      return t.uuid == it->first && t.refused.empty();
+    });
+    it = listed ? std::next(it) : scanned_.erase(it);
+  }
+  dirty_ = true;  // the scanning thread recomputes the estimate
+  wake_.notify_all();
+}
+
+PageScanWorker::View PageScanWorker::view() const {
+  std::lock_guard lock(mutex_);
+  View v;
+  for (const auto& t : targets_) {
+    VmPageScan& f = v.vms[t.uuid];
+    if (!t.refused.empty()) {
+      f.status = t.refused;
+    } else if (const auto it = scanned_.find(t.uuid); it != scanned_.end()) {
+      f = it->second.figures;
+    }
+  }
+  v.estimate = estimate_;
+  if (v.estimate) {
+    v.estimate->read_bytes_total = read_bytes_total_;
+    v.estimate->cpu_seconds_total = cpu_seconds_total_;
+    v.estimate->passes_total = passes_total_;
+  }
+  return v;
+}
+
+void PageScanWorker::aggregate(std::unique_lock<std::mutex>& lock) {
+  dirty_ = false;
+  const std::uint64_t page = collectors::system_page_size();
+  KsmEstimate e;
+  e.page_size_bytes = page;
+  std::uint64_t zero = 0;
+  std::uint64_t resident = 0;
+  std::uint64_t below = std::numeric_limits<std::uint64_t>::max();
+  std::vector<std::shared_ptr<const std::vector<std::uint64_t>>> held;
+  for (const auto& [uuid, s] : scanned_) {
+    if (!s.has_figures) {
+      continue;
+    }
+    ++e.vms;
+    e.candidate_bytes += s.candidate_pages * page;
+    resident += s.resident_pages;
+    zero += s.zero_pages;
+    below = std::min(below, s.below);
+    held.push_back(s.sampled_hashes);
+  }
+  if (e.vms == 0) {
+    estimate_.reset();
+    return;
+  }
+  lock.unlock();
+  std::vector<const std::vector<std::uint64_t>*> samples;
+  samples.reserve(held.size());
+  for (const auto& h : held) {
+    samples.push_back(h.get());
+  }
+  std::uint64_t sampled = 0;
+  const std::uint64_t duplicates = collectors::sampled_duplicates(samples, below, sampled);
+  const std::uint64_t nonzero = resident - zero;
+  // Every zero page merges into one; the other duplicates in the share the sample shows.
+  const double other = sampled > 0
+                           ? static_cast<double>(nonzero) * static_cast<double>(duplicates) /
+                                 static_cast<double>(sampled)
+                           : 0.0;
+  e.resident_bytes = resident * page;
+  e.zero_bytes = zero * page;
+  e.savings_bytes =
+      ((zero > 0 ? zero - 1 : 0) + static_cast<std::uint64_t>(std::llround(other))) * page;
+  lock.lock();
+  if (!dirty_) {
+    estimate_ = e;  // else the VMs changed meanwhile: the caller's loop computes it again
+  }
+}
+
+bool PageScanWorker::pace(std::uint64_t read) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (dirty_) {
+      aggregate(lock);  // VMs changed during a long pass: keep the estimate current
+    }
+    if (stopping_) {
+      return false;
+    }
+    const double cpu = thread_cpu_now() - pass_started_cpu_;
+    // The pass may take no less wall time than its CPU at the budget's share of a core, nor
+    // than its reads at the read rate.
+    const double needed =
+        std::max(cpu / settings_.cpu_ratio,
+                 static_cast<double>(read) / static_cast<double>(settings_.read_bytes_per_second));
+    const double wait = pass_started_wall_ + needed - wall_now();
+    if (wait <= 0) {
+      return true;
+    }
+    wake_.wait_for(lock, std::chrono::duration<double>(wait),
+                   [this] { return stopping_ || dirty_; });
+  }
+}
+
+void PageScanWorker::run() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    if (dirty_) {
+      aggregate(lock);
+      continue;
+    }
+    // The listed VM whose last pass is oldest (never scanned first), if due.
+    const ScanTarget* next = nullptr;
+    std::int64_t next_finished = std::numeric_limits<std::int64_t>::max();
+    for (const auto& t : targets_) {
+      if (!t.refused.empty()) {
+        continue;
+      }
+      const auto it = scanned_.find(t.uuid);
+      const std::int64_t finished = it == scanned_.end() ? -1 : it->second.finished_ms;
+      if (finished < next_finished) {
+        next = &t;
+        next_finished = finished;
+      }
+    }
+    const std::int64_t interval = settings_.interval.count();
+    const std::int64_t now = clock::monotonic_ms();
+    if (next == nullptr || (next_finished > 0 && now - next_finished < interval)) {
+      const std::int64_t wait = next == nullptr ? 1000 : next_finished + interval - now;
+      wake_.wait_for(lock, std::chrono::milliseconds(wait), [this] { return stopping_ || dirty_; });
+      continue;
+    }
+    const ScanTarget target = *next;
+    for (auto it = scanners_.begin(); it != scanners_.end();) {
+      const bool listed = std::any_of(targets_.begin(), targets_.end(),
+                                      [&](const ScanTarget& t) { return t.uuid == it->first; });
+      it = listed ? std::next(it) : scanners_.erase(it);
+    }
+    const std::uint64_t below = sample_threshold(targets_, collectors::system_page_size());
+    const auto max_hashes = static_cast<std::size_t>(settings_.max_memory_bytes / 8);
+    lock.unlock();
+
+    Scanned result;
+    result.below = below;
+    result.figures.status = "failed";
+    pass_started_wall_ = wall_now();
+    pass_started_cpu_ = thread_cpu_now();
+    if (target.pid <= 0) {
+      result.figures.error = "no QEMU process known";
+    } else {
+      auto regions = collectors::candidate_regions(procfs_, target.pid,
+                                                   collectors::CandidateMemory::mergeable);
+      collectors::ScanOptions options;
+      options.hash_sample_below = below;
+      options.max_hashes = max_hashes;
+      options.pace = [this](std::uint64_t read) { return pace(read); };
+      auto& scanner = scanners_.try_emplace(target.uuid, procfs_).first->second;
+      auto figures = regions ? scanner.scan(target.pid, *regions, options)
+                             : Result<collectors::PageScanFigures>(regions.error());
+      if (!figures) {
+        result.figures.error = figures.error().to_string();
+      } else {
+        const std::uint64_t page = figures->page_size_bytes;
+        result.figures.status = "scanned";
+        result.figures.candidate_bytes = figures->candidate_pages * page;
+        result.figures.resident_bytes = figures->resident_pages * page;
+        result.figures.zero_bytes = figures->zero_pages * page;
+        result.figures.duplicate_bytes = figures->duplicate_pages * page;
+        result.figures.volatile_ratio = figures->volatile_ratio;
+        result.figures.scanned_unix_ms = clock::unix_ms();
+        result.sampled_hashes =
+            std::make_shared<const std::vector<std::uint64_t>>(std::move(figures->sampled_hashes));
+        // A guest beyond the memory budget was sampled at a lower threshold: the estimate
+        // across VMs then uses that one for all.
+        result.below = figures->hash_sample_below;
+        result.zero_pages = figures->zero_pages;
+        result.resident_pages = figures->resident_pages;
+        result.candidate_pages = figures->candidate_pages;
+        result.has_figures = true;
+        pace(result.figures.resident_bytes);  // the budget covers the last partial batch too
+      }
+    }
+    const double cpu = thread_cpu_now() - pass_started_cpu_;
+
+    lock.lock();
+    cpu_seconds_total_ += cpu;
+    if (stopping_) {
+      break;
+    }
+    // Still wanted (the VM may have gone, or refused scanning, meanwhile)?
+    const bool listed = std::any_of(targets_.begin(), targets_.end(), [&](const ScanTarget& t) {
+      return t.uuid == target.uuid && t.refused.empty();
+    });
+    if (!listed) {
+      scanners_.erase(target.uuid);
+      continue;
+    }
+    if (result.figures.status == "scanned") {
+      read_bytes_total_ += result.figures.resident_bytes;
+      ++passes_total_;
+    } else if (const auto old = scanned_.find(target.uuid);
+               old != scanned_.end() && old->second.finished_ms > 0) {
+      // Keep the last good figures for the estimate; report the failure.
+      old->second.figures.status = "failed";
+      old->second.figures.error = result.figures.error;
+      old->second.finished_ms = clock::monotonic_ms();
+      continue;
+    }
+    // A failed pass waits an interval too, rather than retrying in a loop.
+    result.finished_ms = clock::monotonic_ms();
+    scanned_[target.uuid] = std::move(result);
+    aggregate(lock);
+  }
+}
+
+void attach_page_scans(PageScanWorker* worker, Snapshot& snapshot,
+                       const config::KsmScanSection& settings) {
+  if (worker == nullptr) {
+    for (auto& vm : snapshot.vms) {
+      vm.page_scan = VmPageScan{};
+      vm.page_scan->status = "off";
+    }
+    return;
+  }
+  if (snapshot.hypervisor_up) {
+    std::vector<ScanTarget> targets;
+    targets.reserve(snapshot.vms.size());
+    for (const auto& vm : snapshot.vms) {
+      ScanTarget t{vm.uuid, vm.name, vm.process ? vm.process->pid : 0, vm.max_bytes, ""};
+      // Reading guest memory is a privilege the operator withholds per VM.
+      if (!vm.sharing_allowed) {
+        t.refused = "opted-out";
+      } else if (vm.metadata.scan_enabled == false) {
+        t.refused = "scan-disabled";
+      }
+      targets.push_back(std::move(t));
+    }
+    worker->update(std::move(targets), settings);
+  }
+  auto view = worker->view();
+  for (auto& vm : snapshot.vms) {
+    if (const auto it = view.vms.find(vm.uuid); it != view.vms.end()) {
+      vm.page_scan = std::move(it->second);
+    }
+  }
+  snapshot.ksm_estimate = view.estimate;
+}
+
+}  // namespace memtide::collectors

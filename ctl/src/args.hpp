@@ -1,0 +1,37 @@
+// memtidectl's command line: one parse for every command, then each command reads what it takes.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace memtide::ctl {
+
+struct Args {
+  std::string command;
+  std::string config_path;
+  bool config_given = false;  // an explicit path must exist; the default may be absent
+  std::optional<std::string> connect;
+  bool dry_run = false;
+  bool if_service_failed = false;
+  std::vector<std::string> traces;
+  bool quiet = false;
+  bool json = false;
+  std::optional<std::string> socket;
+  std::vector<std::string> operands;  // explain's VM, scan's PIDs
+  int passes = 2;
+  double interval_s = 1;
+};
+
+// The parsed command line, or the exit code to end with at once (after --help, --version, or a
+// usage error already printed).
+struct Parsed {
+  Args args;
+  std::optional<int> exit_code;
+};
+Parsed parse_args(const std::vector<std::string>& args);
+
+// Prints `message` and the hint to --help on stderr; returns kExitUsage.
+int usage_error(const std::string& message);
+
+}  // namespace memtide::ctl

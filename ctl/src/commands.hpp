@@ -1,0 +1,32 @@
+// memtidectl's commands, one file each. Each returns the process exit code (core/exit_code.hpp)
+// and prints its own errors.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <memtide/config/config.hpp>
+
+#include "args.hpp"
+
+namespace memtide::ctl {
+
+// restore: every managed VM back to its maximum (restore.cpp).
+int restore(const config::Config& config, bool dry_run, bool if_service_failed);
+
+// simulate: replays traces through the policy of `config` (simulate.cpp).
+int simulate(std::shared_ptr<const config::Config> config, const std::vector<std::string>& traces,
+             bool quiet, bool json);
+
+// scan PID...: page-content statistics of processes (scan.cpp).
+int scan(const std::vector<std::string>& pids, int passes, double interval_s, bool json);
+
+// status, explain, pause, resume, reload: asks the daemon at `socket` (control.cpp).
+int control(const std::string& socket, const std::string& command,
+            const std::vector<std::string>& operands, bool json);
+
+// "12.5%" for a ratio of 0.125.
+std::string percent_text(double ratio);
+
+}  // namespace memtide::ctl

@@ -1,0 +1,141 @@
+#include "alerts/router.hpp"
+
+#include <set>
+
+#include <unistd.h>
+
+#include <memtide/report/json_text.hpp>
+
+namespace memtide::daemon {
+
+namespace {
+
+std::string this_hostname() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+}  // namespace
+
+AlertRouter::AlertRouter(Logger& log) : log_(log), hostname_(this_hostname()) {}
+
+void AlertRouter::configure(const config::AlertsSection& a) {
+  resend_ms_ = a.alertmanager_resend_interval.count();
+  if (a.alertmanager_url.empty()) {
+    alertmanager_.reset();
+  } else if (!alertmanager_ || alertmanager_->url() != a.alertmanager_url + "/api/v2/alerts") {
+    alertmanager_ = std::make_unique<AlertmanagerSink>(a.alertmanager_url, a.alertmanager_timeout);
+    alertmanager_sent_unix_ms_ = 0;  // send what is firing at the next tick
+  }
+  if (a.exec_command.empty()) {
+    exec_hook_.reset();
+  } else if (!exec_hook_ || exec_hook_->command() != a.exec_command) {
+    exec_hook_ = std::make_unique<ExecSink>(a.exec_command, a.exec_timeout);
+  }
+}
+
+void AlertRouter::route(const policy::Plan& plan, const Snapshot& snapshot,
+                        const std::map<std::string, std::string>& failed, std::int64_t now_ms) {
+  auto firing = service_alerts_.update(plan.alerts, snapshot.hypervisor_up,
+                                       snapshot.hypervisor_error, failed, now_ms);
+  const std::int64_t now = snapshot.collected_at_unix_ms;
+  auto key = [](const policy::Alert& a) { return Key(a.name, a.subject); };
+  std::set<Key> before;
+  for (const auto& a : firing_) {
+    before.insert(key(a));
+  }
+  std::set<Key> current;
+  std::vector<AlertNotice> changed;   // transitions, for the exec hook
+  std::vector<AlertNotice> resolved;  // for Alertmanager
+  for (const auto& a : firing) {
+    current.insert(key(a));
+    if (before.count(key(a)) == 0) {
+      started_unix_ms_[key(a)] = now;
+      log_.log(a.severity == policy::Severity::critical ? Priority::err : Priority::warning,
+               "alert " + a.name + " firing: " + a.summary,
+               {{"MEMTIDE_EVENT", "alert-firing"},
+                {"MEMTIDE_ALERT", a.name},
+                {"MEMTIDE_SEVERITY", policy::to_string(a.severity)},
+                {"MEMTIDE_VM", a.subject}});
+      changed.push_back({a, false, now, 0});
+    }
+  }
+  for (const auto& a : firing_) {
+    if (current.count(key(a)) == 0) {
+      log_.notice("alert " + a.name + " resolved" + (a.subject.empty() ? "" : " for " + a.subject),
+                  {{"MEMTIDE_EVENT", "alert-resolved"},
+                   {"MEMTIDE_ALERT", a.name},
+                   {"MEMTIDE_VM", a.subject}});
+      AlertNotice n{a, true, started_unix_ms_[key(a)], now};
+      changed.push_back(n);
+      resolved.push_back(n);
+      started_unix_ms_.erase(key(a));
+    }
+  }
+  firing_ = std::move(firing);
+  deliver(changed, resolved, now);
+}
+
+void AlertRouter::deliver(const std::vector<AlertNotice>& changed,
+                          const std::vector<AlertNotice>& resolved, std::int64_t now) {
+  if (exec_hook_) {
+    for (const auto& n : changed) {
+      exec_hook_->submit(report::dump_json(exec_body(n, hostname_)));
+    }
+  }
+  // Alertmanager: on any change, and again every resend_interval while alerts fire. A firing
+  // alert is sent with endsAt three intervals ahead, so if memtided dies Alertmanager resolves
+  // it by itself rather than keep it forever.
+  if (alertmanager_ &&
+      (!changed.empty() || (!firing_.empty() && now - alertmanager_sent_unix_ms_ >= resend_ms_))) {
+    std::vector<AlertNotice> batch = resolved;
+    for (const auto& a : firing_) {
+      batch.push_back({a, false, started_unix_ms_[Key(a.name, a.subject)], now + 3 * resend_ms_});
+    }
+    alertmanager_->submit(report::dump_json(alertmanager_body(batch, hostname_)));
+    alertmanager_sent_unix_ms_ = now;
+  }
+}
+
+void AlertRouter::report_delivery_failures(std::uint64_t now_usec) {
+  const std::pair<const char*, const DeliveryQueue*> sinks[] = {
+      {"alertmanager", alertmanager_.get()}, {"exec", exec_hook_.get()}};
+  for (const auto& [name, sink] : sinks) {
+    if (sink == nullptr) {
+      continue;
+    }
+    auto& logged = failures_logged_[name];
+    const auto f = sink->figures();
+    // A sink replaced by a reload starts counting again.
+    if (f.failed_attempts < logged.failed_attempts) {
+      logged = {};
+    }
+    constexpr std::uint64_t kEveryUsec = 60'000'000;
+    if (f.failed_attempts == logged.failed_attempts ||
+        (logged.at_usec != 0 && now_usec - logged.at_usec < kEveryUsec)) {
+      continue;
+    }
+    log_.warning(std::string("alert delivery to ") + name + " failed " +
+                     std::to_string(f.failed_attempts - logged.failed_attempts) +
+                     " time(s) since the last report (" + std::to_string(f.dropped) +
+                     " alert(s) dropped in all): " + sink->last_error(),
+                 {{"MEMTIDE_EVENT", "alert-delivery-failed"}, {"MEMTIDE_SINK", name}});
+    logged = {f.failed_attempts, now_usec};
+  }
+}
+
+void AlertRouter::count_deliveries(report::DaemonFigures& figures) const {
+  const std::pair<const char*, const DeliveryQueue*> sinks[] = {
+      {"alertmanager", alertmanager_.get()}, {"exec", exec_hook_.get()}};
+  for (const auto& [name, sink] : sinks) {
+    if (sink != nullptr) {
+      const auto f = sink->figures();
+      figures.alert_deliveries_total[{name, "delivered"}] = f.delivered;
+      figures.alert_deliveries_total[{name, "failed"}] = f.failed_attempts;
+      figures.alert_deliveries_total[{name, "dropped"}] = f.dropped;
+    }
+  }
+}
+
+}  // namespace memtide::daemon

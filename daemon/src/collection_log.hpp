@@ -1,0 +1,36 @@
+// What a collection tells the operator, said once rather than every tick: a failing collection
+// and its recovery, libvirt going down and coming back, a process claiming a VM that is not
+// proven to be its QEMU, and invalid per-VM metadata (once per domain and content).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <memtide/core/snapshot.hpp>
+
+#include "log.hpp"
+#include "log_on_change.hpp"
+
+namespace memtide::daemon {
+
+class CollectionLog {
+ public:
+  explicit CollectionLog(Logger& log) : log_(log) {}
+
+  void failed(const std::string& error);
+  void collected(const Snapshot& snapshot);
+  // The collection failure in force ("" while collections work), for the service status.
+  const std::string& failing() const { return collect_error_.current(); }
+
+ private:
+  void log_process_claims(const Snapshot& snapshot);
+  void log_metadata_errors(const Snapshot& snapshot);
+
+  Logger& log_;
+  LogOnChange collect_error_;
+  LogOnChange hypervisor_error_;
+  std::map<std::string, std::string> metadata_errors_;  // uuid -> errors logged
+  std::map<std::string, std::string> process_claims_;   // uuid -> reason logged
+};
+
+}  // namespace memtide::daemon

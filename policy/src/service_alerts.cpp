@@ -1,0 +1,39 @@
+#include <algorithm>
+#include <tuple>
+
+#include <memtide/policy/service_alerts.hpp>
+
+namespace memtide::policy {
+
+std::vector<Alert> ServiceAlerts::update(std::vector<Alert> alerts, bool hypervisor_up,
+                                         const std::string& hypervisor_error,
+                                         const std::map<std::string, std::string>& failed,
+                                         std::int64_t now_ms) {
+  if (hypervisor_up) {
+    libvirt_down_since_ms_ = -1;
+  } else if (libvirt_down_since_ms_ < 0) {
+    libvirt_down_since_ms_ = now_ms;
+  } else {
+    alerts.push_back({"libvirt-down", "", Severity::critical,
+                      "libvirt unreachable, guests are not managed: " + hypervisor_error,
+                      libvirt_down_since_ms_});
+  }
+  for (const auto& [vm, message] : failed) {
+    failing_vms_[vm] = {message, 0};
+  }
+  for (auto it = failing_vms_.begin(); it != failing_vms_.end();) {
+    if (failed.count(it->first) == 0 && ++it->second.second >= kAlertClearTicks) {
+      it = failing_vms_.erase(it);
+      continue;
+    }
+    alerts.push_back({"balloon-command-failed", it->first, Severity::warning,
+                      it->first + ": balloon command failed: " + it->second.first, now_ms});
+    ++it;
+  }
+  std::sort(alerts.begin(), alerts.end(), [](const Alert& a, const Alert& b) {
+    return std::tie(a.name, a.subject) < std::tie(b.name, b.subject);
+  });
+  return alerts;
+}
+
+}  // namespace memtide::policy

@@ -1,0 +1,179 @@
+#include <memtide/config/config.hpp>
+#include <memtide/policy/classes.hpp>
+#include <memtide/report/snapshot_json.hpp>
+#include <memtide/report/status.hpp>
+
+namespace memtide::report {
+
+namespace {
+
+nlohmann::json vm_status(const TickReport& r, const VmSample& vm, const policy::Outcome* outcome) {
+  const auto settings = policy::effective_balloon(vm, *r.config);
+  nlohmann::json j = {
+      {"name", vm.name},
+      {"uuid", vm.uuid},
+      {"state", to_string(vm.state)},
+      {"class", settings.class_name},
+      {"managed", settings.managed},
+      {"balloon_bytes", vm.current_bytes},
+      {"max_bytes", vm.max_bytes},
+      {"floor_bytes", settings.floor_bytes},
+      {"usable_bytes",
+       vm.guest.usable_bytes ? nlohmann::json(*vm.guest.usable_bytes) : nlohmann::json()},
+      {"stats_status", to_string(vm.stats_status)},
+      {"process_unavailable", vm.process_unavailable.value_or("")},
+      {"target_bytes", nullptr},
+      {"explanation", outcome != nullptr ? r.plan->explain(*outcome) : ""},
+  };
+  j["page_scan"] = nullptr;
+  if (vm.page_scan) {
+    const auto& p = *vm.page_scan;
+    auto ratio = [&p](std::uint64_t bytes) {
+      const auto share = p.share_of_resident(bytes);
+      return share ? nlohmann::json(*share) : nlohmann::json();
+    };
+    j["page_scan"] = {
+        {"status", p.status},
+        {"error", p.error},
+        {"resident_bytes", p.resident_bytes},
+        {"zero_ratio", ratio(p.zero_bytes)},
+        {"duplicate_ratio", ratio(p.duplicate_bytes)},
+        {"volatile_ratio", p.volatile_ratio ? nlohmann::json(*p.volatile_ratio) : nlohmann::json()},
+    };
+  }
+  if (const auto target = balloon_target_of(r, vm.uuid)) {
+    j["target_bytes"] = *target;
+  }
+  return j;
+}
+
+nlohmann::json ksm_status(const TickReport& r) {
+  const Snapshot& s = *r.snapshot;
+  const policy::Plan* plan = r.plan;
+  if (!s.ksm) {
+    return {{"available", false}, {"mode", config::to_string(r.config->ksm.mode)}};
+  }
+  const KsmSample& k = *s.ksm;
+  nlohmann::json j = {
+      {"available", true},
+      {"mode", config::to_string(r.config->ksm.mode)},
+      {"run", k.run},
+      {"pages_to_scan", k.pages_to_scan},
+      {"sleep_ms", k.sleep_ms},
+      {"full_scans", k.full_scans_total},
+      {"actual_savings_bytes", k.savings_bytes()},
+      {"decision", plan != nullptr && plan->ksm ? plan->ksm->reason : ""},
+      {"ksmd_cpu_ratio", nullptr},
+      {"estimate", nullptr},
+  };
+  if (plan != nullptr && plan->ksm && plan->ksm->ksmd_cpu_ratio) {
+    j["ksmd_cpu_ratio"] = *plan->ksm->ksmd_cpu_ratio;
+  }
+  if (s.ksm_estimate) {
+    const auto& e = *s.ksm_estimate;
+    j["estimate"] = {{"vms", e.vms},
+                     {"candidate_bytes", e.candidate_bytes},
+                     {"resident_bytes", e.resident_bytes},
+                     {"zero_bytes", e.zero_bytes},
+                     {"savings_bytes", e.savings_bytes},
+                     {"read_bytes_total", e.read_bytes_total},
+                     {"cpu_seconds_total", e.cpu_seconds_total}};
+  }
+  return j;
+}
+
+nlohmann::json daemon_status(const TickReport& r) {
+  const DaemonFigures& d = *r.daemon;
+  return {{"version", MEMTIDE_VERSION},   {"ticks", d.ticks_total},
+          {"paused", d.paused},           {"dry_run", d.dry_run},
+          {"config", r.config->source},   {"last_reload_error", d.last_reload_error},
+          {"metrics", d.metrics_endpoint}};
+}
+
+nlohmann::json host_status(const TickReport& r) {
+  const Snapshot& s = *r.snapshot;
+  const policy::Plan* plan = r.plan;
+  nlohmann::json forecast = nullptr;
+  if (plan != nullptr && plan->forecast.seconds_to_swap) {
+    forecast = *plan->forecast.seconds_to_swap;
+  }
+  return {{"collected_at", format_utc(s.collected_at_unix_ms)},
+          {"total_bytes", s.host.meminfo.total_bytes},
+          {"available_bytes", s.host.meminfo.available_bytes},
+          {"reserve_bytes", r.config->host.reserve_bytes},
+          {"pressure", plan != nullptr && plan->host_pressure},
+          {"level", plan != nullptr ? policy::to_string(plan->host_level) : "ok"},
+          {"paying_back_swap", plan != nullptr && plan->host_paying_back},
+          {"summary", plan != nullptr ? plan->host_summary : ""},
+          {"seconds_to_swap", forecast},
+          {"libvirt_up", s.hypervisor_up},
+          {"libvirt_error", s.hypervisor_error}};
+}
+
+nlohmann::json alerts_status(const TickReport& r) {
+  nlohmann::json alerts = nlohmann::json::array();
+  for (const auto& a : firing_alerts(r)) {
+    alerts.push_back({{"name", a.name},
+                      {"subject", a.subject},
+                      {"severity", policy::to_string(a.severity)},
+                      {"summary", a.summary}});
+  }
+  return alerts;
+}
+
+nlohmann::json recent_commands_status(const TickReport& r) {
+  nlohmann::json recent = nlohmann::json::array();
+  if (r.recent_commands == nullptr) {
+    return recent;
+  }
+  for (const auto& c : *r.recent_commands) {
+    recent.push_back({{"at", format_utc(c.unix_ms)},
+                      {"vm", c.change.vm},
+                      {"from_bytes", c.change.from_bytes},
+                      {"to_bytes", c.change.to_bytes},
+                      {"cause", policy::to_string(c.change.cause)},
+                      {"reason", c.change.reason},
+                      {"outcome", c.outcome}});
+  }
+  return recent;
+}
+
+nlohmann::json not_yet() {
+  return {{"ok", false}, {"error", "no collection yet"}};
+}
+
+}  // namespace
+
+nlohmann::json status_reply(const TickReport& r) {
+  if (r.snapshot == nullptr) {
+    return not_yet();
+  }
+  nlohmann::json vms = nlohmann::json::array();
+  for (std::size_t i = 0; i < r.snapshot->vms.size(); ++i) {
+    vms.push_back(vm_status(r, r.snapshot->vms[i], outcome_of(r, i)));
+  }
+  return {{"ok", true},
+          {"daemon", daemon_status(r)},
+          {"host", host_status(r)},
+          {"ksm", ksm_status(r)},
+          {"alerts", alerts_status(r)},
+          {"vms", vms},
+          {"recent_commands", recent_commands_status(r)}};
+}
+
+nlohmann::json explain_reply(const TickReport& r, const std::string& wanted) {
+  if (r.snapshot == nullptr) {
+    return not_yet();
+  }
+  const auto& vms = r.snapshot->vms;
+  for (std::size_t i = 0; i < vms.size(); ++i) {
+    if (vms[i].name == wanted || vms[i].uuid == wanted) {
+      return {{"ok", true},
+              {"vm", vm_status(r, vms[i], outcome_of(r, i))},
+              {"host", r.plan != nullptr ? r.plan->host_summary : ""}};
+    }
+  }
+  return {{"ok", false}, {"error", "no running VM named '" + wanted + "'"}};
+}
+
+}  // namespace memtide::report

@@ -1,0 +1,216 @@
+// One TickReport, three renderings: the metrics page, the status/explain answers and the
+// snapshot JSON. Every figure two of them show must be the same figure.
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include <memtide/report/metrics.hpp>
+#include <memtide/report/snapshot_json.hpp>
+#include <memtide/report/status.hpp>
+#include <memtide/report/tick_report.hpp>
+
+#include "../policy/policy_fixtures.hpp"
+
+namespace memtide::report {
+namespace {
+
+using policy::testing::GiB;
+using policy::testing::MiB;
+
+VmSample vm(const std::string& name, std::uint64_t max, std::uint64_t current,
+            std::uint64_t usable) {
+  VmSample v = policy::testing::guest(name, current, max, usable);
+  v.guest.unused_bytes = usable / 2;
+  return v;
+}
+
+// A host below its reserve with one idle guest (the policy shrinks it) and one busy one.
+Snapshot tight_host(std::int64_t t_ms) {
+  Snapshot s = policy::testing::host(600 * MiB, 16 * GiB);
+  s.monotonic_ms = t_ms;
+  s.collected_at_unix_ms = 1'800'000'000'000 + t_ms;
+  s.hypervisor_up = true;
+  s.host.meminfo.free_bytes = 300 * MiB;
+  KsmSample k;
+  k.run = 1;
+  k.pages_to_scan = 100;
+  k.sleep_ms = 20;
+  k.sharing_bytes = 300 * MiB;
+  k.zero_pages_bytes = 20 * MiB;
+  s.ksm = k;
+  s.vms = {vm("idle", 8 * GiB, 8 * GiB, 6 * GiB), vm("busy", 4 * GiB, 3 * GiB, 200 * MiB)};
+  for (auto& v : s.vms) {
+    v.guest.last_update_unix_s = s.collected_at_unix_ms / 1000;
+  }
+  return s;
+}
+
+// Sample values by "name{labels}".
+std::map<std::string, double> samples(const std::string& page) {
+  std::map<std::string, double> out;
+  std::istringstream in(page);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') {
+      continue;
+    }
+    const auto space = line.rfind(' ');
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+class OneReport : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = std::make_shared<const config::Config>(policy::testing::base_config());
+    snapshot_ = tight_host(5000);
+    auto decision = policy::decide(snapshot_, {}, *config_, 5000);
+    plan_ = std::move(decision.plan);
+    state_ = std::move(decision.state);
+    alerts_ = plan_.alerts;
+    alerts_.push_back({"balloon-command-failed", "busy", policy::Severity::warning,
+                       "busy: balloon command failed: test", 5000});
+    figures_.ticks_total = 2;
+    figures_.paused = true;
+    figures_.dry_run = false;
+    for (const auto& change : plan_.balloons) {
+      recent_.push_back({snapshot_.collected_at_unix_ms, change, "applied"});
+    }
+    report_ = {&snapshot_, &plan_, &state_, &facts_, config_.get(), &figures_, &alerts_, &recent_};
+    metrics_ = samples(render_metrics(report_));
+    status_ = status_reply(report_);
+    snapshot_json_ = to_json(snapshot_);
+  }
+
+  double metric(const std::string& key) const {
+    const auto it = metrics_.find(key);
+    EXPECT_NE(it, metrics_.end()) << key;
+    return it == metrics_.end() ? -1 : it->second;
+  }
+  static std::string vm_labels(const VmSample& vm) {
+    return "{domain=\"" + vm.name + "\",uuid=\"" + vm.uuid + "\"}";
+  }
+
+  std::shared_ptr<const config::Config> config_;
+  Snapshot snapshot_;
+  policy::Plan plan_;
+  policy::PolicyState state_;
+  collectors::VirtFacts facts_{"ept", "madvise"};
+  DaemonFigures figures_;
+  std::vector<policy::Alert> alerts_;
+  std::deque<RecentCommand> recent_;
+  TickReport report_;
+  std::map<std::string, double> metrics_;
+  nlohmann::json status_;
+  nlohmann::ordered_json snapshot_json_;
+};
+
+TEST_F(OneReport, ThePolicyActedSoTheReportHasSomethingToAgreeOn) {
+  ASSERT_TRUE(status_["ok"].get<bool>());
+  EXPECT_FALSE(plan_.balloons.empty()) << plan_.host_summary;
+  EXPECT_TRUE(balloon_target_of(report_, "uuid-idle").has_value());
+}
+
+TEST_F(OneReport, HostFiguresAgree) {
+  const auto& host = status_["host"];
+  const auto& meminfo = snapshot_json_["host"]["meminfo"];
+  EXPECT_EQ(metric("memtide_host_memory_bytes{field=\"total\"}"),
+            host["total_bytes"].get<double>());
+  EXPECT_EQ(host["total_bytes"], meminfo["total_bytes"]);
+  EXPECT_EQ(metric("memtide_host_memory_bytes{field=\"available\"}"),
+            host["available_bytes"].get<double>());
+  EXPECT_EQ(host["available_bytes"], meminfo["available_bytes"]);
+  EXPECT_EQ(metric("memtide_libvirt_up"), host["libvirt_up"].get<bool>() ? 1 : 0);
+  EXPECT_EQ(host["libvirt_up"], snapshot_json_["hypervisor"]["up"]);
+  EXPECT_EQ(metric("memtide_host_under_pressure"), host["pressure"].get<bool>() ? 1 : 0);
+  EXPECT_EQ(metric("memtide_host_paying_back_swap"), host["paying_back_swap"].get<bool>() ? 1 : 0);
+  EXPECT_EQ(host["collected_at"],
+            format_utc(snapshot_json_["collected_at_unix_ms"].get<std::int64_t>()));
+}
+
+TEST_F(OneReport, EveryVmsFiguresAgree) {
+  const auto& vms = status_["vms"];
+  ASSERT_EQ(vms.size(), snapshot_.vms.size());
+  ASSERT_EQ(snapshot_json_["vms"].size(), snapshot_.vms.size());
+  for (std::size_t i = 0; i < snapshot_.vms.size(); ++i) {
+    const auto& vm = snapshot_.vms[i];
+    const auto& st = vms[i];
+    const auto& js = snapshot_json_["vms"][i];
+    const std::string l = vm_labels(vm);
+    SCOPED_TRACE(vm.name);
+    EXPECT_EQ(st["uuid"], js["uuid"]);
+    EXPECT_EQ(metric("memtide_vm_balloon_bytes" + l), st["balloon_bytes"].get<double>());
+    EXPECT_EQ(st["balloon_bytes"], js["current_bytes"]);
+    EXPECT_EQ(metric("memtide_vm_memory_maximum_bytes" + l), st["max_bytes"].get<double>());
+    EXPECT_EQ(st["max_bytes"], js["max_bytes"]);
+    EXPECT_EQ(metric("memtide_vm_usable_bytes" + l), st["usable_bytes"].get<double>());
+    EXPECT_EQ(st["usable_bytes"], js["guest"]["usable_bytes"]);
+    EXPECT_EQ(metric("memtide_vm_balloon_floor_bytes" + l), st["floor_bytes"].get<double>());
+    EXPECT_EQ(metric("memtide_vm_managed" + l), st["managed"].get<bool>() ? 1 : 0);
+    if (st["target_bytes"].is_null()) {
+      EXPECT_EQ(metrics_.count("memtide_vm_balloon_target_bytes" + l), 0u);
+    } else {
+      EXPECT_EQ(metric("memtide_vm_balloon_target_bytes" + l), st["target_bytes"].get<double>());
+    }
+    EXPECT_EQ(
+        metrics_.count("memtide_vm_stats_status{domain=\"" + vm.name + "\",uuid=\"" + vm.uuid +
+                       "\",status=\"" + st["stats_status"].get<std::string>() + "\"}"),
+        1u);
+    // explain says what status says about the VM.
+    const auto explained = explain_reply(report_, vm.name);
+    ASSERT_TRUE(explained["ok"].get<bool>());
+    EXPECT_EQ(explained["vm"], st);
+  }
+}
+
+TEST_F(OneReport, KsmFiguresAgree) {
+  const auto& ksm = status_["ksm"];
+  const auto& js = snapshot_json_["ksm"];
+  EXPECT_EQ(metric("memtide_ksm_run"), ksm["run"].get<double>());
+  EXPECT_EQ(ksm["run"], js["run"]);
+  EXPECT_EQ(metric("memtide_ksm_pages_to_scan"), ksm["pages_to_scan"].get<double>());
+  EXPECT_EQ(ksm["pages_to_scan"], js["pages_to_scan"]);
+  EXPECT_EQ(metric("memtide_ksm_sleep_seconds") * 1000, ksm["sleep_ms"].get<double>());
+  EXPECT_EQ(metric("memtide_ksm_savings_bytes"), ksm["actual_savings_bytes"].get<double>());
+}
+
+TEST_F(OneReport, AlertsAndTheDaemonsOwnFiguresAgree) {
+  std::set<std::pair<std::string, std::string>> from_status;
+  for (const auto& a : status_["alerts"]) {
+    from_status.insert({a["name"].get<std::string>(), a["subject"].get<std::string>()});
+    EXPECT_EQ(metric("memtide_alert_firing{alert=\"" + a["name"].get<std::string>() +
+                     "\",subject=\"" + a["subject"].get<std::string>() + "\",severity=\"" +
+                     a["severity"].get<std::string>() + "\"}"),
+              1);
+  }
+  std::set<std::pair<std::string, std::string>> from_metrics;
+  for (const auto& [key, value] : metrics_) {
+    if (key.rfind("memtide_alert_firing{", 0) == 0) {
+      from_metrics.insert({key, ""});
+    }
+  }
+  EXPECT_EQ(from_status.size(), alerts_.size());
+  EXPECT_EQ(from_metrics.size(), alerts_.size());
+  EXPECT_EQ(from_status.count({"balloon-command-failed", "busy"}), 1u);
+  EXPECT_EQ(metric("memtide_ticks_total"), status_["daemon"]["ticks"].get<double>());
+  EXPECT_EQ(metric("memtide_actions_paused"), status_["daemon"]["paused"].get<bool>() ? 1 : 0);
+  EXPECT_EQ(metric("memtide_dry_run"), status_["daemon"]["dry_run"].get<bool>() ? 1 : 0);
+  ASSERT_EQ(status_["recent_commands"].size(), plan_.balloons.size());
+  for (std::size_t i = 0; i < plan_.balloons.size(); ++i) {
+    EXPECT_EQ(status_["recent_commands"][i]["to_bytes"], plan_.balloons[i].to_bytes);
+  }
+}
+
+TEST_F(OneReport, NothingCollectedYetIsSaidPlainly) {
+  TickReport empty;
+  empty.config = config_.get();
+  empty.daemon = &figures_;
+  EXPECT_FALSE(status_reply(empty)["ok"].get<bool>());
+  EXPECT_FALSE(explain_reply(empty, "idle")["ok"].get<bool>());
+  EXPECT_EQ(explain_reply(report_, "no-such-vm")["error"], "no running VM named 'no-such-vm'");
+}
+
+}  // namespace
+}  // namespace memtide::report
