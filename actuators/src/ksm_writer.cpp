@@ -37,12 +37,12 @@ std::string bool_text(bool b) {
   return b ? "1" : "0";
 }
 
-}  // namespace
-
-Result<std::vector<KsmWrite>> KsmWriter::apply(const KsmSettings& w, const KsmSample& c) const {
+// The writes that take the kernel from `c` to `w`, in the order they must be made, checking each
+// value against the kernel's range; what is wrong goes to `problems`.
+std::vector<Pending> plan_writes(const KsmSettings& w, const KsmSample& c,
+                                 std::vector<std::string>& problems) {
   constexpr std::uint64_t kUintMax = 0xffffffffULL;
   std::vector<Pending> pending;
-  std::vector<std::string> problems;
   auto number = [&](const char* file, const std::optional<std::uint64_t>& want,
                     std::optional<std::uint64_t> now, std::uint64_t low, std::uint64_t high) {
     if (!want) {
@@ -105,6 +105,14 @@ Result<std::vector<KsmWrite>> KsmWriter::apply(const KsmSettings& w, const KsmSa
       pending.push_back({"run", std::to_string(*w.run), std::to_string(*run_now)});
     }
   }
+  return pending;
+}
+
+}  // namespace
+
+Result<std::vector<KsmWrite>> KsmWriter::apply(const KsmSettings& w, const KsmSample& c) const {
+  std::vector<std::string> problems;
+  const auto pending = plan_writes(w, c, problems);
   if (!problems.empty()) {
     std::string message = problems.front();
     for (std::size_t i = 1; i < problems.size(); ++i) {

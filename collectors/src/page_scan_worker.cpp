@@ -166,6 +166,66 @@ bool PageScanWorker::pace(std::uint64_t read) {
   }
 }
 
+const ScanTarget* PageScanWorker::oldest_target(std::int64_t& finished_ms) const {
+  const ScanTarget* next = nullptr;
+  finished_ms = std::numeric_limits<std::int64_t>::max();
+  for (const auto& t : targets_) {
+    if (!t.refused.empty()) {
+      continue;
+    }
+    const auto it = scanned_.find(t.uuid);
+    const std::int64_t finished = it == scanned_.end() ? -1 : it->second.finished_ms;
+    if (finished < finished_ms) {
+      next = &t;
+      finished_ms = finished;
+    }
+  }
+  return next;
+}
+
+PageScanWorker::Scanned PageScanWorker::scan_one(const ScanTarget& target, std::uint64_t below,
+                                                 std::size_t max_hashes) {
+  Scanned result;
+  result.below = below;
+  result.figures.status = "failed";
+  if (target.pid <= 0) {
+    result.figures.error = "no QEMU process known";
+  } else {
+    auto regions =
+        collectors::candidate_regions(procfs_, target.pid, collectors::CandidateMemory::mergeable);
+    collectors::ScanOptions options;
+    options.hash_sample_below = below;
+    options.max_hashes = max_hashes;
+    options.pace = [this](std::uint64_t read) { return pace(read); };
+    auto& scanner = scanners_.try_emplace(target.uuid, procfs_).first->second;
+    auto figures = regions ? scanner.scan(target.pid, *regions, options)
+                           : Result<collectors::PageScanFigures>(regions.error());
+    if (!figures) {
+      result.figures.error = figures.error().to_string();
+    } else {
+      const std::uint64_t page = figures->page_size_bytes;
+      result.figures.status = "scanned";
+      result.figures.candidate_bytes = figures->candidate_pages * page;
+      result.figures.resident_bytes = figures->resident_pages * page;
+      result.figures.zero_bytes = figures->zero_pages * page;
+      result.figures.duplicate_bytes = figures->duplicate_pages * page;
+      result.figures.volatile_ratio = figures->volatile_ratio;
+      result.figures.scanned_unix_ms = clock::unix_ms();
+      result.sampled_hashes =
+          std::make_shared<const std::vector<std::uint64_t>>(std::move(figures->sampled_hashes));
+      // A guest beyond the memory budget was sampled at a lower threshold: the estimate
+      // across VMs then uses that one for all.
+      result.below = figures->hash_sample_below;
+      result.zero_pages = figures->zero_pages;
+      result.resident_pages = figures->resident_pages;
+      result.candidate_pages = figures->candidate_pages;
+      result.has_figures = true;
+      pace(result.figures.resident_bytes);  // the budget covers the last partial batch too
+    }
+  }
+  return result;
+}
+
 void PageScanWorker::run() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
@@ -173,20 +233,8 @@ void PageScanWorker::run() {
       aggregate(lock);
       continue;
     }
-    // The listed VM whose last pass is oldest (never scanned first), if due.
-    const ScanTarget* next = nullptr;
-    std::int64_t next_finished = std::numeric_limits<std::int64_t>::max();
-    for (const auto& t : targets_) {
-      if (!t.refused.empty()) {
-        continue;
-      }
-      const auto it = scanned_.find(t.uuid);
-      const std::int64_t finished = it == scanned_.end() ? -1 : it->second.finished_ms;
-      if (finished < next_finished) {
-        next = &t;
-        next_finished = finished;
-      }
-    }
+    std::int64_t next_finished = 0;
+    const ScanTarget* next = oldest_target(next_finished);
     const std::int64_t interval = settings_.interval.count();
     const std::int64_t now = clock::monotonic_ms();
     if (next == nullptr || (next_finished > 0 && now - next_finished < interval)) {
@@ -204,46 +252,9 @@ void PageScanWorker::run() {
     const auto max_hashes = static_cast<std::size_t>(settings_.max_memory_bytes / 8);
     lock.unlock();
 
-    Scanned result;
-    result.below = below;
-    result.figures.status = "failed";
     pass_started_wall_ = wall_now();
     pass_started_cpu_ = thread_cpu_now();
-    if (target.pid <= 0) {
-      result.figures.error = "no QEMU process known";
-    } else {
-      auto regions = collectors::candidate_regions(procfs_, target.pid,
-                                                   collectors::CandidateMemory::mergeable);
-      collectors::ScanOptions options;
-      options.hash_sample_below = below;
-      options.max_hashes = max_hashes;
-      options.pace = [this](std::uint64_t read) { return pace(read); };
-      auto& scanner = scanners_.try_emplace(target.uuid, procfs_).first->second;
-      auto figures = regions ? scanner.scan(target.pid, *regions, options)
-                             : Result<collectors::PageScanFigures>(regions.error());
-      if (!figures) {
-        result.figures.error = figures.error().to_string();
-      } else {
-        const std::uint64_t page = figures->page_size_bytes;
-        result.figures.status = "scanned";
-        result.figures.candidate_bytes = figures->candidate_pages * page;
-        result.figures.resident_bytes = figures->resident_pages * page;
-        result.figures.zero_bytes = figures->zero_pages * page;
-        result.figures.duplicate_bytes = figures->duplicate_pages * page;
-        result.figures.volatile_ratio = figures->volatile_ratio;
-        result.figures.scanned_unix_ms = clock::unix_ms();
-        result.sampled_hashes =
-            std::make_shared<const std::vector<std::uint64_t>>(std::move(figures->sampled_hashes));
-        // A guest beyond the memory budget was sampled at a lower threshold: the estimate
-        // across VMs then uses that one for all.
-        result.below = figures->hash_sample_below;
-        result.zero_pages = figures->zero_pages;
-        result.resident_pages = figures->resident_pages;
-        result.candidate_pages = figures->candidate_pages;
-        result.has_figures = true;
-        pace(result.figures.resident_bytes);  // the budget covers the last partial batch too
-      }
-    }
+    Scanned result = scan_one(target, below, max_hashes);
     const double cpu = thread_cpu_now() - pass_started_cpu_;
 
     lock.lock();

@@ -426,6 +426,47 @@ class Pass {
   int error_ = 0;
 };
 
+// The figures of a finished pass: duplicates among the non-zero pages (exact while every hash
+// fit the budget, else the share of duplicates in the kept sample applied to all of them), the
+// hash sample for estimates across processes, and the volatile share.
+PageScanFigures summarise(Pass& pass, std::uint64_t page, std::uint64_t candidate_pages,
+                          const ScanOptions& options) {
+  PageScanFigures f = std::move(pass.figures);
+  f.page_size_bytes = page;
+  f.candidate_pages = candidate_pages;
+  auto& kept = pass.kept;
+  std::sort(kept.begin(), kept.end());
+  const std::uint64_t nonzero = f.resident_pages - f.zero_pages;
+  const auto kept_pages = static_cast<std::uint64_t>(kept.size());
+  const std::uint64_t kept_distinct = kept_pages == 0 ? 0 : [&] {
+    std::uint64_t d = 1;
+    for (std::size_t i = 1; i < kept.size(); ++i) {
+      d += kept[i] != kept[i - 1] ? 1 : 0;
+    }
+    return d;
+  }();
+  std::uint64_t nonzero_duplicates = kept_pages - kept_distinct;
+  if (kept_pages > 0 && kept_pages < nonzero) {
+    nonzero_duplicates = static_cast<std::uint64_t>(
+        std::llround(static_cast<double>(nonzero_duplicates) * static_cast<double>(nonzero) /
+                     static_cast<double>(kept_pages)));
+  }
+  f.kept_hash_ratio =
+      nonzero > 0 ? static_cast<double>(kept_pages) / static_cast<double>(nonzero) : 1.0;
+  f.duplicate_pages = nonzero_duplicates + (f.zero_pages > 1 ? f.zero_pages - 1 : 0);
+  f.distinct_pages = f.resident_pages - f.duplicate_pages;
+  // The sample for estimates across processes: at most the threshold the budget left.
+  f.hash_sample_below = std::min(options.hash_sample_below, pass.keep_below);
+  if (options.hash_sample_below != 0) {
+    const auto end = std::upper_bound(kept.begin(), kept.end(), f.hash_sample_below);
+    f.sampled_hashes.assign(kept.begin(), end);
+  }
+  if (pass.sampled > 0) {
+    f.volatile_ratio = static_cast<double>(pass.changed) / static_cast<double>(pass.sampled);
+  }
+  return f;
+}
+
 }  // namespace
 
 Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegion>& regions,
@@ -472,41 +513,7 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
     return Error{"process " + std::to_string(pid), 0, err, "cannot read its memory"};
   }
 
-  PageScanFigures f = std::move(pass.figures);
-  f.page_size_bytes = page;
-  f.candidate_pages = candidate_pages;
-  auto& kept = pass.kept;
-  std::sort(kept.begin(), kept.end());
-  // Duplicates among the non-zero pages: exact while every hash fit the budget, else the share
-  // of duplicates in the kept sample applied to all of them.
-  const std::uint64_t nonzero = f.resident_pages - f.zero_pages;
-  const auto kept_pages = static_cast<std::uint64_t>(kept.size());
-  const std::uint64_t kept_distinct = kept_pages == 0 ? 0 : [&] {
-    std::uint64_t d = 1;
-    for (std::size_t i = 1; i < kept.size(); ++i) {
-      d += kept[i] != kept[i - 1] ? 1 : 0;
-    }
-    return d;
-  }();
-  std::uint64_t nonzero_duplicates = kept_pages - kept_distinct;
-  if (kept_pages > 0 && kept_pages < nonzero) {
-    nonzero_duplicates = static_cast<std::uint64_t>(
-        std::llround(static_cast<double>(nonzero_duplicates) * static_cast<double>(nonzero) /
-                     static_cast<double>(kept_pages)));
-  }
-  f.kept_hash_ratio =
-      nonzero > 0 ? static_cast<double>(kept_pages) / static_cast<double>(nonzero) : 1.0;
-  f.duplicate_pages = nonzero_duplicates + (f.zero_pages > 1 ? f.zero_pages - 1 : 0);
-  f.distinct_pages = f.resident_pages - f.duplicate_pages;
-  // The sample for estimates across processes: at most the threshold the budget left.
-  f.hash_sample_below = std::min(options.hash_sample_below, pass.keep_below);
-  if (options.hash_sample_below != 0) {
-    const auto end = std::upper_bound(kept.begin(), kept.end(), f.hash_sample_below);
-    f.sampled_hashes.assign(kept.begin(), end);
-  }
-  if (pass.sampled > 0) {
-    f.volatile_ratio = static_cast<double>(pass.changed) / static_cast<double>(pass.sampled);
-  }
+  PageScanFigures f = summarise(pass, page, candidate_pages, options);
   sample_ = std::move(pass.next_sample);
   f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return f;

@@ -34,4 +34,15 @@ bool check_config_file(const std::string& path, std::ostream& out) {
   return true;
 }
 
+LoadResult reload_config_file(const std::string& path) {
+  auto loaded = load_config_file(path);
+  if (loaded.ok() && loaded.empty_document) {
+    loaded.config.reset();
+    loaded.errors.push_back({path, 0, 0, "",
+                             "the file holds no settings (caught mid-write?); an empty "
+                             "configuration is accepted only at start"});
+  }
+  return loaded;
+}
+
 }  // namespace memtide::config

@@ -8,7 +8,7 @@
 #include <systemd/sd-event.h>
 
 #include <memtide/actuators/balloon_commands.hpp>
-#include <memtide/config/loader.hpp>
+#include <memtide/config/files.hpp>
 #include <memtide/config/overrides.hpp>
 #include <memtide/config/units.hpp>
 #include <memtide/core/clock.hpp>
@@ -49,6 +49,7 @@ Daemon::Daemon(Options options, std::shared_ptr<const config::Config> config, Lo
       collection_log_(log),
       actions_(log, known_.figures),
       state_(log, known_.figures),
+      recorder_(log, known_.figures),
       alerts_(log),
       metrics_(log) {
   const sigset_t mask = handled_signals();
@@ -95,13 +96,7 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
   });
   alerts_.configure(config_->alerts);
   state_.configure(config_->daemon.state_file);
-  const auto& record = config_->daemon.record;
-  if (record.path.empty()) {
-    record_.writer.reset();
-  } else if (!record_.writer || record_.writer->settings() != record) {
-    record_.writer = std::make_unique<trace::TraceWriter>(record);
-    record_.error.recovered();
-  }
+  recorder_.configure(config_->daemon.record);
 }
 
 report::TickReport Daemon::tick_report() {
@@ -177,22 +172,6 @@ nlohmann::json Daemon::handle_control(const nlohmann::json& request) {
   return {{"ok", false},
           {"error",
            "unknown command '" + command + "'; commands: status, explain, pause, resume, reload"}};
-}
-
-void Daemon::record(const Snapshot& decided_on) {
-  if (!record_.writer) {
-    return;
-  }
-  if (auto s = record_.writer->append(decided_on); !s) {
-    ++known_.figures.errors_total["record"];
-    if (const auto message = s.error().to_string(); record_.error.failed(message)) {
-      log_.warning("cannot record the snapshot: " + message, {{"MEMTIDE_EVENT", "record-failed"}});
-    }
-  } else if (record_.error.recovered()) {
-    log_.notice("recording works again; torn lines closed off so far: " +
-                    std::to_string(record_.writer->torn_lines()),
-                {{"MEMTIDE_EVENT", "record-recovered"}});
-  }
 }
 
 int Daemon::run() {
@@ -347,9 +326,11 @@ void Daemon::tick() {
   if (!snapshot) {
     ++figures.errors_total["collect"];
     collection_log_.failed(snapshot.error().to_string());
+    figures.collect_error = collection_log_.failing();
   } else {
     collectors::attach_page_scans(page_scans_.get(), *snapshot, config_->ksm.scan);
     collection_log_.collected(*snapshot);
+    figures.collect_error.clear();
     known_.snapshot = std::move(*snapshot);
     decide_and_act(*known_.snapshot);
     // This tick answered any pending pressure event, with a balloon command (whose reaction time
@@ -380,7 +361,7 @@ void Daemon::decide_and_act(const Snapshot& snapshot) {
     host_only->vms.clear();
   }
   const Snapshot& decided_on = host_only ? *host_only : snapshot;
-  record(decided_on);
+  recorder_.append(decided_on);
   auto decision =
       policy::decide(decided_on, std::move(known_.policy), *config_, snapshot.monotonic_ms);
   known_.policy = std::move(decision.state);
@@ -413,35 +394,7 @@ void Daemon::log_reaction(std::uint64_t applied_usec) {
 }
 
 void Daemon::notify_status() {
-  std::string status = "tick " + std::to_string(known_.figures.ticks_total) + " every " +
-                       config::format_duration(config_->daemon.interval);
-  if (const auto& s = known_.snapshot) {
-    const auto& m = s->host.meminfo;
-    status += "; host MemAvailable " + config::format_size(m.available_bytes) + " of " +
-              config::format_size(m.total_bytes);
-    status +=
-        s->hypervisor_up ? "; " + std::to_string(s->vms.size()) + " VMs" : "; libvirt unavailable";
-  }
-  if (const auto& p = known_.plan) {
-    status += "; " + p->host_summary;
-    if (p->forecast.seconds_to_swap && !p->host_heading) {
-      status += "; swap in " +
-                std::to_string(static_cast<long long>(*p->forecast.seconds_to_swap)) +
-                " s at this trend";
-    }
-    if (!alerts_.firing().empty()) {
-      status += "; " + std::to_string(alerts_.firing().size()) + " alert(s) firing";
-    }
-  }
-  status += config_->daemon.dry_run ? "; DRY RUN" : "";
-  status += known_.figures.paused ? "; actions PAUSED" : "";
-  if (!collection_log_.failing().empty()) {
-    status += "; collection failing: " + collection_log_.failing();
-  }
-  if (!known_.figures.last_reload_error.empty()) {
-    status += "; last reload failed, running previous config";
-  }
-  sd_notify(0, ("STATUS=" + status).c_str());
+  sd_notify(0, ("STATUS=" + report::service_status(tick_report())).c_str());
 }
 
 void Daemon::reload() {
@@ -449,16 +402,7 @@ void Daemon::reload() {
   sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
              static_cast<unsigned long long>(clock::monotonic_usec()),
              options_.config_path.c_str());
-  auto loaded = config::load_config_file(options_.config_path);
-  if (loaded.ok() && loaded.empty_document) {
-    // At start an empty file means the defaults; on a reload it is almost always a file caught
-    // mid-write by an editor or configuration manager, and switching a running daemon to the
-    // defaults (another socket, URI, KSM mode) is never what was meant.
-    loaded.config.reset();
-    loaded.errors.push_back({options_.config_path, 0, 0, "",
-                             "the file holds no settings (caught mid-write?); an empty "
-                             "configuration is accepted only at start"});
-  }
+  auto loaded = config::reload_config_file(options_.config_path);
   auto& figures = known_.figures;
   if (!loaded.ok()) {
     for (const auto& e : loaded.errors) {

@@ -22,17 +22,16 @@
 #include <memtide/core/snapshot.hpp>
 #include <memtide/policy/engine.hpp>
 #include <memtide/report/tick_report.hpp>
-#include <memtide/trace/trace.hpp>
 
 #include "act.hpp"
 #include "alerts/router.hpp"
 #include "collection_log.hpp"
 #include "control_socket.hpp"
 #include "log.hpp"
-#include "log_on_change.hpp"
 #include "metrics_endpoint.hpp"
 #include "options.hpp"
 #include "pressure_trigger.hpp"
+#include "recorder.hpp"
 #include "state_store.hpp"
 
 struct sd_event;
@@ -82,8 +81,6 @@ class Daemon {
   void apply(std::shared_ptr<const config::Config> config);
   void decide_and_act(const Snapshot& snapshot);
   void log_reaction(std::uint64_t applied_usec);
-  // Appends the snapshot decide() saw to the trace (daemon.record), logging failures once.
-  void record(const Snapshot& decided_on);
   // Opens, moves or closes the control socket to match the configuration.
   void serve_control();
   void publish_metrics();
@@ -110,6 +107,7 @@ class Daemon {
   // act
   Actions actions_;
   StateStore state_;
+  Recorder recorder_;
   // report
   AlertRouter alerts_;
   MetricsEndpoint metrics_;
@@ -117,10 +115,6 @@ class Daemon {
     std::unique_ptr<ControlServer> server;
     std::string path;  // served ("" while off)
   } control_;
-  struct Record {
-    std::unique_ptr<trace::TraceWriter> writer;  // null while daemon.record.path is empty
-    LogOnChange error;
-  } record_;
 
   // The loop and its clocks (CLOCK_MONOTONIC µs).
   struct Loop {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string_view>
 #include <vector>
@@ -122,6 +123,201 @@ struct Connection {
   std::size_t sent = 0;                     // of head + body
 };
 
+// The server's connections: admission (with eviction of the oldest unfinished request when
+// full), reading a request, answering it, and closing. Runs on the server thread only.
+class ConnectionTable {
+ public:
+  using Page = std::function<std::shared_ptr<const std::string>()>;
+  ConnectionTable(int epoll_fd, Page page) : epoll_fd_(epoll_fd), page_(std::move(page)) {}
+  ~ConnectionTable() {
+    for (const auto& [fd, c] : connections_) {
+      close(fd);
+    }
+  }
+  ConnectionTable(const ConnectionTable&) = delete;
+  ConnectionTable& operator=(const ConnectionTable&) = delete;
+
+  // Takes a new connection, making room if every slot (or its address's share) is taken.
+  void admit(int fd);
+  // Handles epoll's `what` on connection `fd`.
+  void on_event(int fd, std::uint32_t what) {
+    const auto it = connections_.find(fd);
+    if (it == connections_.end()) {
+      return;
+    }
+    if (it->second.state == Connection::State::answering && (what & EPOLLOUT) != 0) {
+      send_more(fd, it->second);
+    } else if ((what & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+      on_readable(fd, it->second);
+    }
+  }
+  // Drops the connections past their request or response deadline.
+  void expire();
+
+ private:
+  void drop(int fd);
+  // The oldest connection still sending its request, from `address` ("" any); -1 if none.
+  int oldest_reading(const std::string& address) const;
+  void watch(int fd, std::uint32_t events);
+  // Sends what the socket takes; after the whole response, half-closes and waits for the peer
+  // to close (closing with unread input would reset the connection and could lose the reply).
+  void send_more(int fd, Connection& c);
+  void respond(int fd, Connection& c, const Response& r, bool head_only);
+  void on_readable(int fd, Connection& c);
+
+  int epoll_fd_;
+  Page page_;
+  std::map<int, Connection> connections_;  // by fd
+  std::map<std::string, std::size_t> per_address_;
+};
+
+void ConnectionTable::drop(int fd) {
+  const auto it = connections_.find(fd);
+  if (it == connections_.end()) {
+    return;
+  }
+  if (--per_address_[it->second.address] == 0) {
+    per_address_.erase(it->second.address);
+  }
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  close(fd);
+  connections_.erase(it);
+}
+
+int ConnectionTable::oldest_reading(const std::string& address) const {
+  int oldest = -1;
+  for (const auto& [fd, c] : connections_) {
+    if (c.state == Connection::State::reading && (address.empty() || c.address == address) &&
+        (oldest < 0 || c.started < connections_.at(oldest).started)) {
+      oldest = fd;
+    }
+  }
+  return oldest;
+}
+
+void ConnectionTable::watch(int fd, std::uint32_t events) {
+  epoll_event e{events | EPOLLRDHUP, {.fd = fd}};
+  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &e);
+}
+
+void ConnectionTable::send_more(int fd, Connection& c) {
+  const std::size_t body_size = c.body ? c.body->size() : 0;
+  while (c.sent < c.head.size() + body_size) {
+    iovec parts[2];
+    int n_parts = 0;
+    if (c.sent < c.head.size()) {
+      parts[n_parts++] = {c.head.data() + c.sent, c.head.size() - c.sent};
+    }
+    const std::size_t body_sent = c.sent > c.head.size() ? c.sent - c.head.size() : 0;
+    if (body_size > body_sent) {
+      parts[n_parts++] = {const_cast<char*>(c.body->data()) + body_sent, body_size - body_sent};
+    }
+    msghdr msg{};
+    msg.msg_iov = parts;
+    msg.msg_iovlen = static_cast<std::size_t>(n_parts);
+    const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EAGAIN) {
+      watch(fd, EPOLLOUT);
+      return;
+    }
+    if (n <= 0) {
+      drop(fd);
+      return;
+    }
+    c.sent += static_cast<std::size_t>(n);
+  }
+  shutdown(fd, SHUT_WR);
+  c.state = Connection::State::closing;
+  watch(fd, EPOLLIN);
+}
+
+void ConnectionTable::respond(int fd, Connection& c, const Response& r, bool head_only) {
+  const std::size_t length = r.body ? r.body->size() : 0;
+  c.head = "HTTP/1.1 " + std::to_string(r.status) + " " + r.reason + "\r\nContent-Type: " + r.type +
+           "\r\nContent-Length: " + std::to_string(length) +
+           (r.allow_header ? "\r\nAllow: GET, HEAD" : "") + "\r\nConnection: close\r\n\r\n";
+  c.body = head_only ? nullptr : r.body;
+  c.state = Connection::State::answering;
+  c.answered = Clock::now();
+  send_more(fd, c);
+}
+
+void ConnectionTable::on_readable(int fd, Connection& c) {
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && errno == EAGAIN) {
+      return;
+    }
+    if (n <= 0) {
+      drop(fd);  // closed (or reset) before a whole request, or done after the response
+      return;
+    }
+    if (c.state != Connection::State::reading) {
+      continue;  // closing: input after the request (a body) is read and discarded
+    }
+    c.in.append(buf, static_cast<std::size_t>(n));
+    const auto end = c.in.find("\r\n\r\n");
+    if (end != std::string::npos && end + 4 <= kMaxHttpRequestBytes) {
+      bool head_only = false;
+      const auto r = answer(std::string_view(c.in).substr(0, end), page_(), head_only);
+      c.in.clear();
+      respond(fd, c, r, head_only);
+      return;
+    }
+    if (c.in.size() > kMaxHttpRequestBytes) {
+      respond(fd, c,
+              {431, "Request Header Fields Too Large", "text/plain; charset=utf-8",
+               text("request too large\n")},
+              false);
+      return;
+    }
+  }
+}
+
+void ConnectionTable::admit(int fd) {
+  const std::string address = peer_address(fd);
+  // Make room by pushing out the oldest unfinished request, of this address first.
+  const bool address_full = per_address_[address] >= kMaxHttpPerAddress;
+  if (address_full || connections_.size() >= kMaxHttpConnections) {
+    const int victim = oldest_reading(address_full ? address : "");
+    if (victim < 0) {
+      close(fd);  // every slot is busy answering: the client retries
+      if (per_address_[address] == 0) {
+        per_address_.erase(address);
+      }
+      return;
+    }
+    drop(victim);
+  }
+  epoll_event e{EPOLLIN | EPOLLRDHUP, {.fd = fd}};
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &e) != 0) {
+    close(fd);
+    return;
+  }
+  ++per_address_[address];
+  Connection& c = connections_[fd];
+  c.address = address;
+  c.started = Clock::now();
+}
+
+void ConnectionTable::expire() {
+  const auto now = Clock::now();
+  std::vector<int> late;
+  for (const auto& [fd, c] : connections_) {
+    const bool request_late =
+        c.state == Connection::State::reading && now - c.started > kRequestDeadline;
+    const bool response_late =
+        c.state != Connection::State::reading && now - c.answered > kResponseDeadline;
+    if (request_late || response_late) {
+      late.push_back(fd);
+    }
+  }
+  for (const int fd : late) {
+    drop(fd);
+  }
+}
+
 }  // namespace
 
 Result<int> listen_on(const std::string& address) {
@@ -218,163 +414,15 @@ std::shared_ptr<const std::string> MetricsServer::page() const {
 }
 
 void MetricsServer::run() {
-  std::map<int, Connection> connections;  // by fd
-  std::map<std::string, std::size_t> per_address;
-  auto drop = [&](int fd) {
-    const auto it = connections.find(fd);
-    if (it == connections.end()) {
-      return;
-    }
-    if (--per_address[it->second.address] == 0) {
-      per_address.erase(it->second.address);
-    }
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-    close(fd);
-    connections.erase(it);
-  };
-  // The oldest connection still sending its request, from `address` ("" any); -1 if none.
-  auto oldest_reading = [&](const std::string& address) {
-    int oldest = -1;
-    for (const auto& [fd, c] : connections) {
-      if (c.state == Connection::State::reading && (address.empty() || c.address == address) &&
-          (oldest < 0 || c.started < connections.at(oldest).started)) {
-        oldest = fd;
-      }
-    }
-    return oldest;
-  };
-  auto watch = [&](int fd, std::uint32_t events) {
-    epoll_event e{events | EPOLLRDHUP, {.fd = fd}};
-    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &e);
-  };
-  // Sends what the socket takes; after the whole response, half-closes and waits for the peer
-  // to close (closing with unread input would reset the connection and could lose the reply).
-  auto send_more = [&](int fd, Connection& c) {
-    const std::size_t body_size = c.body ? c.body->size() : 0;
-    while (c.sent < c.head.size() + body_size) {
-      iovec parts[2];
-      int n_parts = 0;
-      if (c.sent < c.head.size()) {
-        parts[n_parts++] = {c.head.data() + c.sent, c.head.size() - c.sent};
-      }
-      const std::size_t body_sent = c.sent > c.head.size() ? c.sent - c.head.size() : 0;
-      if (body_size > body_sent) {
-        parts[n_parts++] = {const_cast<char*>(c.body->data()) + body_sent, body_size - body_sent};
-      }
-      msghdr msg{};
-      msg.msg_iov = parts;
-      msg.msg_iovlen = static_cast<std::size_t>(n_parts);
-      const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n < 0 && errno == EAGAIN) {
-        watch(fd, EPOLLOUT);
-        return;
-      }
-      if (n <= 0) {
-        drop(fd);
-        return;
-      }
-      c.sent += static_cast<std::size_t>(n);
-    }
-    shutdown(fd, SHUT_WR);
-    c.state = Connection::State::closing;
-    watch(fd, EPOLLIN);
-  };
-  auto respond = [&](int fd, Connection& c, const Response& r, bool head_only) {
-    const std::size_t length = r.body ? r.body->size() : 0;
-    c.head = "HTTP/1.1 " + std::to_string(r.status) + " " + r.reason +
-             "\r\nContent-Type: " + r.type + "\r\nContent-Length: " + std::to_string(length) +
-             (r.allow_header ? "\r\nAllow: GET, HEAD" : "") + "\r\nConnection: close\r\n\r\n";
-    c.body = head_only ? nullptr : r.body;
-    c.state = Connection::State::answering;
-    c.answered = Clock::now();
-    send_more(fd, c);
-  };
-  auto on_readable = [&](int fd, Connection& c) {
-    char buf[4096];
-    for (;;) {
-      const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-      if (n < 0 && errno == EAGAIN) {
-        return;
-      }
-      if (n <= 0) {
-        drop(fd);  // closed (or reset) before a whole request, or done after the response
-        return;
-      }
-      if (c.state != Connection::State::reading) {
-        continue;  // closing: input after the request (a body) is read and discarded
-      }
-      c.in.append(buf, static_cast<std::size_t>(n));
-      const auto end = c.in.find("\r\n\r\n");
-      if (end != std::string::npos && end + 4 <= kMaxHttpRequestBytes) {
-        bool head_only = false;
-        const auto r = answer(std::string_view(c.in).substr(0, end), page(), head_only);
-        c.in.clear();
-        respond(fd, c, r, head_only);
-        return;
-      }
-      if (c.in.size() > kMaxHttpRequestBytes) {
-        respond(fd, c,
-                {431, "Request Header Fields Too Large", "text/plain; charset=utf-8",
-                 text("request too large\n")},
-                false);
-        return;
-      }
-    }
-  };
-  auto admit = [&](int fd) {
-    const std::string address = peer_address(fd);
-    // Make room by pushing out the oldest unfinished request, of this address first.
-    const bool address_full = per_address[address] >= kMaxHttpPerAddress;
-    if (address_full || connections.size() >= kMaxHttpConnections) {
-      const int victim = oldest_reading(address_full ? address : "");
-      if (victim < 0) {
-        close(fd);  // every slot is busy answering: the client retries
-        if (per_address[address] == 0) {
-          per_address.erase(address);
-        }
-        return;
-      }
-      drop(victim);
-    }
-    epoll_event e{EPOLLIN | EPOLLRDHUP, {.fd = fd}};
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &e) != 0) {
-      close(fd);
-      return;
-    }
-    ++per_address[address];
-    Connection& c = connections[fd];
-    c.address = address;
-    c.started = Clock::now();
-  };
-  auto expire = [&] {
-    const auto now = Clock::now();
-    std::vector<int> late;
-    for (const auto& [fd, c] : connections) {
-      const bool request_late =
-          c.state == Connection::State::reading && now - c.started > kRequestDeadline;
-      const bool response_late =
-          c.state != Connection::State::reading && now - c.answered > kResponseDeadline;
-      if (request_late || response_late) {
-        late.push_back(fd);
-      }
-    }
-    for (const int fd : late) {
-      drop(fd);
-    }
-  };
-
+  ConnectionTable connections(epoll_fd_, [this] { return page(); });
   std::vector<epoll_event> events(64);
   auto last_expiry = Clock::now();
   for (;;) {
     const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), kTickMs);
     for (int i = 0; i < n; ++i) {
       const int fd = events[static_cast<std::size_t>(i)].data.fd;
-      const std::uint32_t what = events[static_cast<std::size_t>(i)].events;
       if (fd == wake_fd_) {
-        for (const auto& [cfd, c] : connections) {
-          close(cfd);
-        }
-        return;
+        return;  // the table closes every connection
       }
       if (fd == listen_fd_) {
         for (int accepted = 0; accepted < 256; ++accepted) {
@@ -382,22 +430,14 @@ void MetricsServer::run() {
           if (c < 0) {
             break;  // EAGAIN: all taken; anything else: try again on the next wake-up
           }
-          admit(c);
+          connections.admit(c);
         }
         continue;
       }
-      const auto it = connections.find(fd);
-      if (it == connections.end()) {
-        continue;
-      }
-      if (it->second.state == Connection::State::answering && (what & EPOLLOUT) != 0) {
-        send_more(fd, it->second);
-      } else if ((what & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
-        on_readable(fd, it->second);
-      }
+      connections.on_event(fd, events[static_cast<std::size_t>(i)].events);
     }
     if (Clock::now() - last_expiry >= std::chrono::milliseconds(kTickMs)) {
-      expire();
+      connections.expire();
       last_expiry = Clock::now();
     }
   }

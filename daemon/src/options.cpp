@@ -35,6 +35,26 @@ Exit codes: 0 success, 1 runtime failure, 2 invalid configuration, 64 bad comman
 )";
 }
 
+namespace {
+
+// The options that override one setting of the configuration file with their argument.
+std::optional<std::string> config::Overrides::*overriding_option(const std::string& arg) {
+  static const std::pair<const char*, std::optional<std::string> config::Overrides::*> kOptions[] =
+      {{"--procfs", &config::Overrides::procfs},
+       {"--sysfs", &config::Overrides::sysfs},
+       {"--connect", &config::Overrides::libvirt_uri},
+       {"--control-socket", &config::Overrides::control_socket},
+       {"--metrics-listen", &config::Overrides::metrics_listen}};
+  for (const auto& [name, member] : kOptions) {
+    if (arg == name) {
+      return member;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 ParsedOptions parse_options(const std::vector<std::string>& args) {
   ParsedOptions parsed;
   Options& o = parsed.options;
@@ -80,31 +100,11 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
       }
       o.config_path_given = true;
       o.mode = Options::Mode::check_config;
-    } else if (arg == "--procfs") {
+    } else if (const auto setting = overriding_option(arg)) {
       if (!value(v)) {
         return parsed;
       }
-      o.overrides.procfs = v;
-    } else if (arg == "--sysfs") {
-      if (!value(v)) {
-        return parsed;
-      }
-      o.overrides.sysfs = v;
-    } else if (arg == "--connect") {
-      if (!value(v)) {
-        return parsed;
-      }
-      o.overrides.libvirt_uri = v;
-    } else if (arg == "--control-socket") {
-      if (!value(v)) {
-        return parsed;
-      }
-      o.overrides.control_socket = v;
-    } else if (arg == "--metrics-listen") {
-      if (!value(v)) {
-        return parsed;
-      }
-      o.overrides.metrics_listen = v;
+      o.overrides.*setting = v;
     } else if (arg == "--log-target") {
       if (!value(v)) {
         return parsed;

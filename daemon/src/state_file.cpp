@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <functional>
 #include <stdexcept>
 
 #include <fcntl.h>
@@ -114,6 +115,52 @@ std::string state_to_json(const policy::PolicyState& state, std::int64_t monoton
   return report::dump_json(out) + "\n";
 }
 
+namespace {
+
+// Moves a time saved on the old monotonic clock onto the current one; throws for a time out of
+// range (caught with the JSON errors).
+using MoveTime = std::function<std::int64_t(std::int64_t)>;
+
+policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved) {
+  policy::PolicyState::Vm vm;
+  vm.last_direction = std::clamp(small_int(v.at("last_direction")), -1, 1);
+  // 0 with no direction means "never changed" and stays so.
+  vm.last_change_ms = vm.last_direction != 0 ? moved(i64(v.at("last_change_ms"))) : 0;
+  vm.last_target_bytes = read_optional_u64(v, "last_target_bytes");
+  vm.swap_in_bytes_total = read_optional_u64(v, "swap_in_bytes_total");
+  vm.major_faults_total = read_optional_u64(v, "major_faults_total");
+  vm.sampled_ms = moved(i64(v.at("sampled_ms")));
+  // Added with the graded policy; files written before it lack them.
+  if (v.contains("burst_bytes")) {
+    vm.last_change_unix_ms = i64(v.at("last_change_unix_ms"));
+    vm.in_use_bytes = read_optional_u64(v, "in_use_bytes");
+    vm.burst_bytes = u64(v.at("burst_bytes"));
+    vm.burst_ms = moved(i64(v.at("burst_ms")));
+    vm.faults_before_shrink_per_second =
+        std::clamp(v.at("faults_before_shrink_per_second").get<double>(), -1.0, 1e12);
+    vm.cache_protected_until_ms = moved(i64(v.at("cache_protected_until_ms")));
+  }
+  return vm;
+}
+
+Result<policy::PolicyState::AlertMemory> read_alert(const json& a, const MoveTime& moved) {
+  policy::PolicyState::AlertMemory memory;
+  memory.alert.name = a.at("name").get<std::string>();
+  memory.alert.subject = a.at("subject").get<std::string>();
+  const auto severity = a.at("severity").get<std::string>();
+  if (severity != "warning" && severity != "critical") {
+    return Error{"", 0, 0, "alerts: unknown severity '" + shorten_utf8(severity, 40) + "'"};
+  }
+  memory.alert.severity =
+      severity == "critical" ? policy::Severity::critical : policy::Severity::warning;
+  memory.alert.summary = a.at("summary").get<std::string>();
+  memory.alert.since_ms = moved(i64(a.at("since_ms")));
+  memory.clear_ticks = small_int(a.at("clear_ticks"));
+  return memory;
+}
+
+}  // namespace
+
 Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_t monotonic_ms,
                                             std::int64_t unix_ms) {
   if (report::json_nesting_exceeds(text, 8)) {
@@ -146,7 +193,7 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
     // A time t saved on the old monotonic clock lay (saved_mono - t) before the save, which lay
     // `age` before now.
     const std::int64_t shift = monotonic_ms - age - saved_mono;
-    auto moved = [shift](std::int64_t t) {
+    const MoveTime moved = [shift](std::int64_t t) {
       if (t < -kMaxTime || t > kMaxTime) {
         throw std::out_of_range("a time is out of range");
       }
@@ -159,44 +206,18 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
       return Error{"", 0, 0, "vms: expected an object of at most 1000000 VMs"};
     }
     for (const auto& [uuid, v] : vms.items()) {
-      policy::PolicyState::Vm vm;
-      vm.last_direction = std::clamp(small_int(v.at("last_direction")), -1, 1);
-      // 0 with no direction means "never changed" and stays so.
-      vm.last_change_ms = vm.last_direction != 0 ? moved(i64(v.at("last_change_ms"))) : 0;
-      vm.last_target_bytes = read_optional_u64(v, "last_target_bytes");
-      vm.swap_in_bytes_total = read_optional_u64(v, "swap_in_bytes_total");
-      vm.major_faults_total = read_optional_u64(v, "major_faults_total");
-      vm.sampled_ms = moved(i64(v.at("sampled_ms")));
-      // Added with the graded policy; files written before it lack them.
-      if (v.contains("burst_bytes")) {
-        vm.last_change_unix_ms = i64(v.at("last_change_unix_ms"));
-        vm.in_use_bytes = read_optional_u64(v, "in_use_bytes");
-        vm.burst_bytes = u64(v.at("burst_bytes"));
-        vm.burst_ms = moved(i64(v.at("burst_ms")));
-        vm.faults_before_shrink_per_second =
-            std::clamp(v.at("faults_before_shrink_per_second").get<double>(), -1.0, 1e12);
-        vm.cache_protected_until_ms = moved(i64(v.at("cache_protected_until_ms")));
-      }
-      state.vms.emplace(uuid, vm);
+      state.vms.emplace(uuid, read_vm(v, moved));
     }
     const auto& alerts = j.at("alerts");
     if (!alerts.is_array() || alerts.size() > kMaxAlerts) {
       return Error{"", 0, 0, "alerts: expected an array of at most 100000 alerts"};
     }
     for (const auto& a : alerts) {
-      policy::PolicyState::AlertMemory memory;
-      memory.alert.name = a.at("name").get<std::string>();
-      memory.alert.subject = a.at("subject").get<std::string>();
-      const auto severity = a.at("severity").get<std::string>();
-      if (severity != "warning" && severity != "critical") {
-        return Error{"", 0, 0, "alerts: unknown severity '" + shorten_utf8(severity, 40) + "'"};
+      auto memory = read_alert(a, moved);
+      if (!memory) {
+        return memory.error();
       }
-      memory.alert.severity =
-          severity == "critical" ? policy::Severity::critical : policy::Severity::warning;
-      memory.alert.summary = a.at("summary").get<std::string>();
-      memory.alert.since_ms = moved(i64(a.at("since_ms")));
-      memory.clear_ticks = small_int(a.at("clear_ticks"));
-      state.alerts[{memory.alert.name, memory.alert.subject}] = std::move(memory);
+      state.alerts[{memory->alert.name, memory->alert.subject}] = std::move(*memory);
     }
     const auto& ksm = j.at("ksm");
     state.ksm.merging_since_full_scans = read_optional_u64(ksm, "merging_since_full_scans");

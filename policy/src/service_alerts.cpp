@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <iterator>
 #include <tuple>
 
 #include <memtide/policy/service_alerts.hpp>
@@ -34,6 +35,17 @@ std::vector<Alert> ServiceAlerts::update(std::vector<Alert> alerts, bool hypervi
     return std::tie(a.name, a.subject) < std::tie(b.name, b.subject);
   });
   return alerts;
+}
+
+AlertChanges alert_changes(const std::vector<Alert>& before, const std::vector<Alert>& after) {
+  auto key = [](const Alert& a) { return std::tie(a.name, a.subject); };
+  auto less = [&key](const Alert& a, const Alert& b) { return key(a) < key(b); };
+  AlertChanges changes;
+  std::set_difference(after.begin(), after.end(), before.begin(), before.end(),
+                      std::back_inserter(changes.fired), less);
+  std::set_difference(before.begin(), before.end(), after.begin(), after.end(),
+                      std::back_inserter(changes.resolved), less);
+  return changes;
 }
 
 }  // namespace memtide::policy

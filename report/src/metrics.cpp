@@ -278,107 +278,121 @@ void page_scan_metrics(Exposition& e, const std::optional<KsmEstimate>& estimate
             k.passes_total);
 }
 
-// Per-VM families: each is written for every VM in turn, as the format requires.
-void vm_metrics(Exposition& e, const TickReport& report) {
-  const Snapshot& s = *report.snapshot;
-  const config::Config* config = report.config;
-  if (s.vms.empty()) {
-    return;
-  }
-  struct Family {
-    const char* name;
-    const char* type;
-    const char* help;
-    std::function<std::optional<double>(const VmSample&)> value;
-  };
-  auto opt = [](const std::optional<std::uint64_t>& v) -> std::optional<double> {
-    return v ? std::optional<double>(as_double(*v)) : std::nullopt;
-  };
-  std::vector<policy::EffectiveBalloon> settings;
-  if (config != nullptr) {
-    settings.reserve(s.vms.size());
-    for (const auto& vm : s.vms) {
-      settings.push_back(policy::effective_balloon(vm, *config));
-    }
-  }
-  // Figures of a VM's last successful scan (kept while a later pass failed).
-  auto scanned = [](const VmSample& vm) {
-    return vm.page_scan && vm.page_scan->resident_bytes > 0;
-  };
+// One per-VM family: `value` gives the VM's sample, or nullopt to leave the VM out. VMs are
+// passed with their index in the snapshot.
+struct VmFamily {
+  const char* name;
+  const char* type;
+  const char* help;
+  std::function<std::optional<double>(std::size_t index, const VmSample&)> value;
+};
 
-  const std::size_t n = s.vms.size();
-  std::size_t index = 0;  // of the VM being written, for `settings`
-  const Family families[] = {
+std::optional<double> opt(const std::optional<std::uint64_t>& v) {
+  return v ? std::optional<double>(as_double(*v)) : std::nullopt;
+}
+
+// What the guest and the host say about each VM.
+std::vector<VmFamily> guest_families() {
+  return {
       {"memtide_vm_memory_maximum_bytes", "gauge", "The most memory the VM's balloon may give it.",
-       [](const VmSample& vm) { return as_double(vm.max_bytes); }},
+       [](std::size_t, const VmSample& vm) { return as_double(vm.max_bytes); }},
       {"memtide_vm_balloon_bytes", "gauge", "The VM's current memory (balloon size).",
-       [](const VmSample& vm) { return as_double(vm.current_bytes); }},
+       [](std::size_t, const VmSample& vm) { return as_double(vm.current_bytes); }},
       {"memtide_vm_usable_bytes", "gauge",
        "Memory the guest can use without swapping (free plus reclaimable page cache).",
-       [&](const VmSample& vm) { return opt(vm.guest.usable_bytes); }},
+       [](std::size_t, const VmSample& vm) { return opt(vm.guest.usable_bytes); }},
       {"memtide_vm_unused_bytes", "gauge", "Free memory inside the guest (MemFree).",
-       [&](const VmSample& vm) { return opt(vm.guest.unused_bytes); }},
+       [](std::size_t, const VmSample& vm) { return opt(vm.guest.unused_bytes); }},
       {"memtide_vm_disk_caches_bytes", "gauge", "Page cache inside the guest.",
-       [&](const VmSample& vm) { return opt(vm.guest.disk_caches_bytes); }},
+       [](std::size_t, const VmSample& vm) { return opt(vm.guest.disk_caches_bytes); }},
       {"memtide_vm_swap_in_bytes_total", "counter", "Bytes the guest swapped in.",
-       [&](const VmSample& vm) { return opt(vm.guest.swap_in_bytes_total); }},
+       [](std::size_t, const VmSample& vm) { return opt(vm.guest.swap_in_bytes_total); }},
       {"memtide_vm_swap_out_bytes_total", "counter", "Bytes the guest swapped out.",
-       [&](const VmSample& vm) { return opt(vm.guest.swap_out_bytes_total); }},
+       [](std::size_t, const VmSample& vm) { return opt(vm.guest.swap_out_bytes_total); }},
       {"memtide_vm_major_faults_total", "counter", "Major page faults inside the guest.",
-       [&](const VmSample& vm) { return opt(vm.guest.major_faults_total); }},
+       [](std::size_t, const VmSample& vm) { return opt(vm.guest.major_faults_total); }},
       {"memtide_vm_host_resident_bytes", "gauge",
        "Guest memory resident on the host (VmRSS of the QEMU process).",
-       [&](const VmSample& vm) {
+       [](std::size_t, const VmSample& vm) {
          return vm.process ? opt(vm.process->rss_bytes) : std::optional<double>();
        }},
       {"memtide_vm_host_swap_bytes", "gauge",
        "Guest memory the host swapped out (VmSwap of the QEMU process).",
-       [&](const VmSample& vm) {
+       [](std::size_t, const VmSample& vm) {
          return vm.process ? opt(vm.process->swap_bytes) : std::optional<double>();
        }},
+  };
+}
+
+// What memtide makes of each VM: its target, floor, management and page scan. `settings` holds
+// each VM's effective balloon settings in snapshot order (empty without a configuration).
+std::vector<VmFamily> memtide_families(const TickReport& report,
+                                       const std::vector<policy::EffectiveBalloon>& settings) {
+  // Figures of a VM's last successful scan (kept while a later pass failed).
+  auto scanned = [](const VmSample& vm) {
+    return vm.page_scan && vm.page_scan->resident_bytes > 0;
+  };
+  return {
       {"memtide_vm_balloon_target_bytes", "gauge", "The size memtide last asked the balloon for.",
-       [&](const VmSample& vm) { return opt(balloon_target_of(report, vm.uuid)); }},
+       [&](std::size_t, const VmSample& vm) { return opt(balloon_target_of(report, vm.uuid)); }},
       {"memtide_vm_balloon_floor_bytes", "gauge",
        "The least memory memtide leaves the VM (class or metadata floor).",
-       [&](const VmSample&) -> std::optional<double> {
+       [&](std::size_t index, const VmSample&) -> std::optional<double> {
          return settings.empty() ? std::nullopt
                                  : std::optional<double>(as_double(settings[index].floor_bytes));
        }},
       {"memtide_vm_page_scan_resident_bytes", "gauge",
        "Guest RAM resident on the host that the last page scan read.",
-       [&](const VmSample& vm) -> std::optional<double> {
+       [&](std::size_t, const VmSample& vm) -> std::optional<double> {
          return scanned(vm) ? std::optional<double>(as_double(vm.page_scan->resident_bytes))
                             : std::nullopt;
        }},
       {"memtide_vm_page_scan_zero_ratio", "gauge",
        "Share of the scanned guest pages that are all zero.",
-       [&](const VmSample& vm) {
+       [&](std::size_t, const VmSample& vm) {
          return vm.page_scan ? vm.page_scan->share_of_resident(vm.page_scan->zero_bytes)
                              : std::nullopt;
        }},
       {"memtide_vm_page_scan_duplicate_ratio", "gauge",
        "Share of the scanned guest pages with an identical twin in the same VM (would merge).",
-       [&](const VmSample& vm) {
+       [&](std::size_t, const VmSample& vm) {
          return vm.page_scan ? vm.page_scan->share_of_resident(vm.page_scan->duplicate_bytes)
                              : std::nullopt;
        }},
       {"memtide_vm_page_scan_volatile_ratio", "gauge",
        "Share of a fixed sample of guest pages whose contents changed between the last two scans.",
-       [&](const VmSample& vm) {
+       [&](std::size_t, const VmSample& vm) {
          return scanned(vm) ? vm.page_scan->volatile_ratio : std::nullopt;
        }},
       {"memtide_vm_managed", "gauge", "1 when memtide may resize the VM's balloon.",
-       [&](const VmSample&) -> std::optional<double> {
+       [&](std::size_t index, const VmSample&) -> std::optional<double> {
          return settings.empty() ? std::nullopt
                                  : std::optional<double>(settings[index].managed ? 1 : 0);
        }},
   };
-  for (const auto& f : families) {
-    e.family(f.name, f.type, f.help);
-    for (index = 0; index < n; ++index) {
-      const VmSample& vm = s.vms[index];
-      if (const auto v = f.value(vm)) {
-        e.sample(f.name, {{"domain", vm.name}, {"uuid", vm.uuid}}, *v);
+}
+
+// Per-VM families: each is written for every VM in turn, as the format requires.
+void vm_metrics(Exposition& e, const TickReport& report) {
+  const Snapshot& s = *report.snapshot;
+  if (s.vms.empty()) {
+    return;
+  }
+  std::vector<policy::EffectiveBalloon> settings;
+  if (report.config != nullptr) {
+    settings.reserve(s.vms.size());
+    for (const auto& vm : s.vms) {
+      settings.push_back(policy::effective_balloon(vm, *report.config));
+    }
+  }
+  for (const auto& families : {guest_families(), memtide_families(report, settings)}) {
+    for (const auto& f : families) {
+      e.family(f.name, f.type, f.help);
+      for (std::size_t index = 0; index < s.vms.size(); ++index) {
+        const VmSample& vm = s.vms[index];
+        if (const auto v = f.value(index, vm)) {
+          e.sample(f.name, {{"domain", vm.name}, {"uuid", vm.uuid}}, *v);
+        }
       }
     }
   }

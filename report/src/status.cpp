@@ -1,4 +1,5 @@
 #include <memtide/config/config.hpp>
+#include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
 #include <memtide/report/snapshot_json.hpp>
 #include <memtide/report/status.hpp>
@@ -174,6 +175,39 @@ nlohmann::json explain_reply(const TickReport& r, const std::string& wanted) {
     }
   }
   return {{"ok", false}, {"error", "no running VM named '" + wanted + "'"}};
+}
+
+std::string service_status(const TickReport& r) {
+  const DaemonFigures& d = *r.daemon;
+  std::string status = "tick " + std::to_string(d.ticks_total) + " every " +
+                       config::format_duration(r.config->daemon.interval);
+  if (const Snapshot* s = r.snapshot) {
+    const auto& m = s->host.meminfo;
+    status += "; host MemAvailable " + config::format_size(m.available_bytes) + " of " +
+              config::format_size(m.total_bytes);
+    status +=
+        s->hypervisor_up ? "; " + std::to_string(s->vms.size()) + " VMs" : "; libvirt unavailable";
+  }
+  if (const policy::Plan* p = r.plan) {
+    status += "; " + p->host_summary;
+    if (p->forecast.seconds_to_swap && !p->host_heading) {
+      status += "; swap in " +
+                std::to_string(static_cast<long long>(*p->forecast.seconds_to_swap)) +
+                " s at this trend";
+    }
+    if (const auto firing = firing_alerts(r).size(); firing > 0) {
+      status += "; " + std::to_string(firing) + " alert(s) firing";
+    }
+  }
+  status += d.dry_run ? "; DRY RUN" : "";
+  status += d.paused ? "; actions PAUSED" : "";
+  if (!d.collect_error.empty()) {
+    status += "; collection failing: " + d.collect_error;
+  }
+  if (!d.last_reload_error.empty()) {
+    status += "; last reload failed, running previous config";
+  }
+  return status;
 }
 
 }  // namespace memtide::report

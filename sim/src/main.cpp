@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -126,15 +127,17 @@ int run_random(const std::shared_ptr<const config::Config>& config, std::uint64_
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct SimArgs {
   std::shared_ptr<const config::Config> config = config::default_config();
-  std::vector<std::string> scenarios;
-  std::vector<double> ratios;
+  std::vector<std::string> scenarios;  // all when empty
+  std::vector<double> ratios;          // 1, 1.5 and 2 when empty
   bool json = false;
-  int random = 0;
+  int random = 0;  // random scenarios to run instead of the named ones
   std::uint64_t seed = 1;
+};
+
+// The command line into `args`; the exit code to end with at once (help, errors), else nullopt.
+std::optional<int> parse_args(int argc, char** argv, SimArgs& args) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -168,42 +171,60 @@ int main(int argc, char** argv) {
         }
         return 2;
       }
-      config = loaded.config;
+      args.config = loaded.config;
     } else if (a == "-s" || a == "--scenario") {
-      scenarios.push_back(value());
+      args.scenarios.push_back(value());
     } else if (a == "-r" || a == "--ratio") {
-      ratios.push_back(number(value()));
+      args.ratios.push_back(number(value()));
     } else if (a == "--random") {
       const double n = number(value());
       if (!(n >= 1 && n <= 1'000'000)) {
         std::cerr << "memtide-sim: --random needs 1..1000000 scenarios\n";
         return 64;
       }
-      random = static_cast<int>(n);
+      args.random = static_cast<int>(n);
     } else if (a == "--seed") {
       const double n = number(value());
       if (!(n >= 0 && n <= 1e15)) {
         std::cerr << "memtide-sim: --seed needs 0..1e15\n";
         return 64;
       }
-      seed = static_cast<std::uint64_t>(n);
+      args.seed = static_cast<std::uint64_t>(n);
     } else if (a == "--json") {
-      json = true;
+      args.json = true;
     } else {
       std::cerr << "memtide-sim: unexpected argument '" << a << "'\nTry 'memtide-sim --help'.\n";
       return 64;
     }
   }
-  if (random > 0) {
-    return run_random(config, seed, random, json);
-  }
-  if (scenarios.empty()) {
-    scenarios = scenario_names();
-  }
-  if (ratios.empty()) {
-    ratios = {1.0, 1.5, 2.0};
-  }
+  return std::nullopt;
+}
 
+// Where memtide did worse than the better of MOM and Proxmox on `outcomes` (memtide's first):
+// more host swap-out (beyond 0.01 GiB) or more guest OOMs.
+void add_misses(const std::string& where, const std::vector<Outcome>& outcomes,
+                std::vector<std::string>& missed) {
+  const Totals& m = outcomes[0].totals;
+  const Totals& mom = outcomes[1].totals;
+  const Totals& pve = outcomes[2].totals;
+  const double best_swap = std::min(mom.host_swap_out_bytes, pve.host_swap_out_bytes);
+  if (m.host_swap_out_bytes > best_swap + 0.01 * static_cast<double>(GiB)) {
+    missed.push_back(where + ": host swap-out " +
+                     fixed(m.host_swap_out_bytes / static_cast<double>(GiB), 2) +
+                     " GiB, the better baseline " + fixed(best_swap / static_cast<double>(GiB), 2));
+  }
+  const auto best_ooms = std::min(mom.guest_ooms, pve.guest_ooms);
+  if (m.guest_ooms > best_ooms) {
+    missed.push_back(where + ": " + std::to_string(m.guest_ooms) +
+                     " guest OOMs, the better baseline " + std::to_string(best_ooms));
+  }
+}
+
+// The named scenarios at each ratio, a table row (or JSON line) per policy; 1 when a target was
+// missed.
+int run_named(const std::shared_ptr<const config::Config>& config,
+              const std::vector<std::string>& scenarios, const std::vector<double>& ratios,
+              bool json) {
   const auto& all = scores();
   if (!json) {
     std::cout << "| scenario | overcommit | policy |";
@@ -243,22 +264,7 @@ int main(int argc, char** argv) {
         std::cout << ' ' << fixed(o.mean_ballooned_bytes() / static_cast<double>(GiB), 2) << " | "
                   << fixed(o.totals.min_available_bytes / static_cast<double>(GiB), 2) << " |\n";
       }
-      const Totals& m = outcomes[0].totals;
-      const Totals& mom = outcomes[1].totals;
-      const Totals& pve = outcomes[2].totals;
-      const std::string where = name + " at " + fixed(ratio, 1);
-      const double best_swap = std::min(mom.host_swap_out_bytes, pve.host_swap_out_bytes);
-      if (m.host_swap_out_bytes > best_swap + 0.01 * static_cast<double>(GiB)) {
-        missed.push_back(where + ": host swap-out " +
-                         fixed(m.host_swap_out_bytes / static_cast<double>(GiB), 2) +
-                         " GiB, the better baseline " +
-                         fixed(best_swap / static_cast<double>(GiB), 2));
-      }
-      const auto best_ooms = std::min(mom.guest_ooms, pve.guest_ooms);
-      if (m.guest_ooms > best_ooms) {
-        missed.push_back(where + ": " + std::to_string(m.guest_ooms) +
-                         " guest OOMs, the better baseline " + std::to_string(best_ooms));
-      }
+      add_misses(name + " at " + fixed(ratio, 1), outcomes, missed);
     }
   }
   if (!json) {
@@ -268,4 +274,23 @@ int main(int argc, char** argv) {
     }
   }
   return missed.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  SimArgs args;
+  if (const auto code = parse_args(argc, argv, args)) {
+    return *code;
+  }
+  if (args.random > 0) {
+    return run_random(args.config, args.seed, args.random, args.json);
+  }
+  if (args.scenarios.empty()) {
+    args.scenarios = scenario_names();
+  }
+  if (args.ratios.empty()) {
+    args.ratios = {1.0, 1.5, 2.0};
+  }
+  return run_named(args.config, args.scenarios, args.ratios, args.json);
 }

@@ -128,6 +128,45 @@ Scenario make_scenario(const std::string& name, double ratio) {
   return s;
 }
 
+namespace {
+
+// A random workload shape for guest `g` (maximum `max`, anonymous memory `anon`), drawn from
+// `rng` in a fixed order so that a seed always gives the same scenario.
+void random_demand(GuestSpec& g, std::mt19937_64& rng, double anon, double max,
+                   std::uint64_t noise_seed) {
+  auto uniform = [&rng](double lo, double hi) {
+    return std::uniform_real_distribution<double>(lo, hi)(rng);
+  };
+  const double start = uniform(0, 300);
+  switch (std::uniform_int_distribution<int>(0, 5)(rng)) {
+    case 0:
+      g.demand_bytes = constant(anon);
+      break;
+    case 1:
+      g.demand_bytes = daily(anon, uniform(0, 6.28), uniform(600, 1800));
+      break;
+    case 2:
+      g.demand_bytes = burst(anon, std::min(max * 0.85, anon * uniform(1.5, 3)), start + 200,
+                             uniform(60, 600), uniform(5, 60));
+      break;
+    case 3:
+      g.demand_bytes =
+          noisy(anon * 0.5, std::min(max * 0.85, anon * 2), uniform(10, 60), noise_seed);
+      break;
+    case 4:
+      g.start_s = start;
+      g.demand_bytes = booting(anon, start, max * 0.9);
+      break;
+    default:
+      g.demand_bytes = constant(anon);
+      g.shmem_bytes = burst(std::min(max * 0.02, 256.0 * MiB), max * uniform(0.1, 0.3), start + 300,
+                            uniform(60, 300), uniform(2, 10));
+      break;
+  }
+}
+
+}  // namespace
+
 Scenario make_random_scenario(std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   auto uniform = [&rng](double lo, double hi) {
@@ -179,32 +218,7 @@ Scenario make_random_scenario(std::uint64_t seed) {
     g.cache_limit_bytes = static_cast<std::uint64_t>(read);
     g.file_working_set_bytes = constant(read * uniform(0.1, 0.8));
     g.shmem_bytes = constant(std::min(max * 0.02, 256.0 * MiB));
-    const double start = uniform(0, 300);
-    switch (std::uniform_int_distribution<int>(0, 5)(rng)) {
-      case 0:
-        g.demand_bytes = constant(anon);
-        break;
-      case 1:
-        g.demand_bytes = daily(anon, uniform(0, 6.28), uniform(600, 1800));
-        break;
-      case 2:
-        g.demand_bytes = burst(anon, std::min(max * 0.85, anon * uniform(1.5, 3)), start + 200,
-                               uniform(60, 600), uniform(5, 60));
-        break;
-      case 3:
-        g.demand_bytes =
-            noisy(anon * 0.5, std::min(max * 0.85, anon * 2), uniform(10, 60), seed * 1000 + i);
-        break;
-      case 4:
-        g.start_s = start;
-        g.demand_bytes = booting(anon, start, max * 0.9);
-        break;
-      default:
-        g.demand_bytes = constant(anon);
-        g.shmem_bytes = burst(std::min(max * 0.02, 256.0 * MiB), max * uniform(0.1, 0.3),
-                              start + 300, uniform(60, 300), uniform(2, 10));
-        break;
-    }
+    random_demand(g, rng, anon, max, seed * 1000 + i);
     g.name = numbered("vm", i);
     total_max += max;
     s.guests.push_back(std::move(g));

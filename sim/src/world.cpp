@@ -135,11 +135,7 @@ void World::step_balloon(Guest& g) {
   }
 }
 
-void World::step_guest(Guest& g) {
-  step_balloon(g);
-  const double unreclaimable = g.unreclaimable(now_);
-  const double want = now_ < g.oom_until ? 0 : at(g.spec.demand_bytes, now_);
-  // Deflate-on-oom: what would not fit in memory and swap comes out of the balloon first.
+void World::deflate_on_oom(Guest& g, double unreclaimable, double want) {
   const double max = static_cast<double>(g.spec.max_bytes);
   if (g.spec.autodeflate && g.balloon < max) {
     const double lacking =
@@ -150,6 +146,28 @@ void World::step_guest(Guest& g) {
       g.pending_target = -1;
     }
   }
+}
+
+void World::sample_stats(Guest& g, double room, double anon, double swapped) {
+  const bool starving =
+      now_ < g.oom_until || (g.spec.swap_bytes > 0 &&
+                             swapped > kStarvingSwapShare * static_cast<double>(g.spec.swap_bytes));
+  if (!starving && (g.stats_at < 0 || now_ - g.stats_at >= g.spec.stats_period_s)) {
+    g.stats_at = now_;
+    g.stats_cache = g.cache;
+    g.stats_unused = std::max(0.0, room - anon - g.cache);
+    g.stats_usable = g.stats_unused + g.cache;
+    g.stats_swap_in = g.swap_in_total;
+    g.stats_swap_out = g.swap_out_total;
+    g.stats_major_faults = g.major_faults_total;
+  }
+}
+
+void World::step_guest(Guest& g) {
+  step_balloon(g);
+  const double unreclaimable = g.unreclaimable(now_);
+  const double want = now_ < g.oom_until ? 0 : at(g.spec.demand_bytes, now_);
+  deflate_on_oom(g, unreclaimable, want);
   const double room = std::max(0.0, g.balloon - unreclaimable);
 
   // Anonymous memory: what fits is held, the rest goes to the guest's swap; beyond that, an OOM.
@@ -204,20 +222,7 @@ void World::step_guest(Guest& g) {
   g.resident = std::min(g.balloon, std::max(g.resident, std::min(touched, g.balloon)));
   g.host_swapped = std::min(g.host_swapped, g.resident);
 
-  // Statistics: sampled every period, unless the guest is starving (its swap nearly full, or
-  // restarting after an OOM): then its balloon driver does not get to report.
-  const bool starving =
-      now_ < g.oom_until || (g.spec.swap_bytes > 0 &&
-                             swapped > kStarvingSwapShare * static_cast<double>(g.spec.swap_bytes));
-  if (!starving && (g.stats_at < 0 || now_ - g.stats_at >= g.spec.stats_period_s)) {
-    g.stats_at = now_;
-    g.stats_cache = g.cache;
-    g.stats_unused = std::max(0.0, room - anon - g.cache);
-    g.stats_usable = g.stats_unused + g.cache;
-    g.stats_swap_in = g.swap_in_total;
-    g.stats_swap_out = g.swap_out_total;
-    g.stats_major_faults = g.major_faults_total;
-  }
+  sample_stats(g, room, anon, swapped);
 }
 
 void World::step_host() {

@@ -203,6 +203,20 @@ TEST_F(OneReport, AlertsAndTheDaemonsOwnFiguresAgree) {
   }
 }
 
+TEST_F(OneReport, TheServiceStatusLineSaysWhatTheOtherOutputsSay) {
+  const std::string line = service_status(report_);
+  EXPECT_NE(line.find("tick 2 every "), std::string::npos) << line;
+  EXPECT_NE(line.find("host MemAvailable 600 MiB of 16 GiB; 2 VMs"), std::string::npos) << line;
+  EXPECT_NE(line.find(plan_.host_summary), std::string::npos) << line;
+  EXPECT_NE(line.find("; " + std::to_string(alerts_.size()) + " alert(s) firing"),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find("actions PAUSED"), std::string::npos) << line;
+  EXPECT_EQ(line.find("DRY RUN"), std::string::npos) << line;
+  figures_.collect_error = "meminfo: gone";
+  EXPECT_NE(service_status(report_).find("collection failing: meminfo: gone"), std::string::npos);
+}
+
 TEST_F(OneReport, NothingCollectedYetIsSaidPlainly) {
   TickReport empty;
   empty.config = config_.get();

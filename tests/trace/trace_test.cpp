@@ -351,5 +351,34 @@ TEST(Replay, AlertsFireAndResolveWithTheirTimeCounted) {
       << describe(replay.summary());
 }
 
+// A recorded stretch without libvirt replays the daemon's own alert, as the daemon raised it:
+// from the second tick in a row, resolved when libvirt is back.
+TEST(Replay, ATraceWithoutLibvirtReplaysTheLibvirtDownAlert) {
+  Replay replay(replay_config());
+  std::vector<ReplayEvent> events;
+  auto ticks = falling_then_steady();
+  for (std::size_t i = 0; i < 6; ++i) {
+    Snapshot s = ticks[40 + i];  // steady: no alert of the policy's own
+    const bool down = i >= 1 && i <= 3;
+    s.hypervisor_up = !down;
+    s.hypervisor_error = down ? "cannot connect to qemu:///system" : "";
+    if (down) {
+      s.vms.clear();  // what the daemon records while libvirt is down
+    }
+    for (auto& e : replay.feed(s)) {
+      if (e.kind != ReplayEvent::Kind::balloon) {
+        events.push_back(std::move(e));
+      }
+    }
+  }
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].kind, ReplayEvent::Kind::alert_firing);
+  EXPECT_EQ(events[0].subject, "libvirt-down");
+  EXPECT_EQ(events[0].unix_ms, ticks[42].collected_at_unix_ms);
+  EXPECT_EQ(events[1].kind, ReplayEvent::Kind::alert_resolved);
+  EXPECT_EQ(events[1].unix_ms, ticks[44].collected_at_unix_ms);
+  EXPECT_EQ(replay.summary().alerts.at("libvirt-down").fired, 1u);
+}
+
 }  // namespace
 }  // namespace memtide::trace

@@ -50,25 +50,26 @@ std::vector<ReplayEvent> Replay::feed(const Snapshot& snapshot) {
           ? std::max<std::int64_t>(0, snapshot.monotonic_ms - *previous_monotonic_ms_)
           : 0;
   previous_monotonic_ms_ = snapshot.monotonic_ms;
-  std::map<std::pair<std::string, std::string>, policy::Alert> now_firing;
-  for (const auto& alert : plan.alerts) {
-    const auto key = std::make_pair(alert.name, alert.subject);
-    now_firing[key] = alert;
-    auto& figures = s.alerts[alert.name];
-    if (firing_.count(key) == 0) {
-      ++figures.fired;
-      events.push_back({at, ReplayEvent::Kind::alert_firing,
-                        alert.subject.empty() ? alert.name : alert.name + "/" + alert.subject,
-                        std::string(policy::to_string(alert.severity)) + ": " + alert.summary});
-    } else {
-      figures.firing_ms += elapsed_ms;
-    }
+  // memtide's own alerts as the daemon raised them: libvirt-down from the snapshot (a recorded
+  // tick without libvirt says so); balloon commands were not sent, so none failed.
+  auto now_firing = service_alerts_.update(plan.alerts, snapshot.hypervisor_up,
+                                           snapshot.hypervisor_error, {}, snapshot.monotonic_ms);
+  const auto changes = policy::alert_changes(firing_, now_firing);
+  for (const auto& alert : now_firing) {
+    s.alerts[alert.name].firing_ms += elapsed_ms;
   }
-  for (const auto& [key, alert] : firing_) {
-    if (now_firing.count(key) == 0) {
-      events.push_back({at, ReplayEvent::Kind::alert_resolved,
-                        key.second.empty() ? key.first : key.first + "/" + key.second, "resolved"});
-    }
+  for (const auto& alert : changes.fired) {
+    auto& figures = s.alerts[alert.name];
+    ++figures.fired;
+    figures.firing_ms -= elapsed_ms;  // it was not firing before this tick
+    events.push_back({at, ReplayEvent::Kind::alert_firing,
+                      alert.subject.empty() ? alert.name : alert.name + "/" + alert.subject,
+                      std::string(policy::to_string(alert.severity)) + ": " + alert.summary});
+  }
+  for (const auto& alert : changes.resolved) {
+    events.push_back({at, ReplayEvent::Kind::alert_resolved,
+                      alert.subject.empty() ? alert.name : alert.name + "/" + alert.subject,
+                      "resolved"});
   }
   firing_ = std::move(now_firing);
   return events;

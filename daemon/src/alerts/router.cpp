@@ -1,7 +1,5 @@
 #include "alerts/router.hpp"
 
-#include <set>
-
 #include <unistd.h>
 
 #include <memtide/report/json_text.hpp>
@@ -40,38 +38,28 @@ void AlertRouter::route(const policy::Plan& plan, const Snapshot& snapshot,
   auto firing = service_alerts_.update(plan.alerts, snapshot.hypervisor_up,
                                        snapshot.hypervisor_error, failed, now_ms);
   const std::int64_t now = snapshot.collected_at_unix_ms;
-  auto key = [](const policy::Alert& a) { return Key(a.name, a.subject); };
-  std::set<Key> before;
-  for (const auto& a : firing_) {
-    before.insert(key(a));
-  }
-  std::set<Key> current;
+  const auto changes = policy::alert_changes(firing_, firing);
   std::vector<AlertNotice> changed;   // transitions, for the exec hook
   std::vector<AlertNotice> resolved;  // for Alertmanager
-  for (const auto& a : firing) {
-    current.insert(key(a));
-    if (before.count(key(a)) == 0) {
-      started_unix_ms_[key(a)] = now;
-      log_.log(a.severity == policy::Severity::critical ? Priority::err : Priority::warning,
-               "alert " + a.name + " firing: " + a.summary,
-               {{"MEMTIDE_EVENT", "alert-firing"},
-                {"MEMTIDE_ALERT", a.name},
-                {"MEMTIDE_SEVERITY", policy::to_string(a.severity)},
-                {"MEMTIDE_VM", a.subject}});
-      changed.push_back({a, false, now, 0});
-    }
+  for (const auto& a : changes.fired) {
+    started_unix_ms_[Key(a.name, a.subject)] = now;
+    log_.log(a.severity == policy::Severity::critical ? Priority::err : Priority::warning,
+             "alert " + a.name + " firing: " + a.summary,
+             {{"MEMTIDE_EVENT", "alert-firing"},
+              {"MEMTIDE_ALERT", a.name},
+              {"MEMTIDE_SEVERITY", policy::to_string(a.severity)},
+              {"MEMTIDE_VM", a.subject}});
+    changed.push_back({a, false, now, 0});
   }
-  for (const auto& a : firing_) {
-    if (current.count(key(a)) == 0) {
-      log_.notice("alert " + a.name + " resolved" + (a.subject.empty() ? "" : " for " + a.subject),
-                  {{"MEMTIDE_EVENT", "alert-resolved"},
-                   {"MEMTIDE_ALERT", a.name},
-                   {"MEMTIDE_VM", a.subject}});
-      AlertNotice n{a, true, started_unix_ms_[key(a)], now};
-      changed.push_back(n);
-      resolved.push_back(n);
-      started_unix_ms_.erase(key(a));
-    }
+  for (const auto& a : changes.resolved) {
+    log_.notice("alert " + a.name + " resolved" + (a.subject.empty() ? "" : " for " + a.subject),
+                {{"MEMTIDE_EVENT", "alert-resolved"},
+                 {"MEMTIDE_ALERT", a.name},
+                 {"MEMTIDE_VM", a.subject}});
+    const auto started = started_unix_ms_.extract(Key(a.name, a.subject));
+    AlertNotice n{a, true, started ? started.mapped() : now, now};
+    changed.push_back(n);
+    resolved.push_back(n);
   }
   firing_ = std::move(firing);
   deliver(changed, resolved, now);

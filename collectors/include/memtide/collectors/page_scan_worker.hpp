@@ -67,6 +67,11 @@ class PageScanWorker {
     std::int64_t finished_ms = 0;  // steady clock, end of the last pass, failed or not
   };
   void run();
+  // The listed VM whose last pass is oldest (never scanned first), with the end of that pass in
+  // `finished_ms` (-1: never); null when none may be scanned. Called with mutex_ held.
+  const ScanTarget* oldest_target(std::int64_t& finished_ms) const;
+  // One pass over `target`'s guest RAM, without mutex_ held.
+  Scanned scan_one(const ScanTarget& target, std::uint64_t below, std::size_t max_hashes);
   // Sleeps until the budget allows `read` bytes and the thread's CPU since the pass started;
   // false when stopping.
   bool pace(std::uint64_t read);

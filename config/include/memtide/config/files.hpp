@@ -6,6 +6,7 @@
 #include <string>
 
 #include <memtide/config/config.hpp>
+#include <memtide/config/loader.hpp>
 
 namespace memtide::config {
 
@@ -20,5 +21,11 @@ std::shared_ptr<const Config> load_config_or_defaults(const std::string& path, b
 // Validates `path`, printing every error and then "N errors in PATH" or "PATH: valid" to
 // `out`. Returns whether it is valid.
 bool check_config_file(const std::string& path, std::ostream& out);
+
+// `path` loaded for a reload of a running daemon: as load_config_file, but a document without
+// settings is an error. At start an empty file means the defaults; on a reload it is almost
+// always a file caught mid-write by an editor or configuration manager, and switching a running
+// daemon to the defaults (another socket, URI, KSM mode) is never what was meant.
+LoadResult reload_config_file(const std::string& path);
 
 }  // namespace memtide::config

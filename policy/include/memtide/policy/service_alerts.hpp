@@ -1,6 +1,6 @@
-// The alerts about memtide's own ability to act, beside decide()'s alerts about the host and the
-// guests: libvirt unreachable, and balloon commands that libvirt refused. Pure, like decide(): the
-// daemon feeds each tick's facts in and gets the alerts firing back.
+// Alert transitions, and the alerts about memtide's own ability to act, beside decide()'s alerts
+// about the host and the guests: libvirt unreachable, and balloon commands that libvirt refused.
+// Pure, like decide(): the daemon feeds each tick's facts in and gets the alerts firing back.
 #pragma once
 
 #include <cstdint>
@@ -29,5 +29,15 @@ class ServiceAlerts {
   // VMs whose last balloon command failed -> (message, consecutive ticks without a failure).
   std::map<std::string, std::pair<std::string, int>> failing_vms_;
 };
+
+// How the alerts firing changed from one tick to the next.
+struct AlertChanges {
+  std::vector<Alert> fired;     // in `after` but not in `before`
+  std::vector<Alert> resolved;  // in `before` but not in `after`
+};
+
+// The transitions from `before` to `after`, both sorted by (name, subject) as decide() and
+// ServiceAlerts::update return them; an alert is the same alert when name and subject match.
+AlertChanges alert_changes(const std::vector<Alert>& before, const std::vector<Alert>& after);
 
 }  // namespace memtide::policy

@@ -19,4 +19,9 @@ nlohmann::json status_reply(const TickReport& report);
 // "host"}, or {"ok": false, "error"}.
 nlohmann::json explain_reply(const TickReport& report, const std::string& vm);
 
+// The one-line status systemd shows (STATUS=, `systemctl status memtided`): tick, interval, host
+// memory, VMs or libvirt down, the policy's summary, the swap forecast, alerts, and the modes and
+// failures an operator must know of (dry run, paused, collection failing, reload refused).
+std::string service_status(const TickReport& report);
+
 }  // namespace memtide::report

@@ -37,6 +37,7 @@ struct DaemonFigures {
   bool dry_run = false;
   bool last_reload_ok = true;
   std::string last_reload_error;  // why the last reload was refused; "" after a good one
+  std::string collect_error;      // why the last collection failed; "" after a good one
   std::string metrics_endpoint;   // where /metrics is served ("" while off)
   std::int64_t started_unix_s = 0;
   // Alert deliveries by (sink "alertmanager"/"exec", result "delivered"/"failed"/"dropped").

@@ -167,6 +167,12 @@ class World {
  private:
   void step_balloon(Guest& g);
   void step_guest(Guest& g);
+  // Deflate-on-oom (spec.autodeflate): what would not fit in memory and swap comes out of the
+  // balloon first.
+  void deflate_on_oom(Guest& g, double unreclaimable, double want);
+  // The balloon statistics, sampled every period unless the guest is starving (its swap nearly
+  // full, or restarting after an OOM): then its balloon driver does not get to report.
+  void sample_stats(Guest& g, double room, double anon, double swapped);
   void step_host();
   double nonvm_bytes() const;
 

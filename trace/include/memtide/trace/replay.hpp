@@ -17,6 +17,7 @@
 #include <memtide/config/config.hpp>
 #include <memtide/core/snapshot.hpp>
 #include <memtide/policy/engine.hpp>
+#include <memtide/policy/service_alerts.hpp>
 
 namespace memtide::trace {
 
@@ -59,7 +60,8 @@ class Replay {
  private:
   std::shared_ptr<const config::Config> config_;
   policy::PolicyState state_;
-  std::map<std::pair<std::string, std::string>, policy::Alert> firing_;
+  policy::ServiceAlerts service_alerts_;
+  std::vector<policy::Alert> firing_;  // sorted by (name, subject)
   std::optional<std::int64_t> previous_monotonic_ms_;
   ReplaySummary summary_;
 };
