@@ -2,8 +2,6 @@
 
 #include <cstring>
 
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
@@ -17,51 +15,23 @@
 
 namespace memtide::daemon {
 
-namespace {
-
-std::string errno_text(int negative_errno) {
-  return std::strerror(-negative_errno);
-}
-
-std::uint64_t to_usec(std::chrono::milliseconds d) {
-  return static_cast<std::uint64_t>(d.count()) * 1000;
-}
-
-// The signals the loop handles. sd-event receives them through a signalfd, which only sees
-// blocked signals, and they must be blocked before any thread starts (the libvirt event loop,
-// the hypervisor worker) or the kernel may deliver them to a thread that kills the process.
-sigset_t handled_signals() {
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGHUP);
-  return mask;
-}
-
-}  // namespace
-
 Daemon::Daemon(Options options, std::shared_ptr<const config::Config> config, Logger& log,
                HypervisorFactory make_hypervisor)
     : options_(std::move(options)),
       log_(log),
       make_hypervisor_(std::move(make_hypervisor)),
+      loop_(log),
       collection_log_(log),
       actions_(log, known_.figures),
       state_(log, known_.figures),
       recorder_(log, known_.figures),
       alerts_(log),
       metrics_(log) {
-  const sigset_t mask = handled_signals();
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   known_.figures.started_unix_s = clock::unix_ms() / 1000;
   apply(std::move(config));
 }
 
-Daemon::~Daemon() {
-  sd_event_source_unref(loop_.timer);
-  sd_event_unref(loop_.event);
-}
+Daemon::~Daemon() = default;
 
 void Daemon::apply(std::shared_ptr<const config::Config> config) {
   const bool libvirt_changed = !config_ || config_->libvirt != config->libvirt;
@@ -127,8 +97,9 @@ void Daemon::serve_control() {
   if (want.empty()) {
     return;
   }
-  auto server = ControlServer::start(
-      loop_.event, want, [this](const nlohmann::json& request) { return handle_control(request); });
+  auto server = ControlServer::start(loop_.event(), want, [this](const nlohmann::json& request) {
+    return handle_control(request);
+  });
   if (!server) {
     log_.error("cannot open the control socket: " + server.error().to_string(),
                {{"MEMTIDE_EVENT", "control-unavailable"}});
@@ -175,39 +146,15 @@ nlohmann::json Daemon::handle_control(const nlohmann::json& request) {
 }
 
 int Daemon::run() {
-  int r = sd_event_new(&loop_.event);
-  if (r < 0) {
-    log_.error("cannot create the event loop: " + errno_text(r));
+  const bool opened = loop_.open({[this] { guarded("tick", [this] { tick(); }); },
+                                  [this] { guarded("reload", [this] { reload(); }); },
+                                  [this] { guarded("stop", [this] { stop(); }); }},
+                                 config_->daemon.interval);
+  if (!opened) {
     return kExitFailure;
   }
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
-    r = sd_event_add_signal(loop_.event, nullptr, sig, &Daemon::on_signal, this);
-    if (r < 0) {
-      log_.error("cannot watch signal " + std::to_string(sig) + ": " + errno_text(r));
-      return kExitFailure;
-    }
-  }
-  // Pings the service manager at a safe fraction of WATCHDOG_USEC for as long as the loop keeps
-  // turning; a hung tick therefore stops the pings and lets systemd restart us.
-  if (sd_watchdog_enabled(0, &loop_.watchdog_usec) <= 0) {
-    loop_.watchdog_usec = 0;
-  }
-  if (r = sd_event_set_watchdog(loop_.event, 1); r < 0) {
-    log_.warning("cannot enable the systemd watchdog: " + errno_text(r));
-  }
-  std::uint64_t now = 0;
-  sd_event_now(loop_.event, CLOCK_MONOTONIC, &now);
-  // Accuracy 1 ms: sd-event's default (0 = 250 ms) lets it coalesce wake-ups that late, which
-  // turned daemon.interval 100ms into 4 ticks a second.
-  constexpr std::uint64_t kTimerAccuracyUsec = 1000;
-  r = sd_event_add_time(loop_.event, &loop_.timer, CLOCK_MONOTONIC, now, kTimerAccuracyUsec,
-                        &Daemon::on_timer, this);
-  if (r < 0) {
-    log_.error("cannot create the tick timer: " + errno_text(r));
-    return kExitFailure;
-  }
-  loop_.pressure.start(loop_.event, config_->daemon.procfs, log_,
-                       [this](std::uint64_t now_usec) { on_pressure(now_usec); });
+  pressure_.start(loop_.event(), config_->daemon.procfs, log_,
+                  [this](std::uint64_t now_usec) { on_pressure(now_usec); });
   serve_control();
   if (auto saved = state_.load()) {
     known_.policy = std::move(*saved);
@@ -218,28 +165,12 @@ int Daemon::run() {
        {"MEMTIDE_CONFIG", config_->source.empty() ? "(built-in defaults)" : config_->source},
        {"MEMTIDE_INTERVAL", config::format_duration(config_->daemon.interval)}});
   sd_notify(0, "READY=1\nSTATUS=started, waiting for the first tick");
-  r = sd_event_loop(loop_.event);
+  const int code = loop_.run();
   sd_notify(0, "STOPPING=1\nSTATUS=stopping");
-  if (r < 0) {
-    log_.error("event loop failed: " + errno_text(r));
-    return kExitFailure;
+  if (code == kExitOk) {
+    log_.notice("memtided stopped", {{"MEMTIDE_EVENT", "stopped"}});
   }
-  log_.notice("memtided stopped", {{"MEMTIDE_EVENT", "stopped"}});
-  return r;  // the code passed to sd_event_exit
-}
-
-int Daemon::on_signal(sd_event_source*, const signalfd_siginfo* info, void* self) {
-  auto* d = static_cast<Daemon*>(self);
-  if (info->ssi_signo == SIGHUP) {
-    d->guarded("reload", [d] { d->reload(); });
-    return 0;
-  }
-  d->log_.notice(
-      std::string("received ") + strsignal(static_cast<int>(info->ssi_signo)) + ", stopping",
-      {{"MEMTIDE_EVENT", "stop-requested"}});
-  d->guarded("stop", [d] { d->stop(); });
-  sd_event_exit(d->loop_.event, kExitOk);  // also when the restore on the way out failed
-  return 0;
+  return code;
 }
 
 void Daemon::stop() {
@@ -268,60 +199,23 @@ void Daemon::guarded(const char* what, F&& f) noexcept {
   }
 }
 
-int Daemon::on_timer(sd_event_source*, std::uint64_t usec, void* self) {
-  auto* d = static_cast<Daemon*>(self);
-  d->guarded("tick", [d] { d->tick(); });
-  d->arm_timer(usec);
-  return 0;
-}
-
-void Daemon::arm_timer(std::uint64_t previous_usec) {
-  // Ticks keep a fixed cadence from the previous deadline, not from when the tick finished; if
-  // a tick overran a whole interval, the next starts now instead of trying to catch up.
-  std::uint64_t now = 0;
-  sd_event_now(loop_.event, CLOCK_MONOTONIC, &now);
-  std::uint64_t next = previous_usec + to_usec(config_->daemon.interval);
-  if (next < now) {
-    next = now;
-  }
-  sd_event_source_set_time(loop_.timer, next);
-  sd_event_source_set_enabled(loop_.timer, SD_EVENT_ONESHOT);
-}
-
-void Daemon::on_pressure(std::uint64_t now) {
+void Daemon::on_pressure(std::uint64_t now_usec) {
   ++known_.figures.pressure_events_total;
   // The reaction time is measured from the first event the next tick answers.
-  if (loop_.pressure_event_usec == 0) {
-    loop_.pressure_event_usec = now;
+  if (!unanswered_pressure_usec_) {
+    unanswered_pressure_usec_ = now_usec;
   }
   log_.debug("memory pressure event: running a tick now", {{"MEMTIDE_EVENT", "pressure-event"}});
-  // At most one tick per 200 ms however often the kernel signals: an event sooner than that
-  // after a tick brings the next tick forward to the 200 ms mark instead.
-  constexpr std::uint64_t kMinGapUsec = 200'000;
-  if (now - loop_.last_tick_usec >= kMinGapUsec) {
-    guarded("tick", [this] { tick(); });
-    return;
-  }
-  std::uint64_t deadline = 0;
-  if (sd_event_source_get_time(loop_.timer, &deadline) >= 0 &&
-      loop_.last_tick_usec + kMinGapUsec < deadline) {
-    sd_event_source_set_time(loop_.timer, loop_.last_tick_usec + kMinGapUsec);
-  }
+  loop_.tick_soon();
 }
 
 void Daemon::tick() {
   auto& figures = known_.figures;
   ++figures.ticks_total;
   const std::uint64_t started = clock::monotonic_usec();
-  // The loop iteration's time, which on_pressure compares with its own (tests tick without a
-  // loop).
-  loop_.last_tick_usec = started;
-  if (loop_.event != nullptr) {
-    sd_event_now(loop_.event, CLOCK_MONOTONIC, &loop_.last_tick_usec);
-  }
-  loop_.tick_deadline = std::chrono::steady_clock::now() +
-                        actuators::tick_budget(config_->daemon.interval,
-                                               std::chrono::microseconds(loop_.watchdog_usec));
+  loop_.tick_started();
+  const auto deadline = std::chrono::steady_clock::now() +
+                        actuators::tick_budget(config_->daemon.interval, loop_.watchdog());
   auto snapshot = collector_->collect();
   if (!snapshot) {
     ++figures.errors_total["collect"];
@@ -332,10 +226,10 @@ void Daemon::tick() {
     collection_log_.collected(*snapshot);
     figures.collect_error.clear();
     known_.snapshot = std::move(*snapshot);
-    decide_and_act(*known_.snapshot);
+    decide_and_act(*known_.snapshot, deadline);
     // This tick answered any pending pressure event, with a balloon command (whose reaction time
     // decide_and_act logged) or with the decision that none was needed.
-    loop_.pressure_event_usec = 0;
+    unanswered_pressure_usec_.reset();
     if (log_.enabled(Priority::debug)) {
       const auto& m = known_.snapshot->host.meminfo;
       log_.debug("tick " + std::to_string(figures.ticks_total) + ": MemAvailable " +
@@ -352,7 +246,8 @@ void Daemon::tick() {
   notify_status();
 }
 
-void Daemon::decide_and_act(const Snapshot& snapshot) {
+void Daemon::decide_and_act(const Snapshot& snapshot,
+                            std::chrono::steady_clock::time_point deadline) {
   // Without a live hypervisor the VM figures are the last good ones: decide on the host alone
   // rather than act on guests that may have changed.
   std::optional<Snapshot> host_only;
@@ -367,7 +262,7 @@ void Daemon::decide_and_act(const Snapshot& snapshot) {
   known_.policy = std::move(decision.state);
   const policy::Plan& plan = decision.plan;
   const auto done = actions_.carry_out(plan, snapshot, known_.policy, collector_->hypervisor(),
-                                       *config_, loop_.tick_deadline);
+                                       *config_, deadline);
   if (done.first_applied_usec) {
     log_reaction(*done.first_applied_usec);
   }
@@ -381,16 +276,16 @@ void Daemon::decide_and_act(const Snapshot& snapshot) {
 }
 
 void Daemon::log_reaction(std::uint64_t applied_usec) {
-  if (loop_.pressure_event_usec == 0) {
+  if (!unanswered_pressure_usec_) {
     return;
   }
-  const double ms = static_cast<double>(applied_usec - loop_.pressure_event_usec) / 1000.0;
+  const double ms = static_cast<double>(applied_usec - *unanswered_pressure_usec_) / 1000.0;
   known_.figures.last_reaction_seconds = ms / 1000.0;
   log_.notice(
       "reacted to memory pressure in " + std::to_string(static_cast<long long>(ms)) +
           " ms (pressure event to first balloon command)",
       {{"MEMTIDE_EVENT", "pressure-reaction"}, {"MEMTIDE_REACTION_MS", std::to_string(ms)}});
-  loop_.pressure_event_usec = 0;
+  unanswered_pressure_usec_.reset();
 }
 
 void Daemon::notify_status() {
@@ -419,7 +314,6 @@ void Daemon::reload() {
             " error(s); keeping the running configuration",
         {{"MEMTIDE_EVENT", "config-reload-failed"}, {"MEMTIDE_CONFIG", options_.config_path}});
   } else {
-    const auto old_interval = config_->daemon.interval;
     apply(config::with_overrides(std::move(loaded.config), options_.overrides));
     figures.last_reload_error.clear();
     figures.last_reload_ok = true;
@@ -428,11 +322,7 @@ void Daemon::reload() {
                 {{"MEMTIDE_EVENT", "config-reloaded"},
                  {"MEMTIDE_CONFIG", options_.config_path},
                  {"MEMTIDE_INTERVAL", config::format_duration(config_->daemon.interval)}});
-    if (config_->daemon.interval != old_interval) {
-      std::uint64_t now = 0;
-      sd_event_now(loop_.event, CLOCK_MONOTONIC, &now);
-      sd_event_source_set_time(loop_.timer, now + to_usec(config_->daemon.interval));
-    }
+    loop_.set_interval(config_->daemon.interval);
   }
   sd_notify(0, "READY=1");
   notify_status();

@@ -33,10 +33,7 @@
 #include "pressure_trigger.hpp"
 #include "recorder.hpp"
 #include "state_store.hpp"
-
-struct sd_event;
-struct sd_event_source;
-struct signalfd_siginfo;
+#include "tick_loop.hpp"
 
 namespace memtide::daemon {
 
@@ -67,8 +64,6 @@ class Daemon {
   report::TickReport tick_report();
 
  private:
-  static int on_signal(sd_event_source* source, const signalfd_siginfo* info, void* self);
-  static int on_timer(sd_event_source* source, std::uint64_t usec, void* self);
   void on_pressure(std::uint64_t now_usec);
   // Runs `f`; an exception from it is logged and counted (errors_total{kind="internal"}) rather
   // than allowed through sd-event's C frames.
@@ -77,9 +72,9 @@ class Daemon {
   void reload();
   // Runs the daemon.on_stop action and saves the policy state.
   void stop();
-  void arm_timer(std::uint64_t previous_usec);
   void apply(std::shared_ptr<const config::Config> config);
-  void decide_and_act(const Snapshot& snapshot);
+  // Decides on `snapshot` and carries the plan out, sending balloon commands until `deadline`.
+  void decide_and_act(const Snapshot& snapshot, std::chrono::steady_clock::time_point deadline);
   void log_reaction(std::uint64_t applied_usec);
   // Opens, moves or closes the control socket to match the configuration.
   void serve_control();
@@ -90,6 +85,11 @@ class Daemon {
   std::shared_ptr<const config::Config> config_;
   Logger& log_;
   HypervisorFactory make_hypervisor_;
+  // First of the parts: it blocks the handled signals before any of the others starts a thread.
+  TickLoop loop_;
+  PressureTrigger pressure_;
+  // CLOCK_MONOTONIC µs of the first pressure event no tick has answered yet.
+  std::optional<std::uint64_t> unanswered_pressure_usec_;
 
   // What the daemon knows, as of its last tick; tick_report() borrows from it.
   struct Known {
@@ -115,18 +115,6 @@ class Daemon {
     std::unique_ptr<ControlServer> server;
     std::string path;  // served ("" while off)
   } control_;
-
-  // The loop and its clocks (CLOCK_MONOTONIC µs).
-  struct Loop {
-    sd_event* event = nullptr;
-    sd_event_source* timer = nullptr;
-    PressureTrigger pressure;
-    std::uint64_t watchdog_usec = 0;        // WATCHDOG_USEC from systemd; 0: none
-    std::uint64_t last_tick_usec = 0;       // start of the last tick
-    std::uint64_t pressure_event_usec = 0;  // an unanswered pressure event; 0: none
-    // When this tick's time is up: balloon commands not sent by then wait for the next tick.
-    std::chrono::steady_clock::time_point tick_deadline{};
-  } loop_;
 };
 
 }  // namespace memtide::daemon
