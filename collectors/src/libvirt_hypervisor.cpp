@@ -157,6 +157,14 @@ int LibvirtHypervisor::on_lifecycle(virConnectPtr, virDomainPtr dom, int event, 
   return 0;
 }
 
+void LibvirtHypervisor::on_metadata_change(virConnectPtr, virDomainPtr dom, int, const char*,
+                                           void* self) {
+  auto* h = static_cast<LibvirtHypervisor*>(self);
+  std::lock_guard lock(h->events_mutex_);
+  h->events_.push_back({domain_uuid(dom), kMetadataChanged});
+  ++h->events_total_;
+}
+
 void LibvirtHypervisor::on_close(virConnectPtr, int reason, void* self) {
   auto* h = static_cast<LibvirtHypervisor*>(self);
   h->close_reason_ = reason;
@@ -167,9 +175,11 @@ void LibvirtHypervisor::drop_connection(const std::string& why) {
   if (conn_ == nullptr) {
     return;
   }
-  if (lifecycle_callback_ >= 0) {
-    virConnectDomainEventDeregisterAny(conn_, lifecycle_callback_);
-    lifecycle_callback_ = -1;
+  for (int* callback : {&lifecycle_callback_, &metadata_callback_}) {
+    if (*callback >= 0) {
+      virConnectDomainEventDeregisterAny(conn_, *callback);
+      *callback = -1;
+    }
   }
   virConnectUnregisterCloseCallback(conn_, &LibvirtHypervisor::on_close);
   virConnectClose(conn_);
@@ -216,6 +226,11 @@ Status LibvirtHypervisor::ensure_connected(std::int64_t monotonic_ms) {
   lifecycle_callback_ = virConnectDomainEventRegisterAny(
       conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
       VIR_DOMAIN_EVENT_CALLBACK(&LibvirtHypervisor::on_lifecycle), this, nullptr);
+  // Per-VM settings changed on a running domain take effect at the next collection. (A driver
+  // without the event leaves them to the next start or redefinition.)
+  metadata_callback_ = virConnectDomainEventRegisterAny(
+      conn_, nullptr, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+      VIR_DOMAIN_EVENT_CALLBACK(&LibvirtHypervisor::on_metadata_change), this, nullptr);
   // Events may have been missed while disconnected: list everything afresh.
   last_relist_ms_ = INT64_MIN;
   for (auto& [uuid, d] : inventory_) {
@@ -231,6 +246,12 @@ void LibvirtHypervisor::apply_events() {
     events.swap(events_);
   }
   for (const auto& e : events) {
+    if (e.type == kMetadataChanged) {
+      if (auto it = inventory_.find(e.uuid); it != inventory_.end()) {
+        it->second.facts.reset();
+      }
+      continue;
+    }
     switch (e.type) {
       case VIR_DOMAIN_EVENT_STOPPED:
       case VIR_DOMAIN_EVENT_UNDEFINED:

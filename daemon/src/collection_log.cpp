@@ -1,6 +1,36 @@
 #include "collection_log.hpp"
 
+#include <memtide/config/units.hpp>
+
 namespace memtide::daemon {
+
+namespace {
+
+// "class batch, floor 2 GiB, shares 2000" for the settings a VM's metadata gives.
+std::string describe(const VmMetadata& m) {
+  std::string out;
+  auto add = [&out](const std::string& part) { out += (out.empty() ? "" : ", ") + part; };
+  if (m.class_name) {
+    add("class " + *m.class_name);
+  }
+  if (m.floor) {
+    add("floor " + (m.floor->is_ratio()
+                        ? std::to_string(static_cast<int>(std::get<1>(m.floor->value) * 100)) + "%"
+                        : config::format_size(std::get<0>(m.floor->value))));
+  }
+  if (m.shares) {
+    add("shares " + std::to_string(*m.shares));
+  }
+  if (m.balloon_enabled) {
+    add(std::string("balloon ") + (*m.balloon_enabled ? "on" : "off"));
+  }
+  if (m.scan_enabled) {
+    add(std::string("scan ") + (*m.scan_enabled ? "on" : "off"));
+  }
+  return out.empty() ? "none (the class settings apply)" : out;
+}
+
+}  // namespace
 
 void CollectionLog::failed(const std::string& message) {
   if (collect_error_.failed(message)) {
@@ -27,6 +57,7 @@ void CollectionLog::collected(const Snapshot& snapshot) {
   }
   log_process_claims(snapshot);
   log_metadata_errors(snapshot);
+  log_metadata_changes(snapshot);
 }
 
 void CollectionLog::log_process_claims(const Snapshot& snapshot) {
@@ -69,6 +100,25 @@ void CollectionLog::log_metadata_errors(const Snapshot& snapshot) {
   if (snapshot.hypervisor_up) {
     metadata_errors_ = std::move(seen);
   }
+}
+
+void CollectionLog::log_metadata_changes(const Snapshot& snapshot) {
+  if (!snapshot.hypervisor_up) {
+    return;  // the VM list is the last good one
+  }
+  std::map<std::string, VmMetadata> now;
+  for (const auto& vm : snapshot.vms) {
+    const auto it = metadata_.find(vm.uuid);
+    if (it != metadata_.end() && it->second != vm.metadata) {
+      log_.notice("domain '" + vm.name + "': memtide settings changed from " +
+                      describe(it->second) + " to " + describe(vm.metadata),
+                  {{"MEMTIDE_EVENT", "vm-metadata-changed"},
+                   {"MEMTIDE_VM", vm.name},
+                   {"MEMTIDE_VM_UUID", vm.uuid}});
+    }
+    now.emplace(vm.uuid, vm.metadata);
+  }
+  metadata_ = std::move(now);
 }
 
 }  // namespace memtide::daemon

@@ -1,6 +1,7 @@
 // What a collection tells the operator, said once rather than every tick: a failing collection
 // and its recovery, libvirt going down and coming back, a process claiming a VM that is not
-// proven to be its QEMU, and invalid per-VM metadata (once per domain and content).
+// proven to be its QEMU, invalid per-VM metadata (once per domain and content), and per-VM
+// settings that changed on a running VM (virsh metadata --live).
 #pragma once
 
 #include <map>
@@ -25,12 +26,14 @@ class CollectionLog {
  private:
   void log_process_claims(const Snapshot& snapshot);
   void log_metadata_errors(const Snapshot& snapshot);
+  void log_metadata_changes(const Snapshot& snapshot);
 
   Logger& log_;
   LogOnChange collect_error_;
   LogOnChange hypervisor_error_;
   std::map<std::string, std::string> metadata_errors_;  // uuid -> errors logged
   std::map<std::string, std::string> process_claims_;   // uuid -> reason logged
+  std::map<std::string, VmMetadata> metadata_;          // uuid -> settings last seen
 };
 
 }  // namespace memtide::daemon

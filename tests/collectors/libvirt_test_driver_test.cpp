@@ -7,8 +7,10 @@
 
 #include <gtest/gtest.h>
 #include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 #include <unistd.h>
 
+#include <memtide/collectors/domain_xml.hpp>
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 
 namespace memtide::collectors {
@@ -136,7 +138,7 @@ TEST(LibvirtTestDriver, LifecycleEventsAndDomainsComingAndGoing) {
   Peer peer("test:///default");
   LibvirtHypervisor h(options("test:///default"));
   ASSERT_TRUE(h.collect(0).ok());
-  const auto events_before = h.lifecycle_events_total();
+  const auto events_before = h.domain_events_total();
 
   virDomainPtr dom = virDomainCreateXML(
       peer.get(),
@@ -154,10 +156,10 @@ TEST(LibvirtTestDriver, LifecycleEventsAndDomainsComingAndGoing) {
   ASSERT_EQ(virDomainDestroy(dom), 0);  // transient: gone entirely
   virDomainFree(dom);
   // Events arrive on libvirt's event thread; allow it a moment.
-  for (int i = 0; i < 100 && h.lifecycle_events_total() < events_before + 2; ++i) {
+  for (int i = 0; i < 100 && h.domain_events_total() < events_before + 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_GE(h.lifecycle_events_total(), events_before + 2);  // started + stopped
+  EXPECT_GE(h.domain_events_total(), events_before + 2);  // started + stopped
 
   r = h.collect(2000);
   ASSERT_TRUE(r.ok());
@@ -205,6 +207,41 @@ TEST(LibvirtTestDriver, MetadataAndBalloonFactsFromDomainXml) {
   EXPECT_EQ(priv.balloon_autodeflate, false);
   EXPECT_EQ(priv.balloon_free_page_reporting, false);
   EXPECT_FALSE(no_balloon.balloon_autodeflate.has_value());
+}
+
+// `virsh metadata --live` on a running domain: the new settings are read at the next collection
+// (the domain XML is otherwise read only when a domain appears, starts or is redefined).
+TEST(LibvirtTestDriver, MetadataChangedOnARunningDomainTakesEffect) {
+  Peer peer("test:///default");  // shares the domains of every test:///default connection
+  LibvirtHypervisor h(options("test:///default"));
+  auto r = h.collect(0);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->size(), 1u);
+  ASSERT_FALSE((*r)[0].metadata.shares.has_value());
+  const auto events_before = h.domain_events_total();
+
+  virDomainPtr dom = virDomainLookupByUUIDString(peer.get(), kTestUuid);
+  ASSERT_NE(dom, nullptr);
+  auto set_metadata = [dom](const char* xml) {
+    return virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, xml ? "memtide" : nullptr,
+                                kMetadataNamespace, VIR_DOMAIN_AFFECT_LIVE);
+  };
+  ASSERT_EQ(set_metadata("<vm class='batch' floor='2GiB' shares='2000'/>"), 0)
+      << virGetLastErrorMessage();
+  // Events arrive on libvirt's event thread; allow it a moment.
+  for (int i = 0; i < 100 && h.domain_events_total() == events_before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GT(h.domain_events_total(), events_before);
+  r = h.collect(1000);
+  ASSERT_TRUE(r.ok());
+  const auto& vm = (*r)[0];
+  EXPECT_EQ(vm.metadata.class_name, "batch");
+  EXPECT_EQ(vm.metadata.floor, SizeOrRatio{2ULL << 30});
+  EXPECT_EQ(vm.metadata.shares, 2000u);
+  EXPECT_TRUE(vm.metadata_errors.empty());
+  EXPECT_EQ(set_metadata(nullptr), 0);  // the shared domain as the other tests expect it
+  virDomainFree(dom);
 }
 
 // libvirt accepts sizes no host could hold; they are flagged as a VM-level error.

@@ -52,7 +52,7 @@ class Coordinator : public ::testing::Test {
     std::ofstream(path) << changed;
   }
 
-  Daemon& start(bool dry_run = false) {
+  Daemon& start(bool dry_run = false, config::LogLevel level = config::LogLevel::warning) {
     auto c = policy::testing::base_config();
     c.daemon.procfs = root_ + "/proc";
     c.daemon.sysfs = root_ + "/sys";
@@ -61,7 +61,7 @@ class Coordinator : public ::testing::Test {
     c.daemon.dry_run = dry_run;
     c.metrics.listen = "";
     c.ksm.scan.enabled = false;
-    c.daemon.log_level = config::LogLevel::warning;
+    c.daemon.log_level = level;
     auto fake = std::shared_ptr<testing::FakeHypervisor>(std::move(fake_pending_));
     daemon_ =
         std::make_unique<Daemon>(Options{}, std::make_shared<const config::Config>(c), log_,
@@ -183,6 +183,24 @@ TEST_F(Coordinator, AFailedCommandIsCountedAndAlertedUntilCommandsWorkAgain) {
   }
   EXPECT_TRUE(found);
   EXPECT_EQ(r.recent_commands->front().outcome.rfind("failed: ", 0), 0u);
+}
+
+TEST_F(Coordinator, PerVmSettingsChangedOnARunningGuestAreLoggedAndUsed) {
+  Daemon& d = start(false, config::LogLevel::notice);
+  d.tick();
+  fake_->vms[0].metadata.balloon_enabled = false;  // the idle guest: memtide must leave it alone
+  fake_->vms[0].metadata.floor = SizeOrRatio{6 * GiB};
+  ::testing::internal::CaptureStderr();
+  d.tick();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("domain 'idle': memtide settings changed from none (the class settings "
+                     "apply) to floor 6 GiB, balloon off"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("MEMTIDE_EVENT=vm-metadata-changed"), std::string::npos) << log;
+  const auto status = d.handle_control({{"command", "explain"}, {"vm", "idle"}});
+  EXPECT_FALSE(status["vm"]["managed"].get<bool>()) << status.dump();
+  EXPECT_EQ(status["vm"]["floor_bytes"], 6 * GiB);
 }
 
 }  // namespace

@@ -54,7 +54,8 @@ class LibvirtHypervisor final : public Hypervisor {
 
   bool connected() const { return conn_ != nullptr && !closed_; }
   std::uint64_t connects_total() const { return connects_total_; }
-  std::uint64_t lifecycle_events_total() const { return events_total_; }
+  // Domain events received (lifecycle and metadata changes), for tests.
+  std::uint64_t domain_events_total() const { return events_total_; }
   std::size_t inventory_size() const { return inventory_.size(); }
   // The uuids whose statistics period this instance set (for tests and the daemon's report).
   const std::vector<std::string>& stats_period_set_on() const { return stats_period_set_on_; }
@@ -72,8 +73,10 @@ class LibvirtHypervisor final : public Hypervisor {
   };
   struct Event {
     std::string uuid;
-    int type;
+    int type;  // a virDomainEventType, or kMetadataChanged
   };
+  // A domain's <metadata> changed (virsh metadata --live): its XML is read again.
+  static constexpr int kMetadataChanged = -1;
 
   Status ensure_connected(std::int64_t monotonic_ms);
   void drop_connection(const std::string& why);
@@ -88,12 +91,15 @@ class LibvirtHypervisor final : public Hypervisor {
   Error libvirt_error(const std::string& what) const;
 
   static int on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int detail, void* self);
+  static void on_metadata_change(virConnectPtr, virDomainPtr dom, int type, const char* nsuri,
+                                 void* self);
   static void on_close(virConnectPtr, int reason, void* self);
 
   LibvirtOptions options_;
   std::shared_ptr<LibvirtEventLoop> loop_;
   virConnectPtr conn_ = nullptr;
   int lifecycle_callback_ = -1;
+  int metadata_callback_ = -1;
   std::atomic<bool> closed_{false};
   std::atomic<int> close_reason_{0};
 
