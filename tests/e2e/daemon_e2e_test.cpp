@@ -201,7 +201,7 @@ TEST_F(ManagedGuests, PressureGrowthReloadDestroyAndRestore) {
               v["usable_bytes"].get<std::uint64_t>() * 100 >= balloon * 15;
     }
   }
-  EXPECT_TRUE(grown) << file("memtided.log");
+  EXPECT_TRUE(grown) << file("memtided.log") << "\ngrower's workload:\n" << file("grower.log");
   EXPECT_GT(status()["daemon"]["ticks"].get<std::uint64_t>(), ticks);
   EXPECT_EQ(file("grower.log").find("Out of memory"), std::string::npos) << file("grower.log");
   EXPECT_EQ(file("grower.log").find("oom-kill"), std::string::npos) << file("grower.log");
