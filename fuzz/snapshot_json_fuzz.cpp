@@ -13,7 +13,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace memtide::report;
   const std::string line(reinterpret_cast<const char*>(data), size);
-  if (json_nesting_exceeds(line, kMaxTraceNesting)) {
+  if (json_nesting_exceeds(line, memtide::trace::kMaxTraceNesting)) {
     return 0;  // read_trace refuses these before parsing
   }
   const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
