@@ -1,7 +1,5 @@
 #include "daemon.hpp"
 
-#include <cstring>
-
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 

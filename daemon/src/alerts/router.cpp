@@ -87,9 +87,7 @@ void AlertRouter::deliver(const std::vector<AlertNotice>& changed,
 }
 
 void AlertRouter::report_delivery_failures(std::uint64_t now_usec) {
-  const std::pair<const char*, const DeliveryQueue*> sinks[] = {
-      {"alertmanager", alertmanager_.get()}, {"exec", exec_hook_.get()}};
-  for (const auto& [name, sink] : sinks) {
+  for (const auto& [name, sink] : sinks()) {
     if (sink == nullptr) {
       continue;
     }
@@ -114,9 +112,7 @@ void AlertRouter::report_delivery_failures(std::uint64_t now_usec) {
 }
 
 void AlertRouter::count_deliveries(report::DaemonFigures& figures) const {
-  const std::pair<const char*, const DeliveryQueue*> sinks[] = {
-      {"alertmanager", alertmanager_.get()}, {"exec", exec_hook_.get()}};
-  for (const auto& [name, sink] : sinks) {
+  for (const auto& [name, sink] : sinks()) {
     if (sink != nullptr) {
       const auto f = sink->figures();
       figures.alert_deliveries_total[{name, "delivered"}] = f.delivered;

@@ -4,6 +4,7 @@
 // rebuilds them when the configuration changes; delivery runs on each sink's own thread.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -46,6 +47,10 @@ class AlertRouter {
 
  private:
   using Key = std::pair<std::string, std::string>;  // (name, subject)
+  // Each sink by its name in metrics and logs; null while not configured.
+  std::array<std::pair<const char*, const DeliveryQueue*>, 2> sinks() const {
+    return {{{"alertmanager", alertmanager_.get()}, {"exec", exec_hook_.get()}}};
+  }
   void deliver(const std::vector<AlertNotice>& changed, const std::vector<AlertNotice>& resolved,
                std::int64_t now_unix_ms);
 
