@@ -1,5 +1,8 @@
+#include <unistd.h>
+
 #include <memtide/collectors/collect.hpp>
 #include <memtide/collectors/libvirt_hypervisor.hpp>
+#include <memtide/collectors/other_managers.hpp>
 #include <memtide/core/clock.hpp>
 
 namespace memtide::collectors {
@@ -28,6 +31,7 @@ Collector::Collector(collectors::HostRoots roots, std::unique_ptr<HypervisorWork
 void Collector::set_roots(collectors::HostRoots roots) {
   ksm_ = std::make_unique<collectors::KsmReader>(roots.sysfs);
   ksmd_cpu_ = std::make_unique<collectors::KsmdCpu>(roots.procfs);
+  procfs_ = roots.procfs;
   host_ = std::make_unique<collectors::HostSource>(std::move(roots));
 }
 
@@ -48,6 +52,7 @@ Result<Snapshot> Collector::collect() {
   if (snapshot.ksm) {
     snapshot.ksm->ksmd_cpu_seconds_total = ksmd_cpu_->read();
   }
+  snapshot.other_managers = find_other_managers(procfs_, static_cast<int>(getpid()));
 
   if (hypervisor_) {
     auto vms = hypervisor_->collect(snapshot.monotonic_ms, hypervisor_timeout_);

@@ -132,6 +132,38 @@ void read_metadata(const xmlNode* vm, DomainXmlFacts& facts) {
   }
 }
 
+// What keeps all of the guest's RAM on the host whatever its balloon (see MemoryPin).
+std::vector<MemoryPin> memory_pins(const xmlNode* root) {
+  const xmlNode* backing = child(root, "memoryBacking");
+  const xmlNode* allocation = child(backing, "allocation");
+  bool passthrough = false;
+  const xmlNode* devices = child(root, "devices");
+  for (const xmlNode* d = devices ? devices->children : nullptr; d != nullptr; d = d->next) {
+    // VFIO PCI functions and mediated devices pin guest RAM for DMA; USB and SCSI host devices
+    // go through QEMU's own emulation and pin nothing.
+    const std::string type = attribute(d, "type").value_or("");
+    passthrough = passthrough || (named(d, "hostdev") && (type == "pci" || type == "mdev")) ||
+                  (named(d, "interface") && type == "hostdev");
+  }
+  std::vector<MemoryPin> pins;
+  if (child(backing, "hugepages") != nullptr) {
+    pins.push_back(MemoryPin::hugepages);
+  }
+  if (child(backing, "locked") != nullptr) {
+    pins.push_back(MemoryPin::locked);
+  }
+  if (passthrough) {
+    pins.push_back(MemoryPin::hostdev);
+  }
+  if (allocation != nullptr && attribute(allocation, "mode").value_or("") == "immediate") {
+    pins.push_back(MemoryPin::preallocated);
+  }
+  if (child(root, "launchSecurity") != nullptr) {
+    pins.push_back(MemoryPin::launch_security);
+  }
+  return pins;
+}
+
 }  // namespace
 
 Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
@@ -167,6 +199,7 @@ Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
     }
   }
   facts.sharing_allowed = child(child(root, "memoryBacking"), "nosharepages") == nullptr;
+  facts.memory_pins = memory_pins(root);
   for (const xmlNode* c = root->children; c != nullptr; c = c->next) {
     if (named(c, "seclabel") && attribute(c, "model").value_or("") == "dac") {
       facts.qemu_uid = dac_uid(child(c, "label"));

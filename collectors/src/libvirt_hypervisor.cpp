@@ -525,6 +525,7 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
     vm.metadata = d.facts->metadata;
     vm.metadata_errors = d.facts->metadata_errors;
     vm.sharing_allowed = d.facts->sharing_allowed;
+    vm.memory_pins = d.facts->memory_pins;
     if (d.facts->has_balloon) {
       vm.balloon_autodeflate = d.facts->autodeflate;
       vm.balloon_free_page_reporting = d.facts->free_page_reporting;

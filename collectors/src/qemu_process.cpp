@@ -101,31 +101,7 @@ Result<ProcessKsmStat> parse_process_ksm_stat(std::string_view text, std::uint64
   return stat;
 }
 
-namespace {
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-// The value following "-uuid" in a NUL-separated command line, lower-cased; "" when absent.
-std::string uuid_argument(std::string_view cmdline) {
-  bool next_is_uuid = false;
-  while (!cmdline.empty()) {
-    const auto end = cmdline.find('\0');
-    const auto arg = cmdline.substr(0, end);
-    if (next_is_uuid) {
-      return lower(std::string(arg));
-    }
-    next_is_uuid = arg == "-uuid";
-    cmdline = end == std::string_view::npos ? std::string_view{} : cmdline.substr(end + 1);
-  }
-  return "";
-}
-
-// The four uids of the "Uid:" line of /proc/PID/status; empty when absent or malformed.
-std::vector<std::uint32_t> status_uids(std::string_view status) {
+std::vector<std::uint32_t> parse_status_uids(std::string_view status) {
   Lines lines(status);
   std::string_view line;
   while (lines.next(line)) {
@@ -151,6 +127,29 @@ std::vector<std::uint32_t> status_uids(std::string_view status) {
     return uids.size() == 4 ? uids : std::vector<std::uint32_t>{};
   }
   return {};
+}
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// The value following "-uuid" in a NUL-separated command line, lower-cased; "" when absent.
+std::string uuid_argument(std::string_view cmdline) {
+  bool next_is_uuid = false;
+  while (!cmdline.empty()) {
+    const auto end = cmdline.find('\0');
+    const auto arg = cmdline.substr(0, end);
+    if (next_is_uuid) {
+      return lower(std::string(arg));
+    }
+    next_is_uuid = arg == "-uuid";
+    cmdline = end == std::string_view::npos ? std::string_view{} : cmdline.substr(end + 1);
+  }
+  return "";
 }
 
 struct DirClose {
@@ -182,7 +181,7 @@ std::map<std::string, std::vector<QemuCandidate>> find_qemu_candidates(const std
     QemuCandidate c;
     c.pid = static_cast<int>(*pid);
     if (auto status = read_optional_file(base + "/status"); status && status->has_value()) {
-      c.uids = status_uids(**status);
+      c.uids = parse_status_uids(**status);
     }
     char link[4096];
     const ssize_t n = readlink((base + "/exe").c_str(), link, sizeof link - 1);

@@ -37,6 +37,10 @@ const char* to_string(KsmMode mode) {
   return "?";
 }
 
+const char* to_string(Coexist coexist) {
+  return coexist == Coexist::force ? "force" : "auto";
+}
+
 const char* to_string(OnStop on_stop) {
   switch (on_stop) {
     case OnStop::restore:

@@ -354,6 +354,8 @@ void read_daemon(MapReader& root, Diagnostics& diag, DaemonSection& out) {
                                      {"warning", LogLevel::warning},
                                      {"error", LogLevel::error}}));
   read_scalar(map, diag, "dry_run", out.dry_run, parse_bool);
+  read_scalar(map, diag, "coexist", out.coexist,
+              enum_parser<Coexist>({{"auto", Coexist::yield}, {"force", Coexist::force}}));
   read_scalar(map, diag, "on_stop", out.on_stop,
               enum_parser<OnStop>({{"restore", OnStop::restore}, {"keep", OnStop::keep}}));
   read_scalar(map, diag, "control_socket", out.control_socket, parse_optional_path);

@@ -46,6 +46,9 @@ Options:
       --interval S    scan: seconds between passes (default 1)
   -s, --socket PATH   the daemon's control socket (default: daemon.control_socket of the
                       configuration, /run/memtide/control.sock)
+      --pid PID       reload: when the control socket does not exist (daemon.control_socket
+                      ""), send SIGHUP to PID instead; the result is then only in the journal
+                      (the unit's ExecReload)
   -h, --help          this help
   -V, --version       the version
 
@@ -133,6 +136,15 @@ Parsed parse_args(const std::vector<std::string>& args) {
       if (auto error = parse_number(a, next(), out.args); !error.empty()) {
         return {o, usage_error(error)};
       }
+    } else if (a == "--pid") {
+      const auto v = next();
+      char* end = nullptr;
+      const long pid = v ? std::strtol(v->c_str(), &end, 10) : 0;
+      if (!v || end == v->c_str() || *end != '\0' || pid < 2 || pid > INT32_MAX) {
+        return {o, usage_error("--pid needs a process ID" +
+                               (v ? ", got '" + shorten_utf8(*v, 40) + "'" : std::string()))};
+      }
+      o.reload_pid = static_cast<int>(pid);
     } else if (a == "-s" || a == "--socket") {
       o.socket = next();
       if (!o.socket) {

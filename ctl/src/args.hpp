@@ -18,6 +18,7 @@ struct Args {
   bool quiet = false;
   bool json = false;
   std::optional<std::string> socket;
+  std::optional<int> reload_pid;      // reload --pid: SIGHUP to it when there is no control socket
   std::vector<std::string> operands;  // explain's VM, scan's PIDs
   int passes = 2;
   double interval_s = 1;

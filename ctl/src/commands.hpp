@@ -26,6 +26,9 @@ int scan(const std::vector<std::string>& pids, int passes, double interval_s, bo
 int control(const std::string& socket, const std::string& command,
             const std::vector<std::string>& operands, bool json);
 
+// reload without a control socket (`socket` does not exist): SIGHUP to `pid` (control.cpp).
+int signal_reload(int pid, const std::string& socket);
+
 // "12.5%" for a ratio of 0.125.
 std::string percent_text(double ratio);
 

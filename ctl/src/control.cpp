@@ -1,6 +1,9 @@
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include <memtide/config/units.hpp>
@@ -19,6 +22,11 @@ using config::format_size;
 
 std::string size_or_dash(const nlohmann::json& v) {
   return v.is_number_unsigned() ? format_size(v.get<std::uint64_t>()) : "-";
+}
+
+// `j[key]`, or null when a daemon of another version did not send it.
+nlohmann::json member(const nlohmann::json& j, const char* key) {
+  return j.contains(key) ? j[key] : nlohmann::json();
 }
 
 // Columns padded to their widest cell; the last column is not padded.
@@ -119,6 +127,17 @@ void print_status(const nlohmann::json& r) {
                     ? ""
                     : "; libvirt DOWN: " + h["libvirt_error"].get<std::string>())
             << '\n';
+  for (const auto& m : member(h, "other_managers")) {
+    std::string left;
+    for (const auto& what : m["left_to_it"]) {
+      left += (left.empty() ? "" : " and ") + what.get<std::string>();
+    }
+    std::cout << "other memory manager " << m["name"].get<std::string>() << " (pid "
+              << m["pid"].get<int>() << ")"
+              << (left.empty() ? ": memtide acts anyway (daemon.coexist: force)"
+                               : ": " + left + " left to it")
+              << '\n';
+  }
   if (r["alerts"].empty()) {
     std::cout << "alerts: none\n";
   }
@@ -150,7 +169,46 @@ void print_status(const nlohmann::json& r) {
   }
 }
 
+// "on", "off", or "unknown" for a balloon option the daemon has not read.
+std::string on_off(const nlohmann::json& v) {
+  return v.is_boolean() ? (v.get<bool>() ? "on" : "off") : "unknown";
+}
+
+void print_explain(const nlohmann::json& r) {
+  const auto& vm = r["vm"];
+  std::cout << vm["name"].get<std::string>() << " (" << vm["uuid"].get<std::string>()
+            << "): " << vm["explanation"].get<std::string>() << "\n  balloon "
+            << size_or_dash(vm["balloon_bytes"]) << " of " << size_or_dash(vm["max_bytes"])
+            << ", floor " << size_or_dash(vm["floor_bytes"]) << ", usable "
+            << size_or_dash(vm["usable_bytes"]) << ", statistics "
+            << vm["stats_status"].get<std::string>() << ", class "
+            << (vm["class"].get<std::string>().empty() ? "-" : vm["class"].get<std::string>())
+            << "\n  balloon options: autodeflate " << on_off(member(vm, "balloon_autodeflate"))
+            << ", free page reporting " << on_off(member(vm, "balloon_free_page_reporting"));
+  const auto pins = member(vm, "memory_pins");
+  std::string pinned;
+  for (const auto& pin : pins) {
+    pinned += (pinned.empty() ? "" : ", ") + pin.get<std::string>();
+  }
+  std::cout << "; memory pinned: " << (pinned.empty() ? "no" : pinned)
+            << "\n  host: " << r["host"].get<std::string>() << '\n';
+  for (const auto& advice : member(vm, "advice")) {
+    std::cout << "  advice: " << advice.get<std::string>() << '\n';
+  }
+}
+
 }  // namespace
+
+int signal_reload(int pid, const std::string& socket) {
+  if (::kill(pid, SIGHUP) != 0) {
+    std::cerr << "memtidectl: no control socket at " << socket << ", and SIGHUP to PID " << pid
+              << " failed: " << std::strerror(errno) << '\n';
+    return kExitFailure;
+  }
+  std::cout << "no control socket at " << socket << ": sent SIGHUP to PID " << pid
+            << "; whether the file was accepted is in the journal\n";
+  return kExitOk;
+}
 
 std::string percent_text(double ratio) {
   char buf[32];
@@ -184,15 +242,7 @@ int control(const std::string& socket, const std::string& command,
   } else if (command == "status") {
     print_status(r);
   } else if (command == "explain") {
-    const auto& vm = r["vm"];
-    std::cout << vm["name"].get<std::string>() << " (" << vm["uuid"].get<std::string>()
-              << "): " << vm["explanation"].get<std::string>() << "\n  balloon "
-              << size_or_dash(vm["balloon_bytes"]) << " of " << size_or_dash(vm["max_bytes"])
-              << ", floor " << size_or_dash(vm["floor_bytes"]) << ", usable "
-              << size_or_dash(vm["usable_bytes"]) << ", statistics "
-              << vm["stats_status"].get<std::string>() << ", class "
-              << (vm["class"].get<std::string>().empty() ? "-" : vm["class"].get<std::string>())
-              << "\n  host: " << r["host"].get<std::string>() << '\n';
+    print_explain(r);
   } else if (command == "pause" || command == "resume") {
     std::cout << (r["paused"].get<bool>() ? "balloon actions paused\n"
                                           : "balloon actions resumed\n");

@@ -1,8 +1,11 @@
 // memtidectl: the operator's command line. Commands that need no running daemon talk to libvirt
 // or read files directly; the others ask memtided over its control socket. One file per command.
+#include <csignal>
 #include <iostream>
 #include <string>
 #include <vector>
+
+#include <sys/stat.h>
 
 #include <memtide/config/files.hpp>
 #include <memtide/config/overrides.hpp>
@@ -41,7 +44,16 @@ int run(const std::vector<std::string>& argv) {
                    config::load_config_or_defaults(a.config_path, a.config_given, std::cerr)) {
       path = config->daemon.control_socket;
     } else {
+      // The errors are printed: the daemon would reject the file for the same reasons. The
+      // unit's reload (--pid) still tells it, so that its status and journal say so too.
+      if (a.command == "reload" && a.reload_pid) {
+        ::kill(*a.reload_pid, SIGHUP);
+      }
       return kExitInvalidConfig;
+    }
+    struct stat st {};
+    if (a.command == "reload" && a.reload_pid && ::stat(path.c_str(), &st) != 0) {
+      return ctl::signal_reload(*a.reload_pid, path);
     }
     return ctl::control(path, a.command, a.operands, a.json);
   }

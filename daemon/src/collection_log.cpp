@@ -60,6 +60,25 @@ void CollectionLog::collected(const Snapshot& snapshot) {
   log_metadata_changes(snapshot);
 }
 
+void CollectionLog::other_managers(const std::string& yielded, const std::string& squatted_uri) {
+  if (yielded.empty()) {
+    if (yielded_.recovered()) {
+      log_.notice("no other memory manager runs any more: memtide manages balloons and KSM again",
+                  {{"MEMTIDE_EVENT", "other-manager-gone"}});
+    }
+  } else if (yielded_.failed(yielded)) {
+    log_.warning(yielded + " (daemon.coexist: force makes memtide act anyway)",
+                 {{"MEMTIDE_EVENT", "other-manager"}});
+  }
+  if (squatted_uri.empty()) {
+    squatted_.recovered();
+  } else if (squatted_.failed(squatted_uri)) {
+    log_.warning("the claim on libvirt URI " + squatted_uri +
+                     " is held by a process that is not memtided; ignored",
+                 {{"MEMTIDE_EVENT", "hypervisor-claim-squatted"}});
+  }
+}
+
 void CollectionLog::log_process_claims(const Snapshot& snapshot) {
   std::map<std::string, std::string> claims;
   for (const auto& vm : snapshot.vms) {

@@ -1,7 +1,8 @@
 // What a collection tells the operator, said once rather than every tick: a failing collection
 // and its recovery, libvirt going down and coming back, a process claiming a VM that is not
 // proven to be its QEMU, invalid per-VM metadata (once per domain and content), and per-VM
-// settings that changed on a running VM (virsh metadata --live).
+// settings that changed on a running VM (virsh metadata --live), and what memtide leaves to other
+// memory managers on the host.
 #pragma once
 
 #include <map>
@@ -20,6 +21,10 @@ class CollectionLog {
 
   void failed(const std::string& error);
   void collected(const Snapshot& snapshot);
+  // What memtide leaves to other memory managers (policy::yield_summary; "" for nothing), logged
+  // when it changes; `squatted_uri` is set while a process that is not memtided holds the claim
+  // on the hypervisor's URI (HypervisorClaim), which memtide ignores.
+  void other_managers(const std::string& yielded, const std::string& squatted_uri);
   // The collection failure in force ("" while collections work), for the service status.
   const std::string& failing() const { return collect_error_.current(); }
 
@@ -31,6 +36,8 @@ class CollectionLog {
   Logger& log_;
   LogOnChange collect_error_;
   LogOnChange hypervisor_error_;
+  LogOnChange yielded_;
+  LogOnChange squatted_;
   std::map<std::string, std::string> metadata_errors_;  // uuid -> errors logged
   std::map<std::string, std::string> process_claims_;   // uuid -> reason logged
   std::map<std::string, VmMetadata> metadata_;          // uuid -> settings last seen

@@ -8,6 +8,7 @@
 #include <memtide/config/overrides.hpp>
 #include <memtide/config/units.hpp>
 #include <memtide/core/clock.hpp>
+#include <memtide/policy/coexist.hpp>
 #include <memtide/report/metrics.hpp>
 #include <memtide/report/status.hpp>
 
@@ -42,6 +43,7 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
     // connect time.
     collector_ = std::make_unique<collectors::Collector>(roots, make_hypervisor_(*config_),
                                                          config_->libvirt.timeout);
+    claim_ = std::make_unique<HypervisorClaim>(config_->libvirt.uri);
   } else {
     collector_->set_roots(std::move(roots));
   }
@@ -174,7 +176,19 @@ int Daemon::run() {
 void Daemon::stop() {
   sd_notify(0, "STOPPING=1\nSTATUS=stopping");
   auto* hypervisor = collector_->hypervisor();
-  if (config_->daemon.on_stop == config::OnStop::restore && hypervisor != nullptr) {
+  // Balloons left to another manager were never memtide's to restore.
+  const bool yielding =
+      known_.snapshot &&
+      !policy::yielding_to(known_.snapshot->other_managers, policy::Controls::balloons, *config_)
+           .empty();
+  if (yielding) {
+    log_.notice("on stop: balloons are left to " +
+                    policy::yielding_to(known_.snapshot->other_managers, policy::Controls::balloons,
+                                        *config_) +
+                    ", not restored",
+                {{"MEMTIDE_EVENT", "restore"}});
+  }
+  if (config_->daemon.on_stop == config::OnStop::restore && hypervisor != nullptr && !yielding) {
     actions_.restore_on_stop(*hypervisor, *config_, known_.snapshot ? &*known_.snapshot : nullptr,
                              known_.policy);
   }
@@ -221,7 +235,14 @@ void Daemon::tick() {
     figures.collect_error = collection_log_.failing();
   } else {
     collectors::attach_page_scans(page_scans_.get(), *snapshot, config_->ksm.scan);
+    bool squatted = false;
+    claim_->judge(snapshot->other_managers, squatted);
     collection_log_.collected(*snapshot);
+    collection_log_.other_managers(
+        policy::yield_summary(
+            policy::yielding_to(snapshot->other_managers, policy::Controls::balloons, *config_),
+            policy::yielding_to(snapshot->other_managers, policy::Controls::ksm, *config_)),
+        squatted ? config_->libvirt.uri : "");
     figures.collect_error.clear();
     known_.snapshot = std::move(*snapshot);
     decide_and_act(*known_.snapshot, deadline);

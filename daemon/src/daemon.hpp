@@ -27,6 +27,7 @@
 #include "alerts/router.hpp"
 #include "collection_log.hpp"
 #include "control_socket.hpp"
+#include "hypervisor_claim.hpp"
 #include "log.hpp"
 #include "metrics_endpoint.hpp"
 #include "options.hpp"
@@ -103,6 +104,7 @@ class Daemon {
   // collect
   std::unique_ptr<collectors::Collector> collector_;
   std::unique_ptr<collectors::PageScanWorker> page_scans_;  // null while ksm.scan is off
+  std::unique_ptr<HypervisorClaim> claim_;                  // of config_->libvirt.uri
   CollectionLog collection_log_;
   // act
   Actions actions_;

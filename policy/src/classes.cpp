@@ -19,7 +19,8 @@ const config::VmClass* match_class(const VmSample& vm, const config::Config& con
   return nullptr;
 }
 
-EffectiveBalloon effective_balloon(const VmSample& vm, const config::Config& config) {
+EffectiveBalloon effective_balloon(const VmSample& vm, const config::Config& config,
+                                   std::string_view balloons_owned_by) {
   EffectiveBalloon s;
   s.max_bytes = vm.max_bytes;
   const config::VmClass* cls = match_class(vm, config);
@@ -51,10 +52,27 @@ EffectiveBalloon effective_balloon(const VmSample& vm, const config::Config& con
                              : "balloon turned off for class " + cls->name;
   } else if (vm.stats_status == GuestStatsStatus::no_balloon) {
     s.unmanaged_reason = "no balloon device";
+  } else if (!balloons_owned_by.empty()) {
+    s.unmanaged_reason = std::string(balloons_owned_by) +
+                         " resizes balloons on this host: memtide leaves them to it "
+                         "(daemon.coexist: force overrides)";
   } else {
     s.managed = true;
   }
+  s.pinned_by = pinned_text(vm.memory_pins);
+  if (!s.pinned_by.empty()) {
+    s.floor_bytes = vm.max_bytes;
+  }
   return s;
+}
+
+std::string pinned_text(const std::vector<MemoryPin>& pins) {
+  std::string text;
+  for (std::size_t i = 0; i < pins.size(); ++i) {
+    text += i == 0 ? "" : i + 1 == pins.size() ? " and " : ", ";
+    text += describe(pins[i]);
+  }
+  return text;
 }
 
 }  // namespace memtide::policy

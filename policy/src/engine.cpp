@@ -12,6 +12,7 @@
 
 #include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
+#include <memtide/policy/coexist.hpp>
 #include <memtide/policy/engine.hpp>
 #include <memtide/policy/ksm.hpp>
 #include <memtide/policy/rates.hpp>
@@ -487,6 +488,8 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
 std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView& host,
                                        const config::Config& config, PolicyState& next,
                                        std::int64_t now_ms, Plan& plan) {
+  const std::string balloons_owned_by =
+      yielding_to(snapshot.other_managers, Controls::balloons, config);
   std::vector<Candidate> candidates;
   candidates.reserve(snapshot.vms.size());
   plan.outcomes.reserve(snapshot.vms.size());
@@ -511,7 +514,8 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
     outcome.state = vm.state;
     outcome.stats_status = vm.stats_status;
     outcome.current_bytes = vm.current_bytes;
-    const auto settings = effective_balloon(vm, config);
+    const auto settings = effective_balloon(vm, config, balloons_owned_by);
+    outcome.pinned_by = settings.pinned_by;
     std::optional<std::uint64_t> usable;
     if (!settings.managed) {
       outcome.kind = Outcome::Kind::unmanaged;
@@ -867,10 +871,14 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     bc.cause = c.cause;
     std::string why_text = c.why != nullptr ? *c.why : own_reason(c, host.available);
     if (target != wanted && (clamped_only || why_text.empty())) {
-      why_text = direction > 0 ? "below its floor " + format_size(c.settings.floor_bytes) +
-                                     ": raised to the floor"
-                               : "above its maximum " + format_size(c.settings.max_bytes) +
-                                     ": lowered to the maximum";
+      why_text =
+          direction < 0 ? "above its maximum " + format_size(c.settings.max_bytes) +
+                              ": lowered to the maximum"
+          : c.settings.pinned_by.empty()
+              ? "below its floor " + format_size(c.settings.floor_bytes) + ": raised to the floor"
+              : c.settings.pinned_by +
+                    " keeps all of its memory on the host whatever its balloon: let out "
+                    "to its maximum";
       bc.cause = Cause::limits;
     } else if (why_text.empty()) {
       why_text = "continues the change in flight to " +
@@ -936,10 +944,16 @@ void raise_alerts(const std::vector<Candidate>& candidates, const HostView& host
                         now_ms});
     }
   }
+  const std::string balloons_owned_by =
+      yielding_to(snapshot.other_managers, Controls::balloons, config);
+  const std::string ksm_owned_by = yielding_to(snapshot.other_managers, Controls::ksm, config);
+  if (auto summary = yield_summary(balloons_owned_by, ksm_owned_by); !summary.empty()) {
+    raised.push_back({"other-memory-manager", "", Severity::warning, std::move(summary), now_ms});
+  }
   if (host.pressed()) {
     for (const auto& vm : snapshot.vms) {
       if (vm.stats_status == GuestStatsStatus::stale && vm.state == VmState::running &&
-          effective_balloon(vm, config).managed) {
+          effective_balloon(vm, config, balloons_owned_by).managed) {
         raised.push_back({"guest-stale", vm.name, Severity::warning,
                           vm.name + " stopped reporting memory statistics while the host is " +
                               to_string(host.level) + ": it cannot be judged or shrunk",
@@ -975,6 +989,15 @@ std::string Plan::explanation(const std::string& vm) const {
 }
 
 std::string Plan::explain(const Outcome& o) const {
+  std::string text = explain_kind(o);
+  if (!o.pinned_by.empty() && o.kind != Outcome::Kind::changed) {
+    text += "; never shrunk: " + o.pinned_by +
+            " keeps all of its memory on the host whatever its balloon";
+  }
+  return text;
+}
+
+std::string Plan::explain_kind(const Outcome& o) const {
   switch (o.kind) {
     case Outcome::Kind::unmanaged:
       return "not managed: " + o.unmanaged_reason;
@@ -1141,7 +1164,17 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
   make_commands(candidates, host, snapshot, now_ms, plan);
   raise_alerts(candidates, host, snapshot, config, now_ms, plan, next);
 
-  if (snapshot.ksm) {
+  if (!snapshot.ksm) {
+    return d;
+  }
+  if (const auto owner = yielding_to(snapshot.other_managers, Controls::ksm, config);
+      !owner.empty()) {
+    plan.ksm = KsmDecision{std::nullopt,
+                           owner +
+                               " tunes KSM on this host: memtide leaves KSM to it "
+                               "(daemon.coexist: force overrides)",
+                           ksmd_cpu_ratio};
+  } else {
     plan.ksm =
         decide_ksm(*snapshot.ksm, snapshot.ksm_estimate, plan.host_pressure || plan.host_heading,
                    ksmd_cpu_ratio, config.ksm, next.ksm, now_ms);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <functional>
@@ -5,8 +6,10 @@
 #include <string_view>
 #include <vector>
 
+#include <memtide/collectors/other_managers.hpp>
 #include <memtide/core/text.hpp>
 #include <memtide/policy/classes.hpp>
+#include <memtide/policy/coexist.hpp>
 #include <memtide/report/metrics.hpp>
 
 namespace memtide::report {
@@ -291,6 +294,10 @@ std::optional<double> opt(const std::optional<std::uint64_t>& v) {
   return v ? std::optional<double>(as_double(*v)) : std::nullopt;
 }
 
+std::optional<double> flag(const std::optional<bool>& v) {
+  return v ? std::optional<double>(*v ? 1.0 : 0.0) : std::nullopt;
+}
+
 // What the guest and the host say about each VM.
 std::vector<VmFamily> guest_families() {
   return {
@@ -320,6 +327,20 @@ std::vector<VmFamily> guest_families() {
        "Guest memory the host swapped out (VmSwap of the QEMU process).",
        [](std::size_t, const VmSample& vm) {
          return vm.process ? opt(vm.process->swap_bytes) : std::optional<double>();
+       }},
+      {"memtide_vm_balloon_autodeflate", "gauge",
+       "1 when the VM's balloon deflates itself before the guest runs out of memory "
+       "(<memballoon autodeflate='on'>); absent without a balloon.",
+       [](std::size_t, const VmSample& vm) { return flag(vm.balloon_autodeflate); }},
+      {"memtide_vm_balloon_free_page_reporting", "gauge",
+       "1 when the guest hands its free pages back to the host itself (<memballoon "
+       "freePageReporting='on'>); absent without a balloon.",
+       [](std::size_t, const VmSample& vm) { return flag(vm.balloon_free_page_reporting); }},
+      {"memtide_vm_memory_pinned", "gauge",
+       "1 when all of the VM's memory stays on the host whatever its balloon (hugepages, locked, "
+       "passed-through devices, preallocation, launchSecurity): memtide never shrinks it.",
+       [](std::size_t, const VmSample& vm) -> std::optional<double> {
+         return vm.memory_pins.empty() ? 0.0 : 1.0;
        }},
   };
 }
@@ -381,8 +402,10 @@ void vm_metrics(Exposition& e, const TickReport& report) {
   std::vector<policy::EffectiveBalloon> settings;
   if (report.config != nullptr) {
     settings.reserve(s.vms.size());
+    const auto owner =
+        policy::yielding_to(s.other_managers, policy::Controls::balloons, *report.config);
     for (const auto& vm : s.vms) {
-      settings.push_back(policy::effective_balloon(vm, *report.config));
+      settings.push_back(policy::effective_balloon(vm, *report.config, owner));
     }
   }
   for (const auto& families : {guest_families(), memtide_families(report, settings)}) {
@@ -430,6 +453,25 @@ void overcommit_metrics(Exposition& e, const Snapshot& s) {
   e.sample("memtide_host_overcommit_ratio", {{"basis", "current"}},
            ram > 0 ? as_double(current) / ram : 0.0);
   e.gauge("memtide_vms", "Running VMs in the last collection.", as_double(s.vms.size()));
+  e.family("memtide_other_memory_managers", "gauge",
+           "Processes of another memory manager running on the host, by name (ksmtuned, momd, "
+           "vdsm, pvestatd, memtided for the same hypervisor).");
+  for (const std::string_view name : collectors::known_manager_names()) {
+    const auto running = std::count_if(s.other_managers.begin(), s.other_managers.end(),
+                                       [name](const OtherManager& m) { return m.name == name; });
+    e.sample("memtide_other_memory_managers", {{"name", std::string(name)}},
+             static_cast<double>(running));
+  }
+  e.family("memtide_vms_memory_pinned", "gauge",
+           "VMs whose memory stays on the host whatever their balloon, by what pins it "
+           "(hugepages, locked, hostdev, preallocated, launch-security); a VM may count under "
+           "several kinds.");
+  for (const MemoryPin pin : kAllMemoryPins) {
+    const auto pinned = std::count_if(s.vms.begin(), s.vms.end(), [pin](const VmSample& vm) {
+      return std::find(vm.memory_pins.begin(), vm.memory_pins.end(), pin) != vm.memory_pins.end();
+    });
+    e.sample("memtide_vms_memory_pinned", {{"kind", to_string(pin)}}, static_cast<double>(pinned));
+  }
 }
 
 void facts_metrics(Exposition& e, const collectors::VirtFacts& f) {

@@ -216,10 +216,19 @@ void fields(F& f, M& vm) {
   f("metadata", vm.metadata);
   f("metadata_errors", vm.metadata_errors);
   f("sharing_allowed", vm.sharing_allowed);
+  f("memory_pins", vm.memory_pins);
   f("process", vm.process);
   f("process_unavailable", vm.process_unavailable);
   f("page_scan", vm.page_scan);
   f("invalid_sizes", vm.invalid_sizes);
+}
+
+template <typename F, Is<OtherManager> M>
+void fields(F& f, M& m) {
+  f("name", m.name);
+  f("pid", m.pid);
+  f("balloons", m.balloons);
+  f("ksm", m.ksm);
 }
 
 template <typename F, Is<Snapshot> M>
@@ -234,6 +243,7 @@ void fields(F& f, M& s) {
     g("error", s.hypervisor_error);
   });
   f("vms", s.vms);
+  f("other_managers", s.other_managers);
 }
 
 template <typename T>
@@ -247,12 +257,15 @@ struct IsVector<std::vector<T>> : std::true_type {};
 
 // Enums travel as the names to_string() gives them.
 template <typename E>
-concept NamedEnum = std::same_as<E, VmState> || std::same_as<E, GuestStatsStatus>;
+concept NamedEnum =
+    std::same_as<E, VmState> || std::same_as<E, GuestStatsStatus> || std::same_as<E, MemoryPin>;
 
 template <NamedEnum E>
 std::vector<E> all_values() {
   if constexpr (std::same_as<E, VmState>) {
     return {VmState::running, VmState::paused, VmState::shutoff, VmState::crashed, VmState::other};
+  } else if constexpr (std::same_as<E, MemoryPin>) {
+    return {std::begin(kAllMemoryPins), std::end(kAllMemoryPins)};
   } else {
     return {GuestStatsStatus::ok, GuestStatsStatus::disabled, GuestStatsStatus::no_driver,
             GuestStatsStatus::stale, GuestStatsStatus::no_balloon};
@@ -338,10 +351,13 @@ struct Reader {
   void operator()(const char* key, T& v) {
     const auto it = in.find(key);
     if (it == in.end()) {
-      // Optional fields added to format 1 later (ksm_estimate, page_scan, ...) may be absent
-      // from older traces.
+      // Optional fields and lists added to format 1 later (ksm_estimate, page_scan,
+      // memory_pins, ...) may be absent from older traces.
       if constexpr (IsOptional<T>::value) {
         v.reset();
+        return;
+      } else if constexpr (IsVector<T>::value) {
+        v.clear();
         return;
       }
       throw ReadError{child(key), "missing"};

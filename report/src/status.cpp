@@ -1,6 +1,7 @@
 #include <memtide/config/config.hpp>
 #include <memtide/config/units.hpp>
 #include <memtide/policy/classes.hpp>
+#include <memtide/policy/coexist.hpp>
 #include <memtide/report/snapshot_json.hpp>
 #include <memtide/report/status.hpp>
 
@@ -8,8 +9,36 @@ namespace memtide::report {
 
 namespace {
 
+template <typename T>
+nlohmann::json optional_json(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json();
+}
+
+nlohmann::json pin_names(const std::vector<MemoryPin>& pins) {
+  nlohmann::json names = nlohmann::json::array();
+  for (const MemoryPin pin : pins) {
+    names.push_back(to_string(pin));
+  }
+  return names;
+}
+
+// What the operator could change on the domain to let memtide do better, one sentence each.
+nlohmann::json advice(const VmSample& vm, const policy::EffectiveBalloon& settings) {
+  nlohmann::json out = nlohmann::json::array();
+  if (settings.managed && settings.pinned_by.empty() && vm.balloon_autodeflate == false) {
+    out.push_back(
+        "turn autodeflate on (<memballoon model='virtio' autodeflate='on'>, then a cold boot): "
+        "the guest then takes memory back from its balloon before its OOM killer runs, so a "
+        "burst faster than memtide's tick cannot kill a process, and memtide keeps less room "
+        "for bursts");
+  }
+  return out;
+}
+
 nlohmann::json vm_status(const TickReport& r, const VmSample& vm, const policy::Outcome* outcome) {
-  const auto settings = policy::effective_balloon(vm, *r.config);
+  const auto settings = policy::effective_balloon(
+      vm, *r.config,
+      policy::yielding_to(r.snapshot->other_managers, policy::Controls::balloons, *r.config));
   nlohmann::json j = {
       {"name", vm.name},
       {"uuid", vm.uuid},
@@ -19,10 +48,13 @@ nlohmann::json vm_status(const TickReport& r, const VmSample& vm, const policy::
       {"balloon_bytes", vm.current_bytes},
       {"max_bytes", vm.max_bytes},
       {"floor_bytes", settings.floor_bytes},
-      {"usable_bytes",
-       vm.guest.usable_bytes ? nlohmann::json(*vm.guest.usable_bytes) : nlohmann::json()},
+      {"usable_bytes", optional_json(vm.guest.usable_bytes)},
       {"stats_status", to_string(vm.stats_status)},
       {"process_unavailable", vm.process_unavailable.value_or("")},
+      {"balloon_autodeflate", optional_json(vm.balloon_autodeflate)},
+      {"balloon_free_page_reporting", optional_json(vm.balloon_free_page_reporting)},
+      {"memory_pins", pin_names(vm.memory_pins)},
+      {"advice", advice(vm, settings)},
       {"target_bytes", nullptr},
       {"explanation", outcome != nullptr ? r.plan->explain(*outcome) : ""},
   };
@@ -91,6 +123,23 @@ nlohmann::json daemon_status(const TickReport& r) {
           {"metrics", d.metrics_endpoint}};
 }
 
+// Each other memory manager running, and what memtide leaves to it.
+nlohmann::json other_managers_status(const TickReport& r) {
+  nlohmann::json out = nlohmann::json::array();
+  const bool yields = r.config->daemon.coexist != config::Coexist::force;
+  for (const auto& m : r.snapshot->other_managers) {
+    nlohmann::json left = nlohmann::json::array();
+    if (yields && m.balloons) {
+      left.push_back("balloons");
+    }
+    if (yields && m.ksm) {
+      left.push_back("ksm");
+    }
+    out.push_back({{"name", m.name}, {"pid", m.pid}, {"left_to_it", left}});
+  }
+  return out;
+}
+
 nlohmann::json host_status(const TickReport& r) {
   const Snapshot& s = *r.snapshot;
   const policy::Plan* plan = r.plan;
@@ -108,7 +157,8 @@ nlohmann::json host_status(const TickReport& r) {
           {"summary", plan != nullptr ? plan->host_summary : ""},
           {"seconds_to_swap", forecast},
           {"libvirt_up", s.hypervisor_up},
-          {"libvirt_error", s.hypervisor_error}};
+          {"libvirt_error", s.hypervisor_error},
+          {"other_managers", other_managers_status(r)}};
 }
 
 nlohmann::json alerts_status(const TickReport& r) {
@@ -198,6 +248,12 @@ std::string service_status(const TickReport& r) {
     if (const auto firing = firing_alerts(r).size(); firing > 0) {
       status += "; " + std::to_string(firing) + " alert(s) firing";
     }
+  }
+  if (const Snapshot* s = r.snapshot) {
+    const auto yielded = policy::yield_summary(
+        policy::yielding_to(s->other_managers, policy::Controls::balloons, *r.config),
+        policy::yielding_to(s->other_managers, policy::Controls::ksm, *r.config));
+    status += yielded.empty() ? "" : "; " + yielded;
   }
   status += d.dry_run ? "; DRY RUN" : "";
   status += d.paused ? "; actions PAUSED" : "";

@@ -53,6 +53,41 @@ TEST(DomainXml, BalloonAutodeflateAndFreePageReporting) {
           ->autodeflate);
 }
 
+// Elements as libvirt writes them for each way a guest's RAM stays on the host.
+TEST(DomainXml, WhatPinsGuestMemory) {
+  auto pins = [](const std::string& inner) { return parse_domain_xml(domain(inner))->memory_pins; };
+  using P = std::vector<MemoryPin>;
+  EXPECT_EQ(pins("<devices><memballoon model='virtio'/></devices>"), P{});
+  EXPECT_EQ(pins("<memoryBacking><nosharepages/><source type='memfd'/><access mode='shared'/>"
+                 "</memoryBacking>"),
+            P{});
+  EXPECT_EQ(pins("<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages>"
+                 "</memoryBacking>"),
+            P{MemoryPin::hugepages});
+  EXPECT_EQ(pins("<memoryBacking><locked/><allocation mode='immediate' threads='8'/>"
+                 "</memoryBacking>"),
+            (P{MemoryPin::locked, MemoryPin::preallocated}));
+  EXPECT_EQ(pins("<memoryBacking><allocation mode='ondemand'/></memoryBacking>"), P{});
+  EXPECT_EQ(pins("<devices><hostdev mode='subsystem' type='pci' managed='yes'><source>"
+                 "<address domain='0x0000' bus='0x03' slot='0x00' function='0x1'/></source>"
+                 "</hostdev></devices>"),
+            P{MemoryPin::hostdev});
+  EXPECT_EQ(pins("<devices><hostdev mode='subsystem' type='mdev' model='vfio-pci'><source>"
+                 "<address uuid='c2177883-f1bb-47f0-914d-32a22e3a8804'/></source></hostdev>"
+                 "</devices>"),
+            P{MemoryPin::hostdev});
+  EXPECT_EQ(pins("<devices><interface type='hostdev' managed='yes'><source><address "
+                 "type='pci' domain='0' bus='0x82' slot='0x10' function='0x2'/></source>"
+                 "</interface><interface type='network'/></devices>"),
+            P{MemoryPin::hostdev});
+  // USB and SCSI host devices are emulated by QEMU and pin nothing.
+  EXPECT_EQ(pins("<devices><hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/>"
+                 "</source></hostdev></devices>"),
+            P{});
+  EXPECT_EQ(pins("<launchSecurity type='sev'><policy>0x0033</policy></launchSecurity>"),
+            P{MemoryPin::launch_security});
+}
+
 TEST(DomainXml, MetadataInOurNamespace) {
   const auto r = parse_domain_xml(domain(
       "<metadata>"

@@ -201,6 +201,9 @@ TEST(LibvirtTestDriver, MetadataAndBalloonFactsFromDomainXml) {
   EXPECT_EQ(priv.name, "private");
   EXPECT_FALSE(priv.sharing_allowed);
   EXPECT_TRUE(web.sharing_allowed);
+  EXPECT_EQ(priv.memory_pins,
+            (std::vector<MemoryPin>{MemoryPin::hugepages, MemoryPin::locked, MemoryPin::hostdev}));
+  EXPECT_TRUE(web.memory_pins.empty());
 
   EXPECT_EQ(web.balloon_autodeflate, true);
   EXPECT_EQ(web.balloon_free_page_reporting, true);

@@ -1,5 +1,6 @@
 // The control socket of a running memtided, through memtidectl and through raw clients that
 // misbehave.
+#include <filesystem>
 #include <fstream>
 #include <vector>
 
@@ -116,6 +117,45 @@ TEST_F(ControlledDaemon, PauseStopsActionsAndResumeRestartsThem) {
   EXPECT_GT(count("notice: balloon test"), applied) << log();
 }
 
+// `systemctl reload` runs the unit's ExecReload: it must fail, and say why, on a rejected file.
+TEST_F(ControlledDaemon, TheUnitsReloadCommandFailsOnARejectedFile) {
+  std::ifstream unit(MEMTIDE_UNIT);
+  std::string command;
+  for (std::string line; std::getline(unit, line);) {
+    if (line.rfind("ExecReload=", 0) == 0) {
+      command = line.substr(11);
+    }
+  }
+  ASSERT_EQ(command,
+            "/usr/sbin/memtidectl reload --config /etc/memtide/memtide.yaml --pid $MAINPID");
+  auto replace = [&command](const std::string& from, const std::string& to) {
+    command.replace(command.find(from), from.size(), to);
+  };
+  replace("/usr/sbin/memtidectl", MEMTIDECTL_BINARY);
+  replace("/etc/memtide/memtide.yaml", dir_ + "/memtide.yaml");
+  replace("$MAINPID", std::to_string(pid_));
+  EXPECT_EQ(std::system((command + " >/dev/null 2>&1").c_str()), 0);
+  // A file memtidectl itself cannot load: exit 2 with the errors, and the daemon, told with
+  // SIGHUP, logs the rejection and keeps its configuration.
+  const auto rejections = count("keeping the running configuration");
+  std::ofstream(dir_ + "/memtide.yaml", std::ios::app) << "bogus_section: 1\n";
+  const auto said = memtide::testing::run_command(command + " 2>&1; echo exit $?");
+  EXPECT_NE(said.find("unknown key 'bogus_section'"), std::string::npos) << said;
+  EXPECT_NE(said.find("exit 2"), std::string::npos) << said;
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(count("keeping the running configuration"), rejections + 1) << log();
+  // Without a control socket the daemon is sent SIGHUP; its answer is in the journal.
+  const auto before = count("keeping the running configuration");
+  const auto signalled =
+      memtide::testing::run_command(std::string(MEMTIDECTL_BINARY) + " reload --socket " + dir_ +
+                                    "/none.sock --pid " + std::to_string(pid_) + " 2>&1");
+  EXPECT_NE(signalled.find("sent SIGHUP to PID " + std::to_string(pid_)), std::string::npos)
+      << signalled;
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(count("keeping the running configuration"), before + 1) << log();
+  expect_ticking();
+}
+
 TEST_F(ControlledDaemon, ReloadReportsARejectedFile) {
   EXPECT_NE(ctl("reload").find("configuration reloaded from"), std::string::npos);
   std::ofstream(dir_ + "/memtide.yaml", std::ios::app) << "bogus_section: 1\n";
@@ -213,6 +253,58 @@ TEST(ControlSocketPath, ARegularFileIsNeverReplaced) {
   EXPECT_EQ(stat(sock.c_str(), &st), 0) << "the server removed a file it had not bound";
   sd_event_unref(event);
   std::system(("rm -rf '" + dir + "'").c_str());
+}
+
+// The same daemon on a host where oVirt MOM runs: a copy of a captured host tree whose procfs
+// also holds a root process named momd.
+class YieldingDaemon : public ControlledDaemon {
+ public:
+  YieldingDaemon() {
+    char tmpl[] = "/tmp/memtide-tree-XXXXXX";
+    tree_ = mkdtemp(tmpl);
+    std::filesystem::copy(std::string(MEMTIDE_FIXTURES) + "/hosts/debian12-6.18", tree_,
+                          std::filesystem::copy_options::recursive);
+    const std::string mom = tree_ + "/proc/4242";
+    std::filesystem::create_directories(mom);
+    std::ofstream(mom + "/comm") << "momd\n";
+    std::ofstream(mom + "/cmdline") << std::string("/usr/bin/python3\0/usr/sbin/momd\0", 32);
+    std::ofstream(mom + "/status") << "Name:\tmomd\nUid:\t0\t0\t0\t0\n";
+  }
+  ~YieldingDaemon() override { std::filesystem::remove_all(tree_); }
+  std::string daemon_settings() const override {
+    return ", procfs: " + tree_ + "/proc, sysfs: " + tree_ + "/sys";
+  }
+  std::string tree_;
+};
+
+TEST_F(YieldingDaemon, LeavesBalloonsToMomUntilItIsGone) {
+  std::this_thread::sleep_for(1500ms);  // the guest has wanted memory for several ticks
+  auto j = nlohmann::json::parse(ctl("status --json"));
+  EXPECT_EQ(j["host"]["other_managers"],
+            nlohmann::json::parse(
+                R"([{"name": "momd", "pid": 4242, "left_to_it": ["balloons", "ksm"]}])"));
+  EXPECT_TRUE(j["recent_commands"].empty()) << j["recent_commands"];
+  EXPECT_EQ(j["vms"][0]["managed"], false);
+  EXPECT_NE(j["vms"][0]["explanation"].get<std::string>().find(
+                "momd (pid 4242) resizes balloons on this host"),
+            std::string::npos)
+      << j["vms"][0]["explanation"];
+  EXPECT_EQ(j["alerts"][0]["name"], "other-memory-manager") << j["alerts"];
+  EXPECT_NE(ctl("status").find("other memory manager momd (pid 4242): balloons and ksm left to it"),
+            std::string::npos)
+      << ctl("status");
+  EXPECT_EQ(count("momd (pid 4242) resizes balloons and tunes KSM on this host: memtide leaves "
+                  "both to it (daemon.coexist: force makes memtide act anyway)"),
+            1)
+      << log();
+
+  std::filesystem::remove_all(tree_ + "/proc/4242");  // MOM stops
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_EQ(count("no other memory manager runs any more"), 1) << log();
+  j = nlohmann::json::parse(ctl("status --json"));
+  EXPECT_TRUE(j["host"]["other_managers"].empty());
+  EXPECT_EQ(j["vms"][0]["managed"], true);
+  EXPECT_FALSE(j["recent_commands"].empty());
 }
 
 }  // namespace

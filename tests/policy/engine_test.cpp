@@ -1,4 +1,5 @@
 // The policy engine, rule by rule, then properties over random inputs.
+#include <algorithm>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -89,6 +90,87 @@ TEST(Decide, ImpossibleSizesAreNotActedOn) {
   for (const auto& b : d.plan.balloons) {
     EXPECT_LE(b.to_bytes, 8 * GiB) << b.vm;
   }
+}
+
+// A balloon frees no host memory for a guest whose RAM the host holds anyway (hugepages,
+// locked, a passed-through device, preallocation, launchSecurity): a pressed host takes nothing
+// from it, even where an equal guest without pins gives to its floor, and one found below its
+// maximum is let out to it (the host pays nothing for that).
+TEST(Decide, GuestsWithPinnedMemoryAreNeverShrunk) {
+  auto s = host(100 * MiB);  // far below the 2 GiB reserve
+  s.vms = {self_rescuing(guest("plain", 6 * GiB, 8 * GiB, 5 * GiB)),
+           self_rescuing(guest("vfio", 6 * GiB, 8 * GiB, 5 * GiB)),
+           self_rescuing(guest("huge", 8 * GiB, 8 * GiB, 7 * GiB))};
+  s.vms[1].memory_pins = {MemoryPin::hostdev};
+  s.vms[2].memory_pins = {MemoryPin::hugepages, MemoryPin::locked};
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{8 * GiB};
+  const auto d = decide(s, {}, c, 0);
+  ASSERT_NE(change_for(d.plan, "plain"), nullptr);
+  EXPECT_LT(change_for(d.plan, "plain")->to_bytes, 6 * GiB);
+  const auto* vfio = change_for(d.plan, "vfio");
+  ASSERT_NE(vfio, nullptr);
+  EXPECT_EQ(vfio->to_bytes, 8 * GiB);
+  EXPECT_EQ(vfio->cause, Cause::limits);
+  EXPECT_EQ(vfio->reason.rfind("a passed-through device keeps all of its memory on the host "
+                               "whatever its balloon: let out to its maximum",
+                               0),
+            0u)
+      << vfio->reason;
+  EXPECT_EQ(change_for(d.plan, "huge"), nullptr);
+  EXPECT_NE(d.plan.explanation("huge").find("never shrunk: hugepage backing and locked memory "
+                                            "keeps all of its memory on the host"),
+            std::string::npos)
+      << d.plan.explanation("huge");
+}
+
+// Another manager on the host keeps what it controls: no balloon commands beside MOM, no KSM
+// writes beside ksmtuned, each said in the explanation, the KSM reason and an alert; with
+// daemon.coexist force memtide acts anyway.
+TEST(Decide, OtherMemoryManagersAreLeftWhatTheyControl) {
+  auto s = host(1 * GiB);  // pressed: the idle guest would give, the needy one grow
+  s.vms = {self_rescuing(guest("needy", 4 * GiB, 8 * GiB, 100 * MiB)),
+           self_rescuing(guest("idle", 6 * GiB, 8 * GiB, 5 * GiB))};
+  KsmSample ksm;
+  ksm.run = 0;
+  s.ksm = ksm;
+  auto c = base_config();
+  c.ksm.mode = config::KsmMode::on;
+  const auto alone = decide(s, {}, c, 0);
+  ASSERT_EQ(alone.plan.balloons.size(), 2u);
+  ASSERT_TRUE(alone.plan.ksm && alone.plan.ksm->settings);
+
+  s.other_managers = {{"momd", 812, true, true}};
+  const auto beside_mom = decide(s, {}, c, 0);
+  EXPECT_TRUE(beside_mom.plan.balloons.empty());
+  EXPECT_EQ(beside_mom.plan.explanation("idle"),
+            "not managed: momd (pid 812) resizes balloons on this host: memtide leaves them to it "
+            "(daemon.coexist: force overrides)");
+  ASSERT_TRUE(beside_mom.plan.ksm.has_value());
+  EXPECT_FALSE(beside_mom.plan.ksm->settings.has_value());
+  EXPECT_EQ(beside_mom.plan.ksm->reason.rfind("momd (pid 812) tunes KSM on this host", 0), 0u);
+  const auto alert = std::find_if(beside_mom.plan.alerts.begin(), beside_mom.plan.alerts.end(),
+                                  [](const Alert& a) { return a.name == "other-memory-manager"; });
+  ASSERT_NE(alert, beside_mom.plan.alerts.end());
+  EXPECT_EQ(
+      alert->summary,
+      "momd (pid 812) resizes balloons and tunes KSM on this host: memtide leaves both to it");
+  // Guests in need raise no guest alerts for a policy that is not memtide's to run.
+  for (const auto& a : beside_mom.plan.alerts) {
+    EXPECT_EQ(a.subject, "") << a.name;
+  }
+
+  s.other_managers = {{"ksmtuned", 40, false, true}};
+  const auto beside_ksmtuned = decide(s, {}, c, 0);
+  EXPECT_EQ(beside_ksmtuned.plan.balloons, alone.plan.balloons);
+  EXPECT_FALSE(beside_ksmtuned.plan.ksm->settings.has_value());
+
+  c.daemon.coexist = config::Coexist::force;
+  s.other_managers = {{"momd", 812, true, true}, {"ksmtuned", 40, false, true}};
+  const auto forced = decide(s, {}, c, 0);
+  EXPECT_EQ(forced.plan.balloons, alone.plan.balloons);
+  EXPECT_EQ(forced.plan.ksm, alone.plan.ksm);
+  EXPECT_EQ(forced.plan.alerts, alone.plan.alerts);
 }
 
 TEST(Decide, GrowthIsLimitedByMaxStepAndMaximum) {

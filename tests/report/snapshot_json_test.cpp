@@ -105,6 +105,9 @@ Snapshot full_snapshot(std::uint64_t seed) {
     vm.metadata.class_name = "db";
     vm.metadata_errors = {"floor: bad", "shares: bad"};
     vm.sharing_allowed = i % 3 != 0;
+    if (i % 3 == 1) {
+      vm.memory_pins = {MemoryPin::hugepages, MemoryPin::launch_security};
+    }
     if (i % 2 == 1) {
       vm.process = QemuProcess{static_cast<int>(rng() % 100000), u64(), std::nullopt,
                                ProcessKsmStat{u64(), u64(), std::nullopt, -5}};
@@ -147,6 +150,10 @@ TEST(SnapshotJson, ErrorsNameTheKeyPath) {
       {[](auto& j) { j["hypervisor"] = true; }, "hypervisor: expected an object"},
       {[](auto& j) { j["host"]["pressure"]["memory"]["some"]["avg10_ratio"] = nullptr; },
        "host.pressure.memory.some.avg10_ratio: expected a number"},
+      {[](auto& j) {
+         j["vms"][1]["memory_pins"] = {"hugepages", "gold"};
+       },
+       "vms[1].memory_pins[1]: unknown value \"gold\""},
       {[](auto& j) { j["format"] = 2; }, "format: expected 1, got 2"},
       {[](auto& j) { j.erase("format"); }, "format: expected 1, got nothing"},
   };
@@ -158,6 +165,16 @@ TEST(SnapshotJson, ErrorsNameTheKeyPath) {
     EXPECT_EQ(r.error().message, message);
   }
   EXPECT_FALSE(from_json(nlohmann::json::array()).ok());
+}
+
+// Traces recorded before a list was added to the format read as if it were empty.
+TEST(SnapshotJson, ListsAddedLaterMayBeAbsent) {
+  auto j = nlohmann::json::parse(to_json(full_snapshot(1)).dump());
+  ASSERT_FALSE(j["vms"][1]["memory_pins"].empty());
+  j["vms"][1].erase("memory_pins");
+  const auto r = from_json(j);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_TRUE(r->vms[1].memory_pins.empty());
 }
 
 }  // namespace

@@ -40,7 +40,13 @@ Snapshot tight_host(std::int64_t t_ms) {
   k.sharing_bytes = 300 * MiB;
   k.zero_pages_bytes = 20 * MiB;
   s.ksm = k;
-  s.vms = {vm("idle", 8 * GiB, 8 * GiB, 6 * GiB), vm("busy", 4 * GiB, 3 * GiB, 200 * MiB)};
+  s.vms = {vm("idle", 8 * GiB, 8 * GiB, 6 * GiB), vm("busy", 4 * GiB, 3 * GiB, 200 * MiB),
+           vm("gpu", 4 * GiB, 4 * GiB, 3 * GiB)};
+  s.vms[0].balloon_autodeflate = false;
+  s.vms[0].balloon_free_page_reporting = true;
+  s.vms[2].balloon_autodeflate = true;
+  s.vms[2].balloon_free_page_reporting = false;
+  s.vms[2].memory_pins = {MemoryPin::hostdev};
   for (auto& v : s.vms) {
     v.guest.last_update_unix_s = s.collected_at_unix_ms / 1000;
   }
@@ -165,6 +171,44 @@ TEST_F(OneReport, EveryVmsFiguresAgree) {
   }
 }
 
+// Balloon options, pinned memory and the advice drawn from them.
+TEST_F(OneReport, BalloonOptionsAndPinnedMemoryAgree) {
+  const auto& vms = status_["vms"];
+  for (std::size_t i = 0; i < snapshot_.vms.size(); ++i) {
+    const auto& vm = snapshot_.vms[i];
+    const auto& st = vms[i];
+    const auto& js = snapshot_json_["vms"][i];
+    const std::string l = vm_labels(vm);
+    SCOPED_TRACE(vm.name);
+    EXPECT_EQ(st["memory_pins"], js["memory_pins"]);
+    EXPECT_EQ(metric("memtide_vm_memory_pinned" + l), st["memory_pins"].empty() ? 0 : 1);
+    for (const char* option : {"balloon_autodeflate", "balloon_free_page_reporting"}) {
+      EXPECT_EQ(st[option], js[option]) << option;
+      if (st[option].is_null()) {
+        EXPECT_EQ(metrics_.count(std::string("memtide_vm_") + option + l), 0u) << option;
+      } else {
+        EXPECT_EQ(metric(std::string("memtide_vm_") + option + l), st[option].get<bool>() ? 1 : 0)
+            << option;
+      }
+    }
+  }
+  EXPECT_EQ(vms[2]["memory_pins"], nlohmann::json::array({"hostdev"}));
+  EXPECT_EQ(vms[2]["floor_bytes"], vms[2]["max_bytes"]);
+  EXPECT_NE(vms[2]["explanation"].get<std::string>().find("never shrunk: a passed-through device"),
+            std::string::npos)
+      << vms[2]["explanation"];
+  // Every kind is on the page, 0 when no VM has it.
+  EXPECT_EQ(metric("memtide_vms_memory_pinned{kind=\"hostdev\"}"), 1);
+  for (const char* kind : {"hugepages", "locked", "preallocated", "launch-security"}) {
+    EXPECT_EQ(metric(std::string("memtide_vms_memory_pinned{kind=\"") + kind + "\"}"), 0) << kind;
+  }
+  // Autodeflate is advised where it is off, on a guest memtide may shrink.
+  ASSERT_EQ(vms[0]["advice"].size(), 1u);
+  EXPECT_NE(vms[0]["advice"][0].get<std::string>().find("turn autodeflate on"), std::string::npos);
+  EXPECT_TRUE(vms[1]["advice"].empty());  // unknown: the domain XML has not been read
+  EXPECT_TRUE(vms[2]["advice"].empty());
+}
+
 TEST_F(OneReport, KsmFiguresAgree) {
   const auto& ksm = status_["ksm"];
   const auto& js = snapshot_json_["ksm"];
@@ -206,7 +250,7 @@ TEST_F(OneReport, AlertsAndTheDaemonsOwnFiguresAgree) {
 TEST_F(OneReport, TheServiceStatusLineSaysWhatTheOtherOutputsSay) {
   const std::string line = service_status(report_);
   EXPECT_NE(line.find("tick 2 every "), std::string::npos) << line;
-  EXPECT_NE(line.find("host MemAvailable 600 MiB of 16 GiB; 2 VMs"), std::string::npos) << line;
+  EXPECT_NE(line.find("host MemAvailable 600 MiB of 16 GiB; 3 VMs"), std::string::npos) << line;
   EXPECT_NE(line.find(plan_.host_summary), std::string::npos) << line;
   EXPECT_NE(line.find("; " + std::to_string(alerts_.size()) + " alert(s) firing"),
             std::string::npos)

@@ -27,7 +27,7 @@ class RunningDaemon : public ::testing::Test {
     dir_ = mkdtemp(tmpl);
     std::ofstream(dir_ + "/memtide.yaml")
         << "daemon: {interval: 200ms, log_level: debug, control_socket: " << control_socket()
-        << "}\nhost: {swap_forecast: {window: 10s}}\n"
+        << daemon_settings() << "}\nhost: {swap_forecast: {window: 10s}}\n"
         << extra_config();
     pid_ = fork();
     if (pid_ == 0) {
@@ -58,6 +58,8 @@ class RunningDaemon : public ::testing::Test {
   }
   // YAML appended to the test's configuration (sections other than daemon and host).
   virtual std::string extra_config() const { return ""; }
+  // More keys of the daemon section, each after ", " ("procfs: /tmp/x/proc, ...").
+  virtual std::string daemon_settings() const { return ""; }
   std::string control_socket() const { return dir_ + "/control.sock"; }
   std::string log() const {
     std::ifstream in(dir_ + "/err");

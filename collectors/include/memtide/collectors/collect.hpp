@@ -27,8 +27,10 @@ class Collector {
             std::chrono::milliseconds hypervisor_timeout);
 
   // Fails when a required host file (meminfo, vmstat, an existing KSM file) cannot be read or
-  // parsed. A hypervisor that is down or too slow does not fail the collection: the snapshot
-  // says so (hypervisor_up, hypervisor_error) and carries the VMs of the last good collection.
+  // parsed. Every other memory manager running is listed (find_other_managers), a second
+  // memtided included: whether it manages the same hypervisor is the daemon's to judge. A
+  // hypervisor that is down or too slow does not fail the collection: the snapshot says so
+  // (hypervisor_up, hypervisor_error) and carries the VMs of the last good collection.
   Result<Snapshot> collect();
 
   void set_roots(collectors::HostRoots roots);
@@ -36,6 +38,7 @@ class Collector {
   HypervisorWorker* hypervisor() { return hypervisor_.get(); }
 
  private:
+  std::string procfs_;
   std::unique_ptr<collectors::HostSource> host_;
   std::unique_ptr<collectors::KsmReader> ksm_;
   std::unique_ptr<collectors::KsmdCpu> ksmd_cpu_;

@@ -29,7 +29,8 @@ struct DomainXmlFacts {
   bool autodeflate = false;
   // <memballoon freePageReporting='on'>: the guest returns its free pages to the host by itself.
   bool free_page_reporting = false;
-  bool sharing_allowed = true;  // false with <memoryBacking><nosharepages/>
+  bool sharing_allowed = true;         // false with <memoryBacking><nosharepages/>
+  std::vector<MemoryPin> memory_pins;  // what keeps all guest RAM on the host, in enum order
   // The uid QEMU runs as, from the live XML's DAC security label
   // (<seclabel model='dac'><label>+64055:+64055</label>); unset without one.
   std::optional<std::uint32_t> qemu_uid;

@@ -27,6 +27,10 @@ Result<ProcessMemory> parse_process_status(std::string_view text, std::string_vi
 Result<ProcessKsmStat> parse_process_ksm_stat(std::string_view text, std::uint64_t page_size_bytes,
                                               std::string_view origin);
 
+// The four uids (real, effective, saved, filesystem) of the "Uid:" line of /proc/PID/status;
+// empty when absent or malformed.
+std::vector<std::uint32_t> parse_status_uids(std::string_view status);
+
 // A process whose command line claims a guest ("-uuid UUID", as libvirt starts QEMU). Anyone
 // can start a process with that argument, so a claim is only believed after trusted_qemu().
 struct QemuCandidate {

@@ -34,6 +34,13 @@ struct RecordSection {
   friend bool operator==(const RecordSection&, const RecordSection&) = default;
 };
 
+// What memtided does while another memory manager runs on the host (ksmtuned, oVirt MOM,
+// Proxmox's pvestatd, a second memtided for the same hypervisor).
+enum class Coexist {
+  yield,  // "auto": leave what the other manager controls (balloons, KSM) to it
+  force,  // act anyway; the other manager and memtide will undo each other's changes
+};
+
 struct DaemonSection {
   std::chrono::milliseconds interval = 10s;  // period of the collect/decide/act tick
   std::string procfs = "/proc";              // root of procfs (fixture trees in tests)
@@ -41,6 +48,7 @@ struct DaemonSection {
   LogLevel log_level = LogLevel::info;       // least severe message that is logged
   OnStop on_stop = OnStop::restore;
   bool dry_run = false;  // decide and report every tick, but never change a balloon or KSM
+  Coexist coexist = Coexist::yield;
   RecordSection record;
   // Unix socket memtidectl talks to (mode 0600); "" turns it off. --control-socket overrides.
   std::string control_socket = "/run/memtide/control.sock";
@@ -188,5 +196,6 @@ const char* to_string(LogLevel level);
 const char* to_string(KsmMode mode);
 const char* to_string(KsmAdvisor advisor);
 const char* to_string(OnStop on_stop);
+const char* to_string(Coexist coexist);  // "auto", "force"
 
 }  // namespace memtide::config

@@ -14,15 +14,27 @@
 
 namespace memtide {
 
+// Another program on the host that resizes guest balloons or tunes KSM: ksmtuned, oVirt MOM
+// (momd, vdsm), Proxmox VE's pvestatd, or a second memtided for the same hypervisor. Two managers
+// of the same settings undo each other's work.
+struct OtherManager {
+  std::string name;  // "ksmtuned", "momd", "vdsm", "pvestatd", "memtided"
+  int pid = 0;
+  bool balloons = false;  // it resizes guest balloons
+  bool ksm = false;       // it writes /sys/kernel/mm/ksm
+  friend bool operator==(const OtherManager&, const OtherManager&) = default;
+};
+
 struct Snapshot {
   std::int64_t collected_at_unix_ms = 0;  // wall clock, for humans and traces
   std::int64_t monotonic_ms = 0;          // CLOCK_MONOTONIC, for rates; immune to clock steps
   HostSample host;
-  std::optional<KsmSample> ksm;             // unavailable without CONFIG_KSM
-  std::optional<KsmEstimate> ksm_estimate;  // none until the page scanner finished a pass
-  bool hypervisor_up = false;               // the VM figures below come from a live connection
-  std::string hypervisor_error;             // why not, when hypervisor_up is false
-  std::vector<VmSample> vms;                // active domains, sorted by name
+  std::optional<KsmSample> ksm;              // unavailable without CONFIG_KSM
+  std::optional<KsmEstimate> ksm_estimate;   // none until the page scanner finished a pass
+  bool hypervisor_up = false;                // the VM figures below come from a live connection
+  std::string hypervisor_error;              // why not, when hypervisor_up is false
+  std::vector<VmSample> vms;                 // active domains, sorted by name
+  std::vector<OtherManager> other_managers;  // running now, in PID order
 
   friend bool operator==(const Snapshot&, const Snapshot&) = default;
 };

@@ -38,6 +38,20 @@ struct GuestMemory {
   friend bool operator==(const GuestMemory&, const GuestMemory&) = default;
 };
 
+// Why a balloon frees no host memory for a guest: the host holds all of the guest's RAM whatever
+// the balloon's size, so shrinking it only takes memory from the guest.
+enum class MemoryPin : std::uint8_t {
+  hugepages,        // <memoryBacking><hugepages/>: hugetlbfs pages are never discarded
+  locked,           // <memoryBacking><locked/>: the RAM is mlock'ed
+  hostdev,          // a passed-through VFIO/mdev device (<hostdev>, <interface type='hostdev'>)
+                    // pins all RAM for DMA; QEMU turns balloon discards off
+  preallocated,     // <memoryBacking><allocation mode='immediate'/>: reserved up front
+  launch_security,  // <launchSecurity> (SEV, SEV-SNP, TDX, s390 PV): encrypted RAM, no discards
+};
+inline constexpr MemoryPin kAllMemoryPins[] = {MemoryPin::hugepages, MemoryPin::locked,
+                                               MemoryPin::hostdev, MemoryPin::preallocated,
+                                               MemoryPin::launch_security};
+
 // Per-VM settings from the domain XML <metadata> in memtide's namespace. Unset: the class
 // default applies.
 struct VmMetadata {
@@ -84,6 +98,7 @@ struct VmSample {
   VmMetadata metadata;
   std::vector<std::string> metadata_errors;  // invalid metadata: ignored, reported
   bool sharing_allowed = true;               // false with <memoryBacking><nosharepages/>
+  std::vector<MemoryPin> memory_pins;        // empty: a balloon frees what it takes
   std::optional<QemuProcess> process;
   // Why the host's view of the VM is unavailable although a process claims it (it is not proven
   // to be the VM's QEMU: another user's process, a copied binary, several claimants).
@@ -128,6 +143,40 @@ inline const char* to_string(VmState state) {
       return "other";
   }
   return "other";
+}
+
+// "hugepages", "locked", "hostdev", "preallocated", "launch-security".
+inline const char* to_string(MemoryPin pin) {
+  switch (pin) {
+    case MemoryPin::hugepages:
+      return "hugepages";
+    case MemoryPin::locked:
+      return "locked";
+    case MemoryPin::hostdev:
+      return "hostdev";
+    case MemoryPin::preallocated:
+      return "preallocated";
+    case MemoryPin::launch_security:
+      return "launch-security";
+  }
+  return "?";
+}
+
+// What holds the memory, for a sentence: "hugepage backing", "a passed-through device", ...
+inline const char* describe(MemoryPin pin) {
+  switch (pin) {
+    case MemoryPin::hugepages:
+      return "hugepage backing";
+    case MemoryPin::locked:
+      return "locked memory";
+    case MemoryPin::hostdev:
+      return "a passed-through device";
+    case MemoryPin::preallocated:
+      return "preallocated memory";
+    case MemoryPin::launch_security:
+      return "encrypted memory (launchSecurity)";
+  }
+  return "?";
 }
 
 inline const char* to_string(GuestStatsStatus status) {

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <memtide/config/config.hpp>
 #include <memtide/core/vm_sample.hpp>
@@ -21,7 +23,11 @@ struct EffectiveBalloon {
   bool managed = false;           // memtide may resize this VM's balloon
   std::string unmanaged_reason;   // why not, when !managed
   std::uint64_t floor_bytes = 0;  // never below this; at most max_bytes
-  std::uint64_t max_bytes = 0;    // never above this (the VM's maximum)
+  // What keeps all of the VM's RAM on the host whatever its balloon ("hugepage backing and a
+  // passed-through device"), or "": a shrink would take memory from the guest and give the host
+  // nothing, so the floor of such a VM is its maximum.
+  std::string pinned_by;
+  std::uint64_t max_bytes = 0;  // never above this (the VM's maximum)
   std::uint32_t shares = 0;
   double guest_free_ratio = 0;
   std::uint64_t max_step_bytes = 0;
@@ -34,7 +40,14 @@ struct EffectiveBalloon {
 
 // Settings for `vm`: the matched class's, with metadata floor, shares and balloon on/off taking
 // precedence. Percentages resolve against the VM's maximum. A VM is unmanaged when no class
-// matches, its class or metadata turns the balloon off, or it has no balloon device.
-EffectiveBalloon effective_balloon(const VmSample& vm, const config::Config& config);
+// matches, its class or metadata turns the balloon off, it has no balloon device, or another
+// memory manager resizes balloons on the host (`balloons_owned_by`, from yielding_to(): "momd
+// (pid 812)"; "" for none). A VM whose memory is pinned (VmSample::memory_pins) has its maximum
+// as its floor.
+EffectiveBalloon effective_balloon(const VmSample& vm, const config::Config& config,
+                                   std::string_view balloons_owned_by = {});
+
+// "hugepage backing", "locked memory and a passed-through device", ...; "" for no pins.
+std::string pinned_text(const std::vector<MemoryPin>& pins);
 
 }  // namespace memtide::policy

@@ -40,7 +40,8 @@ const char* to_string(HostLevel level);  // "ok", "heading", "tight", "critical"
 struct Alert {
   // host-swap-forecast, host-swapping, host-memory-pressure, guest-distress (short at its
   // floor), guest-starving (short above its floor, its growth not granted), guest-stale (no
-  // fresh statistics while the host is tight or critical)
+  // fresh statistics while the host is tight or critical), other-memory-manager (memtide leaves
+  // balloons or KSM to another manager: policy/coexist.hpp)
   std::string name;
   std::string subject;  // "" for host alerts; the VM's name for guest alerts
   Severity severity = Severity::warning;
@@ -120,6 +121,7 @@ struct Outcome {
   // Cannot survive a burst by itself (no autodeflate, no guest swap seen): outside a critical
   // host it keeps kSelfRescueHeadroomShare of its maximum free on top of what it uses.
   bool keeps_burst_room = false;
+  std::string pinned_by;  // EffectiveBalloon::pinned_by: never shrunk, said in the explanation
   std::uint64_t current_bytes = 0;  // balloon size
   std::uint64_t usable_bytes = 0;
   double guest_free_ratio = 0;  // the class's target
@@ -148,6 +150,9 @@ struct Plan {
   // The sentence for one of this plan's outcomes.
   std::string explain(const Outcome& outcome) const;
   friend bool operator==(const Plan&, const Plan&) = default;
+
+ private:
+  std::string explain_kind(const Outcome& outcome) const;  // explain() without the pin note
 };
 
 // What decide() remembers between ticks.

@@ -1,0 +1,151 @@
+#include <algorithm>
+#include <array>
+#include <memory>
+
+#include <dirent.h>
+#include <pwd.h>
+
+#include <memtide/collectors/file_reader.hpp>
+#include <memtide/collectors/other_managers.hpp>
+#include <memtide/collectors/qemu_process.hpp>
+
+#include "text.hpp"
+
+namespace memtide::collectors {
+
+namespace {
+
+struct Known {
+  std::string_view name;
+  std::string_view user;  // its system user besides root, or ""
+  bool balloons;
+  bool ksm;
+};
+
+// ksmtuned tunes KSM only; MOM (standalone momd, or driven by oVirt's vdsm) resizes balloons and
+// tunes KSM; Proxmox VE's automatic ballooning runs in pvestatd (KSM is left to ksmtuned there);
+// another memtided does both.
+constexpr std::array<Known, 5> kKnown = {{
+    {"ksmtuned", "", false, true},
+    {"momd", "vdsm", true, true},
+    {"vdsm", "vdsm", true, true},
+    {"pvestatd", "", true, false},
+    {"memtided", "", true, true},
+}};
+
+const Known* known(std::string_view name) {
+  // "vdsmd" is vdsm's service and script name on some releases.
+  if (name == "vdsmd") {
+    name = "vdsm";
+  }
+  const auto it =
+      std::find_if(kKnown.begin(), kKnown.end(), [name](const Known& k) { return k.name == name; });
+  return it == kKnown.end() ? nullptr : &*it;
+}
+
+std::string_view base_name(std::string_view path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+// "python3.11", "perl", "bash", "sh": a program that runs the script named by argv[1].
+bool interpreter(std::string_view name) {
+  for (const std::string_view prefix : {"python", "perl", "bash", "sh", "dash"}) {
+    if (name.rfind(prefix, 0) == 0 &&
+        name.find_first_not_of("0123456789.", prefix.size()) == std::string_view::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+struct DirClose {
+  void operator()(DIR* d) const { closedir(d); }
+};
+
+std::optional<std::uint32_t> user_uid(std::string_view user) {
+  if (user.empty()) {
+    return std::nullopt;
+  }
+  const passwd* pw = getpwnam(std::string(user).c_str());
+  return pw != nullptr ? std::optional<std::uint32_t>(pw->pw_uid) : std::nullopt;
+}
+
+}  // namespace
+
+std::optional<OtherManager> identify_manager(std::string_view comm, std::string_view cmdline,
+                                             int pid) {
+  while (!comm.empty() && comm.back() == '\n') {
+    comm.remove_suffix(1);
+  }
+  const std::string_view argv0 = cmdline.substr(0, cmdline.find('\0'));
+  std::string_view argv1;
+  if (argv0.size() < cmdline.size()) {
+    const std::string_view rest = cmdline.substr(argv0.size() + 1);
+    argv1 = rest.substr(0, rest.find('\0'));
+  }
+  const Known* k = known(comm);
+  k = k != nullptr ? k : known(base_name(argv0));
+  if (k == nullptr && interpreter(base_name(argv0))) {
+    k = known(base_name(argv1));
+  }
+  if (k == nullptr) {
+    return std::nullopt;
+  }
+  return OtherManager{std::string(k->name), pid, k->balloons, k->ksm};
+}
+
+std::vector<std::string_view> known_manager_names() {
+  std::vector<std::string_view> names;
+  names.reserve(kKnown.size());
+  for (const auto& k : kKnown) {
+    names.push_back(k.name);
+  }
+  return names;
+}
+
+std::string_view manager_user(std::string_view name) {
+  const Known* k = known(name);
+  return k != nullptr ? k->user : std::string_view{};
+}
+
+std::vector<OtherManager> find_other_managers(const std::string& procfs, int self_pid) {
+  std::vector<OtherManager> found;
+  std::unique_ptr<DIR, DirClose> dir(opendir(procfs.c_str()));
+  if (!dir) {
+    return found;
+  }
+  while (const dirent* entry = readdir(dir.get())) {
+    const auto pid = detail::to_u64(entry->d_name);
+    if (!pid || *pid > INT32_MAX || static_cast<int>(*pid) == self_pid) {
+      continue;
+    }
+    const std::string base = procfs + "/" + entry->d_name;
+    // comm is at most 16 bytes; a command line is read only as far as its first two arguments
+    // could reach.
+    const auto comm = read_optional_file(base + "/comm", 64);
+    const auto cmdline = read_optional_file(base + "/cmdline", 8192);
+    if (!comm || !comm->has_value() || !cmdline || !cmdline->has_value() || (*cmdline)->empty()) {
+      continue;  // gone, unreadable, or a kernel thread
+    }
+    auto manager = identify_manager(**comm, **cmdline, static_cast<int>(*pid));
+    if (!manager) {
+      continue;
+    }
+    const auto status = read_optional_file(base + "/status");
+    if (!status || !status->has_value()) {
+      continue;
+    }
+    const auto uids = parse_status_uids(**status);
+    const auto own_user = user_uid(manager_user(manager->name));
+    if (uids.empty() || (uids[0] != 0 && uids[0] != own_user)) {
+      continue;  // any user may name a process so; only root's (or the manager's user's) count
+    }
+    found.push_back(std::move(*manager));
+  }
+  std::sort(found.begin(), found.end(),
+            [](const OtherManager& a, const OtherManager& b) { return a.pid < b.pid; });
+  return found;
+}
+
+}  // namespace memtide::collectors
