@@ -876,9 +876,8 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
                               ": lowered to the maximum"
           : c.settings.pinned_by.empty()
               ? "below its floor " + format_size(c.settings.floor_bytes) + ": raised to the floor"
-              : c.settings.pinned_by +
-                    " keeps all of its memory on the host whatever its balloon: let out "
-                    "to its maximum";
+              : "the host holds all of its memory whatever its balloon (" + c.settings.pinned_by +
+                    "): let out to its maximum";
       bc.cause = Cause::limits;
     } else if (why_text.empty()) {
       why_text = "continues the change in flight to " +
@@ -991,8 +990,8 @@ std::string Plan::explanation(const std::string& vm) const {
 std::string Plan::explain(const Outcome& o) const {
   std::string text = explain_kind(o);
   if (!o.pinned_by.empty() && o.kind != Outcome::Kind::changed) {
-    text += "; never shrunk: " + o.pinned_by +
-            " keeps all of its memory on the host whatever its balloon";
+    text += "; never shrunk: the host holds all of its memory whatever its balloon (" +
+            o.pinned_by + ")";
   }
   return text;
 }

@@ -10,6 +10,9 @@
 //  genuine host pressure: a host process takes memory below an ordinary reserve; guests that
 //      freed memory are reclaimed until the host is back above it, a shrunk guest whose tmpfs
 //      then grows is fed, no guest OOM, no balloon outside [floor, maximum];
+//  other managers and pinned memory: nothing sent beside a pvestatd, then a guest with
+//      preallocated memory is never shrunk while its twin without is; a second memtided for the
+//      same URI yields to the first and takes over when it stops;
 //  fault injection: libvirtd killed and restarted, the trace's filesystem full, SIGHUP during a
 //      non-atomic rewrite of the config, a hanging Alertmanager, then SIGKILL and the unit's
 //      restore safety net: no crash, no balloon outside [floor, maximum], every guest back at
@@ -76,19 +79,33 @@ class ManagedGuests : public RealGuest {
       std::this_thread::sleep_for(1s);
     }
   }
-  void start_daemon() {
-    daemon_ = fork();
-    if (daemon_ == 0) {
-      const int err = open((dir_ + "/memtided.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  // memtided on memtide.yaml, logging to memtided.log; `name` "memtided-b" runs a second one on
+  // memtide-b.yaml (write_second_config) logging to memtided-b.log.
+  pid_t start_daemon(const std::string& name = "memtided") {
+    const std::string config = dir_ + (name == "memtided" ? "/memtide.yaml" : "/memtide-b.yaml");
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const int err =
+          open((dir_ + "/" + name + ".log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       dup2(err, STDERR_FILENO);
-      execl(MEMTIDED_BINARY, MEMTIDED_BINARY, "--config", (dir_ + "/memtide.yaml").c_str(),
-            "--log-target", "stderr", static_cast<char*>(nullptr));
+      execl(MEMTIDED_BINARY, MEMTIDED_BINARY, "--config", config.c_str(), "--log-target", "stderr",
+            static_cast<char*>(nullptr));
       _exit(127);
     }
+    if (name == "memtided") {
+      daemon_ = pid;
+    }
+    return pid;
   }
-  nlohmann::json status() const {
+  // memtide-b.yaml: memtide.yaml with its own control socket (ctl-b.sock).
+  void write_second_config() {
+    std::string text = file("memtide.yaml");
+    text.replace(text.find("/ctl.sock"), 9, "/ctl-b.sock");
+    std::ofstream(dir_ + "/memtide-b.yaml") << text;
+  }
+  nlohmann::json status(const std::string& socket = "ctl.sock") const {
     const auto out = run_command(std::string(MEMTIDECTL_BINARY) + " status --json --socket " +
-                                 dir_ + "/ctl.sock 2>/dev/null");
+                                 dir_ + "/" + socket + " 2>/dev/null");
     auto j = nlohmann::json::parse(out, nullptr, false);
     return j.is_discarded() ? nlohmann::json() : j;
   }
@@ -413,6 +430,112 @@ TEST_F(ManagedGuests, LibvirtdKilledAndRestarted) {
   EXPECT_NE(log.find("libvirt unavailable"), std::string::npos) << log;
   EXPECT_NE(log.find("libvirt connection established"), std::string::npos) << log;
   EXPECT_EQ(kill(daemon_, 0), 0) << "memtided still running";
+}
+
+// Beside Proxmox's pvestatd (a stand-in: a root process of that name), memtided sends no balloon
+// command; once it is gone, memtided manages again, and shrinks solo but never its twin whose
+// memory QEMU preallocates. A second memtided for the same libvirt URI leaves everything to the
+// first, and takes over when the first stops.
+TEST_F(ManagedGuests, OtherManagersAndPinnedMemory) {
+  start_guest("solo", 512, "40:3600");
+  start_guest("prealloc", 512, "40:3600", "random",
+              "<memoryBacking><allocation mode='immediate'/></memoryBacking>");
+  ASSERT_TRUE(
+      wait_for_workloads({{"solo", "holding 40 MiB"}, {"prealloc", "holding 40 MiB"}}, 150s))
+      << file("solo.log") << file("prealloc.log");
+  // Under pressure memtided would shrink solo 32 MiB per tick toward its 60 % floor.
+  write_config(host_available() + 400 * MiB, "{mode: unmanaged}",
+               "{min: 60%, guest_free: 20%, max_step: 32MiB, deadband: 8MiB, hysteresis: 4s}");
+  write_second_config();
+  const std::string stand_in = dir_ + "/pvestatd";
+  ASSERT_EQ(run_command("cp /bin/sleep '" + stand_in + "' && echo ok"), "ok");
+  const pid_t pvestatd = fork();
+  if (pvestatd == 0) {
+    execl(stand_in.c_str(), stand_in.c_str(), "600", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::this_thread::sleep_for(200ms);  // exec'd, so its comm is pvestatd
+  start_daemon();
+  auto solo = [this](const char* socket) {
+    const auto g = vms(status(socket));
+    return g.count("solo") != 0 ? g.at("solo") : nlohmann::json();
+  };
+  auto other_names = [this](const char* socket) {
+    std::string names;
+    const auto s = status(socket);
+    if (s.contains("host")) {
+      for (const auto& m : s["host"]["other_managers"]) {
+        names += m["name"].get<std::string>() + " ";
+      }
+    }
+    return names;
+  };
+  std::this_thread::sleep_for(10s);  // five ticks
+  auto s = status();
+  ASSERT_TRUE(s.contains("host")) << file("memtided.log");
+  EXPECT_EQ(other_names("ctl.sock"), "pvestatd ");
+  EXPECT_EQ(solo("ctl.sock")["managed"], false);
+  EXPECT_EQ(solo("ctl.sock")["balloon_bytes"], 512 * MiB);
+  EXPECT_TRUE(s["recent_commands"].empty()) << s["recent_commands"];
+  EXPECT_NE(file("memtided.log")
+                .find("resizes balloons on this host: memtide sends no balloon "
+                      "commands"),
+            std::string::npos)
+      << file("memtided.log");
+
+  kill(pvestatd, SIGKILL);
+  waitpid(pvestatd, nullptr, 0);
+  auto wait_until = [](std::chrono::seconds timeout, const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline && !done()) {
+      std::this_thread::sleep_for(1s);
+    }
+    return done();
+  };
+  EXPECT_TRUE(wait_until(40s, [&] {
+    const auto v = solo("ctl.sock");
+    return v.is_object() && v["balloon_bytes"].get<std::uint64_t>() < 512 * MiB;
+  })) << file("memtided.log");
+  EXPECT_NE(file("memtided.log").find("no other memory manager runs any more"), std::string::npos);
+  // The preallocated twin: never shrunk, and explain says why.
+  const auto g = vms(status());
+  ASSERT_EQ(g.count("prealloc"), 1u) << file("memtided.log");
+  EXPECT_EQ(g.at("prealloc")["balloon_bytes"], 512 * MiB);
+  EXPECT_EQ(g.at("prealloc")["memory_pins"], nlohmann::json::array({"preallocated"}));
+  EXPECT_EQ(g.at("prealloc")["floor_bytes"], 512 * MiB);
+  const auto explained = run_command(std::string(MEMTIDECTL_BINARY) +
+                                     " explain prealloc --socket " + dir_ + "/ctl.sock");
+  EXPECT_NE(explained.find("never shrunk: the host holds all of its memory whatever its balloon "
+                           "(preallocated memory)"),
+            std::string::npos)
+      << explained;
+  EXPECT_NE(explained.find("memory pinned: preallocated"), std::string::npos) << explained;
+  EXPECT_EQ(explained.find("advice:"), std::string::npos) << explained;
+  const auto plain =
+      run_command(std::string(MEMTIDECTL_BINARY) + " explain solo --socket " + dir_ + "/ctl.sock");
+  EXPECT_NE(plain.find("advice: turn autodeflate on"), std::string::npos) << plain;
+  std::cout << explained << '\n' << plain << std::endl;
+
+  // A second daemon for the same URI yields to the first.
+  const pid_t second = start_daemon("memtided-b");
+  std::this_thread::sleep_for(8s);
+  EXPECT_EQ(other_names("ctl-b.sock"), "memtided ") << file("memtided-b.log");
+  EXPECT_EQ(solo("ctl-b.sock")["managed"], false);
+  EXPECT_TRUE(status("ctl-b.sock")["recent_commands"].empty());
+  EXPECT_EQ(other_names("ctl.sock"), "") << "the first one does not yield to the second";
+
+  // The first stops (and gives solo its maximum back): the second takes over and shrinks it.
+  kill(daemon_, SIGTERM);
+  waitpid(daemon_, nullptr, 0);
+  daemon_ = -1;
+  EXPECT_TRUE(wait_until(40s, [&] {
+    const auto b = status("ctl-b.sock");
+    return b.contains("recent_commands") && !b["recent_commands"].empty();
+  })) << file("memtided-b.log");
+  EXPECT_NE(file("memtided-b.log").find("no other memory manager runs any more"),
+            std::string::npos);
+  kill(second, SIGKILL);
+  waitpid(second, nullptr, 0);
 }
 
 // The host's KSM settings, restored however the test ends.

@@ -59,11 +59,12 @@ class RealGuest : public ::testing::Test {
   }
   // Starts a transient guest with `mib` MiB running the workload `steps` (MIB:SECONDS,...) with
   // pages filled as `fill` (random, zero or dup; see scripts/build-guest-image).
+  // `extra` is more of the domain's XML, e.g. a <memoryBacking> element.
   void start_guest(const std::string& name, int mib, const std::string& steps,
-                   const std::string& fill = "random") {
+                   const std::string& fill = "random", const std::string& extra = "") {
     const std::string xml = "<domain type='qemu'><name>" + name + "</name><memory unit='MiB'>" +
-                            std::to_string(mib) +
-                            "</memory><vcpu>1</vcpu>"
+                            std::to_string(mib) + "</memory>" + extra +
+                            "<vcpu>1</vcpu>"
                             "<os><type arch='x86_64' machine='pc'>hvm</type><kernel>" +
                             image_ + "/vmlinuz</kernel><initrd>" + image_ +
                             "/initrd.gz</initrd><cmdline>console=ttyS0 "

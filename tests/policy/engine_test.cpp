@@ -112,14 +112,15 @@ TEST(Decide, GuestsWithPinnedMemoryAreNeverShrunk) {
   ASSERT_NE(vfio, nullptr);
   EXPECT_EQ(vfio->to_bytes, 8 * GiB);
   EXPECT_EQ(vfio->cause, Cause::limits);
-  EXPECT_EQ(vfio->reason.rfind("a passed-through device keeps all of its memory on the host "
-                               "whatever its balloon: let out to its maximum",
+  EXPECT_EQ(vfio->reason.rfind("the host holds all of its memory whatever its balloon (a "
+                               "passed-through device): let out to its maximum",
                                0),
             0u)
       << vfio->reason;
   EXPECT_EQ(change_for(d.plan, "huge"), nullptr);
-  EXPECT_NE(d.plan.explanation("huge").find("never shrunk: hugepage backing and locked memory "
-                                            "keeps all of its memory on the host"),
+  EXPECT_NE(d.plan.explanation("huge").find("never shrunk: the host holds all of its memory "
+                                            "whatever its balloon (hugepage backing and locked "
+                                            "memory)"),
             std::string::npos)
       << d.plan.explanation("huge");
 }
