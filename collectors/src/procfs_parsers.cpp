@@ -424,19 +424,23 @@ Result<ProcessCpu> parse_process_stat(std::string_view text, std::string_view or
   ProcessCpu out;
   out.comm = to_valid_utf8(text.substr(open + 1, close - open - 1));
   // After the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
-  // utime stime ...
+  // utime stime cutime cstime priority nice num_threads itrealvalue starttime vsize rss ...
   std::string_view rest = text.substr(close + 1);
   std::optional<std::uint64_t> utime;
   std::optional<std::uint64_t> stime;
-  for (int index = 0; index <= 12; ++index) {
+  for (int index = 0; index <= 21; ++index) {
     rest = rest.substr(std::min(rest.size(), rest.find_first_not_of(' ')));
     const auto end = std::min(rest.size(), rest.find_first_of(" \n"));
     const std::string_view field = rest.substr(0, end);
     rest.remove_prefix(end);
-    if (index == 11) {
-      utime = to_u64(field);
-    } else if (index == 12) {
-      stime = to_u64(field);
+    std::optional<std::uint64_t>* into = index == 11   ? &utime
+                                         : index == 12 ? &stime
+                                         : index == 19 ? &out.start_ticks
+                                         : index == 20 ? &out.virtual_bytes
+                                         : index == 21 ? &out.resident_pages
+                                                       : nullptr;
+    if (into != nullptr) {
+      *into = to_u64(field);
     }
   }
   if (!utime || !stime) {

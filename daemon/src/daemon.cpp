@@ -85,6 +85,8 @@ report::TickReport Daemon::tick_report() {
 }
 
 void Daemon::publish_metrics() {
+  known_.figures.process = collectors::read_self_process();
+  known_.figures.host = collectors::read_host_identity();
   metrics_.publish(std::make_shared<const std::string>(report::render_metrics(tick_report())));
 }
 

@@ -247,7 +247,10 @@ struct Candidate {
   std::uint64_t want = 0;               // growth it asks for this tick (step-limited)
   std::uint64_t spare = 0;              // what it can give under host pressure
   std::uint64_t comfortable_spare = 0;  // what it can give to guests in need outside pressure
-  std::uint64_t squeeze_room = 0;       // what it can give when the host is critical
+  // comfortable_spare before hysteresis or a refusing balloon held it back: what the host could
+  // get from this guest without pressing it (Plan::reclaimable_bytes).
+  std::uint64_t reclaimable = 0;
+  std::uint64_t squeeze_room = 0;  // what it can give when the host is critical
   // What it can give a guest in distress: its spare without the burst room it keeps because it
   // cannot rescue itself (a real need comes before room for a burst that may never come).
   std::uint64_t rescue_room = 0;
@@ -447,6 +450,7 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
                          vm.current_bytes > keep_comfort;
     const std::uint64_t keep_critical = std::max({settings.floor_bytes, c.ideal, keep_burst});
     c.comfortable_spare = above(vm.current_bytes, keep_mild);
+    c.reclaimable = c.comfortable_spare;
     c.spare = above(vm.current_bytes, critical ? keep_critical : keep_mild);
     c.rescue_room = above(vm.current_bytes, critical ? keep_critical : keep_comfort);
   }
@@ -1153,6 +1157,10 @@ Decision decide(const Snapshot& snapshot, PolicyState previous, const config::Co
   next.previous_host_ms = now_ms;
 
   std::vector<Candidate> candidates = consider_guests(snapshot, host, config, next, now_ms, plan);
+  plan.headroom_above_reserve_bytes = above(host.available, host.reserve);
+  for (const auto& c : candidates) {
+    plan.reclaimable_bytes = saturating_add(plan.reclaimable_bytes, c.reclaimable);
+  }
   const SharedReasons reasons{
       host.reason.empty() ? std::string("gives spare memory to guests in need")
                           : "gives spare memory to guests in need (" + host.reason + ")",

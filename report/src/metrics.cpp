@@ -505,6 +505,14 @@ void plan_metrics(Exposition& e, const policy::Plan& p, const std::vector<policy
           "MemAvailable is not falling.",
           p.forecast.seconds_to_swap ? *p.forecast.seconds_to_swap
                                      : std::numeric_limits<double>::infinity());
+  e.family("memtide_host_headroom_bytes", "gauge",
+           "Memory a scheduler may still place on this host: above_reserve (MemAvailable above "
+           "host.reserve) and reclaimable (what the policy could take from guests above their "
+           "needs and floors without pressing them).");
+  e.sample("memtide_host_headroom_bytes", {{"kind", "above_reserve"}},
+           as_double(p.headroom_above_reserve_bytes));
+  e.sample("memtide_host_headroom_bytes", {{"kind", "reclaimable"}},
+           as_double(p.reclaimable_bytes));
   e.gauge("memtide_forecast_available_slope_bytes_per_second",
           "Trend of host MemAvailable (Theil-Sen slope over the forecast window).",
           p.forecast.available_slope_bytes_per_second);
@@ -516,6 +524,24 @@ void plan_metrics(Exposition& e, const policy::Plan& p, const std::vector<policy
         {{"alert", a.name}, {"subject", a.subject}, {"severity", policy::to_string(a.severity)}},
         1.0);
   }
+}
+
+// The process_* families every Prometheus client library exports, under their usual names.
+void process_metrics(Exposition& e, const std::optional<collectors::SelfProcess>& p) {
+  if (!p) {
+    return;
+  }
+  e.family("process_cpu_seconds_total", "counter", "User and system CPU time memtided used.");
+  e.sample("process_cpu_seconds_total", {}, p->cpu_seconds);
+  e.gauge("process_resident_memory_bytes", "Resident memory of memtided.",
+          as_double(p->resident_bytes));
+  e.gauge("process_virtual_memory_bytes", "Virtual memory of memtided.",
+          as_double(p->virtual_bytes));
+  e.gauge("process_open_fds", "File descriptors memtided has open.", as_double(p->open_fds));
+  e.gauge("process_max_fds", "The most file descriptors memtided may open (RLIMIT_NOFILE).",
+          as_double(p->max_fds));
+  e.gauge("process_start_time_seconds", "When memtided started, in seconds since the epoch.",
+          p->start_time_seconds);
 }
 
 void daemon_metrics(Exposition& e, const DaemonFigures& d) {
@@ -539,17 +565,25 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
     e.sample("memtide_errors_total", {{"kind", kind}},
              it != d.errors_total.end() ? it->second : std::uint64_t{0});
   }
+  // Every labelled counter has a sample for each label value from the start, so rate() and
+  // increase() see the first event rather than a series that appears with it.
   e.family("memtide_balloon_actions_total", "counter",
            "Balloon commands carried out, by direction (grow, shrink) and cause.");
-  for (const auto& [key, count] : d.balloon_actions_total) {
-    e.sample("memtide_balloon_actions_total", {{"direction", key.first}, {"cause", key.second}},
-             count);
+  for (const char* direction : {"grow", "shrink"}) {
+    for (const policy::Cause cause : policy::kAllCauses) {
+      const auto it = d.balloon_actions_total.find({direction, policy::to_string(cause)});
+      e.sample("memtide_balloon_actions_total",
+               {{"direction", direction}, {"cause", policy::to_string(cause)}},
+               it != d.balloon_actions_total.end() ? it->second : std::uint64_t{0});
+    }
   }
   e.counter("memtide_pressure_events_total", "Wake-ups by the memory PSI trigger.",
             d.pressure_events_total);
   e.family("memtide_ksm_writes_total", "counter", "KSM settings memtide wrote, by file.");
-  for (const auto& [file, count] : d.ksm_writes_total) {
-    e.sample("memtide_ksm_writes_total", {{"file", file}}, count);
+  for (const char* file : kKsmSettingFiles) {
+    const auto it = d.ksm_writes_total.find(file);
+    e.sample("memtide_ksm_writes_total", {{"file", file}},
+             it != d.ksm_writes_total.end() ? it->second : std::uint64_t{0});
   }
   e.family("memtide_huge_page_releases_total", "counter",
            "Splits of the huge pages a shrunk balloon left partly mapped, by result (done, "
@@ -562,9 +596,12 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
   e.family("memtide_alert_deliveries_total", "counter",
            "Alert deliveries by sink (alertmanager, exec) and result (delivered, failed: an "
            "attempt failed, dropped: given up or pushed out of the queue).");
-  for (const auto& [key, count] : d.alert_deliveries_total) {
-    e.sample("memtide_alert_deliveries_total", {{"sink", key.first}, {"result", key.second}},
-             count);
+  for (const char* sink : {"alertmanager", "exec"}) {
+    for (const char* result : {"delivered", "failed", "dropped"}) {
+      const auto it = d.alert_deliveries_total.find({sink, result});
+      e.sample("memtide_alert_deliveries_total", {{"sink", sink}, {"result", result}},
+               it != d.alert_deliveries_total.end() ? it->second : std::uint64_t{0});
+    }
   }
   // Families whose value may be unknown keep their HELP and TYPE, so dashboards and rules find
   // them from the first scrape.
@@ -578,6 +615,12 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
   e.gauge("memtide_dry_run", "1 when memtide decides but never acts.", d.dry_run ? 1 : 0);
   e.gauge("memtide_config_last_reload_success", "0 when the last reload was rejected.",
           d.last_reload_ok ? 1 : 0);
+  e.family("memtide_host_info", "gauge",
+           "1, labelled with the host's name, kernel release and machine (uname).");
+  e.sample("memtide_host_info",
+           {{"hostname", d.host.hostname}, {"kernel", d.host.kernel}, {"machine", d.host.machine}},
+           1.0);
+  process_metrics(e, d.process);
 }
 
 }  // namespace

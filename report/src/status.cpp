@@ -156,6 +156,10 @@ nlohmann::json host_status(const TickReport& r) {
           {"paying_back_swap", plan != nullptr && plan->host_paying_back},
           {"summary", plan != nullptr ? plan->host_summary : ""},
           {"seconds_to_swap", forecast},
+          {"headroom_above_reserve_bytes",
+           plan != nullptr ? nlohmann::json(plan->headroom_above_reserve_bytes) : nlohmann::json()},
+          {"headroom_reclaimable_bytes",
+           plan != nullptr ? nlohmann::json(plan->reclaimable_bytes) : nlohmann::json()},
           {"libvirt_up", s.hypervisor_up},
           {"libvirt_error", s.hypervisor_error},
           {"other_managers", other_managers_status(r)}};

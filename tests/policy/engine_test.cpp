@@ -174,6 +174,35 @@ TEST(Decide, OtherMemoryManagersAreLeftWhatTheyControl) {
   EXPECT_EQ(forced.plan.alerts, alone.plan.alerts);
 }
 
+// Headroom for a scheduler: what is above the reserve, and what the policy could reclaim
+// without pressing anyone, which is exactly what a tight host takes when it needs all of it.
+TEST(Decide, HeadroomIsWhatATightHostWouldTake) {
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{16 * GiB};
+  c.host.reserve_bytes = 32 * GiB;
+  auto s = host(40 * GiB);
+  s.vms = {self_rescuing(guest("idle", 8 * GiB, 8 * GiB, 6 * GiB)),
+           guest("plain", 8 * GiB, 8 * GiB, 6 * GiB),  // keeps burst room: reclaims less
+           guest("pinned", 8 * GiB, 8 * GiB, 6 * GiB)};
+  s.vms[2].memory_pins = {MemoryPin::hostdev};
+  const auto calm = decide(s, {}, c, 0);
+  EXPECT_EQ(calm.plan.headroom_above_reserve_bytes, 8 * GiB);
+  ASSERT_GT(calm.plan.reclaimable_bytes, 0u);
+  EXPECT_TRUE(calm.plan.balloons.empty());
+
+  s.host.meminfo.available_bytes = 2 * GiB;  // tight, short of far more than there is spare
+  const auto tight = decide(s, {}, c, 0);
+  ASSERT_EQ(tight.plan.host_level, HostLevel::tight);
+  EXPECT_EQ(tight.plan.headroom_above_reserve_bytes, 0u);
+  std::uint64_t taken = 0;
+  for (const auto& b : tight.plan.balloons) {
+    EXPECT_NE(b.vm, "pinned");
+    taken += b.from_bytes - b.to_bytes;
+  }
+  EXPECT_EQ(taken, calm.plan.reclaimable_bytes);
+  EXPECT_EQ(tight.plan.reclaimable_bytes, calm.plan.reclaimable_bytes);
+}
+
 TEST(Decide, GrowthIsLimitedByMaxStepAndMaximum) {
   auto s = host(20 * GiB);
   s.vms = {guest("big", 4 * GiB, 16 * GiB, 0), guest("capped", 7900 * MiB, 8 * GiB, 0)};

@@ -1,12 +1,14 @@
 // The /metrics page: values taken from the inputs, escaping, and the text format as Prometheus's
 // own checker (promtool, when installed) reads it.
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <memtide/config/loader.hpp>
@@ -114,6 +116,8 @@ std::string render_full() {
     f.last_reaction_seconds = 0.0007;
     f.started_unix_s = 1'800'000'000;
     f.ksm_writes_total["run"] = 1;
+    f.process = collectors::read_self_process();
+    f.host = collectors::read_host_identity();
     return f;
   }();
   const auto config = config::default_config();
@@ -200,6 +204,66 @@ TEST(Metrics, EveryFamilyIsDocumentedInTheReadme) {
   EXPECT_GT(families, 60);
 }
 
+// A counter that appears only with its first event hides that event from rate() and increase():
+// every label value is on the page from the start.
+TEST(Metrics, LabelledCountersStartAtZero) {
+  DaemonFigures figures;
+  figures.balloon_actions_total[{"shrink", "squeeze"}] = 4;
+  TickReport in;
+  in.daemon = &figures;
+  const auto m = samples(render_metrics(in));
+  EXPECT_EQ(m.at("memtide_balloon_actions_total{direction=\"shrink\",cause=\"squeeze\"}"), "4");
+  int actions = 0;
+  for (const char* direction : {"grow", "shrink"}) {
+    for (const char* cause : {"guest-need", "funding", "host-pressure", "swap-forecast", "squeeze",
+                              "stale", "host-idle", "limits"}) {
+      actions += m.count(std::string("memtide_balloon_actions_total{direction=\"") + direction +
+                         "\",cause=\"" + cause + "\"}");
+    }
+  }
+  EXPECT_EQ(actions, 16);
+  for (const char* sink : {"alertmanager", "exec"}) {
+    for (const char* result : {"delivered", "failed", "dropped"}) {
+      EXPECT_EQ(m.at(std::string("memtide_alert_deliveries_total{sink=\"") + sink + "\",result=\"" +
+                     result + "\"}"),
+                "0");
+    }
+  }
+  for (const char* file :
+       {"run", "pages_to_scan", "sleep_millisecs", "merge_across_nodes", "use_zero_pages",
+        "advisor_mode", "advisor_max_cpu", "advisor_target_scan_time"}) {
+    EXPECT_EQ(m.at(std::string("memtide_ksm_writes_total{file=\"") + file + "\"}"), "0") << file;
+  }
+  EXPECT_EQ(m.at("memtide_errors_total{kind=\"collect\"}"), "0");
+  EXPECT_EQ(m.at("memtide_huge_page_releases_total{result=\"failed\"}"), "0");
+}
+
+// This process as any Prometheus client describes its own, and the host it runs on.
+TEST(Metrics, TheProcessAndTheHost) {
+  DaemonFigures figures;
+  figures.process = collectors::read_self_process();
+  figures.host = collectors::read_host_identity();
+  ASSERT_TRUE(figures.process.has_value());
+  TickReport in;
+  in.daemon = &figures;
+  const auto m = samples(render_metrics(in));
+  const double now = static_cast<double>(std::time(nullptr));
+  const double started = std::stod(m.at("process_start_time_seconds"));
+  EXPECT_LE(started, now + 1);
+  EXPECT_GT(started, now - 3600);  // this test process started within the hour
+  EXPECT_GT(std::stod(m.at("process_resident_memory_bytes")), 1 << 20);
+  EXPECT_GE(std::stod(m.at("process_virtual_memory_bytes")),
+            std::stod(m.at("process_resident_memory_bytes")));
+  EXPECT_GE(std::stod(m.at("process_open_fds")), 3);  // stdin, stdout, stderr at least
+  EXPECT_GE(std::stod(m.at("process_max_fds")), std::stod(m.at("process_open_fds")));
+  EXPECT_GE(std::stod(m.at("process_cpu_seconds_total")), 0);
+  utsname u{};
+  ASSERT_EQ(uname(&u), 0);
+  EXPECT_EQ(m.at(std::string("memtide_host_info{hostname=\"") + u.nodename + "\",kernel=\"" +
+                 u.release + "\",machine=\"" + u.machine + "\"}"),
+            "1");
+}
+
 TEST(Metrics, NoForecastIsInfinityAndEmptyInputsRenderTheDaemonAlone) {
   policy::Plan plan;
   TickReport in;
@@ -224,7 +288,8 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndPromtoolFindsNothing) {
     } else if (line.rfind("# TYPE ", 0) == 0) {
       const auto name = line.substr(7, line.find(' ', 7) - 7);
       type[name] = line.substr(line.rfind(' ') + 1);
-      EXPECT_EQ(name.rfind("memtide_", 0), 0u) << name;
+      // memtide's own, and the process_* families under the names every client library uses.
+      EXPECT_TRUE(name.rfind("memtide_", 0) == 0 || name.rfind("process_", 0) == 0) << name;
       if (type[name] == "counter") {
         EXPECT_EQ(name.substr(name.size() - 6), "_total") << name;
       }

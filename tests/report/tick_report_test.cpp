@@ -132,6 +132,11 @@ TEST_F(OneReport, HostFiguresAgree) {
   EXPECT_EQ(host["libvirt_up"], snapshot_json_["hypervisor"]["up"]);
   EXPECT_EQ(metric("memtide_host_under_pressure"), host["pressure"].get<bool>() ? 1 : 0);
   EXPECT_EQ(metric("memtide_host_paying_back_swap"), host["paying_back_swap"].get<bool>() ? 1 : 0);
+  EXPECT_EQ(metric("memtide_host_headroom_bytes{kind=\"above_reserve\"}"),
+            host["headroom_above_reserve_bytes"].get<double>());
+  EXPECT_EQ(metric("memtide_host_headroom_bytes{kind=\"reclaimable\"}"),
+            host["headroom_reclaimable_bytes"].get<double>());
+  EXPECT_EQ(host["headroom_reclaimable_bytes"], plan_.reclaimable_bytes);
   EXPECT_EQ(host["collected_at"],
             format_utc(snapshot_json_["collected_at_unix_ms"].get<std::int64_t>()));
 }

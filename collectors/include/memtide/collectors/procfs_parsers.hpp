@@ -30,7 +30,12 @@ Result<std::vector<SwapDevice>> parse_swaps(std::string_view text,
 // utime + stime, in clock ticks.
 struct ProcessCpu {
   std::string comm;
-  std::uint64_t cpu_ticks = 0;
+  std::uint64_t cpu_ticks = 0;  // utime + stime, in clock ticks
+  // Fields 22-24 (older or truncated stat lines may lack them): start time in clock ticks since
+  // boot, virtual memory in bytes, resident pages.
+  std::optional<std::uint64_t> start_ticks;
+  std::optional<std::uint64_t> virtual_bytes;
+  std::optional<std::uint64_t> resident_pages;
 };
 Result<ProcessCpu> parse_process_stat(std::string_view text, std::string_view origin);
 

@@ -64,4 +64,14 @@ struct KsmSettings {
   friend bool operator==(const KsmSettings&, const KsmSettings&) = default;
 };
 
+// The files under /sys/kernel/mm/ksm that KsmSettings' fields are written to.
+inline constexpr const char* kKsmSettingFiles[] = {"run",
+                                                   "pages_to_scan",
+                                                   "sleep_millisecs",
+                                                   "merge_across_nodes",
+                                                   "use_zero_pages",
+                                                   "advisor_mode",
+                                                   "advisor_max_cpu",
+                                                   "advisor_target_scan_time"};
+
 }  // namespace memtide

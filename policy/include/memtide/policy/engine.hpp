@@ -62,6 +62,9 @@ enum class Cause : std::uint8_t {
   limits,         // moved back inside [floor, maximum], which the balloon was outside
 };
 const char* to_string(Cause cause);  // "guest-need", "funding", ...
+inline constexpr Cause kAllCauses[] = {Cause::guest_need,    Cause::funding, Cause::host_pressure,
+                                       Cause::swap_forecast, Cause::squeeze, Cause::stale,
+                                       Cause::host_idle,     Cause::limits};
 
 // One balloon command, with the reason an operator reads in the journal.
 struct BalloonChange {
@@ -138,11 +141,16 @@ struct Plan {
   std::vector<Alert> alerts;  // firing now, sorted by (name, subject)
   SwapForecast forecast;
   HostLevel host_level = HostLevel::ok;
-  bool host_pressure = false;      // host_level is tight or critical
-  bool host_heading = false;       // swap predicted within the horizon
-  bool host_paying_back = false;   // swapping in at swap_rate or more with swap in use: the
-                                   // host funds no growth except for guests in distress
-  std::string host_summary;        // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
+  bool host_pressure = false;     // host_level is tight or critical
+  bool host_heading = false;      // swap predicted within the horizon
+  bool host_paying_back = false;  // swapping in at swap_rate or more with swap in use: the
+                                  // host funds no growth except for guests in distress
+  std::string host_summary;       // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
+  // What a scheduler may still place on this host: MemAvailable above the reserve, and what the
+  // policy could take from guests above their needs (comfort band, burst room, the room kept by
+  // guests that cannot rescue themselves) and floors without pressing any of them.
+  std::uint64_t headroom_above_reserve_bytes = 0;
+  std::uint64_t reclaimable_bytes = 0;
   std::vector<Outcome> outcomes;   // one per VM, in the snapshot's order
   std::optional<KsmDecision> ksm;  // none when the host has no KSM
   // Why `vm` was or was not changed, as one sentence; "" when the VM was not in the snapshot.

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include <memtide/collectors/self_process.hpp>
 #include <memtide/collectors/virt_facts.hpp>
 #include <memtide/config/config.hpp>
 #include <memtide/core/snapshot.hpp>
@@ -45,6 +46,8 @@ struct DaemonFigures {
   std::map<std::string, std::uint64_t> ksm_writes_total;  // KSM files written, by file name
   // Releases of partly mapped huge pages in shrunk guests, by result ("done", "failed").
   std::map<std::string, std::uint64_t> huge_page_releases_total;
+  std::optional<collectors::SelfProcess> process;  // memtided itself, read for each page
+  collectors::HostIdentity host;
 };
 
 // One balloon command and what became of it, for `memtidectl status`.
