@@ -1,5 +1,3 @@
-#include <memtide/collectors/self_process.hpp>
-
 #include <filesystem>
 
 #include <sys/resource.h>
@@ -8,6 +6,7 @@
 
 #include <memtide/collectors/file_reader.hpp>
 #include <memtide/collectors/procfs_parsers.hpp>
+#include <memtide/collectors/self_process.hpp>
 #include <memtide/core/text.hpp>
 
 #include "text.hpp"
@@ -50,8 +49,8 @@ std::optional<SelfProcess> read_self_process() {
   p.resident_bytes =
       stat->resident_pages.value_or(0) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
   if (const auto btime = boot_time(); btime && stat->start_ticks) {
-    p.start_time_seconds = static_cast<double>(*btime) + static_cast<double>(*stat->start_ticks) /
-                                                            static_cast<double>(ticks);
+    p.start_time_seconds = static_cast<double>(*btime) +
+                           static_cast<double>(*stat->start_ticks) / static_cast<double>(ticks);
   }
   std::error_code ec;
   for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);

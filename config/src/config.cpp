@@ -37,6 +37,18 @@ const char* to_string(KsmMode mode) {
   return "?";
 }
 
+const char* to_string(PerVmMetrics per_vm) {
+  switch (per_vm) {
+    case PerVmMetrics::full:
+      return "full";
+    case PerVmMetrics::decisions:
+      return "decisions";
+    case PerVmMetrics::off:
+      return "off";
+  }
+  return "full";
+}
+
 const char* to_string(Coexist coexist) {
   return coexist == Coexist::force ? "force" : "auto";
 }

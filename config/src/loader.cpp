@@ -467,6 +467,10 @@ void read_metrics(MapReader& root, Diagnostics& diag, MetricsSection& out) {
   }
   MapReader map(*node, "metrics", diag);
   read_scalar(map, diag, "listen", out.listen, parse_listen_address);
+  read_scalar(map, diag, "per_vm", out.per_vm,
+              enum_parser<PerVmMetrics>({{"full", PerVmMetrics::full},
+                                         {"decisions", PerVmMetrics::decisions},
+                                         {"off", PerVmMetrics::off}}));
 }
 
 Result<std::string> parse_http_url(std::string_view text) {

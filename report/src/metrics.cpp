@@ -287,6 +287,7 @@ struct VmFamily {
   const char* name;
   const char* type;
   const char* help;
+  bool decision;  // kept with metrics.per_vm: decisions
   std::function<std::optional<double>(std::size_t index, const VmSample&)> value;
 };
 
@@ -302,43 +303,44 @@ std::optional<double> flag(const std::optional<bool>& v) {
 std::vector<VmFamily> guest_families() {
   return {
       {"memtide_vm_memory_maximum_bytes", "gauge", "The most memory the VM's balloon may give it.",
-       [](std::size_t, const VmSample& vm) { return as_double(vm.max_bytes); }},
-      {"memtide_vm_balloon_bytes", "gauge", "The VM's current memory (balloon size).",
+       true, [](std::size_t, const VmSample& vm) { return as_double(vm.max_bytes); }},
+      {"memtide_vm_balloon_bytes", "gauge", "The VM's current memory (balloon size).", true,
        [](std::size_t, const VmSample& vm) { return as_double(vm.current_bytes); }},
       {"memtide_vm_usable_bytes", "gauge",
-       "Memory the guest can use without swapping (free plus reclaimable page cache).",
+       "Memory the guest can use without swapping (free plus reclaimable page cache).", true,
        [](std::size_t, const VmSample& vm) { return opt(vm.guest.usable_bytes); }},
-      {"memtide_vm_unused_bytes", "gauge", "Free memory inside the guest (MemFree).",
+      {"memtide_vm_unused_bytes", "gauge", "Free memory inside the guest (MemFree).", false,
        [](std::size_t, const VmSample& vm) { return opt(vm.guest.unused_bytes); }},
-      {"memtide_vm_disk_caches_bytes", "gauge", "Page cache inside the guest.",
+      {"memtide_vm_disk_caches_bytes", "gauge", "Page cache inside the guest.", false,
        [](std::size_t, const VmSample& vm) { return opt(vm.guest.disk_caches_bytes); }},
-      {"memtide_vm_swap_in_bytes_total", "counter", "Bytes the guest swapped in.",
+      {"memtide_vm_swap_in_bytes_total", "counter", "Bytes the guest swapped in.", false,
        [](std::size_t, const VmSample& vm) { return opt(vm.guest.swap_in_bytes_total); }},
-      {"memtide_vm_swap_out_bytes_total", "counter", "Bytes the guest swapped out.",
+      {"memtide_vm_swap_out_bytes_total", "counter", "Bytes the guest swapped out.", false,
        [](std::size_t, const VmSample& vm) { return opt(vm.guest.swap_out_bytes_total); }},
-      {"memtide_vm_major_faults_total", "counter", "Major page faults inside the guest.",
+      {"memtide_vm_major_faults_total", "counter", "Major page faults inside the guest.", false,
        [](std::size_t, const VmSample& vm) { return opt(vm.guest.major_faults_total); }},
       {"memtide_vm_host_resident_bytes", "gauge",
-       "Guest memory resident on the host (VmRSS of the QEMU process).",
+       "Guest memory resident on the host (VmRSS of the QEMU process).", false,
        [](std::size_t, const VmSample& vm) {
          return vm.process ? opt(vm.process->rss_bytes) : std::optional<double>();
        }},
       {"memtide_vm_host_swap_bytes", "gauge",
-       "Guest memory the host swapped out (VmSwap of the QEMU process).",
+       "Guest memory the host swapped out (VmSwap of the QEMU process).", false,
        [](std::size_t, const VmSample& vm) {
          return vm.process ? opt(vm.process->swap_bytes) : std::optional<double>();
        }},
       {"memtide_vm_balloon_autodeflate", "gauge",
        "1 when the VM's balloon deflates itself before the guest runs out of memory "
        "(<memballoon autodeflate='on'>); absent without a balloon.",
-       [](std::size_t, const VmSample& vm) { return flag(vm.balloon_autodeflate); }},
+       false, [](std::size_t, const VmSample& vm) { return flag(vm.balloon_autodeflate); }},
       {"memtide_vm_balloon_free_page_reporting", "gauge",
        "1 when the guest hands its free pages back to the host itself (<memballoon "
        "freePageReporting='on'>); absent without a balloon.",
-       [](std::size_t, const VmSample& vm) { return flag(vm.balloon_free_page_reporting); }},
+       false, [](std::size_t, const VmSample& vm) { return flag(vm.balloon_free_page_reporting); }},
       {"memtide_vm_memory_pinned", "gauge",
        "1 when all of the VM's memory stays on the host whatever its balloon (hugepages, locked, "
        "passed-through devices, preallocation, launchSecurity): memtide never shrinks it.",
+       false,
        [](std::size_t, const VmSample& vm) -> std::optional<double> {
          return vm.memory_pins.empty() ? 0.0 : 1.0;
        }},
@@ -355,37 +357,40 @@ std::vector<VmFamily> memtide_families(const TickReport& report,
   };
   return {
       {"memtide_vm_balloon_target_bytes", "gauge", "The size memtide last asked the balloon for.",
+       true,
        [&](std::size_t, const VmSample& vm) { return opt(balloon_target_of(report, vm.uuid)); }},
       {"memtide_vm_balloon_floor_bytes", "gauge",
-       "The least memory memtide leaves the VM (class or metadata floor).",
+       "The least memory memtide leaves the VM (class or metadata floor).", true,
        [&](std::size_t index, const VmSample&) -> std::optional<double> {
          return settings.empty() ? std::nullopt
                                  : std::optional<double>(as_double(settings[index].floor_bytes));
        }},
       {"memtide_vm_page_scan_resident_bytes", "gauge",
-       "Guest RAM resident on the host that the last page scan read.",
+       "Guest RAM resident on the host that the last page scan read.", false,
        [&](std::size_t, const VmSample& vm) -> std::optional<double> {
          return scanned(vm) ? std::optional<double>(as_double(vm.page_scan->resident_bytes))
                             : std::nullopt;
        }},
       {"memtide_vm_page_scan_zero_ratio", "gauge",
-       "Share of the scanned guest pages that are all zero.",
+       "Share of the scanned guest pages that are all zero.", false,
        [&](std::size_t, const VmSample& vm) {
          return vm.page_scan ? vm.page_scan->share_of_resident(vm.page_scan->zero_bytes)
                              : std::nullopt;
        }},
       {"memtide_vm_page_scan_duplicate_ratio", "gauge",
        "Share of the scanned guest pages with an identical twin in the same VM (would merge).",
+       false,
        [&](std::size_t, const VmSample& vm) {
          return vm.page_scan ? vm.page_scan->share_of_resident(vm.page_scan->duplicate_bytes)
                              : std::nullopt;
        }},
       {"memtide_vm_page_scan_volatile_ratio", "gauge",
        "Share of a fixed sample of guest pages whose contents changed between the last two scans.",
+       false,
        [&](std::size_t, const VmSample& vm) {
          return scanned(vm) ? vm.page_scan->volatile_ratio : std::nullopt;
        }},
-      {"memtide_vm_managed", "gauge", "1 when memtide may resize the VM's balloon.",
+      {"memtide_vm_managed", "gauge", "1 when memtide may resize the VM's balloon.", true,
        [&](std::size_t index, const VmSample&) -> std::optional<double> {
          return settings.empty() ? std::nullopt
                                  : std::optional<double>(settings[index].managed ? 1 : 0);
@@ -393,12 +398,28 @@ std::vector<VmFamily> memtide_families(const TickReport& report,
   };
 }
 
-// Per-VM families: each is written for every VM in turn, as the format requires.
+void page_scan_status_metrics(Exposition& e, const Snapshot& s) {
+  e.family("memtide_vm_page_scan_status", "gauge",
+           "1 for the state of memtide's page scan of the VM (scanned, pending, failed, opted-out: "
+           "nosharepages, scan-disabled: metadata, off: ksm.scan.enabled false).");
+  for (const auto& vm : s.vms) {
+    if (vm.page_scan) {
+      e.sample("memtide_vm_page_scan_status",
+               {{"domain", vm.name}, {"uuid", vm.uuid}, {"status", vm.page_scan->status}}, 1.0);
+    }
+  }
+}
+
+// Per-VM families (those metrics.per_vm asks for): each is written for every VM in turn, as the
+// format requires.
 void vm_metrics(Exposition& e, const TickReport& report) {
   const Snapshot& s = *report.snapshot;
-  if (s.vms.empty()) {
+  const auto per_vm =
+      report.config != nullptr ? report.config->metrics.per_vm : config::PerVmMetrics::full;
+  if (s.vms.empty() || per_vm == config::PerVmMetrics::off) {
     return;
   }
+  const bool full = per_vm == config::PerVmMetrics::full;
   std::vector<policy::EffectiveBalloon> settings;
   if (report.config != nullptr) {
     settings.reserve(s.vms.size());
@@ -410,6 +431,9 @@ void vm_metrics(Exposition& e, const TickReport& report) {
   }
   for (const auto& families : {guest_families(), memtide_families(report, settings)}) {
     for (const auto& f : families) {
+      if (!full && !f.decision) {
+        continue;
+      }
       e.family(f.name, f.type, f.help);
       for (std::size_t index = 0; index < s.vms.size(); ++index) {
         const VmSample& vm = s.vms[index];
@@ -419,14 +443,8 @@ void vm_metrics(Exposition& e, const TickReport& report) {
       }
     }
   }
-  e.family("memtide_vm_page_scan_status", "gauge",
-           "1 for the state of memtide's page scan of the VM (scanned, pending, failed, opted-out: "
-           "nosharepages, scan-disabled: metadata, off: ksm.scan.enabled false).");
-  for (const auto& vm : s.vms) {
-    if (vm.page_scan) {
-      e.sample("memtide_vm_page_scan_status",
-               {{"domain", vm.name}, {"uuid", vm.uuid}, {"status", vm.page_scan->status}}, 1.0);
-    }
+  if (full) {
+    page_scan_status_metrics(e, s);
   }
   e.family("memtide_vm_stats_status", "gauge",
            "1 for the state of the guest's balloon statistics (ok, disabled, no-driver, stale, "

@@ -33,7 +33,8 @@ void BM_RenderMetrics(benchmark::State& state) {
     policy_state.vms[v.uuid].last_target_bytes = v.current_bytes;
     s.vms.push_back(std::move(v));
   }
-  const auto config = memtide::config::default_config();
+  auto config = std::make_shared<memtide::config::Config>(*memtide::config::default_config());
+  config->metrics.per_vm = static_cast<memtide::config::PerVmMetrics>(state.range(1));
   memtide::policy::Plan plan;
   memtide::report::DaemonFigures figures;
   const memtide::collectors::VirtFacts facts{"ept", "madvise"};
@@ -46,6 +47,11 @@ void BM_RenderMetrics(benchmark::State& state) {
   }
   state.counters["page_bytes"] = static_cast<double>(bytes);
 }
-BENCHMARK(BM_RenderMetrics)->Arg(1000)->Unit(benchmark::kMillisecond);
+// Arguments: VMs, metrics.per_vm (0 full, 1 decisions, 2 off).
+BENCHMARK(BM_RenderMetrics)
+    ->Args({1000, 0})
+    ->Args({1000, 1})
+    ->Args({1000, 2})
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace

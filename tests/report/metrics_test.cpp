@@ -1,10 +1,12 @@
 // The /metrics page: values taken from the inputs, escaping, and the text format as Prometheus's
 // own checker (promtool, when installed) reads it.
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -262,6 +264,41 @@ TEST(Metrics, TheProcessAndTheHost) {
   EXPECT_EQ(m.at(std::string("memtide_host_info{hostname=\"") + u.nodename + "\",kernel=\"" +
                  u.release + "\",machine=\"" + u.machine + "\"}"),
             "1");
+}
+
+// metrics.per_vm bounds the page: decisions keeps what memtide decides on and decides, off
+// keeps no per-VM series; the host's figures stay in every mode.
+TEST(Metrics, PerVmSeriesFollowTheConfiguration) {
+  const Snapshot s = snapshot();
+  auto per_vm_series = [&s](config::PerVmMetrics mode) {
+    auto c = std::make_shared<config::Config>(*config::default_config());
+    c->metrics.per_vm = mode;
+    TickReport in;
+    in.snapshot = &s;
+    in.config = c.get();
+    std::set<std::string> families;
+    std::size_t series = 0;
+    for (const auto& [key, value] : samples(render_metrics(in))) {
+      if (key.find("uuid=") != std::string::npos) {
+        ++series;
+        families.insert(key.substr(0, key.find('{')));
+      }
+    }
+    EXPECT_EQ(samples(render_metrics(in)).count("memtide_host_memory_bytes{field=\"total\"}"), 1u);
+    return std::make_pair(families, series);
+  };
+  const auto [full, full_series] = per_vm_series(config::PerVmMetrics::full);
+  const auto [decisions, decision_series] = per_vm_series(config::PerVmMetrics::decisions);
+  const auto [off, off_series] = per_vm_series(config::PerVmMetrics::off);
+  EXPECT_EQ(decisions,
+            (std::set<std::string>{"memtide_vm_balloon_bytes", "memtide_vm_balloon_floor_bytes",
+                                   "memtide_vm_managed", "memtide_vm_memory_maximum_bytes",
+                                   "memtide_vm_stats_status", "memtide_vm_usable_bytes"}));
+  EXPECT_TRUE(std::includes(full.begin(), full.end(), decisions.begin(), decisions.end()));
+  EXPECT_GT(full.size(), decisions.size());
+  EXPECT_LT(decision_series, full_series);
+  EXPECT_EQ(off_series, 0u);
+  EXPECT_TRUE(off.empty());
 }
 
 TEST(Metrics, NoForecastIsInfinityAndEmptyInputsRenderTheDaemonAlone) {

@@ -14,8 +14,8 @@ struct SelfProcess {
   std::uint64_t resident_bytes = 0;
   std::uint64_t virtual_bytes = 0;
   std::uint64_t open_fds = 0;
-  std::uint64_t max_fds = 0;        // RLIMIT_NOFILE (soft)
-  double start_time_seconds = 0;    // since the epoch
+  std::uint64_t max_fds = 0;      // RLIMIT_NOFILE (soft)
+  double start_time_seconds = 0;  // since the epoch
   friend bool operator==(const SelfProcess&, const SelfProcess&) = default;
 };
 

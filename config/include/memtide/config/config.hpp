@@ -160,10 +160,20 @@ struct VmClass {
   friend bool operator==(const VmClass&, const VmClass&) = default;
 };
 
+// Which per-VM series /metrics carries: on a host with a thousand VMs the full set (about 20
+// series per VM) makes a page of well over a megabyte.
+enum class PerVmMetrics {
+  full,       // every per-VM family
+  decisions,  // what memtide decides on and decides: balloon, maximum, usable, target, floor,
+              // managed, statistics state
+  off,        // none: host and memtide figures only
+};
+
 struct MetricsSection {
   // HOST:PORT of the Prometheus endpoint (IP literal; IPv6 in brackets); "" turns it off.
   // --metrics-listen overrides it; a socket passed by systemd (memtided.socket) replaces it.
   std::string listen = "127.0.0.1:9847";
+  PerVmMetrics per_vm = PerVmMetrics::full;
   friend bool operator==(const MetricsSection&, const MetricsSection&) = default;
 };
 
@@ -196,6 +206,7 @@ const char* to_string(LogLevel level);
 const char* to_string(KsmMode mode);
 const char* to_string(KsmAdvisor advisor);
 const char* to_string(OnStop on_stop);
-const char* to_string(Coexist coexist);  // "auto", "force"
+const char* to_string(Coexist coexist);      // "auto", "force"
+const char* to_string(PerVmMetrics per_vm);  // "full", "decisions", "off"
 
 }  // namespace memtide::config
