@@ -17,6 +17,9 @@ std::shared_ptr<const Config> load_config_or_defaults(const std::string& path, b
   for (const auto& e : loaded.errors) {
     errors << e.to_string() << '\n';
   }
+  for (const auto& w : loaded.warnings) {
+    errors << "warning: " << w.to_string() << '\n';
+  }
   return loaded.config;
 }
 
@@ -29,6 +32,9 @@ bool check_config_file(const std::string& path, std::ostream& out) {
     out << loaded.errors.size() << (loaded.errors.size() == 1 ? " error" : " errors") << " in "
         << path << '\n';
     return false;
+  }
+  for (const auto& w : loaded.warnings) {
+    out << "warning: " << w.to_string() << '\n';
   }
   out << path << ": valid\n";
   return true;

@@ -88,6 +88,13 @@ class Diagnostics {
         std::move(message));
   }
   bool empty() const { return errors_.empty(); }
+  // Something accepted that should change (a deprecated key); never fails the load.
+  void warn(const YAML::Mark& mark, std::string path, std::string message) {
+    warnings_.push_back({file_, mark.line >= 0 ? mark.line + 1 : 0,
+                         mark.column >= 0 ? mark.column + 1 : 0, std::move(path),
+                         std::move(message)});
+  }
+  std::vector<ConfigError> take_warnings() { return std::move(warnings_); }
 
   std::vector<ConfigError> take() {
     std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
@@ -102,6 +109,7 @@ class Diagnostics {
  private:
   std::string file_;
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
   std::size_t dropped_ = 0;
 };
 
@@ -565,7 +573,16 @@ void read_balloon(MapReader& cls, Diagnostics& diag, BalloonSettings& out) {
   }
   MapReader map(*node, cls.child_path("balloon"), diag);
   read_scalar(map, diag, "enabled", out.enabled, parse_bool);
-  read_scalar(map, diag, "min", out.min, parse_size_or_percent);
+  // `min` is the old name of `floor`: still read, with a warning, and never beside it.
+  if (map.has("min") && map.has("floor")) {
+    map.take("min");
+    diag.add(map.key_mark("min"), map.child_path("min"), "give floor only: min is its old name");
+  } else if (map.has("min")) {
+    diag.warn(map.key_mark("min"), map.child_path("min"),
+              "min is deprecated: call it floor (same value)");
+    read_scalar(map, diag, "min", out.floor, parse_size_or_percent);
+  }
+  read_scalar(map, diag, "floor", out.floor, parse_size_or_percent);
   read_scalar(map, diag, "guest_free", out.guest_free_ratio, parse_percent,
               within<double>(0.0, 0.9, show_percent));
   read_scalar(
@@ -751,6 +768,7 @@ LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
     return result;
   }
   result.config = std::move(config);
+  result.warnings = diag.take_warnings();
   return result;
 }
 

@@ -335,6 +335,11 @@ void Daemon::reload() {
             " error(s); keeping the running configuration",
         {{"MEMTIDE_EVENT", "config-reload-failed"}, {"MEMTIDE_CONFIG", options_.config_path}});
   } else {
+    for (const auto& w : loaded.warnings) {
+      log_.warning(w.to_string(), {{"MEMTIDE_EVENT", "config-warning"},
+                                   {"MEMTIDE_CONFIG", w.file},
+                                   {"MEMTIDE_CONFIG_LINE", std::to_string(w.line)}});
+    }
     apply(config::with_overrides(std::move(loaded.config), options_.overrides));
     figures.last_reload_error.clear();
     figures.last_reload_ok = true;

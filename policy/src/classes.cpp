@@ -38,7 +38,7 @@ EffectiveBalloon effective_balloon(const VmSample& vm, const config::Config& con
   s.hysteresis = b.hysteresis;
   s.grow_when_host_idle = b.grow_when_host_idle;
   s.cache_protection = b.cache_protection;
-  s.floor_bytes = std::min(vm.metadata.floor.value_or(b.min).resolve(vm.max_bytes), vm.max_bytes);
+  s.floor_bytes = std::min(vm.metadata.floor.value_or(b.floor).resolve(vm.max_bytes), vm.max_bytes);
   const bool enabled = vm.metadata.balloon_enabled.value_or(b.enabled);
   // Checked here too, not only by the collector: a replayed or hand-written snapshot reaches the
   // policy without it, and the engine's signed arithmetic relies on sizes below 2^52.

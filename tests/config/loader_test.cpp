@@ -70,7 +70,7 @@ classes:
   - name: rest
     match: {name: "web-*"}
     balloon:
-      min: 1GiB
+      floor: 1GiB
       guest_free: 20%
       shares: 250
       max_step: 64MiB
@@ -121,7 +121,7 @@ classes:
   EXPECT_FALSE(c.classes[0].match_name.has_value());
   EXPECT_FALSE(c.classes[0].balloon.enabled);
   EXPECT_EQ(c.classes[1].match_name, "web-*");
-  EXPECT_EQ(c.classes[1].balloon.min, SizeOrRatio{1ULL << 30});
+  EXPECT_EQ(c.classes[1].balloon.floor, SizeOrRatio{1ULL << 30});
   EXPECT_DOUBLE_EQ(c.classes[1].balloon.guest_free_ratio, 0.2);
   EXPECT_EQ(c.classes[1].balloon.shares, 250u);
   EXPECT_EQ(c.classes[1].balloon.max_step, SizeOrRatio{64ULL << 20});
@@ -163,4 +163,22 @@ TEST(ConfigError, FormatsLikeACompiler) {
 }
 
 }  // namespace
+// balloon.min is balloon.floor's old name: still read, with a located warning, and the file is
+// valid; the two together are an error.
+TEST(ConfigLoader, TheOldNameOfTheFloorIsReadWithAWarning) {
+  const auto r = load_config_string(
+      "classes:\n  - name: all\n    match: {name: \"*\"}\n    balloon: {min: 2GiB}\n", "old.yaml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  EXPECT_EQ(r.config->classes[0].balloon.floor, SizeOrRatio{2ULL << 30});
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(r.warnings[0].to_string(),
+            "old.yaml:4:15: classes[0].balloon.min: min is deprecated: call it floor (same value)");
+  const auto current = load_config_string(
+      "classes:\n  - name: all\n    match: {name: \"*\"}\n    balloon: {floor: 2GiB}\n",
+      "new.yaml");
+  ASSERT_TRUE(current.ok());
+  EXPECT_TRUE(current.warnings.empty());
+  EXPECT_EQ(current.config->classes[0].balloon.floor, SizeOrRatio{2ULL << 30});
+}
+
 }  // namespace memtide::config

@@ -21,7 +21,7 @@ config::Config one_class() {
   config::VmClass all;
   all.name = "default";
   all.match_name = "*";
-  all.balloon.min = SizeOrRatio{GiB};
+  all.balloon.floor = SizeOrRatio{GiB};
   all.balloon.guest_free_ratio = 0.15;
   all.balloon.max_step = SizeOrRatio{512ULL << 20};
   c.classes = {all};

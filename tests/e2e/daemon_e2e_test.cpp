@@ -53,7 +53,7 @@ class ManagedGuests : public RealGuest {
   // The host's KSM settings are left alone (ksm.mode unmanaged) unless a test says otherwise.
   void write_config(std::uint64_t reserve_bytes, const std::string& ksm = "{mode: unmanaged}",
                     const std::string& balloon =
-                        "{min: 60%, guest_free: 20%, max_step: 64MiB, "
+                        "{floor: 60%, guest_free: 20%, max_step: 64MiB, "
                         "deadband: 8MiB, hysteresis: 10s}") {
     std::ofstream(dir_ + "/memtide.yaml")
         << "daemon: {interval: 2s, on_stop: restore, control_socket: " << dir_ << "/ctl.sock}\n"
@@ -311,7 +311,7 @@ TEST_F(ManagedGuests, GenuineHostPressure) {
   ASSERT_EQ(file("grower.log").find("holding 200 MiB"), std::string::npos) << "started too late";
   const std::uint64_t reserve = 1ULL << 30;
   write_config(reserve, "{mode: unmanaged}",
-               "{min: 30%, guest_free: 20%, max_step: 64MiB, deadband: 8MiB, hysteresis: 10s}");
+               "{floor: 30%, guest_free: 20%, max_step: 64MiB, deadband: 8MiB, hysteresis: 10s}");
   // The hog leaves MemAvailable 300 MiB below the reserve. What shrinking gives the host is the
   // memory the guests touched and freed (about 520 MiB above the touched guests' floors): the
   // grower's free memory was never resident on the host.
@@ -384,7 +384,7 @@ TEST_F(ManagedGuests, LibvirtdKilledAndRestarted) {
   ASSERT_TRUE(wait_for_workloads({{"solo", "holding 40 MiB"}}, 120s)) << file("solo.log");
   // Under pressure memtided shrinks solo 32 MiB per tick toward its 60 % floor.
   write_config(host_available() + 400 * MiB, "{mode: unmanaged}",
-               "{min: 60%, guest_free: 20%, max_step: 32MiB, deadband: 8MiB, hysteresis: 10s}");
+               "{floor: 60%, guest_free: 20%, max_step: 32MiB, deadband: 8MiB, hysteresis: 10s}");
   start_daemon();
   auto balloon = [&]() -> std::optional<std::uint64_t> {
     const auto g = vms(status());
@@ -445,7 +445,7 @@ TEST_F(ManagedGuests, OtherManagersAndPinnedMemory) {
       << file("solo.log") << file("prealloc.log");
   // Under pressure memtided would shrink solo 32 MiB per tick toward its 60 % floor.
   write_config(host_available() + 400 * MiB, "{mode: unmanaged}",
-               "{min: 60%, guest_free: 20%, max_step: 32MiB, deadband: 8MiB, hysteresis: 4s}");
+               "{floor: 60%, guest_free: 20%, max_step: 32MiB, deadband: 8MiB, hysteresis: 4s}");
   write_second_config();
   const std::string stand_in = dir_ + "/pvestatd";
   ASSERT_EQ(run_command("cp /bin/sleep '" + stand_in + "' && echo ok"), "ok");
@@ -702,7 +702,7 @@ TEST_F(ManagedGuests, FaultInjection) {
       "B, swap_forecast: {window: 20s}}\n" + "ksm: {mode: unmanaged}\n" +
       "alerts: {alertmanager: {url: \"http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) +
       "\", timeout: 1s}}\n" + "classes:\n  - name: all\n    match: {name: \"*\"}\n" +
-      "    balloon: {min: 60%, guest_free: 20%, max_step: 32MiB, deadband: 8MiB, "
+      "    balloon: {floor: 60%, guest_free: 20%, max_step: 32MiB, deadband: 8MiB, "
       "hysteresis: 10s}\n";
   std::ofstream(dir_ + "/memtide.yaml") << config;
   start_daemon();

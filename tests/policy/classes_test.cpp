@@ -16,12 +16,12 @@ config::Config two_classes() {
   config::VmClass tagged;
   tagged.name = "batch";
   tagged.match_class = "batch";
-  tagged.balloon.min = SizeOrRatio{0.10};
+  tagged.balloon.floor = SizeOrRatio{0.10};
   tagged.balloon.shares = 100;
   config::VmClass rest;
   rest.name = "default";
   rest.match_name = "*";
-  rest.balloon.min = SizeOrRatio{GiB};
+  rest.balloon.floor = SizeOrRatio{GiB};
   rest.balloon.max_step = SizeOrRatio{0.05};
   c.classes = {db, tagged, rest};
   return c;

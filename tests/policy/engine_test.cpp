@@ -637,7 +637,7 @@ Snapshot random_snapshot(std::mt19937_64& rng, int vms) {
 TEST(DecideProperties, TargetsStayWithinFloorAndMaximum) {
   std::mt19937_64 rng(42);
   auto c = base_config();
-  c.classes[0].balloon.min = SizeOrRatio{0.3};
+  c.classes[0].balloon.floor = SizeOrRatio{0.3};
   c.classes[0].balloon.max_step = SizeOrRatio{0.25};
   for (int round = 0; round < 500; ++round) {
     const auto s = random_snapshot(rng, 12);

@@ -25,7 +25,7 @@ inline config::Config base_config() {
   config::VmClass all;
   all.name = "default";
   all.match_name = "*";
-  all.balloon.min = SizeOrRatio{GiB};
+  all.balloon.floor = SizeOrRatio{GiB};
   all.balloon.guest_free_ratio = 0.15;
   all.balloon.max_step = SizeOrRatio{512 * MiB};
   all.balloon.deadband_bytes = 32 * MiB;

@@ -244,7 +244,7 @@ std::shared_ptr<const config::Config> replay_config() {
   config::VmClass all;
   all.name = "default";
   all.match_name = "*";
-  all.balloon.min = SizeOrRatio{1 * GiB};
+  all.balloon.floor = SizeOrRatio{1 * GiB};
   all.balloon.guest_free_ratio = 0.20;
   all.balloon.max_step = SizeOrRatio{256 * MiB};
   all.balloon.deadband_bytes = 32 * MiB;

@@ -136,7 +136,7 @@ struct KsmSection {
 
 struct BalloonSettings {
   bool enabled = true;
-  SizeOrRatio min{0.30};           // floor: bytes, or share of the VM's maximum
+  SizeOrRatio floor{0.30};         // bytes, or share of the VM's maximum ("min" before)
   double guest_free_ratio = 0.15;  // usable memory the guest should keep, share of its current size
   std::uint32_t shares = 1000;     // weight when memory is divided between VMs
   SizeOrRatio max_step{0.10};      // largest change per tick: bytes, or share of the VM's maximum

@@ -1,7 +1,7 @@
 // Loading memtide.yaml into a Config. All problems in a file are reported together, each with
 // its position and the dotted key path, in the form compilers use so editors can jump to it:
 //
-//   /etc/memtide/memtide.yaml:12:14: classes[0].balloon.min: percentage must be between ...
+//   /etc/memtide/memtide.yaml:12:14: classes[0].balloon.floor: percentage must be between ...
 //
 // Unknown keys are errors (a typo must not silently fall back to a default) and come with a
 // "did you mean" suggestion. Input is untrusted: size, nesting depth, NUL bytes and tab
@@ -25,7 +25,7 @@ struct ConfigError {
   std::string file;
   int line = 0;          // 1-based; 0 when the error concerns the whole file
   int column = 0;        // 1-based
-  std::string key_path;  // "classes[0].balloon.min"; empty for syntax and file errors
+  std::string key_path;  // "classes[0].balloon.floor"; empty for syntax and file errors
   std::string message;
 
   // "FILE:LINE:COLUMN: key.path: message" (parts that are empty are left out).
@@ -35,6 +35,7 @@ struct ConfigError {
 struct LoadResult {
   std::shared_ptr<const Config> config;  // set exactly when errors is empty
   std::vector<ConfigError> errors;       // sorted by position
+  std::vector<ConfigError> warnings;     // of a valid file: deprecated keys, in file order
   // The document held no settings at all (an empty file, or only comments): valid, it means
   // the defaults, but on a reload it is far more likely a file caught mid-write.
   bool empty_document = false;
