@@ -121,11 +121,21 @@ std::vector<OtherManager> find_other_managers(const std::string& procfs, int sel
       continue;
     }
     const std::string base = procfs + "/" + entry->d_name;
-    // comm is at most 16 bytes; a command line is read only as far as its first two arguments
-    // could reach.
+    // comm (at most 16 bytes) names almost every process; the command line is read only where it
+    // could name a manager that comm does not: a known name, or a script an interpreter runs.
     const auto comm = read_optional_file(base + "/comm", 64);
+    if (!comm || !comm->has_value()) {
+      continue;  // gone or unreadable
+    }
+    std::string_view name = **comm;
+    while (!name.empty() && name.back() == '\n') {
+      name.remove_suffix(1);
+    }
+    if (known(name) == nullptr && !interpreter(name)) {
+      continue;
+    }
     const auto cmdline = read_optional_file(base + "/cmdline", 8192);
-    if (!comm || !comm->has_value() || !cmdline || !cmdline->has_value() || (*cmdline)->empty()) {
+    if (!cmdline || !cmdline->has_value() || (*cmdline)->empty()) {
       continue;  // gone, unreadable, or a kernel thread
     }
     auto manager = identify_manager(**comm, **cmdline, static_cast<int>(*pid));
