@@ -2,9 +2,13 @@
 #include <cstdlib>
 #include <iostream>
 
+#include <unistd.h>
+
 #include <memtide/actuators/restore.hpp>
 #include <memtide/collectors/collect.hpp>
+#include <memtide/collectors/other_managers.hpp>
 #include <memtide/core/exit_code.hpp>
+#include <memtide/policy/coexist.hpp>
 
 #include "commands.hpp"
 
@@ -23,6 +27,15 @@ int restore(const config::Config& config, bool dry_run, bool if_service_failed) 
       return kExitOk;
     }
     std::cout << "memtided ended without restoring (" << result << "); restoring\n";
+  }
+  // Balloons another manager resizes are not memtide's to restore (daemon.coexist). A memtided
+  // still running is not such a manager here: a restore by hand is meant to override it.
+  auto others = collectors::find_other_managers(config.daemon.procfs, static_cast<int>(getpid()));
+  std::erase_if(others, [](const OtherManager& m) { return m.name == "memtided"; });
+  if (const auto owner = policy::yielding_to(others, policy::Controls::balloons, config);
+      !owner.empty()) {
+    std::cout << "balloons are left to " << owner << " (daemon.coexist: auto): nothing restored\n";
+    return kExitOk;
   }
   auto worker = collectors::make_libvirt_worker(config);
   const auto run =

@@ -2,6 +2,7 @@
 // socket passed as NOTIFY_SOCKET, signals, reloads, exit codes and --once output.
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -459,6 +460,28 @@ TEST(Memtidectl, RestoreAndDryRun) {
   const auto real = run_ctl({"restore", "--connect", "test:///default"});
   EXPECT_EQ(real.status, 0) << real.err;
   EXPECT_EQ(real.out, "test: 2 GiB -> 8 GiB\n");
+}
+
+// Beside another balloon manager (a root momd in the configured procfs) restore leaves the
+// balloons to it, unless daemon.coexist is force.
+TEST(Memtidectl, RestoreLeavesBalloonsToAnotherManager) {
+  TempDir dir;
+  const std::string mom = dir.file("proc/4242");
+  std::filesystem::create_directories(mom);
+  std::ofstream(mom + "/comm") << "momd\n";
+  std::ofstream(mom + "/cmdline") << std::string("momd\0", 5);
+  std::ofstream(mom + "/status") << "Name:\tmomd\nUid:\t0\t0\t0\t0\n";
+  dir.write("auto.yaml", "daemon: {procfs: " + dir.file("proc") + "}\n");
+  dir.write("force.yaml", "daemon: {procfs: " + dir.file("proc") + ", coexist: force}\n");
+  const auto left =
+      run_ctl({"restore", "--config", dir.file("auto.yaml"), "--connect", "test:///default"});
+  EXPECT_EQ(left.status, 0) << left.err;
+  EXPECT_EQ(left.out,
+            "balloons are left to momd (pid 4242) (daemon.coexist: auto): nothing restored\n");
+  const auto forced =
+      run_ctl({"restore", "--config", dir.file("force.yaml"), "--connect", "test:///default"});
+  EXPECT_EQ(forced.status, 0) << forced.err;
+  EXPECT_EQ(forced.out, "test: 2 GiB -> 8 GiB\n");
 }
 
 // The unit's ExecStopPost safety net: acts only when systemd says memtided did not stop cleanly
