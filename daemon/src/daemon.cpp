@@ -179,15 +179,13 @@ void Daemon::stop() {
   sd_notify(0, "STOPPING=1\nSTATUS=stopping");
   auto* hypervisor = collector_->hypervisor();
   // Balloons left to another manager were never memtide's to restore.
-  const bool yielding =
-      known_.snapshot &&
-      !policy::yielding_to(known_.snapshot->other_managers, policy::Controls::balloons, *config_)
-           .empty();
+  const std::string owner = known_.snapshot
+                                ? policy::yielding_to(known_.snapshot->other_managers,
+                                                      policy::Controls::balloons, *config_)
+                                : "";
+  const bool yielding = !owner.empty();
   if (yielding) {
-    log_.notice("on stop: balloons are left to " +
-                    policy::yielding_to(known_.snapshot->other_managers, policy::Controls::balloons,
-                                        *config_) +
-                    ", not restored",
+    log_.notice("on stop: balloons are left to " + owner + ", not restored",
                 {{"MEMTIDE_EVENT", "restore"}});
   }
   if (config_->daemon.on_stop == config::OnStop::restore && hypervisor != nullptr && !yielding) {
