@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -496,6 +497,46 @@ Result<std::string> parse_http_url(std::string_view text) {
   return url;
 }
 
+// alerts.alertmanager.labels: Prometheus label names (not reserved, not memtided's own) to
+// short UTF-8 values.
+void read_alert_labels(const YAML::Node& node, const std::string& path, Diagnostics& diag,
+                       std::map<std::string, std::string>& out) {
+  if (!node.IsMap()) {
+    diag.add(node.Mark(), path,
+             "expected a mapping of label names to values, got " + node_kind(node));
+    return;
+  }
+  constexpr std::size_t kMaxValueBytes = 1024;
+  std::map<std::string, std::string> labels;
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar() || !kv.second.IsScalar()) {
+      diag.add(kv.first.Mark(), path, "expected label: value pairs, got " + node_kind(kv.second));
+      continue;
+    }
+    const std::string& name = kv.first.Scalar();
+    const std::string& value = kv.second.Scalar();
+    const auto where = path + "." + shorten_utf8(name, 40);
+    const bool well_formed =
+        !name.empty() &&
+        (std::isalpha(static_cast<unsigned char>(name[0])) != 0 || name[0] == '_') &&
+        std::all_of(name.begin(), name.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+        });
+    if (!well_formed || name.rfind("__", 0) == 0) {
+      diag.add(
+          kv.first.Mark(), where,
+          "not a Prometheus label name (letters, digits and _, not starting with a digit or __)");
+    } else if (name == "alertname" || name == "severity" || name == "domain") {
+      diag.add(kv.first.Mark(), where, name + " is set by memtided for each alert");
+    } else if (value.empty() || value.size() > kMaxValueBytes || !is_valid_utf8(value)) {
+      diag.add(kv.second.Mark(), where, "expected a value of 1 to 1024 bytes of UTF-8");
+    } else if (!labels.emplace(name, value).second) {
+      diag.add(kv.first.Mark(), where, "duplicate label");
+    }
+  }
+  out = std::move(labels);
+}
+
 void read_alerts(MapReader& root, Diagnostics& diag, AlertsSection& out) {
   const auto node = root.take("alerts");
   if (!node) {
@@ -509,6 +550,9 @@ void read_alerts(MapReader& root, Diagnostics& diag, AlertsSection& out) {
                 within<std::chrono::milliseconds>(1s, 1h, show_duration));
     read_scalar(a, diag, "timeout", out.alertmanager_timeout, parse_duration,
                 within<std::chrono::milliseconds>(100ms, 60s, show_duration));
+    if (const auto labels = a.take("labels")) {
+      read_alert_labels(*labels, a.child_path("labels"), diag, out.alertmanager_labels);
+    }
   }
   if (const auto ex = map.take("exec")) {
     MapReader e(*ex, "alerts.exec", diag);

@@ -62,8 +62,8 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
     const std::string what = change.vm + ": " + config::format_size(change.from_bytes) + " -> " +
                              config::format_size(change.to_bytes) + ": " + change.reason;
     const std::initializer_list<LogField> fields = {
-        {"MEMTIDE_VM", change.vm},
-        {"MEMTIDE_VM_UUID", change.uuid},
+        {"MEMTIDE_DOMAIN", change.vm},
+        {"MEMTIDE_DOMAIN_UUID", change.uuid},
         {"MEMTIDE_FROM_BYTES", std::to_string(change.from_bytes)},
         {"MEMTIDE_TO_BYTES", std::to_string(change.to_bytes)}};
     const std::int64_t at = snapshot.collected_at_unix_ms;
@@ -119,7 +119,7 @@ void Actions::release_huge_pages(const Snapshot& snapshot, std::int64_t now_ms) 
                               (after ? config::format_size(*after) : std::string("unknown"));
   for (const auto& r : released) {
     const std::initializer_list<LogField> fields = {{"MEMTIDE_EVENT", "huge-pages-released"},
-                                                    {"MEMTIDE_VM", r.vm}};
+                                                    {"MEMTIDE_DOMAIN", r.vm}};
     if (r.error.empty()) {
       ++figures_.huge_page_releases_total["done"];
       log_.info("split the huge pages " + r.vm + "'s balloon left partly mapped (" +
@@ -192,8 +192,8 @@ void Actions::restore_on_stop(collectors::HypervisorWorker& hypervisor,
   for (const auto& o : run.outcomes) {
     const std::initializer_list<LogField> fields = {
         {"MEMTIDE_EVENT", o.kind == Kind::failed ? "restore-failed" : "restore"},
-        {"MEMTIDE_VM", o.vm},
-        {"MEMTIDE_VM_UUID", o.uuid}};
+        {"MEMTIDE_DOMAIN", o.vm},
+        {"MEMTIDE_DOMAIN_UUID", o.uuid}};
     if (o.kind == Kind::restored) {
       // The restore was a command to the maximum: the policy's memory says so, or after a
       // restart it would take the old, smaller target for one still in flight.

@@ -88,8 +88,8 @@ void CollectionLog::log_process_claims(const Snapshot& snapshot) {
     if (process_claims_[vm.uuid] != *vm.process_unavailable) {
       log_.warning("domain '" + vm.name + "': host figures unavailable: " + *vm.process_unavailable,
                    {{"MEMTIDE_EVENT", "vm-process-untrusted"},
-                    {"MEMTIDE_VM", vm.name},
-                    {"MEMTIDE_VM_UUID", vm.uuid}});
+                    {"MEMTIDE_DOMAIN", vm.name},
+                    {"MEMTIDE_DOMAIN_UUID", vm.uuid}});
     }
     claims[vm.uuid] = *vm.process_unavailable;
   }
@@ -111,8 +111,8 @@ void CollectionLog::log_metadata_errors(const Snapshot& snapshot) {
     if (metadata_errors_[vm.uuid] != all) {
       log_.warning("domain '" + vm.name + "': invalid memtide metadata ignored: " + all,
                    {{"MEMTIDE_EVENT", "vm-metadata-invalid"},
-                    {"MEMTIDE_VM", vm.name},
-                    {"MEMTIDE_VM_UUID", vm.uuid}});
+                    {"MEMTIDE_DOMAIN", vm.name},
+                    {"MEMTIDE_DOMAIN_UUID", vm.uuid}});
     }
     seen[vm.uuid] = all;
   }
@@ -132,8 +132,8 @@ void CollectionLog::log_metadata_changes(const Snapshot& snapshot) {
       log_.notice("domain '" + vm.name + "': memtide settings changed from " +
                       describe(it->second) + " to " + describe(vm.metadata),
                   {{"MEMTIDE_EVENT", "vm-metadata-changed"},
-                   {"MEMTIDE_VM", vm.name},
-                   {"MEMTIDE_VM_UUID", vm.uuid}});
+                   {"MEMTIDE_DOMAIN", vm.name},
+                   {"MEMTIDE_DOMAIN_UUID", vm.uuid}});
     }
     now.emplace(vm.uuid, vm.metadata);
   }

@@ -64,7 +64,7 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
   metrics_.serve(config_->metrics.listen, [this] {
     return std::make_shared<const std::string>(report::render_metrics(tick_report()));
   });
-  alerts_.configure(config_->alerts);
+  alerts_.configure(config_->alerts, config_->metrics.listen);
   state_.configure(config_->daemon.state_file);
   recorder_.configure(config_->daemon.record);
 }

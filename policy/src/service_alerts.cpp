@@ -37,6 +37,20 @@ std::vector<Alert> ServiceAlerts::update(std::vector<Alert> alerts, bool hypervi
   return alerts;
 }
 
+std::string alertname(std::string_view name) {
+  std::string out = "Memtide";
+  bool word_start = true;
+  for (const char c : name) {
+    if (c == '-') {
+      word_start = true;
+      continue;
+    }
+    out += word_start && c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+    word_start = false;
+  }
+  return out;
+}
+
 AlertChanges alert_changes(const std::vector<Alert>& before, const std::vector<Alert>& after) {
   auto key = [](const Alert& a) { return std::tie(a.name, a.subject); };
   auto less = [&key](const Alert& a, const Alert& b) { return key(a) < key(b); };

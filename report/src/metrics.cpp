@@ -535,12 +535,15 @@ void plan_metrics(Exposition& e, const policy::Plan& p, const std::vector<policy
           "Trend of host MemAvailable (Theil-Sen slope over the forecast window).",
           p.forecast.available_slope_bytes_per_second);
   e.family("memtide_alert_firing", "gauge",
-           "1 for every alert firing, by alert, subject and severity.");
+           "1 for every alert firing, by alert, severity and (guest alerts) domain.");
   for (const auto& a : alerts) {
-    e.sample(
-        "memtide_alert_firing",
-        {{"alert", a.name}, {"subject", a.subject}, {"severity", policy::to_string(a.severity)}},
-        1.0);
+    const char* severity = policy::to_string(a.severity);
+    if (a.subject.empty()) {
+      e.sample("memtide_alert_firing", {{"alert", a.name}, {"severity", severity}}, 1.0);
+    } else {
+      e.sample("memtide_alert_firing",
+               {{"alert", a.name}, {"domain", a.subject}, {"severity", severity}}, 1.0);
+    }
   }
 }
 

@@ -169,7 +169,7 @@ nlohmann::json alerts_status(const TickReport& r) {
   nlohmann::json alerts = nlohmann::json::array();
   for (const auto& a : firing_alerts(r)) {
     alerts.push_back({{"name", a.name},
-                      {"subject", a.subject},
+                      {"domain", a.subject},
                       {"severity", policy::to_string(a.severity)},
                       {"summary", a.summary}});
   }

@@ -181,4 +181,31 @@ TEST(ConfigLoader, TheOldNameOfTheFloorIsReadWithAWarning) {
   EXPECT_EQ(current.config->classes[0].balloon.floor, SizeOrRatio{2ULL << 30});
 }
 
+// alerts.alertmanager.labels: free label names, checked as Prometheus checks them.
+TEST(ConfigLoader, AlertmanagerLabelsAreReadAndChecked) {
+  const auto r = load_config_string(
+      "alerts:\n  alertmanager:\n    url: http://am:9093\n"
+      "    labels: {instance: \"h1.example.org:9847\", cluster: eu-1}\n",
+      "labels.yaml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  EXPECT_EQ(r.config->alerts.alertmanager_labels,
+            (std::map<std::string, std::string>{{"cluster", "eu-1"},
+                                                {"instance", "h1.example.org:9847"}}));
+  const auto bad = load_config_string(
+      "alerts:\n  alertmanager:\n    labels:\n      9lives: x\n      __meta: y\n      domain: z\n"
+      "      ok: \"\"\n",
+      "bad.yaml");
+  ASSERT_EQ(bad.errors.size(), 4u);
+  EXPECT_EQ(bad.errors[0].to_string(),
+            "bad.yaml:4:7: alerts.alertmanager.labels.9lives: not a Prometheus label name "
+            "(letters, digits and _, not starting with a digit or __)");
+  EXPECT_EQ(bad.errors[1].key_path, "alerts.alertmanager.labels.__meta");
+  EXPECT_EQ(bad.errors[2].to_string(),
+            "bad.yaml:6:7: alerts.alertmanager.labels.domain: domain is set by memtided for each "
+            "alert");
+  EXPECT_EQ(bad.errors[3].to_string(),
+            "bad.yaml:7:11: alerts.alertmanager.labels.ok: expected a value of 1 to 1024 bytes "
+            "of UTF-8");
+}
+
 }  // namespace memtide::config

@@ -1,8 +1,13 @@
 // Alert sinks: the payloads, the exec hook run for real, and the Alertmanager client against a
 // listening socket that answers like an HTTP server.
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -11,6 +16,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include "alerts/delivery.hpp"
 
@@ -39,24 +45,90 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
 }
 
 TEST(AlertPayloads, AlertmanagerV2AndExecBodies) {
-  const auto am = alertmanager_body({notice(false)}, "host-a");
+  const auto target = alert_target_labels("host-a", "127.0.0.1:9847", {});
+  const auto am = alertmanager_body({notice(false)}, target);
   ASSERT_EQ(am.size(), 1u);
-  EXPECT_EQ(am[0]["labels"]["alertname"], "guest-distress");
-  EXPECT_EQ(am[0]["labels"]["severity"], "warning");
-  EXPECT_EQ(am[0]["labels"]["instance"], "host-a");
-  EXPECT_EQ(am[0]["labels"]["job"], "memtided");
-  EXPECT_EQ(am[0]["labels"]["vm"], "web-1");
+  // The names and labels the shipped Prometheus rules give the same alert
+  // (packaging/prometheus/memtide-alerts.test.yml), so Alertmanager sees one alert.
+  EXPECT_EQ(am[0]["labels"], nlohmann::json({{"alertname", "MemtideGuestDistress"},
+                                             {"severity", "warning"},
+                                             {"instance", "host-a:9847"},
+                                             {"job", "memtide"},
+                                             {"domain", "web-1"}}));
   EXPECT_EQ(am[0]["annotations"]["summary"], "web-1 at its floor");
+  EXPECT_EQ(am[0]["annotations"]["runbook_url"], "https://memtide.org/readme#memtideguestdistress");
   EXPECT_EQ(am[0]["startsAt"], "2027-01-15T08:00:00.000Z");
   EXPECT_EQ(am[0]["endsAt"], "2027-01-15T08:01:00.000Z");
   const auto host_alert = alertmanager_body(
-      {{{"host-swapping", "", policy::Severity::critical, "s", 0}, false, 0, 0}}, "h");
-  EXPECT_FALSE(host_alert[0]["labels"].contains("vm"));
+      {{{"host-swapping", "", policy::Severity::critical, "s", 0}, false, 0, 0}}, target);
+  EXPECT_EQ(host_alert[0]["labels"]["alertname"], "MemtideHostSwapping");
+  EXPECT_FALSE(host_alert[0]["labels"].contains("domain"));
   const auto ex = exec_body(notice(true), "host-a");
   EXPECT_EQ(ex["status"], "resolved");
   EXPECT_EQ(ex["alert"], "guest-distress");
+  EXPECT_EQ(ex["domain"], "web-1");
   EXPECT_EQ(ex["ends_at"], "2027-01-15T08:01:00.000Z");
   EXPECT_TRUE(exec_body(notice(false), "h")["ends_at"].is_null());
+}
+
+TEST(AlertPayloads, TheHostIsNamedAsPrometheusNamesItsTarget) {
+  // Without metrics there is no port to name.
+  EXPECT_EQ(alert_target_labels("h", "", {}),
+            (std::map<std::string, std::string>{{"instance", "h"}, {"job", "memtide"}}));
+  EXPECT_EQ(alert_target_labels("h", "[::1]:9100", {})["instance"], "h:9100");
+  // alerts.alertmanager.labels replace the defaults and add to them.
+  EXPECT_EQ(alert_target_labels("h", "0.0.0.0:9847",
+                                {{"instance", "h.example.org:9847"}, {"cluster", "eu-1"}}),
+            (std::map<std::string, std::string>{
+                {"cluster", "eu-1"}, {"instance", "h.example.org:9847"}, {"job", "memtide"}}));
+}
+
+TEST(AlertNames, EveryAlertHasOneAlertmanagerName) {
+  std::set<std::string> names;
+  for (const char* name : policy::kAllAlertNames) {
+    const auto camel = policy::alertname(name);
+    EXPECT_EQ(camel.find('-'), std::string::npos) << camel;
+    names.insert(camel);
+  }
+  EXPECT_EQ(names.size(), std::size(policy::kAllAlertNames));
+  EXPECT_EQ(policy::alertname("host-swap-forecast"), "MemtideHostSwapForecast");
+  EXPECT_EQ(policy::alertname("libvirt-down"), "MemtideLibvirtDown");
+}
+
+// The shipped Prometheus rules know every alert memtided raises by the name memtided sends to
+// Alertmanager, and every rule links a runbook that README.md has.
+TEST(AlertNames, TheShippedRulesCarryEveryAlertUnderItsAlertmanagerName) {
+  const YAML::Node rules = YAML::LoadFile(MEMTIDE_ALERT_RULES);
+  std::ifstream file(MEMTIDE_README);
+  ASSERT_TRUE(file);
+  const std::string readme((std::istreambuf_iterator<char>(file)),
+                           std::istreambuf_iterator<char>());
+  std::map<std::string, std::string> expr_by_alert;  // alertname -> its rules' exprs
+  for (const auto& group : rules["groups"]) {
+    for (const auto& rule : group["rules"]) {
+      if (!rule["alert"]) {
+        continue;
+      }
+      const auto name = rule["alert"].as<std::string>();
+      expr_by_alert[name] += rule["expr"].as<std::string>() + "\n";
+      std::string anchor = name;
+      std::transform(anchor.begin(), anchor.end(), anchor.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      EXPECT_EQ(rule["annotations"]["runbook_url"].as<std::string>(""), kRunbookBase + anchor)
+          << name;
+      EXPECT_FALSE(rule["annotations"]["summary"].as<std::string>("").empty()) << name;
+      EXPECT_FALSE(rule["annotations"]["description"].as<std::string>("").empty()) << name;
+      EXPECT_NE(readme.find("\n#### " + name + "\n"), std::string::npos)
+          << name << " has no runbook in README.md";
+    }
+  }
+  for (const char* id : policy::kAllAlertNames) {
+    const auto it = expr_by_alert.find(policy::alertname(id));
+    ASSERT_NE(it, expr_by_alert.end()) << id << " has no rule";
+    EXPECT_NE(it->second.find(std::string("memtide_alert_firing{alert=\"") + id + "\"}"),
+              std::string::npos)
+        << it->second;
+  }
 }
 
 class AlertHook : public ::testing::Test {
@@ -253,7 +325,8 @@ class FakeAlertmanager {
 TEST(AlertmanagerSink, PostsTheAlertsToApiV2) {
   FakeAlertmanager am(200);
   AlertmanagerSink sink(am.url(), 2s);
-  const std::string body = alertmanager_body({notice(false)}, "host-a").dump();
+  const std::string body =
+      alertmanager_body({notice(false)}, alert_target_labels("host-a", "", {})).dump();
   sink.submit(body);
   ASSERT_TRUE(eventually([&] { return sink.figures().delivered == 1; }));
   const std::string request = am.first_request();

@@ -3,6 +3,9 @@
 # fixture host whose memory PSI is above the configured limit, raises host-memory-pressure and
 # delivers it to Alertmanager; the fixture then calms down, the alert resolves, and Alertmanager
 # must see it resolved. The exec hook gets both transitions.
+# With Debian's prometheus as well, Prometheus scrapes memtided with the shipped rules and sends
+# its alerts to the same Alertmanager: both paths must raise the alert under one alertname and one
+# label set, so Alertmanager holds exactly one alert for them.
 # Usage: alertmanager_test.sh PATH/TO/memtided SOURCE_DIR. Exits 77 (skipped) without it.
 set -euo pipefail
 memtided=$1
@@ -41,13 +44,18 @@ cat >> "$work/hook.log"
 echo >> "$work/hook.log"
 HOOK
 chmod +x "$work/hook"
+metrics_port=$(free_port)
+# Prometheus calls the target 127.0.0.1:PORT, so memtided is told to call itself the same.
 cat >"$work/memtide.yaml" <<YAML
 daemon: {interval: 500ms, procfs: $work/host/proc, sysfs: $work/host/sys, control_socket: ""}
 host: {swap_forecast: {window: 10s}, pressure: {psi_some_avg10: 10%}}
 libvirt: {uri: "test:///default"}
-metrics: {listen: ""}
+metrics: {listen: "127.0.0.1:$metrics_port"}
 alerts:
-  alertmanager: {url: "http://127.0.0.1:$am_port", resend_interval: 2s}
+  alertmanager:
+    url: "http://127.0.0.1:$am_port"
+    resend_interval: 2s
+    labels: {instance: "127.0.0.1:$metrics_port"}
   exec: {command: $work/hook}
 YAML
 "$memtided" --config "$work/memtide.yaml" --log-target stderr 2>"$work/memtided.log" &
@@ -57,20 +65,65 @@ active() {
   curl -fsS "http://127.0.0.1:$am_port/api/v2/alerts?active=true&silenced=false&inhibited=false&unprocessed=true" || true
 }
 for _ in $(seq 100); do
-  grep -q '"alertname":"host-memory-pressure"' <<<"$(active)" && break
+  grep -q '"alertname":"MemtideHostMemoryPressure"' <<<"$(active)" && break
   sleep 0.2
 done
 echo "firing: $(active)"
-grep -q '"alertname":"host-memory-pressure"' <<<"$(active)" || {
+grep -q '"alertname":"MemtideHostMemoryPressure"' <<<"$(active)" || {
   cat "$work/memtided.log" "$work/am.log"; echo "FAIL: Alertmanager never got the alert"; exit 1; }
-grep -q '"job":"memtided"' <<<"$(active)"
+grep -q '"job":"memtide"' <<<"$(active)"
+grep -q '"runbook_url":"https://memtide.org/readme#memtidehostmemorypressure"' <<<"$(active)"
+
+# The labels of every alert Alertmanager holds named $1, one JSON object per line.
+labels_of() {
+  python3 -c 'import json, sys
+for a in json.load(sys.stdin):
+    if a["labels"]["alertname"] == sys.argv[1]:
+        print(json.dumps(a["labels"], sort_keys=True))' "$1"
+}
+if command -v prometheus >/dev/null; then
+  echo "== prometheus with the shipped rules, alerting to the same Alertmanager"
+  prom_port=$(free_port)
+  cat >"$work/prometheus.yml" <<YAML
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [$src/packaging/prometheus/memtide-alerts.yml]
+alerting: {alertmanagers: [{static_configs: [{targets: ["127.0.0.1:$am_port"]}]}]}
+scrape_configs:
+  - job_name: memtide
+    static_configs: [{targets: ["127.0.0.1:$metrics_port"]}]
+YAML
+  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
+    --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
+  pids+=($!)
+  prom_alerts() { curl -fsS "http://127.0.0.1:$prom_port/api/v1/alerts" 2>/dev/null || true; }
+  for _ in $(seq 150); do
+    grep -q '"alertname":"MemtideHostMemoryPressure".*"state":"firing"' <<<"$(prom_alerts)" && break
+    sleep 0.2
+  done
+  echo "prometheus: $(prom_alerts)"
+  grep -q '"alertname":"MemtideHostMemoryPressure".*"state":"firing"' <<<"$(prom_alerts)" || {
+    cat "$work/prometheus.log"; echo "FAIL: the shipped rule never fired"; exit 1; }
+  sleep 3  # Prometheus sends to Alertmanager after each evaluation
+  from_prometheus=$(python3 -c 'import json, sys
+for a in json.load(sys.stdin)["data"]["alerts"]:
+    if a["labels"]["alertname"] == "MemtideHostMemoryPressure":
+        print(json.dumps(a["labels"], sort_keys=True))' <<<"$(prom_alerts)")
+  in_alertmanager=$(labels_of MemtideHostMemoryPressure <<<"$(active)")
+  echo "prometheus sent: $from_prometheus"
+  echo "alertmanager holds: $in_alertmanager"
+  [ "$(wc -l <<<"$in_alertmanager")" = 1 ] || {
+    echo "FAIL: Alertmanager holds the alert more than once: the two paths label it differently"
+    exit 1; }
+  [ "$from_prometheus" = "$in_alertmanager" ] || {
+    echo "FAIL: Prometheus and memtided label the alert differently"; exit 1; }
+fi
 
 pressure 0.00 1000000  # calm: the total stops growing, avg10 falls to 0
 for _ in $(seq 150); do
-  grep -q '"alertname":"host-memory-pressure"' <<<"$(active)" || break
+  grep -q '"alertname":"MemtideHostMemoryPressure"' <<<"$(active)" || break
   sleep 0.2
 done
-if grep -q '"alertname":"host-memory-pressure"' <<<"$(active)"; then
+if grep -q '"alertname":"MemtideHostMemoryPressure"' <<<"$(active)"; then
   cat "$work/memtided.log"; echo "FAIL: the alert never resolved in Alertmanager"; exit 1
 fi
 grep -q "alert host-memory-pressure resolved" "$work/memtided.log"

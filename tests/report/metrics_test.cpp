@@ -155,7 +155,7 @@ TEST(Metrics, ValuesComeFromTheInputs) {
   EXPECT_EQ(m.at("memtide_ksm_memory_bytes{state=\"sharing\"}"), std::to_string(300 * MiB));
   EXPECT_EQ(m.at("memtide_forecast_seconds_to_swap"), "95.5");
   EXPECT_EQ(m.at("memtide_host_under_pressure"), "1");
-  EXPECT_EQ(m.at("memtide_alert_firing{alert=\"guest-distress\",subject=\"web-1\",severity="
+  EXPECT_EQ(m.at("memtide_alert_firing{alert=\"guest-distress\",domain=\"web-1\",severity="
                  "\"warning\"}"),
             "1");
   EXPECT_EQ(m.at("memtide_balloon_actions_total{direction=\"shrink\",cause=\"host-pressure\"}"),

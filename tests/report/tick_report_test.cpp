@@ -230,9 +230,10 @@ TEST_F(OneReport, KsmFiguresAgree) {
 TEST_F(OneReport, AlertsAndTheDaemonsOwnFiguresAgree) {
   std::set<std::pair<std::string, std::string>> from_status;
   for (const auto& a : status_["alerts"]) {
-    from_status.insert({a["name"].get<std::string>(), a["subject"].get<std::string>()});
-    EXPECT_EQ(metric("memtide_alert_firing{alert=\"" + a["name"].get<std::string>() +
-                     "\",subject=\"" + a["subject"].get<std::string>() + "\",severity=\"" +
+    const auto domain = a["domain"].get<std::string>();
+    from_status.insert({a["name"].get<std::string>(), domain});
+    EXPECT_EQ(metric("memtide_alert_firing{alert=\"" + a["name"].get<std::string>() + "\"," +
+                     (domain.empty() ? "" : "domain=\"" + domain + "\",") + "severity=\"" +
                      a["severity"].get<std::string>() + "\"}"),
               1);
   }

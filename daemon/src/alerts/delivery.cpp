@@ -1,5 +1,7 @@
 #include "alerts/delivery.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -22,24 +24,48 @@ std::string rfc3339(std::int64_t unix_ms) {
   return report::format_utc(unix_ms);  // "2026-11-28T04:07:32.521Z" is RFC 3339
 }
 
-nlohmann::json notice_labels(const AlertNotice& n, const std::string& host) {
-  nlohmann::json labels = {{"alertname", n.alert.name},
-                           {"severity", policy::to_string(n.alert.severity)},
-                           {"instance", host},
-                           {"job", "memtided"}};
+nlohmann::json notice_labels(const AlertNotice& n,
+                             const std::map<std::string, std::string>& target) {
+  nlohmann::json labels = target;
+  labels["alertname"] = policy::alertname(n.alert.name);
+  labels["severity"] = policy::to_string(n.alert.severity);
   if (!n.alert.subject.empty()) {
-    labels["vm"] = n.alert.subject;
+    labels["domain"] = n.alert.subject;
   }
   return labels;
 }
 
+// The README section on the alert, as the shipped rules' runbook_url has it.
+std::string runbook_url(const std::string& name) {
+  std::string anchor = policy::alertname(name);
+  std::transform(anchor.begin(), anchor.end(), anchor.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return std::string(kRunbookBase) + anchor;
+}
+
 }  // namespace
 
-nlohmann::json alertmanager_body(const std::vector<AlertNotice>& alerts, const std::string& host) {
+std::map<std::string, std::string> alert_target_labels(
+    const std::string& hostname, const std::string& metrics_listen,
+    const std::map<std::string, std::string>& configured) {
+  std::map<std::string, std::string> labels = {{"instance", hostname}, {"job", "memtide"}};
+  // metrics.listen is HOST:PORT with IPv6 hosts in brackets, so the port follows the last ':'.
+  if (const auto colon = metrics_listen.rfind(':'); colon != std::string::npos) {
+    labels["instance"] = hostname + metrics_listen.substr(colon);
+  }
+  for (const auto& [name, value] : configured) {
+    labels[name] = value;
+  }
+  return labels;
+}
+
+nlohmann::json alertmanager_body(const std::vector<AlertNotice>& alerts,
+                                 const std::map<std::string, std::string>& target) {
   nlohmann::json body = nlohmann::json::array();
   for (const auto& n : alerts) {
-    body.push_back({{"labels", notice_labels(n, host)},
-                    {"annotations", {{"summary", n.alert.summary}}},
+    body.push_back({{"labels", notice_labels(n, target)},
+                    {"annotations",
+                     {{"summary", n.alert.summary}, {"runbook_url", runbook_url(n.alert.name)}}},
                     {"startsAt", rfc3339(n.starts_unix_ms)},
                     {"endsAt", rfc3339(n.ends_unix_ms)}});
   }
@@ -49,7 +75,7 @@ nlohmann::json alertmanager_body(const std::vector<AlertNotice>& alerts, const s
 nlohmann::json exec_body(const AlertNotice& n, const std::string& host) {
   return {{"status", n.resolved ? "resolved" : "firing"},
           {"alert", n.alert.name},
-          {"subject", n.alert.subject},
+          {"domain", n.alert.subject},
           {"severity", policy::to_string(n.alert.severity)},
           {"summary", n.alert.summary},
           {"host", host},

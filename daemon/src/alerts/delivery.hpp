@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -31,9 +32,23 @@ struct AlertNotice {
   std::int64_t ends_unix_ms = 0;  // resolution time, or when a firing alert lapses unless re-sent
 };
 
-// The Alertmanager API v2 body for `alerts`: labels alertname, severity, instance (`host`),
-// job="memtided" and vm (guest alerts); annotation summary; startsAt and endsAt in RFC 3339.
-nlohmann::json alertmanager_body(const std::vector<AlertNotice>& alerts, const std::string& host);
+// Where each alert's runbook is: the README's "Runbooks" section as published, one heading per
+// alertname, lower-cased as the anchor. The shipped Prometheus rules link the same pages.
+inline constexpr const char* kRunbookBase = "https://memtide.org/readme#";
+
+// Labels naming this host on every alert sent to Alertmanager: instance
+// ("<hostname>:<port of metrics_listen>", or the host name when metrics are off) and
+// job="memtide", as Prometheus names the target it scrapes (the README's scrape config), then
+// alerts.alertmanager.labels over them.
+std::map<std::string, std::string> alert_target_labels(
+    const std::string& hostname, const std::string& metrics_listen,
+    const std::map<std::string, std::string>& configured);
+
+// The Alertmanager API v2 body for `alerts`: labels alertname (policy::alertname), severity,
+// domain (guest alerts) and `target` (alert_target_labels); annotations summary and
+// runbook_url; startsAt and endsAt in RFC 3339.
+nlohmann::json alertmanager_body(const std::vector<AlertNotice>& alerts,
+                                 const std::map<std::string, std::string>& target);
 
 // The exec hook's stdin for one transition.
 nlohmann::json exec_body(const AlertNotice& notice, const std::string& host);

@@ -18,8 +18,9 @@ std::string this_hostname() {
 
 AlertRouter::AlertRouter(Logger& log) : log_(log), hostname_(this_hostname()) {}
 
-void AlertRouter::configure(const config::AlertsSection& a) {
+void AlertRouter::configure(const config::AlertsSection& a, const std::string& metrics_listen) {
   resend_ms_ = a.alertmanager_resend_interval.count();
+  target_labels_ = alert_target_labels(hostname_, metrics_listen, a.alertmanager_labels);
   if (a.alertmanager_url.empty()) {
     alertmanager_.reset();
   } else if (!alertmanager_ || alertmanager_->url() != a.alertmanager_url + "/api/v2/alerts") {
@@ -48,14 +49,14 @@ void AlertRouter::route(const policy::Plan& plan, const Snapshot& snapshot,
              {{"MEMTIDE_EVENT", "alert-firing"},
               {"MEMTIDE_ALERT", a.name},
               {"MEMTIDE_SEVERITY", policy::to_string(a.severity)},
-              {"MEMTIDE_VM", a.subject}});
+              {"MEMTIDE_DOMAIN", a.subject}});
     changed.push_back({a, false, now, 0});
   }
   for (const auto& a : changes.resolved) {
     log_.notice("alert " + a.name + " resolved" + (a.subject.empty() ? "" : " for " + a.subject),
                 {{"MEMTIDE_EVENT", "alert-resolved"},
                  {"MEMTIDE_ALERT", a.name},
-                 {"MEMTIDE_VM", a.subject}});
+                 {"MEMTIDE_DOMAIN", a.subject}});
     const auto started = started_unix_ms_.extract(Key(a.name, a.subject));
     AlertNotice n{a, true, started ? started.mapped() : now, now};
     changed.push_back(n);
@@ -81,7 +82,7 @@ void AlertRouter::deliver(const std::vector<AlertNotice>& changed,
     for (const auto& a : firing_) {
       batch.push_back({a, false, started_unix_ms_[Key(a.name, a.subject)], now + 3 * resend_ms_});
     }
-    alertmanager_->submit(report::dump_json(alertmanager_body(batch, hostname_)));
+    alertmanager_->submit(report::dump_json(alertmanager_body(batch, target_labels_)));
     alertmanager_sent_unix_ms_ = now;
   }
 }

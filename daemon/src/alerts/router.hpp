@@ -27,8 +27,9 @@ class AlertRouter {
  public:
   explicit AlertRouter(Logger& log);
 
-  // (Re)creates the Alertmanager and exec sinks to match `alerts`.
-  void configure(const config::AlertsSection& alerts);
+  // (Re)creates the Alertmanager and exec sinks to match `alerts`; `metrics_listen` (the
+  // metrics section's HOST:PORT) gives the default instance label (alert_target_labels).
+  void configure(const config::AlertsSection& alerts, const std::string& metrics_listen);
 
   // This tick's alerts: the plan's plus memtide's own (policy::ServiceAlerts) from `snapshot`
   // and the balloon commands that `failed` (VM -> why). Logs and delivers the transitions.
@@ -68,6 +69,7 @@ class AlertRouter {
   };
   std::map<std::string, FailuresLogged> failures_logged_;  // by sink name
   std::string hostname_;
+  std::map<std::string, std::string> target_labels_;  // on every alert sent to Alertmanager
 };
 
 }  // namespace memtide::daemon

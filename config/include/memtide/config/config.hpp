@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -184,6 +185,12 @@ struct AlertsSection {
   std::string alertmanager_url;
   std::chrono::milliseconds alertmanager_resend_interval = 60s;
   std::chrono::milliseconds alertmanager_timeout = 5s;
+  // Labels added to every alert sent to Alertmanager; they replace the defaults instance
+  // ("<hostname>:<metrics port>", or the host name without metrics) and job ("memtide"), so they
+  // can be set to what Prometheus calls this host and the shipped rules' alerts deduplicate
+  // with memtided's. Names are Prometheus label names; alertname, severity and domain are
+  // memtided's own.
+  std::map<std::string, std::string> alertmanager_labels;
   // An executable run once per alert transition with the alert as JSON on stdin; "" off.
   std::string exec_command;
   std::chrono::milliseconds exec_timeout = 10s;  // killed after this

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -49,6 +50,17 @@ struct Alert {
   std::int64_t since_ms = 0;  // when it started firing
   friend bool operator==(const Alert&, const Alert&) = default;
 };
+
+// Every alert name memtide raises: decide()'s and ServiceAlerts' (service_alerts.hpp).
+inline constexpr const char* kAllAlertNames[] = {
+    "host-swap-forecast",   "host-swapping",          "host-memory-pressure",
+    "guest-distress",       "guest-starving",         "guest-stale",
+    "other-memory-manager", "balloon-command-failed", "libvirt-down"};
+
+// The name Alertmanager and the shipped Prometheus rules give an alert: "Memtide" and its name
+// in CamelCase ("host-swap-forecast" -> "MemtideHostSwapForecast"). Both paths send the same
+// alertname and labels, so Alertmanager sees one alert whichever delivered it.
+std::string alertname(std::string_view name);
 
 // Why a balloon command was issued, as a category (metrics count commands by it).
 enum class Cause : std::uint8_t {
