@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../support/gunzip.hpp"
 #include "../support/running_daemon.hpp"
 
 namespace {
@@ -94,6 +95,7 @@ int status_of(const std::string& response) {
   return std::stoi(response.substr(9, 3));
 }
 
+using memtide::testing::gunzip;
 using memtide::testing::RunningDaemon;
 
 // A normal scrape still works and the loop still ticks.
@@ -121,6 +123,38 @@ TEST_F(RunningDaemon, ServesMetricsIndexAndErrors) {
       http_exchange(port_, "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(status_of(head), 200);
   EXPECT_EQ(head.find("memtide_build_info"), std::string::npos);  // headers only
+}
+
+// A scraper that accepts gzip (Prometheus does) gets the page gzipped; one that does not, or
+// refuses it, gets it plain. Both are told the answer varies with Accept-Encoding.
+TEST_F(RunningDaemon, GzipsThePageForScrapersThatAskForIt) {
+  std::this_thread::sleep_for(300ms);
+  const auto r = http_exchange(
+      port_,
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(status_of(r), 200) << r.substr(0, 200);
+  const auto head_end = r.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  const std::string head = r.substr(0, head_end);
+  const std::string body = r.substr(head_end + 4);
+  EXPECT_NE(head.find("\r\nContent-Encoding: gzip"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nVary: Accept-Encoding"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nContent-Length: " + std::to_string(body.size()) + "\r\n"),
+            std::string::npos)
+      << head;
+  const std::string page = gunzip(body);
+  EXPECT_NE(page.find("memtide_build_info{version="), std::string::npos);
+  EXPECT_NE(page.find("memtide_vm_balloon_bytes{domain=\"test\",uuid=\""), std::string::npos);
+  const auto plain = get(port_, "/metrics");
+  EXPECT_EQ(plain.find("Content-Encoding"), std::string::npos);
+  EXPECT_NE(plain.find("\r\nVary: Accept-Encoding"), std::string::npos);
+  // A gzipped page is a fraction of the plain one.
+  EXPECT_LT(body.size() * 3, plain.size());
+  const auto refused = http_exchange(port_,
+                                     "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: "
+                                     "gzip;q=0\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(refused.find("Content-Encoding"), std::string::npos);
+  EXPECT_NE(refused.find("memtide_build_info{version="), std::string::npos);
 }
 
 TEST_F(RunningDaemon, GarbageAndOversizedRequestsAreRefused) {

@@ -1,0 +1,115 @@
+#include "gzip.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+#include <new>
+#include <stdexcept>
+
+#include <zlib.h>
+
+namespace memtide::daemon {
+
+std::string gzip(std::string_view data, int level) {
+  z_stream z{};
+  // windowBits 15 + 16: a gzip header and trailer around the deflate stream.
+  constexpr int kGzipWindowBits = 15 + 16;
+  constexpr int kMemLevel = 8;  // zlib's default
+  if (deflateInit2(&z, level, Z_DEFLATED, kGzipWindowBits, kMemLevel, Z_DEFAULT_STRATEGY) != Z_OK) {
+    throw std::bad_alloc();
+  }
+  std::string out(deflateBound(&z, static_cast<uLong>(data.size())), '\0');
+  int rc = Z_OK;
+  // avail_in is 32 bits wide: feed the input in pieces of at most 1 GiB.
+  constexpr std::size_t kPiece = std::size_t{1} << 30;
+  std::size_t fed = 0;
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out =
+      static_cast<uInt>(std::min<std::size_t>(out.size(), std::numeric_limits<uInt>::max()));
+  do {
+    const std::size_t piece = std::min(kPiece, data.size() - fed);
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data() + fed));
+    z.avail_in = static_cast<uInt>(piece);
+    fed += piece;
+    rc = deflate(&z, fed == data.size() ? Z_FINISH : Z_NO_FLUSH);
+  } while (rc == Z_OK && fed < data.size());
+  const auto written = z.total_out;
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) {
+    throw std::logic_error("gzip: deflate returned " + std::to_string(rc));
+  }
+  out.resize(written);
+  return out;
+}
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// Whether a q-parameter ("q=0", "Q=0.000") refuses the coding it follows.
+bool refused(std::string_view params) {
+  const auto param = trim(params);
+  if (param.size() < 2 || (param[0] != 'q' && param[0] != 'Q') || param[1] != '=') {
+    return false;
+  }
+  const auto q = trim(param.substr(2));
+  return !q.empty() && q[0] == '0' &&
+         std::all_of(q.begin() + 1, q.end(), [](char c) { return c == '.' || c == '0'; });
+}
+
+// What one Accept-Encoding value ("gzip, deflate;q=0.5", "*;q=0") says of gzip: an explicit
+// gzip item decides; otherwise "*" does; otherwise gzip is not accepted.
+bool value_accepts_gzip(std::string_view value) {
+  int gzip_ok = -1;  // -1 unsaid, 0 refused, 1 accepted
+  int star_ok = -1;
+  while (!value.empty()) {
+    const auto comma = value.find(',');
+    const std::string_view item = value.substr(0, comma);
+    value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+    const auto semi = item.find(';');
+    const auto coding = trim(item.substr(0, semi));
+    const int ok = semi != std::string_view::npos && refused(item.substr(semi + 1)) ? 0 : 1;
+    if (iequals(coding, "gzip")) {
+      gzip_ok = ok;
+    } else if (coding == "*") {
+      star_ok = ok;
+    }
+  }
+  return gzip_ok >= 0 ? gzip_ok == 1 : star_ok == 1;
+}
+
+}  // namespace
+
+bool accepts_gzip(std::string_view head) {
+  std::size_t pos = head.find("\r\n");  // skip the request line
+  while (pos != std::string_view::npos) {
+    pos += 2;
+    const auto end = head.find("\r\n", pos);
+    const auto line = head.substr(pos, end == std::string_view::npos ? head.npos : end - pos);
+    pos = end;
+    const auto colon = line.find(':');
+    if (colon != std::string_view::npos &&
+        iequals(trim(line.substr(0, colon)), "Accept-Encoding") &&
+        value_accepts_gzip(line.substr(colon + 1))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace memtide::daemon
