@@ -2,9 +2,11 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <sstream>
+#include <variant>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -252,6 +254,40 @@ void read_scalar(MapReader& map, Diagnostics& diag, const std::string& key, T& d
   dest = *parsed;
 }
 
+// Reads `key`, or `old_key`, the name it had before, with a warning that names the new one;
+// giving both is an error.
+template <typename T, typename Parse>
+void read_renamed(MapReader& map, Diagnostics& diag, const std::string& key,
+                  const std::string& old_key, T& dest, Parse parse,
+                  const std::function<std::string(const T&)>& check = nullptr) {
+  if (map.has(old_key) && map.has(key)) {
+    map.take(old_key);
+    diag.add(map.key_mark(old_key), map.child_path(old_key),
+             "give " + key + " only: " + old_key + " is its old name");
+  } else if (map.has(old_key)) {
+    diag.warn(map.key_mark(old_key), map.child_path(old_key),
+              old_key + " is deprecated: call it " + key + " (same value)");
+    read_scalar(map, diag, old_key, dest, parse, check);
+  }
+  read_scalar(map, diag, key, dest, parse, check);
+}
+
+// A rate in bytes per second, "256MiB/s". A size without "/s" is the old spelling: still read,
+// with a warning.
+template <typename Check>
+void read_rate(MapReader& map, Diagnostics& diag, const std::string& key, std::uint64_t& dest,
+               Check check) {
+  if (const auto node = map.take(key); node && node->IsScalar()) {
+    const std::string& text = node->Scalar();
+    if (text.size() < 2 || text.compare(text.size() - 2, 2, "/s") != 0) {
+      diag.warn(node->Mark(), map.child_path(key),
+                "a rate is written per second: " + shorten_utf8(text, 40) + "/s");
+    }
+  }
+  read_scalar(map, diag, key, dest, parse_rate,
+              std::function<std::string(const std::uint64_t&)>(check));
+}
+
 Result<bool> parse_bool(std::string_view text) {
   if (text == "true") {
     return true;
@@ -336,6 +372,9 @@ std::function<std::string(const T&)> within(T low, T high, std::function<std::st
 
 std::string show_duration(std::chrono::milliseconds d) {
   return format_duration(d);
+}
+std::string show_rate(std::uint64_t b) {
+  return format_size(b) + "/s";
 }
 std::string show_size(std::uint64_t b) {
   return format_size(b);
@@ -441,8 +480,8 @@ void read_host(MapReader& root, Diagnostics& diag, HostSection& out) {
     MapReader p(*pressure, "host.pressure", diag);
     read_scalar(p, diag, "psi_some_avg10", out.pressure.psi_some_avg10_ratio, parse_percent);
     read_scalar(p, diag, "psi_full_avg10", out.pressure.psi_full_avg10_ratio, parse_percent);
-    read_scalar(p, diag, "swap_rate", out.pressure.swap_rate_bytes_per_second, parse_size,
-                within<std::uint64_t>(4096, 1ULL << 40, show_size));
+    read_rate(p, diag, "swap_rate", out.pressure.swap_rate_bytes_per_second,
+              within<std::uint64_t>(4096, 1ULL << 40, show_rate));
   }
   read_scalar(map, diag, "release_huge_pages", out.release_huge_pages, parse_bool);
 }
@@ -590,10 +629,10 @@ void read_ksm(MapReader& root, Diagnostics& diag, KsmSection& out) {
   if (const auto scan = map.take("scan")) {
     MapReader s(*scan, "ksm.scan", diag);
     read_scalar(s, diag, "enabled", out.scan.enabled, parse_bool);
-    read_scalar(s, diag, "cpu", out.scan.cpu_ratio, parse_percent,
-                within<double>(0.001, 1.0, show_percent));
-    read_scalar(s, diag, "max_read_rate", out.scan.read_bytes_per_second, parse_size,
-                within<std::uint64_t>(1ULL << 20, 1ULL << 40, show_size));
+    read_renamed(s, diag, "max_cpu", "cpu", out.scan.cpu_ratio, parse_percent,
+                 within<double>(0.001, 1.0, show_percent));
+    read_rate(s, diag, "max_read_rate", out.scan.read_bytes_per_second,
+              within<std::uint64_t>(1ULL << 20, 1ULL << 40, show_rate));
     read_scalar(s, diag, "interval", out.scan.interval, parse_duration,
                 within<std::chrono::milliseconds>(10s, 24h, show_duration));
     read_scalar(s, diag, "max_memory", out.scan.max_memory_bytes, parse_size,
@@ -617,16 +656,7 @@ void read_balloon(MapReader& cls, Diagnostics& diag, BalloonSettings& out) {
   }
   MapReader map(*node, cls.child_path("balloon"), diag);
   read_scalar(map, diag, "enabled", out.enabled, parse_bool);
-  // `min` is the old name of `floor`: still read, with a warning, and never beside it.
-  if (map.has("min") && map.has("floor")) {
-    map.take("min");
-    diag.add(map.key_mark("min"), map.child_path("min"), "give floor only: min is its old name");
-  } else if (map.has("min")) {
-    diag.warn(map.key_mark("min"), map.child_path("min"),
-              "min is deprecated: call it floor (same value)");
-    read_scalar(map, diag, "min", out.floor, parse_size_or_percent);
-  }
-  read_scalar(map, diag, "floor", out.floor, parse_size_or_percent);
+  read_renamed(map, diag, "floor", "min", out.floor, parse_size_or_percent);
   read_scalar(map, diag, "guest_free", out.guest_free_ratio, parse_percent,
               within<double>(0.0, 0.9, show_percent));
   read_scalar(
@@ -755,35 +785,29 @@ std::vector<VmClass> default_classes() {
 
 }  // namespace
 
-LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
-  Diagnostics diag{std::string(origin)};
-  LoadResult result;
+namespace {
+
+// Reads `yaml` (from `origin`) onto `config`: every key it gives replaces the value there, keys
+// it leaves out keep theirs. Problems go to `diag`; `config` is then partly updated and must be
+// thrown away. Returns whether the document held any settings.
+bool apply_yaml(std::string_view yaml, Config& config, Diagnostics& diag) {
   if (yaml.size() > kMaxConfigBytes) {
     diag.add(0, 0, "",
              "file is " + std::to_string(yaml.size()) + " bytes; a configuration may be at most " +
                  format_size(kMaxConfigBytes));
-    result.errors = diag.take();
-    return result;
+    return false;
   }
   prescan(yaml, diag);
   if (!diag.empty()) {
-    result.errors = diag.take();
-    return result;
+    return false;
   }
-
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     diag.add(e.mark, "", "YAML syntax error: " + e.msg);
-    result.errors = diag.take();
-    return result;
+    return false;
   }
-
-  auto config = std::make_shared<Config>();
-  config->source = std::string(origin);
-  config->classes = default_classes();
-  result.empty_document = root.IsNull();
   try {
     if (!root.IsNull() && !root.IsMap()) {
       diag.add(root.Mark(), "",
@@ -791,45 +815,38 @@ LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
     } else {
       {
         MapReader map(root, "", diag);
-        read_daemon(map, diag, config->daemon);
-        read_libvirt(map, diag, config->libvirt);
-        read_host(map, diag, config->host);
-        read_ksm(map, diag, config->ksm);
-        read_metrics(map, diag, config->metrics);
-        read_alerts(map, diag, config->alerts);
-        read_classes(map, diag, config->classes);
+        read_daemon(map, diag, config.daemon);
+        read_libvirt(map, diag, config.libvirt);
+        read_host(map, diag, config.host);
+        read_ksm(map, diag, config.ksm);
+        read_metrics(map, diag, config.metrics);
+        read_alerts(map, diag, config.alerts);
+        read_classes(map, diag, config.classes);
       }
       if (diag.empty()) {
-        check_consistency(root, *config, diag);
+        check_consistency(root, config, diag);
       }
     }
   } catch (const YAML::Exception& e) {
     // yaml-cpp throws for some malformed documents only when the node is accessed.
     diag.add(e.mark, "", "YAML error: " + e.msg);
   }
-  if (!diag.empty()) {
-    result.errors = diag.take();
-    return result;
-  }
-  result.config = std::move(config);
-  result.warnings = diag.take_warnings();
-  return result;
+  return !root.IsNull();
 }
 
-LoadResult load_config_file(const std::string& path) {
-  LoadResult result;
+// The whole of the regular file `path`, read once (a FIFO or device is refused without
+// blocking), or the error that prevented it.
+std::variant<std::string, ConfigError> read_config_text(const std::string& path) {
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer (and hang a reload
   // on the event loop). Whatever is opened is checked to be a regular file before it is read.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
-    result.errors.push_back({path, 0, 0, "", std::string("cannot open: ") + std::strerror(errno)});
-    return result;
+    return ConfigError{path, 0, 0, "", std::string("cannot open: ") + std::strerror(errno)};
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    result.errors.push_back({path, 0, 0, "", "not a regular file"});
-    return result;
+    return ConfigError{path, 0, 0, "", "not a regular file"};
   }
   // Read once into memory, at most one byte past the limit: enough to tell that the file is too
   // large without reading all of it. The text parsed is the text read, whatever happens to the
@@ -844,8 +861,7 @@ LoadResult load_config_file(const std::string& path) {
     if (n < 0) {
       const int err = errno;
       ::close(fd);
-      result.errors.push_back({path, 0, 0, "", std::string("cannot read: ") + std::strerror(err)});
-      return result;
+      return ConfigError{path, 0, 0, "", std::string("cannot read: ") + std::strerror(err)};
     }
     if (n == 0) {
       break;
@@ -855,13 +871,125 @@ LoadResult load_config_file(const std::string& path) {
   ::close(fd);
   text.resize(got);
   if (text.size() > kMaxConfigBytes) {
-    result.errors.push_back({path, 0, 0, "",
-                             "file is " + std::to_string(st.st_size) +
-                                 " bytes; a configuration may be at most " +
-                                 format_size(kMaxConfigBytes)});
+    return ConfigError{path, 0, 0, "",
+                       "file is " + std::to_string(st.st_size) +
+                           " bytes; a configuration may be at most " +
+                           format_size(kMaxConfigBytes)};
+  }
+  return text;
+}
+
+// Reads file `path` onto `config` (apply_yaml), adding its errors and warnings to `result`.
+// Returns whether the file held settings.
+bool apply_file(const std::string& path, Config& config, LoadResult& result) {
+  auto text = read_config_text(path);
+  if (auto* error = std::get_if<ConfigError>(&text)) {
+    result.errors.push_back(std::move(*error));
+    return false;
+  }
+  Diagnostics diag{path};
+  const bool settings = apply_yaml(std::get<std::string>(text), config, diag);
+  for (auto& e : diag.take()) {
+    result.errors.push_back(std::move(e));
+  }
+  for (auto& w : diag.take_warnings()) {
+    result.warnings.push_back(std::move(w));
+  }
+  return settings;
+}
+
+}  // namespace
+
+LoadResult load_config_string(std::string_view yaml, std::string_view origin) {
+  Diagnostics diag{std::string(origin)};
+  LoadResult result;
+  auto config = std::make_shared<Config>(*default_config());
+  config->source = std::string(origin);
+  config->source_has_settings = apply_yaml(yaml, *config, diag);
+  result.empty_document = !config->source_has_settings;
+  result.errors = diag.take();
+  if (result.errors.empty()) {
+    result.config = std::move(config);
+    result.warnings = diag.take_warnings();
+  }
+  return result;
+}
+
+LoadResult load_config_file(const std::string& path) {
+  auto text = read_config_text(path);
+  if (auto* error = std::get_if<ConfigError>(&text)) {
+    LoadResult result;
+    result.errors.push_back(std::move(*error));
     return result;
   }
-  return load_config_string(text, path);
+  return load_config_string(std::get<std::string>(text), path);
+}
+
+std::string dropin_directory(const std::string& path) {
+  const std::filesystem::path p(path);
+  return (p.parent_path() / (p.stem().string() + ".d")).string();
+}
+
+DropIns list_dropins(const std::string& directory) {
+  DropIns found;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(directory, ec);
+  if (ec) {
+    if (ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
+      found.error = ConfigError{directory, 0, 0, "", "cannot list drop-ins: " + ec.message()};
+    }
+    return found;
+  }
+  for (const auto& entry : it) {
+    const auto name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.' || name.size() <= 5 ||
+        name.compare(name.size() - 5, 5, ".yaml") != 0) {
+      continue;  // editors' backups (memtide.yaml~, .#x.yaml), dpkg's .dpkg-old and the like
+    }
+    found.files.push_back(entry.path().string());
+  }
+  std::sort(found.files.begin(), found.files.end());  // byte order: 10-x.yaml before 20-y.yaml
+  if (found.files.size() > kMaxDropIns) {
+    found.error = ConfigError{directory, 0, 0, "",
+                              std::to_string(found.files.size()) + " drop-ins; at most " +
+                                  std::to_string(kMaxDropIns) + " are read"};
+    found.files.clear();
+  }
+  return found;
+}
+
+LoadResult load_config_with_dropins(const std::string& path, bool main_optional) {
+  LoadResult result;
+  auto config = std::make_shared<Config>(*default_config());
+  config->source = path;
+  bool settings = false;
+  struct stat st {};
+  if (!main_optional || ::stat(path.c_str(), &st) == 0 || errno != ENOENT) {
+    settings = apply_file(path, *config, result);
+    config->source_has_settings = settings;
+  } else {
+    config->source.clear();  // the built-in defaults, and drop-ins if any
+  }
+  auto dropins = list_dropins(dropin_directory(path));
+  if (dropins.error) {
+    result.errors.push_back(std::move(*dropins.error));
+  }
+  // Each drop-in applies to what the files before it made, and is checked on its own, so its
+  // errors name it and its own lines. A file with errors stops nothing: every file is checked.
+  for (const auto& file : dropins.files) {
+    Config before = *config;
+    const std::size_t errors_before = result.errors.size();
+    settings = apply_file(file, *config, result) || settings;
+    if (result.errors.size() != errors_before) {
+      *config = std::move(before);
+    }
+  }
+  config->dropins = std::move(dropins.files);
+  result.empty_document = !settings;
+  if (result.errors.empty()) {
+    result.config = std::move(config);
+  }
+  return result;
 }
 
 std::shared_ptr<const Config> default_config() {

@@ -135,6 +135,13 @@ Result<std::uint64_t> parse_size(std::string_view text) {
   return *bytes;
 }
 
+Result<std::uint64_t> parse_rate(std::string_view text) {
+  if (text.size() >= 2 && text.substr(text.size() - 2) == "/s") {
+    text.remove_suffix(2);
+  }
+  return parse_size(text);
+}
+
 Result<double> parse_percent(std::string_view text) {
   auto n = split_number(text, "a percentage");
   if (!n) {

@@ -14,6 +14,20 @@
 
 namespace memtide::daemon {
 
+namespace {
+
+// The drop-ins a configuration was read with, as a journal field: their paths, comma-separated
+// ("" without any).
+std::string dropin_list(const config::Config& config) {
+  std::string list;
+  for (const auto& file : config.dropins) {
+    list += (list.empty() ? "" : ",") + file;
+  }
+  return list;
+}
+
+}  // namespace
+
 Daemon::Daemon(Options options, std::shared_ptr<const config::Config> config, Logger& log,
                HypervisorFactory make_hypervisor)
     : options_(std::move(options)),
@@ -165,6 +179,7 @@ int Daemon::run() {
       "memtided " MEMTIDE_VERSION " started",
       {{"MEMTIDE_EVENT", "started"},
        {"MEMTIDE_CONFIG", config_->source.empty() ? "(built-in defaults)" : config_->source},
+       {"MEMTIDE_CONFIG_DROPINS", dropin_list(*config_)},
        {"MEMTIDE_INTERVAL", config::format_duration(config_->daemon.interval)}});
   sd_notify(0, "READY=1\nSTATUS=started, waiting for the first tick");
   const int code = loop_.run();
@@ -316,7 +331,7 @@ void Daemon::reload() {
   sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
              static_cast<unsigned long long>(clock::monotonic_usec()),
              options_.config_path.c_str());
-  auto loaded = config::reload_config_file(options_.config_path);
+  auto loaded = config::reload_config_file(options_.config_path, *config_);
   auto& figures = known_.figures;
   if (!loaded.ok()) {
     for (const auto& e : loaded.errors) {
@@ -345,6 +360,7 @@ void Daemon::reload() {
     log_.notice("configuration reloaded",
                 {{"MEMTIDE_EVENT", "config-reloaded"},
                  {"MEMTIDE_CONFIG", options_.config_path},
+                 {"MEMTIDE_CONFIG_DROPINS", dropin_list(*config_)},
                  {"MEMTIDE_INTERVAL", config::format_duration(config_->daemon.interval)}});
     loop_.set_interval(config_->daemon.interval);
   }

@@ -117,9 +117,13 @@ nlohmann::json ksm_status(const TickReport& r) {
 
 nlohmann::json daemon_status(const TickReport& r) {
   const DaemonFigures& d = *r.daemon;
-  return {{"version", MEMTIDE_VERSION},   {"ticks", d.ticks_total},
-          {"paused", d.paused},           {"dry_run", d.dry_run},
-          {"config", r.config->source},   {"last_reload_error", d.last_reload_error},
+  return {{"version", MEMTIDE_VERSION},
+          {"ticks", d.ticks_total},
+          {"paused", d.paused},
+          {"dry_run", d.dry_run},
+          {"config", r.config->source},
+          {"config_dropins", r.config->dropins},
+          {"last_reload_error", d.last_reload_error},
           {"metrics", d.metrics_endpoint}};
 }
 

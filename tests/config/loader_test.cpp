@@ -1,5 +1,8 @@
 // The loader on valid input: defaults, the shipped example, and every key's effect.
+#include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <regex>
 
 #include <gtest/gtest.h>
 
@@ -52,7 +55,7 @@ libvirt:
 host:
   reserve: 1.5GiB
   swap_forecast: {horizon: 5m, window: 30s}
-  pressure: {psi_some_avg10: 12.5%, psi_full_avg10: 3%}
+  pressure: {psi_some_avg10: 12.5%, psi_full_avg10: 3%, swap_rate: 2MiB/s}
 ksm:
   mode: off
   min_savings: 7%
@@ -62,7 +65,7 @@ ksm:
   advisor: scan-time
   unmerge: true
   merge_across_nodes: false
-  scan: {enabled: false, cpu: 2.5%, max_read_rate: 64MiB, interval: 10m}
+  scan: {enabled: false, max_cpu: 2.5%, max_read_rate: 64MiB/s, interval: 10m}
 classes:
   - name: db
     match: {class: database}
@@ -80,6 +83,7 @@ classes:
 )",
                                     "full.yaml");
   ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front().to_string();
   const Config& c = *r.config;
   EXPECT_EQ(c.source, "full.yaml");
   EXPECT_EQ(c.daemon.interval, 2s);
@@ -103,6 +107,7 @@ classes:
   EXPECT_EQ(c.host.swap_forecast.window, 30s);
   EXPECT_DOUBLE_EQ(c.host.pressure.psi_some_avg10_ratio, 0.125);
   EXPECT_DOUBLE_EQ(c.host.pressure.psi_full_avg10_ratio, 0.03);
+  EXPECT_EQ(c.host.pressure.swap_rate_bytes_per_second, 2ULL << 20);
   EXPECT_EQ(c.ksm.mode, KsmMode::off);
   EXPECT_DOUBLE_EQ(c.ksm.min_savings_ratio, 0.07);
   EXPECT_DOUBLE_EQ(c.ksm.max_cpu_ratio, 0.15);
@@ -130,16 +135,79 @@ classes:
   EXPECT_TRUE(c.classes[1].balloon.grow_when_host_idle);
 }
 
-TEST(Loader, ShippedExampleIsValidAndMatchesTheDefaults) {
-  const auto r = load_config_file(MEMTIDE_EXAMPLE_CONFIG);
+// The conffile shows every setting commented out: as shipped it holds no setting at all.
+TEST(Loader, TheShippedConffileGivesTheDefaults) {
+  const auto r = load_config_with_dropins(MEMTIDE_CONFFILE);
   ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
-  const Config defaults = *default_config();
-  EXPECT_EQ(r.config->daemon, defaults.daemon);
-  EXPECT_EQ(r.config->libvirt, defaults.libvirt);
-  EXPECT_EQ(r.config->host, defaults.host);
-  EXPECT_EQ(r.config->ksm, defaults.ksm);
-  ASSERT_EQ(r.config->classes.size(), 2u);
-  EXPECT_EQ(r.config->classes[1].balloon, defaults.classes[0].balloon);
+  EXPECT_FALSE(r.config->source_has_settings);
+  EXPECT_TRUE(r.warnings.empty());
+  Config expected = *default_config();
+  expected.source = MEMTIDE_CONFFILE;
+  EXPECT_EQ(*r.config, expected);
+}
+
+// What the conffile shows is true: with its settings uncommented ('#' directly before a key at
+// the start of a line) it is valid, warns of nothing, and gives exactly the defaults; and it
+// shows every key README.md's table documents.
+TEST(Loader, TheShippedConffileShowsEveryDefault) {
+  std::ifstream in(MEMTIDE_CONFFILE);
+  ASSERT_TRUE(in);
+  const std::regex setting(R"(^#([a-z]|  +[^ #]))");
+  std::string uncommented;
+  int settings = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (std::regex_search(line, setting)) {
+      line.erase(0, 1);
+      ++settings;
+    }
+    uncommented += line + "\n";
+  }
+  EXPECT_GT(settings, 50);
+  const auto r = load_config_string(uncommented, "uncommented.yaml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front().to_string();
+  Config expected = *default_config();
+  expected.source = "uncommented.yaml";
+  expected.source_has_settings = true;
+  EXPECT_EQ(*r.config, expected);
+
+  std::ifstream readme_file(MEMTIDE_README);
+  const std::string readme((std::istreambuf_iterator<char>(readme_file)),
+                           std::istreambuf_iterator<char>());
+  const std::regex row(R"(\n\| `((daemon|libvirt|host|ksm|metrics|alerts)\.[a-z_.]+)` \|)");
+  int keys = 0;
+  for (auto it = std::sregex_iterator(readme.begin(), readme.end(), row);
+       it != std::sregex_iterator(); ++it) {
+    const std::string key = (*it)[1];
+    ++keys;
+    // The last part of the key, at the start of a setting line.
+    const std::string leaf = key.substr(key.rfind('.') + 1);
+    EXPECT_NE(uncommented.find(" " + leaf + ":"), std::string::npos)
+        << key << " is documented in README.md but not shown in the conffile";
+  }
+  EXPECT_GT(keys, 40);
+}
+
+// The drop-ins in config/examples/ are valid beside the shipped conffile.
+TEST(Loader, TheShippedExamplesAreValidDropIns) {
+  int examples = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(MEMTIDE_EXAMPLES_DIR)) {
+    char tmpl[] = "/tmp/memtide-examples-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const std::filesystem::path dir = tmpl;
+    std::filesystem::copy_file(MEMTIDE_CONFFILE, dir / "memtide.yaml");
+    std::filesystem::create_directory(dir / "memtide.d");
+    std::filesystem::copy_file(entry.path(), dir / "memtide.d" / entry.path().filename());
+    const auto r = load_config_with_dropins((dir / "memtide.yaml").string());
+    EXPECT_TRUE(r.ok()) << entry.path() << ": " << r.errors.front().to_string();
+    EXPECT_TRUE(r.warnings.empty()) << entry.path();
+    if (r.ok()) {
+      EXPECT_EQ(r.config->dropins.size(), 1u);
+    }
+    std::filesystem::remove_all(dir);
+    ++examples;
+  }
+  EXPECT_GE(examples, 2);
 }
 
 TEST(Loader, MissingFileIsAnError) {
@@ -206,6 +274,29 @@ TEST(ConfigLoader, AlertmanagerLabelsAreReadAndChecked) {
   EXPECT_EQ(bad.errors[3].to_string(),
             "bad.yaml:7:11: alerts.alertmanager.labels.ok: expected a value of 1 to 1024 bytes "
             "of UTF-8");
+}
+
+// Rates are written per second ("256MiB/s"); the bare size that was the spelling before is read
+// the same, with a warning. ksm.scan.cpu is now max_cpu, like ksm.max_cpu.
+TEST(ConfigLoader, RatesArePerSecondAndTheScanCpuIsAMaximum) {
+  const auto r = load_config_string(
+      "host:\n  pressure: {swap_rate: 4MiB}\nksm:\n  scan:\n    cpu: 2%\n"
+      "    max_read_rate: 128MiB\n",
+      "old.yaml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  EXPECT_EQ(r.config->host.pressure.swap_rate_bytes_per_second, 4ULL << 20);
+  EXPECT_EQ(r.config->ksm.scan.read_bytes_per_second, 128ULL << 20);
+  EXPECT_DOUBLE_EQ(r.config->ksm.scan.cpu_ratio, 0.02);
+  ASSERT_EQ(r.warnings.size(), 3u);
+  EXPECT_EQ(r.warnings[0].to_string(),
+            "old.yaml:2:25: host.pressure.swap_rate: a rate is written per second: 4MiB/s");
+  EXPECT_EQ(r.warnings[1].to_string(),
+            "old.yaml:5:5: ksm.scan.cpu: cpu is deprecated: call it max_cpu (same value)");
+  EXPECT_EQ(r.warnings[2].to_string(),
+            "old.yaml:6:20: ksm.scan.max_read_rate: a rate is written per second: 128MiB/s");
+  const auto bad = load_config_string("host:\n  pressure: {swap_rate: 4MiB/h}\n", "bad.yaml");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_EQ(bad.errors[0].key_path, "host.pressure.swap_rate");
 }
 
 }  // namespace memtide::config

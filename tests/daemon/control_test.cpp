@@ -168,6 +168,27 @@ TEST_F(ControlledDaemon, ReloadReportsARejectedFile) {
   expect_ticking();
 }
 
+// A drop-in added beside the running daemon's file takes effect on reload and is named in the
+// status and the journal line; a bad one is refused at its own file and line.
+TEST_F(ControlledDaemon, ReloadReadsDropIns) {
+  std::filesystem::create_directory(dir_ + "/memtide.d");
+  std::ofstream(dir_ + "/memtide.d/50-dry-run.yaml") << "daemon:\n  dry_run: true\n";
+  EXPECT_NE(ctl("reload").find("configuration reloaded from"), std::string::npos);
+  const auto status = nlohmann::json::parse(ctl("status --json"), nullptr, false);
+  ASSERT_TRUE(status.is_object());
+  EXPECT_EQ(status["daemon"]["config_dropins"],
+            nlohmann::json::array({dir_ + "/memtide.d/50-dry-run.yaml"}))
+      << status["daemon"].dump();
+  EXPECT_TRUE(status["daemon"]["dry_run"].get<bool>()) << status["daemon"].dump();
+  EXPECT_NE(log().find("MEMTIDE_CONFIG_DROPINS=" + dir_ + "/memtide.d/50-dry-run.yaml"),
+            std::string::npos);
+  std::ofstream(dir_ + "/memtide.d/60-bad.yaml") << "# a comment\nksm: {mode: sometimes}\n";
+  const auto rejected = memtide::testing::run_command(
+      std::string(MEMTIDECTL_BINARY) + " reload --socket " + control_socket() + " 2>&1; true");
+  EXPECT_NE(rejected.find(dir_ + "/memtide.d/60-bad.yaml:2:"), std::string::npos) << rejected;
+  expect_ticking();
+}
+
 TEST_F(ControlledDaemon, BadRequestsGetErrorRepliesAndTheDaemonCarriesOn) {
   EXPECT_EQ(raw("not json\n")["error"], "the request is not valid JSON");
   EXPECT_EQ(raw("[1, 2]\n")["error"], "a request is an object with a \"command\" string");

@@ -337,7 +337,7 @@ TEST(DaemonProcess, CollectionFailureIsLoggedAndTheDaemonKeepsRunning) {
 }
 
 TEST(DaemonOnce, PrintsFiguresMatchingThisHost) {
-  const auto r = run({"--once", "--config", MEMTIDE_EXAMPLE_CONFIG});
+  const auto r = run({"--once", "--config", MEMTIDE_CONFFILE});
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   struct sysinfo si {};
@@ -355,8 +355,8 @@ TEST(DaemonOnce, PrintsFiguresMatchingThisHost) {
 
 TEST(DaemonOnce, ReadsAFixtureTree) {
   const std::string tree = std::string(MEMTIDE_FIXTURES) + "/hosts/old-kernel-4.14";
-  const auto r = run({"--once", "--config", MEMTIDE_EXAMPLE_CONFIG, "--procfs", tree + "/proc",
-                      "--sysfs", tree + "/sys"});
+  const auto r = run({"--once", "--config", MEMTIDE_CONFFILE, "--procfs", tree + "/proc", "--sysfs",
+                      tree + "/sys"});
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["host"]["meminfo"]["total_bytes"], 8054844ULL * 1024);
@@ -365,13 +365,13 @@ TEST(DaemonOnce, ReadsAFixtureTree) {
 }
 
 TEST(DaemonOnce, UnreadableProcfsExitsOne) {
-  const auto r = run({"--once", "--config", MEMTIDE_EXAMPLE_CONFIG, "--procfs", "/nonexistent"});
+  const auto r = run({"--once", "--config", MEMTIDE_CONFFILE, "--procfs", "/nonexistent"});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("/nonexistent/meminfo"), std::string::npos) << r.err;
 }
 
 TEST(DaemonCli, CheckConfigExitCodes) {
-  const auto good = run({"--check-config", MEMTIDE_EXAMPLE_CONFIG});
+  const auto good = run({"--check-config", MEMTIDE_CONFFILE});
   EXPECT_EQ(good.status, 0) << good.out;
   EXPECT_NE(good.out.find("valid"), std::string::npos);
 
@@ -537,7 +537,7 @@ TEST(Memtidectl, ErrorsAndExitCodes) {
   EXPECT_EQ(check.status, 2);
   EXPECT_NE(check.out.find(bad + ":5:3: daemon.interval: duplicate key"), std::string::npos)
       << check.out;
-  EXPECT_EQ(run_ctl({"check-config", MEMTIDE_EXAMPLE_CONFIG}).status, 0);
+  EXPECT_EQ(run_ctl({"check-config", MEMTIDE_CONFFILE}).status, 0);
 }
 
 // Numbers on the command line are validated (NaN once passed every range check, and a NaN pass

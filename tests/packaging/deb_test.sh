@@ -1,6 +1,7 @@
 #!/bin/bash
 # The Debian package: builds with `dpkg-buildpackage -us -uc -b` from a copy of the tree, passes
-# lintian without errors, installs, its configuration passes `memtided --check-config`, its unit
+# lintian without errors, installs, its configuration passes `memtided --check-config`, its
+# autopkgtest (debian/tests/smoke) passes against it, its unit
 # passes `systemd-analyze verify` and scores an exposure of at most 4.0 in
 # `systemd-analyze security`; then it is purged again. Needs root (it installs the package);
 # exits 77 (skipped) otherwise, or when a memtide package is already installed here.
@@ -47,6 +48,9 @@ check "memtidectl --version" memtidectl --version
 check "man pages installed" test -f /usr/share/man/man8/memtided.8.gz \
   -a -f /usr/share/man/man8/memtidectl.8.gz -a -f /usr/share/man/man5/memtide.yaml.5.gz
 check "conffile registered" sh -c "dpkg-query -W -f='\${Conffiles}' memtide | grep -q /etc/memtide/memtide.yaml"
+check "drop-in directory and examples" test -d /etc/memtide/memtide.d \
+  -a -f /usr/share/doc/memtide/examples/50-databases.yaml
+check "autopkgtest debian/tests/smoke" "$work/src/debian/tests/smoke"
 check "systemd-analyze verify" systemd-analyze verify /lib/systemd/system/memtided.service
 exposure=$(systemd-analyze security --offline=true /lib/systemd/system/memtided.service 2>&1 |
   sed -n 's/.*Overall exposure level for memtided.service: \([0-9.]*\).*/\1/p')

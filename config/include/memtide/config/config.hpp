@@ -1,7 +1,7 @@
 // The validated, typed configuration. A Config is immutable once built: the daemon holds a
 // std::shared_ptr<const Config> and a reload swaps the pointer whole, so nothing ever sees a
 // half-applied file. Every field documented here is documented for operators in
-// config/memtide.example.yaml and README.md; defaults below are the defaults of an empty file.
+// config/memtide.yaml and README.md; defaults below are the defaults of an empty file.
 #pragma once
 
 #include <chrono>
@@ -198,7 +198,9 @@ struct AlertsSection {
 };
 
 struct Config {
-  std::string source;  // file it was loaded from ("" for built-in defaults)
+  std::string source;                // file it was loaded from ("" for built-in defaults)
+  std::vector<std::string> dropins;  // drop-in files applied after it, in order
+  bool source_has_settings = false;  // `source` held at least one key (not only comments)
   DaemonSection daemon;
   LibvirtSection libvirt;
   HostSection host;

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,28 @@ LoadResult load_config_file(const std::string& path);
 
 // `origin` names the text in errors (and becomes Config::source).
 LoadResult load_config_string(std::string_view yaml, std::string_view origin);
+
+// Drop-ins: the files NAME.yaml in the directory beside the main file named after it
+// (/etc/memtide/memtide.yaml -> /etc/memtide/memtide.d/), read in byte order of their names
+// after the main file. Each applies to what the files before it made: a key it gives replaces
+// the earlier value, keys it leaves out keep theirs, so sections merge key by key; `classes` and
+// `alerts.alertmanager.labels` are values of their own and are replaced whole. Names starting
+// with "." and names not ending in ".yaml" are skipped (editor backups, package leftovers).
+inline constexpr std::size_t kMaxDropIns = 100;
+std::string dropin_directory(const std::string& main_path);
+
+struct DropIns {
+  std::vector<std::string> files;    // full paths, sorted
+  std::optional<ConfigError> error;  // the directory exists but cannot be listed, or too many
+};
+// The drop-ins in `directory`; none (and no error) when it does not exist.
+DropIns list_dropins(const std::string& directory);
+
+// The main file at `path` and then its drop-ins. With `main_optional`, a main file that does not
+// exist counts as empty (the built-in defaults, then the drop-ins). Every file is checked and
+// each error names its own file and line; Config::source is `path` ("" when it was absent) and
+// Config::dropins the drop-ins read. empty_document: no file held any setting.
+LoadResult load_config_with_dropins(const std::string& path, bool main_optional = false);
 
 // The configuration an empty file yields.
 std::shared_ptr<const Config> default_config();

@@ -19,6 +19,9 @@ namespace memtide::config {
 using memtide::SizeOrRatio;
 
 Result<std::uint64_t> parse_size(std::string_view text);
+// A rate in bytes per second: a size followed by "/s" ("256MiB/s"); a bare size is read as per
+// second too (the loader warns about that spelling).
+Result<std::uint64_t> parse_rate(std::string_view text);
 
 // Returns the ratio: "20%" -> 0.2. The percent sign is required.
 Result<double> parse_percent(std::string_view text);
