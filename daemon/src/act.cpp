@@ -61,13 +61,20 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
     const auto& change = plan.balloons[i];
     const std::string what = change.vm + ": " + config::format_size(change.from_bytes) + " -> " +
                              config::format_size(change.to_bytes) + ": " + change.reason;
+    const auto& outcome = outcomes[i];
+    const bool held = dry_run || figures_.paused;
+    const char* event = held                                 ? "balloon-not-applied"
+                        : outcome.kind == Kind::carried_over ? "balloon-carried-over"
+                        : outcome.kind == Kind::failed       ? "balloon-failed"
+                                                             : "balloon";
     const std::initializer_list<LogField> fields = {
+        {"MEMTIDE_EVENT", event},
         {"MEMTIDE_DOMAIN", change.vm},
         {"MEMTIDE_DOMAIN_UUID", change.uuid},
         {"MEMTIDE_FROM_BYTES", std::to_string(change.from_bytes)},
         {"MEMTIDE_TO_BYTES", std::to_string(change.to_bytes)}};
     const std::int64_t at = snapshot.collected_at_unix_ms;
-    if (dry_run || figures_.paused) {
+    if (held) {
       log_.notice(std::string(dry_run ? "dry run" : "paused") + ", not applied: balloon " + what,
                   fields);
       remember(at, change, dry_run ? "dry run" : "paused");
@@ -76,7 +83,6 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
       }
       continue;
     }
-    const auto& outcome = outcomes[i];
     if (outcome.kind == Kind::carried_over) {
       // The tick's time is spent (a slow hypervisor): the next tick decides it again.
       log_.debug("carried over to the next tick: balloon " + what, fields);

@@ -56,10 +56,10 @@ TEST_F(DropIns, SectionsMergeKeyByKeyInNameOrderAndListsAreReplacedWhole) {
   const auto r = load_config_with_dropins(main_);
   ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
   const Config& c = *r.config;
-  EXPECT_EQ(c.daemon.interval, 3s);       // 20- replaced the main file's
-  EXPECT_TRUE(c.daemon.dry_run);          // kept: no drop-in gives it
-  EXPECT_EQ(c.ksm.mode, KsmMode::off);    // 10- replaced it; the skipped files did not
-  EXPECT_EQ(c.ksm.sleep, 50ms);           // the rest of the section is the main file's
+  EXPECT_EQ(c.daemon.interval, 3s);     // 20- replaced the main file's
+  EXPECT_TRUE(c.daemon.dry_run);        // kept: no drop-in gives it
+  EXPECT_EQ(c.ksm.mode, KsmMode::off);  // 10- replaced it; the skipped files did not
+  EXPECT_EQ(c.ksm.sleep, 50ms);         // the rest of the section is the main file's
   EXPECT_EQ(c.alerts.alertmanager_url, "http://am:9093");
   ASSERT_EQ(c.classes.size(), 2u);  // the list is 20-'s, not appended to the main file's
   EXPECT_EQ(c.classes[0].name, "db");

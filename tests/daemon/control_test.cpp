@@ -111,10 +111,14 @@ TEST_F(ControlledDaemon, PauseStopsActionsAndResumeRestartsThem) {
   std::this_thread::sleep_for(1000ms);
   EXPECT_EQ(count("notice: balloon test"), applied) << "a command was applied while paused";
   EXPECT_GT(count("paused, not applied: balloon test"), 0) << log();
+  // Each kind of balloon line has its journal event (memtided(8)).
+  EXPECT_EQ(count("MEMTIDE_EVENT=balloon-not-applied MEMTIDE_DOMAIN=test"),
+            count("paused, not applied: balloon test"));
   EXPECT_NE(ctl("status").find("PAUSED"), std::string::npos);
   ASSERT_EQ(ctl("resume"), "balloon actions resumed");
   std::this_thread::sleep_for(1000ms);
   EXPECT_GT(count("notice: balloon test"), applied) << log();
+  EXPECT_EQ(count("MEMTIDE_EVENT=balloon MEMTIDE_DOMAIN=test"), count("notice: balloon test"));
 }
 
 // `systemctl reload` runs the unit's ExecReload: it must fail, and say why, on a rejected file.

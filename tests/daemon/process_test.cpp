@@ -624,7 +624,7 @@ TEST(DaemonRecord, SimulateReproducesTheDaemonsDecisions) {
   for (std::string line; std::getline(lines, line);) {
     const auto at = line.find("notice: balloon ");
     if (at != std::string::npos) {
-      const auto fields = line.find(" MEMTIDE_DOMAIN=");  // the stderr log appends journal fields
+      const auto fields = line.find(" MEMTIDE_EVENT=");  // the stderr log appends journal fields
       logged.push_back(line.substr(at + 16, fields - at - 16));
     }
   }
