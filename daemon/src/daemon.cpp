@@ -250,8 +250,7 @@ void Daemon::tick() {
     figures.collect_error = collection_log_.failing();
   } else {
     collectors::attach_page_scans(page_scans_.get(), *snapshot, config_->ksm.scan);
-    bool squatted = false;
-    claim_->judge(snapshot->other_managers, squatted);
+    const bool squatted = claim_->judge(snapshot->other_managers);
     collection_log_.collected(*snapshot);
     collection_log_.other_managers(
         policy::yield_summary(

@@ -61,14 +61,14 @@ bool HypervisorClaim::hold() {
   return true;
 }
 
-void HypervisorClaim::judge(std::vector<OtherManager>& others, bool& squatted) {
+bool HypervisorClaim::judge(std::vector<OtherManager>& others) {
   const bool held = hold();
   const bool memtided_seen =
       std::any_of(others.begin(), others.end(), [](const auto& m) { return m.name == "memtided"; });
-  squatted = !held && !memtided_seen;
   if (held) {
     std::erase_if(others, [](const OtherManager& m) { return m.name == "memtided"; });
   }
+  return !held && !memtided_seen;
 }
 
 }  // namespace memtide::daemon

@@ -28,8 +28,9 @@ class HypervisorClaim {
 
   // Keeps the memtided entries of `others` only while another daemon holds this URI: a memtided
   // seen while this one holds the claim manages another hypervisor (or none: --once, tests).
-  // Sets `squatted` when the name is taken but no memtided runs: some other process holds it.
-  void judge(std::vector<OtherManager>& others, bool& squatted);
+  // Returns whether the name is squatted: taken while no memtided runs, so some other process
+  // holds it.
+  bool judge(std::vector<OtherManager>& others);
 
  private:
   std::string uri_;

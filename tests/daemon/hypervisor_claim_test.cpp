@@ -39,20 +39,17 @@ TEST(HypervisorClaim, AnotherMemtidedCountsOnlyWhileItHoldsTheUri) {
                                           {"memtided", 77, true, true}};
   HypervisorClaim first(uri);
   auto others = seen;
-  bool squatted = true;
-  first.judge(others, squatted);  // holds it: the memtided seen manages something else
+  // Holds it: the memtided seen manages something else.
+  EXPECT_FALSE(first.judge(others));
   EXPECT_EQ(others, (std::vector<OtherManager>{{"ksmtuned", 40, false, true}}));
-  EXPECT_FALSE(squatted);
 
   HypervisorClaim second(uri);
   others = seen;
-  second.judge(others, squatted);  // the first holds it: the memtided seen is that one
+  EXPECT_FALSE(second.judge(others));  // the first holds it: the memtided seen is that one
   EXPECT_EQ(others, seen);
-  EXPECT_FALSE(squatted);
 
   others = {{"ksmtuned", 40, false, true}};
-  second.judge(others, squatted);  // taken, but no memtided runs: someone else holds the name
-  EXPECT_TRUE(squatted);
+  EXPECT_TRUE(second.judge(others));  // taken, but no memtided runs: someone else holds the name
   EXPECT_EQ(others.size(), 1u);
 }
 
