@@ -1,8 +1,12 @@
 #include "args.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
+#include <map>
+#include <string_view>
 
 #include <memtide/config/files.hpp>
 #include <memtide/core/exit_code.hpp>
@@ -41,7 +45,11 @@ Options:
   -t, --trace FILE    simulate: a trace to replay; repeat for rotated files, oldest first
                       (--trace trace.jsonl.1 --trace trace.jsonl)
   -q, --quiet         simulate: print the summary only
-      --json          simulate, scan, status, explain: print JSON
+      --json          simulate, scan, status, explain, pause, resume, reload: print JSON
+      --vm GLOB       status: only the VMs whose name matches GLOB (repeatable)
+      --sort KEY      status: order VMs by name (default), class, balloon, max, floor, usable,
+                      target or held (maximum minus balloon); sizes largest first
+      --utc           status: times in UTC (RFC 3339) rather than local with their age
       --passes N      scan: passes over each process (default 2; volatility needs 2)
       --interval S    scan: seconds between passes (default 1)
   -s, --socket PATH   the daemon's control socket (default: daemon.control_socket of the
@@ -51,6 +59,9 @@ Options:
                       (the unit's ExecReload)
   -h, --help          this help
   -V, --version       the version
+
+An option's value follows it (--config FILE) or is joined with = (--config=FILE). An option that
+the command does not take is an error.
 
 Exit codes: 0 success, 1 a VM could not be restored, libvirt is unreachable, a trace cannot be
 read or holds no snapshot, the daemon cannot be reached or refused the request, 2 invalid
@@ -76,12 +87,168 @@ std::string parse_number(const std::string& a, const std::optional<std::string>&
   return "";
 }
 
+// The commands each option applies to; options not listed here (--help, --version) apply to
+// all. Control commands find the daemon's socket through --config too.
+const std::map<std::string_view, std::vector<std::string_view>>& option_commands() {
+  static const std::map<std::string_view, std::vector<std::string_view>> kTable = {
+      {"--config",
+       {"restore", "check-config", "simulate", "status", "explain", "pause", "resume", "reload"}},
+      {"--connect", {"restore"}},
+      {"--dry-run", {"restore"}},
+      {"--if-service-failed", {"restore"}},
+      {"--trace", {"simulate"}},
+      {"--quiet", {"simulate"}},
+      {"--json", {"simulate", "scan", "status", "explain", "pause", "resume", "reload"}},
+      {"--passes", {"scan"}},
+      {"--interval", {"scan"}},
+      {"--socket", {"status", "explain", "pause", "resume", "reload"}},
+      {"--pid", {"reload"}},
+      {"--vm", {"status"}},
+      {"--sort", {"status"}},
+      {"--utc", {"status"}},
+  };
+  return kTable;
+}
+
+// The long name of option `a` ("-c" -> "--config"), or "" when it is none.
+std::string long_name(const std::string& a) {
+  static const std::map<std::string_view, std::string_view> kShort = {
+      {"-c", "--config"}, {"-n", "--dry-run"}, {"-t", "--trace"},  {"-q", "--quiet"},
+      {"-s", "--socket"}, {"-h", "--help"},    {"-V", "--version"}};
+  if (const auto it = kShort.find(a); it != kShort.end()) {
+    return std::string(it->second);
+  }
+  if (option_commands().count(a) != 0 || a == "--help" || a == "--version") {
+    return a;
+  }
+  return "";
+}
+
+bool takes_value(const std::string& name) {
+  return name == "--config" || name == "--connect" || name == "--trace" || name == "--passes" ||
+         name == "--interval" || name == "--socket" || name == "--pid" || name == "--vm" ||
+         name == "--sort";
+}
+
+// The usage error for an option given to a command that does not take it, or "".
+std::string misplaced_option(const std::string& command, const std::vector<std::string>& given) {
+  for (const auto& name : given) {
+    const auto it = option_commands().find(name);
+    if (it == option_commands().end()) {
+      continue;
+    }
+    const auto& commands = it->second;
+    if (std::find(commands.begin(), commands.end(), command) == commands.end()) {
+      std::string message = name;
+      message += " does not apply to ";
+      message += command;
+      message += " (it is for:";
+      for (const auto c : commands) {
+        message += c == commands.front() ? " " : ", ";
+        message += c;
+      }
+      message += ")";
+      return message;
+    }
+  }
+  return "";
+}
+
 }  // namespace
+
+const std::vector<std::string_view>& status_sort_keys() {
+  static const std::vector<std::string_view> kKeys = {"name",  "class",  "balloon", "max",
+                                                      "floor", "usable", "target",  "held"};
+  return kKeys;
+}
 
 int usage_error(const std::string& message) {
   std::cerr << "memtidectl: " << message << "\nTry 'memtidectl --help'.\n";
   return kExitUsage;
 }
+
+namespace {
+
+// Applies option `name` (its long name) to `o`, taking its value from `next` when it has one.
+// Returns the usage error, or "".
+std::string apply_option(const std::string& name, const std::string& spelled,
+                         const std::function<std::optional<std::string>()>& next, Args& o) {
+  const auto needs = [&spelled](const char* what) { return spelled + " needs " + what; };
+  if (name == "--config" || name == "--trace" || name == "--socket" || name == "--connect" ||
+      name == "--vm") {
+    auto v = next();
+    if (!v || v->empty()) {
+      return needs(name == "--socket"    ? "a path"
+                   : name == "--connect" ? "a URI"
+                   : name == "--vm"      ? "a name or glob"
+                                         : "a file");
+    }
+    if (name == "--config") {
+      o.config_path = *v;
+      o.config_given = true;
+    } else if (name == "--trace") {
+      o.traces.push_back(*v);
+    } else if (name == "--socket") {
+      o.socket = *v;
+    } else if (name == "--connect") {
+      o.connect = *v;
+    } else {
+      o.vm_globs.push_back(*v);
+    }
+  } else if (name == "--sort") {
+    auto v = next();
+    const auto& keys = status_sort_keys();
+    if (!v || std::find(keys.begin(), keys.end(), *v) == keys.end()) {
+      std::string message = "--sort takes one of";
+      for (const auto k : keys) {
+        message += k == keys.front() ? " " : ", ";
+        message += k;
+      }
+      return message + (v ? ", got '" + shorten_utf8(*v, 40) + "'" : std::string());
+    }
+    o.sort = *v;
+  } else if (name == "--passes" || name == "--interval") {
+    return parse_number(name, next(), o);
+  } else if (name == "--pid") {
+    const auto v = next();
+    char* end = nullptr;
+    const long pid = v ? std::strtol(v->c_str(), &end, 10) : 0;
+    if (!v || end == v->c_str() || *end != '\0' || pid < 2 || pid > INT32_MAX) {
+      return "--pid needs a process ID" +
+             (v ? ", got '" + shorten_utf8(*v, 40) + "'" : std::string());
+    }
+    o.reload_pid = static_cast<int>(pid);
+  } else {
+    // Flags.
+    o.dry_run = o.dry_run || name == "--dry-run";
+    o.if_service_failed = o.if_service_failed || name == "--if-service-failed";
+    o.quiet = o.quiet || name == "--quiet";
+    o.json = o.json || name == "--json";
+    o.utc = o.utc || name == "--utc";
+  }
+  return "";
+}
+
+// An argument that is not an option: the command, check-config's file, explain's VM or scan's
+// PIDs. Returns whether it was one of those.
+bool take_operand(const std::string& a, Args& o) {
+  if (a.empty() || a[0] == '-') {
+    return false;
+  }
+  if (o.command.empty()) {
+    o.command = a;
+  } else if (o.command == "check-config" && !o.config_given) {
+    o.config_path = a;
+    o.config_given = true;
+  } else if (o.command == "explain" || o.command == "scan") {
+    o.operands.push_back(a);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 Parsed parse_args(const std::vector<std::string>& args) {
   Parsed out;
@@ -90,76 +257,50 @@ Parsed parse_args(const std::vector<std::string>& args) {
   if (args.empty()) {
     return {o, usage_error("a command is required")};
   }
+  std::vector<std::string> given;  // long names of the options given
   for (std::size_t i = 0; i < args.size(); ++i) {
-    const auto& a = args[i];
-    auto next = [&]() -> std::optional<std::string> {
-      if (i + 1 >= args.size()) {
-        return std::nullopt;
+    std::string a = args[i];
+    std::optional<std::string> inline_value;  // from --option=value
+    if (a.rfind("--", 0) == 0) {
+      if (const auto eq = a.find('='); eq != std::string::npos) {
+        inline_value = a.substr(eq + 1);
+        a.resize(eq);
       }
-      return args[++i];
-    };
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
+    }
+    const std::string name = long_name(a);
+    if (name.empty()) {
+      if (!take_operand(a, o)) {
+        return {o, usage_error("unexpected argument '" + shorten_utf8(args[i], 40) + "'")};
+      }
+      continue;
+    }
+    if (name == "--help" || name == "--version") {
+      std::cout << (name == "--help" ? kUsage : "memtidectl " MEMTIDE_VERSION "\n");
       return {o, kExitOk};
     }
-    if (a == "-V" || a == "--version") {
-      std::cout << "memtidectl " MEMTIDE_VERSION "\n";
-      return {o, kExitOk};
-    }
-    if (a == "-c" || a == "--config") {
-      auto v = next();
-      if (!v) {
-        return {o, usage_error(a + " needs a file")};
-      }
-      o.config_path = *v;
-      o.config_given = true;
-    } else if (a == "--connect") {
-      o.connect = next();
-      if (!o.connect) {
-        return {o, usage_error("--connect needs a URI")};
-      }
-    } else if (a == "-n" || a == "--dry-run") {
-      o.dry_run = true;
-    } else if (a == "-t" || a == "--trace") {
-      auto v = next();
-      if (!v) {
-        return {o, usage_error(a + " needs a file")};
-      }
-      o.traces.push_back(*v);
-    } else if (a == "--if-service-failed") {
-      o.if_service_failed = true;
-    } else if (a == "-q" || a == "--quiet") {
-      o.quiet = true;
-    } else if (a == "--json") {
-      o.json = true;
-    } else if (a == "--passes" || a == "--interval") {
-      if (auto error = parse_number(a, next(), out.args); !error.empty()) {
+    given.push_back(name);
+    // Once the command is known, an option it does not take is refused before its value is
+    // looked for; options before the command are checked at the end.
+    if (!o.command.empty()) {
+      if (auto error = misplaced_option(o.command, {name}); !error.empty()) {
         return {o, usage_error(error)};
       }
-    } else if (a == "--pid") {
-      const auto v = next();
-      char* end = nullptr;
-      const long pid = v ? std::strtol(v->c_str(), &end, 10) : 0;
-      if (!v || end == v->c_str() || *end != '\0' || pid < 2 || pid > INT32_MAX) {
-        return {o, usage_error("--pid needs a process ID" +
-                               (v ? ", got '" + shorten_utf8(*v, 40) + "'" : std::string()))};
-      }
-      o.reload_pid = static_cast<int>(pid);
-    } else if (a == "-s" || a == "--socket") {
-      o.socket = next();
-      if (!o.socket) {
-        return {o, usage_error(a + " needs a path")};
-      }
-    } else if (o.command.empty() && !a.empty() && a[0] != '-') {
-      o.command = a;
-    } else if (o.command == "check-config" && !o.config_given && !a.empty() && a[0] != '-') {
-      o.config_path = a;
-      o.config_given = true;
-    } else if ((o.command == "explain" || o.command == "scan") && !a.empty() && a[0] != '-') {
-      o.operands.push_back(a);
-    } else {
-      return {o, usage_error("unexpected argument '" + shorten_utf8(a, 40) + "'")};
     }
+    if (inline_value && !takes_value(name)) {
+      return {o, usage_error(name + " takes no value")};
+    }
+    const auto next = [&]() -> std::optional<std::string> {
+      if (inline_value) {
+        return inline_value;
+      }
+      return i + 1 < args.size() ? std::optional<std::string>(args[++i]) : std::nullopt;
+    };
+    if (auto error = apply_option(name, a, next, o); !error.empty()) {
+      return {o, usage_error(error)};
+    }
+  }
+  if (auto error = misplaced_option(o.command, given); !error.empty()) {
+    return {o, usage_error(error)};
   }
   return out;
 }

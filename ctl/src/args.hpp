@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace memtide::ctl {
@@ -22,7 +23,13 @@ struct Args {
   std::vector<std::string> operands;  // explain's VM, scan's PIDs
   int passes = 2;
   double interval_s = 1;
+  std::vector<std::string> vm_globs;  // status --vm: VMs whose name matches any (fnmatch)
+  std::string sort = "name";          // status --sort: one of status_sort_keys()
+  bool utc = false;                   // status --utc: RFC 3339 UTC times, not local and relative
 };
+
+// The orders `status --sort` takes.
+const std::vector<std::string_view>& status_sort_keys();
 
 // The parsed command line, or the exit code to end with at once (after --help, --version, or a
 // usage error already printed).

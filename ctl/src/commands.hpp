@@ -22,9 +22,9 @@ int simulate(std::shared_ptr<const config::Config> config, const std::vector<std
 // scan PID...: page-content statistics of processes (scan.cpp).
 int scan(const std::vector<std::string>& pids, int passes, double interval_s, bool json);
 
-// status, explain, pause, resume, reload: asks the daemon at `socket` (control.cpp).
-int control(const std::string& socket, const std::string& command,
-            const std::vector<std::string>& operands, bool json);
+// status, explain, pause, resume, reload: asks the daemon at `socket` (control.cpp). `args`
+// gives the command, its operands, --json and status's --vm, --sort and --utc.
+int control(const std::string& socket, const Args& args);
 
 // reload without a control socket (`socket` does not exist): SIGHUP to `pid` (control.cpp).
 int signal_reload(int pid, const std::string& socket);

@@ -4,7 +4,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <iostream>
+#include <optional>
+#include <tuple>
+
+#include <fnmatch.h>
 
 #include <memtide/config/units.hpp>
 #include <memtide/core/exit_code.hpp>
@@ -13,6 +18,7 @@
 
 #include "commands.hpp"
 #include "control_client.hpp"
+#include "terminal.hpp"
 
 namespace memtide::ctl {
 
@@ -29,24 +35,137 @@ nlohmann::json member(const nlohmann::json& j, const char* key) {
   return j.contains(key) ? j[key] : nlohmann::json();
 }
 
-// Columns padded to their widest cell; the last column is not padded.
-void print_table(const std::vector<std::vector<std::string>>& rows) {
+// Columns padded to their widest cell, measured in terminal columns; the last column is not
+// padded, and is cut to what is left of `columns` (when known) so that no line wraps.
+void print_table(std::vector<std::vector<std::string>> rows, std::optional<std::size_t> columns) {
   std::vector<std::size_t> width;
-  for (const auto& row : rows) {
+  for (auto& row : rows) {
     width.resize(std::max(width.size(), row.size()));
     for (std::size_t i = 0; i < row.size(); ++i) {
-      width[i] = std::max(width[i], row[i].size());
+      row[i] = for_terminal(row[i]);
+      width[i] = std::max(width[i], display_width(row[i]));
     }
   }
+  std::size_t before_last = 0;  // columns taken by every column but the last, with gaps
+  for (std::size_t i = 0; i + 1 < width.size(); ++i) {
+    before_last += width[i] + 2;
+  }
+  constexpr std::size_t kLeastLastColumn = 20;
   for (const auto& row : rows) {
     std::string line;
     for (std::size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
       if (i + 1 < row.size()) {
-        line += std::string(width[i] - row[i].size() + 2, ' ');
+        line += row[i] + std::string(width[i] - display_width(row[i]) + 2, ' ');
+      } else if (columns) {
+        line += fit(row[i], std::max(kLeastLastColumn,
+                                     *columns > before_last ? *columns - before_last : 0));
+      } else {
+        line += row[i];
       }
     }
     std::cout << line << '\n';
+  }
+}
+
+// Seconds since the epoch of an RFC 3339 UTC time as the daemon writes it
+// ("2026-11-28T04:07:32.521Z"), or nullopt.
+std::optional<std::time_t> parse_utc(const std::string& text) {
+  std::tm tm{};
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr) {
+    return std::nullopt;
+  }
+  return timegm(&tm);
+}
+
+// "3 s ago", "5 min ago", "2 h ago", "4 d ago" ("in 2 s" when the daemon's clock is ahead).
+std::string age_text(std::time_t at, std::time_t now) {
+  const long long d = static_cast<long long>(now) - static_cast<long long>(at);
+  const long long a = d < 0 ? -d : d;
+  const std::string amount = a < 120      ? std::to_string(a) + " s"
+                             : a < 7200   ? std::to_string(a / 60) + " min"
+                             : a < 172800 ? std::to_string(a / 3600) + " h"
+                                          : std::to_string(a / 86400) + " d";
+  return d < 0 ? "in " + amount : amount + " ago";
+}
+
+// A time from the daemon for people: as sent (RFC 3339 UTC) with --utc, else local time (the
+// date too when not today) and its age: "14:02:11 (3 s ago)".
+std::string time_text(const std::string& utc_text, bool utc) {
+  const auto at = parse_utc(utc_text);
+  if (utc || !at) {
+    return utc_text;
+  }
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  std::tm today{};
+  localtime_r(&*at, &local);
+  localtime_r(&now, &today);
+  char buf[32];
+  const bool same_day = local.tm_year == today.tm_year && local.tm_yday == today.tm_yday;
+  std::strftime(buf, sizeof buf, same_day ? "%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &local);
+  return std::string(buf) + " (" + age_text(*at, now) + ")";
+}
+
+// Whether `name` matches one of `globs` (all names when there are none).
+bool selected(const std::string& name, const std::vector<std::string>& globs) {
+  return globs.empty() || std::any_of(globs.begin(), globs.end(), [&name](const auto& g) {
+           return fnmatch(g.c_str(), name.c_str(), 0) == 0;
+         });
+}
+
+// The reply's VMs and recent commands narrowed to --vm, and the VMs in --sort order: by name,
+// or by a size, largest first (VMs without the figure last), ties by name.
+void select_and_sort(nlohmann::json& r, const Args& args) {
+  auto& vms = r["vms"];
+  nlohmann::json kept = nlohmann::json::array();
+  for (auto& vm : vms) {
+    if (selected(vm.value("name", std::string()), args.vm_globs)) {
+      kept.push_back(std::move(vm));
+    }
+  }
+  auto key = [&args](const nlohmann::json& vm) -> std::optional<double> {
+    auto size = [&vm](const char* field) -> std::optional<double> {
+      const auto it = vm.find(field);
+      return it != vm.end() && it->is_number() ? std::optional<double>(it->get<double>())
+                                               : std::nullopt;
+    };
+    if (args.sort == "held") {
+      const auto max = size("max_bytes");
+      const auto balloon = size("balloon_bytes");
+      return max && balloon ? std::optional<double>(*max - *balloon) : std::nullopt;
+    }
+    return size((args.sort + "_bytes").c_str());
+  };
+  std::stable_sort(kept.begin(), kept.end(), [&](const nlohmann::json& a, const nlohmann::json& b) {
+    const auto name_a = a.value("name", std::string());
+    const auto name_b = b.value("name", std::string());
+    if (args.sort == "class") {
+      const auto class_a = a.value("class", std::string());
+      const auto class_b = b.value("class", std::string());
+      return std::tie(class_a, name_a) < std::tie(class_b, name_b);
+    }
+    if (args.sort != "name") {
+      const auto ka = key(a);
+      const auto kb = key(b);
+      if (ka.has_value() != kb.has_value()) {
+        return ka.has_value();
+      }
+      if (ka && *ka != *kb) {
+        return *ka > *kb;
+      }
+    }
+    return name_a < name_b;
+  });
+  vms = std::move(kept);
+  if (r.contains("recent_commands") && !args.vm_globs.empty()) {
+    nlohmann::json recent = nlohmann::json::array();
+    for (auto& c : r["recent_commands"]) {
+      if (selected(c.value("vm", std::string()), args.vm_globs)) {
+        recent.push_back(std::move(c));
+      }
+    }
+    r["recent_commands"] = std::move(recent);
   }
 }
 
@@ -97,7 +216,7 @@ void print_ksm(const nlohmann::json& k) {
   std::cout << "\n  " << k["decision"].get<std::string>() << '\n';
 }
 
-void print_status(const nlohmann::json& r) {
+void print_status(const nlohmann::json& r, bool utc) {
   const auto& d = r["daemon"];
   const auto& h = r["host"];
   std::cout << "memtided " << d["version"].get<std::string>() << ": tick "
@@ -114,9 +233,10 @@ void print_status(const nlohmann::json& r) {
             << "; metrics "
             << (d["metrics"].get<std::string>().empty() ? "off" : d["metrics"].get<std::string>())
             << '\n';
-  std::cout << "host at " << h["collected_at"].get<std::string>() << ": MemAvailable "
-            << size_or_dash(h["available_bytes"]) << " of " << size_or_dash(h["total_bytes"])
-            << ", reserve " << size_or_dash(h["reserve_bytes"]) << "; "
+  std::cout << "host at " << time_text(h["collected_at"].get<std::string>(), utc)
+            << ": MemAvailable " << size_or_dash(h["available_bytes"]) << " of "
+            << size_or_dash(h["total_bytes"]) << ", reserve " << size_or_dash(h["reserve_bytes"])
+            << "; "
             << (h.contains("level") && h["level"].is_string() ? h["level"].get<std::string>()
                                                               : std::string("?"))
             << ": " << h["summary"].get<std::string>() << "; swap forecast "
@@ -143,8 +263,8 @@ void print_status(const nlohmann::json& r) {
   }
   for (const auto& a : r["alerts"]) {
     std::cout << "alert " << a["name"].get<std::string>() << " ("
-              << a["severity"].get<std::string>() << "): " << a["summary"].get<std::string>()
-              << '\n';
+              << a["severity"].get<std::string>()
+              << "): " << for_terminal(a["summary"].get<std::string>()) << '\n';
   }
   print_ksm(r["ksm"]);
   std::vector<std::vector<std::string>> rows = {
@@ -158,14 +278,15 @@ void print_status(const nlohmann::json& r) {
                     page_scan_cell(vm["page_scan"]), vm["explanation"].get<std::string>()});
   }
   std::cout << '\n';
-  print_table(rows);
+  print_table(std::move(rows), output_columns());
   if (!r["recent_commands"].empty()) {
     std::cout << "\nrecent balloon commands (oldest first):\n";
   }
   for (const auto& c : r["recent_commands"]) {
-    std::cout << "  " << c["at"].get<std::string>() << "  " << c["vm"].get<std::string>() << ": "
-              << size_or_dash(c["from_bytes"]) << " -> " << size_or_dash(c["to_bytes"]) << " ("
-              << c["cause"].get<std::string>() << ", " << c["outcome"].get<std::string>() << ")\n";
+    std::cout << "  " << time_text(c["at"].get<std::string>(), utc) << "  "
+              << for_terminal(c["vm"].get<std::string>()) << ": " << size_or_dash(c["from_bytes"])
+              << " -> " << size_or_dash(c["to_bytes"]) << " (" << c["cause"].get<std::string>()
+              << ", " << c["outcome"].get<std::string>() << ")\n";
   }
 }
 
@@ -176,8 +297,8 @@ std::string on_off(const nlohmann::json& v) {
 
 void print_explain(const nlohmann::json& r) {
   const auto& vm = r["vm"];
-  std::cout << vm["name"].get<std::string>() << " (" << vm["uuid"].get<std::string>()
-            << "): " << vm["explanation"].get<std::string>() << "\n  balloon "
+  std::cout << for_terminal(vm["name"].get<std::string>()) << " (" << vm["uuid"].get<std::string>()
+            << "): " << for_terminal(vm["explanation"].get<std::string>()) << "\n  balloon "
             << size_or_dash(vm["balloon_bytes"]) << " of " << size_or_dash(vm["max_bytes"])
             << ", floor " << size_or_dash(vm["floor_bytes"]) << ", usable "
             << size_or_dash(vm["usable_bytes"]) << ", statistics "
@@ -216,8 +337,9 @@ std::string percent_text(double ratio) {
   return buf;
 }
 
-int control(const std::string& socket, const std::string& command,
-            const std::vector<std::string>& operands, bool json) {
+int control(const std::string& socket, const Args& args) {
+  const std::string& command = args.command;
+  const auto& operands = args.operands;
   nlohmann::json request = {{"command", command}};
   if (command == "explain") {
     if (operands.size() != 1) {
@@ -232,15 +354,18 @@ int control(const std::string& socket, const std::string& command,
     std::cerr << "memtidectl: " << reply.error().to_string() << '\n';
     return kExitFailure;
   }
-  const nlohmann::json& r = *reply;
+  nlohmann::json& r = *reply;
   if (!r.value("ok", false)) {
     std::cerr << "memtidectl: " << r.value("error", std::string("request refused")) << '\n';
     return kExitFailure;
   }
-  if (json) {
+  if (command == "status" && r.contains("vms") && r["vms"].is_array()) {
+    select_and_sort(r, args);
+  }
+  if (args.json) {
     std::cout << report::dump_json(r, 2) << '\n';
   } else if (command == "status") {
-    print_status(r);
+    print_status(r, args.utc);
   } else if (command == "explain") {
     print_explain(r);
   } else if (command == "pause" || command == "resume") {

@@ -55,7 +55,7 @@ int run(const std::vector<std::string>& argv) {
     if (a.command == "reload" && a.reload_pid && ::stat(path.c_str(), &st) != 0) {
       return ctl::signal_reload(*a.reload_pid, path);
     }
-    return ctl::control(path, a.command, a.operands, a.json);
+    return ctl::control(path, a);
   }
   if (a.command != "restore" && a.command != "simulate") {
     return usage_error(a.command.empty() ? "a command is required"

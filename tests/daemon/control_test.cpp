@@ -1,7 +1,9 @@
 // The control socket of a running memtided, through memtidectl and through raw clients that
 // misbehave.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -170,6 +172,47 @@ TEST_F(ControlledDaemon, ReloadReportsARejectedFile) {
   EXPECT_NE(again.find("reload rejected, previous configuration kept"), std::string::npos) << again;
   EXPECT_NE(again.find("unknown key 'bogus_section'"), std::string::npos) << again;
   expect_ticking();
+}
+
+// status narrows and orders the VMs (--vm, --sort), fits the table to the terminal and shows
+// local times with their age (--utc: as the daemon sends them); options take "--opt=value" as
+// well as "--opt value", and an option the command does not take is refused.
+TEST_F(ControlledDaemon, StatusSelectsSortsAndFitsTheTerminal) {
+  std::this_thread::sleep_for(1000ms);
+  const auto all = ctl("status --vm=te* --sort held");
+  EXPECT_NE(all.find("\ntest "), std::string::npos) << all;
+  EXPECT_NE(all.find(" ago)"), std::string::npos) << all;  // "host at 14:02:11 (1 s ago)"
+  const auto none = ctl("status --vm nomatch");
+  EXPECT_EQ(none.find("\ntest "), std::string::npos) << none;
+  const auto json = nlohmann::json::parse(ctl("status --json --vm nomatch"), nullptr, false);
+  ASSERT_TRUE(json.is_object());
+  EXPECT_TRUE(json["vms"].empty());
+  EXPECT_NE(ctl("status --utc").find("host at 20"), std::string::npos);
+
+  // No table line is wider than $COLUMNS: the explanation, last, is cut with an ellipsis.
+  const auto narrow = memtide::testing::run_command(
+      "COLUMNS=120 " + std::string(MEMTIDECTL_BINARY) + " status --socket " + control_socket());
+  const auto table = narrow.substr(narrow.find("\nVM ") + 1);
+  std::istringstream lines(table);
+  int rows = 0;
+  for (std::string line; std::getline(lines, line) && !line.empty();) {
+    const auto columns = std::count_if(line.begin(), line.end(), [](char c) {
+      return (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // UTF-8 lead bytes: ASCII text
+    });
+    EXPECT_LE(columns, 120) << line;
+    ++rows;
+  }
+  EXPECT_GE(rows, 2) << narrow;
+  EXPECT_NE(table.find("\xE2\x80\xA6"), std::string::npos) << table;  // something was cut
+
+  constexpr int kUsage = 64 << 8;  // exit code 64 from std::system
+  EXPECT_EQ(ctl_status("status --passes 3"), kUsage);
+  const auto refused = memtide::testing::run_command(std::string(MEMTIDECTL_BINARY) +
+                                                     " status --passes 3 2>&1; true");
+  EXPECT_NE(refused.find("--passes does not apply to status (it is for: scan)"), std::string::npos)
+      << refused;
+  EXPECT_EQ(ctl_status("status --sort bogus"), kUsage);
+  EXPECT_EQ(ctl_status("pause --json=yes"), kUsage);  // a flag takes no value
 }
 
 // A drop-in added beside the running daemon's file takes effect on reload and is named in the

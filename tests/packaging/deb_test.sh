@@ -50,6 +50,8 @@ check "man pages installed" test -f /usr/share/man/man8/memtided.8.gz \
 check "conffile registered" sh -c "dpkg-query -W -f='\${Conffiles}' memtide | grep -q /etc/memtide/memtide.yaml"
 check "drop-in directory and examples" test -d /etc/memtide/memtide.d \
   -a -f /usr/share/doc/memtide/examples/50-databases.yaml
+check "bash completion installed" test -f /usr/share/bash-completion/completions/memtidectl \
+  -a -f /usr/share/bash-completion/completions/memtided
 check "autopkgtest debian/tests/smoke" "$work/src/debian/tests/smoke"
 check "systemd-analyze verify" systemd-analyze verify /lib/systemd/system/memtided.service
 exposure=$(systemd-analyze security --offline=true /lib/systemd/system/memtided.service 2>&1 |

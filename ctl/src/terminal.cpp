@@ -1,0 +1,125 @@
+#include "terminal.hpp"
+
+#include <cstdint>
+#include <cstdlib>
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <memtide/core/text.hpp>
+
+namespace memtide::ctl {
+
+namespace {
+
+constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+// The code point of the well-formed `n`-byte sequence at the start of `s`.
+std::uint32_t decode(std::string_view s, std::size_t n) {
+  const auto b = [&s](std::size_t i) {
+    return static_cast<std::uint32_t>(static_cast<std::uint8_t>(s[i]));
+  };
+  switch (n) {
+    case 1:
+      return b(0);
+    case 2:
+      return ((b(0) & 0x1F) << 6) | (b(1) & 0x3F);
+    case 3:
+      return ((b(0) & 0x0F) << 12) | ((b(1) & 0x3F) << 6) | (b(2) & 0x3F);
+    default:
+      return ((b(0) & 0x07) << 18) | ((b(1) & 0x3F) << 12) | ((b(2) & 0x3F) << 6) | (b(3) & 0x3F);
+  }
+}
+
+bool in(std::uint32_t c, std::uint32_t lo, std::uint32_t hi) {
+  return c >= lo && c <= hi;
+}
+
+// Columns of one code point (a compact subset of Unicode's East Asian Width and general
+// categories: the ranges a terminal renders wide or not at all).
+std::size_t columns_of(std::uint32_t c) {
+  if (in(c, 0x0300, 0x036F) || in(c, 0x1AB0, 0x1AFF) || in(c, 0x1DC0, 0x1DFF) ||
+      in(c, 0x20D0, 0x20FF) || in(c, 0xFE20, 0xFE2F) || in(c, 0x200B, 0x200F) ||
+      in(c, 0xFE00, 0xFE0F) || c == 0x2060 || c == 0xFEFF) {
+    return 0;  // combining marks, zero-width spaces and joiners, variation selectors
+  }
+  if (in(c, 0x1100, 0x115F) || in(c, 0x2E80, 0x303E) || in(c, 0x3041, 0x33FF) ||
+      in(c, 0x3400, 0x4DBF) || in(c, 0x4E00, 0x9FFF) || in(c, 0xA000, 0xA4CF) ||
+      in(c, 0xAC00, 0xD7A3) || in(c, 0xF900, 0xFAFF) || in(c, 0xFE30, 0xFE4F) ||
+      in(c, 0xFF00, 0xFF60) || in(c, 0xFFE0, 0xFFE6) || in(c, 0x1F300, 0x1F64F) ||
+      in(c, 0x1F900, 0x1F9FF) || in(c, 0x20000, 0x3FFFD)) {
+    return 2;  // CJK, Hangul, fullwidth forms, emoji
+  }
+  return 1;
+}
+
+bool is_control(std::uint32_t c) {
+  return c < 0x20 || in(c, 0x7F, 0x9F);
+}
+
+}  // namespace
+
+std::size_t display_width(std::string_view s) {
+  std::size_t width = 0;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8_sequence_length(s.substr(i));
+    width += n == 0 ? 1 : columns_of(decode(s.substr(i), n));
+    i += n == 0 ? 1 : n;
+  }
+  return width;
+}
+
+std::string for_terminal(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8_sequence_length(s.substr(i));
+    if (n == 0 || is_control(decode(s.substr(i), n))) {
+      out += kReplacement;
+    } else {
+      out.append(s.substr(i, n));
+    }
+    i += n == 0 ? 1 : n;
+  }
+  return out;
+}
+
+std::string fit(std::string_view s, std::size_t columns) {
+  if (display_width(s) <= columns) {
+    return std::string(s);
+  }
+  if (columns == 0) {
+    return "";
+  }
+  std::string out;
+  std::size_t used = 0;
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t n = utf8_sequence_length(s.substr(i));
+    n = n == 0 ? 1 : n;
+    const std::size_t w = display_width(s.substr(i, n));
+    if (used + w > columns - 1) {  // keep one column for the ellipsis
+      break;
+    }
+    out.append(s.substr(i, n));
+    used += w;
+    i += n;
+  }
+  return out + "\xE2\x80\xA6";  // U+2026
+}
+
+std::optional<std::size_t> output_columns() {
+  if (const char* env = std::getenv("COLUMNS"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (*end == '\0' && n > 0 && n < 100000) {
+      return static_cast<std::size_t>(n);
+    }
+  }
+  winsize ws{};
+  if (isatty(STDOUT_FILENO) == 1 && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+    return static_cast<std::size_t>(ws.ws_col);
+  }
+  return std::nullopt;
+}
+
+}  // namespace memtide::ctl

@@ -1,0 +1,28 @@
+// Text for a terminal: untrusted names made harmless, measured in columns (not bytes), cut to fit.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace memtide::ctl {
+
+// Columns `s` takes on a terminal: 0 for combining marks and zero-width characters, 2 for East
+// Asian wide and fullwidth characters and emoji, 1 for the rest. Invalid UTF-8 bytes count 1
+// each (they are shown as U+FFFD).
+std::size_t display_width(std::string_view s);
+
+// `s` safe to print: valid UTF-8, with control characters (C0, DEL, C1: escape sequences a
+// domain name or message could carry) shown as U+FFFD.
+std::string for_terminal(std::string_view s);
+
+// `s` (already for_terminal) cut to at most `columns` columns on a character boundary, ending in
+// "…" when cut.
+std::string fit(std::string_view s, std::size_t columns);
+
+// The width to fit output to: $COLUMNS when it is a number (as ls and ps take it), else the
+// terminal's width when stdout is one, else none (pipes and files get whole lines).
+std::optional<std::size_t> output_columns();
+
+}  // namespace memtide::ctl
