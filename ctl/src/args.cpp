@@ -45,7 +45,7 @@ Options:
   -t, --trace FILE    simulate: a trace to replay; repeat for rotated files, oldest first
                       (--trace trace.jsonl.1 --trace trace.jsonl)
   -q, --quiet         simulate: print the summary only
-      --json          simulate, scan, status, explain, pause, resume, reload: print JSON
+      --json          print JSON (every command)
       --vm GLOB       status: only the VMs whose name matches GLOB (repeatable)
       --sort KEY      status: order VMs by name (default), class, balloon, max, floor, usable,
                       target or held (maximum minus balloon); sizes largest first
@@ -98,7 +98,9 @@ const std::map<std::string_view, std::vector<std::string_view>>& option_commands
       {"--if-service-failed", {"restore"}},
       {"--trace", {"simulate"}},
       {"--quiet", {"simulate"}},
-      {"--json", {"simulate", "scan", "status", "explain", "pause", "resume", "reload"}},
+      {"--json",
+       {"restore", "check-config", "simulate", "scan", "status", "explain", "pause", "resume",
+        "reload"}},
       {"--passes", {"scan"}},
       {"--interval", {"scan"}},
       {"--socket", {"status", "explain", "pause", "resume", "reload"}},

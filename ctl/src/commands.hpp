@@ -12,8 +12,12 @@
 
 namespace memtide::ctl {
 
-// restore: every managed VM back to its maximum (restore.cpp).
-int restore(const config::Config& config, bool dry_run, bool if_service_failed);
+// restore: every managed VM back to its maximum (restore.cpp); `json`: one JSON object.
+int restore(const config::Config& config, bool dry_run, bool if_service_failed, bool json);
+
+// check-config --json: the main file and its drop-ins checked, as one JSON object
+// (check_config.cpp). Without --json, config::check_config_file prints the same as memtided.
+int check_config_json(const std::string& path);
 
 // simulate: replays traces through the policy of `config` (simulate.cpp).
 int simulate(std::shared_ptr<const config::Config> config, const std::vector<std::string>& traces,

@@ -28,6 +28,9 @@ int run(const std::vector<std::string>& argv) {
   }
   const Args& a = parsed.args;
   if (a.command == "check-config") {
+    if (a.json) {
+      return ctl::check_config_json(a.config_path);
+    }
     return config::check_config_file(a.config_path, std::cout) ? kExitOk : kExitInvalidConfig;
   }
   if (a.command == "scan") {
@@ -73,7 +76,8 @@ int run(const std::vector<std::string>& argv) {
   }
   config::Overrides overrides;
   overrides.libvirt_uri = a.connect;
-  return ctl::restore(*config::with_overrides(config, overrides), a.dry_run, a.if_service_failed);
+  return ctl::restore(*config::with_overrides(config, overrides), a.dry_run, a.if_service_failed,
+                      a.json);
 }
 
 }  // namespace

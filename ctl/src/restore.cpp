@@ -1,6 +1,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include <unistd.h>
 
@@ -9,24 +10,76 @@
 #include <memtide/collectors/other_managers.hpp>
 #include <memtide/core/exit_code.hpp>
 #include <memtide/policy/coexist.hpp>
+#include <memtide/report/json_text.hpp>
 
 #include "commands.hpp"
 
 namespace memtide::ctl {
 
-int restore(const config::Config& config, bool dry_run, bool if_service_failed) {
+namespace {
+
+const char* kind_name(actuators::RestoreOutcome::Kind kind) {
+  using Kind = actuators::RestoreOutcome::Kind;
+  switch (kind) {
+    case Kind::restored:
+      return "restored";
+    case Kind::already_at_maximum:
+      return "already-at-maximum";
+    case Kind::unmanaged:
+      return "unmanaged";
+    case Kind::failed:
+      return "failed";
+    case Kind::dry_run:
+      return "dry-run";
+  }
+  return "?";
+}
+
+// restore --json: one object, {"skipped": why nothing was done or null, "vms": [...]}.
+void print_json(const std::optional<std::string>& skipped,
+                const std::vector<actuators::RestoreOutcome>& outcomes) {
+  nlohmann::json vms = nlohmann::json::array();
+  for (const auto& o : outcomes) {
+    vms.push_back({{"name", o.vm},
+                   {"uuid", o.uuid},
+                   {"outcome", kind_name(o.kind)},
+                   {"from_bytes", o.from_bytes},
+                   {"to_bytes", o.to_bytes},
+                   {"detail", o.detail}});
+  }
+  std::cout << report::dump_json(nlohmann::json{{"skipped", skipped ? nlohmann::json(*skipped)
+                                                                    : nlohmann::json()},
+                                                {"vms", vms}},
+                                 2)
+            << '\n';
+}
+
+}  // namespace
+
+int restore(const config::Config& config, bool dry_run, bool if_service_failed, bool json) {
+  // What is said when nothing is done: a line, or the reason in the JSON.
+  const auto nothing = [json](const std::string& why) {
+    if (json) {
+      print_json(why, {});
+    } else {
+      std::cout << why << '\n';
+    }
+    return kExitOk;
+  };
   if (if_service_failed) {
     // Run by systemd as ExecStopPost: SERVICE_RESULT says how memtided ended. A clean stop has
     // already done what daemon.on_stop says; a crash, a kill or a watchdog timeout has not.
     const char* result = std::getenv("SERVICE_RESULT");
     if (result == nullptr || std::string(result) == "success") {
-      return kExitOk;
+      return json ? nothing("memtided stopped cleanly") : kExitOk;
     }
     if (config.daemon.on_stop != config::OnStop::restore) {
-      std::cout << "memtided ended (" << result << "); daemon.on_stop is keep: nothing to do\n";
-      return kExitOk;
+      return nothing(std::string("memtided ended (") + result +
+                     "); daemon.on_stop is keep: nothing to do");
     }
-    std::cout << "memtided ended without restoring (" << result << "); restoring\n";
+    if (!json) {
+      std::cout << "memtided ended without restoring (" << result << "); restoring\n";
+    }
   }
   // Balloons another manager resizes are not memtide's to restore (daemon.coexist). A memtided
   // still running is not such a manager here: a restore by hand is meant to override it.
@@ -34,8 +87,7 @@ int restore(const config::Config& config, bool dry_run, bool if_service_failed) 
   std::erase_if(others, [](const OtherManager& m) { return m.name == "memtided"; });
   if (const auto owner = policy::yielding_to(others, policy::Controls::balloons, config);
       !owner.empty()) {
-    std::cout << "balloons are left to " << owner << " (daemon.coexist: auto): nothing restored\n";
-    return kExitOk;
+    return nothing("balloons are left to " + owner + " (daemon.coexist: auto): nothing restored");
   }
   auto worker = collectors::make_libvirt_worker(config);
   const auto run =
@@ -47,8 +99,13 @@ int restore(const config::Config& config, bool dry_run, bool if_service_failed) 
   }
   int failures = 0;
   for (const auto& outcome : run.outcomes) {
-    std::cout << actuators::describe(outcome) << '\n';
+    if (!json) {
+      std::cout << actuators::describe(outcome) << '\n';
+    }
     failures += outcome.kind == actuators::RestoreOutcome::Kind::failed ? 1 : 0;
+  }
+  if (json) {
+    print_json(std::nullopt, run.outcomes);
   }
   return failures == 0 ? kExitOk : kExitFailure;
 }

@@ -514,6 +514,38 @@ TEST(Memtidectl, RestoreIfServiceFailed) {
   EXPECT_NE(keep.out.find("on_stop is keep"), std::string::npos) << keep.out;
 }
 
+// Every memtidectl command prints JSON with --json: restore its per-VM outcomes, check-config the
+// files read and every error where it is.
+TEST(Memtidectl, RestoreAndCheckConfigPrintJson) {
+  const auto dry = run_ctl({"restore", "--dry-run", "--json", "--connect", "test:///default"});
+  ASSERT_EQ(dry.status, 0) << dry.err;
+  const auto restored = nlohmann::json::parse(dry.out);
+  EXPECT_TRUE(restored["skipped"].is_null());
+  ASSERT_EQ(restored["vms"].size(), 1u);
+  EXPECT_EQ(restored["vms"][0]["name"], "test");
+  EXPECT_EQ(restored["vms"][0]["outcome"], "dry-run");
+  EXPECT_EQ(restored["vms"][0]["from_bytes"], 2ULL << 30);
+  EXPECT_EQ(restored["vms"][0]["to_bytes"], 8ULL << 30);
+
+  TempDir dir;
+  dir.write("memtide.yaml", "daemon: {interval: 2s}\n");
+  std::filesystem::create_directories(dir.file("memtide.d"));
+  dir.write("memtide.d/10-bad.yaml", "# a comment\nksm: {mode: sometimes}\n");
+  const auto bad = run_ctl({"check-config", "--json", dir.file("memtide.yaml")});
+  EXPECT_EQ(bad.status, 2) << bad.err;
+  const auto checked = nlohmann::json::parse(bad.out);
+  EXPECT_FALSE(checked["valid"].get<bool>());
+  EXPECT_EQ(checked["files"],
+            nlohmann::json::array({dir.file("memtide.yaml"), dir.file("memtide.d/10-bad.yaml")}));
+  ASSERT_EQ(checked["errors"].size(), 1u);
+  EXPECT_EQ(checked["errors"][0]["file"], dir.file("memtide.d/10-bad.yaml"));
+  EXPECT_EQ(checked["errors"][0]["line"], 2);
+  EXPECT_EQ(checked["errors"][0]["key"], "ksm.mode");
+  const auto good = run_ctl({"check-config", "--json", MEMTIDE_CONFFILE});
+  EXPECT_EQ(good.status, 0);
+  EXPECT_TRUE(nlohmann::json::parse(good.out)["valid"].get<bool>());
+}
+
 TEST(Memtidectl, RestoreLeavesUnmanagedVms) {
   TempDir dir;
   dir.write(
