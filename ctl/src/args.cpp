@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include <memtide/config/files.hpp>
+#include <memtide/core/command_line.hpp>
 #include <memtide/core/exit_code.hpp>
 #include <memtide/core/text.hpp>
 
@@ -124,12 +125,6 @@ std::string long_name(const std::string& a) {
     return a;
   }
   return "";
-}
-
-bool takes_value(const std::string& name) {
-  return name == "--config" || name == "--connect" || name == "--trace" || name == "--passes" ||
-         name == "--interval" || name == "--socket" || name == "--pid" || name == "--vm" ||
-         name == "--sort";
 }
 
 // The usage error for an option given to a command that does not take it, or "".
@@ -260,19 +255,13 @@ Parsed parse_args(const std::vector<std::string>& args) {
     return {o, usage_error("a command is required")};
   }
   std::vector<std::string> given;  // long names of the options given
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::optional<std::string> inline_value;  // from --option=value
-    if (a.rfind("--", 0) == 0) {
-      if (const auto eq = a.find('='); eq != std::string::npos) {
-        inline_value = a.substr(eq + 1);
-        a.resize(eq);
-      }
-    }
-    const std::string name = long_name(a);
+  CommandLine line(args);
+  while (!line.done()) {
+    const auto word = line.next();
+    const std::string name = long_name(word.name);
     if (name.empty()) {
-      if (!take_operand(a, o)) {
-        return {o, usage_error("unexpected argument '" + shorten_utf8(args[i], 40) + "'")};
+      if (word.inline_value || !take_operand(word.text, o)) {
+        return {o, usage_error("unexpected argument '" + shorten_utf8(word.text, 40) + "'")};
       }
       continue;
     }
@@ -288,17 +277,13 @@ Parsed parse_args(const std::vector<std::string>& args) {
         return {o, usage_error(error)};
       }
     }
-    if (inline_value && !takes_value(name)) {
-      return {o, usage_error(name + " takes no value")};
-    }
-    const auto next = [&]() -> std::optional<std::string> {
-      if (inline_value) {
-        return inline_value;
-      }
-      return i + 1 < args.size() ? std::optional<std::string>(args[++i]) : std::nullopt;
-    };
-    if (auto error = apply_option(name, a, next, o); !error.empty()) {
+    if (auto error = apply_option(
+            name, word.name, [&line] { return line.value(); }, o);
+        !error.empty()) {
       return {o, usage_error(error)};
+    }
+    if (line.unused_inline_value()) {
+      return {o, usage_error(name + " takes no value")};
     }
   }
   if (auto error = misplaced_option(o.command, given); !error.empty()) {

@@ -1,5 +1,6 @@
 #include "options.hpp"
 
+#include <memtide/core/command_line.hpp>
 #include <memtide/core/text.hpp>
 
 namespace memtide::daemon {
@@ -58,26 +59,18 @@ std::optional<std::string> config::Overrides::*overriding_option(const std::stri
 ParsedOptions parse_options(const std::vector<std::string>& args) {
   ParsedOptions parsed;
   Options& o = parsed.options;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string arg = args[i];
-    std::optional<std::string> inline_value;
-    if (arg.rfind("--", 0) == 0) {
-      if (const auto eq = arg.find('='); eq != std::string::npos) {
-        inline_value = arg.substr(eq + 1);
-        arg.resize(eq);
-      }
-    }
+  CommandLine line(args);
+  while (!line.done()) {
+    const auto word = line.next();
+    const std::string& arg = word.name;
     // Fetches the option's argument, from "--opt=value" or the next word.
     auto value = [&](std::string& out) -> bool {
-      if (inline_value) {
-        out = *inline_value;
-        return true;
-      }
-      if (i + 1 >= args.size()) {
+      auto v = line.value();
+      if (!v) {
         parsed.error = "option " + arg + " needs an argument";
         return false;
       }
-      out = args[++i];
+      out = std::move(*v);
       return true;
     };
     std::string v;
@@ -115,11 +108,10 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
         return parsed;
       }
     } else {
-      parsed.error = "unknown argument '" + shorten_utf8(args[i], 40) + "'";
+      parsed.error = "unknown argument '" + shorten_utf8(word.text, 40) + "'";
       return parsed;
     }
-    if (inline_value &&
-        (arg == "--once" || arg == "--help" || arg == "--version" || arg == "--dry-run")) {
+    if (line.unused_inline_value()) {
       parsed.error = "option " + arg + " takes no argument";
       return parsed;
     }
