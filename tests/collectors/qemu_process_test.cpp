@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <vector>
@@ -156,18 +157,22 @@ TEST(QemuTrust, OwnerAndExecutableMustBeQemus) {
 // A real process: one that only claims a guest on its command line (argv[0] and "-uuid") but
 // runs another binary is found and refused.
 TEST(QemuTrust, ALiveImpostorIsRefused) {
+  // A UUID of this test process's own, so that another run of the suite on the same host (its
+  // impostor is on the same /proc) is never counted here.
+  char uuid[40];
+  std::snprintf(uuid, sizeof uuid, "12345678-0000-0000-0000-%012d", static_cast<int>(getpid()));
   const pid_t child = fork();
   if (child == 0) {
     // The shell keeps its command line (the "; true" stops it from exec'ing sleep).
     execl("/bin/sh", "qemu-system-x86_64", "-c", "sleep 30; true", "qemu-system-x86_64", "-uuid",
-          "12345678-0000-0000-0000-00000000abcd", static_cast<char*>(nullptr));
+          uuid, static_cast<char*>(nullptr));
     _exit(127);
   }
   std::vector<QemuCandidate> claims;
   for (int i = 0; i < 100 && claims.empty(); ++i) {
     usleep(10'000);
     const auto found = find_qemu_candidates("/proc");
-    if (const auto it = found.find("12345678-0000-0000-0000-00000000abcd"); it != found.end()) {
+    if (const auto it = found.find(uuid); it != found.end()) {
       claims = it->second;
     }
   }
