@@ -7,8 +7,8 @@ namespace memtide {
 namespace {
 
 TEST(CommandLine, ValuesJoinedOrFollowing) {
-  CommandLine line({"status", "--vm=web-*", "--sort", "held", "-c", "f.yaml", "--json=yes",
-                    "--config="});
+  CommandLine line(
+      {"status", "--vm=web-*", "--sort", "held", "-c", "f.yaml", "--json=yes", "--config="});
   auto w = line.next();
   EXPECT_FALSE(w.is_option());
   EXPECT_EQ(w.name, "status");
