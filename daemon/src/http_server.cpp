@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <map>
 #include <string_view>
@@ -285,8 +286,14 @@ void ConnectionTable::on_readable(int fd, Connection& c) {
       const std::string_view head = std::string_view(c.in).substr(0, end);
       auto r = answer(head, page_(), head_only);
       if (r.metrics && r.body && accepts_gzip(head)) {
-        r.body = gzipped(r.body);
-        r.gzipped = true;
+        // gzip throws when zlib cannot allocate; the scraper then gets the plain page rather
+        // than the server thread ending the daemon.
+        try {
+          r.body = gzipped(r.body);
+          r.gzipped = true;
+        } catch (const std::exception&) {
+          r.gzipped = false;
+        }
       }
       c.in.clear();
       respond(fd, c, r, head_only);
