@@ -24,18 +24,23 @@ std::vector<RestoreOutcome> restore_balloons(collectors::HypervisorWorker& hyper
                                              std::chrono::milliseconds timeout) {
   std::vector<RestoreOutcome> outcomes;
   for (const auto& vm : vms) {
-    RestoreOutcome o{vm.name,          vm.uuid,      RestoreOutcome::Kind::restored,
-                     vm.current_bytes, vm.max_bytes, ""};
+    // Its maximum; virtio-mem devices at their configured size (restore_size).
+    const std::uint64_t target = restore_size(vm);
+    RestoreOutcome o{vm.name,          vm.uuid, RestoreOutcome::Kind::restored,
+                     vm.current_bytes, target,  ""};
+    const bool devices_configured = std::all_of(
+        vm.virtio_mem.begin(), vm.virtio_mem.end(),
+        [](const VirtioMemDevice& d) { return d.requested_bytes == d.configured_bytes; });
     const auto settings = policy::effective_balloon(vm, config);
     if (!settings.managed) {
       o.kind = RestoreOutcome::Kind::unmanaged;
       o.detail = settings.unmanaged_reason;
-    } else if (vm.current_bytes >= vm.max_bytes) {
+    } else if (vm.current_bytes >= target && devices_configured) {
       o.kind = RestoreOutcome::Kind::already_at_maximum;
     } else if (dry_run) {
       o.kind = RestoreOutcome::Kind::dry_run;
     } else if (auto set =
-                   hypervisor.set_balloon(vm.uuid, vm.max_bytes, settings.floor_bytes, timeout)) {
+                   hypervisor.set_memory_size(vm.uuid, target, settings.floor_bytes, timeout)) {
       o.to_bytes = *set;
     } else {
       o.kind = RestoreOutcome::Kind::failed;

@@ -164,14 +164,150 @@ std::vector<MemoryPin> memory_pins(const xmlNode* root) {
   return pins;
 }
 
-}  // namespace
+std::optional<std::string> text_of(const xmlNode* node) {
+  if (node == nullptr) {
+    return std::nullopt;
+  }
+  xmlChar* content = xmlNodeGetContent(node);
+  if (content == nullptr) {
+    return std::nullopt;
+  }
+  std::string out(reinterpret_cast<const char*>(content));
+  xmlFree(content);
+  return out;
+}
 
-Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
+// A libvirt scaled integer (<size unit='KiB'>1048576</size>) in bytes: libvirt's units, KiB
+// when none is given. Unset when absent, malformed or beyond any host.
+std::optional<std::uint64_t> scaled_bytes(const xmlNode* node) {
+  const auto text = text_of(node);
+  if (!text) {
+    return std::nullopt;
+  }
+  std::uint64_t value = 0;
+  const char* end = text->data() + text->size();
+  auto [ptr, ec] = std::from_chars(text->data(), end, value);
+  if (text->empty() || ec != std::errc{} || ptr != end) {
+    return std::nullopt;
+  }
+  static const std::pair<const char*, std::uint64_t> kUnits[] = {
+      {"b", 1},           {"bytes", 1},       {"KB", 1000},        {"k", 1024},
+      {"KiB", 1024},      {"MB", 1000000},    {"M", 1 << 20},      {"MiB", 1 << 20},
+      {"GB", 1000000000}, {"G", 1ULL << 30},  {"GiB", 1ULL << 30}, {"TB", 1000000000000},
+      {"T", 1ULL << 40},  {"TiB", 1ULL << 40}};
+  const std::string unit = attribute(node, "unit").value_or("KiB");
+  for (const auto& [name, factor] : kUnits) {
+    std::uint64_t bytes = 0;
+    if (unit == name) {
+      return __builtin_mul_overflow(value, factor, &bytes) || bytes > kMaxPlausibleBytes
+                 ? std::nullopt
+                 : std::optional(bytes);
+    }
+  }
+  return std::nullopt;
+}
+
+std::string element_xml(xmlDoc* doc, xmlNode* node) {
+  std::unique_ptr<xmlBuffer, decltype(&xmlBufferFree)> buffer(xmlBufferCreate(), &xmlBufferFree);
+  if (!buffer || xmlNodeDump(buffer.get(), doc, node, 0, 0) < 0) {
+    return "";
+  }
+  return std::string(reinterpret_cast<const char*>(xmlBufferContent(buffer.get())),
+                     static_cast<std::size_t>(xmlBufferLength(buffer.get())));
+}
+
+// One <memory model='virtio-mem'> element; "" or why its sizes cannot be used.
+std::string read_virtio_mem(const xmlNode* memory, VirtioMemDevice& d) {
+  const xmlNode* target = child(memory, "target");
+  d.alias = shorten_utf8(attribute(child(memory, "alias"), "name").value_or(""), 64);
+  if (auto node = text_of(child(target, "node"))) {
+    d.node = to_u32(*node);
+  }
+  const auto block = scaled_bytes(child(target, "block"));
+  const auto size = scaled_bytes(child(target, "size"));
+  const auto requested = scaled_bytes(child(target, "requested"));
+  const std::string name = "virtio-mem device '" + (d.alias.empty() ? "?" : d.alias) + "': ";
+  if (!block || *block == 0 || !size || !requested) {
+    return name + "no valid <block>, <size> and <requested>";
+  }
+  d.block_bytes = *block;
+  d.max_bytes = *size;
+  d.requested_bytes = d.configured_bytes = *requested;
+  // <current> is in the live XML only; a domain that is not running has plugged nothing.
+  d.plugged_bytes = scaled_bytes(child(target, "current")).value_or(0);
+  if (d.max_bytes % d.block_bytes != 0 || d.requested_bytes % d.block_bytes != 0) {
+    return name + "size and requested size must be whole blocks";
+  }
+  if (d.requested_bytes > d.max_bytes || d.plugged_bytes > d.max_bytes) {
+    return name + "requested or plugged size above its size";
+  }
+  return "";
+}
+
+void read_virtio_mem_devices(xmlDoc* doc, const xmlNode* root, DomainXmlFacts& facts) {
+  const xmlNode* devices = child(root, "devices");
+  for (const xmlNode* c = devices ? devices->children : nullptr; c != nullptr; c = c->next) {
+    if (!named(c, "memory") || attribute(c, "model").value_or("") != "virtio-mem") {
+      continue;
+    }
+    if (facts.virtio_mem.size() == kMaxVirtioMemDevices) {
+      facts.virtio_mem_invalid =
+          "more than " + std::to_string(kMaxVirtioMemDevices) + " virtio-mem devices";
+      return;
+    }
+    VirtioMemDevice d;
+    if (auto why = read_virtio_mem(c, d); !why.empty() && !facts.virtio_mem_invalid) {
+      facts.virtio_mem_invalid = std::move(why);
+    }
+    facts.virtio_mem.push_back(std::move(d));
+    facts.virtio_mem_xml.push_back(element_xml(doc, const_cast<xmlNode*>(c)));
+  }
+}
+
+std::unique_ptr<xmlDoc, DocFree> read_xml(std::string_view xml, const char* name) {
   // No network access, no entity substitution, no DTD loading: the XML comes from libvirt but is
   // partly operator-written (metadata).
-  std::unique_ptr<xmlDoc, DocFree> doc(
-      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr,
+  return std::unique_ptr<xmlDoc, DocFree>(
+      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), name, nullptr,
                     XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+}
+
+}  // namespace
+
+Result<std::string> with_requested_size(std::string_view device_xml,
+                                        std::uint64_t requested_bytes) {
+  if (requested_bytes % 1024 != 0) {
+    return Error{"", 0, 0, "a requested size must be a whole number of KiB"};
+  }
+  auto doc = read_xml(device_xml, "device.xml");
+  xmlNode* root = doc ? xmlDocGetRootElement(doc.get()) : nullptr;
+  if (root == nullptr || doc->intSubset != nullptr || !named(root, "memory") ||
+      attribute(root, "model").value_or("") != "virtio-mem") {
+    return Error{"", 0, 0, "not a virtio-mem device element"};
+  }
+  xmlNode* target = const_cast<xmlNode*>(child(root, "target"));
+  if (target == nullptr) {
+    return Error{"", 0, 0, "virtio-mem device element without <target>"};
+  }
+  xmlNode* requested = const_cast<xmlNode*>(child(target, "requested"));
+  if (requested == nullptr) {
+    requested =
+        xmlNewChild(target, nullptr, reinterpret_cast<const xmlChar*>("requested"), nullptr);
+  }
+  // <current> is the guest's figure, not the host's to set: left out, as virsh leaves it.
+  if (xmlNode* current = const_cast<xmlNode*>(child(target, "current"))) {
+    xmlUnlinkNode(current);
+    xmlFreeNode(current);
+  }
+  const std::string kib = std::to_string(requested_bytes / 1024);
+  xmlNodeSetContent(requested, reinterpret_cast<const xmlChar*>(kib.c_str()));
+  xmlSetProp(requested, reinterpret_cast<const xmlChar*>("unit"),
+             reinterpret_cast<const xmlChar*>("KiB"));
+  return element_xml(doc.get(), root);
+}
+
+Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
+  auto doc = read_xml(xml, "domain.xml");
   if (!doc) {
     const xmlError* e = xmlGetLastError();
     return Error{"", e ? e->line : 0, 0,
@@ -200,6 +336,7 @@ Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
   }
   facts.sharing_allowed = child(child(root, "memoryBacking"), "nosharepages") == nullptr;
   facts.memory_pins = memory_pins(root);
+  read_virtio_mem_devices(doc.get(), root, facts);
   for (const xmlNode* c = root->children; c != nullptr; c = c->next) {
     if (named(c, "seclabel") && attribute(c, "model").value_or("") == "dac") {
       facts.qemu_uid = dac_uid(child(c, "label"));

@@ -95,13 +95,13 @@ Result<std::vector<VmSample>> HypervisorWorker::collect(std::int64_t monotonic_m
       [monotonic_ms](collectors::Hypervisor& h) { return h.collect(monotonic_ms); }, timeout);
 }
 
-Result<std::uint64_t> HypervisorWorker::set_balloon(const std::string& uuid,
-                                                    std::uint64_t target_bytes,
-                                                    std::uint64_t floor_bytes,
-                                                    std::chrono::milliseconds timeout) {
+Result<std::uint64_t> HypervisorWorker::set_memory_size(const std::string& uuid,
+                                                        std::uint64_t target_bytes,
+                                                        std::uint64_t floor_bytes,
+                                                        std::chrono::milliseconds timeout) {
   return call<std::uint64_t>(
       [uuid, target_bytes, floor_bytes](collectors::Hypervisor& h) {
-        return h.set_balloon(uuid, target_bytes, floor_bytes);
+        return h.set_memory_size(uuid, target_bytes, floor_bytes);
       },
       timeout);
 }

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <thread>
 
 #include <libvirt/libvirt.h>
@@ -165,6 +166,14 @@ void LibvirtHypervisor::on_metadata_change(virConnectPtr, virDomainPtr dom, int,
   ++h->events_total_;
 }
 
+void LibvirtHypervisor::on_memory_device_size_change(virConnectPtr, virDomainPtr dom, const char*,
+                                                     unsigned long long, void* self) {
+  auto* h = static_cast<LibvirtHypervisor*>(self);
+  std::lock_guard lock(h->events_mutex_);
+  h->events_.push_back({domain_uuid(dom), kMemoryDeviceSizeChanged});
+  ++h->events_total_;
+}
+
 void LibvirtHypervisor::on_close(virConnectPtr, int reason, void* self) {
   auto* h = static_cast<LibvirtHypervisor*>(self);
   h->close_reason_ = reason;
@@ -175,7 +184,7 @@ void LibvirtHypervisor::drop_connection(const std::string& why) {
   if (conn_ == nullptr) {
     return;
   }
-  for (int* callback : {&lifecycle_callback_, &metadata_callback_}) {
+  for (int* callback : {&lifecycle_callback_, &metadata_callback_, &memory_device_callback_}) {
     if (*callback >= 0) {
       virConnectDomainEventDeregisterAny(conn_, *callback);
       *callback = -1;
@@ -231,7 +240,17 @@ Status LibvirtHypervisor::ensure_connected(std::int64_t monotonic_ms) {
   metadata_callback_ = virConnectDomainEventRegisterAny(
       conn_, nullptr, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
       VIR_DOMAIN_EVENT_CALLBACK(&LibvirtHypervisor::on_metadata_change), this, nullptr);
-  // Events may have been missed while disconnected: list everything afresh.
+  // virtio-mem devices' plugged sizes as the guest changes them (libvirt 7.9 and later).
+  memory_device_callback_ = virConnectDomainEventRegisterAny(
+      conn_, nullptr, VIR_DOMAIN_EVENT_ID_MEMORY_DEVICE_SIZE_CHANGE,
+      VIR_DOMAIN_EVENT_CALLBACK(&LibvirtHypervisor::on_memory_device_size_change), this, nullptr);
+  // Events may have been missed while disconnected: list everything afresh (the XML too, for
+  // virtio-mem sizes).
+  for (auto& [uuid, d] : inventory_) {
+    if (d.facts && !d.facts->virtio_mem.empty()) {
+      d.facts.reset();
+    }
+  }
   last_relist_ms_ = INT64_MIN;
   for (auto& [uuid, d] : inventory_) {
     d.pid_searched = false;
@@ -246,7 +265,10 @@ void LibvirtHypervisor::apply_events() {
     events.swap(events_);
   }
   for (const auto& e : events) {
-    if (e.type == kMetadataChanged) {
+    if (e.type == kMetadataChanged || e.type == kMemoryDeviceSizeChanged) {
+      // New settings, or a virtio-mem device's new plugged size: the XML is read again. (The
+      // plugged size is in the event, but another client, virsh update-memory-device or
+      // memtidectl restore, may have changed the requested size, which has no event.)
       if (auto it = inventory_.find(e.uuid); it != inventory_.end()) {
         it->second.facts.reset();
       }
@@ -307,10 +329,36 @@ void LibvirtHypervisor::load_facts(virDomainPtr dom, Domain& d) {
   free(xml);  // NOLINT: allocated by libvirt
   if (facts) {
     d.facts = std::move(*facts);
+    if (!d.facts->virtio_mem.empty()) {
+      load_configured_virtio_mem(dom, d);
+    }
   } else {
     DomainXmlFacts unreadable;
     unreadable.metadata_errors.push_back(facts.error().message);
     d.facts = std::move(unreadable);
+  }
+}
+
+void LibvirtHypervisor::load_configured_virtio_mem(virDomainPtr dom, Domain& d) {
+  auto& devices = d.facts->virtio_mem;
+  // A persistent domain's configuration holds the sizes it starts with; its devices carry no
+  // alias there, so they are matched by their order, which libvirt keeps.
+  if (virDomainIsPersistent(dom) == 1) {
+    if (char* xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE)) {
+      auto configured = parse_domain_xml(xml);
+      free(xml);  // NOLINT: allocated by libvirt
+      if (configured && configured->virtio_mem.size() == devices.size()) {
+        for (std::size_t i = 0; i < devices.size(); ++i) {
+          devices[i].configured_bytes = configured->virtio_mem[i].configured_bytes;
+        }
+        return;
+      }
+    }
+  }
+  // A transient domain (or an unreadable configuration): the sizes first seen.
+  for (auto& device : devices) {
+    device.configured_bytes =
+        d.first_requested.emplace(device.alias, device.requested_bytes).first->second;
   }
 }
 
@@ -488,6 +536,7 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
     vm.state = to_vm_state(static_cast<int>(*state));
   }
   const auto current = param_u64(params, nparams, "balloon.current");
+  bool per_domain_calls = false;
   if (current && bulk_balloon_supported_) {
     const auto current_bytes = times(current, KiB);
     const auto max_bytes = times(param_u64(params, nparams, "balloon.maximum").value_or(0), KiB);
@@ -512,6 +561,7 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
   } else {
     bulk_balloon_supported_ = current.has_value();
     fill_from_domain_calls(dom, vm);
+    per_domain_calls = true;
   }
   if (!d.facts) {
     load_facts(dom, d);
@@ -526,6 +576,17 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
     vm.metadata_errors = d.facts->metadata_errors;
     vm.sharing_allowed = d.facts->sharing_allowed;
     vm.memory_pins = d.facts->memory_pins;
+    vm.virtio_mem = d.facts->virtio_mem;
+    if (per_domain_calls && vm.guest.total_bytes) {
+      // The balloon's own size (the actual-balloon statistic) leaves out what the devices plug;
+      // libvirt's bulk balloon.current counts it.
+      for (const auto& device : vm.virtio_mem) {
+        vm.current_bytes += device.plugged_bytes;
+      }
+    }
+    if (d.facts->virtio_mem_invalid && !vm.invalid_sizes) {
+      vm.invalid_sizes = d.facts->virtio_mem_invalid;
+    }
     if (d.facts->has_balloon) {
       vm.balloon_autodeflate = d.facts->autodeflate;
       vm.balloon_free_page_reporting = d.facts->free_page_reporting;
@@ -593,9 +654,40 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
   return vms;
 }
 
-Result<std::uint64_t> LibvirtHypervisor::set_balloon(const std::string& uuid,
-                                                     std::uint64_t target_bytes,
-                                                     std::uint64_t floor_bytes) {
+Status LibvirtHypervisor::set_virtio_mem(virDomainPtr dom, Domain& d,
+                                         const std::vector<std::uint64_t>& requested) {
+  auto& devices = d.facts->virtio_mem;
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    auto& device = devices[i];
+    if (requested[i] == device.requested_bytes) {
+      continue;
+    }
+    // Guardrail, whatever the split computed: whole blocks, within the device.
+    if (device.block_bytes == 0 || requested[i] % device.block_bytes != 0 ||
+        requested[i] > device.max_bytes) {
+      return Error{"", 0, 0,
+                   "refusing virtio-mem size " + std::to_string(requested[i]) + " for " +
+                       device.alias + ": not whole blocks within its size"};
+    }
+    auto xml = with_requested_size(d.facts->virtio_mem_xml[i], requested[i]);
+    if (!xml) {
+      return Error{"", 0, 0, device.alias + ": " + xml.error().message};
+    }
+    if (virDomainUpdateDeviceFlags(dom, xml->c_str(), VIR_DOMAIN_AFFECT_LIVE) != 0) {
+      return libvirt_error("cannot resize virtio-mem device " + device.alias + " of " +
+                           domain_name(dom));
+    }
+    device.requested_bytes = requested[i];
+    if (auto updated = with_requested_size(d.facts->virtio_mem_xml[i], requested[i])) {
+      d.facts->virtio_mem_xml[i] = std::move(*updated);
+    }
+  }
+  return Ok{};
+}
+
+Result<std::uint64_t> LibvirtHypervisor::set_memory_size(const std::string& uuid,
+                                                         std::uint64_t target_bytes,
+                                                         std::uint64_t floor_bytes) {
   if (conn_ == nullptr || closed_) {
     return Error{"", 0, 0, "not connected to libvirt"};
   }
@@ -618,11 +710,52 @@ Result<std::uint64_t> LibvirtHypervisor::set_balloon(const std::string& uuid,
   // Clamp in KiB, libvirt's unit: the floor rounds up so the guest never gets less than it.
   const std::uint64_t floor_kib = (floor_bytes + KiB - 1) / KiB;
   const std::uint64_t target_kib = clamp_balloon(target_bytes / KiB, floor_kib, max_kib);
-  if (virDomainSetMemoryFlags(dom.get(), static_cast<unsigned long>(target_kib),
-                              VIR_DOMAIN_AFFECT_LIVE) != 0) {
-    return libvirt_error("cannot set balloon of " + domain_name(dom.get()));
+  auto& d = inventory_[uuid];
+  if (!d.facts) {
+    load_facts(dom.get(), d);
   }
-  return target_kib * KiB;
+  if (!d.facts || d.facts->virtio_mem.empty()) {
+    if (virDomainSetMemoryFlags(dom.get(), static_cast<unsigned long>(target_kib),
+                                VIR_DOMAIN_AFFECT_LIVE) != 0) {
+      return libvirt_error("cannot set balloon of " + domain_name(dom.get()));
+    }
+    return target_kib * KiB;
+  }
+  if (d.facts->virtio_mem_invalid) {
+    return Error{"", 0, 0, *d.facts->virtio_mem_invalid};
+  }
+  // The balloon's share is below its ceiling (the maximum without the devices), in KiB.
+  std::uint64_t devices_max = 0;
+  for (const auto& device : d.facts->virtio_mem) {
+    devices_max += device.max_bytes;
+  }
+  const std::uint64_t max_bytes = std::uint64_t{max_kib} * KiB;
+  const std::uint64_t ceiling = devices_max < max_bytes ? max_bytes - devices_max : 0;
+  const auto split = split_memory_size(target_kib * KiB, ceiling, d.facts->virtio_mem);
+  // What grows is changed first, what shrinks second (within the devices' range the balloon
+  // moves by less than a block against them), so a failure part way leaves the guest more
+  // memory, never less, than both before and after.
+  std::uint64_t devices_now = 0;
+  for (const auto& device : d.facts->virtio_mem) {
+    devices_now += device.requested_bytes;
+  }
+  const bool devices_grow = split.total_bytes() - split.balloon_bytes > devices_now;
+  auto set_balloon_part = [&]() -> Status {
+    if (virDomainSetMemoryFlags(dom.get(), static_cast<unsigned long>(split.balloon_bytes / KiB),
+                                VIR_DOMAIN_AFFECT_LIVE) != 0) {
+      return libvirt_error("cannot set balloon of " + domain_name(dom.get()));
+    }
+    return Ok{};
+  };
+  auto set_devices_part = [&]() { return set_virtio_mem(dom.get(), d, split.requested_bytes); };
+  for (const auto& step :
+       devices_grow ? std::vector<std::function<Status()>>{set_devices_part, set_balloon_part}
+                    : std::vector<std::function<Status()>>{set_balloon_part, set_devices_part}) {
+    if (auto done = step(); !done) {
+      return done.error();
+    }
+  }
+  return split.total_bytes() / KiB * KiB;
 }
 
 }  // namespace memtide::collectors

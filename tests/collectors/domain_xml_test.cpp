@@ -88,6 +88,106 @@ TEST(DomainXml, WhatPinsGuestMemory) {
             P{MemoryPin::launch_security});
 }
 
+// A live virtio-mem device as libvirt 9 writes it (taken from a running guest's XML).
+std::string virtio_mem_device(const std::string& alias, const std::string& requested_kib,
+                              const std::string& current_kib) {
+  return "<memory model='virtio-mem'><target><size unit='KiB'>1048576</size><node>0</node>"
+         "<block unit='KiB'>2048</block><requested unit='KiB'>" +
+         requested_kib + "</requested><current unit='KiB'>" + current_kib +
+         "</current></target><alias name='" + alias +
+         "'/><address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>"
+         "</memory>";
+}
+
+TEST(DomainXml, VirtioMemDevicesWithTheirSizes) {
+  const auto r = parse_domain_xml(
+      domain("<devices><memballoon model='virtio'/><memory model='dimm'><target><size "
+             "unit='KiB'>524288</size><node>0</node></target></memory>" +
+             virtio_mem_device("virtiomem0", "262144", "196608") +
+             "<memory model='virtio-mem'><target><size unit='GiB'>2</size><node>1</node>"
+             "<block unit='MiB'>4</block><requested unit='MiB'>0</requested></target>"
+             "</memory></devices>"));
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_EQ(r->virtio_mem.size(), 2u);  // the DIMM is not one
+  const auto& d = r->virtio_mem[0];
+  EXPECT_EQ(d.alias, "virtiomem0");
+  EXPECT_EQ(d.node, 0u);
+  EXPECT_EQ(d.block_bytes, 2u << 20);
+  EXPECT_EQ(d.max_bytes, 1u << 30);
+  EXPECT_EQ(d.requested_bytes, 256u << 20);
+  EXPECT_EQ(d.configured_bytes, 256u << 20);
+  EXPECT_EQ(d.plugged_bytes, 192u << 20);
+  const auto& e = r->virtio_mem[1];  // an inactive definition: no alias, nothing plugged
+  EXPECT_EQ(e.alias, "");
+  EXPECT_EQ(e.node, 1u);
+  EXPECT_EQ(e.block_bytes, 4u << 20);
+  EXPECT_EQ(e.max_bytes, 2ULL << 30);
+  EXPECT_EQ(e.plugged_bytes, 0u);
+  EXPECT_FALSE(r->virtio_mem_invalid.has_value());
+  ASSERT_EQ(r->virtio_mem_xml.size(), 2u);
+  EXPECT_NE(r->virtio_mem_xml[0].find("<address type=\"pci\""), std::string::npos)
+      << r->virtio_mem_xml[0];
+}
+
+TEST(DomainXml, VirtioMemSizesThatCannotBeUsedMakeTheVmInvalid) {
+  auto invalid = [](const std::string& target) {
+    const auto r = parse_domain_xml(domain("<devices><memory model='virtio-mem'><target>" + target +
+                                           "</target>"
+                                           "<alias name='vm0'/></memory></devices>"));
+    EXPECT_TRUE(r.ok());
+    return r->virtio_mem_invalid.value_or("");
+  };
+  const std::string block = "<block unit='KiB'>2048</block>";
+  EXPECT_EQ(invalid(block + "<size unit='KiB'>4096</size><requested unit='KiB'>2048</requested>"),
+            "");
+  EXPECT_NE(invalid("<size unit='KiB'>4096</size><requested unit='KiB'>2048</requested>")
+                .find("no valid <block>"),
+            std::string::npos);
+  EXPECT_NE(invalid(block + "<size unit='KiB'>4096</size><requested unit='KiB'>3072</requested>")
+                .find("whole blocks"),
+            std::string::npos);
+  EXPECT_NE(invalid(block + "<size unit='KiB'>4096</size><requested unit='KiB'>8192</requested>")
+                .find("above its size"),
+            std::string::npos);
+  EXPECT_NE(invalid(block + "<size unit='KiB'>4096</size><requested unit='KiB'>2048</requested>"
+                            "<current unit='KiB'>6144</current>")
+                .find("above its size"),
+            std::string::npos);
+  // Beyond any host, or a unit libvirt does not have.
+  EXPECT_NE(
+      invalid(block + "<size unit='TiB'>99999999</size><requested>0</requested>").find("no valid"),
+      std::string::npos);
+  EXPECT_NE(
+      invalid(block + "<size unit='parsecs'>4</size><requested>0</requested>").find("no valid"),
+      std::string::npos);
+  EXPECT_NE(invalid("<block unit='KiB'>0</block><size>4096</size><requested>0</requested>")
+                .find("no valid"),
+            std::string::npos);
+}
+
+TEST(DomainXml, AVirtioMemUpdateSendsTheWholeElementWithTheNewRequestedSize) {
+  const auto facts = parse_domain_xml(
+      domain("<devices>" + virtio_mem_device("virtiomem0", "262144", "262144") + "</devices>"));
+  ASSERT_TRUE(facts.ok());
+  const auto xml = with_requested_size(facts->virtio_mem_xml.at(0), 128u << 20);
+  ASSERT_TRUE(xml.ok()) << xml.error().to_string();
+  // Read back as libvirt will: the same device, alias and address, the new requested size.
+  const auto back = parse_domain_xml(domain("<devices>" + *xml + "</devices>"));
+  ASSERT_TRUE(back.ok()) << *xml;
+  ASSERT_EQ(back->virtio_mem.size(), 1u);
+  EXPECT_EQ(back->virtio_mem[0].requested_bytes, 128u << 20);
+  EXPECT_EQ(back->virtio_mem[0].alias, "virtiomem0");
+  EXPECT_EQ(back->virtio_mem[0].max_bytes, 1u << 30);
+  EXPECT_NE(xml->find("slot=\"0x03\""), std::string::npos) << *xml;
+  EXPECT_EQ(xml->find("262144"), std::string::npos) << *xml;    // the old size is gone
+  EXPECT_EQ(xml->find("<current"), std::string::npos) << *xml;  // the guest's, not ours
+  // Not a virtio-mem element, or a size libvirt cannot be given in KiB: refused.
+  EXPECT_FALSE(with_requested_size("<memory model='dimm'><target/></memory>", 1 << 20).ok());
+  EXPECT_FALSE(with_requested_size("<memballoon model='virtio'/>", 1 << 20).ok());
+  EXPECT_FALSE(with_requested_size(facts->virtio_mem_xml[0], (1 << 20) + 1).ok());
+  EXPECT_FALSE(with_requested_size("not xml", 1 << 20).ok());
+}
+
 TEST(DomainXml, MetadataInOurNamespace) {
   const auto r = parse_domain_xml(domain(
       "<metadata>"

@@ -26,7 +26,7 @@ TEST(HypervisorWorker, PassesResultsThrough) {
   const auto r = worker.collect(0, 1s);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->size(), 2u);
-  const auto set = worker.set_balloon("b", 100, 500, 1s);  // below the floor
+  const auto set = worker.set_memory_size("b", 100, 500, 1s);  // below the floor
   ASSERT_TRUE(set.ok());
   EXPECT_EQ(*set, 500u);
 }

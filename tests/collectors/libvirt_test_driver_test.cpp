@@ -104,32 +104,32 @@ TEST(LibvirtTestDriver, SetBalloonClampsToFloorAndMaximum) {
   LibvirtHypervisor h(options("test:///default"));
   ASSERT_TRUE(h.collect(0).ok());
 
-  auto r = h.set_balloon(kTestUuid, 1024 * MiB, 1536 * MiB);  // below the floor
+  auto r = h.set_memory_size(kTestUuid, 1024 * MiB, 1536 * MiB);  // below the floor
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_EQ(*r, 1536 * MiB);
   EXPECT_EQ(peer.memory_kib(kTestUuid), 1536 * 1024u);
 
-  r = h.set_balloon(kTestUuid, 100 * 1024 * MiB, 0);  // above the maximum (8 GiB)
+  r = h.set_memory_size(kTestUuid, 100 * 1024 * MiB, 0);  // above the maximum (8 GiB)
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, 8192 * MiB);
   EXPECT_EQ(peer.memory_kib(kTestUuid), 8192 * 1024u);
 
-  r = h.set_balloon(kTestUuid, 0, 16384 * MiB);  // floor above the maximum: the maximum wins
+  r = h.set_memory_size(kTestUuid, 0, 16384 * MiB);  // floor above the maximum: the maximum wins
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, 8192 * MiB);
 
-  r = h.set_balloon(kTestUuid, 3000 * MiB + 123, 0);  // odd bytes round down to whole KiB
+  r = h.set_memory_size(kTestUuid, 3000 * MiB + 123, 0);  // odd bytes round down to whole KiB
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, 3000 * MiB);
 
-  ASSERT_TRUE(h.set_balloon(kTestUuid, before * KiB, 0).ok());
+  ASSERT_TRUE(h.set_memory_size(kTestUuid, before * KiB, 0).ok());
   EXPECT_EQ(peer.memory_kib(kTestUuid), before);
 }
 
 TEST(LibvirtTestDriver, GoneDomainIsNotActedOn) {
   LibvirtHypervisor h(options("test:///default"));
   ASSERT_TRUE(h.collect(0).ok());
-  const auto r = h.set_balloon("00000000-0000-0000-0000-000000000000", 1 << 30, 0);
+  const auto r = h.set_memory_size("00000000-0000-0000-0000-000000000000", 1 << 30, 0);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("gone"), std::string::npos) << r.error().message;
 }
@@ -166,7 +166,7 @@ TEST(LibvirtTestDriver, LifecycleEventsAndDomainsComingAndGoing) {
   ASSERT_EQ(r->size(), 1u);
   EXPECT_EQ((*r)[0].name, "test");
   EXPECT_EQ(h.inventory_size(), 1u);
-  const auto gone = h.set_balloon("99999999-0000-0000-0000-000000000001", 256 * MiB, 0);
+  const auto gone = h.set_memory_size("99999999-0000-0000-0000-000000000001", 256 * MiB, 0);
   EXPECT_FALSE(gone.ok());
 }
 

@@ -76,9 +76,9 @@ class Coordinator : public ::testing::Test {
   struct Forward final : collectors::Hypervisor {
     explicit Forward(std::shared_ptr<testing::FakeHypervisor> f) : fake(std::move(f)) {}
     Result<std::vector<VmSample>> collect(std::int64_t ms) override { return fake->collect(ms); }
-    Result<std::uint64_t> set_balloon(const std::string& uuid, std::uint64_t target,
-                                      std::uint64_t floor) override {
-      return fake->set_balloon(uuid, target, floor);
+    Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target,
+                                          std::uint64_t floor) override {
+      return fake->set_memory_size(uuid, target, floor);
     }
     std::shared_ptr<testing::FakeHypervisor> fake;
   };

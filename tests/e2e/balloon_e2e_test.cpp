@@ -52,7 +52,7 @@ TEST_F(RealGuest, StatisticsProcessAndBalloonWork) {
   // Balloon: ask for 200 MiB with a 300 MiB floor; the floor wins, and the guest's MemTotal
   // shrinks by about the 212 MiB taken.
   const auto before = *vm->guest.total_bytes;
-  const auto set = h.set_balloon(vm->uuid, 200 * MiB, 300 * MiB);
+  const auto set = h.set_memory_size(vm->uuid, 200 * MiB, 300 * MiB);
   ASSERT_TRUE(set.ok()) << set.error().to_string();
   EXPECT_EQ(*set, 300 * MiB);
   vm = wait_for(
@@ -86,7 +86,7 @@ TEST_F(RealGuest, StatisticsProcessAndBalloonWork) {
   EXPECT_EQ(vm->current_bytes, 512 * MiB);
 
   // memtided with daemon.on_stop: restore (the default) does the same when it stops.
-  ASSERT_TRUE(h.set_balloon(vm->uuid, 300 * MiB, 0).ok());
+  ASSERT_TRUE(h.set_memory_size(vm->uuid, 300 * MiB, 0).ok());
   vm = wait_for(
       h, "e2e-balloon", [&](const VmSample& v) { return v.current_bytes == 300 * MiB; }, 90s);
   ASSERT_TRUE(vm.has_value());
@@ -108,6 +108,129 @@ TEST_F(RealGuest, StatisticsProcessAndBalloonWork) {
       h, "e2e-balloon", [&](const VmSample& v) { return v.current_bytes == 512 * MiB; }, 90s);
   ASSERT_TRUE(vm.has_value());
   EXPECT_EQ(vm->current_bytes, 512 * MiB);
+}
+
+std::uint64_t plugged(const VmSample& vm) {
+  return vm.virtio_mem.empty() ? 0 : vm.virtio_mem[0].plugged_bytes;
+}
+
+// A guest with 512 MiB of base memory and a 1 GiB virtio-mem device (2 MiB blocks, 256 MiB
+// plugged at boot): memtide sees the device, resizes the guest through it in whole blocks with
+// the balloon taking the part of a block, the guest's own memory size follows, and a restore
+// brings the device back to its configured size.
+TEST_F(RealGuest, VirtioMemResizesTheGuestInWholeBlocks) {
+  start_virtio_mem_guest("e2e-vmem", 512, 1024, 256, "40:3600",
+                         "<memballoon model='virtio'><stats period='1'/></memballoon>");
+  LibvirtOptions o;
+  o.uri = uri_;
+  LibvirtHypervisor h(o);
+  auto vm = wait_for(
+      h, "e2e-vmem",
+      [](const VmSample& v) {
+        return v.stats_status == GuestStatsStatus::ok && plugged(v) == 256 * MiB;
+      },
+      90s);
+  ASSERT_TRUE(vm.has_value());
+  ASSERT_EQ(vm->virtio_mem.size(), 1u);
+  const auto& device = vm->virtio_mem[0];
+  EXPECT_EQ(device.alias, "virtiomem0");
+  EXPECT_EQ(device.node, 0u);
+  EXPECT_EQ(device.block_bytes, 2 * MiB);
+  EXPECT_EQ(device.max_bytes, 1024 * MiB);
+  EXPECT_EQ(device.requested_bytes, 256 * MiB);
+  EXPECT_EQ(device.configured_bytes, 256 * MiB);
+  EXPECT_EQ(vm->max_bytes, 1536 * MiB);
+  EXPECT_EQ(vm->current_bytes, 768 * MiB);
+  EXPECT_EQ(balloon_ceiling(*vm), 512 * MiB);
+  const auto total_at_boot = vm->guest.total_bytes.value_or(0);
+  const auto events_at_boot = h.domain_events_total();
+
+  // Grow to 1001 MiB: 489 MiB above the base memory is 245 blocks (490 MiB) plugged, and the
+  // balloon takes back the 1 MiB the rounding added.
+  auto set = h.set_memory_size(vm->uuid, 1001 * MiB, 0);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  EXPECT_EQ(*set, 1001 * MiB);
+  vm = wait_for(
+      h, "e2e-vmem",
+      [&](const VmSample& v) {
+        return plugged(v) == 490 * MiB && v.current_bytes == 1001 * MiB &&
+               v.guest.total_bytes.value_or(0) > total_at_boot + 200 * MiB;
+      },
+      90s);
+  ASSERT_TRUE(vm.has_value());
+  EXPECT_EQ(plugged(*vm), 490 * MiB);
+  EXPECT_EQ(vm->virtio_mem[0].requested_bytes, 490 * MiB);
+  EXPECT_EQ(vm->current_bytes, 1001 * MiB);
+  EXPECT_GT(vm->guest.total_bytes.value_or(0), total_at_boot + 200 * MiB);  // the guest sees it
+  EXPECT_GT(h.domain_events_total(), events_at_boot);  // plugged sizes arrive as events
+
+  // Shrink to 600 MiB: the guest unplugs down to 88 MiB, and its MemTotal falls with it.
+  set = h.set_memory_size(vm->uuid, 600 * MiB, 0);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  EXPECT_EQ(*set, 600 * MiB);
+  vm = wait_for(
+      h, "e2e-vmem",
+      [&](const VmSample& v) {
+        return plugged(v) == 88 * MiB && v.current_bytes == 600 * MiB &&
+               v.guest.total_bytes.value_or(UINT64_MAX) < total_at_boot - 100 * MiB;
+      },
+      90s);
+  ASSERT_TRUE(vm.has_value());
+  EXPECT_EQ(plugged(*vm), 88 * MiB);
+  EXPECT_EQ(vm->current_bytes, 600 * MiB);
+  EXPECT_LT(vm->guest.total_bytes.value_or(UINT64_MAX), total_at_boot - 100 * MiB);
+
+  // A floor above the target wins across both mechanisms.
+  set = h.set_memory_size(vm->uuid, 100 * MiB, 700 * MiB);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  EXPECT_EQ(*set, 700 * MiB);
+  vm = wait_for(
+      h, "e2e-vmem", [&](const VmSample& v) { return v.current_bytes == 700 * MiB; }, 90s);
+  ASSERT_TRUE(vm.has_value());
+  EXPECT_EQ(vm->virtio_mem[0].requested_bytes, 188 * MiB);
+
+  // `memtidectl restore`: the balloon to its ceiling, the device to its configured 256 MiB.
+  const std::string out =
+      run_command(std::string(MEMTIDECTL_BINARY) + " restore --connect '" + uri_ + "'");
+  EXPECT_EQ(out, "e2e-vmem: 700 MiB -> 768 MiB") << out;
+  vm = wait_for(
+      h, "e2e-vmem",
+      [&](const VmSample& v) { return plugged(v) == 256 * MiB && v.current_bytes == 768 * MiB; },
+      90s);
+  ASSERT_TRUE(vm.has_value());
+  EXPECT_EQ(vm->virtio_mem[0].requested_bytes, 256 * MiB);
+  EXPECT_EQ(vm->current_bytes, 768 * MiB);
+}
+
+// A guest that uses the memory it was asked to unplug cannot give it back (there is no swap
+// to move it to): the device stays above its requested size, and memtide reports it so.
+TEST_F(RealGuest, VirtioMemAGuestThatCannotUnplugKeepsItsMemory) {
+  // 256 MiB base and 512 MiB plugged; the guest holds 560 MiB in tmpfs.
+  start_virtio_mem_guest("e2e-vmem-full", 256, 1024, 512, "560:3600",
+                         "<memballoon model='virtio'><stats period='1'/></memballoon>");
+  LibvirtOptions o;
+  o.uri = uri_;
+  LibvirtHypervisor h(o);
+  auto vm = wait_for(
+      h, "e2e-vmem-full",
+      [](const VmSample& v) {
+        return v.stats_status == GuestStatsStatus::ok && plugged(v) == 512 * MiB &&
+               v.guest.usable_bytes.value_or(UINT64_MAX) < 200 * MiB;  // the hog is in place
+      },
+      120s);
+  ASSERT_TRUE(vm.has_value());
+  ASSERT_EQ(plugged(*vm), 512 * MiB);
+  // Down to the base memory: every block is asked for.
+  const auto set = h.set_memory_size(vm->uuid, 256 * MiB, 0);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  // The guest unplugs what it can within 30 s, but not all of it.
+  std::this_thread::sleep_for(30s);
+  vm = wait_for(
+      h, "e2e-vmem-full", [](const VmSample& v) { return v.state == VmState::running; }, 10s);
+  ASSERT_TRUE(vm.has_value());
+  EXPECT_EQ(vm->virtio_mem[0].requested_bytes, 0u);
+  EXPECT_GT(plugged(*vm), 256 * MiB) << "the guest unplugged memory its hog holds";
+  EXPECT_GT(vm->current_bytes, 256 * MiB + 256 * MiB);
 }
 
 }  // namespace

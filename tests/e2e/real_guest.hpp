@@ -59,9 +59,13 @@ class RealGuest : public ::testing::Test {
   }
   // Starts a transient guest with `mib` MiB running the workload `steps` (MIB:SECONDS,...) with
   // pages filled as `fill` (random, zero or dup; see scripts/build-guest-image).
-  // `extra` is more of the domain's XML, e.g. a <memoryBacking> element.
+  // `extra` is more of the domain's XML, e.g. a <memoryBacking> element; `devices` more
+  // devices, `cmdline` more of the kernel command line.
   void start_guest(const std::string& name, int mib, const std::string& steps,
-                   const std::string& fill = "random", const std::string& extra = "") {
+                   const std::string& fill = "random", const std::string& extra = "",
+                   const std::string& devices = "", const std::string& cmdline = "",
+                   const std::string& balloon = "<memballoon model='virtio'/>",
+                   bool persistent = false) {
     const std::string xml = "<domain type='qemu'><name>" + name + "</name><memory unit='MiB'>" +
                             std::to_string(mib) + "</memory>" + extra +
                             "<vcpu>1</vcpu>"
@@ -69,18 +73,40 @@ class RealGuest : public ::testing::Test {
                             image_ + "/vmlinuz</kernel><initrd>" + image_ +
                             "/initrd.gz</initrd><cmdline>console=ttyS0 "
                             "edd=off quiet memtide.steps=" +
-                            steps + " memtide.fill=" + fill +
+                            steps + " memtide.fill=" + fill + " " + cmdline +
                             "</cmdline></os>"
                             "<devices><serial type='file'><source path='" +
-                            dir_ + "/" + name +
-                            ".log'/></serial>"
-                            "<memballoon model='virtio'/></devices></domain>";
+                            dir_ + "/" + name + ".log'/></serial>" + balloon + devices +
+                            "</devices></domain>";
     virConnectPtr conn = virConnectOpen(uri_.c_str());
     ASSERT_NE(conn, nullptr);
-    virDomainPtr dom = virDomainCreateXML(conn, xml.c_str(), 0);
+    virDomainPtr dom = persistent ? virDomainDefineXML(conn, xml.c_str())
+                                  : virDomainCreateXML(conn, xml.c_str(), 0);
     ASSERT_NE(dom, nullptr) << virGetLastErrorMessage();
+    if (persistent) {
+      ASSERT_EQ(virDomainCreate(dom), 0) << virGetLastErrorMessage();
+    }
     virDomainFree(dom);
     virConnectClose(conn);
+  }
+
+  // Starts a transient guest with `base_mib` MiB of base memory (one NUMA cell) and a virtio-mem
+  // device of `device_mib` MiB in 2 MiB blocks, of which `requested_mib` MiB are plugged at
+  // boot; the guest onlines what it plugs as movable memory, so it can unplug it again. The
+  // domain is persistent: its configuration keeps the requested size a restore returns to.
+  void start_virtio_mem_guest(const std::string& name, int base_mib, int device_mib,
+                              int requested_mib, const std::string& steps,
+                              const std::string& balloon = "<memballoon model='virtio'/>") {
+    const std::string base = std::to_string(base_mib);
+    start_guest(name, base_mib, steps, "random",
+                "<maxMemory slots='2' unit='MiB'>" + std::to_string(base_mib + device_mib + 512) +
+                    "</maxMemory><cpu><numa><cell id='0' cpus='0' memory='" + base +
+                    "' unit='MiB'/></numa></cpu>",
+                "<memory model='virtio-mem'><target><size unit='MiB'>" +
+                    std::to_string(device_mib) +
+                    "</size><node>0</node><block unit='MiB'>2</block><requested unit='MiB'>" +
+                    std::to_string(requested_mib) + "</requested></target></memory>",
+                "memhp_default_state=online_movable", balloon, true);
   }
 
   // Collects until `pred` holds for guest `name` or `timeout` passes; returns the last sample.

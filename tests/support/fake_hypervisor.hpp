@@ -17,8 +17,8 @@ class FakeHypervisor final : public collectors::Hypervisor {
   std::vector<VmSample> vms;  // what collect() returns
   // Each call sleeps this long first (atomic: a test may change it while a call sleeps).
   std::atomic<std::chrono::milliseconds> delay{std::chrono::milliseconds{0}};
-  bool down = false;                         // collect()/set_balloon() fail
-  std::atomic<int> set_balloon_failures{0};  // the next N set_balloon() calls fail
+  bool down = false;                         // collect()/set_memory_size() fail
+  std::atomic<int> set_balloon_failures{0};  // the next N set_memory_size() calls fail
   std::vector<std::pair<std::string, std::uint64_t>> balloon_calls;  // (uuid, bytes requested)
 
   Result<std::vector<VmSample>> collect(std::int64_t) override {
@@ -29,8 +29,8 @@ class FakeHypervisor final : public collectors::Hypervisor {
     return vms;
   }
 
-  Result<std::uint64_t> set_balloon(const std::string& uuid, std::uint64_t target,
-                                    std::uint64_t floor) override {
+  Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target,
+                                        std::uint64_t floor) override {
     std::this_thread::sleep_for(delay.load());
     if (down) {
       return Error{"", 0, 0, "fake hypervisor is down"};

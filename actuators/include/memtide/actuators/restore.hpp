@@ -1,5 +1,6 @@
-// Giving managed VMs their maximum memory back: what memtided does on stop (daemon.on_stop:
-// restore) and what `memtidectl restore` does by hand.
+// Giving managed VMs their maximum memory back (virtio-mem devices their configured size,
+// restore_size): what memtided does on stop (daemon.on_stop: restore) and what
+// `memtidectl restore` does by hand.
 #pragma once
 
 #include <chrono>
@@ -23,8 +24,8 @@ struct RestoreOutcome {
   std::string detail;  // the reason for unmanaged/failed
 };
 
-// For every VM in `vms`: a managed VM below its maximum gets it (or, with `dry_run`, is only
-// reported); unmanaged VMs are left alone and reported with the reason. One VM's failure does
+// For every VM in `vms`: a managed VM away from its restore_size gets it (or, with `dry_run`, is
+// only reported); unmanaged VMs are left alone and reported with the reason. One VM's failure does
 // not stop the others.
 std::vector<RestoreOutcome> restore_balloons(collectors::HypervisorWorker& hypervisor,
                                              const std::vector<VmSample>& vms,
@@ -38,7 +39,7 @@ inline constexpr std::chrono::seconds kRestoreBudget{60};
 struct RestoreRun {
   std::optional<Error> collect_error;  // the VMs could not be listed before the deadline
   std::vector<RestoreOutcome> outcomes;
-  int attempts = 0;  // set_balloon calls made, retries included
+  int attempts = 0;  // set_memory_size calls made, retries included
 };
 
 // restore_balloons made robust for a stop: waits for a call already in flight (a tick's call to

@@ -36,10 +36,26 @@ struct DomainXmlFacts {
   std::optional<std::uint32_t> qemu_uid;
   VmMetadata metadata;
   std::vector<std::string> metadata_errors;  // each names the attribute and what is wrong
+  // <devices><memory model='virtio-mem'>, in document order (configured_bytes is its
+  // requested size here), each with the element as libvirt wrote it: libvirt identifies the
+  // device to update by its alias and address, so an update sends the element back whole.
+  std::vector<VirtioMemDevice> virtio_mem;
+  std::vector<std::string> virtio_mem_xml;
+  // Set when a virtio-mem device's sizes cannot be real or are not whole blocks: why. Such a
+  // VM is left alone (VmSample::invalid_sizes).
+  std::optional<std::string> virtio_mem_invalid;
 };
+
+// At most this many virtio-mem devices are read from one domain (QEMU allows 256 memory slots).
+inline constexpr std::size_t kMaxVirtioMemDevices = 256;
 
 // Parses a domain's XML (virDomainGetXMLDesc). Fails only when the XML itself is not
 // well-formed; invalid memtide metadata is reported in metadata_errors and otherwise ignored.
 Result<DomainXmlFacts> parse_domain_xml(std::string_view xml);
+
+// A virtio-mem device element (DomainXmlFacts::virtio_mem_xml) with its <requested> set to
+// `requested_bytes` (written in KiB), for virDomainUpdateDeviceFlags. Fails when the element is
+// not a virtio-mem device or `requested_bytes` is not a whole number of KiB.
+Result<std::string> with_requested_size(std::string_view device_xml, std::uint64_t requested_bytes);
 
 }  // namespace memtide::collectors

@@ -28,8 +28,9 @@ class HypervisorWorker {
 
   Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms,
                                         std::chrono::milliseconds timeout);
-  Result<std::uint64_t> set_balloon(const std::string& uuid, std::uint64_t target_bytes,
-                                    std::uint64_t floor_bytes, std::chrono::milliseconds timeout);
+  Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target_bytes,
+                                        std::uint64_t floor_bytes,
+                                        std::chrono::milliseconds timeout);
   // Waits until no call is running (an abandoned one has returned) or `deadline` passes; true
   // when idle.
   bool wait_idle(std::chrono::steady_clock::time_point deadline);

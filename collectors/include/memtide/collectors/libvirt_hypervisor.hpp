@@ -2,7 +2,7 @@
 //
 // Threads: libvirt's default event loop runs on a thread of its own (shared by all instances in
 // the process); it delivers lifecycle events and connection-close notices, which only touch
-// the small mutex-guarded queue and atomic flag below. collect() and set_balloon() must be
+// the small mutex-guarded queue and atomic flag below. collect() and set_memory_size() must be
 // called from one thread at a time (the daemon's hypervisor worker); they make blocking libvirt
 // calls, so the caller bounds their duration (see daemon/src/hypervisor_worker.hpp).
 #pragma once
@@ -49,8 +49,8 @@ class LibvirtHypervisor final : public Hypervisor {
   LibvirtHypervisor& operator=(const LibvirtHypervisor&) = delete;
 
   Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms) override;
-  Result<std::uint64_t> set_balloon(const std::string& uuid, std::uint64_t target_bytes,
-                                    std::uint64_t floor_bytes) override;
+  Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target_bytes,
+                                        std::uint64_t floor_bytes) override;
 
   bool connected() const { return conn_ != nullptr && !closed_; }
   std::uint64_t connects_total() const { return connects_total_; }
@@ -70,13 +70,18 @@ class LibvirtHypervisor final : public Hypervisor {
     std::optional<std::string> process_unavailable;  // why no process was taken for it
     bool pid_searched = false;
     bool period_requested = false;
+    // A transient domain's virtio-mem requested sizes when first seen, by alias: what a restore
+    // returns to (a persistent domain's come from its inactive XML).
+    std::map<std::string, std::uint64_t> first_requested;
   };
   struct Event {
     std::string uuid;
-    int type;  // a virDomainEventType, or kMetadataChanged
+    int type;  // a virDomainEventType, kMetadataChanged or kMemoryDeviceSizeChanged
   };
   // A domain's <metadata> changed (virsh metadata --live): its XML is read again.
   static constexpr int kMetadataChanged = -1;
+  // A virtio-mem device's plugged size changed (the guest plugged or unplugged blocks).
+  static constexpr int kMemoryDeviceSizeChanged = -2;
 
   Status ensure_connected(std::int64_t monotonic_ms);
   void drop_connection(const std::string& why);
@@ -93,13 +98,18 @@ class LibvirtHypervisor final : public Hypervisor {
   static int on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int detail, void* self);
   static void on_metadata_change(virConnectPtr, virDomainPtr dom, int type, const char* nsuri,
                                  void* self);
+  static void on_memory_device_size_change(virConnectPtr, virDomainPtr dom, const char* alias,
+                                           unsigned long long size, void* self);
   static void on_close(virConnectPtr, int reason, void* self);
+  void load_configured_virtio_mem(virDomainPtr dom, Domain& d);
+  Status set_virtio_mem(virDomainPtr dom, Domain& d, const std::vector<std::uint64_t>& requested);
 
   LibvirtOptions options_;
   std::shared_ptr<LibvirtEventLoop> loop_;
   virConnectPtr conn_ = nullptr;
   int lifecycle_callback_ = -1;
   int metadata_callback_ = -1;
+  int memory_device_callback_ = -1;
   std::atomic<bool> closed_{false};
   std::atomic<int> close_reason_{0};
 

@@ -3,6 +3,7 @@
 // metadata, and the host's view of its QEMU process. Memory in bytes throughout.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -81,6 +82,22 @@ struct QemuProcess {
   friend bool operator==(const QemuProcess&, const QemuProcess&) = default;
 };
 
+// A virtio-mem device (<memory model='virtio-mem'>): memory the guest plugs and unplugs in whole
+// blocks at the host's request. Unlike a balloon, the guest's own memory size changes with it.
+// Sizes come from the live domain XML and MEMORY_DEVICE_SIZE_CHANGE events.
+struct VirtioMemDevice {
+  std::string alias;                  // libvirt's device alias, e.g. "virtiomem0"
+  std::optional<std::uint32_t> node;  // the guest NUMA node it plugs into
+  std::uint64_t block_bytes = 0;      // granularity: every request is a multiple of it
+  std::uint64_t max_bytes = 0;        // <size>: the most it can plug
+  std::uint64_t requested_bytes = 0;  // <requested>: what the host asked the guest to plug
+  std::uint64_t plugged_bytes = 0;    // <current>: what the guest has plugged
+  // The requested size the domain was started with (its persistent configuration's, or the
+  // first seen for a transient domain): what a restore brings the device back to.
+  std::uint64_t configured_bytes = 0;
+  friend bool operator==(const VirtioMemDevice&, const VirtioMemDevice&) = default;
+};
+
 struct VmSample {
   std::string uuid;
   std::string name;
@@ -99,6 +116,9 @@ struct VmSample {
   std::vector<std::string> metadata_errors;  // invalid metadata: ignored, reported
   bool sharing_allowed = true;               // false with <memoryBacking><nosharepages/>
   std::vector<MemoryPin> memory_pins;        // empty: a balloon frees what it takes
+  // Its virtio-mem devices, by alias. max_bytes and current_bytes above count them: libvirt's
+  // memory size is the balloon's plus what the devices have plugged.
+  std::vector<VirtioMemDevice> virtio_mem;
   std::optional<QemuProcess> process;
   // Why the host's view of the VM is unavailable although a process claims it (it is not proven
   // to be the VM's QEMU: another user's process, a copied binary, several claimants).
@@ -109,6 +129,25 @@ struct VmSample {
   std::optional<std::string> invalid_sizes;
   friend bool operator==(const VmSample&, const VmSample&) = default;
 };
+
+// The most the balloon alone may give the guest: its maximum without the virtio-mem devices'
+// sizes (libvirt refuses a balloon size above this when the domain has such devices).
+inline std::uint64_t balloon_ceiling(const VmSample& vm) {
+  std::uint64_t devices = 0;
+  for (const auto& d : vm.virtio_mem) {
+    devices += d.max_bytes;
+  }
+  return devices >= vm.max_bytes ? 0 : vm.max_bytes - devices;
+}
+
+// The size a restore gives the VM: its maximum, but virtio-mem devices at their configured size.
+inline std::uint64_t restore_size(const VmSample& vm) {
+  std::uint64_t configured = 0;
+  for (const auto& d : vm.virtio_mem) {
+    configured += std::min(d.configured_bytes, d.max_bytes);
+  }
+  return balloon_ceiling(vm) + configured;
+}
 
 // The largest memory size taken as real: 2^52 bytes (4 PiB), the most that x86-64's physical
 // address space can hold. Anything larger from libvirt is an error, not a figure.
