@@ -295,6 +295,30 @@ std::string on_off(const nlohmann::json& v) {
   return v.is_boolean() ? (v.get<bool>() ? "on" : "off") : "unknown";
 }
 
+// "  virtio-mem virtiomem0 (node 0): 490 MiB plugged of 490 MiB requested, up to 1 GiB in
+// 2 MiB blocks, configured 256 MiB", and what the guest has not unplugged.
+void print_virtio_mem(const nlohmann::json& d) {
+  std::cout << "  virtio-mem "
+            << for_terminal(d["alias"].is_string() ? d["alias"].get<std::string>() : "?");
+  if (d["node"].is_number_unsigned()) {
+    std::cout << " (node " << d["node"].get<std::uint64_t>() << ")";
+  }
+  std::cout << ": " << size_or_dash(d["plugged_bytes"]) << " plugged of "
+            << size_or_dash(d["requested_bytes"]) << " requested, up to "
+            << size_or_dash(d["max_bytes"]) << " in " << size_or_dash(d["block_bytes"])
+            << " blocks, configured " << size_or_dash(d["configured_bytes"]);
+  auto bytes = [&d](const char* key) {
+    return d[key].is_number_unsigned() ? d[key].get<std::uint64_t>() : 0;
+  };
+  const auto plugged = bytes("plugged_bytes");
+  const auto requested = bytes("requested_bytes");
+  if (plugged > requested) {
+    std::cout << "; " << format_size(plugged - requested)
+              << " not unplugged yet (the guest is unplugging, or uses that memory)";
+  }
+  std::cout << '\n';
+}
+
 void print_explain(const nlohmann::json& r) {
   const auto& vm = r["vm"];
   std::cout << for_terminal(vm["name"].get<std::string>()) << " (" << vm["uuid"].get<std::string>()
@@ -311,8 +335,11 @@ void print_explain(const nlohmann::json& r) {
   for (const auto& pin : pins) {
     pinned += (pinned.empty() ? "" : ", ") + pin.get<std::string>();
   }
-  std::cout << "; memory pinned: " << (pinned.empty() ? "no" : pinned)
-            << "\n  host: " << r["host"].get<std::string>() << '\n';
+  std::cout << "; memory pinned: " << (pinned.empty() ? "no" : pinned) << '\n';
+  for (const auto& d : member(vm, "virtio_mem")) {
+    print_virtio_mem(d);
+  }
+  std::cout << "  host: " << r["host"].get<std::string>() << '\n';
   for (const auto& advice : member(vm, "advice")) {
     std::cout << "  advice: " << advice.get<std::string>() << '\n';
   }

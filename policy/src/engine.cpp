@@ -254,6 +254,10 @@ struct Candidate {
   // What it can give a guest in distress: its spare without the burst room it keeps because it
   // cannot rescue itself (a real need comes before room for a burst that may never come).
   std::uint64_t rescue_room = 0;
+  // With free page reporting: the part of its size not resident on the host (its free pages,
+  // handed back already). Shrinking it frees host memory only beyond this: reclaim counts a
+  // take by what it frees, and reclaimable leaves it out.
+  std::uint64_t unresident = 0;
   std::uint64_t granted = 0;         // growth granted this tick
   bool held_by_hysteresis = false;   // had spare, but grew within its hysteresis
   std::uint64_t below_deadband = 0;  // a take reclaim skipped as smaller than the deadband
@@ -326,6 +330,21 @@ std::optional<std::uint64_t> usable_memory(const VmSample& vm) {
 
 // Judges one running, managed guest with fresh statistics: its need, its spare at each level of
 // host pressure, its trend, and what it showed before. Updates its memory in the next state.
+// Free page reporting returns a guest's free pages to the host by itself: the host then holds
+// only what the QEMU process has resident or in swap (VmRSS + VmSwap), and shrinking the guest
+// frees only what it takes beyond the rest. Judging from the guest's free figures alone would
+// count that memory twice: once as the host's, once as the guest's to give. Without free page
+// reporting, or without the process's figures, nothing changes.
+void discount_unresident(const VmSample& vm, Candidate& c) {
+  if (!vm.balloon_free_page_reporting.value_or(false) || !vm.process || !vm.process->rss_bytes) {
+    return;
+  }
+  const std::uint64_t held =
+      saturating_add(*vm.process->rss_bytes, vm.process->swap_bytes.value_or(0));
+  c.unresident = above(vm.current_bytes, held);
+  c.reclaimable = above(c.reclaimable, c.unresident);
+}
+
 Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std::uint64_t usable,
                       PolicyState::Vm& memory, const HostView& host, std::int64_t now_ms,
                       std::int64_t collected_unix_ms, double major_faults_per_s,
@@ -485,6 +504,7 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
     c.squeeze_room = above(vm.current_bytes, can_swap ? settings.floor_bytes
                                                       : std::max(settings.floor_bytes, keep_burst));
   }
+  discount_unresident(vm, c);
   return c;
 }
 
@@ -575,8 +595,9 @@ std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
   std::vector<std::pair<double, std::size_t>> order;
   order.reserve(pool.size());
   for (std::size_t i = 0; i < pool.size(); ++i) {
-    order.emplace_back(
-        -static_cast<double>(room(*pool[i])) / std::max(1u, pool[i]->settings.shares), i);
+    order.emplace_back(-static_cast<double>(above(room(*pool[i]), pool[i]->unresident)) /
+                           std::max(1u, pool[i]->settings.shares),
+                       i);
   }
   std::sort(order.begin(), order.end());
   std::uint64_t taken = 0;
@@ -590,7 +611,11 @@ std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
     if (limit <= already) {
       continue;
     }
-    const std::uint64_t take = std::min(limit - already, amount - taken);
+    // A shrink frees host memory only beyond the part of the guest not resident (unresident):
+    // it counts for `amount` by what it frees, and may go that much further to free it.
+    const std::uint64_t not_freeing = above(c->unresident, already);
+    const std::uint64_t take =
+        std::min(limit - already, saturating_add(amount - taken, not_freeing));
     if (already + take < c->settings.deadband_bytes) {
       c->below_deadband = already + take;  // a change that would not be made funds nothing
       continue;
@@ -598,7 +623,7 @@ std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
     c->delta -= static_cast<std::int64_t>(take);
     c->cause = cause;
     c->why = &why;
-    taken += take;
+    taken += above(take, not_freeing);
   }
   return taken;
 }
@@ -822,6 +847,7 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     outcome.usable_bytes = c.usable;
     outcome.guest_free_ratio = c.settings.guest_free_ratio;
     outcome.keeps_burst_room = c.keeps_burst_room && change >= 0;
+    outcome.unresident_bytes = c.unresident;
     if (change == 0) {
       outcome.kind = c.blind                ? Outcome::Kind::no_statistics
                      : c.settling           ? Outcome::Kind::settling
@@ -996,6 +1022,12 @@ std::string Plan::explain(const Outcome& o) const {
   if (!o.pinned_by.empty() && o.kind != Outcome::Kind::changed) {
     text += "; never shrunk: the host holds all of its memory whatever its balloon (" +
             o.pinned_by + ")";
+  }
+  // Below a MiB it is rounding, not worth a sentence.
+  if (o.unresident_bytes >= (1U << 20)) {
+    text += "; free page reporting: " + format_size(o.unresident_bytes) +
+            " of its memory is free pages the host has back already (not resident), so only a "
+            "shrink beyond that frees host memory";
   }
   return text;
 }

@@ -299,13 +299,27 @@ std::optional<double> flag(const std::optional<bool>& v) {
   return v ? std::optional<double>(*v ? 1.0 : 0.0) : std::nullopt;
 }
 
+// A VM's virtio-mem devices' `field`, summed; nullopt without devices.
+std::optional<double> virtio_mem_sum(const VmSample& vm, std::uint64_t VirtioMemDevice::*field) {
+  if (vm.virtio_mem.empty()) {
+    return std::nullopt;
+  }
+  double sum = 0;
+  for (const auto& d : vm.virtio_mem) {
+    sum += as_double(d.*field);
+  }
+  return sum;
+}
+
 // What the guest and the host say about each VM.
 std::vector<VmFamily> guest_families() {
   return {
-      {"memtide_vm_memory_maximum_bytes", "gauge", "The most memory the VM's balloon may give it.",
+      {"memtide_vm_memory_maximum_bytes", "gauge",
+       "The most memory the VM may have: its balloon's maximum plus its virtio-mem devices' sizes.",
        true, [](std::size_t, const VmSample& vm) { return as_double(vm.max_bytes); }},
-      {"memtide_vm_balloon_bytes", "gauge", "The VM's current memory (balloon size).", true,
-       [](std::size_t, const VmSample& vm) { return as_double(vm.current_bytes); }},
+      {"memtide_vm_balloon_bytes", "gauge",
+       "The VM's current memory: its balloon's size plus what its virtio-mem devices plugged.",
+       true, [](std::size_t, const VmSample& vm) { return as_double(vm.current_bytes); }},
       {"memtide_vm_usable_bytes", "gauge",
        "Memory the guest can use without swapping (free plus reclaimable page cache).", true,
        [](std::size_t, const VmSample& vm) { return opt(vm.guest.usable_bytes); }},
@@ -337,6 +351,25 @@ std::vector<VmFamily> guest_families() {
        "1 when the guest hands its free pages back to the host itself (<memballoon "
        "freePageReporting='on'>); absent without a balloon.",
        false, [](std::size_t, const VmSample& vm) { return flag(vm.balloon_free_page_reporting); }},
+      {"memtide_vm_virtio_mem_maximum_bytes", "gauge",
+       "The most the VM's virtio-mem devices can plug, summed; absent without such devices.", false,
+       [](std::size_t, const VmSample& vm) {
+         return virtio_mem_sum(vm, &VirtioMemDevice::max_bytes);
+       }},
+      {"memtide_vm_virtio_mem_requested_bytes", "gauge",
+       "What the host asked the VM's virtio-mem devices to plug, summed; absent without such "
+       "devices.",
+       true,
+       [](std::size_t, const VmSample& vm) {
+         return virtio_mem_sum(vm, &VirtioMemDevice::requested_bytes);
+       }},
+      {"memtide_vm_virtio_mem_plugged_bytes", "gauge",
+       "What the guest has plugged of its virtio-mem devices, summed (above the requested size: "
+       "an unplug it has not finished or cannot finish); absent without such devices.",
+       true,
+       [](std::size_t, const VmSample& vm) {
+         return virtio_mem_sum(vm, &VirtioMemDevice::plugged_bytes);
+       }},
       {"memtide_vm_memory_pinned", "gauge",
        "1 when all of the VM's memory stays on the host whatever its balloon (hugepages, locked, "
        "passed-through devices, preallocation, launchSecurity): memtide never shrinks it.",
@@ -490,6 +523,16 @@ void overcommit_metrics(Exposition& e, const Snapshot& s) {
     });
     e.sample("memtide_vms_memory_pinned", {{"kind", to_string(pin)}}, static_cast<double>(pinned));
   }
+  e.gauge("memtide_vms_virtio_mem", "Running VMs with at least one virtio-mem device.",
+          static_cast<double>(std::count_if(s.vms.begin(), s.vms.end(), [](const VmSample& vm) {
+            return !vm.virtio_mem.empty();
+          })));
+  e.gauge("memtide_vms_virtio_mem_unplug_pending",
+          "Running VMs with a virtio-mem device that holds more than it was asked to: the guest "
+          "is still unplugging, or cannot (it uses the memory).",
+          static_cast<double>(std::count_if(s.vms.begin(), s.vms.end(), [](const VmSample& vm) {
+            return virtio_mem_unplug_pending_bytes(vm) > 0;
+          })));
 }
 
 void facts_metrics(Exposition& e, const collectors::VirtFacts& f) {

@@ -200,6 +200,17 @@ void fields(F& f, M& p) {
   f("ksm", p.ksm);
 }
 
+template <typename F, Is<VirtioMemDevice> M>
+void fields(F& f, M& d) {
+  f("alias", d.alias);
+  f("node", d.node);
+  f("block_bytes", d.block_bytes);
+  f("max_bytes", d.max_bytes);
+  f("requested_bytes", d.requested_bytes);
+  f("plugged_bytes", d.plugged_bytes);
+  f("configured_bytes", d.configured_bytes);
+}
+
 template <typename F, Is<VmSample> M>
 void fields(F& f, M& vm) {
   f("name", vm.name);
@@ -217,6 +228,7 @@ void fields(F& f, M& vm) {
   f("metadata_errors", vm.metadata_errors);
   f("sharing_allowed", vm.sharing_allowed);
   f("memory_pins", vm.memory_pins);
+  f("virtio_mem", vm.virtio_mem);
   f("process", vm.process);
   f("process_unavailable", vm.process_unavailable);
   f("page_scan", vm.page_scan);
@@ -352,7 +364,7 @@ struct Reader {
     const auto it = in.find(key);
     if (it == in.end()) {
       // Optional fields and lists added to format 1 later (ksm_estimate, page_scan,
-      // memory_pins, ...) may be absent from older traces.
+      // memory_pins, virtio_mem, ...) may be absent from older traces.
       if constexpr (IsOptional<T>::value) {
         v.reset();
         return;

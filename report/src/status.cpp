@@ -35,6 +35,20 @@ nlohmann::json advice(const VmSample& vm, const policy::EffectiveBalloon& settin
   return out;
 }
 
+nlohmann::json virtio_mem_json(const std::vector<VirtioMemDevice>& devices) {
+  auto out = nlohmann::json::array();
+  for (const auto& d : devices) {
+    out.push_back({{"alias", d.alias},
+                   {"node", d.node ? nlohmann::json(*d.node) : nlohmann::json()},
+                   {"block_bytes", d.block_bytes},
+                   {"max_bytes", d.max_bytes},
+                   {"requested_bytes", d.requested_bytes},
+                   {"plugged_bytes", d.plugged_bytes},
+                   {"configured_bytes", d.configured_bytes}});
+  }
+  return out;
+}
+
 nlohmann::json vm_status(const TickReport& r, const VmSample& vm, const policy::Outcome* outcome) {
   const auto settings = policy::effective_balloon(
       vm, *r.config,
@@ -54,6 +68,7 @@ nlohmann::json vm_status(const TickReport& r, const VmSample& vm, const policy::
       {"balloon_autodeflate", optional_json(vm.balloon_autodeflate)},
       {"balloon_free_page_reporting", optional_json(vm.balloon_free_page_reporting)},
       {"memory_pins", pin_names(vm.memory_pins)},
+      {"virtio_mem", virtio_mem_json(vm.virtio_mem)},
       {"advice", advice(vm, settings)},
       {"target_bytes", nullptr},
       {"explanation", outcome != nullptr ? r.plan->explain(*outcome) : ""},

@@ -1,6 +1,7 @@
 // memtide-sim: runs the evaluation scenarios under memtide's policy and the two comparison
 // policies and prints one table row per (scenario, overcommit ratio, policy).
 #include <algorithm>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <optional>
@@ -31,6 +32,10 @@ Options:
       --random N        instead: N seeded random scenarios, and for each score how often
                         memtide is worse than each baseline, with medians and 90th percentiles
       --seed S          first seed of --random (default 1)
+      --virtio-mem      every guest has a virtio-mem device over all but a quarter of its
+                        maximum (2 MiB blocks), resized the way memtide's actuator does it
+      --free-page-reporting
+                        every guest reports its free pages to the host
       --json            one JSON object per line instead of the table
   -h, --help            this help
 
@@ -74,16 +79,20 @@ double percentile(std::vector<double> v, double p) {
   return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
 }
 
+// What --virtio-mem and --free-page-reporting make of each scenario before it runs.
+using Adjust = std::function<void(Scenario&)>;
+
 // --random: every score's distribution per policy and how often memtide is worse.
 int run_random(const std::shared_ptr<const config::Config>& config, std::uint64_t first, int count,
-               bool json) {
+               bool json, const Adjust& adjust) {
   const auto& all = scores();
   // results[policy][score] over scenarios
   std::vector<std::vector<std::vector<double>>> results(
       3, std::vector<std::vector<double>>(all.size()));
   std::vector<std::string> names;
   for (int k = 0; k < count; ++k) {
-    const Scenario sc = make_random_scenario(first + static_cast<std::uint64_t>(k));
+    Scenario sc = make_random_scenario(first + static_cast<std::uint64_t>(k));
+    adjust(sc);
     auto policies = all_policies(config);
     names.clear();
     for (std::size_t p = 0; p < policies.size(); ++p) {
@@ -134,6 +143,8 @@ struct SimArgs {
   bool json = false;
   int random = 0;  // random scenarios to run instead of the named ones
   std::uint64_t seed = 1;
+  bool virtio_mem = false;
+  bool free_page_reporting = false;
 };
 
 // The command line into `args`; the exit code to end with at once (help, errors), else nullopt.
@@ -192,6 +203,10 @@ std::optional<int> parse_args(int argc, char** argv, SimArgs& args) {
       args.seed = static_cast<std::uint64_t>(n);
     } else if (a == "--json") {
       args.json = true;
+    } else if (a == "--virtio-mem") {
+      args.virtio_mem = true;
+    } else if (a == "--free-page-reporting") {
+      args.free_page_reporting = true;
     } else {
       std::cerr << "memtide-sim: unexpected argument '" << a << "'\nTry 'memtide-sim --help'.\n";
       return 64;
@@ -224,7 +239,7 @@ void add_misses(const std::string& where, const std::vector<Outcome>& outcomes,
 // missed.
 int run_named(const std::shared_ptr<const config::Config>& config,
               const std::vector<std::string>& scenarios, const std::vector<double>& ratios,
-              bool json) {
+              bool json, const Adjust& adjust) {
   const auto& all = scores();
   if (!json) {
     std::cout << "| scenario | overcommit | policy |";
@@ -244,6 +259,7 @@ int run_named(const std::shared_ptr<const config::Config>& config,
       Scenario scenario;
       try {
         scenario = make_scenario(name, ratio);
+        adjust(scenario);
       } catch (const std::invalid_argument& e) {
         std::cerr << "memtide-sim: " << e.what() << '\n';
         return 64;
@@ -283,8 +299,16 @@ int main(int argc, char** argv) {
   if (const auto code = parse_args(argc, argv, args)) {
     return *code;
   }
+  const Adjust adjust = [&args](Scenario& scenario) {
+    if (args.virtio_mem) {
+      give_virtio_mem(scenario);
+    }
+    if (args.free_page_reporting) {
+      report_free_pages(scenario);
+    }
+  };
   if (args.random > 0) {
-    return run_random(args.config, args.seed, args.random, args.json);
+    return run_random(args.config, args.seed, args.random, args.json, adjust);
   }
   if (args.scenarios.empty()) {
     args.scenarios = scenario_names();
@@ -292,5 +316,5 @@ int main(int argc, char** argv) {
   if (args.ratios.empty()) {
     args.ratios = {1.0, 1.5, 2.0};
   }
-  return run_named(args.config, args.scenarios, args.ratios, args.json);
+  return run_named(args.config, args.scenarios, args.ratios, args.json, adjust);
 }

@@ -226,4 +226,19 @@ Scenario make_random_scenario(std::uint64_t seed) {
   return s;
 }
 
+void give_virtio_mem(Scenario& scenario, std::uint64_t block_bytes) {
+  for (auto& g : scenario.guests) {
+    g.virtio_mem_block_bytes = block_bytes;
+    g.virtio_mem_base_bytes = g.max_bytes / 4 / block_bytes * block_bytes;
+    g.max_bytes = g.virtio_mem_base_bytes +
+                  (g.max_bytes - g.virtio_mem_base_bytes) / block_bytes * block_bytes;
+  }
+}
+
+void report_free_pages(Scenario& scenario) {
+  for (auto& g : scenario.guests) {
+    g.free_page_reporting = true;
+  }
+}
+
 }  // namespace memtide::sim

@@ -126,7 +126,17 @@ void World::step_balloon(Guest& g) {
   // cannot take (the driver's allocations fail: the balloon stops short).
   const double demand = now_ < g.oom_until ? 0 : at(g.spec.demand_bytes, now_);
   const double unswappable = std::max(0.0, demand - static_cast<double>(g.spec.swap_bytes));
-  const double lowest = g.unreclaimable(now_) + unswappable + 16.0 * MiB;
+  double lowest = g.unreclaimable(now_) + unswappable + 16.0 * MiB;
+  if (g.spec.virtio_mem_block_bytes > 0) {
+    // Above the base memory the device unplugs whole blocks by moving pages, never to swap:
+    // what the guest holds in RAM keeps its blocks plugged.
+    const auto base = static_cast<double>(g.spec.virtio_mem_base_bytes);
+    const auto block = static_cast<double>(g.spec.virtio_mem_block_bytes);
+    const double held = g.unreclaimable(now_) + g.anon + 16.0 * MiB;
+    if (held > base) {
+      lowest = std::max(lowest, base + std::ceil((held - base) / block) * block);
+    }
+  }
   const double goal = std::max(g.target, std::min(lowest, g.balloon));
   g.balloon = std::max(goal, g.balloon - host_.balloon_inflate_bytes_per_s);
   if (g.balloon <= goal && goal > g.target + 1.0 * MiB && !g.refused) {
@@ -136,7 +146,13 @@ void World::step_balloon(Guest& g) {
 }
 
 void World::deflate_on_oom(Guest& g, double unreclaimable, double want) {
-  const double max = static_cast<double>(g.spec.max_bytes);
+  double max = static_cast<double>(g.spec.max_bytes);
+  if (g.spec.virtio_mem_block_bytes > 0) {
+    // Only the balloon deflates by itself: up to the base memory plus the blocks still plugged.
+    const auto base = static_cast<double>(g.spec.virtio_mem_base_bytes);
+    const auto block = static_cast<double>(g.spec.virtio_mem_block_bytes);
+    max = std::min(max, base + std::ceil(std::max(0.0, g.balloon - base) / block) * block);
+  }
   if (g.spec.autodeflate && g.balloon < max) {
     const double lacking =
         unreclaimable + std::max(0.0, want - static_cast<double>(g.spec.swap_bytes)) - g.balloon;
@@ -393,7 +409,20 @@ Snapshot World::snapshot() const {
     } else {
       vm.stats_status = GuestStatsStatus::no_driver;
     }
+    if (g.spec.virtio_mem_block_bytes > 0) {
+      // The device's share of the size as the actuator splits it: whole blocks above the base.
+      const auto base = static_cast<double>(g.spec.virtio_mem_base_bytes);
+      const auto block = static_cast<double>(g.spec.virtio_mem_block_bytes);
+      const auto plugged = bytes(std::ceil(std::max(0.0, g.balloon - base) / block) * block);
+      const double target = g.target > 0 ? g.target : g.balloon;
+      const auto requested = bytes(std::ceil(std::max(0.0, target - base) / block) * block);
+      const std::uint64_t size = g.spec.max_bytes - g.spec.virtio_mem_base_bytes;
+      vm.virtio_mem = {VirtioMemDevice{"virtiomem0", 0, g.spec.virtio_mem_block_bytes, size,
+                                       requested, plugged, size}};
+    }
     vm.host_rss_bytes = bytes(g.resident - g.host_swapped);
+    // The QEMU process as the host sees it: VmRSS and VmSwap.
+    vm.process = QemuProcess{0, vm.host_rss_bytes, bytes(g.host_swapped), std::nullopt};
     s.vms.push_back(std::move(vm));
   }
   std::sort(s.vms.begin(), s.vms.end(),

@@ -97,6 +97,14 @@ class ManagedGuests : public RealGuest {
     }
     return pid;
   }
+  // SIGTERM to memtided, which must exit 0 (after its on-stop restore).
+  void stop_daemon() {
+    kill(daemon_, SIGTERM);
+    int status_code = 0;
+    ASSERT_EQ(waitpid(daemon_, &status_code, 0), daemon_);
+    daemon_ = -1;
+    EXPECT_TRUE(WIFEXITED(status_code) && WEXITSTATUS(status_code) == 0) << file("memtided.log");
+  }
   // memtide-b.yaml: memtide.yaml with its own control socket (ctl-b.sock).
   void write_second_config() {
     std::string text = file("memtide.yaml");
@@ -118,12 +126,6 @@ class ManagedGuests : public RealGuest {
       }
     }
     return out;
-  }
-  std::string file(const std::string& name) const {
-    std::ifstream in(dir_ + "/" + name);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
   }
   static std::uint64_t host_available() {
     std::ifstream in("/proc/meminfo");
@@ -232,11 +234,7 @@ TEST_F(ManagedGuests, PressureGrowthReloadDestroyAndRestore) {
   EXPECT_EQ(later.find("balloon idle:"), std::string::npos) << later;
 
   // (f) SIGTERM: every managed guest back at its maximum.
-  kill(daemon_, SIGTERM);
-  int status_code = 0;
-  ASSERT_EQ(waitpid(daemon_, &status_code, 0), daemon_);
-  daemon_ = -1;
-  EXPECT_TRUE(WIFEXITED(status_code) && WEXITSTATUS(status_code) == 0) << file("memtided.log");
+  stop_daemon();
   LibvirtOptions o;
   o.uri = uri_;
   o.page_size_bytes = 4096;
@@ -377,6 +375,98 @@ TEST_F(ManagedGuests, GenuineHostPressure) {
             << " MiB; grower now " << grower.value("balloon_bytes", std::uint64_t{0}) / MiB
             << " MiB holding 200 MiB of tmpfs, no guest OOM; " << releases
             << " releases of partly mapped huge pages\n";
+}
+
+// A guest with a virtio-mem device under genuine host pressure: memtided shrinks it through the
+// device (whole blocks) while it idles, grows it back the same way when its workload needs the
+// memory, keeps it within [floor, maximum] throughout, and on stop gives the device back its
+// configured size.
+TEST_F(ManagedGuests, VirtioMemGuestShrunkUnderPressureAndGrownForItsWorkload) {
+  // 256 MiB of base memory and 512 of a 1 GiB device plugged (768 MiB; at most 1280 MiB). It
+  // touches 300 MiB and frees it (resident on the host until unplugged), idles, then holds
+  // 300 MiB for good.
+  start_virtio_mem_guest("vmem", 256, 1024, 512, "300:15,40:75,300:3600",
+                         "<memballoon model='virtio'/>");
+  ASSERT_TRUE(wait_for_workloads({{"vmem", "holding 40 MiB"}}, 180s)) << file("vmem.log");
+  ASSERT_EQ(file("vmem.log").find("holding 300 MiB", file("vmem.log").find("holding 40 MiB")),
+            std::string::npos)
+      << "started too late";
+  const std::uint64_t reserve = 1ULL << 30;
+  write_config(reserve, "{mode: unmanaged}",
+               "{floor: 25%, guest_free: 20%, max_step: 128MiB, deadband: 8MiB, "
+               "hysteresis: 10s}");
+  const std::uint64_t available = host_available();
+  ASSERT_GT(available, reserve + 1024 * MiB);
+  HostHog hog(available - reserve + 150 * MiB);
+  ASSERT_TRUE(hog.ok());
+  start_daemon();
+
+  std::uint64_t lowest = UINT64_MAX;
+  std::uint64_t lowest_requested = UINT64_MAX;
+  auto check = [&]() {
+    const auto v = vms(status())["vmem"];
+    if (!v.is_object() || !v["virtio_mem"].is_array() || v["virtio_mem"].empty()) {
+      return;
+    }
+    const auto balloon = v["balloon_bytes"].get<std::uint64_t>();
+    const auto& device = v["virtio_mem"][0];
+    const auto requested = device["requested_bytes"].get<std::uint64_t>();
+    EXPECT_GE(balloon + MiB, v["floor_bytes"].get<std::uint64_t>()) << "below its floor";
+    EXPECT_LE(balloon, 1280 * MiB) << "above its maximum";
+    EXPECT_EQ(requested % (2 * MiB), 0u) << "not whole blocks";
+    EXPECT_LE(requested, 1024 * MiB);
+    lowest = std::min(lowest, balloon);
+    lowest_requested = std::min(lowest_requested, requested);
+  };
+  // Shrunk through the device while it idles.
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (std::chrono::steady_clock::now() < deadline && lowest_requested >= 512 * MiB) {
+    std::this_thread::sleep_for(1s);
+    check();
+  }
+  EXPECT_LT(lowest_requested, 512 * MiB) << "never shrunk through virtio-mem\n"
+                                         << file("memtided.log");
+  // Its workload comes back: fed through the device again, in time, without an OOM.
+  const auto grow_deadline = std::chrono::steady_clock::now() + 180s;
+  while (std::chrono::steady_clock::now() < grow_deadline &&
+         file("vmem.log").find("holding 300 MiB", file("vmem.log").find("holding 40 MiB")) ==
+             std::string::npos) {
+    std::this_thread::sleep_for(1s);
+    check();
+  }
+  std::this_thread::sleep_for(5s);
+  check();
+  const std::string guest_log = file("vmem.log");
+  EXPECT_NE(guest_log.find("holding 300 MiB", guest_log.find("holding 40 MiB")), std::string::npos)
+      << guest_log;
+  EXPECT_EQ(guest_log.find("Out of memory"), std::string::npos) << guest_log;
+  EXPECT_EQ(guest_log.find("oom-kill"), std::string::npos) << guest_log;
+  const auto grown = vms(status())["vmem"];
+  ASSERT_TRUE(grown.is_object());
+  EXPECT_GT(grown["virtio_mem"][0]["requested_bytes"].get<std::uint64_t>(), lowest_requested)
+      << file("memtided.log");
+  std::cout << "virtio-mem under pressure: lowest size " << lowest / MiB
+            << " MiB (device requested " << lowest_requested / MiB << " MiB), then "
+            << grown["balloon_bytes"].get<std::uint64_t>() / MiB << " MiB (device "
+            << grown["virtio_mem"][0]["plugged_bytes"].get<std::uint64_t>() / MiB
+            << " MiB plugged) holding 300 MiB of tmpfs\n";
+
+  // Stop: the device back at its configured 512 MiB, the balloon at the base memory.
+  stop_daemon();
+  LibvirtOptions o;
+  o.uri = uri_;
+  LibvirtHypervisor h(o);
+  auto vm = wait_for(
+      h, "vmem",
+      [](const VmSample& v) {
+        return !v.virtio_mem.empty() && v.virtio_mem[0].plugged_bytes == 512 * MiB &&
+               v.current_bytes == 768 * MiB;
+      },
+      60s);
+  ASSERT_TRUE(vm.has_value());
+  ASSERT_FALSE(vm->virtio_mem.empty());
+  EXPECT_EQ(vm->virtio_mem[0].requested_bytes, 512 * MiB) << file("memtided.log");
+  EXPECT_EQ(vm->current_bytes, 768 * MiB) << file("memtided.log");
 }
 
 TEST_F(ManagedGuests, LibvirtdKilledAndRestarted) {

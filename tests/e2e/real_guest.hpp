@@ -4,7 +4,9 @@
 #pragma once
 
 #include <chrono>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -129,6 +131,14 @@ class RealGuest : public ::testing::Test {
       std::this_thread::sleep_for(500ms);
     }
     return last;
+  }
+
+  // A file in the test's directory (guest consoles NAME.log, daemon logs), "" when absent.
+  std::string file(const std::string& name) const {
+    std::ifstream in(dir_ + "/" + name);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
   }
 
   std::string image_;

@@ -312,6 +312,48 @@ TEST(Decide, ReclaimTakesFromTheMostSparePerShareFirst) {
   EXPECT_EQ(cb->from_bytes - cb->to_bytes, 124 * MiB);
 }
 
+// Free page reporting: the guest's free pages are the host's already. Shrinking it frees only
+// resident memory, so the host's deficit is taken from the guest whose shrink frees it, and a
+// guest with reporting on is shrunk past its unresident part to free what the host needs.
+TEST(Decide, FreePageReportingCountsOnlyResidentMemoryAsFreed) {
+  auto s = host(GiB + 900 * MiB);  // 124 MiB below the reserve
+  auto reporting = self_rescuing(guest("reporting", 4 * GiB, 8 * GiB, 3 * GiB));
+  reporting.balloon_free_page_reporting = true;
+  reporting.process = QemuProcess{4242, 2 * GiB, 0, std::nullopt};  // 2 GiB not resident
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{8 * GiB};
+  s.vms = {reporting};
+  auto d = decide(s, {}, c, 0);
+  const auto* change = change_for(d.plan, "reporting");
+  ASSERT_NE(change, nullptr);
+  EXPECT_EQ(change->from_bytes - change->to_bytes, 2 * GiB + 124 * MiB);  // 124 MiB of it freed
+  EXPECT_NE(d.plan.explanation("reporting")
+                .find("free page reporting: 2 GiB of its memory is free pages the host has back "
+                      "already"),
+            std::string::npos)
+      << d.plan.explanation("reporting");
+
+  // The same guest without reporting: its free memory is resident, a 124 MiB shrink frees it.
+  auto plain = reporting;
+  plain.balloon_free_page_reporting = false;
+  s.vms = {plain};
+  d = decide(s, {}, c, 0);
+  change = change_for(d.plan, "reporting");
+  ASSERT_NE(change, nullptr);
+  EXPECT_EQ(change->from_bytes - change->to_bytes, 124 * MiB);
+
+  // Beside a guest whose spare is resident, the reporting guest (more spare by its own figures,
+  // less host memory to free) keeps its memory.
+  auto resident = self_rescuing(guest("resident", 4 * GiB, 8 * GiB, 2 * GiB));
+  resident.process = QemuProcess{4243, 4 * GiB, 0, std::nullopt};
+  s.vms = {reporting, resident};
+  d = decide(s, {}, c, 0);
+  EXPECT_EQ(change_for(d.plan, "reporting"), nullptr);
+  ASSERT_NE(change_for(d.plan, "resident"), nullptr);
+  EXPECT_EQ(change_for(d.plan, "resident")->from_bytes - change_for(d.plan, "resident")->to_bytes,
+            124 * MiB);
+}
+
 TEST(Decide, SqueezedTowardButNeverBelowTheFloor) {
   auto s = host(100 * MiB);  // deep below the reserve, nobody has spare
   auto v = guest("tight", 1200 * MiB, 8 * GiB, 100 * MiB);

@@ -108,6 +108,10 @@ Snapshot full_snapshot(std::uint64_t seed) {
     if (i % 3 == 1) {
       vm.memory_pins = {MemoryPin::hugepages, MemoryPin::launch_security};
     }
+    if (i % 2 == 0) {
+      vm.virtio_mem = {VirtioMemDevice{"virtiomem0", 0, u64(), u64(), u64(), u64(), u64()},
+                       VirtioMemDevice{"ua-€", std::nullopt, u64(), u64(), u64(), u64(), u64()}};
+    }
     if (i % 2 == 1) {
       vm.process = QemuProcess{static_cast<int>(rng() % 100000), u64(), std::nullopt,
                                ProcessKsmStat{u64(), u64(), std::nullopt, -5}};

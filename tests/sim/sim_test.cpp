@@ -107,6 +107,54 @@ TEST(World, BalloonsActLateMoveAtFiniteSpeedAndStopAtWhatTheGuestCanFree) {
   EXPECT_EQ(w.totals().balloon_actions, 3u);
 }
 
+// The guest above with a virtio-mem device over all but its 1 GiB of base memory: unplugging
+// moves pages but swaps nothing, so the blocks holding its 2 GiB stay plugged (a partial unplug,
+// counted as refused), where the balloon pushed 1 GiB of it to the guest's swap.
+TEST(World, VirtioMemUnplugsWholeBlocksButNotWhatTheGuestHolds) {
+  auto g = guest("a", 2.0 * GiB);
+  g.virtio_mem_block_bytes = 2 * MiB;
+  g.virtio_mem_base_bytes = 1 * GiB;
+  World w(small_host(), {g});
+  run_for(w, 1);
+  w.set_target(0, 0, /*honour_floor=*/false);
+  run_for(w, 40);
+  const Guest& v = w.guests()[0];
+  // kernel 128 MiB + 2 GiB + 16 MiB, rounded up to whole blocks above the base.
+  EXPECT_DOUBLE_EQ(v.balloon, 128.0 * MiB + 2.0 * GiB + 16.0 * MiB);
+  EXPECT_DOUBLE_EQ(v.swapped, 0);
+  EXPECT_EQ(w.totals().refused_commands, 1u);
+  // Its device as the collector would show it: whole blocks, plugged above requested.
+  const auto vm = w.snapshot().vms[0];
+  ASSERT_EQ(vm.virtio_mem.size(), 1u);
+  EXPECT_EQ(vm.virtio_mem[0].max_bytes, 3 * GiB);
+  EXPECT_EQ(vm.virtio_mem[0].requested_bytes, 0u);
+  EXPECT_EQ(vm.virtio_mem[0].plugged_bytes, 128 * MiB + GiB + 16 * MiB);
+  EXPECT_EQ(virtio_mem_unplug_pending_bytes(vm), 128 * MiB + GiB + 16 * MiB);
+  // A size that is not whole blocks above the base: the device rounds up, the balloon takes the
+  // rest, and the guest has exactly the size asked for.
+  w.set_target(0, 3 * GiB + 1 * MiB);
+  run_for(w, 5);
+  EXPECT_DOUBLE_EQ(w.guests()[0].balloon, 3.0 * GiB + 1.0 * MiB);
+  EXPECT_EQ(w.snapshot().vms[0].virtio_mem[0].requested_bytes, 2 * GiB + 2 * MiB);
+}
+
+// Autodeflate gives back the balloon's part only: a guest shrunk through its device cannot
+// rescue itself, and its tmpfs growth kills it where the balloon alone would have deflated.
+TEST(World, AutodeflateCannotPlugBlocksBack) {
+  auto g = guest("tmp", 0.5 * GiB);
+  g.swap_bytes = 0;
+  g.autodeflate = true;
+  g.virtio_mem_block_bytes = 2 * MiB;
+  g.virtio_mem_base_bytes = 1 * GiB;
+  g.shmem_bytes = [](double t) { return t < 20 ? 0.0 : 1.0 * GiB; };
+  World w(small_host(), {g});
+  run_for(w, 1);
+  w.set_target(0, 1 * GiB);
+  run_for(w, 50);
+  EXPECT_EQ(w.totals().guest_ooms, 1u);
+  EXPECT_LE(w.guests()[0].balloon, 1.0 * GiB + 2.0 * MiB);
+}
+
 TEST(World, AGuestWhoseDemandOutgrowsBalloonAndSwapIsKilled) {
   // 1 GiB balloon, then its tmpfs grows by 1 GiB: unreclaimable, no swap can take it.
   auto g = guest("tmp", 0.5 * GiB);

@@ -140,6 +140,16 @@ inline std::uint64_t balloon_ceiling(const VmSample& vm) {
   return devices >= vm.max_bytes ? 0 : vm.max_bytes - devices;
 }
 
+// What the VM's virtio-mem devices hold above what they were asked to plug: an unplug the guest
+// is still carrying out, or cannot finish because it uses the memory. 0 for none.
+inline std::uint64_t virtio_mem_unplug_pending_bytes(const VmSample& vm) {
+  std::uint64_t pending = 0;
+  for (const auto& d : vm.virtio_mem) {
+    pending += d.plugged_bytes > d.requested_bytes ? d.plugged_bytes - d.requested_bytes : 0;
+  }
+  return pending;
+}
+
 // The size a restore gives the VM: its maximum, but virtio-mem devices at their configured size.
 inline std::uint64_t restore_size(const VmSample& vm) {
   std::uint64_t configured = 0;

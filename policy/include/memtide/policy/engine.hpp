@@ -137,6 +137,9 @@ struct Outcome {
   // host it keeps kSelfRescueHeadroomShare of its maximum free on top of what it uses.
   bool keeps_burst_room = false;
   std::string pinned_by;  // EffectiveBalloon::pinned_by: never shrunk, said in the explanation
+  // Free page reporting on: the part of its size the host does not hold (not resident), which
+  // no shrink can free; said in the explanation.
+  std::uint64_t unresident_bytes = 0;
   std::uint64_t current_bytes = 0;  // balloon size
   std::uint64_t usable_bytes = 0;
   double guest_free_ratio = 0;  // the class's target

@@ -44,6 +44,13 @@ struct Scenario {
 
 std::vector<std::string> scenario_names();
 
+// Gives every guest of `scenario` a virtio-mem device over all but a quarter of its maximum (the
+// base memory, whole blocks), in `block_bytes` blocks: the same scenario resized the modern way.
+void give_virtio_mem(Scenario& scenario, std::uint64_t block_bytes = 2 * MiB);
+
+// Turns free page reporting on for every guest of `scenario`.
+void report_free_pages(Scenario& scenario);
+
 // The named scenario at the given overcommit ratio; throws std::invalid_argument for an unknown
 // name or a ratio outside (0, 8].
 Scenario make_scenario(const std::string& name, double overcommit_ratio);

@@ -10,6 +10,8 @@
 // - page cache: fills free guest memory up to the workload's file data; the part of its file
 //   working set that is not cached is re-read from disk (refaults, counted as I/O and as
 //   working set evicted) and the guest counts as short of memory;
+// - optionally a virtio-mem device (GuestSpec::virtio_mem_*): resized in whole blocks, it
+//   cannot unplug what the guest uses and cannot be taken back by autodeflate;
 // - statistics, sampled every stats_period_s (they arrive late) and not at all while the guest
 //   is starving (its balloon driver cannot run): they go stale, as the collector would report.
 // A balloon command takes effect after a delay; the balloon inflates and deflates at finite
@@ -61,6 +63,14 @@ struct GuestSpec {
   // deflate-on-oom): the guest takes back what it lacks, up to its maximum, within the second,
   // and keeps it until the next balloon command.
   bool autodeflate = false;
+  // A virtio-mem device: the guest has virtio_mem_base_bytes of base memory (the balloon's range)
+  // and plugs the rest of max_bytes in blocks of virtio_mem_block_bytes; 0: no device. Memory
+  // above the base is resized as memtide's actuator does it (the device in whole blocks, the
+  // balloon the part of a block). Unplugging moves pages but swaps nothing: blocks that hold the
+  // guest's anonymous or unreclaimable memory stay plugged (a partial unplug, counted as
+  // refused); and autodeflate can only give back the balloon's part, never unplugged blocks.
+  std::uint64_t virtio_mem_block_bytes = 0;
+  std::uint64_t virtio_mem_base_bytes = 0;
   double stats_period_s = 5;
   double start_s = 0;  // starts with its balloon at maximum (or where a policy sets it at once)
 };
