@@ -452,15 +452,21 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
   // What it can give, by how bad the host's pressure is. Every level keeps its floor and its
   // burst headroom; outside critical it keeps its comfort band, at critical its free target. While
   // the pressure is mild (below the reserve, but neither heading for swap nor critical) a guest
-  // that cannot rescue itself from a burst (its balloon does not deflate itself, it has no swap
-  // it has used) also keeps kSelfRescueHeadroomShare of its maximum.
+  // that cannot rescue itself from a burst (its balloon does not deflate itself that far, it has
+  // no swap it has used) also keeps kSelfRescueHeadroomShare of its maximum.
   const std::uint64_t keep_burst = saturating_add(c.in_use, c.burst);
   const bool critical = host.level == HostLevel::critical;
   const bool mild = !critical && !host.heading;
-  const bool rescues_itself =
-      vm.balloon_autodeflate.value_or(false) || vm.guest.swap_out_bytes_total.value_or(0) > 0;
-  const std::uint64_t keep_unrescued =
-      rescues_itself || !mild ? 0 : saturating_add(c.in_use, burst_room);
+  // How large it can make itself without memtide: any size with guest swap it has shown it
+  // uses; with autodeflate, whatever its balloon holds, which for a guest with virtio-mem ends at
+  // the balloon's ceiling (unplugged blocks come back only when memtide plugs them).
+  const std::uint64_t rescues_itself_up_to = vm.guest.swap_out_bytes_total.value_or(0) > 0
+                                                 ? UINT64_MAX
+                                             : !vm.balloon_autodeflate.value_or(false) ? 0
+                                             : vm.virtio_mem.empty()                   ? UINT64_MAX
+                                                                     : balloon_ceiling(vm);
+  const std::uint64_t burst_need = saturating_add(c.in_use, burst_room);
+  const std::uint64_t keep_unrescued = burst_need <= rescues_itself_up_to || !mild ? 0 : burst_need;
   if (!c.needs && !c.settling && (!c.protected_cache || critical)) {
     const std::uint64_t keep_comfort = std::max({settings.floor_bytes, c.comfort, keep_burst});
     const std::uint64_t keep_mild = std::max(keep_comfort, keep_unrescued);
@@ -1047,7 +1053,9 @@ std::string Plan::explain_kind(const Outcome& o) const {
       return "unchanged at " + format_size(o.current_bytes) + ": " + guest_status(o) +
              (o.short_at_maximum ? " (already at its maximum)" : "") +
              (o.keeps_burst_room ? "; keeps room for a burst until the host is critical: its "
-                                   "balloon has no autodeflate and it has no swap to rescue itself"
+                                   "balloon cannot deflate itself that far (no autodeflate, or "
+                                   "memory in virtio-mem blocks) and it has no swap to rescue "
+                                   "itself"
                                  : "");
     case Outcome::Kind::deadband:
       return "unchanged: " + format_size(o.change_bytes) + " is within the deadband of " +

@@ -274,8 +274,9 @@ TEST(PolicyFaults, StatisticsOlderThanTheLastBalloonChangeAreNotSpare) {
 
 // 10. A guest shrunk to its comfort band while idle dies when it then writes a few hundred MiB to
 //     tmpfs faster than its balloon grows. Below the reserve without swap or stall the host does
-//     not need that memory urgently: a guest that cannot rescue itself (no autodeflate, no swap
-//     it has used) keeps a quarter of its maximum usable until the host is critical.
+//     not need that memory urgently: a guest that cannot rescue itself (no autodeflate, or one
+//     that cannot deflate that far because the memory is in virtio-mem blocks, no swap it has
+//     used) keeps a quarter of its maximum usable until the host is critical.
 TEST(PolicyFaults, AGuestThatCannotRescueItselfKeepsBurstRoomUntilTheHostIsCritical) {
   auto c = base_config();
   c.host.reserve_bytes = 16 * GiB;  // deep below: every guest gives all it may
@@ -287,6 +288,7 @@ TEST(PolicyFaults, AGuestThatCannotRescueItselfKeepsBurstRoomUntilTheHostIsCriti
     bool has_swapped;
     std::uint64_t lowest;   // the shrink of an idle 8 GiB guest using 1 GiB stops here or above
     std::uint64_t highest;  // ... and here or below
+    std::uint64_t virtio_mem = 0;  // of its 8 GiB, this much in a virtio-mem device
   };
   const std::vector<Case> cases = {
       {"tight host, guest without a rescue keeps 2 GiB free", 2 * GiB, false, false, 3 * GiB,
@@ -294,10 +296,20 @@ TEST(PolicyFaults, AGuestThatCannotRescueItselfKeepsBurstRoomUntilTheHostIsCriti
       {"tight host, autodeflate: comfort band", 2 * GiB, true, false, GiB, GiB + 256 * MiB},
       {"tight host, guest that swaps: comfort band", 2 * GiB, false, true, GiB, GiB + 256 * MiB},
       {"critical host: free target even without a rescue", GiB, false, false, GiB, GiB + 256 * MiB},
+      // Autodeflate gives back what the balloon holds, never unplugged virtio-mem blocks: with
+      // 2 GiB of base memory it cannot reach 3 GiB by itself; with 4 GiB it can.
+      {"tight host, autodeflate over 2 GiB of base memory and virtio-mem: keeps 2 GiB free",
+       2 * GiB, true, false, 3 * GiB, 3 * GiB + 8 * MiB, 6 * GiB},
+      {"tight host, autodeflate over 4 GiB of base memory and virtio-mem: comfort band", 2 * GiB,
+       true, false, GiB, GiB + 256 * MiB, 4 * GiB},
   };
   for (const auto& k : cases) {
     auto s = host(k.available);
     s.vms = {guest("idle", 8 * GiB, 8 * GiB, 7 * GiB)};
+    if (k.virtio_mem > 0) {
+      s.vms[0].virtio_mem = {VirtioMemDevice{"virtiomem0", 0, 2 * MiB, k.virtio_mem, k.virtio_mem,
+                                             k.virtio_mem, k.virtio_mem}};
+    }
     s.vms[0].balloon_autodeflate = k.autodeflate;
     s.vms[0].guest.swap_out_bytes_total = k.has_swapped ? 64 * MiB : 0;
     const auto d = decide(s, {}, c, 0);
