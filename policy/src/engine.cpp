@@ -506,7 +506,13 @@ Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std:
   // the host, which pages out guest memory blind and makes every guest wait.
   const bool host_paging = host.swapping || host.psi_full_high;
   if (critical && !c.settling && !c.guest_swapping && (!c.distress || host_paging)) {
-    const bool can_swap = vm.guest.swap_out_bytes_total.value_or(0) > 0 || host_paging;
+    // A virtio-mem unplug only moves pages, never to swap: what the guest uses above its
+    // balloon's ceiling stays plugged whatever is asked, and an unplug the guest is still trying
+    // keeps its driver from plugging memory when the guest then needs it (seen on real guests:
+    // a guest squeezed so died of its next allocation). Such a guest keeps what it uses.
+    const bool unplug_only = !vm.virtio_mem.empty() && keep_burst > balloon_ceiling(vm);
+    const bool can_swap =
+        !unplug_only && (vm.guest.swap_out_bytes_total.value_or(0) > 0 || host_paging);
     c.squeeze_room = above(vm.current_bytes, can_swap ? settings.floor_bytes
                                                       : std::max(settings.floor_bytes, keep_burst));
   }

@@ -223,8 +223,8 @@ TEST_F(RealGuest, VirtioMemAGuestThatCannotUnplugKeepsItsMemory) {
   // Down to the base memory: every block is asked for.
   const auto set = h.set_memory_size(vm->uuid, 256 * MiB, 0);
   ASSERT_TRUE(set.ok()) << set.error().to_string();
-  // The guest unplugs what it can within 30 s, but not all of it.
-  std::this_thread::sleep_for(30s);
+  // The guest unplugs what it can within 20 s, but not all of it.
+  std::this_thread::sleep_for(20s);
   vm = wait_for(
       h, "e2e-vmem-full", [](const VmSample& v) { return v.state == VmState::running; }, 10s);
   ASSERT_TRUE(vm.has_value());

@@ -372,6 +372,29 @@ TEST(Decide, SqueezedTowardButNeverBelowTheFloor) {
   EXPECT_EQ(d2.plan.balloons[0].to_bytes, GiB);
 }
 
+// A critical host squeezes a guest that swaps below what it uses: its balloon makes it page
+// out its cold memory. A virtio-mem unplug cannot: memory the guest uses above its balloon's
+// ceiling is never asked for.
+TEST(Decide, ASqueezeNeverAsksVirtioMemForWhatTheGuestUses) {
+  auto s = host(100 * MiB);  // critical, 1.9 GiB below the reserve
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{8 * GiB};
+  auto swapper = guest("swapper", 3 * GiB, 8 * GiB, GiB);  // uses 2 GiB
+  swapper.guest.swap_out_bytes_total = 64 * MiB;
+  s.vms = {swapper};
+  auto d = decide(s, {}, c, 0);
+  ASSERT_NE(change_for(d.plan, "swapper"), nullptr);
+  EXPECT_LT(change_for(d.plan, "swapper")->to_bytes, 2 * GiB);
+  // The same guest with 1 GiB of base memory and a 7 GiB virtio-mem device, 2 GiB plugged.
+  swapper.virtio_mem = {VirtioMemDevice{"virtiomem0", 0, 2 * MiB, 7 * GiB, 2 * GiB, 2 * GiB,
+                                        2 * GiB}};
+  s.vms = {swapper};
+  d = decide(s, {}, c, 0);
+  ASSERT_NE(change_for(d.plan, "swapper"), nullptr);
+  EXPECT_GE(change_for(d.plan, "swapper")->to_bytes, 2 * GiB);
+  EXPECT_LT(change_for(d.plan, "swapper")->to_bytes, 3 * GiB);  // its spare is still taken
+}
+
 TEST(Decide, NoSqueezeWhileSpareCoversTheDeficit) {
   // 300 MiB below the reserve; "idle" has far more spare than that but gives one 64 MiB step per
   // tick. "busy" (little usable, no spare) must not be squeezed meanwhile.

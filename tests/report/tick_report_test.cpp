@@ -47,6 +47,9 @@ Snapshot tight_host(std::int64_t t_ms) {
   s.vms[2].balloon_autodeflate = true;
   s.vms[2].balloon_free_page_reporting = false;
   s.vms[2].memory_pins = {MemoryPin::hostdev};
+  // busy: 1 GiB of base memory and a 3 GiB virtio-mem device, 2 GiB plugged of 1.5 GiB asked.
+  s.vms[1].virtio_mem = {
+      VirtioMemDevice{"virtiomem0", 0, 2 * MiB, 3 * GiB, 1536 * MiB, 2 * GiB, 3 * GiB}};
   for (auto& v : s.vms) {
     v.guest.last_update_unix_s = s.collected_at_unix_ms / 1000;
   }
@@ -174,6 +177,39 @@ TEST_F(OneReport, EveryVmsFiguresAgree) {
     ASSERT_TRUE(explained["ok"].get<bool>());
     EXPECT_EQ(explained["vm"], st);
   }
+}
+
+// virtio-mem devices: the same in status, explain, the snapshot JSON and the metrics; an unplug
+// the guest has not finished is counted.
+TEST_F(OneReport, VirtioMemDevicesAgree) {
+  const auto& vms = status_["vms"];
+  for (std::size_t i = 0; i < snapshot_.vms.size(); ++i) {
+    const auto& vm = snapshot_.vms[i];
+    const auto& st = vms[i];
+    const std::string l = vm_labels(vm);
+    SCOPED_TRACE(vm.name);
+    EXPECT_EQ(st["virtio_mem"], snapshot_json_["vms"][i]["virtio_mem"]);
+    for (const char* family :
+         {"memtide_vm_virtio_mem_maximum_bytes", "memtide_vm_virtio_mem_requested_bytes",
+          "memtide_vm_virtio_mem_plugged_bytes"}) {
+      EXPECT_EQ(metrics_.count(family + l), vm.virtio_mem.empty() ? 0u : 1u) << family;
+    }
+  }
+  const auto& busy = vms[1]["virtio_mem"];
+  ASSERT_EQ(busy.size(), 1u);
+  EXPECT_EQ(busy[0]["alias"], "virtiomem0");
+  EXPECT_EQ(busy[0]["node"], 0);
+  EXPECT_EQ(busy[0]["block_bytes"], 2 * MiB);
+  EXPECT_EQ(busy[0]["requested_bytes"], 1536 * MiB);
+  EXPECT_EQ(busy[0]["plugged_bytes"], 2 * GiB);
+  EXPECT_EQ(busy[0]["configured_bytes"], 3 * GiB);
+  const std::string l = vm_labels(snapshot_.vms[1]);
+  EXPECT_EQ(metric("memtide_vm_virtio_mem_maximum_bytes" + l), 3.0 * GiB);
+  EXPECT_EQ(metric("memtide_vm_virtio_mem_requested_bytes" + l), 1536.0 * MiB);
+  EXPECT_EQ(metric("memtide_vm_virtio_mem_plugged_bytes" + l), 2.0 * GiB);
+  EXPECT_EQ(metric("memtide_vms_virtio_mem"), 1);
+  EXPECT_EQ(metric("memtide_vms_virtio_mem_unplug_pending"), 1);
+  EXPECT_TRUE(vms[0]["virtio_mem"].empty());
 }
 
 // Balloon options, pinned memory and the advice drawn from them.
