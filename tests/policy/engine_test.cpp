@@ -386,8 +386,8 @@ TEST(Decide, ASqueezeNeverAsksVirtioMemForWhatTheGuestUses) {
   ASSERT_NE(change_for(d.plan, "swapper"), nullptr);
   EXPECT_LT(change_for(d.plan, "swapper")->to_bytes, 2 * GiB);
   // The same guest with 1 GiB of base memory and a 7 GiB virtio-mem device, 2 GiB plugged.
-  swapper.virtio_mem = {VirtioMemDevice{"virtiomem0", 0, 2 * MiB, 7 * GiB, 2 * GiB, 2 * GiB,
-                                        2 * GiB}};
+  swapper.virtio_mem = {
+      VirtioMemDevice{"virtiomem0", 0, 2 * MiB, 7 * GiB, 2 * GiB, 2 * GiB, 2 * GiB}};
   s.vms = {swapper};
   d = decide(s, {}, c, 0);
   ASSERT_NE(change_for(d.plan, "swapper"), nullptr);
