@@ -61,18 +61,27 @@ std::optional<bool> on_off(const std::string& v) {
   return std::nullopt;
 }
 
-// The uid of a DAC label "+UID:+GID" (libvirt's numeric form) or "UID:GID".
-std::optional<std::uint32_t> dac_uid(const xmlNode* label) {
-  if (label == nullptr) {
+// An element's text content; unset for no element.
+std::optional<std::string> text_of(const xmlNode* node) {
+  if (node == nullptr) {
     return std::nullopt;
   }
-  xmlChar* content = xmlNodeGetContent(label);
+  xmlChar* content = xmlNodeGetContent(node);
   if (content == nullptr) {
     return std::nullopt;
   }
-  std::string text(reinterpret_cast<const char*>(content));
+  std::string out(reinterpret_cast<const char*>(content));
   xmlFree(content);
-  std::string_view uid = std::string_view(text).substr(0, text.find(':'));
+  return out;
+}
+
+// The uid of a DAC label "+UID:+GID" (libvirt's numeric form) or "UID:GID".
+std::optional<std::uint32_t> dac_uid(const xmlNode* label) {
+  const auto text = text_of(label);
+  if (!text) {
+    return std::nullopt;
+  }
+  std::string_view uid = std::string_view(*text).substr(0, text->find(':'));
   if (!uid.empty() && uid.front() == '+') {
     uid.remove_prefix(1);
   }
@@ -162,19 +171,6 @@ std::vector<MemoryPin> memory_pins(const xmlNode* root) {
     pins.push_back(MemoryPin::launch_security);
   }
   return pins;
-}
-
-std::optional<std::string> text_of(const xmlNode* node) {
-  if (node == nullptr) {
-    return std::nullopt;
-  }
-  xmlChar* content = xmlNodeGetContent(node);
-  if (content == nullptr) {
-    return std::nullopt;
-  }
-  std::string out(reinterpret_cast<const char*>(content));
-  xmlFree(content);
-  return out;
 }
 
 // A libvirt scaled integer (<size unit='KiB'>1048576</size>) in bytes: libvirt's units, KiB

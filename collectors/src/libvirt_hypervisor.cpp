@@ -678,9 +678,7 @@ Status LibvirtHypervisor::set_virtio_mem(virDomainPtr dom, Domain& d,
                            domain_name(dom));
     }
     device.requested_bytes = requested[i];
-    if (auto updated = with_requested_size(d.facts->virtio_mem_xml[i], requested[i])) {
-      d.facts->virtio_mem_xml[i] = std::move(*updated);
-    }
+    d.facts->virtio_mem_xml[i] = std::move(*xml);
   }
   return Ok{};
 }
@@ -724,13 +722,8 @@ Result<std::uint64_t> LibvirtHypervisor::set_memory_size(const std::string& uuid
   if (d.facts->virtio_mem_invalid) {
     return Error{"", 0, 0, *d.facts->virtio_mem_invalid};
   }
-  // The balloon's share is below its ceiling (the maximum without the devices), in KiB.
-  std::uint64_t devices_max = 0;
-  for (const auto& device : d.facts->virtio_mem) {
-    devices_max += device.max_bytes;
-  }
-  const std::uint64_t max_bytes = std::uint64_t{max_kib} * KiB;
-  const std::uint64_t ceiling = devices_max < max_bytes ? max_bytes - devices_max : 0;
+  // The balloon's share is below its ceiling: the maximum without the devices' sizes.
+  const std::uint64_t ceiling = balloon_ceiling(std::uint64_t{max_kib} * KiB, d.facts->virtio_mem);
   const auto split = split_memory_size(target_kib * KiB, ceiling, d.facts->virtio_mem);
   // What grows is changed first, what shrinks second (within the devices' range the balloon
   // moves by less than a block against them), so a failure part way leaves the guest more

@@ -132,12 +132,16 @@ struct VmSample {
 
 // The most the balloon alone may give the guest: its maximum without the virtio-mem devices'
 // sizes (libvirt refuses a balloon size above this when the domain has such devices).
-inline std::uint64_t balloon_ceiling(const VmSample& vm) {
-  std::uint64_t devices = 0;
-  for (const auto& d : vm.virtio_mem) {
-    devices += d.max_bytes;
+inline std::uint64_t balloon_ceiling(std::uint64_t max_bytes,
+                                     const std::vector<VirtioMemDevice>& devices) {
+  std::uint64_t sizes = 0;
+  for (const auto& d : devices) {
+    sizes += d.max_bytes;
   }
-  return devices >= vm.max_bytes ? 0 : vm.max_bytes - devices;
+  return sizes >= max_bytes ? 0 : max_bytes - sizes;
+}
+inline std::uint64_t balloon_ceiling(const VmSample& vm) {
+  return balloon_ceiling(vm.max_bytes, vm.virtio_mem);
 }
 
 // What the VM's virtio-mem devices hold above what they were asked to plug: an unplug the guest
