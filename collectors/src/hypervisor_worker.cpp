@@ -2,6 +2,8 @@
 #include <future>
 #include <optional>
 
+#include <pthread.h>
+
 #include <memtide/collectors/hypervisor_worker.hpp>
 
 namespace memtide::collectors {
@@ -25,6 +27,7 @@ HypervisorWorker::HypervisorWorker(std::unique_ptr<collectors::Hypervisor> hyper
     : shared_(std::make_shared<Shared>()) {
   shared_->hypervisor = std::move(hypervisor);
   std::thread([s = shared_] {
+    pthread_setname_np(pthread_self(), "libvirt-calls");
     std::unique_lock lock(s->mutex);
     while (true) {
       s->wake.wait(lock, [&] { return s->stop || s->task != nullptr; });

@@ -5,6 +5,7 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <memtide/collectors/libvirt_hypervisor.hpp>
@@ -49,6 +50,7 @@ class LibvirtEventLoop {
       virEventRegisterDefaultImpl();
     });
     thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "libvirt-events");
       while (!stop_) {
         virEventRunDefaultImpl();
       }

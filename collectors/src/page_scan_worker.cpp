@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include <pthread.h>
 #include <time.h>
 
 #include <memtide/collectors/page_scan_worker.hpp>
@@ -227,6 +228,7 @@ PageScanWorker::Scanned PageScanWorker::scan_one(const ScanTarget& target, std::
 }
 
 void PageScanWorker::run() {
+  pthread_setname_np(pthread_self(), "page-scan");
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     if (dirty_) {

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -448,6 +449,7 @@ std::shared_ptr<const std::string> MetricsServer::page() const {
 }
 
 void MetricsServer::run() {
+  pthread_setname_np(pthread_self(), "metrics-http");
   ConnectionTable connections(epoll_fd_, [this] { return page(); });
   std::vector<epoll_event> events(64);
   auto last_expiry = Clock::now();

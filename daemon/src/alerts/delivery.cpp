@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -126,6 +127,7 @@ std::string DeliveryQueue::last_error() const {
 }
 
 void DeliveryQueue::run() {
+  pthread_setname_np(pthread_self(), "alert-delivery");
   std::chrono::seconds backoff{1};
   int attempts = 0;
   std::unique_lock lock(mutex_);
