@@ -1,8 +1,10 @@
+#include <algorithm>
+#include <array>
+
 #include <unistd.h>
 
 #include <memtide/collectors/collect.hpp>
 #include <memtide/collectors/libvirt_hypervisor.hpp>
-#include <memtide/collectors/other_managers.hpp>
 #include <memtide/core/clock.hpp>
 
 namespace memtide::collectors {
@@ -31,8 +33,35 @@ Collector::Collector(collectors::HostRoots roots, std::unique_ptr<HypervisorWork
 void Collector::set_roots(collectors::HostRoots roots) {
   ksm_ = std::make_unique<collectors::KsmReader>(roots.sysfs);
   ksmd_cpu_ = std::make_unique<collectors::KsmdCpu>(roots.procfs);
-  procfs_ = roots.procfs;
+  managers_ = std::make_unique<OtherManagerFinder>(roots.procfs, static_cast<int>(getpid()));
   host_ = std::make_unique<collectors::HostSource>(std::move(roots));
+}
+
+ProcessReadHints Collector::read_hints(const Snapshot& snapshot) {
+  const auto& mem = snapshot.host.meminfo;
+  const auto& vmstat = snapshot.host.vmstat;
+  ProcessReadHints hints;
+  hints.swap_in_use = mem.swap_total_bytes > mem.swap_free_bytes;
+  const std::array<std::uint64_t, 3> swap{
+      vmstat.swap_in_bytes_total, vmstat.swap_out_bytes_total,
+      mem.swap_total_bytes - std::min(mem.swap_free_bytes, mem.swap_total_bytes)};
+  if (swap != last_swap_) {
+    last_swap_ = swap;
+    ++swap_epoch_;
+  }
+  hints.swap_epoch = swap_epoch_;
+  // Without KSM in the kernel there is no ksm_stat to read again: one read finds it absent.
+  if (snapshot.ksm) {
+    const auto& k = *snapshot.ksm;
+    const std::array<std::uint64_t, 5> ksm{k.run, k.shared_bytes, k.sharing_bytes,
+                                           k.zero_pages_bytes.value_or(0), k.full_scans_total};
+    if (k.run == 1 || ksm != last_ksm_) {
+      last_ksm_ = ksm;
+      ++ksm_epoch_;
+    }
+  }
+  hints.ksm_epoch = ksm_epoch_;
+  return hints;
 }
 
 Result<Snapshot> Collector::collect() {
@@ -52,10 +81,11 @@ Result<Snapshot> Collector::collect() {
   if (snapshot.ksm) {
     snapshot.ksm->ksmd_cpu_seconds_total = ksmd_cpu_->read();
   }
-  snapshot.other_managers = find_other_managers(procfs_, static_cast<int>(getpid()));
+  snapshot.other_managers = managers_->find(snapshot.monotonic_ms);
 
   if (hypervisor_) {
-    auto vms = hypervisor_->collect(snapshot.monotonic_ms, hypervisor_timeout_);
+    auto vms =
+        hypervisor_->collect(snapshot.monotonic_ms, hypervisor_timeout_, read_hints(snapshot));
     if (vms) {
       last_vms_ = std::move(*vms);
       snapshot.hypervisor_up = true;

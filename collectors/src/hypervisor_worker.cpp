@@ -93,9 +93,11 @@ bool HypervisorWorker::wait_idle(std::chrono::steady_clock::time_point deadline)
 }
 
 Result<std::vector<VmSample>> HypervisorWorker::collect(std::int64_t monotonic_ms,
-                                                        std::chrono::milliseconds timeout) {
+                                                        std::chrono::milliseconds timeout,
+                                                        const ProcessReadHints& hints) {
   return call<std::vector<VmSample>>(
-      [monotonic_ms](collectors::Hypervisor& h) { return h.collect(monotonic_ms); }, timeout);
+      [monotonic_ms, hints](collectors::Hypervisor& h) { return h.collect(monotonic_ms, hints); },
+      timeout);
 }
 
 Result<std::uint64_t> HypervisorWorker::set_memory_size(const std::string& uuid,

@@ -73,12 +73,24 @@ struct DomainFree {
 };
 using DomainHandle = std::unique_ptr<std::remove_pointer_t<virDomainPtr>, DomainFree>;
 
+// The UUID as libvirt writes it (lower-case 8-4-4-4-12 hex), formatted here rather than by
+// virDomainGetUUIDString, which goes through printf: this runs for every domain every tick.
 std::string domain_uuid(virDomainPtr dom) {
-  char buf[VIR_UUID_STRING_BUFLEN] = {};
-  if (virDomainGetUUIDString(dom, buf) != 0) {
+  unsigned char raw[VIR_UUID_BUFLEN] = {};
+  if (virDomainGetUUID(dom, raw) != 0) {
     return "";
   }
-  return buf;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text(VIR_UUID_STRING_BUFLEN - 1, '-');
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < VIR_UUID_BUFLEN; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) {
+      ++at;  // the dashes
+    }
+    text[at++] = kHex[raw[i] >> 4];
+    text[at++] = kHex[raw[i] & 0xf];
+  }
+  return text;
 }
 
 std::string domain_name(virDomainPtr dom) {
@@ -289,6 +301,7 @@ void LibvirtHypervisor::apply_events() {
         if (it != inventory_.end()) {
           it->second.facts.reset();
           it->second.pid.reset();
+          it->second.process.reset();
           it->second.pid_searched = false;
           it->second.period_requested = false;
         }
@@ -306,7 +319,7 @@ Status LibvirtHypervisor::relist() {
   if (n < 0) {
     return libvirt_error("cannot list domains");
   }
-  std::map<std::string, Domain> healed;
+  std::unordered_map<std::string, Domain> healed;
   for (int i = 0; i < n; ++i) {
     const auto uuid = domain_uuid(domains[i]);
     auto it = inventory_.find(uuid);
@@ -530,6 +543,7 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
   VmSample vm;
   vm.uuid = domain_uuid(dom);
   auto& d = inventory_[vm.uuid];  // a domain that appeared since the last listing joins here
+  d.seen_in = collections_;
   if (d.name.empty()) {
     d.name = domain_name(dom);
   }
@@ -598,7 +612,8 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
   return vm;
 }
 
-Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_ms) {
+Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_ms,
+                                                         const ProcessReadHints& hints) {
   if (auto up = ensure_connected(monotonic_ms); !up) {
     return up.error();
   }
@@ -625,35 +640,61 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
     }
     return error;
   }
+  ++collections_;
   std::vector<VmSample> vms;
   vms.reserve(static_cast<std::size_t>(n));
-  std::map<std::string, Domain> present;
   for (int i = 0; i < n; ++i) {
     vms.push_back(
         sample_from_record(records[i]->dom, records[i]->params, records[i]->nparams, monotonic_ms));
   }
-  // Keep only what libvirt reported active now; a domain that vanished mid-tick drops out here.
-  for (const auto& vm : vms) {
-    present.emplace(vm.uuid, std::move(inventory_[vm.uuid]));
-  }
-  inventory_ = std::move(present);
   virDomainStatsRecordListFree(records);
+  // Keep only what libvirt reported active now; a domain that vanished mid-tick drops out here.
+  std::erase_if(inventory_,
+                [this](const auto& entry) { return entry.second.seen_in != collections_; });
 
   find_processes();
   for (auto& vm : vms) {
-    const auto& d = inventory_[vm.uuid];
+    auto& d = inventory_.at(vm.uuid);
     vm.process_unavailable = d.process_unavailable;
-    if (d.pid) {
-      vm.process = read_qemu_process(options_.procfs, *d.pid, options_.page_size_bytes);
-      if (!vm.process) {
-        inventory_[vm.uuid].pid.reset();  // exited; search again next time
-        inventory_[vm.uuid].pid_searched = false;
-      }
+    if (!d.pid) {
+      d.process.reset();
+      continue;
+    }
+    if (!d.process || d.process->pid() != *d.pid) {
+      d.process.emplace(options_.procfs, *d.pid, options_.page_size_bytes);
+    }
+    vm.process = d.process->read(hints);
+    if (!vm.process) {
+      d.pid.reset();  // exited; search again next time
+      d.process.reset();
+      d.pid_searched = false;
     }
   }
-  std::sort(vms.begin(), vms.end(),
-            [](const VmSample& a, const VmSample& b) { return a.name < b.name; });
-  return vms;
+  return sorted_by_name(std::move(vms));
+}
+
+std::vector<VmSample> LibvirtHypervisor::sorted_by_name(std::vector<VmSample> vms) {
+  bool same_order = vms.size() == record_order_.size();
+  for (std::size_t i = 0; same_order && i < vms.size(); ++i) {
+    same_order = vms[i].uuid == record_order_[i];
+  }
+  if (!same_order) {
+    record_order_.resize(vms.size());
+    by_name_.resize(vms.size());
+    for (std::size_t i = 0; i < vms.size(); ++i) {
+      record_order_[i] = vms[i].uuid;
+      by_name_[i] = i;
+    }
+    std::sort(by_name_.begin(), by_name_.end(), [&vms](std::size_t a, std::size_t b) {
+      return vms[a].name < vms[b].name || (vms[a].name == vms[b].name && vms[a].uuid < vms[b].uuid);
+    });
+  }
+  std::vector<VmSample> sorted;
+  sorted.reserve(vms.size());
+  for (const auto i : by_name_) {
+    sorted.push_back(std::move(vms[i]));
+  }
+  return sorted;
 }
 
 Status LibvirtHypervisor::set_virtio_mem(virDomainPtr dom, Domain& d,

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <unordered_set>
 
 #include <dirent.h>
 #include <pwd.h>
@@ -109,53 +110,91 @@ std::string_view manager_user(std::string_view name) {
   return k != nullptr ? k->user : std::string_view{};
 }
 
-std::vector<OtherManager> find_other_managers(const std::string& procfs, int self_pid) {
+namespace {
+
+// Whether process `pid` (its /proc directory `base`) is a manager that counts; nullopt for
+// ordinary processes and for ones that vanish or cannot be read.
+std::optional<OtherManager> check_process(const std::string& base, int pid, bool& gone) {
+  gone = false;
+  // comm (at most 16 bytes) names almost every process; the command line is read only where it
+  // could name a manager that comm does not: a known name, or a script an interpreter runs.
+  const auto comm = read_optional_file(base + "/comm", 64);
+  if (!comm || !comm->has_value()) {
+    gone = true;  // gone or unreadable
+    return std::nullopt;
+  }
+  std::string_view name = **comm;
+  while (!name.empty() && name.back() == '\n') {
+    name.remove_suffix(1);
+  }
+  if (known(name) == nullptr && !interpreter(name)) {
+    return std::nullopt;
+  }
+  const auto cmdline = read_optional_file(base + "/cmdline", 8192);
+  if (!cmdline || !cmdline->has_value() || (*cmdline)->empty()) {
+    return std::nullopt;  // gone, unreadable, or a kernel thread
+  }
+  auto manager = identify_manager(**comm, **cmdline, pid);
+  if (!manager) {
+    return std::nullopt;
+  }
+  const auto status = read_optional_file(base + "/status");
+  if (!status || !status->has_value()) {
+    return std::nullopt;
+  }
+  const auto uids = parse_status_uids(**status);
+  const auto own_user = user_uid(manager_user(manager->name));
+  if (uids.empty() || (uids[0] != 0 && uids[0] != own_user)) {
+    return std::nullopt;  // any user may name a process so; only root's (or the manager's user's)
+                          // count
+  }
+  return manager;
+}
+
+}  // namespace
+
+OtherManagerFinder::OtherManagerFinder(std::string procfs, int self_pid,
+                                       std::chrono::milliseconds full_pass_interval)
+    : procfs_(std::move(procfs)), self_pid_(self_pid), full_pass_interval_(full_pass_interval) {}
+
+std::vector<OtherManager> OtherManagerFinder::find(std::int64_t monotonic_ms) {
   std::vector<OtherManager> found;
-  std::unique_ptr<DIR, DirClose> dir(opendir(procfs.c_str()));
+  std::unique_ptr<DIR, DirClose> dir(opendir(procfs_.c_str()));
   if (!dir) {
     return found;
   }
-  while (const dirent* entry = readdir(dir.get())) {
-    const auto pid = detail::to_u64(entry->d_name);
-    if (!pid || *pid > INT32_MAX || static_cast<int>(*pid) == self_pid) {
-      continue;
-    }
-    const std::string base = procfs + "/" + entry->d_name;
-    // comm (at most 16 bytes) names almost every process; the command line is read only where it
-    // could name a manager that comm does not: a known name, or a script an interpreter runs.
-    const auto comm = read_optional_file(base + "/comm", 64);
-    if (!comm || !comm->has_value()) {
-      continue;  // gone or unreadable
-    }
-    std::string_view name = **comm;
-    while (!name.empty() && name.back() == '\n') {
-      name.remove_suffix(1);
-    }
-    if (known(name) == nullptr && !interpreter(name)) {
-      continue;
-    }
-    const auto cmdline = read_optional_file(base + "/cmdline", 8192);
-    if (!cmdline || !cmdline->has_value() || (*cmdline)->empty()) {
-      continue;  // gone, unreadable, or a kernel thread
-    }
-    auto manager = identify_manager(**comm, **cmdline, static_cast<int>(*pid));
-    if (!manager) {
-      continue;
-    }
-    const auto status = read_optional_file(base + "/status");
-    if (!status || !status->has_value()) {
-      continue;
-    }
-    const auto uids = parse_status_uids(**status);
-    const auto own_user = user_uid(manager_user(manager->name));
-    if (uids.empty() || (uids[0] != 0 && uids[0] != own_user)) {
-      continue;  // any user may name a process so; only root's (or the manager's user's) count
-    }
-    found.push_back(std::move(*manager));
+  const bool full_pass = last_full_pass_ms_ == INT64_MIN ||
+                         monotonic_ms - last_full_pass_ms_ >= full_pass_interval_.count();
+  if (full_pass) {
+    last_full_pass_ms_ = monotonic_ms;
   }
+  std::unordered_set<int> ordinary;
+  ordinary.reserve(ordinary_.size());
+  while (const dirent* entry = readdir(dir.get())) {
+    const auto parsed = detail::to_u64(entry->d_name);
+    if (!parsed || *parsed > INT32_MAX || static_cast<int>(*parsed) == self_pid_) {
+      continue;
+    }
+    const int pid = static_cast<int>(*parsed);
+    if (!full_pass && ordinary_.count(pid) != 0) {
+      ordinary.insert(pid);  // looked at already: listed, not read
+      continue;
+    }
+    bool gone = false;
+    if (auto manager = check_process(procfs_ + "/" + entry->d_name, pid, gone)) {
+      found.push_back(std::move(*manager));
+    } else if (!gone) {
+      ordinary.insert(pid);
+    }
+  }
+  ordinary_ = std::move(ordinary);
   std::sort(found.begin(), found.end(),
             [](const OtherManager& a, const OtherManager& b) { return a.pid < b.pid; });
   return found;
+}
+
+std::vector<OtherManager> find_other_managers(const std::string& procfs, int self_pid) {
+  return OtherManagerFinder(procfs, self_pid).find(0);
 }
 
 }  // namespace memtide::collectors

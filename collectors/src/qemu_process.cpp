@@ -1,8 +1,11 @@
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <memory>
+#include <utility>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -244,23 +247,112 @@ std::vector<std::uint32_t> default_qemu_uids() {
 
 std::optional<QemuProcess> read_qemu_process(const std::string& procfs, int pid,
                                              std::uint64_t page_size_bytes) {
-  const std::string base = procfs + "/" + std::to_string(pid);
-  auto status_text = read_optional_file(base + "/status");
-  if (!status_text || !status_text->has_value()) {
+  return QemuProcessReader(procfs, pid, page_size_bytes).read(ProcessReadHints{});
+}
+
+Result<std::uint64_t> parse_process_statm(std::string_view text, std::uint64_t page_size_bytes,
+                                          std::string_view origin) {
+  // "size resident shared text lib data dt", in pages, on one line.
+  const auto first_end = text.find(' ');
+  if (first_end == std::string_view::npos) {
+    return content_error(origin, 1, "expected 7 fields, got " + quote(shorten_utf8(text, 80)));
+  }
+  auto rest = text.substr(first_end + 1);
+  const auto pages = detail::to_u64(rest.substr(0, rest.find(' ')));
+  const auto bytes = pages ? detail::checked_mul(*pages, page_size_bytes) : std::nullopt;
+  if (!bytes) {
+    return content_error(origin, 1, "resident: not a page count: " + quote(shorten_utf8(text, 80)));
+  }
+  return *bytes;
+}
+
+QemuProcessReader::OwnedFd::~OwnedFd() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+QemuProcessReader::OwnedFd& QemuProcessReader::OwnedFd::operator=(OwnedFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+QemuProcessReader::QemuProcessReader(std::string procfs, int pid, std::uint64_t page_size_bytes)
+    : base_(std::move(procfs) + "/" + std::to_string(pid)),
+      pid_(pid),
+      page_size_bytes_(page_size_bytes),
+      statm_(::open((base_ + "/statm").c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY)) {}
+
+std::optional<std::optional<std::uint64_t>> QemuProcessReader::read_rss() {
+  const std::string origin = base_ + "/statm";
+  std::string text;
+  if (statm_.get() >= 0) {
+    char buffer[256];
+    ssize_t n = 0;
+    do {
+      n = ::pread(statm_.get(), buffer, sizeof buffer, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      return std::nullopt;  // ESRCH, or nothing: the process has exited
+    }
+    text.assign(buffer, static_cast<std::size_t>(n));
+  } else {
+    auto content = read_optional_file(origin, 4096);
+    if (!content) {
+      return std::optional<std::uint64_t>{};  // there, but unreadable
+    }
+    if (!content->has_value() || (*content)->empty()) {
+      return std::nullopt;
+    }
+    text = std::move(**content);
+  }
+  auto rss = parse_process_statm(text, page_size_bytes_, origin);
+  return rss ? std::optional<std::uint64_t>(*rss) : std::nullopt;
+}
+
+std::optional<QemuProcess> QemuProcessReader::read(const ProcessReadHints& hints) {
+  auto rss = read_rss();
+  if (!rss) {
     return std::nullopt;
   }
   QemuProcess process;
-  process.pid = pid;
-  if (auto memory = parse_process_status(**status_text, base + "/status")) {
-    process.rss_bytes = memory->rss_bytes;
-    process.swap_bytes = memory->swap_bytes;
-  }
-  // ksm_stat needs ptrace-read access to the process; without it the figure is just absent.
-  if (auto ksm_text = read_optional_file(base + "/ksm_stat"); ksm_text && ksm_text->has_value()) {
-    if (auto ksm = parse_process_ksm_stat(**ksm_text, page_size_bytes, base + "/ksm_stat")) {
-      process.ksm = *ksm;
+  process.pid = pid_;
+  process.rss_bytes = *rss;
+  if (!hints.swap_in_use) {
+    swap_bytes_ = 0;
+    swap_read_ = false;  // read again once swap is in use
+  } else if (!swap_read_ || !hints.swap_epoch || *hints.swap_epoch != swap_epoch_) {
+    auto status = read_optional_file(base_ + "/status");
+    if (status && !status->has_value()) {
+      return std::nullopt;  // exited since statm was read
     }
+    swap_bytes_.reset();
+    if (status) {
+      if (auto memory = parse_process_status(**status, base_ + "/status")) {
+        swap_bytes_ = memory->swap_bytes;
+      }
+    }
+    swap_read_ = true;
+    swap_epoch_ = hints.swap_epoch.value_or(0);
   }
+  process.swap_bytes = swap_bytes_;
+  if (!ksm_read_ || !hints.ksm_epoch || *hints.ksm_epoch != ksm_epoch_) {
+    // ksm_stat needs ptrace-read access to the process; without it the figure is just absent.
+    ksm_.reset();
+    if (auto text = read_optional_file(base_ + "/ksm_stat"); text && text->has_value()) {
+      if (auto ksm = parse_process_ksm_stat(**text, page_size_bytes_, base_ + "/ksm_stat")) {
+        ksm_ = *ksm;
+      }
+    }
+    ksm_read_ = true;
+    ksm_epoch_ = hints.ksm_epoch.value_or(0);
+  }
+  process.ksm = ksm_;
   return process;
 }
 

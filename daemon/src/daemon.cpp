@@ -1,5 +1,6 @@
 #include "daemon.hpp"
 
+#include <sys/epoll.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
@@ -44,7 +45,9 @@ Daemon::Daemon(Options options, std::shared_ptr<const config::Config> config, Lo
   apply(std::move(config));
 }
 
-Daemon::~Daemon() = default;
+Daemon::~Daemon() {
+  sd_event_source_disable_unref(render_source_);
+}
 
 void Daemon::apply(std::shared_ptr<const config::Config> config) {
   const bool libvirt_changed = !config_ || config_->libvirt != config->libvirt;
@@ -99,6 +102,7 @@ report::TickReport Daemon::tick_report() {
 }
 
 void Daemon::publish_metrics() {
+  ++known_.figures.metrics_renders_total;
   known_.figures.process = collectors::read_self_process();
   known_.figures.host = collectors::read_host_identity();
   metrics_.publish(std::make_shared<const std::string>(report::render_metrics(tick_report())));
@@ -144,7 +148,7 @@ nlohmann::json Daemon::handle_control(const nlohmann::json& request) {
                          : "balloon actions resumed (memtidectl resume)",
                   {{"MEMTIDE_EVENT", paused ? "paused" : "resumed"}});
       notify_status();
-      publish_metrics();
+      metrics_.invalidate();
     }
     return {{"ok", true}, {"paused", paused}};
   }
@@ -171,6 +175,16 @@ int Daemon::run() {
   }
   pressure_.start(loop_.event(), config_->daemon.procfs, log_,
                   [this](std::uint64_t now_usec) { on_pressure(now_usec); });
+  // A scrape found the page stale: rendered here, between ticks, from what the last one knows.
+  sd_event_add_io(
+      loop_.event(), &render_source_, metrics_.render_requests(), EPOLLIN,
+      [](sd_event_source*, int, std::uint32_t, void* self) {
+        auto* d = static_cast<Daemon*>(self);
+        d->metrics_.clear_render_requests();
+        d->guarded("metrics", [d] { d->publish_metrics(); });
+        return 0;
+      },
+      this);
   serve_control();
   if (auto saved = state_.load()) {
     known_.policy = std::move(*saved);
@@ -275,7 +289,7 @@ void Daemon::tick() {
   figures.last_tick_seconds = static_cast<double>(clock::monotonic_usec() - started) / 1e6;
   figures.tick_seconds_total += figures.last_tick_seconds;
   alerts_.report_delivery_failures(clock::monotonic_usec());
-  publish_metrics();
+  metrics_.invalidate();
   notify_status();
 }
 

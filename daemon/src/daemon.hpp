@@ -79,6 +79,7 @@ class Daemon {
   void log_reaction(std::uint64_t applied_usec);
   // Opens, moves or closes the control socket to match the configuration.
   void serve_control();
+  // Renders the metrics page from what the daemon knows now and serves it (see MetricsEndpoint).
   void publish_metrics();
   void notify_status();
 
@@ -113,6 +114,7 @@ class Daemon {
   // report
   AlertRouter alerts_;
   MetricsEndpoint metrics_;
+  sd_event_source* render_source_ = nullptr;  // metrics_.render_requests() in loop_
   struct Control {
     std::unique_ptr<ControlServer> server;
     std::string path;  // served ("" while off)

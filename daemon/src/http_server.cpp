@@ -122,7 +122,9 @@ struct Connection {
   std::string address;
   Clock::time_point started;
   std::string in;
-  enum class State { reading, answering, closing } state = State::reading;
+  // waiting: a whole request for a stale page, until a new one is published or kPageWait passed.
+  enum class State { reading, waiting, answering, closing } state = State::reading;
+  Clock::time_point waiting_since{};
   Clock::time_point answered{};
   std::string head;                         // status line and headers
   std::shared_ptr<const std::string> body;  // null for HEAD
@@ -133,8 +135,10 @@ struct Connection {
 // full), reading a request, answering it, and closing. Runs on the server thread only.
 class ConnectionTable {
  public:
-  using Page = std::function<std::shared_ptr<const std::string>()>;
-  ConnectionTable(int epoll_fd, Page page) : epoll_fd_(epoll_fd), page_(std::move(page)) {}
+  // The page and whether it is stale; and the request for a new page.
+  using Page = std::function<std::pair<std::shared_ptr<const std::string>, bool>()>;
+  ConnectionTable(int epoll_fd, Page page, std::function<void()> want_page)
+      : epoll_fd_(epoll_fd), page_(std::move(page)), want_page_(std::move(want_page)) {}
   ~ConnectionTable() {
     for (const auto& [fd, c] : connections_) {
       close(fd);
@@ -157,8 +161,11 @@ class ConnectionTable {
       on_readable(fd, it->second);
     }
   }
-  // Drops the connections past their request or response deadline.
+  // Drops the connections past their request or response deadline, and answers those that
+  // waited kPageWait for a new page with the last one.
   void expire();
+  // A page was published: every request waiting is answered with it.
+  void on_published();
 
  private:
   void drop(int fd);
@@ -170,12 +177,16 @@ class ConnectionTable {
   void send_more(int fd, Connection& c);
   void respond(int fd, Connection& c, const Response& r, bool head_only);
   void on_readable(int fd, Connection& c);
+  // Answers the whole request in c.in (its head ends at `head_end`) with the page as it is.
+  void answer_request(int fd, Connection& c, std::size_t head_end);
   // `page` gzipped: compressed on the first request that asks for it and kept until the page
   // is replaced, so the event loop never pays for it and every scrape of one page shares it.
   std::shared_ptr<const std::string> gzipped(const std::shared_ptr<const std::string>& page);
 
   int epoll_fd_;
   Page page_;
+  std::function<void()> want_page_;
+  bool asked_ = false;  // want_page_ was called and no page was published since
   std::shared_ptr<const std::string> gzip_source_;  // the page gzip_page_ holds
   std::shared_ptr<const std::string> gzip_page_;
   std::map<int, Connection> connections_;  // by fd
@@ -284,20 +295,18 @@ void ConnectionTable::on_readable(int fd, Connection& c) {
     const auto end = c.in.find("\r\n\r\n");
     if (end != std::string::npos && end + 4 <= kMaxHttpRequestBytes) {
       bool head_only = false;
-      const std::string_view head = std::string_view(c.in).substr(0, end);
-      auto r = answer(head, page_(), head_only);
-      if (r.metrics && r.body && accepts_gzip(head)) {
-        // gzip throws when zlib cannot allocate; the scraper then gets the plain page rather
-        // than the server thread ending the daemon.
-        try {
-          r.body = gzipped(r.body);
-          r.gzipped = true;
-        } catch (const std::exception&) {
-          r.gzipped = false;
+      const auto [page, stale] = page_();
+      if (stale && answer(std::string_view(c.in).substr(0, end), page, head_only).metrics) {
+        c.in.resize(end + 4);
+        c.state = Connection::State::waiting;
+        c.waiting_since = Clock::now();
+        if (!asked_) {
+          asked_ = true;
+          want_page_();
         }
+        return;
       }
-      c.in.clear();
-      respond(fd, c, r, head_only);
+      answer_request(fd, c, end);
       return;
     }
     if (c.in.size() > kMaxHttpRequestBytes) {
@@ -307,6 +316,38 @@ void ConnectionTable::on_readable(int fd, Connection& c) {
               false);
       return;
     }
+  }
+}
+
+void ConnectionTable::answer_request(int fd, Connection& c, std::size_t head_end) {
+  bool head_only = false;
+  const std::string_view head = std::string_view(c.in).substr(0, head_end);
+  auto r = answer(head, page_().first, head_only);
+  if (r.metrics && r.body && accepts_gzip(head)) {
+    // gzip throws when zlib cannot allocate; the scraper then gets the plain page rather
+    // than the server thread ending the daemon.
+    try {
+      r.body = gzipped(r.body);
+      r.gzipped = true;
+    } catch (const std::exception&) {
+      r.gzipped = false;
+    }
+  }
+  c.in.clear();
+  respond(fd, c, r, head_only);
+}
+
+void ConnectionTable::on_published() {
+  asked_ = false;
+  std::vector<int> waiting;
+  for (const auto& [fd, c] : connections_) {
+    if (c.state == Connection::State::waiting) {
+      waiting.push_back(fd);
+    }
+  }
+  for (const int fd : waiting) {
+    auto& c = connections_.at(fd);
+    answer_request(fd, c, c.in.size() - 4);
   }
 }
 
@@ -339,17 +380,26 @@ void ConnectionTable::admit(int fd) {
 void ConnectionTable::expire() {
   const auto now = Clock::now();
   std::vector<int> late;
+  std::vector<int> waited;
   for (const auto& [fd, c] : connections_) {
     const bool request_late =
         c.state == Connection::State::reading && now - c.started > kRequestDeadline;
     const bool response_late =
-        c.state != Connection::State::reading && now - c.answered > kResponseDeadline;
+        (c.state == Connection::State::answering || c.state == Connection::State::closing) &&
+        now - c.answered > kResponseDeadline;
     if (request_late || response_late) {
       late.push_back(fd);
+    } else if (c.state == Connection::State::waiting && now - c.waiting_since >= kPageWait) {
+      waited.push_back(fd);
     }
   }
   for (const int fd : late) {
     drop(fd);
+  }
+  for (const int fd : waited) {
+    auto& c = connections_.at(fd);
+    answer_request(fd, c, c.in.size() - 4);  // the owner is busy: the last page
+    asked_ = false;                          // and the next scrape asks again
   }
 }
 
@@ -405,20 +455,24 @@ Result<int> listen_on(const std::string& address) {
 }
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::start(
-    int listen_fd, std::shared_ptr<const std::string> first_page) {
+    int listen_fd, std::shared_ptr<const std::string> first_page, std::function<void()> want_page) {
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->description_ = describe_socket(listen_fd, &server->port_);
-  server->publish(std::move(first_page));
+  server->want_page_ = std::move(want_page);
   server->listen_fd_ = listen_fd;
   server->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   server->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  server->published_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  server->publish(std::move(first_page));
   const int flags = fcntl(listen_fd, F_GETFL);
   epoll_event listen_event{EPOLLIN, {.fd = listen_fd}};
   epoll_event wake_event{EPOLLIN, {.fd = server->wake_fd_}};
-  if (server->epoll_fd_ < 0 || server->wake_fd_ < 0 || flags < 0 ||
+  epoll_event published_event{EPOLLIN, {.fd = server->published_fd_}};
+  if (server->epoll_fd_ < 0 || server->wake_fd_ < 0 || server->published_fd_ < 0 || flags < 0 ||
       fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
       epoll_ctl(server->epoll_fd_, EPOLL_CTL_ADD, listen_fd, &listen_event) != 0 ||
-      epoll_ctl(server->epoll_fd_, EPOLL_CTL_ADD, server->wake_fd_, &wake_event) != 0) {
+      epoll_ctl(server->epoll_fd_, EPOLL_CTL_ADD, server->wake_fd_, &wake_event) != 0 ||
+      epoll_ctl(server->epoll_fd_, EPOLL_CTL_ADD, server->published_fd_, &published_event) != 0) {
     return Error{server->description_, 0, errno, "cannot start the HTTP server"};
   }
   server->thread_ = std::thread([s = server.get()] { s->run(); });
@@ -431,7 +485,7 @@ MetricsServer::~MetricsServer() {
     (void)!write(wake_fd_, &one, sizeof one);
     thread_.join();
   }
-  for (const int fd : {listen_fd_, epoll_fd_, wake_fd_}) {
+  for (const int fd : {listen_fd_, epoll_fd_, wake_fd_, published_fd_}) {
     if (fd >= 0) {
       close(fd);
     }
@@ -439,18 +493,29 @@ MetricsServer::~MetricsServer() {
 }
 
 void MetricsServer::publish(std::shared_ptr<const std::string> page) {
-  std::lock_guard lock(mutex_);
-  page_ = std::move(page);
+  {
+    std::lock_guard lock(mutex_);
+    page_ = std::move(page);
+    stale_ = false;
+  }
+  const std::uint64_t one = 1;
+  (void)!write(published_fd_, &one, sizeof one);
 }
 
-std::shared_ptr<const std::string> MetricsServer::page() const {
+void MetricsServer::invalidate() {
   std::lock_guard lock(mutex_);
-  return page_;
+  stale_ = true;
+}
+
+std::pair<std::shared_ptr<const std::string>, bool> MetricsServer::page() const {
+  std::lock_guard lock(mutex_);
+  return {page_, stale_};
 }
 
 void MetricsServer::run() {
   pthread_setname_np(pthread_self(), "metrics-http");
-  ConnectionTable connections(epoll_fd_, [this] { return page(); });
+  ConnectionTable connections(
+      epoll_fd_, [this] { return page(); }, want_page_);
   std::vector<epoll_event> events(64);
   auto last_expiry = Clock::now();
   for (;;) {
@@ -459,6 +524,12 @@ void MetricsServer::run() {
       const int fd = events[static_cast<std::size_t>(i)].data.fd;
       if (fd == wake_fd_) {
         return;  // the table closes every connection
+      }
+      if (fd == published_fd_) {
+        std::uint64_t count = 0;
+        (void)!read(published_fd_, &count, sizeof count);
+        connections.on_published();
+        continue;
       }
       if (fd == listen_fd_) {
         for (int accepted = 0; accepted < 256; ++accepted) {

@@ -1,6 +1,9 @@
 // The HTTP endpoint for Prometheus: GET /metrics returns the page published last. It runs on a
-// thread of its own (epoll), never in the event loop, and only hands out a page rendered
-// beforehand, so a scrape never waits for a tick.
+// thread of its own (epoll), never in the event loop, and only hands out pages rendered by
+// their owner. Pages are rendered on demand: the owner marks the page stale when its figures
+// change (invalidate(), once a tick) and renders only when a scrape asks for a stale page
+// (want_page), so a daemon nobody scrapes renders nothing. The scrape waits for the new page at
+// most kPageWait (the owner may be in the middle of a tick), then gets the last page rendered.
 //
 // Clients are untrusted, and a scrape must get through whatever others do:
 // - a request must arrive whole (request line and headers, at most kMaxHttpRequestBytes) within
@@ -16,10 +19,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <memtide/core/result.hpp>
 
@@ -30,6 +35,7 @@ inline constexpr std::size_t kMaxHttpPerAddress = 64;
 inline constexpr std::size_t kMaxHttpRequestBytes = std::size_t{16} * 1024;
 inline constexpr std::chrono::seconds kRequestDeadline{5};
 inline constexpr std::chrono::seconds kResponseDeadline{30};
+inline constexpr std::chrono::milliseconds kPageWait{1000};
 
 // "127.0.0.1:9847", "[::1]:9847", "0.0.0.0:9847" or "[::]:9847" (port 0 picks a free port).
 Result<int> listen_on(const std::string& address);
@@ -39,27 +45,37 @@ class MetricsServer {
   // Serves `first_page` on `listen_fd`, a bound and listening TCP socket (from listen_on(), or
   // passed by systemd socket activation); takes ownership of it. The page is in place before
   // the first connection is accepted (with socket activation one is already waiting).
-  static Result<std::unique_ptr<MetricsServer>> start(
-      int listen_fd, std::shared_ptr<const std::string> first_page);
+  // `want_page` is called on the server's thread when a scrape finds the page stale, once per
+  // invalidation: it must only signal the owner (it may not render there).
+  static Result<std::unique_ptr<MetricsServer>> start(int listen_fd,
+                                                      std::shared_ptr<const std::string> first_page,
+                                                      std::function<void()> want_page);
   ~MetricsServer();  // stops the thread, closes every connection and the listening socket
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
-  // Makes `page` the body of every later GET /metrics. Thread-safe; cheap (no copy of the page).
+  // Makes `page` the body of every later GET /metrics, and answers the scrapes waiting for it.
+  // Thread-safe; cheap (no copy of the page).
   void publish(std::shared_ptr<const std::string> page);
+  // The figures behind the page changed: the next scrape asks for a new page. Thread-safe.
+  void invalidate();
   std::uint16_t port() const { return port_; }
   const std::string& description() const { return description_; }  // "127.0.0.1:9847"
 
  private:
   MetricsServer() = default;
   void run();
-  std::shared_ptr<const std::string> page() const;
+  // The page published last, and whether it is stale.
+  std::pair<std::shared_ptr<const std::string>, bool> page() const;
 
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
-  int wake_fd_ = -1;  // eventfd: stop
+  int wake_fd_ = -1;       // eventfd: stop
+  int published_fd_ = -1;  // eventfd: a page was published
+  std::function<void()> want_page_;
   mutable std::mutex mutex_;
   std::shared_ptr<const std::string> page_;  // guarded by mutex_
+  bool stale_ = false;                       // guarded by mutex_
   std::uint16_t port_ = 0;
   std::string description_;
   std::thread thread_;

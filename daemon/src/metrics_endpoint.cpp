@@ -1,16 +1,46 @@
 #include "metrics_endpoint.hpp"
 
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 namespace memtide::daemon {
+
+MetricsEndpoint::MetricsEndpoint(Logger& log)
+    : log_(log), render_requests_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+MetricsEndpoint::~MetricsEndpoint() {
+  server_.reset();  // its thread may signal render_requests_ until it stops
+  if (render_requests_ >= 0) {
+    close(render_requests_);
+  }
+}
+
+void MetricsEndpoint::clear_render_requests() {
+  std::uint64_t count = 0;
+  (void)!read(render_requests_, &count, sizeof count);
+}
+
+void MetricsEndpoint::invalidate() {
+  if (server_) {
+    server_->invalidate();
+  }
+}
+
+std::function<void()> MetricsEndpoint::want_page() const {
+  return [fd = render_requests_] {
+    const std::uint64_t one = 1;
+    (void)!write(fd, &one, sizeof one);
+  };
+}
 
 bool MetricsEndpoint::serve_systemd_socket(const Render& render) {
   if (server_ || !listen_.empty() || sd_listen_fds(1) < 1 ||
       sd_is_socket_inet(SD_LISTEN_FDS_START, 0, SOCK_STREAM, 1, 0) <= 0) {
     return false;
   }
-  auto server = MetricsServer::start(SD_LISTEN_FDS_START, render());
+  auto server = MetricsServer::start(SD_LISTEN_FDS_START, render(), want_page());
   if (!server) {
     log_.error("cannot serve metrics on the socket from systemd: " + server.error().to_string(),
                {{"MEMTIDE_EVENT", "metrics-unavailable"}});
@@ -36,8 +66,8 @@ void MetricsEndpoint::serve(const std::string& want, const Render& render) {
     return;
   }
   auto fd = listen_on(want);
-  auto server =
-      fd ? MetricsServer::start(*fd, render()) : Result<std::unique_ptr<MetricsServer>>(fd.error());
+  auto server = fd ? MetricsServer::start(*fd, render(), want_page())
+                   : Result<std::unique_ptr<MetricsServer>>(fd.error());
   if (!server) {
     log_.error("cannot serve metrics on " + want + ": " + server.error().to_string(),
                {{"MEMTIDE_EVENT", "metrics-unavailable"}});

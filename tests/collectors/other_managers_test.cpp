@@ -87,6 +87,31 @@ TEST(OtherManagers, OnlyProcessesOfRootOrTheManagersUserCount) {
   EXPECT_TRUE(find_other_managers("/nonexistent", 1).empty());
 }
 
+// Kept from collection to collection: a process looked at is not read again until the next full
+// pass, so one that becomes a manager under the same PID shows then; new processes and managers
+// that stop show at once.
+TEST(OtherManagers, TheFinderReadsNewProcessesAtOnceAndTheRestOnFullPasses) {
+  ProcTree proc;
+  proc.process(60, "sshd", "sshd\0"s, 0);
+  proc.process(61, "bash", "/bin/bash\0"s, 0);
+  OtherManagerFinder finder(proc.root(), 1, std::chrono::seconds(10));
+  EXPECT_TRUE(finder.find(0).empty());
+
+  proc.process(900, "pvestatd", "pvestatd\0"s, 0);  // a new PID: seen at once
+  ASSERT_EQ(finder.find(1000).size(), 1u);
+  // PID 61 execs ksmtuned: not read again before the full pass 10 s after the first.
+  proc.process(61, "ksmtuned", "/bin/bash\0/usr/sbin/ksmtuned\0"s, 0);
+  EXPECT_EQ(finder.find(2000).size(), 1u);
+  const auto full = finder.find(10'000);
+  ASSERT_EQ(full.size(), 2u);
+  EXPECT_EQ(full[0], (OtherManager{"ksmtuned", 61, false, true}));
+  // A manager that stops is gone at the next collection.
+  fs::remove_all(proc.root() + "/900");
+  const auto after = finder.find(11'000);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].pid, 61);
+}
+
 // A real process named ksmtuned on this host's /proc: found when it runs as root, ignored when it
 // runs as anyone else.
 TEST(OtherManagers, ARealProcessOnThisHost) {

@@ -84,6 +84,8 @@ class FakeProcfs : public ::testing::Test {
     // Another user's process with the first guest's UUID on its command line.
     add(404, {"qemu-system-x86_64", "-uuid", "6695eb01-f6a4-8304-79aa-97f2502e193f"},
         "Name:\tqemu\nUid:\t1000\t1000\t1000\t1000\n", qemu_);
+    std::ofstream(root_ + "/101/statm") << "300000 250 100 1 0 200 0\n";
+    std::ofstream(root_ + "/202/statm") << "3000 3 1 1 0 2 0\n";
     mkdir((root_ + "/self").c_str(), 0755);  // non-numeric entries are skipped
   }
   void TearDown() override { std::system(("rm -rf " + root_).c_str()); }
@@ -193,6 +195,100 @@ TEST_F(FakeProcfs, ReadsProcessFigures) {
   EXPECT_EQ(p->swap_bytes, 24u * 1024);
   EXPECT_FALSE(p->ksm.has_value());  // no ksm_stat file
   EXPECT_FALSE(read_qemu_process(root_, 999, 4096).has_value());
+}
+
+TEST(ProcessStatm, ResidentPagesInBytes) {
+  EXPECT_EQ(parse_process_statm("300000 250 100 1 0 200 0\n", 4096, "statm").value(), 250u * 4096);
+  EXPECT_EQ(parse_process_statm("1 0 0 0 0 0 0", 4096, "statm").value(), 0u);
+  EXPECT_FALSE(parse_process_statm("", 4096, "statm").ok());
+  EXPECT_FALSE(parse_process_statm("300000\n", 4096, "statm").ok());
+  EXPECT_FALSE(parse_process_statm("300000 -5 1 1 0 2 0\n", 4096, "statm").ok());
+  const auto overflow = parse_process_statm("1 18446744073709551615 0 0 0 0 0\n", 4096, "statm");
+  ASSERT_FALSE(overflow.ok());
+  EXPECT_NE(overflow.error().to_string().find("statm:1"), std::string::npos)
+      << overflow.error().to_string();
+}
+
+// VmSwap and ksm_stat are read again only when the hints' epochs move; the kept values are
+// returned otherwise, and no swap in use means none, whatever status said before.
+TEST_F(FakeProcfs, ReaderRereadsOnlyWhatTheHostSaysMayHaveChanged) {
+  const auto dir = root_ + "/101";
+  std::ofstream(dir + "/ksm_stat") << "ksm_rmap_items 10\nksm_merging_pages 5\n";
+  QemuProcessReader reader(root_, 101, 4096);
+  ProcessReadHints hints{true, 1, 1};
+  auto p = reader.read(hints);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->rss_bytes, 250u * 4096);
+  EXPECT_EQ(p->swap_bytes, 24u * 1024);
+  ASSERT_TRUE(p->ksm.has_value());
+  EXPECT_EQ(p->ksm->merging_bytes, 5u * 4096);
+
+  // The files change, the epochs do not: the resident set is read, the rest kept.
+  std::ofstream(dir + "/statm") << "300000 500 100 1 0 200 0\n";
+  std::ofstream(dir + "/status") << "Name:\tqemu\nVmRSS:\t 2000 kB\nVmSwap:\t 48 kB\n";
+  std::ofstream(dir + "/ksm_stat") << "ksm_rmap_items 10\nksm_merging_pages 9\n";
+  p = reader.read(hints);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->rss_bytes, 500u * 4096);
+  EXPECT_EQ(p->swap_bytes, 24u * 1024);
+  EXPECT_EQ(p->ksm->merging_bytes, 5u * 4096);
+
+  hints.swap_epoch = 2;
+  p = reader.read(hints);
+  EXPECT_EQ(p->swap_bytes, 48u * 1024);
+  EXPECT_EQ(p->ksm->merging_bytes, 5u * 4096);
+  hints.ksm_epoch = 2;
+  p = reader.read(hints);
+  EXPECT_EQ(p->ksm->merging_bytes, 9u * 4096);
+
+  hints.swap_in_use = false;
+  p = reader.read(hints);
+  EXPECT_EQ(p->swap_bytes, 0u);
+  // Swap in use again at the same epoch: read afresh, not the 0 kept while there was none.
+  hints.swap_in_use = true;
+  p = reader.read(hints);
+  EXPECT_EQ(p->swap_bytes, 48u * 1024);
+
+  // Without epochs everything is read every time.
+  std::ofstream(dir + "/status") << "Name:\tqemu\nVmRSS:\t 2000 kB\nVmSwap:\t 96 kB\n";
+  p = reader.read(ProcessReadHints{});
+  EXPECT_EQ(p->swap_bytes, 96u * 1024);
+}
+
+// A real process read in place tick after tick: what it touches shows, and once it has exited
+// the reader says so (its open statm fails) rather than reading whatever reuses the PID.
+TEST(QemuProcessLive, ReaderFollowsAProcessUntilItExits) {
+  int ready[2];
+  int go[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(go), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    char c = 0;
+    (void)!write(ready[1], "r", 1);
+    (void)!read(go[0], &c, 1);  // wait, then touch 64 MiB
+    std::vector<char> touched(std::size_t{64} << 20);
+    for (std::size_t i = 0; i < touched.size(); i += 4096) {
+      touched[i] = 1;
+    }
+    (void)!write(ready[1], "t", 1);
+    (void)!read(go[0], &c, 1);
+    _exit(touched[4096]);
+  }
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  QemuProcessReader reader("/proc", child, static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)));
+  const auto before = reader.read(ProcessReadHints{false, 0, 0});
+  ASSERT_TRUE(before.has_value());
+  ASSERT_TRUE(write(go[1], "g", 1) == 1 && read(ready[0], &c, 1) == 1);
+  const auto after = reader.read(ProcessReadHints{false, 0, 0});
+  ASSERT_TRUE(after.has_value());
+  EXPECT_GE(after->rss_bytes.value_or(0),
+            before->rss_bytes.value_or(0) + (std::uint64_t{60} << 20));
+  EXPECT_EQ(after->swap_bytes, 0u);  // no swap in use: not read
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  waitpid(child, nullptr, 0);
+  EXPECT_FALSE(reader.read(ProcessReadHints{}).has_value());
 }
 
 TEST(QemuProcessLive, ReadsOwnProcess) {

@@ -75,7 +75,11 @@ class Coordinator : public ::testing::Test {
   // The hypervisor the Daemon owns, forwarding to the fake the test keeps looking at.
   struct Forward final : collectors::Hypervisor {
     explicit Forward(std::shared_ptr<testing::FakeHypervisor> f) : fake(std::move(f)) {}
-    Result<std::vector<VmSample>> collect(std::int64_t ms) override { return fake->collect(ms); }
+    using collectors::Hypervisor::collect;
+    Result<std::vector<VmSample>> collect(std::int64_t ms,
+                                          const collectors::ProcessReadHints& hints) override {
+      return fake->collect(ms, hints);
+    }
     Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target,
                                           std::uint64_t floor) override {
       return fake->set_memory_size(uuid, target, floor);

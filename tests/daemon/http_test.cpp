@@ -125,6 +125,28 @@ TEST_F(RunningDaemon, ServesMetricsIndexAndErrors) {
   EXPECT_EQ(head.find("memtide_build_info"), std::string::npos);  // headers only
 }
 
+// The page is rendered when a scrape asks for it, not every tick, and it is never older than the
+// last tick: ten ticks without a scrape render nothing, the next scrape renders once and shows
+// them all.
+TEST_F(RunningDaemon, RendersThePageOnlyForScrapes) {
+  auto counter = [](const std::string& page, const std::string& name) {
+    const auto at = page.find("\n" + name + " ");
+    EXPECT_NE(at, std::string::npos) << name;
+    return at == std::string::npos ? 0.0 : std::stod(page.substr(at + name.size() + 2));
+  };
+  std::this_thread::sleep_for(500ms);
+  const auto first = get(port_, "/metrics");
+  const double renders = counter(first, "memtide_metrics_renders_total");
+  const double ticks = counter(first, "memtide_ticks_total");
+  std::this_thread::sleep_for(2s);  // 10 ticks at 200 ms
+  const auto second = get(port_, "/metrics");
+  EXPECT_EQ(counter(second, "memtide_metrics_renders_total"), renders + 1);
+  EXPECT_GE(counter(second, "memtide_ticks_total"), ticks + 8);
+  // Right after, with no tick in between, the same page serves again without a render.
+  const auto third = get(port_, "/metrics");
+  EXPECT_LE(counter(third, "memtide_metrics_renders_total"), renders + 2);
+}
+
 // A scraper that accepts gzip (Prometheus does) gets the page gzipped; one that does not, or
 // refuses it, gets it plain. Both are told the answer varies with Accept-Encoding.
 TEST_F(RunningDaemon, GzipsThePageForScrapersThatAskForIt) {

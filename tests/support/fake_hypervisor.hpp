@@ -20,8 +20,12 @@ class FakeHypervisor final : public collectors::Hypervisor {
   bool down = false;                         // collect()/set_memory_size() fail
   std::atomic<int> set_balloon_failures{0};  // the next N set_memory_size() calls fail
   std::vector<std::pair<std::string, std::uint64_t>> balloon_calls;  // (uuid, bytes requested)
+  std::vector<collectors::ProcessReadHints> hints_seen;  // what each collect() was given
 
-  Result<std::vector<VmSample>> collect(std::int64_t) override {
+  using collectors::Hypervisor::collect;
+  Result<std::vector<VmSample>> collect(std::int64_t,
+                                        const collectors::ProcessReadHints& hints) override {
+    hints_seen.push_back(hints);
     std::this_thread::sleep_for(delay.load());
     if (down) {
       return Error{"", 0, 0, "fake hypervisor is down"};

@@ -2,7 +2,9 @@
 // stamped with both clocks.
 #pragma once
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,6 +12,7 @@
 
 #include <memtide/collectors/host_source.hpp>
 #include <memtide/collectors/hypervisor_worker.hpp>
+#include <memtide/collectors/other_managers.hpp>
 #include <memtide/config/config.hpp>
 #include <memtide/core/result.hpp>
 #include <memtide/core/snapshot.hpp>
@@ -27,7 +30,7 @@ class Collector {
             std::chrono::milliseconds hypervisor_timeout);
 
   // Fails when a required host file (meminfo, vmstat, an existing KSM file) cannot be read or
-  // parsed. Every other memory manager running is listed (find_other_managers), a second
+  // parsed. Every other memory manager running is listed (OtherManagerFinder), a second
   // memtided included: whether it manages the same hypervisor is the daemon's to judge. A
   // hypervisor that is down or too slow does not fail the collection: the snapshot says so
   // (hypervisor_up, hypervisor_error) and carries the VMs of the last good collection.
@@ -38,13 +41,21 @@ class Collector {
   HypervisorWorker* hypervisor() { return hypervisor_.get(); }
 
  private:
-  std::string procfs_;
+  // What the host figures just read say about the QEMU processes' files (ProcessReadHints): an
+  // epoch advances when swap traffic or use moved, another while KSM runs or its counts moved.
+  ProcessReadHints read_hints(const Snapshot& snapshot);
+
+  std::unique_ptr<OtherManagerFinder> managers_;
   std::unique_ptr<collectors::HostSource> host_;
   std::unique_ptr<collectors::KsmReader> ksm_;
   std::unique_ptr<collectors::KsmdCpu> ksmd_cpu_;
   std::unique_ptr<HypervisorWorker> hypervisor_;
   std::chrono::milliseconds hypervisor_timeout_;
   std::vector<VmSample> last_vms_;
+  std::array<std::uint64_t, 3> last_swap_{};
+  std::uint64_t swap_epoch_ = 0;
+  std::array<std::uint64_t, 5> last_ksm_{};
+  std::uint64_t ksm_epoch_ = 0;
 };
 
 }  // namespace memtide::collectors

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <memtide/collectors/qemu_process.hpp>
 #include <memtide/core/result.hpp>
 #include <memtide/core/vm_sample.hpp>
 
@@ -18,8 +19,14 @@ class Hypervisor {
   // Every active domain with its statistics, sorted by name. Brings the connection up first if
   // it is down (honouring the reconnect backoff). An Error means the hypervisor cannot be
   // reached now; the caller keeps its last good figures. `monotonic_ms` is the caller's clock,
-  // used to judge whether guest statistics are stale.
-  virtual Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms) = 0;
+  // used to judge whether guest statistics are stale. `hints` say which of the QEMU processes'
+  // files the host's own figures show unchanged (see ProcessReadHints).
+  virtual Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms,
+                                                const ProcessReadHints& hints) = 0;
+  // The same with every process file read afresh.
+  Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms) {
+    return collect(monotonic_ms, ProcessReadHints{});
+  }
 
   // Sets the memory size of running domain `uuid` to `target_bytes`, clamped to
   // [floor_bytes, the domain's maximum] right here whatever the caller computed (a floor above

@@ -27,7 +27,8 @@ class HypervisorWorker {
   HypervisorWorker& operator=(const HypervisorWorker&) = delete;
 
   Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms,
-                                        std::chrono::milliseconds timeout);
+                                        std::chrono::milliseconds timeout,
+                                        const ProcessReadHints& hints = {});
   Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target_bytes,
                                         std::uint64_t floor_bytes,
                                         std::chrono::milliseconds timeout);

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <memtide/collectors/domain_xml.hpp>
@@ -48,7 +49,9 @@ class LibvirtHypervisor final : public Hypervisor {
   LibvirtHypervisor(const LibvirtHypervisor&) = delete;
   LibvirtHypervisor& operator=(const LibvirtHypervisor&) = delete;
 
-  Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms) override;
+  using Hypervisor::collect;
+  Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms,
+                                        const ProcessReadHints& hints) override;
   Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target_bytes,
                                         std::uint64_t floor_bytes) override;
 
@@ -67,6 +70,8 @@ class LibvirtHypervisor final : public Hypervisor {
     std::optional<std::int64_t> last_update;         // last balloon.last-update seen
     std::int64_t last_update_seen_ms = 0;            // our clock when it last changed
     std::optional<int> pid;                          // QEMU process, once found
+    std::optional<QemuProcessReader> process;        // reads it, once read
+    std::uint64_t seen_in = 0;                       // the last collection that listed it
     std::optional<std::string> process_unavailable;  // why no process was taken for it
     bool pid_searched = false;
     bool period_requested = false;
@@ -92,6 +97,8 @@ class LibvirtHypervisor final : public Hypervisor {
   VmSample sample_from_record(virDomainPtr dom, const void* params, int nparams,
                               std::int64_t monotonic_ms);
   void fill_from_domain_calls(virDomainPtr dom, VmSample& vm);
+  // `vms` sorted by name (then UUID), reusing the last order when the records came alike.
+  std::vector<VmSample> sorted_by_name(std::vector<VmSample> vms);
   void classify_stats(virDomainPtr dom, Domain& d, VmSample& vm, std::int64_t monotonic_ms);
   Error libvirt_error(const std::string& what) const;
 
@@ -119,7 +126,12 @@ class LibvirtHypervisor final : public Hypervisor {
   std::int64_t last_relist_ms_ = INT64_MIN;
   bool bulk_balloon_supported_ = true;  // false once the driver returned no balloon group
 
-  std::map<std::string, Domain> inventory_;  // by uuid
+  std::unordered_map<std::string, Domain> inventory_;  // by uuid
+  std::uint64_t collections_ = 0;  // collect() calls, to mark the domains each one saw
+  // The order of the last collection's records (UUIDs), and the positions that sort them by
+  // name: a collection in the same order as the last one is sorted in O(N).
+  std::vector<std::string> record_order_;
+  std::vector<std::size_t> by_name_;
   std::vector<std::string> stats_period_set_on_;
 
   std::mutex events_mutex_;

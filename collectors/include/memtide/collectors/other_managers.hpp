@@ -3,9 +3,12 @@
 // user can make memtide stand down by naming a process "ksmtuned".
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include <memtide/core/snapshot.hpp>
@@ -28,5 +31,25 @@ std::string_view manager_user(std::string_view name);
 // is root or the manager's own user (looked up with getpwnam), in PID order. Processes that
 // vanish or cannot be read while scanning are skipped.
 std::vector<OtherManager> find_other_managers(const std::string& procfs, int self_pid);
+
+// find_other_managers() run collection after collection at a fraction of its cost on a host of
+// many processes (a QEMU per guest): a process found ordinary is listed but not read again
+// until the next full pass, every `full_pass_interval`; new processes and the managers found
+// are read every time. So a manager that starts is seen at once, one that stops is gone at
+// once, and a process that turns into one under a PID already looked at (a fork that then
+// executes the manager) by the next full pass.
+class OtherManagerFinder {
+ public:
+  OtherManagerFinder(std::string procfs, int self_pid,
+                     std::chrono::milliseconds full_pass_interval = std::chrono::seconds(60));
+  std::vector<OtherManager> find(std::int64_t monotonic_ms);
+
+ private:
+  std::string procfs_;
+  int self_pid_;
+  std::chrono::milliseconds full_pass_interval_;
+  std::int64_t last_full_pass_ms_ = INT64_MIN;
+  std::unordered_set<int> ordinary_;  // PIDs read and found not to be managers
+};
 
 }  // namespace memtide::collectors

@@ -29,6 +29,9 @@ struct DaemonFigures {
   std::uint64_t ticks_total = 0;
   double tick_seconds_total = 0;  // wall time spent in ticks
   double last_tick_seconds = 0;
+  // /metrics pages rendered (on demand: when a scrape finds the page older than the last
+  // tick), this one included.
+  std::uint64_t metrics_renders_total = 0;
   std::map<std::string, std::uint64_t> errors_total;  // by kind: collect, balloon, record, reload
   // Balloon commands carried out, by (direction "grow"/"shrink", cause).
   std::map<std::pair<std::string, std::string>, std::uint64_t> balloon_actions_total;

@@ -1,0 +1,100 @@
+// The collection pass: what it tells the hypervisor about the QEMU processes' files from the host
+// figures it has just read (ProcessReadHints), on a copy of a captured host tree.
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <memtide/collectors/collect.hpp>
+
+#include "../support/fake_hypervisor.hpp"
+
+namespace memtide::collectors {
+namespace {
+
+using namespace std::chrono_literals;
+
+class CollectorHints : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/memtide-collect-XXXXXX";
+    root_ = mkdtemp(tmpl);
+    ASSERT_EQ(
+        std::system(("cp -r " MEMTIDE_TESTS "/fixtures/hosts/debian12-6.18/proc " + root_ +
+                     "/ && cp -r " MEMTIDE_TESTS "/fixtures/hosts/debian12-6.18/sys " + root_ + "/")
+                        .c_str()),
+        0);
+    auto fake = std::make_unique<testing::FakeHypervisor>();
+    fake_ = fake.get();
+    collector_ =
+        std::make_unique<Collector>(HostRoots{root_ + "/proc", root_ + "/sys"},
+                                    std::make_unique<HypervisorWorker>(std::move(fake)), 1s);
+  }
+  void TearDown() override { std::system(("rm -rf " + root_).c_str()); }
+
+  // Replaces the number on the line of `key` ("key value" or "Key:   value kB").
+  void set(const std::string& file, const std::string& key, const std::string& value) {
+    std::ifstream in(root_ + "/" + file);
+    std::string text;
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind(key + " ", 0) == 0 || line.rfind(key + ":", 0) == 0) {
+        const auto start = line.find_first_of("0123456789", key.size());
+        const auto end = line.find_first_not_of("0123456789", start);
+        line.replace(start, end == std::string::npos ? std::string::npos : end - start, value);
+      }
+      text += line + "\n";
+    }
+    in.close();
+    std::ofstream(root_ + "/" + file) << text;
+  }
+  ProcessReadHints collect() {
+    EXPECT_TRUE(collector_->collect().ok());
+    return fake_->hints_seen.back();
+  }
+
+  std::string root_;
+  testing::FakeHypervisor* fake_ = nullptr;  // owned by the collector's worker
+  std::unique_ptr<Collector> collector_;
+};
+
+TEST_F(CollectorHints, SwapEpochMovesOnlyWithSwapTrafficOrUse) {
+  const auto first = collect();  // the fixture: 256 MiB of swap, all free, no traffic
+  EXPECT_FALSE(first.swap_in_use);
+  ASSERT_TRUE(first.swap_epoch.has_value());
+  EXPECT_EQ(collect().swap_epoch, first.swap_epoch);
+
+  set("proc/meminfo", "SwapFree", "262000");
+  const auto used = collect();
+  EXPECT_TRUE(used.swap_in_use);
+  EXPECT_NE(used.swap_epoch, first.swap_epoch);
+  EXPECT_EQ(collect().swap_epoch, used.swap_epoch);
+
+  set("proc/vmstat", "pswpout", "35");
+  const auto out = collect();
+  EXPECT_NE(out.swap_epoch, used.swap_epoch);
+  set("proc/vmstat", "pswpin", "3");
+  EXPECT_NE(collect().swap_epoch, out.swap_epoch);
+}
+
+TEST_F(CollectorHints, KsmEpochMovesWhileKsmRunsOrItsCountsChange) {
+  const auto first = collect();  // the fixture: run=0
+  ASSERT_TRUE(first.ksm_epoch.has_value());
+  EXPECT_EQ(collect().ksm_epoch, first.ksm_epoch);
+
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/pages_sharing") << "12\n";
+  const auto changed = collect();
+  EXPECT_NE(changed.ksm_epoch, first.ksm_epoch);
+  EXPECT_EQ(collect().ksm_epoch, changed.ksm_epoch);
+
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/run") << "1\n";
+  const auto a = collect();
+  const auto b = collect();
+  EXPECT_NE(a.ksm_epoch, changed.ksm_epoch);
+  EXPECT_NE(b.ksm_epoch, a.ksm_epoch);  // running: every collection
+}
+
+}  // namespace
+}  // namespace memtide::collectors
