@@ -25,16 +25,17 @@ std::uint64_t system_page_size() {
 KsmdCpu::KsmdCpu(std::string procfs) : procfs_(std::move(procfs)) {}
 
 std::optional<double> KsmdCpu::read() {
-  auto stat_of = [&](int pid) -> std::optional<ProcessCpu> {
+  // ksmd's own stat stays open (files_); the others are read once while searching for it.
+  auto stat_of = [&](int pid, bool keep) -> std::optional<ProcessCpu> {
     const std::string path = procfs_ + "/" + std::to_string(pid) + "/stat";
-    auto text = read_file(path);
+    auto text = keep ? files_.read(path) : read_file(path);
     if (!text) {
       return std::nullopt;
     }
     auto parsed = parse_process_stat(*text, path);
     return parsed ? std::optional<ProcessCpu>(*parsed) : std::nullopt;
   };
-  std::optional<ProcessCpu> found = pid_ > 0 ? stat_of(pid_) : std::nullopt;
+  std::optional<ProcessCpu> found = pid_ > 0 ? stat_of(pid_, true) : std::nullopt;
   if (!found || found->comm != "ksmd") {
     pid_ = -1;
     found.reset();
@@ -53,7 +54,7 @@ std::optional<double> KsmdCpu::read() {
       if (pid <= 0 || *end != '\0') {
         continue;
       }
-      auto s = stat_of(static_cast<int>(pid));
+      auto s = stat_of(static_cast<int>(pid), false);
       if (s && s->comm == "ksmd") {
         pid_ = static_cast<int>(pid);
         found = std::move(s);
@@ -81,7 +82,7 @@ Result<HostSample> HostSource::read() const {
   const auto& proc = roots_.procfs;
 
   auto meminfo_path = proc + "/meminfo";
-  auto meminfo_text = read_file(meminfo_path);
+  auto meminfo_text = files_.read(meminfo_path);
   if (!meminfo_text) {
     return meminfo_text.error();
   }
@@ -92,7 +93,7 @@ Result<HostSample> HostSource::read() const {
   sample.meminfo = *meminfo;
 
   auto vmstat_path = proc + "/vmstat";
-  auto vmstat_text = read_file(vmstat_path);
+  auto vmstat_text = files_.read(vmstat_path);
   if (!vmstat_text) {
     return vmstat_text.error();
   }
@@ -106,7 +107,7 @@ Result<HostSample> HostSource::read() const {
       {"memory", &sample.psi_memory}, {"io", &sample.psi_io}, {"cpu", &sample.psi_cpu}};
   for (const auto& [name, dest] : psi_files) {
     const auto path = proc + "/pressure/" + name;
-    auto text = read_optional_file(path);
+    auto text = files_.read_optional(path);
     if (!text) {
       return text.error();
     }
@@ -121,7 +122,7 @@ Result<HostSample> HostSource::read() const {
   }
 
   const auto swaps_path = proc + "/swaps";
-  auto swaps_text = read_optional_file(swaps_path);
+  auto swaps_text = files_.read_optional(swaps_path);
   if (!swaps_text) {
     return swaps_text.error();
   }
@@ -132,7 +133,7 @@ Result<HostSample> HostSource::read() const {
     }
     sample.swaps = std::move(*swaps);
   }
-  auto partial = read_thp_partially_mapped(thp_counters_);
+  auto partial = read_thp_partially_mapped(thp_counters_, &files_);
   if (!partial) {
     return partial.error();
   }
@@ -165,10 +166,10 @@ std::vector<ThpCounter> find_thp_counters(const std::string& sysfs) {
 }
 
 Result<std::optional<std::uint64_t>> read_thp_partially_mapped(
-    const std::vector<ThpCounter>& counters) {
+    const std::vector<ThpCounter>& counters, OpenFiles* files) {
   std::optional<std::uint64_t> total;
   for (const auto& counter : counters) {
-    auto text = read_file(counter.path);
+    auto text = files != nullptr ? files->read(counter.path) : read_file(counter.path);
     if (!text) {
       return text.error();
     }
@@ -287,7 +288,7 @@ Result<std::optional<KsmSample>> KsmReader::read() const {
   KsmSample sample;
   for (const auto& file : kFiles) {
     const std::string path = dir_ + "/" + file.name;
-    auto text = read_optional_file(path);
+    auto text = files_.read_optional(path);
     if (!text) {
       return text.error();
     }

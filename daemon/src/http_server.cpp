@@ -149,6 +149,7 @@ class ConnectionTable {
 
   // Takes a new connection, making room if every slot (or its address's share) is taken.
   void admit(int fd);
+  bool empty() const { return connections_.empty(); }
   // Handles epoll's `what` on connection `fd`.
   void on_event(int fd, std::uint32_t what) {
     const auto it = connections_.find(fd);
@@ -519,7 +520,9 @@ void MetricsServer::run() {
   std::vector<epoll_event> events(64);
   auto last_expiry = Clock::now();
   for (;;) {
-    const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), kTickMs);
+    // Deadlines matter only while connections are open: an idle server sleeps until one comes.
+    const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                             connections.empty() ? -1 : kTickMs);
     for (int i = 0; i < n; ++i) {
       const int fd = events[static_cast<std::size_t>(i)].data.fd;
       if (fd == wake_fd_) {

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +41,13 @@ int run_main(int argc, char** argv) {
   // A few long-lived threads (libvirt events, hypervisor worker) would each get a malloc arena
   // of their own; two arenas keep the resident set small at no measurable cost.
   mallopt(M_ARENA_MAX, 2);
+  // Every guest's QEMU process keeps a descriptor open (its statm, re-read each tick), so a host
+  // of more guests than the usual soft limit of 1024 must not run short. memtided waits with
+  // poll and epoll only (never select), so the soft limit may be the hard one.
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   const auto parsed = parse_options(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.error.empty()) {
     std::cerr << "memtided: " << parsed.error << "\nTry 'memtided --help'.\n";

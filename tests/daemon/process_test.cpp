@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
@@ -138,6 +139,7 @@ class DaemonProcess {
     }
   }
   void signal(int sig) const { kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
 
   // Exit status, or -1 if it did not exit in time.
   int wait(std::chrono::milliseconds timeout = 10s) {
@@ -192,6 +194,43 @@ TEST(DaemonProcess, ReadyAndWatchdogArriveOnTheNotifySocket) {
   EXPECT_NE(notify.wait_for("STOPPING=1"), "");
   EXPECT_EQ(daemon.wait(), 0);
   EXPECT_NE(dir.read("err").find("memtided stopped"), std::string::npos) << dir.read("err");
+}
+
+// Each guest keeps a descriptor open in memtided (its QEMU process's statm): started with a
+// soft limit of 256, it raises it to the hard limit so a host of thousands of guests fits.
+TEST(DaemonProcess, RaisesItsDescriptorLimitToTheHardLimit) {
+  TempDir dir;
+  dir.write("memtide.yaml", kConfig200ms);
+  NotifySocket notify(dir.file("notify"));
+  ASSERT_TRUE(notify.bound());
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max <= 256) {
+    GTEST_SKIP() << "the hard limit is already at most 256";
+  }
+  rlimit low = saved;
+  low.rlim_cur = 256;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--log-target", "stderr"},
+                       notify.path(), "", dir.file("out"), dir.file("err"));
+  setrlimit(RLIMIT_NOFILE, &saved);
+  ASSERT_NE(notify.wait_for("READY=1"), "") << dir.read("err");
+  std::ifstream limits("/proc/" + std::to_string(daemon.pid()) + "/limits");
+  std::string line;
+  std::string open_files;
+  while (std::getline(limits, line)) {
+    if (line.rfind("Max open files", 0) == 0) {
+      open_files = line;
+    }
+  }
+  std::istringstream fields(open_files.substr(std::string("Max open files").size()));
+  std::string soft;
+  std::string hard;
+  fields >> soft >> hard;
+  EXPECT_EQ(soft, hard) << open_files;
+  EXPECT_EQ(hard, saved.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(saved.rlim_max));
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0);
 }
 
 // daemon.interval is kept to the millisecond: sd-event's default timer accuracy (250 ms) once

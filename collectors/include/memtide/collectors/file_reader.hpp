@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include <memtide/core/result.hpp>
 
@@ -22,5 +23,27 @@ Result<std::optional<std::string>> read_optional_file(const std::string& path,
 
 // Like read_optional_file, but a missing file is an error too.
 Result<std::string> read_file(const std::string& path, std::size_t max_bytes = kMaxPseudoFileBytes);
+
+// Files read again and again (the host's figures, every tick): each stays open after its first
+// read and is read again in place (from offset 0), which spares the kernel the path walk and the
+// file's setup on every read, a few microseconds a file. Only files of procfs and sysfs are
+// kept, whose content is made anew at each read from the start; any other file (a fixture tree)
+// is opened for each read, so a file replaced under its name is seen. A kept file that fails is
+// closed and opened afresh once. Results are those of read_optional_file and read_file. Not
+// thread-safe.
+class OpenFiles {
+ public:
+  OpenFiles() = default;
+  ~OpenFiles();
+  OpenFiles(const OpenFiles&) = delete;
+  OpenFiles& operator=(const OpenFiles&) = delete;
+
+  Result<std::optional<std::string>> read_optional(const std::string& path,
+                                                   std::size_t max_bytes = kMaxPseudoFileBytes);
+  Result<std::string> read(const std::string& path, std::size_t max_bytes = kMaxPseudoFileBytes);
+
+ private:
+  std::unordered_map<std::string, int> kept_;  // path -> open descriptor
+};
 
 }  // namespace memtide::collectors

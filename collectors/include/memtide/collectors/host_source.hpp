@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <memtide/collectors/file_reader.hpp>
 #include <memtide/core/host_sample.hpp>
 #include <memtide/core/ksm_sample.hpp>
 #include <memtide/core/result.hpp>
@@ -32,9 +33,9 @@ struct ThpCounter {
 // are fixed at boot, so the directory is listed once.
 std::vector<ThpCounter> find_thp_counters(const std::string& sysfs);
 // Bytes of anonymous transparent huge pages that are only partly mapped, summed over `counters`
-// (see HostSample); nullopt when there are none.
+// (see HostSample); nullopt when there are none. Read through `files` (kept open) when given.
 Result<std::optional<std::uint64_t>> read_thp_partially_mapped(
-    const std::vector<ThpCounter>& counters);
+    const std::vector<ThpCounter>& counters, OpenFiles* files = nullptr);
 
 class HostSource {
  public:
@@ -53,6 +54,7 @@ class HostSource {
   HostRoots roots_;
   std::uint64_t page_size_bytes_;
   std::vector<ThpCounter> thp_counters_;  // found once, at construction
+  mutable OpenFiles files_;               // kept open from tick to tick
 };
 
 // CPU time the ksmd kernel thread has used since boot (utime + stime of PROCFS/PID/stat), in
@@ -65,6 +67,7 @@ class KsmdCpu {
 
  private:
   std::string procfs_;
+  OpenFiles files_;  // ksmd's stat, kept open
   int pid_ = -1;
   int searches_missed_ = 0;  // calls since a search found no ksmd
 };
@@ -85,6 +88,7 @@ class KsmReader {
  private:
   std::string dir_;
   std::uint64_t page_size_bytes_;
+  mutable OpenFiles files_;  // kept open from tick to tick
 };
 
 }  // namespace memtide::collectors
