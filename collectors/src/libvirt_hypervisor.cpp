@@ -324,6 +324,7 @@ Status LibvirtHypervisor::relist() {
     const auto uuid = domain_uuid(domains[i]);
     auto it = inventory_.find(uuid);
     if (it != inventory_.end()) {
+      it->second.max_kib.reset();  // asked again at the next collection, in case it changed
       healed.emplace(uuid, std::move(it->second));
     } else {
       healed[uuid].name = domain_name(domains[i]);
@@ -437,21 +438,41 @@ void LibvirtHypervisor::find_processes() {
   }
 }
 
-void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, VmSample& vm) {
+void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, Domain& d, VmSample& vm,
+                                               bool state_in_record) {
   // Drivers without the bulk balloon group (libvirt's test driver) answer these per domain.
-  virDomainInfo info{};
-  if (virDomainGetInfo(dom, &info) == 0) {
-    const auto max = times(info.maxMem, KiB);
-    const auto current = times(info.memory, KiB);
-    if (!max || !current) {
+  // The maximum is asked for when the domain's XML is read (first seen, or an event since) and
+  // at each full listing (libvirt.relist_interval): a running domain's maximum changes only
+  // with its definition, and commands check it again anyway. The balloon's size comes from
+  // the actual-balloon statistic when the guest reports it, so virDomainGetInfo, a second call
+  // into the driver per domain and tick, is made only when something is not known otherwise.
+  virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
+  const int n = virDomainMemoryStats(dom, stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+  const bool actual_reported =
+      std::any_of(stats, stats + std::max(n, 0), [](const virDomainMemoryStatStruct& s) {
+        return s.tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON;
+      });
+  if (!d.facts || !d.max_kib || !actual_reported || !state_in_record) {
+    virDomainInfo info{};
+    if (virDomainGetInfo(dom, &info) == 0) {
+      d.max_kib = info.maxMem;
+      const auto current = times(info.memory, KiB);
+      if (!current) {
+        vm.invalid_sizes = "a size in KiB overflows in bytes";
+      }
+      vm.current_bytes = current.value_or(0);
+      vm.state = to_vm_state(info.state);
+    } else {
+      d.max_kib.reset();
+    }
+  }
+  if (d.max_kib) {
+    const auto max = times(*d.max_kib, KiB);
+    if (!max) {
       vm.invalid_sizes = "a size in KiB overflows in bytes";
     }
     vm.max_bytes = max.value_or(0);
-    vm.current_bytes = current.value_or(0);
-    vm.state = to_vm_state(info.state);
   }
-  virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
-  const int n = virDomainMemoryStats(dom, stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
   for (int i = 0; i < n; ++i) {
     const auto v = static_cast<std::uint64_t>(stats[i].val);
     auto& g = vm.guest;
@@ -548,7 +569,8 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
     d.name = domain_name(dom);
   }
   vm.name = d.name;
-  if (auto state = param_u64(params, nparams, "state.state")) {
+  const auto state = param_u64(params, nparams, "state.state");
+  if (state) {
     vm.state = to_vm_state(static_cast<int>(*state));
   }
   const auto current = param_u64(params, nparams, "balloon.current");
@@ -576,7 +598,7 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
     vm.host_rss_bytes = times(param_u64(params, nparams, "balloon.rss"), KiB);
   } else {
     bulk_balloon_supported_ = current.has_value();
-    fill_from_domain_calls(dom, vm);
+    fill_from_domain_calls(dom, d, vm, state.has_value());
     per_domain_calls = true;
   }
   if (!d.facts) {

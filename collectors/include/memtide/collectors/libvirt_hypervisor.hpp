@@ -72,6 +72,8 @@ class LibvirtHypervisor final : public Hypervisor {
     std::optional<int> pid;                          // QEMU process, once found
     std::optional<QemuProcessReader> process;        // reads it, once read
     std::uint64_t seen_in = 0;                       // the last collection that listed it
+    // Its maximum in KiB, asked per domain where the driver has no bulk balloon statistics.
+    std::optional<unsigned long> max_kib;
     std::optional<std::string> process_unavailable;  // why no process was taken for it
     bool pid_searched = false;
     bool period_requested = false;
@@ -96,7 +98,8 @@ class LibvirtHypervisor final : public Hypervisor {
   void find_processes();
   VmSample sample_from_record(virDomainPtr dom, const void* params, int nparams,
                               std::int64_t monotonic_ms);
-  void fill_from_domain_calls(virDomainPtr dom, VmSample& vm);
+  // `state_in_record`: the bulk record gave the domain's state.
+  void fill_from_domain_calls(virDomainPtr dom, Domain& d, VmSample& vm, bool state_in_record);
   // `vms` sorted by name (then UUID), reusing the last order when the records came alike.
   std::vector<VmSample> sorted_by_name(std::vector<VmSample> vms);
   void classify_stats(virDomainPtr dom, Domain& d, VmSample& vm, std::int64_t monotonic_ms);
