@@ -1,7 +1,6 @@
 #include <algorithm>
 #include <array>
 #include <memory>
-#include <unordered_set>
 
 #include <dirent.h>
 #include <pwd.h>
@@ -154,47 +153,58 @@ std::optional<OtherManager> check_process(const std::string& base, int pid, bool
 }  // namespace
 
 OtherManagerFinder::OtherManagerFinder(std::string procfs, int self_pid,
+                                       std::chrono::milliseconds pass_interval,
                                        std::chrono::milliseconds full_pass_interval)
-    : procfs_(std::move(procfs)), self_pid_(self_pid), full_pass_interval_(full_pass_interval) {}
+    : procfs_(std::move(procfs)),
+      self_pid_(self_pid),
+      pass_interval_(pass_interval),
+      full_pass_interval_(full_pass_interval) {}
 
 std::vector<OtherManager> OtherManagerFinder::find(std::int64_t monotonic_ms) {
-  std::vector<OtherManager> found;
+  if (last_pass_ms_ != INT64_MIN && monotonic_ms - last_pass_ms_ < pass_interval_.count()) {
+    return found_;
+  }
   std::unique_ptr<DIR, DirClose> dir(opendir(procfs_.c_str()));
   if (!dir) {
-    return found;
+    return {};
   }
+  last_pass_ms_ = monotonic_ms;
   const bool full_pass = last_full_pass_ms_ == INT64_MIN ||
                          monotonic_ms - last_full_pass_ms_ >= full_pass_interval_.count();
   if (full_pass) {
     last_full_pass_ms_ = monotonic_ms;
   }
-  std::unordered_set<int> ordinary;
-  ordinary.reserve(ordinary_.size());
+  ++passes_;
+  found_.clear();
   while (const dirent* entry = readdir(dir.get())) {
     const auto parsed = detail::to_u64(entry->d_name);
     if (!parsed || *parsed > INT32_MAX || static_cast<int>(*parsed) == self_pid_) {
       continue;
     }
     const int pid = static_cast<int>(*parsed);
-    if (!full_pass && ordinary_.count(pid) != 0) {
-      ordinary.insert(pid);  // looked at already: listed, not read
-      continue;
+    if (!full_pass) {
+      if (const auto it = ordinary_.find(pid); it != ordinary_.end()) {
+        it->second = passes_;  // looked at already: listed, not read
+        continue;
+      }
     }
     bool gone = false;
     if (auto manager = check_process(procfs_ + "/" + entry->d_name, pid, gone)) {
-      found.push_back(std::move(*manager));
+      ordinary_.erase(pid);
+      found_.push_back(std::move(*manager));
     } else if (!gone) {
-      ordinary.insert(pid);
+      ordinary_[pid] = passes_;
     }
   }
-  ordinary_ = std::move(ordinary);
-  std::sort(found.begin(), found.end(),
+  // PIDs not listed this pass have exited.
+  std::erase_if(ordinary_, [this](const auto& entry) { return entry.second != passes_; });
+  std::sort(found_.begin(), found_.end(),
             [](const OtherManager& a, const OtherManager& b) { return a.pid < b.pid; });
-  return found;
+  return found_;
 }
 
 std::vector<OtherManager> find_other_managers(const std::string& procfs, int self_pid) {
-  return OtherManagerFinder(procfs, self_pid).find(0);
+  return OtherManagerFinder(procfs, self_pid, std::chrono::milliseconds(0)).find(0);
 }
 
 }  // namespace memtide::collectors

@@ -87,17 +87,18 @@ TEST(OtherManagers, OnlyProcessesOfRootOrTheManagersUserCount) {
   EXPECT_TRUE(find_other_managers("/nonexistent", 1).empty());
 }
 
-// Kept from collection to collection: a process looked at is not read again until the next full
-// pass, so one that becomes a manager under the same PID shows then; new processes and managers
-// that stop show at once.
+// Kept from collection to collection: /proc is listed at most once a pass interval, a process
+// looked at is not read again until the next full pass, so one that becomes a manager under the
+// same PID shows then; new processes, and managers that stop, show at the next pass.
 TEST(OtherManagers, TheFinderReadsNewProcessesAtOnceAndTheRestOnFullPasses) {
   ProcTree proc;
   proc.process(60, "sshd", "sshd\0"s, 0);
   proc.process(61, "bash", "/bin/bash\0"s, 0);
-  OtherManagerFinder finder(proc.root(), 1, std::chrono::seconds(10));
+  OtherManagerFinder finder(proc.root(), 1, std::chrono::seconds(1), std::chrono::seconds(10));
   EXPECT_TRUE(finder.find(0).empty());
 
-  proc.process(900, "pvestatd", "pvestatd\0"s, 0);  // a new PID: seen at once
+  proc.process(900, "pvestatd", "pvestatd\0"s, 0);  // a new PID: seen at the next pass
+  EXPECT_TRUE(finder.find(500).empty());            // within the pass interval: the last answer
   ASSERT_EQ(finder.find(1000).size(), 1u);
   // PID 61 execs ksmtuned: not read again before the full pass 10 s after the first.
   proc.process(61, "ksmtuned", "/bin/bash\0/usr/sbin/ksmtuned\0"s, 0);
@@ -105,7 +106,7 @@ TEST(OtherManagers, TheFinderReadsNewProcessesAtOnceAndTheRestOnFullPasses) {
   const auto full = finder.find(10'000);
   ASSERT_EQ(full.size(), 2u);
   EXPECT_EQ(full[0], (OtherManager{"ksmtuned", 61, false, true}));
-  // A manager that stops is gone at the next collection.
+  // A manager that stops is gone at the next pass.
   fs::remove_all(proc.root() + "/900");
   const auto after = finder.find(11'000);
   ASSERT_EQ(after.size(), 1u);

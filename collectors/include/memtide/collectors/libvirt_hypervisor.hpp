@@ -66,12 +66,12 @@ class LibvirtHypervisor final : public Hypervisor {
  private:
   struct Domain {
     std::string name;
-    std::optional<DomainXmlFacts> facts;             // nullopt until the XML was read
-    std::optional<std::int64_t> last_update;         // last balloon.last-update seen
-    std::int64_t last_update_seen_ms = 0;            // our clock when it last changed
-    std::optional<int> pid;                          // QEMU process, once found
-    std::optional<QemuProcessReader> process;        // reads it, once read
-    std::uint64_t seen_in = 0;                       // the last collection that listed it
+    std::optional<DomainXmlFacts> facts;       // nullopt until the XML was read
+    std::optional<std::int64_t> last_update;   // last balloon.last-update seen
+    std::int64_t last_update_seen_ms = 0;      // our clock when it last changed
+    std::optional<int> pid;                    // QEMU process, once found
+    std::optional<QemuProcessReader> process;  // reads it, once read
+    std::uint64_t seen_in = 0;                 // the last collection that listed it
     // Its maximum in KiB, asked per domain where the driver has no bulk balloon statistics.
     std::optional<unsigned long> max_kib;
     std::optional<std::string> process_unavailable;  // why no process was taken for it

@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include <memtide/core/snapshot.hpp>
@@ -33,23 +33,30 @@ std::string_view manager_user(std::string_view name);
 std::vector<OtherManager> find_other_managers(const std::string& procfs, int self_pid);
 
 // find_other_managers() run collection after collection at a fraction of its cost on a host of
-// many processes (a QEMU per guest): a process found ordinary is listed but not read again
-// until the next full pass, every `full_pass_interval`; new processes and the managers found
-// are read every time. So a manager that starts is seen at once, one that stops is gone at
-// once, and a process that turns into one under a PID already looked at (a fork that then
-// executes the manager) by the next full pass.
+// many processes (a QEMU per guest). /proc is listed at most every `pass_interval` (in between,
+// the last pass's answer is given); a process found ordinary is listed but not read again until
+// the next full pass, every `full_pass_interval`; new processes and the managers found are read
+// at every pass. So a manager that starts or stops is seen within `pass_interval`, and a
+// process that turns into one under a PID already looked at (a fork that then executes the
+// manager) by the next full pass.
 class OtherManagerFinder {
  public:
   OtherManagerFinder(std::string procfs, int self_pid,
+                     std::chrono::milliseconds pass_interval = std::chrono::seconds(5),
                      std::chrono::milliseconds full_pass_interval = std::chrono::seconds(60));
   std::vector<OtherManager> find(std::int64_t monotonic_ms);
 
  private:
   std::string procfs_;
   int self_pid_;
+  std::chrono::milliseconds pass_interval_;
   std::chrono::milliseconds full_pass_interval_;
+  std::int64_t last_pass_ms_ = INT64_MIN;
   std::int64_t last_full_pass_ms_ = INT64_MIN;
-  std::unordered_set<int> ordinary_;  // PIDs read and found not to be managers
+  std::uint64_t passes_ = 0;
+  // PIDs read and found not to be managers, with the pass that last listed them.
+  std::unordered_map<int, std::uint64_t> ordinary_;
+  std::vector<OtherManager> found_;  // the last pass's answer
 };
 
 }  // namespace memtide::collectors
