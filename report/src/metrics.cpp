@@ -625,9 +625,7 @@ void daemon_metrics(Exposition& e, const DaemonFigures& d) {
   e.family("memtide_tick_seconds_total", "counter", "Time spent in ticks.");
   e.sample("memtide_tick_seconds_total", {}, d.tick_seconds_total);
   e.gauge("memtide_last_tick_seconds", "Duration of the last tick.", d.last_tick_seconds);
-  e.counter("memtide_metrics_renders_total",
-            "Pages of these metrics rendered: one per scrape that finds the page older than the "
-            "last tick, this one included.",
+  e.counter("memtide_metrics_renders_total", "Pages of these metrics rendered (on demand).",
             d.metrics_renders_total);
   e.family("memtide_errors_total", "counter",
            "Errors by kind: collect (host or VM figures), balloon (a command failed), ksm (a "
