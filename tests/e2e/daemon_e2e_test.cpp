@@ -385,8 +385,11 @@ TEST_F(ManagedGuests, VirtioMemGuestShrunkUnderPressureAndGrownForItsWorkload) {
   // 256 MiB of base memory and 512 of a 1 GiB device plugged (768 MiB; at most 1280 MiB). It
   // touches 300 MiB and frees it (resident on the host until unplugged), idles while the host is
   // short, then takes 300, 450, 600 and 700 MiB of tmpfs, 8 s apart (more than it had at
-  // boot), and finally lets go of most of it.
-  start_virtio_mem_guest("vmem", 256, 1024, 512, "300:15,40:45,300:8,450:8,600:8,700:20,100:3600",
+  // boot), and finally lets go of most of it. The idle window (90 s) must cover the host hog's
+  // allocation, memtided's start, the shrink and the hog's release, which take longer under
+  // AddressSanitizer: a workload that grows while the host is still short starves the guest,
+  // and a starving guest cannot online the blocks it is then given.
+  start_virtio_mem_guest("vmem", 256, 1024, 512, "300:15,40:90,300:8,450:8,600:8,700:20,100:3600",
                          "<memballoon model='virtio'/>");
   ASSERT_TRUE(wait_for_workloads({{"vmem", "holding 40 MiB"}}, 180s)) << file("vmem.log");
   auto after_idle = [this](const std::string& text) {
@@ -434,7 +437,7 @@ TEST_F(ManagedGuests, VirtioMemGuestShrunkUnderPressureAndGrownForItsWorkload) {
                                          << file("memtided.log");
   hog.reset();  // the host has room again
   // Its workload grows past what it had at boot: fed through the device, without an OOM.
-  watch_until([&] { return after_idle("holding 700 MiB"); }, 120s);
+  watch_until([&] { return after_idle("holding 700 MiB"); }, 180s);
   watch_until([] { return false; }, 10s);
   const std::string guest_log = file("vmem.log");
   EXPECT_TRUE(after_idle("holding 700 MiB")) << guest_log;
