@@ -65,8 +65,10 @@ Result<std::optional<std::string>> read_optional_file(const std::string& path,
   return content;
 }
 
-Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
-  auto content = read_optional_file(path, max_bytes);
+namespace {
+
+// A file that must exist: its absence is an error too.
+Result<std::string> required(Result<std::optional<std::string>> content, const std::string& path) {
   if (!content) {
     return content.error();
   }
@@ -74,6 +76,12 @@ Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
     return Error{path, 0, ENOENT, "cannot read"};
   }
   return std::move(**content);
+}
+
+}  // namespace
+
+Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
+  return required(read_optional_file(path, max_bytes), path);
 }
 
 OpenFiles::~OpenFiles() {
@@ -106,14 +114,7 @@ Result<std::optional<std::string>> OpenFiles::read_optional(const std::string& p
 }
 
 Result<std::string> OpenFiles::read(const std::string& path, std::size_t max_bytes) {
-  auto content = read_optional(path, max_bytes);
-  if (!content) {
-    return content.error();
-  }
-  if (!content->has_value()) {
-    return Error{path, 0, ENOENT, "cannot read"};
-  }
-  return std::move(**content);
+  return required(read_optional(path, max_bytes), path);
 }
 
 }  // namespace memtide::collectors

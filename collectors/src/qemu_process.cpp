@@ -286,10 +286,11 @@ QemuProcessReader::QemuProcessReader(std::string procfs, int pid, std::uint64_t 
     : base_(std::move(procfs) + "/" + std::to_string(pid)),
       pid_(pid),
       page_size_bytes_(page_size_bytes),
-      statm_(::open((base_ + "/statm").c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY)) {}
+      statm_path_(base_ + "/statm"),
+      statm_(::open(statm_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY)) {}
 
 std::optional<std::optional<std::uint64_t>> QemuProcessReader::read_rss() {
-  const std::string origin = base_ + "/statm";
+  const std::string& origin = statm_path_;
   std::string text;
   if (statm_.get() >= 0) {
     char buffer[256];

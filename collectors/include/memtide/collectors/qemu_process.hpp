@@ -122,6 +122,7 @@ class QemuProcessReader {
   std::string base_;  // "<procfs>/<pid>"
   int pid_ = 0;
   std::uint64_t page_size_bytes_ = 0;
+  std::string statm_path_;  // "<procfs>/<pid>/statm", made once rather than every tick
   OwnedFd statm_;
   // The last VmSwap and ksm_stat read (unset: unreadable), whether they were read at all, and
   // the hints' epoch at that read.
