@@ -55,7 +55,7 @@ ProcessReadHints Collector::read_hints(const Snapshot& snapshot) {
     const auto& k = *snapshot.ksm;
     const std::array<std::uint64_t, 5> ksm{k.run, k.shared_bytes, k.sharing_bytes,
                                            k.zero_pages_bytes.value_or(0), k.full_scans_total};
-    if (k.run == 1 || ksm != last_ksm_) {
+    if (ksm != last_ksm_) {
       last_ksm_ = ksm;
       ++ksm_epoch_;
     }

@@ -61,18 +61,25 @@ void PageScanWorker::update(std::vector<ScanTarget> targets,
   const std::lock_guard lock(mutex_);
   const bool changed = targets != targets_ || settings != settings_;
   settings_ = settings;
-  targets_ = std::move(targets);
   if (!changed) {
     return;
   }
+  targets_ = std::move(targets);
+  ++targets_generation_;
+  listed_.clear();
+  for (const auto& t : targets_) {
+    listed_[t.uuid] = t.refused.empty();
+  }
   for (auto it = scanned_.begin(); it != scanned_.end();) {
-    const bool listed = std::any_of(targets_.begin(), targets_.end(), [&](const ScanTarget& t) {
-      return t.uuid == it->first && t.refused.empty();
-    });
-    it = listed ? std::next(it) : scanned_.erase(it);
+    it = scannable(it->first) ? std::next(it) : scanned_.erase(it);
   }
   dirty_ = true;  // the scanning thread recomputes the estimate
   wake_.notify_all();
+}
+
+bool PageScanWorker::scannable(const std::string& uuid) const {
+  const auto it = listed_.find(uuid);
+  return it != listed_.end() && it->second;
 }
 
 PageScanWorker::View PageScanWorker::view() const {
@@ -245,10 +252,11 @@ void PageScanWorker::run() {
       continue;
     }
     const ScanTarget target = *next;
-    for (auto it = scanners_.begin(); it != scanners_.end();) {
-      const bool listed = std::any_of(targets_.begin(), targets_.end(),
-                                      [&](const ScanTarget& t) { return t.uuid == it->first; });
-      it = listed ? std::next(it) : scanners_.erase(it);
+    if (scanners_generation_ != targets_generation_) {
+      scanners_generation_ = targets_generation_;
+      for (auto it = scanners_.begin(); it != scanners_.end();) {
+        it = listed_.contains(it->first) ? std::next(it) : scanners_.erase(it);
+      }
     }
     const std::uint64_t below = sample_threshold(targets_, collectors::system_page_size());
     const auto max_hashes = static_cast<std::size_t>(settings_.max_memory_bytes / 8);
@@ -265,10 +273,7 @@ void PageScanWorker::run() {
       break;
     }
     // Still wanted (the VM may have gone, or refused scanning, meanwhile)?
-    const bool listed = std::any_of(targets_.begin(), targets_.end(), [&](const ScanTarget& t) {
-      return t.uuid == target.uuid && t.refused.empty();
-    });
-    if (!listed) {
+    if (!scannable(target.uuid)) {
       scanners_.erase(target.uuid);
       continue;
     }

@@ -1,16 +1,73 @@
 // Benchmarks of the collection hot paths. Run with scripts/bench; not part of the test suite
 // (timings on shared machines are noisy: compare medians and ratios, not single runs).
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <benchmark/benchmark.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <memtide/collectors/host_source.hpp>
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 
 namespace {
+
+std::string domain_uuid(int i) {
+  char uuid[40];
+  std::snprintf(uuid, sizeof uuid, "00000000-0000-0000-0000-%012d", i);
+  return uuid;
+}
+
+// One stand-in QEMU process per domain, as on a host: a copy of qemu_placeholder named
+// qemu-system-x86_64, started as "qemu-system-x86_64 -uuid UUID", so the collection finds,
+// trusts (when run as root: a root-owned binary) and reads a process for each domain.
+class Placeholders {
+ public:
+  explicit Placeholders(int n) {
+    char dir[] = "/tmp/memtide-bench-qemu-XXXXXX";
+    if (mkdtemp(dir) == nullptr) {
+      return;
+    }
+    dir_ = dir;
+    const std::string binary = dir_ + "/qemu-system-x86_64";
+    std::filesystem::copy_file(MEMTIDE_QEMU_PLACEHOLDER, binary);
+    std::filesystem::permissions(binary, std::filesystem::perms(0755));
+    for (int i = 0; i < n; ++i) {
+      const std::string uuid = domain_uuid(i);
+      const pid_t pid = fork();
+      if (pid == 0) {
+        execl(binary.c_str(), "qemu-system-x86_64", "-uuid", uuid.c_str(), nullptr);
+        _exit(127);
+      }
+      if (pid > 0) {
+        pids_.push_back(pid);
+      }
+    }
+    usleep(200 * 1000);  // until every child has exec'd (its command line is the QEMU one)
+  }
+  ~Placeholders() {
+    for (const pid_t pid : pids_) {
+      kill(pid, SIGKILL);
+    }
+    for (const pid_t pid : pids_) {
+      waitpid(pid, nullptr, 0);
+    }
+    if (!dir_.empty()) {
+      std::filesystem::remove_all(dir_);
+    }
+  }
+  Placeholders(const Placeholders&) = delete;
+  Placeholders& operator=(const Placeholders&) = delete;
+
+ private:
+  std::string dir_;
+  std::vector<pid_t> pids_;
+};
 
 // A libvirt test-driver host with `n` running domains, written to a temporary file.
 std::string write_node(int n) {
@@ -20,9 +77,7 @@ std::string write_node(int n) {
   std::ofstream out(path);
   out << "<node>\n";
   for (int i = 0; i < n; ++i) {
-    char uuid[40];
-    std::snprintf(uuid, sizeof uuid, "00000000-0000-0000-0000-%012d", i);
-    out << "<domain type='test'><name>vm-" << i << "</name><uuid>" << uuid
+    out << "<domain type='test'><name>vm-" << i << "</name><uuid>" << domain_uuid(i)
         << "</uuid><memory unit='MiB'>2048</memory><currentMemory unit='MiB'>1024</currentMemory>"
         << "<vcpu>1</vcpu><os><type>hvm</type></os>"
         << "<metadata><m:vm xmlns:m='urn:memtide:domain:1' class='web' floor='25%'/></metadata>"
@@ -34,38 +89,62 @@ std::string write_node(int n) {
 }
 
 // One tick's VM collection over N test-driver domains, in steady state (inventory and domain
-// XML facts already cached, as in every tick but the first).
+// XML facts already cached, as in every tick but the first), without and with a QEMU process
+// per domain (second argument 1).
 void BM_CollectDomains(benchmark::State& state) {
   const auto path = write_node(static_cast<int>(state.range(0)));
+  const Placeholders processes(state.range(1) != 0 ? static_cast<int>(state.range(0)) : 0);
   memtide::collectors::LibvirtOptions o;
   o.uri = "test://" + path;
   o.procfs = "/proc";
   o.relist_interval = std::chrono::hours(1);
   memtide::collectors::LibvirtHypervisor h(o);
+  // A host whose swap and KSM counts stand still, as the Collector would say: each process's
+  // statm is read, its VmSwap and ksm_stat kept.
+  memtide::collectors::ProcessReadHints hints;
+  hints.swap_epoch = 1;
+  hints.ksm_epoch = 1;
   std::int64_t now = 0;
-  if (!h.collect(now).ok()) {
+  if (!h.collect(now, hints).ok()) {
     state.SkipWithError("collect failed");
   }
   for (auto _ : state) {
     now += 1000;
-    auto r = h.collect(now);
+    auto r = h.collect(now, hints);
     benchmark::DoNotOptimize(r);
   }
   std::remove(path.c_str());
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
-BENCHMARK(BM_CollectDomains)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CollectDomains)
+    ->Args({100, 0})
+    ->Args({1000, 0})
+    ->Args({1000, 1})
+    ->Unit(benchmark::kMillisecond);
 
-// The first tick after start or reconnect: listing plus every domain's XML.
+// The first tick after start or reconnect, with a QEMU process per domain: listing, every
+// domain's XML, the search of /proc for the QEMU processes and their first reads. The
+// connection is opened outside the timing: with the test driver, opening it is libvirt parsing
+// every domain definition in-process, which on a real host libvirtd did when it started.
 void BM_CollectDomainsCold(benchmark::State& state) {
   const auto path = write_node(static_cast<int>(state.range(0)));
+  const Placeholders processes(static_cast<int>(state.range(0)));
   for (auto _ : state) {
+    state.PauseTiming();
     memtide::collectors::LibvirtOptions o;
     o.uri = "test://" + path;
     o.procfs = "/proc";
-    memtide::collectors::LibvirtHypervisor h(o);
-    auto r = h.collect(0);
+    auto h = std::make_unique<memtide::collectors::LibvirtHypervisor>(o);
+    if (!h->connect(0).ok()) {
+      state.SkipWithError("cannot open the test driver");
+      break;
+    }
+    state.ResumeTiming();
+    auto r = h->collect(0);
     benchmark::DoNotOptimize(r);
+    state.PauseTiming();
+    h.reset();
+    state.ResumeTiming();
   }
   std::remove(path.c_str());
 }

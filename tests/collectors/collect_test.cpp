@@ -79,7 +79,7 @@ TEST_F(CollectorHints, SwapEpochMovesOnlyWithSwapTrafficOrUse) {
   EXPECT_NE(collect().swap_epoch, out.swap_epoch);
 }
 
-TEST_F(CollectorHints, KsmEpochMovesWhileKsmRunsOrItsCountsChange) {
+TEST_F(CollectorHints, KsmEpochMovesOnlyWhenKsmsStateOrCountsChange) {
   const auto first = collect();  // the fixture: run=0
   ASSERT_TRUE(first.ksm_epoch.has_value());
   EXPECT_EQ(collect().ksm_epoch, first.ksm_epoch);
@@ -90,10 +90,13 @@ TEST_F(CollectorHints, KsmEpochMovesWhileKsmRunsOrItsCountsChange) {
   EXPECT_EQ(collect().ksm_epoch, changed.ksm_epoch);
 
   std::ofstream(root_ + "/sys/kernel/mm/ksm/run") << "1\n";
-  const auto a = collect();
-  const auto b = collect();
-  EXPECT_NE(a.ksm_epoch, changed.ksm_epoch);
-  EXPECT_NE(b.ksm_epoch, a.ksm_epoch);  // running: every collection
+  const auto running = collect();
+  EXPECT_NE(running.ksm_epoch, changed.ksm_epoch);
+  // ksmd running with nothing new merged: no process's merged pages moved.
+  EXPECT_EQ(collect().ksm_epoch, running.ksm_epoch);
+  // A full scan ended: every process's rmap items are read again.
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/full_scans") << "1000\n";
+  EXPECT_NE(collect().ksm_epoch, running.ksm_epoch);
 }
 
 }  // namespace

@@ -55,6 +55,10 @@ class LibvirtHypervisor final : public Hypervisor {
   Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target_bytes,
                                         std::uint64_t floor_bytes) override;
 
+  // Opens the connection now, if it is not open (collect opens it when needed). Lets a caller
+  // tell the connection's cost (with the test driver, libvirt parsing every domain definition
+  // in-process) from the first collection's.
+  Status connect(std::int64_t monotonic_ms) { return ensure_connected(monotonic_ms); }
   bool connected() const { return conn_ != nullptr && !closed_; }
   std::uint64_t connects_total() const { return connects_total_; }
   // Domain events received (lifecycle and metadata changes), for tests.

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <memtide/collectors/host_source.hpp>
@@ -67,6 +68,8 @@ class PageScanWorker {
     std::int64_t finished_ms = 0;  // steady clock, end of the last pass, failed or not
   };
   void run();
+  // Whether `uuid` is listed and may be scanned. Called with mutex_ held.
+  bool scannable(const std::string& uuid) const;
   // The listed VM whose last pass is oldest (never scanned first), with the end of that pass in
   // `finished_ms` (-1: never); null when none may be scanned. Called with mutex_ held.
   const ScanTarget* oldest_target(std::int64_t& finished_ms) const;
@@ -86,6 +89,10 @@ class PageScanWorker {
   bool dirty_ = false;  // scanned_ changed since estimate_ was computed
   config::KsmScanSection settings_;
   std::vector<ScanTarget> targets_;
+  // targets_ by uuid: whether it may be scanned (not refused). A pass looks a VM up here, so
+  // its bookkeeping stays O(1) whatever the number of VMs.
+  std::unordered_map<std::string, bool> listed_;
+  std::uint64_t targets_generation_ = 0;    // advances whenever targets_ changes
   std::map<std::string, Scanned> scanned_;  // by uuid
   std::optional<KsmEstimate> estimate_;
   std::uint64_t read_bytes_total_ = 0;
@@ -93,6 +100,7 @@ class PageScanWorker {
   std::uint64_t passes_total_ = 0;
   // Thread-only state.
   std::map<std::string, collectors::PageScanner> scanners_;  // volatility samples, by uuid
+  std::uint64_t scanners_generation_ = 0;  // targets_generation_ scanners_ was pruned for
   double pass_started_wall_ = 0;
   double pass_started_cpu_ = 0;
   std::thread thread_;

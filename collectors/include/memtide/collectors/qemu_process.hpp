@@ -78,8 +78,10 @@ struct ProcessReadHints {
   // previous collection: a process's VmSwap cannot change without one of them. nullopt: read
   // VmSwap every time.
   std::optional<std::uint64_t> swap_epoch;
-  // Advances on every collection while ksmd runs, and whenever KSM's page counts changed: a
-  // process's ksm_stat cannot change otherwise. nullopt: read it every time.
+  // Advances whenever KSM's state or host-wide counts changed (run, pages_shared, pages_sharing,
+  // ksm_zero_pages, full_scans): a process's merged and zero pages cannot change otherwise. Its
+  // rmap_items (and so its profit) also move while ksmd scans it; they are read again at the
+  // end of each full scan at the latest. nullopt: read ksm_stat every time.
   std::optional<std::uint64_t> ksm_epoch;
   friend bool operator==(const ProcessReadHints&, const ProcessReadHints&) = default;
 };
