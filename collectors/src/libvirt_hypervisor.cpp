@@ -418,17 +418,19 @@ void LibvirtHypervisor::find_processes() {
     if (d.facts && d.facts->qemu_uid) {
       uids.push_back(*d.facts->qemu_uid);
     }
-    std::vector<int> trusted;
+    std::vector<const QemuCandidate*> trusted;
     std::string refused;
     for (const auto& c : it->second) {
       if (auto why = untrusted_reason(c, uids); why.empty()) {
-        trusted.push_back(c.pid);
+        trusted.push_back(&c);
       } else if (refused.empty()) {
         refused = "process " + std::to_string(c.pid) + " claims this VM but " + why;
       }
     }
     if (trusted.size() == 1) {
-      d.pid = trusted.front();
+      d.pid = trusted.front()->pid;
+      d.found_swap_bytes = trusted.front()->swap_bytes;
+      d.found_in = collections_;
     } else if (trusted.size() > 1) {
       d.process_unavailable =
           std::to_string(trusted.size()) + " QEMU processes claim this VM; none is taken for it";
@@ -684,6 +686,9 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
     }
     if (!d.process || d.process->pid() != *d.pid) {
       d.process.emplace(options_.procfs, *d.pid, options_.page_size_bytes);
+      if (d.found_in == collections_) {
+        d.process->assume_swap(d.found_swap_bytes, hints);  // status was read moments ago
+      }
     }
     vm.process = d.process->read(hints);
     if (!vm.process) {

@@ -185,6 +185,9 @@ std::map<std::string, std::vector<QemuCandidate>> find_qemu_candidates(const std
     c.pid = static_cast<int>(*pid);
     if (auto status = read_optional_file(base + "/status"); status && status->has_value()) {
       c.uids = parse_status_uids(**status);
+      if (auto memory = parse_process_status(**status, base + "/status")) {
+        c.swap_bytes = memory->swap_bytes;
+      }
     }
     char link[4096];
     const ssize_t n = readlink((base + "/exe").c_str(), link, sizeof link - 1);
@@ -314,6 +317,16 @@ std::optional<std::optional<std::uint64_t>> QemuProcessReader::read_rss() {
   }
   auto rss = parse_process_statm(text, page_size_bytes_, origin);
   return rss ? std::optional<std::uint64_t>(*rss) : std::nullopt;
+}
+
+void QemuProcessReader::assume_swap(std::optional<std::uint64_t> swap_bytes,
+                                    const ProcessReadHints& hints) {
+  if (!hints.swap_epoch) {
+    return;
+  }
+  swap_bytes_ = swap_bytes;
+  swap_read_ = true;
+  swap_epoch_ = *hints.swap_epoch;
 }
 
 std::optional<QemuProcess> QemuProcessReader::read(const ProcessReadHints& hints) {

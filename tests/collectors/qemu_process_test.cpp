@@ -115,7 +115,9 @@ TEST_F(FakeProcfs, FindsEveryProcessClaimingAGuest) {
   EXPECT_EQ(web[0].uids, (std::vector<std::uint32_t>{64055, 64055, 64055, 64055}));
   EXPECT_EQ(web[0].exe, qemu_);
   EXPECT_EQ(web[0].exe_owner, geteuid());
+  EXPECT_EQ(web[0].swap_bytes, 24u * 1024);  // from the same read of status
   EXPECT_EQ(web[1].pid, 404);
+  EXPECT_EQ(web[1].swap_bytes, std::nullopt);  // its status has no VmSwap
   EXPECT_EQ(found.at("aabbccdd-0000-1111-2222-333344445555").at(0).pid, 202);
   if (geteuid() == 0) {  // the binary is root's only when the test runs as root
     EXPECT_EQ(untrusted_reason(web[0], {0, 64055}), "");
@@ -253,6 +255,29 @@ TEST_F(FakeProcfs, ReaderRereadsOnlyWhatTheHostSaysMayHaveChanged) {
   std::ofstream(dir + "/status") << "Name:\tqemu\nVmRSS:\t 2000 kB\nVmSwap:\t 96 kB\n";
   p = reader.read(ProcessReadHints{});
   EXPECT_EQ(p->swap_bytes, 96u * 1024);
+}
+
+// VmSwap the search for processes read from status is kept by the first read, which opens
+// only statm (and ksm_stat); without a swap epoch there is nothing to keep it by.
+TEST_F(FakeProcfs, ReaderStartsFromTheSwapTheSearchRead) {
+  const auto found = find_qemu_candidates(root_);
+  const auto& web = found.at("6695eb01-f6a4-8304-79aa-97f2502e193f").at(0);
+  // status changes after the search read it: the reader keeps what the search saw.
+  std::ofstream(root_ + "/101/status") << "Name:\tqemu\nVmRSS:\t 2000 kB\nVmSwap:\t 48 kB\n";
+  const ProcessReadHints hints{true, 1, 1};
+  QemuProcessReader reader(root_, 101, 4096);
+  reader.assume_swap(web.swap_bytes, hints);
+  auto p = reader.read(hints);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->swap_bytes, 24u * 1024);
+  EXPECT_EQ(p->rss_bytes, 250u * 4096);
+  // The next swap epoch reads status itself.
+  p = reader.read(ProcessReadHints{true, 2, 1});
+  EXPECT_EQ(p->swap_bytes, 48u * 1024);
+
+  QemuProcessReader without_epoch(root_, 101, 4096);
+  without_epoch.assume_swap(web.swap_bytes, ProcessReadHints{});
+  EXPECT_EQ(without_epoch.read(hints)->swap_bytes, 48u * 1024);
 }
 
 // A real process read in place tick after tick: what it touches shows, and once it has exited

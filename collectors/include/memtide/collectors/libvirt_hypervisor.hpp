@@ -80,6 +80,10 @@ class LibvirtHypervisor final : public Hypervisor {
     std::optional<unsigned long> max_kib;
     std::optional<std::string> process_unavailable;  // why no process was taken for it
     bool pid_searched = false;
+    // The process's VmSwap as the search read it, and in which collection: a reader made in
+    // that same collection starts from it instead of reading status again.
+    std::optional<std::uint64_t> found_swap_bytes;
+    std::uint64_t found_in = 0;
     bool period_requested = false;
     // A transient domain's virtio-mem requested sizes when first seen, by alias: what a restore
     // returns to (a persistent domain's come from its inactive XML).

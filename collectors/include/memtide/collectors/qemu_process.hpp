@@ -40,6 +40,9 @@ struct QemuCandidate {
   std::string exe;                  // the executable's path (readlink of /proc/PID/exe)
   std::optional<std::uint32_t> exe_owner;  // owner and mode of the executable file itself
   std::uint32_t exe_mode = 0;
+  // VmSwap from the same read of status, so that the process's first read need not open it
+  // again (QemuProcessReader::assume_swap). Unset when status had none or was unreadable.
+  std::optional<std::uint64_t> swap_bytes;
   friend bool operator==(const QemuCandidate&, const QemuCandidate&) = default;
 };
 
@@ -99,6 +102,10 @@ class QemuProcessReader {
 
   // The process's figures now; nullopt once it has exited.
   std::optional<QemuProcess> read(const ProcessReadHints& hints);
+  // VmSwap that the caller read from this process's status under `hints` (the same
+  // collection's): the next read keeps it rather than reading status again, as it would a value
+  // it had read itself. Without a swap epoch in `hints` it changes nothing.
+  void assume_swap(std::optional<std::uint64_t> swap_bytes, const ProcessReadHints& hints);
   int pid() const { return pid_; }
 
  private:
