@@ -222,10 +222,13 @@ TEST_F(KnownMemory, PaceIsCalledPerBatchAndCanAbandonThePass) {
   };
   ASSERT_TRUE(scanner.scan(child_, *regions, o).ok());
   // 1,000 pages: one full batch of 512, then the end of the (only) 64 MiB window of address
-  // space; the remainder is read at the end of the pass.
+  // space; the remainder is read at the end of the pass. Pages a running ksmd has merged
+  // meanwhile wait in the shared batch and are read with the full one, so the first call may
+  // count a few more than 512.
   ASSERT_EQ(seen.size(), 2u);
-  EXPECT_EQ(seen[0], 512 * page_);
-  EXPECT_EQ(seen[1], 512 * page_);
+  EXPECT_GE(seen[0], 512 * page_);
+  EXPECT_LT(seen[0], 1000 * page_);
+  EXPECT_EQ(seen[1], seen[0]);
   o.pace = [](std::uint64_t) { return false; };
   const auto abandoned = scanner.scan(child_, *regions, o);
   ASSERT_FALSE(abandoned.ok());
