@@ -378,7 +378,7 @@ void LibvirtHypervisor::load_configured_virtio_mem(virDomainPtr dom, Domain& d) 
   }
 }
 
-void LibvirtHypervisor::find_processes() {
+void LibvirtHypervisor::find_processes(const ProcessReadHints& hints) {
   bool any_missing = false;
   for (const auto& [uuid, d] : inventory_) {
     any_missing = any_missing || !d.pid_searched;
@@ -429,8 +429,9 @@ void LibvirtHypervisor::find_processes() {
     }
     if (trusted.size() == 1) {
       d.pid = trusted.front()->pid;
-      d.found_swap_bytes = trusted.front()->swap_bytes;
-      d.found_in = collections_;
+      d.process.emplace(options_.procfs, *d.pid, options_.page_size_bytes);
+      // status was read moments ago by the search: the first read need not open it again.
+      d.process->assume_swap(trusted.front()->swap_bytes, hints);
     } else if (trusted.size() > 1) {
       d.process_unavailable =
           std::to_string(trusted.size()) + " QEMU processes claim this VM; none is taken for it";
@@ -676,7 +677,7 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
   std::erase_if(inventory_,
                 [this](const auto& entry) { return entry.second.seen_in != collections_; });
 
-  find_processes();
+  find_processes(hints);
   for (auto& vm : vms) {
     auto& d = inventory_.at(vm.uuid);
     vm.process_unavailable = d.process_unavailable;
@@ -686,9 +687,6 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
     }
     if (!d.process || d.process->pid() != *d.pid) {
       d.process.emplace(options_.procfs, *d.pid, options_.page_size_bytes);
-      if (d.found_in == collections_) {
-        d.process->assume_swap(d.found_swap_bytes, hints);  // status was read moments ago
-      }
     }
     vm.process = d.process->read(hints);
     if (!vm.process) {

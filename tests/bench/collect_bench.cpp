@@ -130,9 +130,9 @@ BENCHMARK(BM_CollectDomains)
 
 // The first tick after start or reconnect, with a QEMU process per domain: listing, every
 // domain's XML, the search of /proc for the QEMU processes and their first reads (statm and
-// ksm_stat; VmSwap comes from the search's read of status). The
-// connection is opened outside the timing: with the test driver, opening it is libvirt parsing
-// every domain definition in-process, which on a real host libvirtd did when it started.
+// ksm_stat; VmSwap comes from the search's read of status). The connection is opened outside
+// the timing: with the test driver, opening it is libvirt parsing every domain definition
+// in-process, which on a real host libvirtd did when it started.
 void BM_CollectDomainsCold(benchmark::State& state) {
   const auto path = write_node(static_cast<int>(state.range(0)));
   const Placeholders processes(static_cast<int>(state.range(0)));

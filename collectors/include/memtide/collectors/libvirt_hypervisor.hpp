@@ -80,10 +80,6 @@ class LibvirtHypervisor final : public Hypervisor {
     std::optional<unsigned long> max_kib;
     std::optional<std::string> process_unavailable;  // why no process was taken for it
     bool pid_searched = false;
-    // The process's VmSwap as the search read it, and in which collection: a reader made in
-    // that same collection starts from it instead of reading status again.
-    std::optional<std::uint64_t> found_swap_bytes;
-    std::uint64_t found_in = 0;
     bool period_requested = false;
     // A transient domain's virtio-mem requested sizes when first seen, by alias: what a restore
     // returns to (a persistent domain's come from its inactive XML).
@@ -103,7 +99,9 @@ class LibvirtHypervisor final : public Hypervisor {
   void apply_events();
   Status relist();
   void load_facts(virDomainPtr dom, Domain& d);
-  void find_processes();
+  // Finds the QEMU process of each domain not yet searched, and makes its reader (starting
+  // from the VmSwap the search read, under `hints`).
+  void find_processes(const ProcessReadHints& hints);
   VmSample sample_from_record(virDomainPtr dom, const void* params, int nparams,
                               std::int64_t monotonic_ms);
   // `state_in_record`: the bulk record gave the domain's state.
