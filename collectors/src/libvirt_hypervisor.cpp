@@ -188,6 +188,14 @@ void LibvirtHypervisor::on_memory_device_size_change(virConnectPtr, virDomainPtr
   ++h->events_total_;
 }
 
+void LibvirtHypervisor::on_balloon_change(virConnectPtr, virDomainPtr dom, unsigned long long,
+                                          void* self) {
+  auto* h = static_cast<LibvirtHypervisor*>(self);
+  std::lock_guard lock(h->events_mutex_);
+  h->events_.push_back({domain_uuid(dom), kBalloonChanged});
+  ++h->events_total_;
+}
+
 void LibvirtHypervisor::on_close(virConnectPtr, int reason, void* self) {
   auto* h = static_cast<LibvirtHypervisor*>(self);
   h->close_reason_ = reason;
@@ -198,7 +206,8 @@ void LibvirtHypervisor::drop_connection(const std::string& why) {
   if (conn_ == nullptr) {
     return;
   }
-  for (int* callback : {&lifecycle_callback_, &metadata_callback_, &memory_device_callback_}) {
+  for (int* callback :
+       {&lifecycle_callback_, &metadata_callback_, &memory_device_callback_, &balloon_callback_}) {
     if (*callback >= 0) {
       virConnectDomainEventDeregisterAny(conn_, *callback);
       *callback = -1;
@@ -258,12 +267,19 @@ Status LibvirtHypervisor::ensure_connected(std::int64_t monotonic_ms) {
   memory_device_callback_ = virConnectDomainEventRegisterAny(
       conn_, nullptr, VIR_DOMAIN_EVENT_ID_MEMORY_DEVICE_SIZE_CHANGE,
       VIR_DOMAIN_EVENT_CALLBACK(&LibvirtHypervisor::on_memory_device_size_change), this, nullptr);
+  // The balloon's moves, whoever made them: its statistics are asked for again at once rather
+  // than when next due. (Without the event, the balloon is followed after each command, and
+  // others' changes are seen when its statistics are next due.)
+  balloon_callback_ = virConnectDomainEventRegisterAny(
+      conn_, nullptr, VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE,
+      VIR_DOMAIN_EVENT_CALLBACK(&LibvirtHypervisor::on_balloon_change), this, nullptr);
   // Events may have been missed while disconnected: list everything afresh (the XML too, for
-  // virtio-mem sizes).
+  // virtio-mem sizes, and the balloons).
   for (auto& [uuid, d] : inventory_) {
     if (d.facts && !d.facts->virtio_mem.empty()) {
       d.facts.reset();
     }
+    d.balloon.reset();
   }
   last_relist_ms_ = INT64_MIN;
   for (auto& [uuid, d] : inventory_) {
@@ -279,6 +295,12 @@ void LibvirtHypervisor::apply_events() {
     events.swap(events_);
   }
   for (const auto& e : events) {
+    if (e.type == kBalloonChanged) {
+      if (auto it = inventory_.find(e.uuid); it != inventory_.end()) {
+        it->second.balloon_due_ms = INT64_MIN;
+      }
+      continue;
+    }
     if (e.type == kMetadataChanged || e.type == kMemoryDeviceSizeChanged) {
       // New settings, or a virtio-mem device's new plugged size: the XML is read again. (The
       // plugged size is in the event, but another client, virsh update-memory-device or
@@ -304,6 +326,7 @@ void LibvirtHypervisor::apply_events() {
           it->second.process.reset();
           it->second.pid_searched = false;
           it->second.period_requested = false;
+          it->second.balloon.reset();
         }
         break;
       }
@@ -441,8 +464,9 @@ void LibvirtHypervisor::find_processes(const ProcessReadHints& hints) {
   }
 }
 
-void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, Domain& d, VmSample& vm,
-                                               bool state_in_record) {
+LibvirtHypervisor::BalloonFigures LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom,
+                                                                            Domain& d, VmSample& vm,
+                                                                            bool state_in_record) {
   // Drivers without the bulk balloon group (libvirt's test driver) answer these per domain.
   // The maximum is asked for when the domain's XML is read (first seen, or an event since) and
   // at each full listing (libvirt.relist_interval): a running domain's maximum changes only
@@ -455,16 +479,20 @@ void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, Domain& d, VmSa
       std::any_of(stats, stats + std::max(n, 0), [](const virDomainMemoryStatStruct& s) {
         return s.tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON;
       });
+  BalloonFigures f;
+  f.from_domain_calls = true;
   if (!d.facts || !d.max_kib || !actual_reported || !state_in_record) {
     virDomainInfo info{};
     if (virDomainGetInfo(dom, &info) == 0) {
       d.max_kib = info.maxMem;
       const auto current = times(info.memory, KiB);
       if (!current) {
-        vm.invalid_sizes = "a size in KiB overflows in bytes";
+        f.invalid_sizes = "a size in KiB overflows in bytes";
       }
-      vm.current_bytes = current.value_or(0);
-      vm.state = to_vm_state(info.state);
+      f.current_bytes = current.value_or(0);
+      if (!state_in_record) {
+        vm.state = to_vm_state(info.state);
+      }
     } else {
       d.max_kib.reset();
     }
@@ -472,13 +500,13 @@ void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, Domain& d, VmSa
   if (d.max_kib) {
     const auto max = times(*d.max_kib, KiB);
     if (!max) {
-      vm.invalid_sizes = "a size in KiB overflows in bytes";
+      f.invalid_sizes = "a size in KiB overflows in bytes";
     }
-    vm.max_bytes = max.value_or(0);
+    f.max_bytes = max.value_or(0);
   }
   for (int i = 0; i < n; ++i) {
     const auto v = static_cast<std::uint64_t>(stats[i].val);
-    auto& g = vm.guest;
+    auto& g = f.guest;
     switch (stats[i].tag) {
       case VIR_DOMAIN_MEMORY_STAT_SWAP_IN:
         g.swap_in_bytes_total = times(v, KiB);
@@ -499,10 +527,10 @@ void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, Domain& d, VmSa
         g.total_bytes = times(v, KiB);
         break;
       case VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON:
-        vm.current_bytes = times(v, KiB).value_or(kMaxPlausibleBytes + 1);
+        f.current_bytes = times(v, KiB).value_or(kMaxPlausibleBytes + 1);
         break;
       case VIR_DOMAIN_MEMORY_STAT_RSS:
-        vm.host_rss_bytes = times(v, KiB);
+        f.host_rss_bytes = times(v, KiB);
         break;
       case VIR_DOMAIN_MEMORY_STAT_USABLE:
         g.usable_bytes = times(v, KiB);
@@ -517,6 +545,7 @@ void LibvirtHypervisor::fill_from_domain_calls(virDomainPtr dom, Domain& d, VmSa
         break;
     }
   }
+  return f;
 }
 
 void LibvirtHypervisor::classify_stats(virDomainPtr dom, Domain& d, VmSample& vm,
@@ -561,48 +590,108 @@ void LibvirtHypervisor::classify_stats(virDomainPtr dom, Domain& d, VmSample& vm
   }
 }
 
-VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw_params,
-                                               int nparams, std::int64_t monotonic_ms) {
-  const auto* params = static_cast<const virTypedParameter*>(raw_params);
+std::optional<LibvirtHypervisor::BalloonFigures> LibvirtHypervisor::bulk_balloon_figures(
+    const void* params, int n) {
+  const auto* b = static_cast<const virTypedParameter*>(params);
+  const auto current = param_u64(b, n, "balloon.current");
+  if (!current) {
+    return std::nullopt;
+  }
+  BalloonFigures f;
+  const auto current_bytes = times(current, KiB);
+  const auto max_bytes = times(param_u64(b, n, "balloon.maximum").value_or(0), KiB);
+  if (!current_bytes || !max_bytes) {
+    f.invalid_sizes = "a size in KiB overflows in bytes";
+  }
+  f.current_bytes = current_bytes.value_or(0);
+  f.max_bytes = max_bytes.value_or(0);
+  auto& g = f.guest;
+  g.swap_in_bytes_total = times(param_u64(b, n, "balloon.swap_in"), KiB);
+  g.swap_out_bytes_total = times(param_u64(b, n, "balloon.swap_out"), KiB);
+  g.major_faults_total = param_u64(b, n, "balloon.major_fault");
+  g.minor_faults_total = param_u64(b, n, "balloon.minor_fault");
+  g.unused_bytes = times(param_u64(b, n, "balloon.unused"), KiB);
+  g.total_bytes = times(param_u64(b, n, "balloon.available"), KiB);
+  g.usable_bytes = times(param_u64(b, n, "balloon.usable"), KiB);
+  g.disk_caches_bytes = times(param_u64(b, n, "balloon.disk_caches"), KiB);
+  if (auto t = param_u64(b, n, "balloon.last-update")) {
+    g.last_update_unix_s = static_cast<std::int64_t>(*t);
+  }
+  f.host_rss_bytes = times(param_u64(b, n, "balloon.rss"), KiB);
+  return f;
+}
+
+bool LibvirtHypervisor::balloon_due(const Domain& d, std::int64_t monotonic_ms) {
+  return !d.balloon || monotonic_ms >= d.balloon_due_ms || monotonic_ms < d.follow_until_ms;
+}
+
+void LibvirtHypervisor::schedule_balloon(Domain& d, std::int64_t monotonic_ms) const {
+  // QEMU asks the guest for its statistics once a period and answers libvirt from what it got
+  // last, so asking more often than that only costs libvirtd and QEMU a query per domain. The
+  // next report is expected a period after the last one was first seen (which was within one
+  // collection of its arrival); one that is late is asked for at each collection until a
+  // period more has passed, then once a period, which is also the pace for guests without a
+  // period, or without a balloon, for changes no event reports (say a new maximum).
+  const std::uint32_t guest_period_s = d.facts ? d.facts->stats_period_s : 0;
+  const std::int64_t period_ms =
+      1000 * static_cast<std::int64_t>(guest_period_s > 0            ? guest_period_s
+                                       : options_.stats_period_s > 0 ? options_.stats_period_s
+                                                                     : 5);
+  // Collections come at a steady pace, give or take the tick's jitter: one that comes this
+  // much early counts as on time.
+  constexpr std::int64_t kEarlyMs = 250;
+  const bool reporting = guest_period_s > 0 && d.facts->has_balloon && d.last_update;
+  const bool late = reporting && d.last_update_seen_ms != monotonic_ms &&
+                    monotonic_ms - d.last_update_seen_ms < 2 * period_ms;
+  // A late report is asked for at the next collection.
+  d.balloon_due_ms = late ? monotonic_ms : monotonic_ms + period_ms - kEarlyMs;
+  if (d.follow_until_ms > monotonic_ms && d.balloon) {
+    const std::uint64_t current = d.balloon->current_bytes;
+    const std::uint64_t gap =
+        current > d.requested_bytes ? current - d.requested_bytes : d.requested_bytes - current;
+    if (gap < options_.page_size_bytes) {
+      d.follow_until_ms = INT64_MIN;  // arrived (the guest moves it in whole pages)
+    }
+  }
+}
+
+VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, std::string uuid,
+                                               const void* state_params, int n_state,
+                                               const void* balloon_params, int n_balloon,
+                                               std::int64_t monotonic_ms) {
+  const auto* params = static_cast<const virTypedParameter*>(state_params);
   VmSample vm;
-  vm.uuid = domain_uuid(dom);
+  vm.uuid = std::move(uuid);
   auto& d = inventory_[vm.uuid];  // a domain that appeared since the last listing joins here
   d.seen_in = collections_;
   if (d.name.empty()) {
     d.name = domain_name(dom);
   }
   vm.name = d.name;
-  const auto state = param_u64(params, nparams, "state.state");
+  const auto state = param_u64(params, n_state, "state.state");
   if (state) {
     vm.state = to_vm_state(static_cast<int>(*state));
   }
-  const auto current = param_u64(params, nparams, "balloon.current");
-  bool per_domain_calls = false;
-  if (current && bulk_balloon_supported_) {
-    const auto current_bytes = times(current, KiB);
-    const auto max_bytes = times(param_u64(params, nparams, "balloon.maximum").value_or(0), KiB);
-    if (!current_bytes || !max_bytes) {
-      vm.invalid_sizes = "a size in KiB overflows in bytes";
+  bool asked = false;
+  if (balloon_params != nullptr && bulk_balloon_supported_) {
+    if (auto f = bulk_balloon_figures(balloon_params, n_balloon)) {
+      d.balloon = std::move(*f);
+      asked = true;
+    } else {
+      bulk_balloon_supported_ = false;  // answered per domain from now on
     }
-    vm.current_bytes = current_bytes.value_or(0);
-    vm.max_bytes = max_bytes.value_or(0);
-    auto& g = vm.guest;
-    g.swap_in_bytes_total = times(param_u64(params, nparams, "balloon.swap_in"), KiB);
-    g.swap_out_bytes_total = times(param_u64(params, nparams, "balloon.swap_out"), KiB);
-    g.major_faults_total = param_u64(params, nparams, "balloon.major_fault");
-    g.minor_faults_total = param_u64(params, nparams, "balloon.minor_fault");
-    g.unused_bytes = times(param_u64(params, nparams, "balloon.unused"), KiB);
-    g.total_bytes = times(param_u64(params, nparams, "balloon.available"), KiB);
-    g.usable_bytes = times(param_u64(params, nparams, "balloon.usable"), KiB);
-    g.disk_caches_bytes = times(param_u64(params, nparams, "balloon.disk_caches"), KiB);
-    if (auto t = param_u64(params, nparams, "balloon.last-update")) {
-      g.last_update_unix_s = static_cast<std::int64_t>(*t);
-    }
-    vm.host_rss_bytes = times(param_u64(params, nparams, "balloon.rss"), KiB);
-  } else {
-    bulk_balloon_supported_ = current.has_value();
-    fill_from_domain_calls(dom, d, vm, state.has_value());
-    per_domain_calls = true;
+  }
+  if (!bulk_balloon_supported_ && (!state || balloon_due(d, monotonic_ms))) {
+    d.balloon = fill_from_domain_calls(dom, d, vm, state.has_value());
+    asked = true;
+  }
+  balloon_queries_total_ += asked ? 1 : 0;
+  if (d.balloon) {
+    vm.current_bytes = d.balloon->current_bytes;
+    vm.max_bytes = d.balloon->max_bytes;
+    vm.host_rss_bytes = d.balloon->host_rss_bytes;
+    vm.guest = d.balloon->guest;
+    vm.invalid_sizes = d.balloon->invalid_sizes;
   }
   if (!d.facts) {
     load_facts(dom, d);
@@ -618,7 +707,7 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
     vm.sharing_allowed = d.facts->sharing_allowed;
     vm.memory_pins = d.facts->memory_pins;
     vm.virtio_mem = d.facts->virtio_mem;
-    if (per_domain_calls && vm.guest.total_bytes) {
+    if (d.balloon && d.balloon->from_domain_calls && vm.guest.total_bytes) {
       // The balloon's own size (the actual-balloon statistic) leaves out what the devices plug;
       // libvirt's bulk balloon.current counts it.
       for (const auto& device : vm.virtio_mem) {
@@ -634,7 +723,52 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, const void* raw
     }
     classify_stats(dom, d, vm, monotonic_ms);
   }
+  if (asked) {
+    schedule_balloon(d, monotonic_ms);
+  }
   return vm;
+}
+
+// A list of statistics records as libvirt returns it, freed with it.
+struct LibvirtHypervisor::StatsRecords {
+  virDomainStatsRecordPtr* list = nullptr;
+  int size = 0;
+  StatsRecords() = default;
+  StatsRecords(const StatsRecords&) = delete;
+  StatsRecords& operator=(const StatsRecords&) = delete;
+  ~StatsRecords() {
+    if (list != nullptr) {
+      virDomainStatsRecordListFree(list);
+    }
+  }
+};
+
+Error LibvirtHypervisor::collection_failed(Error error) {
+  if (virConnectIsAlive(conn_) != 1) {
+    drop_connection(error.message);
+  }
+  return error;
+}
+
+Status LibvirtHypervisor::ask_due_balloons(const StatsRecords& all,
+                                           const std::vector<std::string>& uuids,
+                                           std::int64_t monotonic_ms, StatsRecords& due) {
+  std::vector<virDomainPtr> handles;
+  for (int i = 0; i < all.size; ++i) {
+    const auto it = inventory_.find(uuids[static_cast<std::size_t>(i)]);
+    if (it == inventory_.end() || balloon_due(it->second, monotonic_ms)) {
+      handles.push_back(all.list[i]->dom);
+    }
+  }
+  if (handles.empty()) {
+    return Ok{};
+  }
+  handles.push_back(nullptr);  // the list's end
+  due.size = virDomainListGetStats(handles.data(), VIR_DOMAIN_STATS_BALLOON, &due.list, 0);
+  if (due.size < 0) {
+    return libvirt_error("cannot get balloon statistics");
+  }
+  return Ok{};
 }
 
 Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_ms,
@@ -646,33 +780,55 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
   if (last_relist_ms_ == INT64_MIN ||
       monotonic_ms - last_relist_ms_ >= options_.relist_interval.count()) {
     if (auto listed = relist(); !listed) {
-      if (virConnectIsAlive(conn_) != 1) {
-        drop_connection(listed.error().message);
-      }
-      return listed.error();
+      return collection_failed(listed.error());
     }
     last_relist_ms_ = monotonic_ms;
   }
 
-  virDomainStatsRecordPtr* records = nullptr;
-  const int n =
-      virConnectGetAllDomainStats(conn_, VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_STATE,
-                                  &records, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
-  if (n < 0) {
-    auto error = libvirt_error("cannot get domain statistics");
-    if (virConnectIsAlive(conn_) != 1) {
-      drop_connection(error.message);
+  // Every active domain's state, and its balloon statistics in the same call when every
+  // domain's are due (the first collection; a driver answering them per domain is asked in
+  // sample_from_record). Otherwise those due are asked for in a second call, by handle: the
+  // rest keep their last figures (schedule_balloon says why that loses nothing).
+  last_collect_ms_ = monotonic_ms;
+  const bool balloon_in_bulk =
+      bulk_balloon_supported_ &&
+      std::all_of(inventory_.begin(), inventory_.end(),
+                  [&](const auto& e) { return balloon_due(e.second, monotonic_ms); });
+  StatsRecords all;
+  all.size = virConnectGetAllDomainStats(
+      conn_, VIR_DOMAIN_STATS_STATE | (balloon_in_bulk ? VIR_DOMAIN_STATS_BALLOON : 0), &all.list,
+      VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+  if (all.size < 0) {
+    return collection_failed(libvirt_error("cannot get domain statistics"));
+  }
+  std::vector<std::string> uuids;
+  uuids.reserve(static_cast<std::size_t>(all.size));
+  for (int i = 0; i < all.size; ++i) {
+    uuids.push_back(domain_uuid(all.list[i]->dom));
+  }
+  StatsRecords due;
+  std::unordered_map<std::string, const virDomainStatsRecord*> balloon_of;
+  if (bulk_balloon_supported_ && !balloon_in_bulk) {
+    if (auto asked = ask_due_balloons(all, uuids, monotonic_ms, due); !asked) {
+      return collection_failed(asked.error());
     }
-    return error;
+    for (int i = 0; i < due.size; ++i) {
+      balloon_of.emplace(domain_uuid(due.list[i]->dom), due.list[i]);
+    }
   }
   ++collections_;
   std::vector<VmSample> vms;
-  vms.reserve(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    vms.push_back(
-        sample_from_record(records[i]->dom, records[i]->params, records[i]->nparams, monotonic_ms));
+  vms.reserve(uuids.size());
+  for (int i = 0; i < all.size; ++i) {
+    const virDomainStatsRecord* r = all.list[i];
+    const virDomainStatsRecord* b = balloon_in_bulk ? r : nullptr;
+    auto& uuid = uuids[static_cast<std::size_t>(i)];
+    if (const auto it = balloon_of.find(uuid); it != balloon_of.end()) {
+      b = it->second;
+    }
+    vms.push_back(sample_from_record(r->dom, std::move(uuid), r->params, r->nparams,
+                                     b ? b->params : nullptr, b ? b->nparams : 0, monotonic_ms));
   }
-  virDomainStatsRecordListFree(records);
   // Keep only what libvirt reported active now; a domain that vanished mid-tick drops out here.
   std::erase_if(inventory_,
                 [this](const auto& entry) { return entry.second.seen_in != collections_; });
@@ -780,6 +936,12 @@ Result<std::uint64_t> LibvirtHypervisor::set_memory_size(const std::string& uuid
   if (!d.facts) {
     load_facts(dom.get(), d);
   }
+  // Whatever happens below, the balloon is followed at each collection for a while: QEMU moves
+  // it in steps, and the policy must see where it is (kFollowMs: long enough for a guest to give
+  // up gigabytes; the balloon change event usually tells sooner).
+  constexpr std::int64_t kFollowMs = 30'000;
+  d.follow_until_ms = last_collect_ms_ + kFollowMs;
+  d.requested_bytes = target_kib * KiB;
   if (!d.facts || d.facts->virtio_mem.empty()) {
     if (virDomainSetMemoryFlags(dom.get(), static_cast<unsigned long>(target_kib),
                                 VIR_DOMAIN_AFFECT_LIVE) != 0) {
@@ -816,7 +978,8 @@ Result<std::uint64_t> LibvirtHypervisor::set_memory_size(const std::string& uuid
       return done.error();
     }
   }
-  return split.total_bytes() / KiB * KiB;
+  d.requested_bytes = split.total_bytes() / KiB * KiB;
+  return d.requested_bytes;
 }
 
 }  // namespace memtide::collectors

@@ -134,6 +134,54 @@ TEST(LibvirtTestDriver, GoneDomainIsNotActedOn) {
   EXPECT_NE(r.error().message.find("gone"), std::string::npos) << r.error().message;
 }
 
+// Balloon statistics are asked for when the guest's next report is due, not at every
+// collection: each ask costs libvirtd a query to QEMU. Between times the last figures stand, and
+// after a command the balloon is followed at every collection until it arrives.
+TEST(LibvirtTestDriver, BalloonStatisticsAreAskedWhenDueAndFollowedAfterACommand) {
+  Peer peer("test:///default");
+  const auto before = peer.memory_kib(kTestUuid);
+  virDomainPtr dom = virDomainLookupByUUIDString(peer.get(), kTestUuid);
+  ASSERT_EQ(virDomainSetMemoryStatsPeriod(dom, 5, VIR_DOMAIN_AFFECT_LIVE), 0);
+  LibvirtHypervisor h(options("test:///default"));
+  auto current_at = [&h](std::int64_t ms) {
+    const auto r = h.collect(ms);
+    EXPECT_TRUE(r.ok());
+    return r.ok() && !r->empty() ? r->front().current_bytes : 0;
+  };
+
+  EXPECT_EQ(current_at(0), before * KiB);
+  EXPECT_EQ(h.balloon_queries_total(), 1u);
+  // The guest's next report is due 5 s after the one first seen at 0.
+  for (std::int64_t ms = 1000; ms <= 4000; ms += 1000) {
+    EXPECT_EQ(current_at(ms), before * KiB);
+  }
+  EXPECT_EQ(h.balloon_queries_total(), 1u) << "asked between the guest's reports";
+
+  // Another client's change is seen when the statistics are next due...
+  ASSERT_EQ(virDomainSetMemory(dom, 1536 * 1024), 0);
+  EXPECT_EQ(current_at(4500), before * KiB);
+  EXPECT_EQ(current_at(5000), 1536 * MiB);
+  EXPECT_EQ(h.balloon_queries_total(), 2u);
+  // ...and the report that did not come (the test driver's timestamp never moves) is asked for
+  // at each collection for one period more, then once a period.
+  for (std::int64_t ms = 6000; ms <= 20'000; ms += 1000) {
+    current_at(ms);
+  }
+  EXPECT_EQ(h.balloon_queries_total(), 2u + 5u + 2u);  // 6 to 10 s, then 15 and 20 s
+
+  // A command: the balloon is followed from the next collection on, until it arrives.
+  const auto queries = h.balloon_queries_total();
+  ASSERT_TRUE(h.set_memory_size(kTestUuid, 1024 * MiB, 0).ok());
+  EXPECT_EQ(current_at(21'000), 1024 * MiB);
+  EXPECT_EQ(h.balloon_queries_total(), queries + 1);
+  current_at(22'000);
+  EXPECT_EQ(h.balloon_queries_total(), queries + 1) << "followed after it arrived";
+
+  ASSERT_EQ(virDomainSetMemory(dom, before), 0);
+  ASSERT_EQ(virDomainSetMemoryStatsPeriod(dom, 0, VIR_DOMAIN_AFFECT_LIVE), 0);
+  virDomainFree(dom);
+}
+
 TEST(LibvirtTestDriver, LifecycleEventsAndDomainsComingAndGoing) {
   Peer peer("test:///default");
   LibvirtHypervisor h(options("test:///default"));

@@ -64,12 +64,34 @@ class LibvirtHypervisor final : public Hypervisor {
   // Domain events received (lifecycle and metadata changes), for tests.
   std::uint64_t domain_events_total() const { return events_total_; }
   std::size_t inventory_size() const { return inventory_.size(); }
+  // Domains whose balloon statistics were asked of libvirt, summed over collections (each one
+  // costs libvirtd a query to QEMU), for tests and benchmarks.
+  std::uint64_t balloon_queries_total() const { return balloon_queries_total_; }
   // The uuids whose statistics period this instance set (for tests and the daemon's report).
   const std::vector<std::string>& stats_period_set_on() const { return stats_period_set_on_; }
 
  private:
+  // What a domain's balloon statistics said when they were last asked for.
+  struct BalloonFigures {
+    std::uint64_t current_bytes = 0;
+    std::uint64_t max_bytes = 0;
+    std::optional<std::uint64_t> host_rss_bytes;
+    GuestMemory guest;
+    std::optional<std::string> invalid_sizes;
+    // Answered per domain (no bulk balloon group): the actual-balloon statistic, which leaves
+    // out what virtio-mem devices plug.
+    bool from_domain_calls = false;
+  };
   struct Domain {
     std::string name;
+    // Balloon statistics are asked for only when due (see balloon_due); between times the last
+    // figures stand. nullopt until first asked, and again after a reconnection.
+    std::optional<BalloonFigures> balloon;
+    std::int64_t balloon_due_ms = INT64_MIN;  // our clock; INT64_MIN: at the next collection
+    // After set_memory_size, the balloon is followed at every collection until it reaches
+    // `requested_bytes` or this time passes.
+    std::int64_t follow_until_ms = INT64_MIN;
+    std::uint64_t requested_bytes = 0;
     std::optional<DomainXmlFacts> facts;       // nullopt until the XML was read
     std::optional<std::int64_t> last_update;   // last balloon.last-update seen
     std::int64_t last_update_seen_ms = 0;      // our clock when it last changed
@@ -93,8 +115,22 @@ class LibvirtHypervisor final : public Hypervisor {
   static constexpr int kMetadataChanged = -1;
   // A virtio-mem device's plugged size changed (the guest plugged or unplugged blocks).
   static constexpr int kMemoryDeviceSizeChanged = -2;
+  // QEMU reported the balloon's new size (it moves in steps after a command, or another client
+  // set it): the balloon statistics are asked for at the next collection.
+  static constexpr int kBalloonChanged = -3;
+
+  struct StatsRecords;
 
   Status ensure_connected(std::int64_t monotonic_ms);
+  // `error`, after dropping the connection if libvirt says it is dead.
+  Error collection_failed(Error error);
+  // Asks in one call for the balloon group of those domains in `all` whose balloon statistics
+  // are due (`uuids`: theirs, in the same order); their records go to `due`.
+  Status ask_due_balloons(const StatsRecords& all, const std::vector<std::string>& uuids,
+                          std::int64_t monotonic_ms, StatsRecords& due);
+  // The balloon group of a bulk statistics record; nullopt when it has none (the driver does
+  // not offer the group).
+  static std::optional<BalloonFigures> bulk_balloon_figures(const void* params, int n);
   void drop_connection(const std::string& why);
   void apply_events();
   Status relist();
@@ -102,10 +138,20 @@ class LibvirtHypervisor final : public Hypervisor {
   // Finds the QEMU process of each domain not yet searched, and makes its reader (starting
   // from the VmSwap the search read, under `hints`).
   void find_processes(const ProcessReadHints& hints);
-  VmSample sample_from_record(virDomainPtr dom, const void* params, int nparams,
+  // Whether `d`'s balloon statistics are asked for at this collection: never asked yet, a
+  // balloon change reported by QEMU, a balloon being followed after a command, or the time
+  // the guest's next report is expected (schedule_balloon).
+  static bool balloon_due(const Domain& d, std::int64_t monotonic_ms);
+  // When `d`'s balloon statistics, just asked for, are next due.
+  void schedule_balloon(Domain& d, std::int64_t monotonic_ms) const;
+  // `state_params`: the domain's record with the state group; `balloon_params`: its record with
+  // the balloon group when that was asked in bulk (nullptr: not asked at this collection).
+  VmSample sample_from_record(virDomainPtr dom, std::string uuid, const void* state_params,
+                              int n_state, const void* balloon_params, int n_balloon,
                               std::int64_t monotonic_ms);
-  // `state_in_record`: the bulk record gave the domain's state.
-  void fill_from_domain_calls(virDomainPtr dom, Domain& d, VmSample& vm, bool state_in_record);
+  // `state_in_record`: the bulk record gave the domain's state; otherwise it is set in `vm`.
+  BalloonFigures fill_from_domain_calls(virDomainPtr dom, Domain& d, VmSample& vm,
+                                        bool state_in_record);
   // `vms` sorted by name (then UUID), reusing the last order when the records came alike.
   std::vector<VmSample> sorted_by_name(std::vector<VmSample> vms);
   void classify_stats(virDomainPtr dom, Domain& d, VmSample& vm, std::int64_t monotonic_ms);
@@ -116,6 +162,8 @@ class LibvirtHypervisor final : public Hypervisor {
                                  void* self);
   static void on_memory_device_size_change(virConnectPtr, virDomainPtr dom, const char* alias,
                                            unsigned long long size, void* self);
+  static void on_balloon_change(virConnectPtr, virDomainPtr dom, unsigned long long actual,
+                                void* self);
   static void on_close(virConnectPtr, int reason, void* self);
   void load_configured_virtio_mem(virDomainPtr dom, Domain& d);
   Status set_virtio_mem(virDomainPtr dom, Domain& d, const std::vector<std::uint64_t>& requested);
@@ -126,6 +174,7 @@ class LibvirtHypervisor final : public Hypervisor {
   int lifecycle_callback_ = -1;
   int metadata_callback_ = -1;
   int memory_device_callback_ = -1;
+  int balloon_callback_ = -1;
   std::atomic<bool> closed_{false};
   std::atomic<int> close_reason_{0};
 
@@ -136,7 +185,9 @@ class LibvirtHypervisor final : public Hypervisor {
   bool bulk_balloon_supported_ = true;  // false once the driver returned no balloon group
 
   std::unordered_map<std::string, Domain> inventory_;  // by uuid
-  std::uint64_t collections_ = 0;  // collect() calls, to mark the domains each one saw
+  std::uint64_t collections_ = 0;     // collect() calls, to mark the domains each one saw
+  std::int64_t last_collect_ms_ = 0;  // the last collect()'s clock, for set_memory_size
+  std::uint64_t balloon_queries_total_ = 0;
   // The order of the last collection's records (UUIDs), and the positions that sort them by
   // name: a collection in the same order as the last one is sorted in O(N).
   std::vector<std::string> record_order_;
