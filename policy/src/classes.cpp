@@ -8,7 +8,9 @@ namespace memtide::policy {
 
 const config::VmClass* match_class(const VmSample& vm, const config::Config& config) {
   for (const auto& cls : config.classes) {
-    if (cls.match_name && fnmatch(cls.match_name->c_str(), vm.name.c_str(), 0) != 0) {
+    // "*" (the default class's pattern) matches every name: fnmatch is not asked per VM and tick.
+    if (cls.match_name && *cls.match_name != "*" &&
+        fnmatch(cls.match_name->c_str(), vm.name.c_str(), 0) != 0) {
       continue;
     }
     if (cls.match_class && vm.metadata.class_name != cls.match_class) {

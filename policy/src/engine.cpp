@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <unordered_map>
 
 #include <memtide/config/units.hpp>
@@ -345,13 +346,14 @@ void discount_unresident(const VmSample& vm, Candidate& c) {
   c.reclaimable = above(c.reclaimable, c.unresident);
 }
 
-Candidate judge_guest(const VmSample& vm, const EffectiveBalloon& settings, std::uint64_t usable,
+Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t usable,
                       PolicyState::Vm& memory, const HostView& host, std::int64_t now_ms,
                       std::int64_t collected_unix_ms, double major_faults_per_s,
                       bool guest_swapping) {
   Candidate c;
   c.vm = &vm;
-  c.settings = settings;
+  c.settings = std::move(given);
+  const EffectiveBalloon& settings = c.settings;
   c.memory = &memory;
   c.usable = std::min(usable, vm.current_bytes);
   c.in_use = vm.current_bytes - c.usable;
@@ -529,9 +531,17 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
   std::vector<Candidate> candidates;
   candidates.reserve(snapshot.vms.size());
   plan.outcomes.reserve(snapshot.vms.size());
+  std::size_t touched = 0;  // entries of next.vms sampled by this tick
+  const auto& last_order = next.vm_order.entries;
+  decltype(next.vm_order.entries) order;
+  order.reserve(snapshot.vms.size());
   for (const auto& vm : snapshot.vms) {
     // Each VM's memory is updated in place; entries not touched this tick are swept below.
-    PolicyState::Vm& memory = next.vms[vm.uuid];
+    const std::size_t i = order.size();
+    order.push_back(i < last_order.size() && last_order[i]->first == vm.uuid
+                        ? last_order[i]
+                        : &*next.vms.try_emplace(vm.uuid).first);
+    PolicyState::Vm& memory = order.back()->second;
     const bool guest_swapping = memory.swap_in_bytes_total && vm.guest.swap_in_bytes_total &&
                                 *vm.guest.swap_in_bytes_total > *memory.swap_in_bytes_total;
     double major_faults_per_s = 0;
@@ -550,7 +560,7 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
     outcome.state = vm.state;
     outcome.stats_status = vm.stats_status;
     outcome.current_bytes = vm.current_bytes;
-    const auto settings = effective_balloon(vm, config, balloons_owned_by);
+    auto settings = effective_balloon(vm, config, balloons_owned_by);
     outcome.pinned_by = settings.pinned_by;
     std::optional<std::uint64_t> usable;
     if (!settings.managed) {
@@ -568,29 +578,35 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
         Candidate c;
         c.vm = &vm;
         c.memory = &memory;
-        c.settings = settings;
+        c.settings = std::move(settings);
         c.blind = true;
         c.needs = true;
-        c.want = step_limit(c, settings.max_bytes - vm.current_bytes);
+        c.want = step_limit(c, c.settings.max_bytes - vm.current_bytes);
         c.own_why = Candidate::OwnWhy::stale;
         c.cause = Cause::stale;
         c.outcome = plan.outcomes.size() - 1;
-        candidates.push_back(c);
+        candidates.push_back(std::move(c));
       }
     } else if (vm.stats_status != GuestStatsStatus::ok) {
       outcome.kind = Outcome::Kind::no_statistics;
     } else if (usable = usable_memory(vm); !usable || vm.current_bytes == 0) {
       outcome.kind = Outcome::Kind::no_usable_figure;
     } else {
-      candidates.push_back(judge_guest(vm, settings, *usable, memory, host, now_ms,
+      candidates.push_back(judge_guest(vm, std::move(settings), *usable, memory, host, now_ms,
                                        snapshot.collected_at_unix_ms, major_faults_per_s,
                                        guest_swapping));
       candidates.back().outcome = plan.outcomes.size() - 1;
     }
+    touched += memory.sampled_ms != now_ms ? 1 : 0;
     memory.sampled_ms = now_ms;
   }
-  std::erase_if(next.vms,
-                [now_ms](const auto& entry) { return entry.second.sampled_ms != now_ms; });
+  // VMs gone since the last tick are forgotten; when every entry was touched (the usual tick)
+  // there is none, and the walk over the whole map is saved.
+  if (touched != next.vms.size()) {
+    std::erase_if(next.vms,
+                  [now_ms](const auto& entry) { return entry.second.sampled_ms != now_ms; });
+  }
+  next.vm_order.entries = std::move(order);  // touched entries only: none was erased
   return candidates;
 }
 
@@ -611,13 +627,16 @@ std::uint64_t reclaim(std::vector<Candidate*>& pool, std::uint64_t amount,
                            std::max(1u, pool[i]->settings.shares),
                        i);
   }
-  std::sort(order.begin(), order.end());
+  // A heap, not a sort: the greedy loop usually stops after a few candidates, so this is O(N)
+  // plus O(log N) per candidate taken from, in the same order a full sort gives.
+  const auto first_out = std::greater<>();
+  std::make_heap(order.begin(), order.end(), first_out);
   std::uint64_t taken = 0;
-  for (const auto& [key, index] : order) {
+  while (!order.empty() && taken < amount) {
+    std::pop_heap(order.begin(), order.end(), first_out);
+    const std::size_t index = order.back().second;
+    order.pop_back();
     Candidate* c = pool[index];
-    if (taken >= amount) {
-      break;
-    }
     const std::uint64_t already = c->delta < 0 ? static_cast<std::uint64_t>(-c->delta) : 0;
     const std::uint64_t limit = step_limit(*c, room(*c));
     if (limit <= already) {

@@ -736,6 +736,30 @@ TEST(DecideProperties, Deterministic) {
   }
 }
 
+// The state moved from tick to tick, as the daemon carries it (with its by-position cache of
+// the VMs), decides exactly as a copy of it does (a copy starts without the cache), whatever VMs
+// come, go or change places between ticks.
+TEST(DecideProperties, CarriedStateDecidesAsACopyDoes) {
+  std::mt19937_64 rng(5);
+  const auto c = base_config();
+  PolicyState moved;
+  PolicyState copied;
+  for (int tick = 0; tick < 300; ++tick) {
+    auto s = random_snapshot(rng, 16);
+    if (tick % 3 != 0) {  // most ticks keep the order; others shuffle and drop a few
+      std::shuffle(s.vms.begin(), s.vms.end(), rng);
+      s.vms.resize(std::uniform_int_distribution<std::size_t>(10, 16)(rng));
+    }
+    auto a = decide(s, std::move(moved), c, tick * 10'000);
+    const PolicyState copy = copied;
+    auto b = decide(s, copy, c, tick * 10'000);
+    ASSERT_EQ(a.plan, b.plan) << "tick " << tick;
+    ASSERT_EQ(a.state, b.state) << "tick " << tick;
+    moved = std::move(a.state);
+    copied = b.state;
+  }
+}
+
 // Guests with constant demand behind a balloon: usable memory moves one for one with the
 // balloon. Applying each plan and deciding again must settle, not oscillate.
 TEST(DecideProperties, NoOscillationUnderConstantInput) {

@@ -202,6 +202,25 @@ struct PolicyState {
     friend bool operator==(const Vm&, const Vm&) = default;
   };
   std::unordered_map<std::string, Vm> vms;  // by uuid
+  // The entries of `vms` in the order of the last snapshot decided on, so that the next tick,
+  // whose VMs usually come in the same order, finds each without hashing its UUID. A cache, not
+  // state: a copy starts without it, it is never compared or saved, and it stays valid only as
+  // long as nothing erases from `vms` but decide() (inserting is fine).
+  class VmOrder {
+   public:
+    VmOrder() = default;
+    VmOrder(const VmOrder&) {}
+    VmOrder& operator=(const VmOrder&) {
+      entries.clear();
+      return *this;
+    }
+    VmOrder(VmOrder&&) noexcept = default;
+    VmOrder& operator=(VmOrder&&) noexcept = default;
+    ~VmOrder() = default;
+    friend bool operator==(const VmOrder&, const VmOrder&) { return true; }
+    std::vector<std::pair<const std::string, Vm>*> entries;
+  };
+  VmOrder vm_order;
   struct AlertMemory {
     Alert alert;
     int clear_ticks = 0;  // consecutive ticks the condition has been false
