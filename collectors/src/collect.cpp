@@ -87,12 +87,11 @@ Result<Snapshot> Collector::collect() {
     auto vms =
         hypervisor_->collect(snapshot.monotonic_ms, hypervisor_timeout_, read_hints(snapshot));
     if (vms) {
-      last_vms_ = std::move(*vms);
+      snapshot.vms = std::move(*vms);
       snapshot.hypervisor_up = true;
     } else {
       snapshot.hypervisor_error = vms.error().message;
     }
-    snapshot.vms = last_vms_;
   } else {
     snapshot.hypervisor_error = "no hypervisor configured";
   }

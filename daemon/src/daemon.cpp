@@ -263,6 +263,10 @@ void Daemon::tick() {
     collection_log_.failed(snapshot.error().to_string());
     figures.collect_error = collection_log_.failing();
   } else {
+    if (!snapshot->hypervisor_up && known_.snapshot) {
+      // The hypervisor is down or too slow: the VMs of the last good collection stand.
+      snapshot->vms = std::move(known_.snapshot->vms);
+    }
     collectors::attach_page_scans(page_scans_.get(), *snapshot, config_->ksm.scan);
     const bool squatted = claim_->judge(snapshot->other_managers);
     collection_log_.collected(*snapshot);

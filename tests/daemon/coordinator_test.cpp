@@ -174,6 +174,25 @@ TEST_F(Coordinator, LibvirtDownForTwoTicksFiresAnAlertAndTheHostAloneIsDecidedOn
   EXPECT_EQ(names().count("libvirt-down"), 0u);
 }
 
+// While libvirt is down the report keeps the VMs of the last good collection (status still
+// shows them), tick after tick, and nothing is decided on them.
+TEST_F(Coordinator, LibvirtDownKeepsTheLastGoodVms) {
+  Daemon& d = start();
+  d.tick();
+  const auto seen = d.tick_report().snapshot->vms.size();
+  ASSERT_GT(seen, 0u);
+  fake_->down = true;
+  const auto calls = fake_->balloon_calls.size();
+  for (int i = 0; i < 3; ++i) {
+    d.tick();
+    const auto r = d.tick_report();
+    EXPECT_FALSE(r.snapshot->hypervisor_up);
+    EXPECT_EQ(r.snapshot->vms.size(), seen) << "tick " << i;
+    EXPECT_TRUE(r.plan->outcomes.empty());
+  }
+  EXPECT_EQ(fake_->balloon_calls.size(), calls);
+}
+
 TEST_F(Coordinator, AFailedCommandIsCountedAndAlertedUntilCommandsWorkAgain) {
   Daemon& d = start();
   fake_->set_balloon_failures = 1;

@@ -33,7 +33,8 @@ class Collector {
   // parsed. Every other memory manager running is listed (OtherManagerFinder), a second
   // memtided included: whether it manages the same hypervisor is the daemon's to judge. A
   // hypervisor that is down or too slow does not fail the collection: the snapshot says so
-  // (hypervisor_up, hypervisor_error) and carries the VMs of the last good collection.
+  // (hypervisor_up, hypervisor_error) and has no VMs (the caller keeps its last good ones: the
+  // collector holds no copy of them).
   Result<Snapshot> collect();
 
   void set_roots(collectors::HostRoots roots);
@@ -51,7 +52,6 @@ class Collector {
   std::unique_ptr<collectors::KsmdCpu> ksmd_cpu_;
   std::unique_ptr<HypervisorWorker> hypervisor_;
   std::chrono::milliseconds hypervisor_timeout_;
-  std::vector<VmSample> last_vms_;
   std::array<std::uint64_t, 3> last_swap_{};
   std::uint64_t swap_epoch_ = 0;
   std::array<std::uint64_t, 5> last_ksm_{};
