@@ -307,6 +307,9 @@ void LibvirtHypervisor::apply_events() {
       // memtidectl restore, may have changed the requested size, which has no event.)
       if (auto it = inventory_.find(e.uuid); it != inventory_.end()) {
         it->second.facts.reset();
+        // The balloon's size (balloon.current) counts what the devices plug: asked again with
+        // the XML, so that the two agree.
+        it->second.balloon_due_ms = INT64_MIN;
       }
       continue;
     }

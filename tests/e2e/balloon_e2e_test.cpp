@@ -4,6 +4,7 @@
 // skipped otherwise. The guest image comes from scripts/build-guest-image.
 #include <array>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <thread>
 
@@ -178,7 +179,9 @@ TEST_F(RealGuest, VirtioMemResizesTheGuestInWholeBlocks) {
   ASSERT_TRUE(vm.has_value());
   EXPECT_EQ(plugged(*vm), 88 * MiB);
   EXPECT_EQ(vm->current_bytes, 600 * MiB);
-  EXPECT_LT(vm->guest.total_bytes.value_or(UINT64_MAX), total_at_boot - 100 * MiB);
+  EXPECT_LT(vm->guest.total_bytes.value_or(UINT64_MAX), total_at_boot - 100 * MiB)
+      << "statistics " << to_string(vm->stats_status) << ", last update at "
+      << vm->guest.last_update_unix_s.value_or(0) << " (now " << std::time(nullptr) << ")";
 
   // A floor above the target wins across both mechanisms.
   set = h.set_memory_size(vm->uuid, 100 * MiB, 700 * MiB);
