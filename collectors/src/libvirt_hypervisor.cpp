@@ -164,36 +164,30 @@ Error LibvirtHypervisor::libvirt_error(const std::string& what) const {
                what + ": " + (message ? to_valid_utf8(message) : "unknown libvirt error")};
 }
 
+void LibvirtHypervisor::queue_event(virDomainPtr dom, int type) {
+  std::lock_guard lock(events_mutex_);
+  events_.push_back({domain_uuid(dom), type});
+  ++events_total_;
+}
+
 int LibvirtHypervisor::on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int, void* self) {
-  auto* h = static_cast<LibvirtHypervisor*>(self);
-  std::lock_guard lock(h->events_mutex_);
-  h->events_.push_back({domain_uuid(dom), event});
-  ++h->events_total_;
+  static_cast<LibvirtHypervisor*>(self)->queue_event(dom, event);
   return 0;
 }
 
 void LibvirtHypervisor::on_metadata_change(virConnectPtr, virDomainPtr dom, int, const char*,
                                            void* self) {
-  auto* h = static_cast<LibvirtHypervisor*>(self);
-  std::lock_guard lock(h->events_mutex_);
-  h->events_.push_back({domain_uuid(dom), kMetadataChanged});
-  ++h->events_total_;
+  static_cast<LibvirtHypervisor*>(self)->queue_event(dom, kMetadataChanged);
 }
 
 void LibvirtHypervisor::on_memory_device_size_change(virConnectPtr, virDomainPtr dom, const char*,
                                                      unsigned long long, void* self) {
-  auto* h = static_cast<LibvirtHypervisor*>(self);
-  std::lock_guard lock(h->events_mutex_);
-  h->events_.push_back({domain_uuid(dom), kMemoryDeviceSizeChanged});
-  ++h->events_total_;
+  static_cast<LibvirtHypervisor*>(self)->queue_event(dom, kMemoryDeviceSizeChanged);
 }
 
 void LibvirtHypervisor::on_balloon_change(virConnectPtr, virDomainPtr dom, unsigned long long,
                                           void* self) {
-  auto* h = static_cast<LibvirtHypervisor*>(self);
-  std::lock_guard lock(h->events_mutex_);
-  h->events_.push_back({domain_uuid(dom), kBalloonChanged});
-  ++h->events_total_;
+  static_cast<LibvirtHypervisor*>(self)->queue_event(dom, kBalloonChanged);
 }
 
 void LibvirtHypervisor::on_close(virConnectPtr, int reason, void* self) {

@@ -157,6 +157,8 @@ class LibvirtHypervisor final : public Hypervisor {
   void classify_stats(virDomainPtr dom, Domain& d, VmSample& vm, std::int64_t monotonic_ms);
   Error libvirt_error(const std::string& what) const;
 
+  // Queues an event of `type` for `dom`, from libvirt's event thread (apply_events reads it).
+  void queue_event(virDomainPtr dom, int type);
   static int on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int detail, void* self);
   static void on_metadata_change(virConnectPtr, virDomainPtr dom, int type, const char* nsuri,
                                  void* self);
