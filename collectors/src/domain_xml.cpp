@@ -2,7 +2,9 @@
 #include <cstring>
 #include <memory>
 
+#include <libxml/SAX2.h>
 #include <libxml/parser.h>
+#include <libxml/parserInternals.h>
 #include <libxml/tree.h>
 
 #include <memtide/collectors/domain_xml.hpp>
@@ -268,6 +270,147 @@ std::unique_ptr<xmlDoc, DocFree> read_xml(std::string_view xml, const char* name
                     XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
 }
 
+// The domain XML as a tree of only the elements the facts are read from: the root, its
+// <devices>' balloon, memory devices and passthrough candidates (<hostdev>, <interface>: their
+// element alone), <memoryBacking>, <launchSecurity> (the element alone), <seclabel> and the
+// elements of memtide's namespace in <metadata> (the element alone). Everything else (disks,
+// controllers, channels, graphics, other applications' metadata: most of a running guest's
+// XML) is parsed for well-formedness but never built, which halves the parse of a real guest's
+// description (about 75 µs to 33 µs for 5.5 KB; 15 µs to 9 µs for 0.6 KB). A kept element's
+// subtree is complete where the facts need it (the balloon, the memory devices, whose XML is
+// given back to libvirt, <memoryBacking> and <seclabel>).
+class PrunedDomainReader {
+ public:
+  // The tree, or null when the text is not well-formed XML (`error` then says why).
+  static std::unique_ptr<xmlDoc, DocFree> read(std::string_view xml, Error& error) {
+    if (xml.size() > static_cast<std::size_t>(INT32_MAX)) {
+      error = Error{"", 0, 0, "domain XML larger than 2 GiB"};
+      return nullptr;
+    }
+    std::unique_ptr<xmlParserCtxt, decltype(&xmlFreeParserCtxt)> ctxt(
+        xmlCreateMemoryParserCtxt(xml.data(), static_cast<int>(xml.size())), &xmlFreeParserCtxt);
+    if (!ctxt || ctxt->sax == nullptr) {
+      error = Error{"", 0, 0, "domain XML: cannot create a parser"};
+      return nullptr;
+    }
+    // No network access, no entity substitution, no DTD loading: the XML comes from libvirt but
+    // is partly operator-written (metadata).
+    xmlCtxtUseOptions(
+        ctxt.get(), XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_COMPACT);
+    PrunedDomainReader state;
+    ctxt->_private = &state;
+    xmlSAXHandler& sax = *ctxt->sax;
+    sax.startElementNs = &start_element;
+    sax.endElementNs = &end_element;
+    sax.characters = &characters;
+    sax.ignorableWhitespace = &characters;
+    sax.cdataBlock = &cdata;
+    sax.reference = &reference;
+    sax.comment = &comment;
+    sax.processingInstruction = &processing_instruction;
+    xmlParseDocument(ctxt.get());
+    std::unique_ptr<xmlDoc, DocFree> doc(ctxt->myDoc);
+    ctxt->myDoc = nullptr;
+    if (!ctxt->wellFormed || !doc) {
+      const xmlError& e = ctxt->lastError;
+      error = Error{"", e.line, 0,
+                    std::string("domain XML is not well-formed") +
+                        (e.message != nullptr ? std::string(": ") + e.message : "")};
+      return nullptr;
+    }
+    return doc;
+  }
+
+ private:
+  static PrunedDomainReader& of(void* ctx) {
+    return *static_cast<PrunedDomainReader*>(static_cast<xmlParserCtxt*>(ctx)->_private);
+  }
+  static bool is(const xmlChar* name, const char* expected) {
+    return std::strcmp(reinterpret_cast<const char*>(name), expected) == 0;
+  }
+
+  // Whether an element at `depth` (the root is 1) under the built `parent` is built.
+  bool keep(int depth, const xmlNode* parent, const xmlChar* name, const xmlChar* uri) {
+    switch (depth) {
+      case 1:
+        return true;
+      case 2:
+        return is(name, "devices") || is(name, "memoryBacking") || is(name, "seclabel") ||
+               is(name, "metadata") || is(name, "launchSecurity");
+      case 3:
+        if (is(parent->name, "devices")) {
+          whole_subtree_ = is(name, "memballoon") || is(name, "memory");
+          return whole_subtree_ || is(name, "hostdev") || is(name, "interface");
+        }
+        if (is(parent->name, "metadata")) {
+          whole_subtree_ = false;
+          return uri != nullptr && is(uri, kMetadataNamespace);
+        }
+        whole_subtree_ = true;  // <memoryBacking>'s and <seclabel>'s children
+        return !is(parent->name, "launchSecurity");
+      default:
+        return whole_subtree_;
+    }
+  }
+
+  static void start_element(void* ctx, const xmlChar* name, const xmlChar* prefix,
+                            const xmlChar* uri, int nb_namespaces, const xmlChar** namespaces,
+                            int nb_attributes, int nb_defaulted, const xmlChar** attributes) {
+    auto& self = of(ctx);
+    if (self.skipped_ > 0) {
+      ++self.skipped_;
+      return;
+    }
+    const xmlNode* parent = static_cast<xmlParserCtxt*>(ctx)->node;
+    if (!self.keep(self.depth_ + 1, parent, name, uri)) {
+      self.skipped_ = 1;
+      return;
+    }
+    ++self.depth_;
+    xmlSAX2StartElementNs(ctx, name, prefix, uri, nb_namespaces, namespaces, nb_attributes,
+                          nb_defaulted, attributes);
+  }
+  static void end_element(void* ctx, const xmlChar* name, const xmlChar* prefix,
+                          const xmlChar* uri) {
+    auto& self = of(ctx);
+    if (self.skipped_ > 0) {
+      --self.skipped_;
+      return;
+    }
+    --self.depth_;
+    xmlSAX2EndElementNs(ctx, name, prefix, uri);
+  }
+  static void characters(void* ctx, const xmlChar* text, int length) {
+    if (of(ctx).skipped_ == 0) {
+      xmlSAX2Characters(ctx, text, length);
+    }
+  }
+  static void cdata(void* ctx, const xmlChar* text, int length) {
+    if (of(ctx).skipped_ == 0) {
+      xmlSAX2CDataBlock(ctx, text, length);
+    }
+  }
+  static void reference(void* ctx, const xmlChar* name) {
+    if (of(ctx).skipped_ == 0) {
+      xmlSAX2Reference(ctx, name);
+    }
+  }
+  static void comment(void* ctx, const xmlChar* text) {
+    if (of(ctx).skipped_ == 0) {
+      xmlSAX2Comment(ctx, text);
+    }
+  }
+  static void processing_instruction(void* ctx, const xmlChar* target, const xmlChar* data) {
+    if (of(ctx).skipped_ == 0) {
+      xmlSAX2ProcessingInstruction(ctx, target, data);
+    }
+  }
+
+  int depth_ = 0;               // depth of the innermost built element (the root is 1)
+  int skipped_ = 0;             // >0: inside an element not built, this many levels deep
+  bool whole_subtree_ = false;  // whether the current depth-3 element's descendants are built
+};
+
 }  // namespace
 
 Result<std::string> with_requested_size(std::string_view device_xml,
@@ -303,12 +446,10 @@ Result<std::string> with_requested_size(std::string_view device_xml,
 }
 
 Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
-  auto doc = read_xml(xml, "domain.xml");
+  Error error;
+  auto doc = PrunedDomainReader::read(xml, error);
   if (!doc) {
-    const xmlError* e = xmlGetLastError();
-    return Error{"", e ? e->line : 0, 0,
-                 std::string("domain XML is not well-formed") +
-                     (e && e->message ? std::string(": ") + e->message : "")};
+    return error;
   }
   // libvirt never emits a DTD; one here could only define entities to expand (a "billion
   // laughs" document), so it is refused outright.

@@ -232,6 +232,78 @@ TEST(DomainXml, InvalidMetadataIsReportedAttributeByAttribute) {
   EXPECT_FALSE(r->metadata.shares.has_value());
 }
 
+// A running guest's whole description, as libvirt gives it: the facts sit among, after and
+// beside elements the reader does not build (disks, controllers, channels, another
+// application's metadata), some of which nest elements named like the ones read.
+TEST(DomainXml, ARunningGuestsWholeDescriptionGivesEveryFact) {
+  const std::string address = "<address type='pci' domain='0x0000' bus='0x01' slot='0x00'/>";
+  std::string disks;
+  for (int i = 0; i < 6; ++i) {
+    disks +=
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source file='/var/lib/libvirt/images/d" +
+        std::to_string(i) +
+        ".qcow2' index='2'/><backingStore type='file' index='3'><format type='raw'/>"
+        "<source file='/b.img'/><backingStore/></backingStore><target dev='vda' "
+        "bus='virtio'/><alias name='virtio-disk0'/>" +
+        address + "</disk>";
+  }
+  const auto r = parse_domain_xml(
+      "<domain type='kvm' id='7'><name>web-1</name><uuid>c7a5fdbd-edaf-9455-926a-d65c16db1809"
+      "</uuid><metadata><other:app xmlns:other='http://example.org/app'><other:nested>"
+      "<memballoon model='none'/><seclabel model='dac'><label>+1:+1</label></seclabel>"
+      "</other:nested></other:app>"
+      "<m:vm xmlns:m='urn:memtide:domain:1' class='db' floor='512MiB'><ignored/></m:vm>"
+      "</metadata><memory unit='KiB'>4194304</memory><currentMemory unit='KiB'>2097152"
+      "</currentMemory><memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages>"
+      "</memoryBacking><vcpu placement='static'>2</vcpu><os><type arch='x86_64' "
+      "machine='pc-q35-7.2'>hvm</type><boot dev='hd'/></os><features><acpi/><apic/></features>"
+      "<cpu mode='host-passthrough'><topology sockets='1' cores='2' threads='1'/></cpu>"
+      "<devices><emulator>/usr/bin/qemu-system-x86_64</emulator>" +
+      disks +
+      "<controller type='pci' index='1' model='pcie-root-port'><model name='pcie-root-port'/>"
+      "<target chassis='1' port='0x10'/><alias name='pci.1'/>" +
+      address +
+      "</controller><interface type='network'><mac address='52:54:00:aa:bb:cc'/>"
+      "<source network='default'/><model type='virtio'/><memballoon model='none'/>" +
+      address + "</interface><hostdev mode='subsystem' type='pci' managed='yes'><source>" +
+      address +
+      "</source></hostdev><channel type='unix'><target type='virtio' "
+      "name='org.qemu.guest_agent.0'/></channel><graphics type='vnc' port='5900'/>" +
+      virtio_mem_device("virtiomem0", "262144", "196608") +
+      "<memballoon model='virtio' autodeflate='on'><stats period='5'/><alias name='balloon0'/>" +
+      address +
+      "</memballoon></devices><seclabel type='dynamic' model='dac' relabel='yes'>"
+      "<label>+64055:+994</label><imagelabel>+64055:+994</imagelabel></seclabel>"
+      "</domain>");
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_TRUE(r->has_balloon);
+  EXPECT_TRUE(r->autodeflate);
+  EXPECT_EQ(r->stats_period_s, 5u);
+  EXPECT_EQ(r->qemu_uid, 64055u);
+  EXPECT_EQ(r->memory_pins, (std::vector<MemoryPin>{MemoryPin::hugepages, MemoryPin::hostdev}));
+  EXPECT_TRUE(r->metadata_errors.empty()) << r->metadata_errors.front();
+  EXPECT_EQ(r->metadata.class_name, "db");
+  EXPECT_EQ(r->metadata.floor, SizeOrRatio{512ULL << 20});
+  ASSERT_EQ(r->virtio_mem.size(), 1u);
+  EXPECT_EQ(r->virtio_mem[0].plugged_bytes, 192u << 20);
+  EXPECT_FALSE(r->virtio_mem_invalid.has_value());
+  // The device's element is whole: what is given back to libvirt names the same device.
+  ASSERT_EQ(r->virtio_mem_xml.size(), 1u);
+  EXPECT_NE(r->virtio_mem_xml[0].find("<alias name=\"virtiomem0\"/>"), std::string::npos)
+      << r->virtio_mem_xml[0];
+  EXPECT_NE(r->virtio_mem_xml[0].find("slot=\"0x03\""), std::string::npos) << r->virtio_mem_xml[0];
+  EXPECT_NE(r->virtio_mem_xml[0].find("<block unit=\"KiB\">2048</block>"), std::string::npos)
+      << r->virtio_mem_xml[0];
+  // A fault inside an element that is not built is still a fault.
+  const auto broken = parse_domain_xml(
+      domain("<devices><disk><source><x></source></disk><memballoon model='virtio'/></devices>"));
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.error().message.find("not well-formed"), std::string::npos)
+      << broken.error().message;
+  EXPECT_GT(broken.error().line, 0);
+}
+
 TEST(DomainXml, MalformedXmlIsAnError) {
   EXPECT_FALSE(parse_domain_xml("<domain><name>x</domain>").ok());
   EXPECT_FALSE(parse_domain_xml("").ok());
