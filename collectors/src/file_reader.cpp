@@ -9,6 +9,22 @@
 
 namespace memtide::collectors {
 
+OwnedFd::~OwnedFd() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+OwnedFd& OwnedFd::operator=(OwnedFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+    fd_ = other.release();
+  }
+  return *this;
+}
+
 namespace {
 
 Result<std::optional<std::string>> open_error(const std::string& path, int err) {
@@ -57,6 +73,18 @@ bool pseudo_file(int fd) {
 Result<std::optional<std::string>> read_optional_file(const std::string& path,
                                                       std::size_t max_bytes) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    return open_error(path, errno);
+  }
+  auto content = read_from_start(fd, path, max_bytes);
+  ::close(fd);
+  return content;
+}
+
+Result<std::optional<std::string>> read_optional_file_at(int dir_fd, const char* name,
+                                                         const std::string& path,
+                                                         std::size_t max_bytes) {
+  const int fd = ::openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
     return open_error(path, errno);
   }

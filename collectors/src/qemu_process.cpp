@@ -172,8 +172,16 @@ std::map<std::string, std::vector<QemuCandidate>> find_qemu_candidates(const std
     if (!pid || *pid > INT32_MAX) {
       continue;
     }
+    // Everything below is read through one descriptor of the process's directory: the same
+    // process throughout, even if it exits and its PID is reused meanwhile (the reads then fail),
+    // and /proc/PID is walked once rather than for each file.
+    const OwnedFd process_dir(
+        openat(dirfd(dir.get()), entry->d_name, O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (process_dir.get() < 0) {
+      continue;
+    }
     const std::string base = procfs + "/" + entry->d_name;
-    auto cmdline = read_optional_file(base + "/cmdline", 1 << 20);
+    auto cmdline = read_optional_file_at(process_dir.get(), "cmdline", base + "/cmdline", 1 << 20);
     if (!cmdline || !cmdline->has_value()) {
       continue;
     }
@@ -183,21 +191,22 @@ std::map<std::string, std::vector<QemuCandidate>> find_qemu_candidates(const std
     }
     QemuCandidate c;
     c.pid = static_cast<int>(*pid);
-    if (auto status = read_optional_file(base + "/status"); status && status->has_value()) {
+    if (auto status = read_optional_file_at(process_dir.get(), "status", base + "/status");
+        status && status->has_value()) {
       c.uids = parse_status_uids(**status);
       if (auto memory = parse_process_status(**status, base + "/status")) {
         c.swap_bytes = memory->swap_bytes;
       }
     }
     char link[4096];
-    const ssize_t n = readlink((base + "/exe").c_str(), link, sizeof link - 1);
+    const ssize_t n = readlinkat(process_dir.get(), "exe", link, sizeof link - 1);
     if (n > 0) {
       c.exe.assign(link, static_cast<std::size_t>(n));
     }
     // The file itself, through the process's link: still there after a package upgrade
     // replaced the binary on disk (the link then reads "PATH (deleted)").
     struct stat st {};
-    if (stat((base + "/exe").c_str(), &st) == 0) {
+    if (fstatat(process_dir.get(), "exe", &st, 0) == 0) {
       c.exe_owner = st.st_uid;
       c.exe_mode = st.st_mode;
     }
@@ -267,22 +276,6 @@ Result<std::uint64_t> parse_process_statm(std::string_view text, std::uint64_t p
     return content_error(origin, 1, "resident: not a page count: " + quote(shorten_utf8(text, 80)));
   }
   return *bytes;
-}
-
-QemuProcessReader::OwnedFd::~OwnedFd() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-  }
-}
-
-QemuProcessReader::OwnedFd& QemuProcessReader::OwnedFd::operator=(OwnedFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-    fd_ = other.release();
-  }
-  return *this;
 }
 
 QemuProcessReader::QemuProcessReader(std::string procfs, int pid, std::uint64_t page_size_bytes)

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include <memtide/core/result.hpp>
 
@@ -14,12 +15,35 @@ namespace memtide::collectors {
 // into memory without bound.
 inline constexpr std::size_t kMaxPseudoFileBytes = std::size_t{4} << 20;
 
+// An open file descriptor, closed with its owner; -1 for none.
+class OwnedFd {
+ public:
+  explicit OwnedFd(int fd) : fd_(fd) {}
+  ~OwnedFd();
+  OwnedFd(OwnedFd&& other) noexcept : fd_(other.release()) {}
+  OwnedFd& operator=(OwnedFd&& other) noexcept;
+  OwnedFd(const OwnedFd&) = delete;
+  OwnedFd& operator=(const OwnedFd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int release() { return std::exchange(fd_, -1); }
+  int fd_;
+};
+
 // Reads the whole file. Returns std::nullopt when the file does not exist (ENOENT, ENOTDIR) or
 // the kernel has the feature compiled in but switched off (EOPNOTSUPP, as PSI does with psi=0):
 // that is "unavailable", which callers report but do not treat as a failure. Any other failure
 // is an Error carrying the path and errno.
 Result<std::optional<std::string>> read_optional_file(const std::string& path,
                                                       std::size_t max_bytes = kMaxPseudoFileBytes);
+
+// read_optional_file of `name` in the directory open as `dir_fd` (O_PATH will do): the path is
+// not walked again, and under /proc/PID every read is of that process even if its PID is reused
+// meanwhile. `path` names the file in errors.
+Result<std::optional<std::string>> read_optional_file_at(
+    int dir_fd, const char* name, const std::string& path,
+    std::size_t max_bytes = kMaxPseudoFileBytes);
 
 // Like read_optional_file, but a missing file is an error too.
 Result<std::string> read_file(const std::string& path, std::size_t max_bytes = kMaxPseudoFileBytes);

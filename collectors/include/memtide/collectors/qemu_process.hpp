@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include <memtide/collectors/file_reader.hpp>
 #include <memtide/core/result.hpp>
 #include <memtide/core/vm_sample.hpp>
 
@@ -109,22 +110,6 @@ class QemuProcessReader {
   int pid() const { return pid_; }
 
  private:
-  // An open file descriptor, closed with its owner; -1 for none.
-  class OwnedFd {
-   public:
-    explicit OwnedFd(int fd) : fd_(fd) {}
-    ~OwnedFd();
-    OwnedFd(OwnedFd&& other) noexcept : fd_(other.release()) {}
-    OwnedFd& operator=(OwnedFd&& other) noexcept;
-    OwnedFd(const OwnedFd&) = delete;
-    OwnedFd& operator=(const OwnedFd&) = delete;
-    int get() const { return fd_; }
-
-   private:
-    int release() { return std::exchange(fd_, -1); }
-    int fd_;
-  };
-
   // The resident set: nullopt when the process has exited, an unset figure when unreadable.
   std::optional<std::optional<std::uint64_t>> read_rss();
 
