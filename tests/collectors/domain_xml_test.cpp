@@ -1,3 +1,7 @@
+#include <fstream>
+#include <iterator>
+#include <string>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -230,6 +234,33 @@ TEST(DomainXml, InvalidMetadataIsReportedAttributeByAttribute) {
   EXPECT_EQ(r->metadata.class_name, "db");
   EXPECT_FALSE(r->metadata.floor.has_value());
   EXPECT_FALSE(r->metadata.shares.has_value());
+}
+
+// What libvirt 9.0 gave for a running QEMU guest (virsh dumpxml; only its paths were changed):
+// the operator's metadata beside another application's, a disk, a virtio-mem device, an
+// autodeflating balloon with a statistics period.
+TEST(DomainXml, ARealRunningGuestsDescription) {
+  std::ifstream file(std::string(MEMTIDE_FIXTURES) + "/libvirt/running-guest.xml");
+  const std::string xml((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(xml.empty());
+  const auto r = parse_domain_xml(xml);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_TRUE(r->has_balloon);
+  EXPECT_TRUE(r->autodeflate);
+  EXPECT_FALSE(r->free_page_reporting);
+  EXPECT_EQ(r->stats_period_s, 5u);
+  EXPECT_TRUE(r->sharing_allowed);
+  EXPECT_TRUE(r->memory_pins.empty());
+  EXPECT_TRUE(r->metadata_errors.empty()) << r->metadata_errors.front();
+  EXPECT_EQ(r->metadata.class_name, "batch");
+  EXPECT_EQ(r->metadata.floor, SizeOrRatio{384ULL << 20});
+  EXPECT_EQ(r->metadata.shares, 200u);
+  ASSERT_EQ(r->virtio_mem.size(), 1u);
+  EXPECT_EQ(r->virtio_mem[0].alias, "virtiomem0");
+  EXPECT_EQ(r->virtio_mem[0].max_bytes, 512u << 20);
+  EXPECT_EQ(r->virtio_mem[0].requested_bytes, 256u << 20);
+  EXPECT_EQ(r->virtio_mem[0].block_bytes, 2u << 20);
+  EXPECT_FALSE(r->virtio_mem_invalid.has_value());
 }
 
 // A running guest's whole description, as libvirt gives it: the facts sit among, after and
