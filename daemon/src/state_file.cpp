@@ -59,6 +59,18 @@ json optional_u64(const std::optional<std::uint64_t>& v) {
   return v ? json(*v) : json();
 }
 
+json optional_i64(const std::optional<std::int64_t>& v) {
+  return v ? json(*v) : json();
+}
+
+// Absent (a file written before the key existed) or null: unset.
+std::optional<std::int64_t> read_optional_i64(const json& j, const char* key) {
+  if (!j.contains(key) || j.at(key).is_null()) {
+    return std::nullopt;
+  }
+  return i64(j.at(key));
+}
+
 std::optional<std::uint64_t> read_optional_u64(const json& j, const char* key) {
   const auto& v = j.at(key);
   if (v.is_null()) {
@@ -84,7 +96,9 @@ std::string state_to_json(const policy::PolicyState& state, std::int64_t monoton
                  {"burst_bytes", vm.burst_bytes},
                  {"burst_ms", vm.burst_ms},
                  {"faults_before_shrink_per_second", vm.faults_before_shrink_per_second},
-                 {"cache_protected_until_ms", vm.cache_protected_until_ms}};
+                 {"cache_protected_until_ms", vm.cache_protected_until_ms},
+                 {"faults_report_unix_s", optional_i64(vm.faults_report_unix_s)},
+                 {"in_use_report_unix_s", optional_i64(vm.in_use_report_unix_s)}};
   }
   json alerts = json::array();
   for (const auto& [key, memory] : state.alerts) {
@@ -140,6 +154,10 @@ policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved) {
         std::clamp(v.at("faults_before_shrink_per_second").get<double>(), -1.0, 1e12);
     vm.cache_protected_until_ms = moved(i64(v.at("cache_protected_until_ms")));
   }
+  // Added with rates over the guest's report times: unset in older files, where the first rate
+  // after a restart is then taken over the ticks, as before.
+  vm.faults_report_unix_s = read_optional_i64(v, "faults_report_unix_s");
+  vm.in_use_report_unix_s = read_optional_i64(v, "in_use_report_unix_s");
   return vm;
 }
 

@@ -346,6 +346,20 @@ void discount_unresident(const VmSample& vm, Candidate& c) {
   c.reclaimable = above(c.reclaimable, c.unresident);
 }
 
+// Seconds over which a change in a guest's figures came about: between the two reports they
+// come from, when both times are known and differ, else between the two ticks. A guest reports
+// once a statistics period, which can be longer than a tick (a tick brought forward by pressure,
+// a period above daemon.interval): over one tick, a period's change would read up to
+// period/tick times too fast, and a guest that merely reads from disk would seem to thrash.
+double change_interval_s(std::optional<std::int64_t> report_before_s,
+                         std::optional<std::int64_t> report_now_s, std::int64_t tick_before_ms,
+                         std::int64_t tick_now_ms) {
+  if (report_before_s && report_now_s && *report_now_s > *report_before_s) {
+    return static_cast<double>(*report_now_s - *report_before_s);
+  }
+  return static_cast<double>(tick_now_ms - tick_before_ms) / 1000.0;
+}
+
 Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t usable,
                       PolicyState::Vm& memory, const HostView& host, std::int64_t now_ms,
                       std::int64_t collected_unix_ms, double major_faults_per_s,
@@ -386,7 +400,8 @@ Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t 
   // Trend and burst, from in-use memory (which a balloon change does not move).
   if (!c.settling) {
     if (memory.in_use_bytes && now_ms > memory.sampled_ms) {
-      const double dt = static_cast<double>(now_ms - memory.sampled_ms) / 1000.0;
+      const double dt = change_interval_s(memory.in_use_report_unix_s, vm.guest.last_update_unix_s,
+                                          memory.sampled_ms, now_ms);
       const auto before = static_cast<double>(*memory.in_use_bytes);
       c.in_use_rate = (static_cast<double>(c.in_use) - before) / dt;
       if (now_ms - memory.burst_ms > kBurstMemoryMs) {
@@ -399,6 +414,7 @@ Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t 
       }
     }
     memory.in_use_bytes = c.in_use;
+    memory.in_use_report_unix_s = vm.guest.last_update_unix_s;
   }
   // At most a quarter of its maximum is held back for bursts: a guest that once touched all its
   // memory (booting, a one-off job) must not be exempt from reclaim for the next half hour.
@@ -549,10 +565,12 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
         *vm.guest.major_faults_total > *memory.major_faults_total && now_ms > memory.sampled_ms) {
       major_faults_per_s =
           static_cast<double>(*vm.guest.major_faults_total - *memory.major_faults_total) /
-          (static_cast<double>(now_ms - memory.sampled_ms) / 1000.0);
+          change_interval_s(memory.faults_report_unix_s, vm.guest.last_update_unix_s,
+                            memory.sampled_ms, now_ms);
     }
     memory.swap_in_bytes_total = vm.guest.swap_in_bytes_total;
     memory.major_faults_total = vm.guest.major_faults_total;
+    memory.faults_report_unix_s = vm.guest.last_update_unix_s;
     memory.major_faults_per_second = major_faults_per_s;
 
     Outcome& outcome = plan.outcomes.emplace_back();

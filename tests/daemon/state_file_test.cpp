@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
 namespace memtide::daemon {
@@ -93,10 +94,21 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   vm.faults_before_shrink_per_second = 12.5;
   vm.cache_protected_until_ms = 1'400'000;
   vm.sampled_ms = 995'000;
+  vm.faults_report_unix_s = kUnix / 1000 - 7;
+  vm.in_use_report_unix_s = kUnix / 1000 - 12;
   s.vms["u1"] = vm;
-  const auto back = state_from_json(state_to_json(s, 1'000'000, kUnix), 1'000'000, kUnix);
+  const auto text = state_to_json(s, 1'000'000, kUnix);
+  const auto back = state_from_json(text, 1'000'000, kUnix);
   ASSERT_TRUE(back.ok()) << back.error().message;
   EXPECT_EQ(*back, s);  // no time went by: nothing moved
+  // A file written before the guests' report times were kept: read, with them unset.
+  auto old = nlohmann::json::parse(text);
+  old["vms"]["u1"].erase("faults_report_unix_s");
+  old["vms"]["u1"].erase("in_use_report_unix_s");
+  const auto from_old = state_from_json(old.dump(), 1'000'000, kUnix);
+  ASSERT_TRUE(from_old.ok()) << from_old.error().message;
+  EXPECT_FALSE(from_old->vms.at("u1").faults_report_unix_s.has_value());
+  EXPECT_EQ(from_old->vms.at("u1").in_use_bytes, vm.in_use_bytes);
 }
 
 TEST(StateFile, DamagedForeignOldAndFutureFilesAreRefused) {

@@ -592,6 +592,46 @@ TEST(Decide, MajorFaultsNearTheTargetCountAsNeed) {
   EXPECT_TRUE(decide(s, r1.state, c, 10'000).plan.balloons.empty());
 }
 
+// A guest reports once a statistics period; ticks may come faster (here every second, against a
+// 5 s period). Its fault rate is the faults between two reports over the time between them,
+// not over the one tick in which the new report was seen.
+TEST(Decide, FaultRatesAreTakenBetweenTheGuestsReports) {
+  auto c = base_config();
+  auto s = host(20 * GiB);
+  // 17 % usable: inside the comfort band, where a high fault rate counts as need.
+  auto v = guest("reader", 4 * GiB, 8 * GiB, 4 * GiB * 17 / 100);
+  constexpr std::int64_t kReportS = 1'800'000'000;
+  v.guest.major_faults_total = 1000;
+  v.guest.last_update_unix_s = kReportS;
+  v.stats_period_s = 5;
+  s.vms = {v};
+  auto d = decide(s, {}, c, 0);
+  // Four ticks without a new report, then one with it: 60 faults/s over the 5 s, normal disk
+  // reads. Taken over the last tick they would be 300/s, and the guest would be grown.
+  for (std::int64_t t = 1000; t < 5000; t += 1000) {
+    d = decide(s, d.state, c, t);
+    EXPECT_TRUE(d.plan.balloons.empty()) << d.plan.explanation("reader");
+  }
+  v.guest.major_faults_total = 1300;
+  v.guest.last_update_unix_s = kReportS + 5;
+  s.vms = {v};
+  const auto calm = decide(s, d.state, c, 5000);
+  EXPECT_TRUE(calm.plan.balloons.empty()) << calm.plan.explanation("reader");
+  // 500 faults/s over the next period: grown, and the reason gives that rate.
+  d = calm;
+  for (std::int64_t t = 6000; t < 10'000; t += 1000) {
+    d = decide(s, d.state, c, t);
+    EXPECT_TRUE(d.plan.balloons.empty()) << d.plan.explanation("reader");
+  }
+  v.guest.major_faults_total = 3800;
+  v.guest.last_update_unix_s = kReportS + 10;
+  s.vms = {v};
+  const auto grown = decide(s, d.state, c, 10'000);
+  ASSERT_EQ(grown.plan.balloons.size(), 1u) << grown.plan.explanation("reader");
+  EXPECT_NE(grown.plan.balloons[0].reason.find("(500 major faults/s)"), std::string::npos)
+      << grown.plan.balloons[0].reason;
+}
+
 TEST(Forecast, TheilSenSlopeAndTimeToSwap) {
   std::deque<std::pair<std::int64_t, std::uint64_t>> h;
   for (int i = 0; i <= 10; ++i) {

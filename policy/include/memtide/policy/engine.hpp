@@ -193,6 +193,10 @@ struct PolicyState {
     std::optional<std::uint64_t> swap_in_bytes_total;
     std::optional<std::uint64_t> major_faults_total;
     std::optional<std::uint64_t> in_use_bytes;  // balloon size - usable at sampled_ms
+    // When the guest reported the figures above (its statistics' last update, whole seconds;
+    // unset when not given): rates are taken over the time between two reports.
+    std::optional<std::int64_t> faults_report_unix_s;  // of major_faults_total
+    std::optional<std::int64_t> in_use_report_unix_s;  // of in_use_bytes
     std::uint64_t burst_bytes = 0;       // largest rise of in-use memory between two ticks recently
     std::int64_t burst_ms = 0;           // when burst_bytes was seen (forgotten after kBurstMemory)
     double major_faults_per_second = 0;  // at sampled_ms
