@@ -72,13 +72,7 @@ bool pseudo_file(int fd) {
 
 Result<std::optional<std::string>> read_optional_file(const std::string& path,
                                                       std::size_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    return open_error(path, errno);
-  }
-  auto content = read_from_start(fd, path, max_bytes);
-  ::close(fd);
-  return content;
+  return read_optional_file_at(AT_FDCWD, path.c_str(), path, max_bytes);
 }
 
 Result<std::optional<std::string>> read_optional_file_at(int dir_fd, const char* name,
