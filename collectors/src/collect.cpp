@@ -59,6 +59,10 @@ ProcessReadHints Collector::read_hints(const Snapshot& snapshot) {
       last_ksm_ = ksm;
       ++ksm_epoch_;
     }
+    if (k.shared_bytes == 0 && k.sharing_bytes == 0 && k.zero_pages_bytes.value_or(0) == 0 &&
+        k.general_profit_bytes == 0) {
+      hints.ksm_all_zero = empty_process_ksm_stat(k);
+    }
   }
   hints.ksm_epoch = ksm_epoch_;
   return hints;

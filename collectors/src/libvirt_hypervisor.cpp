@@ -449,9 +449,9 @@ void LibvirtHypervisor::find_processes(const ProcessReadHints& hints) {
     }
     if (trusted.size() == 1) {
       d.pid = trusted.front()->pid;
-      d.process.emplace(options_.procfs, *d.pid, options_.page_size_bytes);
-      // status was read moments ago by the search: the first read need not open it again.
-      d.process->assume_swap(trusted.front()->swap_bytes, hints);
+      // The search has just read its status and opened its statm: the first read reads
+      // neither again.
+      d.process.emplace(options_.procfs, *trusted.front(), options_.page_size_bytes, hints);
     } else if (trusted.size() > 1) {
       d.process_unavailable =
           std::to_string(trusted.size()) + " QEMU processes claim this VM; none is taken for it";

@@ -104,6 +104,19 @@ Result<ProcessKsmStat> parse_process_ksm_stat(std::string_view text, std::uint64
   return stat;
 }
 
+std::optional<ProcessKsmStat> empty_process_ksm_stat(const KsmSample& host) {
+  if (!host.general_profit_bytes) {
+    return std::nullopt;
+  }
+  ProcessKsmStat stat;
+  stat.merging_bytes = 0;
+  stat.profit_bytes = 0;
+  if (host.zero_pages_bytes) {
+    stat.zero_pages_bytes = 0;
+  }
+  return stat;
+}
+
 std::vector<std::uint32_t> parse_status_uids(std::string_view status) {
   Lines lines(status);
   std::string_view line;
@@ -195,9 +208,12 @@ std::map<std::string, std::vector<QemuCandidate>> find_qemu_candidates(const std
         status && status->has_value()) {
       c.uids = parse_status_uids(**status);
       if (auto memory = parse_process_status(**status, base + "/status")) {
+        c.rss_bytes = memory->rss_bytes;
         c.swap_bytes = memory->swap_bytes;
       }
     }
+    c.statm = std::make_shared<const OwnedFd>(
+        openat(process_dir.get(), "statm", O_RDONLY | O_CLOEXEC | O_NOCTTY));
     char link[4096];
     const ssize_t n = readlinkat(process_dir.get(), "exe", link, sizeof link - 1);
     if (n > 0) {
@@ -283,16 +299,35 @@ QemuProcessReader::QemuProcessReader(std::string procfs, int pid, std::uint64_t 
       pid_(pid),
       page_size_bytes_(page_size_bytes),
       statm_path_(base_ + "/statm"),
-      statm_(::open(statm_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY)) {}
+      statm_(std::make_shared<const OwnedFd>(
+          ::open(statm_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY))) {}
+
+QemuProcessReader::QemuProcessReader(std::string procfs, const QemuCandidate& found,
+                                     std::uint64_t page_size_bytes, const ProcessReadHints& hints)
+    : base_(std::move(procfs) + "/" + std::to_string(found.pid)),
+      pid_(found.pid),
+      page_size_bytes_(page_size_bytes),
+      statm_path_(base_ + "/statm"),
+      statm_(found.statm && found.statm->get() >= 0
+                 ? found.statm
+                 : std::make_shared<const OwnedFd>(
+                       ::open(statm_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY))),
+      first_rss_(found.rss_bytes) {
+  if (hints.swap_epoch) {
+    swap_bytes_ = found.swap_bytes;
+    swap_read_ = true;
+    swap_epoch_ = *hints.swap_epoch;
+  }
+}
 
 std::optional<std::optional<std::uint64_t>> QemuProcessReader::read_rss() {
   const std::string& origin = statm_path_;
   std::string text;
-  if (statm_.get() >= 0) {
+  if (statm_->get() >= 0) {
     char buffer[256];
     ssize_t n = 0;
     do {
-      n = ::pread(statm_.get(), buffer, sizeof buffer, 0);
+      n = ::pread(statm_->get(), buffer, sizeof buffer, 0);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
       return std::nullopt;  // ESRCH, or nothing: the process has exited
@@ -312,18 +347,10 @@ std::optional<std::optional<std::uint64_t>> QemuProcessReader::read_rss() {
   return rss ? std::optional<std::uint64_t>(*rss) : std::nullopt;
 }
 
-void QemuProcessReader::assume_swap(std::optional<std::uint64_t> swap_bytes,
-                                    const ProcessReadHints& hints) {
-  if (!hints.swap_epoch) {
-    return;
-  }
-  swap_bytes_ = swap_bytes;
-  swap_read_ = true;
-  swap_epoch_ = *hints.swap_epoch;
-}
-
 std::optional<QemuProcess> QemuProcessReader::read(const ProcessReadHints& hints) {
-  auto rss = read_rss();
+  // The first read of a process the search found takes the resident set it read moments ago.
+  auto rss = first_rss_ ? std::optional<std::optional<std::uint64_t>>(first_rss_) : read_rss();
+  first_rss_.reset();
   if (!rss) {
     return std::nullopt;
   }
@@ -348,7 +375,11 @@ std::optional<QemuProcess> QemuProcessReader::read(const ProcessReadHints& hints
     swap_epoch_ = hints.swap_epoch.value_or(0);
   }
   process.swap_bytes = swap_bytes_;
-  if (!ksm_read_ || !hints.ksm_epoch || *hints.ksm_epoch != ksm_epoch_) {
+  if (hints.ksm_all_zero) {
+    ksm_ = hints.ksm_all_zero;  // what the file would say now, known without reading it
+    ksm_read_ = true;
+    ksm_epoch_ = hints.ksm_epoch.value_or(0);
+  } else if (!ksm_read_ || !hints.ksm_epoch || *hints.ksm_epoch != ksm_epoch_) {
     // ksm_stat needs ptrace-read access to the process; without it the figure is just absent.
     ksm_.reset();
     if (auto text = read_optional_file(base_ + "/ksm_stat"); text && text->has_value()) {

@@ -2,12 +2,14 @@
 // figures it has just read (ProcessReadHints), on a copy of a captured host tree.
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <memtide/collectors/collect.hpp>
+#include <memtide/collectors/qemu_process.hpp>
 
 #include "../support/fake_hypervisor.hpp"
 
@@ -97,6 +99,56 @@ TEST_F(CollectorHints, KsmEpochMovesOnlyWhenKsmsStateOrCountsChange) {
   // A full scan ended: every process's rmap items are read again.
   std::ofstream(root_ + "/sys/kernel/mm/ksm/full_scans") << "1000\n";
   EXPECT_NE(collect().ksm_epoch, running.ksm_epoch);
+}
+
+// KSM holding nothing (the fixture: never run, general_profit 0) tells the reader every
+// process's ksm_stat without reading it, with the fields this kernel prints; anything merged,
+// or a kernel without general_profit, and the files are read.
+TEST_F(CollectorHints, AnAllZeroKsmStatOnlyWhileKsmHoldsNothing) {
+  ProcessKsmStat zero;
+  zero.zero_pages_bytes = 0;
+  zero.merging_bytes = 0;
+  zero.profit_bytes = 0;
+  EXPECT_EQ(collect().ksm_all_zero, zero);
+
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/general_profit") << "-4096\n";  // rmap items
+  EXPECT_FALSE(collect().ksm_all_zero.has_value());
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/general_profit") << "0\n";
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/ksm_zero_pages") << "3\n";
+  EXPECT_FALSE(collect().ksm_all_zero.has_value());
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/ksm_zero_pages") << "0\n";
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/pages_sharing") << "12\n";
+  EXPECT_FALSE(collect().ksm_all_zero.has_value());
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/pages_sharing") << "0\n";
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/pages_shared") << "1\n";
+  EXPECT_FALSE(collect().ksm_all_zero.has_value());
+  std::ofstream(root_ + "/sys/kernel/mm/ksm/pages_shared") << "0\n";
+  EXPECT_EQ(collect().ksm_all_zero, zero);
+
+  // A kernel before 6.10 (no ksm_zero_pages): no such field either.
+  ASSERT_EQ(std::remove((root_ + "/sys/kernel/mm/ksm/ksm_zero_pages").c_str()), 0);
+  zero.zero_pages_bytes.reset();
+  EXPECT_EQ(collect().ksm_all_zero, zero);
+  // Before 6.5 (no general_profit) rmap items cannot be known to be none.
+  ASSERT_EQ(std::remove((root_ + "/sys/kernel/mm/ksm/general_profit").c_str()), 0);
+  EXPECT_FALSE(collect().ksm_all_zero.has_value());
+}
+
+// On this machine's own kernel: the reading taken for every process while KSM holds nothing
+// has the fields this kernel prints, as /proc/self/ksm_stat shows them (this test process has
+// never been offered to KSM, so its figures are all zero whatever the host's KSM holds).
+TEST(CollectorHintsLive, TheEmptyKsmStatIsWhatThisKernelPrints) {
+  const auto host = KsmReader().read();
+  ASSERT_TRUE(host.ok()) << host.error().to_string();
+  if (!host->has_value() || !empty_process_ksm_stat(**host)) {
+    GTEST_SKIP() << "this kernel has no KSM, or no general_profit";
+  }
+  std::ifstream in("/proc/self/ksm_stat");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(text.empty()) << "a kernel with general_profit has /proc/PID/ksm_stat";
+  const auto real = parse_process_ksm_stat(text, 4096, "/proc/self/ksm_stat");
+  ASSERT_TRUE(real.ok()) << real.error().to_string();
+  EXPECT_EQ(*empty_process_ksm_stat(**host), *real) << text;
 }
 
 }  // namespace

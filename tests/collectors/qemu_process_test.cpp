@@ -217,7 +217,7 @@ TEST_F(FakeProcfs, ReaderRereadsOnlyWhatTheHostSaysMayHaveChanged) {
   const auto dir = root_ + "/101";
   std::ofstream(dir + "/ksm_stat") << "ksm_rmap_items 10\nksm_merging_pages 5\n";
   QemuProcessReader reader(root_, 101, 4096);
-  ProcessReadHints hints{true, 1, 1};
+  ProcessReadHints hints{true, 1, 1, {}};
   auto p = reader.read(hints);
   ASSERT_TRUE(p.has_value());
   EXPECT_EQ(p->rss_bytes, 250u * 4096);
@@ -257,27 +257,59 @@ TEST_F(FakeProcfs, ReaderRereadsOnlyWhatTheHostSaysMayHaveChanged) {
   EXPECT_EQ(p->swap_bytes, 96u * 1024);
 }
 
-// VmSwap the search for processes read from status is kept by the first read, which opens
-// only statm (and ksm_stat); without a swap epoch there is nothing to keep it by.
-TEST_F(FakeProcfs, ReaderStartsFromTheSwapTheSearchRead) {
+// A reader made from what the search found starts from it: the first read takes the VmRSS and
+// VmSwap the search read from status and the statm it opened (the process whose uids and
+// executable were checked), opening nothing by path; later reads read statm in place. Without a
+// swap epoch there is nothing to keep VmSwap by.
+TEST_F(FakeProcfs, ReaderStartsFromWhatTheSearchRead) {
   const auto found = find_qemu_candidates(root_);
   const auto& web = found.at("6695eb01-f6a4-8304-79aa-97f2502e193f").at(0);
-  // status changes after the search read it: the reader keeps what the search saw.
+  ASSERT_NE(web.statm, nullptr);
+  ASSERT_GE(web.statm->get(), 0);
+  EXPECT_EQ(web.rss_bytes, 1000u * 1024);
+  // status changes after the search read it, and statm is no longer there by its path: the
+  // reader keeps what the search saw and reads statm through the search's descriptor.
   std::ofstream(root_ + "/101/status") << "Name:\tqemu\nVmRSS:\t 2000 kB\nVmSwap:\t 48 kB\n";
-  const ProcessReadHints hints{true, 1, 1};
-  QemuProcessReader reader(root_, 101, 4096);
-  reader.assume_swap(web.swap_bytes, hints);
+  std::ofstream(root_ + "/101/statm.new") << "300000 500 100 1 0 200 0\n";
+  ASSERT_EQ(std::rename((root_ + "/101/statm.new").c_str(), (root_ + "/101/statm").c_str()), 0);
+  std::ofstream(root_ + "/101/statm.new") << "300000 700 100 1 0 200 0\n";
+  const ProcessReadHints hints{true, 1, 1, {}};
+  QemuProcessReader reader(root_, web, 4096, hints);
   auto p = reader.read(hints);
   ASSERT_TRUE(p.has_value());
   EXPECT_EQ(p->swap_bytes, 24u * 1024);
-  EXPECT_EQ(p->rss_bytes, 250u * 4096);
+  EXPECT_EQ(p->rss_bytes, 1000u * 1024);  // status as the search read it, not statm
+  p = reader.read(hints);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->rss_bytes, 250u * 4096);  // the file the search opened, not the one now there
   // The next swap epoch reads status itself.
-  p = reader.read(ProcessReadHints{true, 2, 1});
+  p = reader.read(ProcessReadHints{true, 2, 1, {}});
   EXPECT_EQ(p->swap_bytes, 48u * 1024);
 
-  QemuProcessReader without_epoch(root_, 101, 4096);
-  without_epoch.assume_swap(web.swap_bytes, ProcessReadHints{});
+  QemuProcessReader without_epoch(root_, web, 4096, ProcessReadHints{});
   EXPECT_EQ(without_epoch.read(hints)->swap_bytes, 48u * 1024);
+}
+
+// While KSM holds nothing host-wide the hints carry what every ksm_stat then says, and the
+// reader takes it rather than the file (here made to say otherwise, to show it is not read);
+// once KSM holds something again the file is read.
+TEST_F(FakeProcfs, ReaderTakesAnAllZeroKsmStatFromTheHints) {
+  std::ofstream(root_ + "/101/ksm_stat") << "ksm_rmap_items 10\nksm_merging_pages 5\n";
+  QemuProcessReader reader(root_, 101, 4096);
+  ProcessReadHints hints{true, 1, 1, {}};
+  ProcessKsmStat zero;
+  zero.merging_bytes = 0;
+  zero.profit_bytes = 0;
+  hints.ksm_all_zero = zero;
+  auto p = reader.read(hints);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->ksm, zero);
+  hints.ksm_all_zero.reset();
+  hints.ksm_epoch = 2;
+  p = reader.read(hints);
+  ASSERT_TRUE(p.has_value() && p->ksm.has_value());
+  EXPECT_EQ(p->ksm->rmap_items, 10u);
+  EXPECT_EQ(p->ksm->merging_bytes, 5u * 4096);
 }
 
 // A real process read in place tick after tick: what it touches shows, and once it has exited
@@ -303,10 +335,10 @@ TEST(QemuProcessLive, ReaderFollowsAProcessUntilItExits) {
   char c = 0;
   ASSERT_EQ(read(ready[0], &c, 1), 1);
   QemuProcessReader reader("/proc", child, static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)));
-  const auto before = reader.read(ProcessReadHints{false, 0, 0});
+  const auto before = reader.read(ProcessReadHints{false, 0, 0, {}});
   ASSERT_TRUE(before.has_value());
   ASSERT_TRUE(write(go[1], "g", 1) == 1 && read(ready[0], &c, 1) == 1);
-  const auto after = reader.read(ProcessReadHints{false, 0, 0});
+  const auto after = reader.read(ProcessReadHints{false, 0, 0, {}});
   ASSERT_TRUE(after.has_value());
   EXPECT_GE(after->rss_bytes.value_or(0),
             before->rss_bytes.value_or(0) + (std::uint64_t{60} << 20));

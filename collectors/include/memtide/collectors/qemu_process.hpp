@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include <memtide/collectors/file_reader.hpp>
+#include <memtide/core/ksm_sample.hpp>
 #include <memtide/core/result.hpp>
 #include <memtide/core/vm_sample.hpp>
 
@@ -29,6 +31,12 @@ Result<ProcessMemory> parse_process_status(std::string_view text, std::string_vi
 Result<ProcessKsmStat> parse_process_ksm_stat(std::string_view text, std::uint64_t page_size_bytes,
                                               std::string_view origin);
 
+// What /proc/PID/ksm_stat says of a process while KSM holds nothing (rmap items, merged and
+// zero pages and profit all 0), with the fields the kernel of `host` prints: merging pages and
+// profit with general_profit (6.5+), zero pages with the host's ksm_zero_pages (6.10+).
+// nullopt for a kernel without general_profit.
+std::optional<ProcessKsmStat> empty_process_ksm_stat(const KsmSample& host);
+
 // The four uids (real, effective, saved, filesystem) of the "Uid:" line of /proc/PID/status;
 // empty when absent or malformed.
 std::vector<std::uint32_t> parse_status_uids(std::string_view status);
@@ -41,9 +49,14 @@ struct QemuCandidate {
   std::string exe;                  // the executable's path (readlink of /proc/PID/exe)
   std::optional<std::uint32_t> exe_owner;  // owner and mode of the executable file itself
   std::uint32_t exe_mode = 0;
-  // VmSwap from the same read of status, so that the process's first read need not open it
-  // again (QemuProcessReader::assume_swap). Unset when status had none or was unreadable.
+  // VmRSS and VmSwap from the same read of status, and the process's statm opened through the
+  // same directory descriptor, so that the process's first read (a QemuProcessReader made from
+  // this candidate) opens and reads nothing again, and its statm is the very process whose
+  // uids and executable were checked. Figures are unset when status had none or was unreadable;
+  // `statm` is null or holds -1 when it could not be opened.
+  std::optional<std::uint64_t> rss_bytes;
   std::optional<std::uint64_t> swap_bytes;
+  std::shared_ptr<const OwnedFd> statm;
   friend bool operator==(const QemuCandidate&, const QemuCandidate&) = default;
 };
 
@@ -87,6 +100,12 @@ struct ProcessReadHints {
   // rmap_items (and so its profit) also move while ksmd scans it; they are read again at the
   // end of each full scan at the latest. nullopt: read ksm_stat every time.
   std::optional<std::uint64_t> ksm_epoch;
+  // Set when KSM holds nothing host-wide: no page shared, sharing or merged with the zero page,
+  // and general_profit 0 (savings minus every rmap item's cost, so no process has an rmap item
+  // either). Every process's ksm_stat then reads all zero: this is that reading
+  // (empty_process_ksm_stat), taken without reading the files. Unset on kernels without
+  // general_profit, where rmap items cannot be known to be none.
+  std::optional<ProcessKsmStat> ksm_all_zero;
   friend bool operator==(const ProcessReadHints&, const ProcessReadHints&) = default;
 };
 
@@ -100,13 +119,14 @@ struct ProcessReadHints {
 class QemuProcessReader {
  public:
   QemuProcessReader(std::string procfs, int pid, std::uint64_t page_size_bytes);
+  // The process `found` by find_qemu_candidates under `hints` (the same collection's): its
+  // statm as the search opened it, and for the first read its VmRSS, and its VmSwap as a value
+  // read under `hints` (kept while the swap epoch stays; without one, read again).
+  QemuProcessReader(std::string procfs, const QemuCandidate& found, std::uint64_t page_size_bytes,
+                    const ProcessReadHints& hints);
 
   // The process's figures now; nullopt once it has exited.
   std::optional<QemuProcess> read(const ProcessReadHints& hints);
-  // VmSwap that the caller read from this process's status under `hints` (the same
-  // collection's): the next read keeps it rather than reading status again, as it would a value
-  // it had read itself. Without a swap epoch in `hints` it changes nothing.
-  void assume_swap(std::optional<std::uint64_t> swap_bytes, const ProcessReadHints& hints);
   int pid() const { return pid_; }
 
  private:
@@ -117,7 +137,8 @@ class QemuProcessReader {
   int pid_ = 0;
   std::uint64_t page_size_bytes_ = 0;
   std::string statm_path_;  // "<procfs>/<pid>/statm", made once rather than every tick
-  OwnedFd statm_;
+  std::shared_ptr<const OwnedFd> statm_;
+  std::optional<std::uint64_t> first_rss_;  // VmRSS the search read, for the first read only
   // The last VmSwap and ksm_stat read (unset: unreadable), whether they were read at all, and
   // the hints' epoch at that read.
   std::optional<std::uint64_t> swap_bytes_;
