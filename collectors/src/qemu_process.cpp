@@ -308,10 +308,8 @@ QemuProcessReader::QemuProcessReader(std::string procfs, const QemuCandidate& fo
       pid_(found.pid),
       page_size_bytes_(page_size_bytes),
       statm_path_(base_ + "/statm"),
-      statm_(found.statm && found.statm->get() >= 0
-                 ? found.statm
-                 : std::make_shared<const OwnedFd>(
-                       ::open(statm_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY))),
+      // One the search could not open is read by path at each read, as read_rss does for any.
+      statm_(found.statm ? found.statm : std::make_shared<const OwnedFd>(-1)),
       first_rss_(found.rss_bytes) {
   if (hints.swap_epoch) {
     swap_bytes_ = found.swap_bytes;
@@ -375,16 +373,15 @@ std::optional<QemuProcess> QemuProcessReader::read(const ProcessReadHints& hints
     swap_epoch_ = hints.swap_epoch.value_or(0);
   }
   process.swap_bytes = swap_bytes_;
-  if (hints.ksm_all_zero) {
-    ksm_ = hints.ksm_all_zero;  // what the file would say now, known without reading it
-    ksm_read_ = true;
-    ksm_epoch_ = hints.ksm_epoch.value_or(0);
-  } else if (!ksm_read_ || !hints.ksm_epoch || *hints.ksm_epoch != ksm_epoch_) {
-    // ksm_stat needs ptrace-read access to the process; without it the figure is just absent.
-    ksm_.reset();
-    if (auto text = read_optional_file(base_ + "/ksm_stat"); text && text->has_value()) {
-      if (auto ksm = parse_process_ksm_stat(**text, page_size_bytes_, base_ + "/ksm_stat")) {
-        ksm_ = *ksm;
+  if (!ksm_read_ || !hints.ksm_epoch || *hints.ksm_epoch != ksm_epoch_) {
+    // While KSM holds nothing the file's reading is known without reading it. ksm_stat needs
+    // ptrace-read access to the process; without it the figure is just absent.
+    ksm_ = hints.ksm_all_zero;
+    if (!ksm_) {
+      if (auto text = read_optional_file(base_ + "/ksm_stat"); text && text->has_value()) {
+        if (auto ksm = parse_process_ksm_stat(**text, page_size_bytes_, base_ + "/ksm_stat")) {
+          ksm_ = *ksm;
+        }
       }
     }
     ksm_read_ = true;
