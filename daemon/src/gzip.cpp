@@ -45,6 +45,61 @@ std::string gzip(std::string_view data, int level) {
   return out;
 }
 
+std::string gunzip(std::string_view gz) {
+  // A member ends with its data's size modulo 2^32 (RFC 1952, ISIZE): the buffer is made that
+  // size at once (a 1,000-VM page is one 1.5 MB block, mapped and given back whole), within
+  // what deflate can expand to (1,032 to 1) so that a wrong trailer cannot ask for more.
+  constexpr std::size_t kTrailerBytes = 8;
+  constexpr std::size_t kMaxRatio = 1032;
+  std::string out;
+  if (gz.size() >= kTrailerBytes) {
+    std::size_t size = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+      size |= std::size_t{static_cast<unsigned char>(gz[gz.size() - 4 + i])} << (8 * i);
+    }
+    out.reserve(std::min(size, gz.size() * kMaxRatio));
+  }
+  z_stream z{};
+  constexpr int kGzipWindowBits = 15 + 16;  // gzip framing only (not zlib's)
+  if (inflateInit2(&z, kGzipWindowBits) != Z_OK) {
+    throw std::bad_alloc();
+  }
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
+  z.avail_in =
+      static_cast<uInt>(std::min<std::size_t>(gz.size(), std::numeric_limits<uInt>::max()));
+  int rc = Z_OK;
+  try {
+    while (rc == Z_OK) {
+      if (out.size() == out.capacity()) {
+        out.reserve(out.capacity() < 4096 ? 4096 : out.capacity() * 2);
+      }
+      const std::size_t had = out.size();
+      const std::size_t room =
+          std::min<std::size_t>(out.capacity() - had, std::numeric_limits<uInt>::max());
+      out.resize(had + room);
+      z.next_out = reinterpret_cast<Bytef*>(out.data() + had);
+      z.avail_out = static_cast<uInt>(room);
+      rc = inflate(&z, Z_NO_FLUSH);
+      out.resize(had + room - z.avail_out);
+      // Z_OK: more to come (the buffer grows if full); Z_BUF_ERROR: the input ended inside the
+      // member; Z_STREAM_END: the member's end.
+    }
+  } catch (...) {
+    inflateEnd(&z);
+    throw;
+  }
+  const bool whole = rc == Z_STREAM_END && z.avail_in == 0 && z.total_in == gz.size();
+  inflateEnd(&z);
+  if (rc == Z_MEM_ERROR) {
+    throw std::bad_alloc();
+  }
+  if (!whole) {
+    throw std::invalid_argument("gunzip: not one whole gzip member (zlib " + std::to_string(rc) +
+                                ")");
+  }
+  return out;
+}
+
 namespace {
 
 bool iequals(std::string_view a, std::string_view b) {

@@ -10,6 +10,10 @@ namespace memtide::daemon {
 // when zlib cannot allocate; any other zlib failure is a bug and throws std::logic_error.
 std::string gzip(std::string_view data, int level);
 
+// The data of `gz`, one whole gzip member (as gzip() makes). Throws std::bad_alloc when zlib or
+// the result cannot be allocated, and std::invalid_argument when `gz` is not one whole member.
+std::string gunzip(std::string_view gz);
+
 // Whether the request head (request line and headers, CRLF-separated) accepts a gzip body: an
 // Accept-Encoding header (any case) listing gzip or *, with a q-value that is not 0.
 bool accepts_gzip(std::string_view head);

@@ -85,9 +85,9 @@ std::shared_ptr<const std::string> text(const char* body) {
   return std::make_shared<const std::string>(body);
 }
 
-// The answer to a request whose head (request line and headers) is `head`.
-Response answer(std::string_view head, const std::shared_ptr<const std::string>& page,
-                bool& head_only) {
+// The answer to a request whose head (request line and headers) is `head`; for the metrics
+// page without its body, which is the caller's to choose in the form the request wants.
+Response answer(std::string_view head, bool& head_only) {
   head_only = false;
   const auto line_end = head.find("\r\n");
   const std::string_view line = head.substr(0, line_end);
@@ -110,7 +110,7 @@ Response answer(std::string_view head, const std::shared_ptr<const std::string>&
   }
   head_only = method == "HEAD";
   if (target == "/metrics") {
-    return {200, "OK", kMetricsType, page, false, true};
+    return {200, "OK", kMetricsType, nullptr, false, true};
   }
   if (target == "/") {
     return {200, "OK", "text/plain; charset=utf-8", text(kIndex)};
@@ -135,10 +135,16 @@ struct Connection {
 // full), reading a request, answering it, and closing. Runs on the server thread only.
 class ConnectionTable {
  public:
-  // The page and whether it is stale; and the request for a new page.
-  using Page = std::function<std::pair<std::shared_ptr<const std::string>, bool>()>;
-  ConnectionTable(int epoll_fd, Page page, std::function<void()> want_page)
-      : epoll_fd_(epoll_fd), page_(std::move(page)), want_page_(std::move(want_page)) {}
+  // The page as held; holding a publication's page gzipped instead; and the request for a new
+  // page.
+  using Page = std::function<HeldPage()>;
+  using HoldGzipped = std::function<void(std::uint64_t, std::shared_ptr<const std::string>)>;
+  ConnectionTable(int epoll_fd, Page page, HoldGzipped hold_gzipped,
+                  std::function<void()> want_page)
+      : epoll_fd_(epoll_fd),
+        page_(std::move(page)),
+        hold_gzipped_(std::move(hold_gzipped)),
+        want_page_(std::move(want_page)) {}
   ~ConnectionTable() {
     for (const auto& [fd, c] : connections_) {
       close(fd);
@@ -180,16 +186,17 @@ class ConnectionTable {
   void on_readable(int fd, Connection& c);
   // Answers the whole request in c.in (its head ends at `head_end`) with the page as it is.
   void answer_request(int fd, Connection& c, std::size_t head_end);
-  // `page` gzipped: compressed on the first request that asks for it and kept until the page
-  // is replaced, so the event loop never pays for it and every scrape of one page shares it.
-  std::shared_ptr<const std::string> gzipped(const std::shared_ptr<const std::string>& page);
+  // Sets r's body to the page held, gzipped if `gzip_it` (and r.gzipped then), else plain.
+  // Compressed here, on the server's thread, for the first request that asks for gzip, and then
+  // held instead of the plain page, so that the event loop never pays for it and every scrape of
+  // one page shares it; a plain page is inflated for each request that wants one after that.
+  void set_page_body(Response& r, bool gzip_it);
 
   int epoll_fd_;
   Page page_;
+  HoldGzipped hold_gzipped_;
   std::function<void()> want_page_;
-  bool asked_ = false;  // want_page_ was called and no page was published since
-  std::shared_ptr<const std::string> gzip_source_;  // the page gzip_page_ holds
-  std::shared_ptr<const std::string> gzip_page_;
+  bool asked_ = false;                     // want_page_ was called and no page was published since
   std::map<int, Connection> connections_;  // by fd
   std::map<std::string, std::size_t> per_address_;
 };
@@ -267,15 +274,34 @@ void ConnectionTable::respond(int fd, Connection& c, const Response& r, bool hea
   send_more(fd, c);
 }
 
-std::shared_ptr<const std::string> ConnectionTable::gzipped(
-    const std::shared_ptr<const std::string>& page) {
-  if (page != gzip_source_) {
-    // Level 1: a metrics page shrinks about as much as at 6, in a fraction of the time
-    // (tests/bench: BM_GzipMetricsPage).
-    gzip_page_ = std::make_shared<const std::string>(gzip(*page, 1));
-    gzip_source_ = page;
+void ConnectionTable::set_page_body(Response& r, bool gzip_it) {
+  const HeldPage page = page_();
+  // zlib or the inflated page may not get their memory: the scrape then gets the plain page if
+  // one is held, or a 503, rather than the server thread ending the daemon.
+  try {
+    if (gzip_it) {
+      r.body = page.gzipped;
+      if (!r.body && page.plain) {
+        // Level 1: a metrics page shrinks about as much as at 6, in a fraction of the time
+        // (tests/bench: BM_GzipMetricsPage).
+        r.body = std::make_shared<const std::string>(gzip(*page.plain, 1));
+        hold_gzipped_(page.number, r.body);
+      }
+      r.gzipped = r.body != nullptr;
+    } else if (page.plain || !page.gzipped) {
+      r.body = page.plain;
+    } else {
+      r.body = std::make_shared<const std::string>(gunzip(*page.gzipped));
+    }
+  } catch (const std::exception&) {
+    if (page.plain) {
+      r.body = page.plain;
+      r.gzipped = false;
+    } else {
+      r = {503, "Service Unavailable", "text/plain; charset=utf-8",
+           text("cannot make the page now\n")};
+    }
   }
-  return gzip_page_;
 }
 
 void ConnectionTable::on_readable(int fd, Connection& c) {
@@ -296,8 +322,7 @@ void ConnectionTable::on_readable(int fd, Connection& c) {
     const auto end = c.in.find("\r\n\r\n");
     if (end != std::string::npos && end + 4 <= kMaxHttpRequestBytes) {
       bool head_only = false;
-      const auto [page, stale] = page_();
-      if (stale && answer(std::string_view(c.in).substr(0, end), page, head_only).metrics) {
+      if (answer(std::string_view(c.in).substr(0, end), head_only).metrics && page_().stale) {
         c.in.resize(end + 4);
         c.state = Connection::State::waiting;
         c.waiting_since = Clock::now();
@@ -323,16 +348,9 @@ void ConnectionTable::on_readable(int fd, Connection& c) {
 void ConnectionTable::answer_request(int fd, Connection& c, std::size_t head_end) {
   bool head_only = false;
   const std::string_view head = std::string_view(c.in).substr(0, head_end);
-  auto r = answer(head, page_().first, head_only);
-  if (r.metrics && r.body && accepts_gzip(head)) {
-    // gzip throws when zlib cannot allocate; the scraper then gets the plain page rather
-    // than the server thread ending the daemon.
-    try {
-      r.body = gzipped(r.body);
-      r.gzipped = true;
-    } catch (const std::exception&) {
-      r.gzipped = false;
-    }
+  auto r = answer(head, head_only);
+  if (r.metrics) {
+    set_page_body(r, accepts_gzip(head));
   }
   c.in.clear();
   respond(fd, c, r, head_only);
@@ -496,8 +514,7 @@ MetricsServer::~MetricsServer() {
 void MetricsServer::publish(std::shared_ptr<const std::string> page) {
   {
     std::lock_guard lock(mutex_);
-    page_ = std::move(page);
-    stale_ = false;
+    page_ = {std::move(page), nullptr, page_.number + 1, false};
   }
   const std::uint64_t one = 1;
   (void)!write(published_fd_, &one, sizeof one);
@@ -505,18 +522,31 @@ void MetricsServer::publish(std::shared_ptr<const std::string> page) {
 
 void MetricsServer::invalidate() {
   std::lock_guard lock(mutex_);
-  stale_ = true;
+  page_.stale = true;
 }
 
-std::pair<std::shared_ptr<const std::string>, bool> MetricsServer::page() const {
+HeldPage MetricsServer::page() const {
   std::lock_guard lock(mutex_);
-  return {page_, stale_};
+  return page_;
+}
+
+void MetricsServer::hold_gzipped(std::uint64_t number, std::shared_ptr<const std::string> gzipped) {
+  std::shared_ptr<const std::string> plain;  // freed after the lock is let go
+  std::lock_guard lock(mutex_);
+  if (page_.number == number) {
+    plain = std::move(page_.plain);
+    page_.gzipped = std::move(gzipped);
+  }
 }
 
 void MetricsServer::run() {
   pthread_setname_np(pthread_self(), "metrics-http");
   ConnectionTable connections(
-      epoll_fd_, [this] { return page(); }, want_page_);
+      epoll_fd_, [this] { return page(); },
+      [this](std::uint64_t number, std::shared_ptr<const std::string> gzipped) {
+        hold_gzipped(number, std::move(gzipped));
+      },
+      want_page_);
   std::vector<epoll_event> events(64);
   auto last_expiry = Clock::now();
   for (;;) {

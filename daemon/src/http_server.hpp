@@ -15,6 +15,10 @@
 //   open without finishing a request only ever push each other out, so a scrape, which sends its
 //   request at once, is served. Connections already being answered are never pushed out.
 // One request per connection (responses say "Connection: close").
+//
+// A page is held as published until a scrape asks for it gzipped (Prometheus always does); from
+// then on only the gzipped page is held (at 1,000 VMs 107 kB instead of 1.47 MB), and a scrape
+// that wants it plain gets it inflated for itself.
 #pragma once
 
 #include <chrono>
@@ -36,6 +40,15 @@ inline constexpr std::size_t kMaxHttpRequestBytes = std::size_t{16} * 1024;
 inline constexpr std::chrono::seconds kRequestDeadline{5};
 inline constexpr std::chrono::seconds kResponseDeadline{30};
 inline constexpr std::chrono::milliseconds kPageWait{1000};
+
+// A published page in the forms the server holds: plain, gzipped, or both for a moment. At least
+// one of them is held.
+struct HeldPage {
+  std::shared_ptr<const std::string> plain;    // null once the gzipped page is held
+  std::shared_ptr<const std::string> gzipped;  // null until a scrape asked for gzip
+  std::uint64_t number = 0;                    // which publication (1 the first page)
+  bool stale = false;                          // the figures behind it changed since
+};
 
 // "127.0.0.1:9847", "[::1]:9847", "0.0.0.0:9847" or "[::]:9847" (port 0 picks a free port).
 Result<int> listen_on(const std::string& address);
@@ -65,8 +78,10 @@ class MetricsServer {
  private:
   MetricsServer() = default;
   void run();
-  // The page published last, and whether it is stale.
-  std::pair<std::shared_ptr<const std::string>, bool> page() const;
+  // The page published last, in the forms held.
+  HeldPage page() const;
+  // Holds `gzipped` instead of publication `number`'s plain page, if that is still the page.
+  void hold_gzipped(std::uint64_t number, std::shared_ptr<const std::string> gzipped);
 
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
@@ -74,8 +89,7 @@ class MetricsServer {
   int published_fd_ = -1;  // eventfd: a page was published
   std::function<void()> want_page_;
   mutable std::mutex mutex_;
-  std::shared_ptr<const std::string> page_;  // guarded by mutex_
-  bool stale_ = false;                       // guarded by mutex_
+  HeldPage page_;  // guarded by mutex_
   std::uint16_t port_ = 0;
   std::string description_;
   std::thread thread_;

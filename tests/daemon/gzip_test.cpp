@@ -3,6 +3,7 @@
 #include "gzip.hpp"
 
 #include <random>
+#include <stdexcept>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -13,7 +14,7 @@ namespace memtide::daemon {
 namespace {
 
 // Inflates with zlib and fails the test when `gz` is not one whole gzip member.
-std::string gunzip(const std::string& gz) {
+std::string inflated(const std::string& gz) {
   bool ok = false;
   auto out = testing::gunzip(gz, &ok);
   EXPECT_TRUE(ok);
@@ -35,16 +36,51 @@ TEST(Gzip, InflatesBackToTheInput) {
     // Held for as long as the page is served: no bigger than what it holds (not the
     // input-sized bound it was compressed into).
     EXPECT_LT(gz.capacity() * 4, page.size()) << "level " << level;
-    EXPECT_EQ(gunzip(gz), page);
+    EXPECT_EQ(inflated(gz), page);
   }
-  EXPECT_EQ(gunzip(gzip("", 1)), "");
+  EXPECT_EQ(inflated(gzip("", 1)), "");
   // Incompressible input grows a little, and still comes back whole.
   std::mt19937 random(7);
   std::string noise(100000, '\0');
   for (auto& c : noise) {
     c = static_cast<char>(random());
   }
-  EXPECT_EQ(gunzip(gzip(noise, 1)), noise);
+  EXPECT_EQ(inflated(gzip(noise, 1)), noise);
+}
+
+// The metrics server holds a page gzipped and inflates it for a scraper that wants it plain.
+TEST(Gzip, GunzipReadsBackWhatZlibWrote) {
+  std::string page;
+  for (int i = 0; i < 50000; ++i) {
+    page += "memtide_vm_host_resident_bytes{domain=\"vm-" + std::to_string(i) + "\"} " +
+            std::to_string(i * 8192) + "\n";
+  }
+  const std::string gz = gzip(page, 1);
+  ASSERT_EQ(testing::gunzip(gz), page);  // zlib's own reading of it, as a check of the input
+  EXPECT_EQ(gunzip(gz), page);
+  EXPECT_EQ(gunzip(gzip("", 1)), "");
+  // Made in one block of the page's size, from the member's trailer.
+  EXPECT_EQ(gunzip(gz).capacity(), page.size());
+  // A highly compressible page (deflate's best ratio is about 1,000 to 1) comes back whole.
+  const std::string blank(std::size_t{8} << 20, ' ');
+  EXPECT_EQ(gunzip(gzip(blank, 9)), blank);
+}
+
+TEST(Gzip, GunzipRefusesWhatIsNotOneWholeMember) {
+  const std::string gz = gzip(std::string(100000, 'x') + "end", 6);
+  EXPECT_THROW(gunzip(gz.substr(0, gz.size() - 1)), std::invalid_argument);  // cut short
+  EXPECT_THROW(gunzip(gz.substr(0, gz.size() / 2)), std::invalid_argument);
+  EXPECT_THROW(gunzip(gz + "x"), std::invalid_argument);  // bytes after the member
+  EXPECT_THROW(gunzip(""), std::invalid_argument);
+  EXPECT_THROW(gunzip("not gzip at all"), std::invalid_argument);
+  std::string wrong_size = gz;  // the trailer's length says 4 GiB - 1
+  for (std::size_t i = wrong_size.size() - 4; i < wrong_size.size(); ++i) {
+    wrong_size[i] = '\xff';
+  }
+  EXPECT_THROW(gunzip(wrong_size), std::invalid_argument);
+  std::string corrupt = gz;  // a bit flipped in the data: the CRC no longer matches
+  corrupt[corrupt.size() / 2] = static_cast<char>(corrupt[corrupt.size() / 2] ^ 0x10);
+  EXPECT_THROW(gunzip(corrupt), std::invalid_argument);
 }
 
 bool accepts(const std::string& headers) {
