@@ -189,14 +189,18 @@ class ConnectionTable {
   // Sets r's body to the page held, gzipped if `gzip_it` (and r.gzipped then), else plain.
   // Compressed here, on the server's thread, for the first request that asks for gzip, and then
   // held instead of the plain page, so that the event loop never pays for it and every scrape of
-  // one page shares it; a plain page is inflated for each request that wants one after that.
+  // one page shares it. A plain page is inflated after that for a request that wants one, and
+  // shared by every request answered while one is still being sent (500 plain scrapes at once
+  // hold one page, not 500).
   void set_page_body(Response& r, bool gzip_it);
 
   int epoll_fd_;
   Page page_;
   HoldGzipped hold_gzipped_;
   std::function<void()> want_page_;
-  bool asked_ = false;                     // want_page_ was called and no page was published since
+  bool asked_ = false;  // want_page_ was called and no page was published since
+  std::weak_ptr<const std::string> inflated_;  // the plain page of publication inflated_number_
+  std::uint64_t inflated_number_ = 0;
   std::map<int, Connection> connections_;  // by fd
   std::map<std::string, std::size_t> per_address_;
 };
@@ -291,7 +295,12 @@ void ConnectionTable::set_page_body(Response& r, bool gzip_it) {
     } else if (page.plain || !page.gzipped) {
       r.body = page.plain;
     } else {
-      r.body = std::make_shared<const std::string>(gunzip(*page.gzipped));
+      r.body = inflated_number_ == page.number ? inflated_.lock() : nullptr;
+      if (!r.body) {
+        r.body = std::make_shared<const std::string>(gunzip(*page.gzipped));
+        inflated_ = r.body;
+        inflated_number_ = page.number;
+      }
     }
   } catch (const std::exception&) {
     if (page.plain) {
