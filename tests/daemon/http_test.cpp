@@ -385,7 +385,9 @@ TEST(MetricsServerPage, SlowPlainScrapesShareOneInflatedPage) {
     close(c);
   }
   EXPECT_EQ(answered, 40);
-  EXPECT_LT(during, before + 3 * page_bytes) << "before " << before << ", during " << during;
+  // One copy, and under a sanitiser its shadow (ThreadSanitizer's came to 5 pages here), against
+  // 40 copies without the sharing (338 MB here in the release build).
+  EXPECT_LT(during, before + 10 * page_bytes) << "before " << before << ", during " << during;
 }
 
 }  // namespace
