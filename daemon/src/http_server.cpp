@@ -187,12 +187,15 @@ class ConnectionTable {
   // Answers the whole request in c.in (its head ends at `head_end`) with the page as it is.
   void answer_request(int fd, Connection& c, std::size_t head_end);
   // Sets r's body to the page held, gzipped if `gzip_it` (and r.gzipped then), else plain.
-  // Compressed here, on the server's thread, for the first request that asks for gzip, and then
-  // held instead of the plain page, so that the event loop never pays for it and every scrape of
-  // one page shares it. A plain page is inflated after that for a request that wants one, and
-  // shared by every request answered while one is still being sent (500 plain scrapes at once
-  // hold one page, not 500).
   void set_page_body(Response& r, bool gzip_it);
+  // `page` gzipped: compressed here, on the server's thread, for the first request that asks for
+  // gzip, and then held instead of the plain page, so that the event loop never pays for it and
+  // every scrape of one page shares it. Null only if no page is held.
+  std::shared_ptr<const std::string> gzipped_page(const HeldPage& page);
+  // `page` plain: inflated for a request once only the gzipped page is held, and shared by every
+  // request answered while one is still being sent (500 plain scrapes at once hold one page, not
+  // 500). Null only if no page is held.
+  std::shared_ptr<const std::string> plain_page(const HeldPage& page);
 
   int epoll_fd_;
   Page page_;
@@ -278,30 +281,39 @@ void ConnectionTable::respond(int fd, Connection& c, const Response& r, bool hea
   send_more(fd, c);
 }
 
+std::shared_ptr<const std::string> ConnectionTable::gzipped_page(const HeldPage& page) {
+  if (page.gzipped || !page.plain) {
+    return page.gzipped;
+  }
+  // Level 1: a metrics page shrinks about as much as at 6, in a fraction of the time
+  // (tests/bench: BM_GzipMetricsPage).
+  auto gz = std::make_shared<const std::string>(gzip(*page.plain, 1));
+  hold_gzipped_(page.number, gz);
+  return gz;
+}
+
+std::shared_ptr<const std::string> ConnectionTable::plain_page(const HeldPage& page) {
+  if (page.plain || !page.gzipped) {
+    return page.plain;
+  }
+  if (inflated_number_ == page.number) {
+    if (auto shared = inflated_.lock()) {
+      return shared;
+    }
+  }
+  auto plain = std::make_shared<const std::string>(gunzip(*page.gzipped));
+  inflated_ = plain;
+  inflated_number_ = page.number;
+  return plain;
+}
+
 void ConnectionTable::set_page_body(Response& r, bool gzip_it) {
   const HeldPage page = page_();
   // zlib or the inflated page may not get their memory: the scrape then gets the plain page if
   // one is held, or a 503, rather than the server thread ending the daemon.
   try {
-    if (gzip_it) {
-      r.body = page.gzipped;
-      if (!r.body && page.plain) {
-        // Level 1: a metrics page shrinks about as much as at 6, in a fraction of the time
-        // (tests/bench: BM_GzipMetricsPage).
-        r.body = std::make_shared<const std::string>(gzip(*page.plain, 1));
-        hold_gzipped_(page.number, r.body);
-      }
-      r.gzipped = r.body != nullptr;
-    } else if (page.plain || !page.gzipped) {
-      r.body = page.plain;
-    } else {
-      r.body = inflated_number_ == page.number ? inflated_.lock() : nullptr;
-      if (!r.body) {
-        r.body = std::make_shared<const std::string>(gunzip(*page.gzipped));
-        inflated_ = r.body;
-        inflated_number_ = page.number;
-      }
-    }
+    r.body = gzip_it ? gzipped_page(page) : plain_page(page);
+    r.gzipped = gzip_it && r.body != nullptr;
   } catch (const std::exception&) {
     if (page.plain) {
       r.body = page.plain;
