@@ -59,10 +59,6 @@ bool interpreter(std::string_view name) {
   return false;
 }
 
-struct DirClose {
-  void operator()(DIR* d) const { closedir(d); }
-};
-
 std::optional<std::uint32_t> user_uid(std::string_view user) {
   if (user.empty()) {
     return std::nullopt;

@@ -168,10 +168,6 @@ std::string uuid_argument(std::string_view cmdline) {
   return "";
 }
 
-struct DirClose {
-  void operator()(DIR* d) const { closedir(d); }
-};
-
 }  // namespace
 
 std::map<std::string, std::vector<QemuCandidate>> find_qemu_candidates(const std::string& procfs) {

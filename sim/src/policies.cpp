@@ -6,13 +6,11 @@
 
 #include <memtide/sim/policies.hpp>
 
+#include "bytes.hpp"
+
 namespace memtide::sim {
 
 namespace {
-
-std::uint64_t bytes(double v) {
-  return v <= 0 ? 0 : static_cast<std::uint64_t>(std::llround(v));
-}
 
 // Index of each guest by name, for turning a plan's VM names into world commands.
 std::map<std::string, std::size_t> guest_index(const World& world) {

@@ -3,6 +3,8 @@
 
 #include <memtide/sim/world.hpp>
 
+#include "bytes.hpp"
+
 namespace memtide::sim {
 
 namespace {
@@ -27,10 +29,6 @@ constexpr double kHostCacheFillBytesPerS = 16.0 * MiB;
 constexpr double kLowWatermarkShare = 0.01;
 // A guest whose swap is this full can no longer run its balloon driver: no statistics.
 constexpr double kStarvingSwapShare = 0.9;
-
-std::uint64_t bytes(double v) {
-  return v <= 0 ? 0 : static_cast<std::uint64_t>(std::llround(v));
-}
 
 double at(const Curve& curve, double t) {
   return curve ? std::max(0.0, curve(t)) : 0.0;

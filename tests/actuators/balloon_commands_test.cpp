@@ -4,12 +4,13 @@
 #include <memtide/actuators/balloon_commands.hpp>
 
 #include "../support/fake_hypervisor.hpp"
+#include "../support/sizes.hpp"
 
 namespace memtide::actuators {
 namespace {
 
 using namespace std::chrono_literals;
-constexpr std::uint64_t GiB = 1ULL << 30;
+using memtide::test_sizes::GiB;
 
 std::vector<policy::BalloonChange> six_changes() {
   std::vector<policy::BalloonChange> changes;

@@ -17,10 +17,12 @@
 
 #include <memtide/actuators/huge_page_release.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::actuators {
 namespace {
 
-constexpr std::uint64_t MiB = 1ULL << 20;
+using memtide::test_sizes::MiB;
 constexpr std::uint64_t kBytes = 64 * MiB;
 constexpr std::uint64_t kPage = 4096;
 constexpr std::uint64_t kLead = (2048 + 64) * MiB;  // untouched memory before the used part

@@ -4,12 +4,13 @@
 #include <memtide/config/loader.hpp>
 
 #include "../support/fake_hypervisor.hpp"
+#include "../support/sizes.hpp"
 
 namespace memtide::actuators {
 namespace {
 
 using namespace std::chrono_literals;
-constexpr std::uint64_t GiB = 1ULL << 30;
+using memtide::test_sizes::GiB;
 
 VmSample vm(const std::string& name, const std::string& uuid, std::uint64_t current,
             std::uint64_t max) {

@@ -6,11 +6,12 @@
 #include <memtide/config/loader.hpp>
 #include <memtide/report/metrics.hpp>
 
+#include "../support/sizes.hpp"
 #include "gzip.hpp"
 
 namespace {
 
-constexpr std::uint64_t GiB = 1ULL << 30;
+using memtide::test_sizes::GiB;
 
 // The full page of `vms` VMs at metrics.per_vm `per_vm` (0 full, 1 decisions, 2 off).
 std::string page_of(int vms, int per_vm, benchmark::State* state) {

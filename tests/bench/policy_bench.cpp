@@ -6,9 +6,11 @@
 #include <memtide/config/loader.hpp>
 #include <memtide/policy/engine.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace {
 
-constexpr std::uint64_t GiB = 1ULL << 30;
+using memtide::test_sizes::GiB;
 
 memtide::Snapshot many_vms(int n, std::uint64_t available) {
   std::mt19937_64 rng(1);

@@ -9,10 +9,12 @@
 
 #include <memtide/collectors/host_source.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::collectors {
 namespace {
 
-constexpr std::uint64_t KiB = 1024;
+using memtide::test_sizes::KiB;
 const std::string kHosts = std::string(MEMTIDE_FIXTURES) + "/hosts/";
 
 HostRoots roots(const std::string& tree) {

@@ -13,11 +13,13 @@
 #include <memtide/collectors/domain_xml.hpp>
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::collectors {
 namespace {
 
-constexpr std::uint64_t KiB = 1024;
-constexpr std::uint64_t MiB = 1024 * KiB;
+using memtide::test_sizes::KiB;
+using memtide::test_sizes::MiB;
 constexpr const char* kTestUuid = "6695eb01-f6a4-8304-79aa-97f2502e193f";  // test:///default's
 
 LibvirtOptions options(const std::string& uri) {

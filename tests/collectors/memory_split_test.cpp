@@ -4,10 +4,12 @@
 
 #include <memtide/collectors/hypervisor.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::collectors {
 namespace {
 
-constexpr std::uint64_t MiB = 1 << 20;
+using memtide::test_sizes::MiB;
 
 VirtioMemDevice device(std::uint64_t max, std::uint64_t block, std::uint64_t configured) {
   VirtioMemDevice d;

@@ -5,10 +5,12 @@
 
 #include <memtide/collectors/procfs_parsers.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::collectors {
 namespace {
 
-constexpr std::uint64_t KiB = 1024;
+using memtide::test_sizes::KiB;
 
 const char* kMeminfo =
     "MemTotal:        8054844 kB\n"

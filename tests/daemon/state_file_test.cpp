@@ -9,12 +9,14 @@
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::daemon {
 namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-constexpr std::uint64_t GiB = 1ULL << 30;
+using memtide::test_sizes::GiB;
 constexpr std::int64_t kUnix = 1'780'000'000'000;
 
 config::Config one_class() {

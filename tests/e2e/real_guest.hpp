@@ -18,11 +18,12 @@
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 
 #include "../support/run_command.hpp"
+#include "../support/sizes.hpp"
 
 namespace memtide::collectors {
 
 using namespace std::chrono_literals;
-inline constexpr std::uint64_t MiB = 1 << 20;
+using memtide::test_sizes::MiB;
 
 using memtide::testing::run_command;
 

@@ -2,10 +2,12 @@
 
 #include <memtide/policy/classes.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::policy {
 namespace {
 
-constexpr std::uint64_t GiB = 1ULL << 30;
+using memtide::test_sizes::GiB;
 
 config::Config two_classes() {
   config::Config c;

@@ -3,10 +3,12 @@
 
 #include <memtide/policy/ksm.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::policy {
 namespace {
 
-constexpr std::uint64_t GiB = 1ULL << 30;
+using memtide::test_sizes::GiB;
 
 // A fresh controller memory for decisions whose history does not matter.
 KsmMemory& scratch() {

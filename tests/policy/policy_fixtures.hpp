@@ -10,11 +10,13 @@
 #include <memtide/core/snapshot.hpp>
 #include <memtide/policy/engine.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::policy::testing {
 
-inline constexpr std::uint64_t KiB = 1ULL << 10;
-inline constexpr std::uint64_t MiB = 1ULL << 20;
-inline constexpr std::uint64_t GiB = 1ULL << 30;
+using memtide::test_sizes::GiB;
+using memtide::test_sizes::KiB;
+using memtide::test_sizes::MiB;
 
 // One class "default" over every VM: floor 1 GiB, 15 % free target, 512 MiB steps, 32 MiB
 // deadband, 60 s hysteresis, 2 GiB host reserve. Rules are tested one at a time, so giving back

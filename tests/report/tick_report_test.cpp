@@ -57,7 +57,7 @@ Snapshot tight_host(std::int64_t t_ms) {
 }
 
 // Sample values by "name{labels}".
-std::map<std::string, double> samples(const std::string& page) {
+std::map<std::string, double> sample_values(const std::string& page) {
   std::map<std::string, double> out;
   std::istringstream in(page);
   for (std::string line; std::getline(in, line);) {
@@ -88,7 +88,7 @@ class OneReport : public ::testing::Test {
       recent_.push_back({snapshot_.collected_at_unix_ms, change, "applied"});
     }
     report_ = {&snapshot_, &plan_, &state_, &facts_, config_.get(), &figures_, &alerts_, &recent_};
-    metrics_ = samples(render_metrics(report_));
+    metrics_ = sample_values(render_metrics(report_));
     status_ = status_reply(report_);
     snapshot_json_ = to_json(snapshot_);
   }

@@ -15,6 +15,8 @@
 #include <memtide/trace/replay.hpp>
 #include <memtide/trace/trace.hpp>
 
+#include "../support/sizes.hpp"
+
 namespace memtide::trace {
 using report::dump_json;
 using report::from_json;
@@ -24,8 +26,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-constexpr std::uint64_t MiB = 1ULL << 20;
-constexpr std::uint64_t GiB = 1ULL << 30;
+using memtide::test_sizes::GiB;
+using memtide::test_sizes::MiB;
 
 class TraceDir : public ::testing::Test {
  protected:

@@ -7,6 +7,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include <dirent.h>
+
 #include <memtide/core/result.hpp>
 
 namespace memtide::collectors {
@@ -29,6 +31,11 @@ class OwnedFd {
  private:
   int release() { return std::exchange(fd_, -1); }
   int fd_;
+};
+
+// Closes a directory stream from opendir() with its owner: std::unique_ptr<DIR, DirClose>.
+struct DirClose {
+  void operator()(DIR* d) const { closedir(d); }
 };
 
 // Reads the whole file. Returns std::nullopt when the file does not exist (ENOENT, ENOTDIR) or
