@@ -536,6 +536,21 @@ Result<std::string> parse_http_url(std::string_view text) {
   return url;
 }
 
+// alerts.runbook_base: an http(s) or file URL without a fragment (the alert's anchor is added).
+Result<std::string> parse_runbook_base(std::string_view text) {
+  constexpr std::size_t kMaxBytes = 1024;
+  const bool scheme = text.rfind("http://", 0) == 0 || text.rfind("https://", 0) == 0 ||
+                      text.rfind("file:///", 0) == 0;
+  if (!scheme || text.size() > kMaxBytes ||
+      text.find_first_of("# \t\n\"") != std::string_view::npos) {
+    return Error{"", 0, 0,
+                 "expected an http://, https:// or file:/// URL of at most 1024 bytes without "
+                 "'#' or blanks, got '" +
+                     shorten_utf8(text, 40) + "'"};
+  }
+  return std::string(text);
+}
+
 // alerts.alertmanager.labels: Prometheus label names (not reserved, not memtided's own) to
 // short UTF-8 values.
 void read_alert_labels(const YAML::Node& node, const std::string& path, Diagnostics& diag,
@@ -582,6 +597,7 @@ void read_alerts(MapReader& root, Diagnostics& diag, AlertsSection& out) {
     return;
   }
   MapReader map(*node, "alerts", diag);
+  read_scalar(map, diag, "runbook_base", out.runbook_base, parse_runbook_base);
   if (const auto am = map.take("alertmanager")) {
     MapReader a(*am, "alerts.alertmanager", diag);
     read_scalar(a, diag, "url", out.alertmanager_url, parse_http_url);

@@ -216,6 +216,29 @@ void print_ksm(const nlohmann::json& k) {
   std::cout << "\n  " << k["decision"].get<std::string>() << '\n';
 }
 
+// In a dry run, one line: what memtide would have done (the recent commands it decided and did
+// not apply) and how to let it act.
+void print_dry_run_summary(const nlohmann::json& recent) {
+  std::uint64_t count = 0;
+  std::uint64_t shrink = 0;
+  std::uint64_t grow = 0;
+  for (const auto& c : recent) {
+    if (c["outcome"].get<std::string>() != "dry run") {
+      continue;
+    }
+    const auto from = c["from_bytes"].get<std::uint64_t>();
+    const auto to = c["to_bytes"].get<std::uint64_t>();
+    ++count;
+    (to < from ? shrink : grow) += to < from ? from - to : to - from;
+  }
+  std::cout << "  dry run: "
+            << (count == 0 ? std::string("no balloon command decided yet")
+                           : std::to_string(count) + " balloon command(s) decided, not applied (" +
+                                 format_size(shrink) + " to take back, " + format_size(grow) +
+                                 " to give; listed below)")
+            << "; to act, set daemon.dry_run: false and reload\n";
+}
+
 void print_status(const nlohmann::json& r, bool utc) {
   const auto& d = r["daemon"];
   const auto& h = r["host"];
@@ -233,6 +256,9 @@ void print_status(const nlohmann::json& r, bool utc) {
             << "; metrics "
             << (d["metrics"].get<std::string>().empty() ? "off" : d["metrics"].get<std::string>())
             << '\n';
+  if (d["dry_run"].get<bool>()) {
+    print_dry_run_summary(r["recent_commands"]);
+  }
   std::cout << "host at " << time_text(h["collected_at"].get<std::string>(), utc)
             << ": MemAvailable " << size_or_dash(h["available_bytes"]) << " of "
             << size_or_dash(h["total_bytes"]) << ", reserve " << size_or_dash(h["reserve_bytes"])

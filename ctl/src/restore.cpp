@@ -77,6 +77,12 @@ int restore(const config::Config& config, bool dry_run, bool if_service_failed, 
       return nothing(std::string("memtided ended (") + result +
                      "); daemon.on_stop is keep: nothing to do");
     }
+    if (config.daemon.dry_run) {
+      // A dry run changed no balloon: there is nothing of memtide's to give back, and a restore
+      // would resize guests an operator only meant to watch.
+      return nothing(std::string("memtided ended (") + result +
+                     "); daemon.dry_run is on, so it changed nothing: nothing to restore");
+    }
     if (!json) {
       std::cout << "memtided ended without restoring (" << result << "); restoring\n";
     }
@@ -89,10 +95,14 @@ int restore(const config::Config& config, bool dry_run, bool if_service_failed, 
       !owner.empty()) {
     return nothing("balloons are left to " + owner + " (daemon.coexist: auto): nothing restored");
   }
+  if (config.daemon.dry_run && !dry_run && !json) {
+    std::cout << "daemon.dry_run is on in the configuration: nothing is changed; what a restore "
+                 "would do:\n";
+  }
   auto worker = collectors::make_libvirt_worker(config);
-  const auto run =
-      actuators::restore_within(*worker, config, dry_run, config.libvirt.timeout,
-                                std::chrono::steady_clock::now() + actuators::kRestoreBudget);
+  const auto run = actuators::restore_within(
+      *worker, config, dry_run || config.daemon.dry_run, config.libvirt.timeout,
+      std::chrono::steady_clock::now() + actuators::kRestoreBudget);
   if (run.collect_error) {
     std::cerr << "memtidectl: " << run.collect_error->message << '\n';
     return kExitFailure;

@@ -182,9 +182,11 @@ void Actions::restore_on_stop(collectors::HypervisorWorker& hypervisor,
                               const config::Config& config, const Snapshot* last,
                               policy::PolicyState& state) {
   // Fresh figures (the last tick's may predate a VM's start or stop), after any call still in
-  // flight, each VM with its own timeout and retries, all within kRestoreBudget.
+  // flight, each VM with its own timeout and retries, all within kRestoreBudget. A dry run
+  // changed no balloon, so it has none to give back: it only says what a restore would do.
+  const bool dry_run = config.daemon.dry_run;
   const auto run = actuators::restore_within(
-      hypervisor, config, false, config.libvirt.timeout,
+      hypervisor, config, dry_run, config.libvirt.timeout,
       std::chrono::steady_clock::now() + actuators::kRestoreBudget, [](const std::string& what) {
         // A stop that takes long must not look hung to the watchdog.
         sd_notify(0, ("WATCHDOG=1\nSTATUS=" + what).c_str());
@@ -212,6 +214,8 @@ void Actions::restore_on_stop(collectors::HypervisorWorker& hypervisor,
       log_.notice("restored on stop: " + actuators::describe(o), fields);
     } else if (o.kind == Kind::failed) {
       log_.error("restore on stop failed: " + actuators::describe(o), fields);
+    } else if (o.kind == Kind::dry_run) {
+      log_.notice("dry run, not restored on stop: " + actuators::describe(o), fields);
     } else {
       log_.debug("on stop: " + actuators::describe(o), {{"MEMTIDE_EVENT", "restore"}});
     }

@@ -47,6 +47,7 @@ class Actions {
 
   // Gives every managed VM its maximum back (daemon.on_stop: restore), within
   // actuators::kRestoreBudget; each restore is recorded in `state` as a command to the maximum.
+  // With daemon.dry_run nothing is changed: what a restore would do is logged.
   void restore_on_stop(collectors::HypervisorWorker& hypervisor, const config::Config& config,
                        const Snapshot* last, policy::PolicyState& state);
 

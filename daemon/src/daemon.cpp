@@ -195,6 +195,7 @@ int Daemon::run() {
        {"MEMTIDE_CONFIG", config_->source.empty() ? "(built-in defaults)" : config_->source},
        {"MEMTIDE_CONFIG_DROPINS", dropin_list(*config_)},
        {"MEMTIDE_INTERVAL", config::format_duration(config_->daemon.interval)}});
+  announce_dry_run();
   sd_notify(0, "READY=1\nSTATUS=started, waiting for the first tick");
   const int code = loop_.run();
   sd_notify(0, "STOPPING=1\nSTATUS=stopping");
@@ -339,6 +340,22 @@ void Daemon::log_reaction(std::uint64_t applied_usec) {
   unanswered_pressure_usec_.reset();
 }
 
+void Daemon::announce_dry_run() {
+  if (!config_->daemon.dry_run) {
+    return;
+  }
+  const std::string how = options_.overrides.dry_run
+                              ? "start memtided without --dry-run"
+                              : "set daemon.dry_run: false (or delete the drop-in that sets it, "
+                                "such as memtide.d/00-observe-only.yaml) and reload";
+  log_.notice(
+      "dry run: memtide decides and logs what it would do (\"dry run, not applied\"), but "
+      "changes no balloon, KSM setting or huge page and restores nothing on stop; to let "
+      "it act, " +
+          how,
+      {{"MEMTIDE_EVENT", "dry-run"}});
+}
+
 void Daemon::notify_status() {
   sd_notify(0, ("STATUS=" + report::service_status(tick_report())).c_str());
 }
@@ -380,6 +397,7 @@ void Daemon::reload() {
                  {"MEMTIDE_CONFIG_DROPINS", dropin_list(*config_)},
                  {"MEMTIDE_INTERVAL", config::format_duration(config_->daemon.interval)}});
     loop_.set_interval(config_->daemon.interval);
+    announce_dry_run();
   }
   sd_notify(0, "READY=1");
   notify_status();

@@ -82,6 +82,9 @@ class Daemon {
   // Renders the metrics page from what the daemon knows now and serves it (see MetricsEndpoint).
   void publish_metrics();
   void notify_status();
+  // In a dry run, says once (at start and after each reload) that memtide only decides and how
+  // to let it act.
+  void announce_dry_run();
 
   Options options_;
   std::shared_ptr<const config::Config> config_;

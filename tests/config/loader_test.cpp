@@ -148,7 +148,7 @@ TEST(Loader, TheShippedConffileGivesTheDefaults) {
 
 // What the conffile shows is true: with its settings uncommented ('#' directly before a key at
 // the start of a line) it is valid, warns of nothing, and gives exactly the defaults; and it
-// shows every key README.md's table documents.
+// shows every key docs/configuration.md's table documents.
 TEST(Loader, TheShippedConffileShowsEveryDefault) {
   std::ifstream in(MEMTIDE_CONFFILE);
   ASSERT_TRUE(in);
@@ -171,7 +171,7 @@ TEST(Loader, TheShippedConffileShowsEveryDefault) {
   expected.source_has_settings = true;
   EXPECT_EQ(*r.config, expected);
 
-  std::ifstream readme_file(MEMTIDE_README);
+  std::ifstream readme_file(MEMTIDE_DOCS "/configuration.md");
   const std::string readme((std::istreambuf_iterator<char>(readme_file)),
                            std::istreambuf_iterator<char>());
   const std::regex row(R"(\n\| `((daemon|libvirt|host|ksm|metrics|alerts)\.[a-z_.]+)` \|)");
@@ -183,7 +183,7 @@ TEST(Loader, TheShippedConffileShowsEveryDefault) {
     // The last part of the key, at the start of a setting line.
     const std::string leaf = key.substr(key.rfind('.') + 1);
     EXPECT_NE(uncommented.find(" " + leaf + ":"), std::string::npos)
-        << key << " is documented in README.md but not shown in the conffile";
+        << key << " is documented in docs/configuration.md but not shown in the conffile";
   }
   EXPECT_GT(keys, 40);
 }
@@ -208,6 +208,33 @@ TEST(Loader, TheShippedExamplesAreValidDropIns) {
     ++examples;
   }
   EXPECT_GE(examples, 2);
+}
+
+// The drop-in a first package installation writes turns the dry run on beside the shipped
+// conffile, and changes nothing else; a later drop-in can turn it off again.
+TEST(Loader, TheObserveOnlyDropInOnlyTurnsOnTheDryRun) {
+  char tmpl[] = "/tmp/memtide-observe-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::filesystem::path dir = tmpl;
+  std::filesystem::copy_file(MEMTIDE_CONFFILE, dir / "memtide.yaml");
+  std::filesystem::create_directory(dir / "memtide.d");
+  std::filesystem::copy_file(MEMTIDE_OBSERVE_DROPIN, dir / "memtide.d" / "00-observe-only.yaml");
+  const auto observe = load_config_with_dropins((dir / "memtide.yaml").string());
+  ASSERT_TRUE(observe.ok()) << observe.errors.front().to_string();
+  EXPECT_TRUE(observe.warnings.empty());
+  EXPECT_TRUE(observe.config->daemon.dry_run);
+  Config expected = *observe.config;
+  expected.daemon.dry_run = false;
+  Config defaults = *default_config();
+  defaults.source = expected.source;
+  defaults.dropins = expected.dropins;
+  defaults.source_has_settings = expected.source_has_settings;
+  EXPECT_EQ(expected, defaults);
+  std::ofstream(dir / "memtide.d" / "50-act.yaml") << "daemon: {dry_run: false}\n";
+  const auto act = load_config_with_dropins((dir / "memtide.yaml").string());
+  ASSERT_TRUE(act.ok());
+  EXPECT_FALSE(act.config->daemon.dry_run);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Loader, MissingFileIsAnError) {

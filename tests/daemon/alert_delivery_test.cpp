@@ -46,7 +46,7 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
 
 TEST(AlertPayloads, AlertmanagerV2AndExecBodies) {
   const auto target = alert_target_labels("host-a", "127.0.0.1:9847", {});
-  const auto am = alertmanager_body({notice(false)}, target);
+  const auto am = alertmanager_body({notice(false)}, target, "https://wiki.example/memtide");
   ASSERT_EQ(am.size(), 1u);
   // The names and labels the shipped Prometheus rules give the same alert
   // (packaging/prometheus/memtide-alerts.test.yml), so Alertmanager sees one alert.
@@ -56,11 +56,13 @@ TEST(AlertPayloads, AlertmanagerV2AndExecBodies) {
                                              {"job", "memtide"},
                                              {"domain", "web-1"}}));
   EXPECT_EQ(am[0]["annotations"]["summary"], "web-1 at its floor");
-  EXPECT_EQ(am[0]["annotations"]["runbook_url"], "https://memtide.org/readme#memtideguestdistress");
+  EXPECT_EQ(am[0]["annotations"]["runbook_url"],
+            "https://wiki.example/memtide#memtideguestdistress");
   EXPECT_EQ(am[0]["startsAt"], "2027-01-15T08:00:00.000Z");
   EXPECT_EQ(am[0]["endsAt"], "2027-01-15T08:01:00.000Z");
-  const auto host_alert = alertmanager_body(
-      {{{"host-swapping", "", policy::Severity::critical, "s", 0}, false, 0, 0}}, target);
+  const auto host_alert =
+      alertmanager_body({{{"host-swapping", "", policy::Severity::critical, "s", 0}, false, 0, 0}},
+                        target, config::AlertsSection{}.runbook_base);
   EXPECT_EQ(host_alert[0]["labels"]["alertname"], "MemtideHostSwapping");
   EXPECT_FALSE(host_alert[0]["labels"].contains("domain"));
   const auto ex = exec_body(notice(true), "host-a");
@@ -96,13 +98,16 @@ TEST(AlertNames, EveryAlertHasOneAlertmanagerName) {
 }
 
 // The shipped Prometheus rules know every alert memtided raises by the name memtided sends to
-// Alertmanager, and every rule links a runbook that README.md has.
+// Alertmanager, and every rule links, at the installed runbooks page, a runbook that
+// docs/runbooks.md has (a heading whose anchor is the alertname in lower case).
 TEST(AlertNames, TheShippedRulesCarryEveryAlertUnderItsAlertmanagerName) {
   const YAML::Node rules = YAML::LoadFile(MEMTIDE_ALERT_RULES);
-  std::ifstream file(MEMTIDE_README);
+  std::ifstream file(MEMTIDE_DOCS "/runbooks.md");
   ASSERT_TRUE(file);
-  const std::string readme((std::istreambuf_iterator<char>(file)),
-                           std::istreambuf_iterator<char>());
+  const std::string runbooks((std::istreambuf_iterator<char>(file)),
+                             std::istreambuf_iterator<char>());
+  const std::string base = config::AlertsSection{}.runbook_base;
+  EXPECT_EQ(base, "file:///usr/share/doc/memtide/runbooks.md") << "where the package installs it";
   std::map<std::string, std::string> expr_by_alert;  // alertname -> its rules' exprs
   for (const auto& group : rules["groups"]) {
     for (const auto& rule : group["rules"]) {
@@ -114,12 +119,12 @@ TEST(AlertNames, TheShippedRulesCarryEveryAlertUnderItsAlertmanagerName) {
       std::string anchor = name;
       std::transform(anchor.begin(), anchor.end(), anchor.begin(),
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      EXPECT_EQ(rule["annotations"]["runbook_url"].as<std::string>(""), kRunbookBase + anchor)
+      EXPECT_EQ(rule["annotations"]["runbook_url"].as<std::string>(""), base + "#" + anchor)
           << name;
       EXPECT_FALSE(rule["annotations"]["summary"].as<std::string>("").empty()) << name;
       EXPECT_FALSE(rule["annotations"]["description"].as<std::string>("").empty()) << name;
-      EXPECT_NE(readme.find("\n#### " + name + "\n"), std::string::npos)
-          << name << " has no runbook in README.md";
+      EXPECT_NE(runbooks.find("\n## " + name + "\n"), std::string::npos)
+          << name << " has no runbook in docs/runbooks.md";
     }
   }
   for (const char* id : policy::kAllAlertNames) {
@@ -128,6 +133,12 @@ TEST(AlertNames, TheShippedRulesCarryEveryAlertUnderItsAlertmanagerName) {
     EXPECT_NE(it->second.find(std::string("memtide_alert_firing{alert=\"") + id + "\"}"),
               std::string::npos)
         << it->second;
+    // memtided's own link for the alert is the rule's.
+    std::string anchor = policy::alertname(id);
+    std::transform(anchor.begin(), anchor.end(), anchor.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    EXPECT_EQ(runbook_url(base, id), base + "#" + anchor);
+    EXPECT_NE(runbooks.find("\n## " + policy::alertname(id) + "\n"), std::string::npos) << id;
   }
 }
 
@@ -326,7 +337,7 @@ TEST(AlertmanagerSink, PostsTheAlertsToApiV2) {
   FakeAlertmanager am(200);
   AlertmanagerSink sink(am.url(), 2s);
   const std::string body =
-      alertmanager_body({notice(false)}, alert_target_labels("host-a", "", {})).dump();
+      alertmanager_body({notice(false)}, alert_target_labels("host-a", "", {}), "file:///x").dump();
   sink.submit(body);
   ASSERT_TRUE(eventually([&] { return sink.figures().delivered == 1; }));
   const std::string request = am.first_request();

@@ -446,14 +446,16 @@ namespace {
 
 // libvirt's test driver lives inside the memtided process: its default domain "test" runs at
 // 2 GiB of an 8 GiB maximum. What memtided does to it on stop shows in its log.
-std::string stop_log(const std::string& on_stop) {
+std::string stop_log(const std::string& on_stop, const std::string& daemon_keys = "",
+                     const std::vector<std::string>& flags = {}) {
   TempDir dir;
-  dir.write("memtide.yaml", "daemon:\n  interval: 200ms\n  on_stop: " + on_stop +
-                                "\nhost:\n  swap_forecast: {window: 10s}\n");
+  dir.write("memtide.yaml", "daemon:\n  interval: 200ms\n  on_stop: " + on_stop + "\n" +
+                                daemon_keys + "host:\n  swap_forecast: {window: 10s}\n");
   NotifySocket notify(dir.file("notify"));
-  DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--connect", "test:///default",
-                        "--log-target", "stderr"},
-                       notify.path(), "", dir.file("out"), dir.file("err"));
+  std::vector<std::string> args{"--config",        dir.file("memtide.yaml"), "--connect",
+                                "test:///default", "--log-target",           "stderr"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  DaemonProcess daemon(args, notify.path(), "", dir.file("out"), dir.file("err"));
   EXPECT_NE(notify.wait_for("1 VMs"), "") << dir.read("err");
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(), 0);
@@ -463,6 +465,18 @@ std::string stop_log(const std::string& on_stop) {
 TEST(DaemonStop, RestoreGivesManagedVmsTheirMaximum) {
   const auto log = stop_log("restore");
   EXPECT_NE(log.find("restored on stop: test: 2 GiB -> 8 GiB"), std::string::npos) << log;
+}
+
+// A dry run changed no balloon, so its stop gives none back: the guest stays at 2 GiB, and the
+// log says what a restore would have done. Both ways of asking for a dry run.
+TEST(DaemonStop, DryRunRestoresNothing) {
+  for (const auto& log :
+       {stop_log("restore", "  dry_run: true\n"), stop_log("restore", "", {"--dry-run"})}) {
+    EXPECT_EQ(log.find("notice: restored on stop"), std::string::npos) << log;
+    EXPECT_NE(log.find("dry run, not restored on stop: test: would go 2 GiB -> 8 GiB"),
+              std::string::npos)
+        << log;
+  }
 }
 
 TEST(DaemonStop, KeepLeavesBalloonsAlone) {
@@ -551,6 +565,24 @@ TEST(Memtidectl, RestoreIfServiceFailed) {
   EXPECT_EQ(keep.status, 0);
   EXPECT_EQ(keep.out.find("->"), std::string::npos) << keep.out;
   EXPECT_NE(keep.out.find("on_stop is keep"), std::string::npos) << keep.out;
+  // A dry run (as the package's first install configures it) changed nothing: the safety net
+  // restores nothing either.
+  dir.write("dry.yaml", "daemon: {dry_run: true}\n");
+  const auto dry = with_result("watchdog", {"--config", dir.file("dry.yaml")});
+  EXPECT_EQ(dry.status, 0) << dry.err;
+  EXPECT_EQ(dry.out.find("->"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("daemon.dry_run is on"), std::string::npos) << dry.out;
+}
+
+// A configured dry run holds for a restore by hand too: it lists what it would do.
+TEST(Memtidectl, RestoreKeepsTheConfiguredDryRun) {
+  TempDir dir;
+  dir.write("dry.yaml", "daemon: {dry_run: true}\n");
+  const auto r =
+      run_ctl({"restore", "--config", dir.file("dry.yaml"), "--connect", "test:///default"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("test: would go 2 GiB -> 8 GiB"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("test: 2 GiB -> 8 GiB"), std::string::npos) << r.out;
 }
 
 // Every memtidectl command prints JSON with --json: restore its per-VM outcomes, check-config the

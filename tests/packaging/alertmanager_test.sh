@@ -72,7 +72,7 @@ echo "firing: $(active)"
 grep -q '"alertname":"MemtideHostMemoryPressure"' <<<"$(active)" || {
   cat "$work/memtided.log" "$work/am.log"; echo "FAIL: Alertmanager never got the alert"; exit 1; }
 grep -q '"job":"memtide"' <<<"$(active)"
-grep -q '"runbook_url":"https://memtide.org/readme#memtidehostmemorypressure"' <<<"$(active)"
+grep -q '"runbook_url":"file:///usr/share/doc/memtide/runbooks.md#memtidehostmemorypressure"' <<<"$(active)"
 
 # The labels of every alert Alertmanager holds named $1, one JSON object per line.
 labels_of() {

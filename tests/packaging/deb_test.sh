@@ -1,7 +1,8 @@
 #!/bin/bash
 # The Debian package: builds with `dpkg-buildpackage -us -uc -b` from a copy of the tree, passes
 # lintian without errors, installs, its configuration passes `memtided --check-config`, its
-# autopkgtest (debian/tests/smoke) passes against it, its unit
+# autopkgtests (debian/tests/smoke, debian/tests/observe-only) pass against it, a first
+# install only observes and a reinstallation keeps the operator's choice, its unit
 # passes `systemd-analyze verify` and scores an exposure of at most 4.0 in
 # `systemd-analyze security`; then it is purged again. Needs root (it installs the package);
 # exits 77 (skipped) otherwise, or when a memtide package is already installed here.
@@ -34,7 +35,10 @@ check() {  # check NAME COMMAND...: run, report
 
 mkdir "$work/src"
 (cd "$src" && git ls-files -z | tar --null -cf - -T -) | tar -xf - -C "$work/src"
-if ! (cd "$work/src" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1); then
+# Every core of the machine (debhelper builds with one job unless told), and no test run: the
+# suite runs from scripts/test.
+if ! (cd "$work/src" && DEB_BUILD_OPTIONS="parallel=$(nproc) nocheck" \
+      dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1); then
   echo "FAIL: dpkg-buildpackage"; tail -40 "$work/build.log"; exit 1
 fi
 echo "ok: dpkg-buildpackage -us -uc -b"
@@ -53,6 +57,16 @@ check "drop-in directory and examples" test -d /etc/memtide/memtide.d \
 check "bash completion installed" test -f /usr/share/bash-completion/completions/memtidectl \
   -a -f /usr/share/bash-completion/completions/memtided
 check "autopkgtest debian/tests/smoke" "$work/src/debian/tests/smoke"
+check "runbooks installed uncompressed where the alerts link them" \
+  test -f /usr/share/doc/memtide/runbooks.md -a -f /usr/share/doc/memtide/configuration.md
+check "autopkgtest debian/tests/observe-only" "$work/src/debian/tests/observe-only"
+# The operator lets memtide act; a reinstallation (as an upgrade runs) keeps that.
+rm /etc/memtide/memtide.d/00-observe-only.yaml
+check "dpkg -i again" dpkg -i "$deb"
+check "an upgrade keeps the operator's choice (no observe-only drop-in again)" \
+  test ! -e /etc/memtide/memtide.d/00-observe-only.yaml
+# Purge removes the drop-in the package wrote, as it does the conffile.
+cp /usr/share/memtide/00-observe-only.yaml /etc/memtide/memtide.d/
 check "systemd-analyze verify" systemd-analyze verify /lib/systemd/system/memtided.service
 exposure=$(systemd-analyze security --offline=true /lib/systemd/system/memtided.service 2>&1 |
   sed -n 's/.*Overall exposure level for memtided.service: \([0-9.]*\).*/\1/p')
@@ -63,6 +77,7 @@ else
 fi
 check "dpkg --purge" dpkg --purge memtide
 installed=0
-check "configuration removed by purge" test ! -e /etc/memtide/memtide.yaml
+check "configuration removed by purge" test ! -e /etc/memtide/memtide.yaml \
+  -a ! -e /etc/memtide/memtide.d/00-observe-only.yaml
 [ "$fail" = 0 ] && echo "deb_test: all checks passed"
 exit "$fail"

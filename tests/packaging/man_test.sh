@@ -1,7 +1,7 @@
 #!/bin/bash
 # The man pages stay true to the programs: every option in `memtided --help` is in memtided(8)
 # and every option and command in `memtidectl --help` in memtidectl(8); every configuration key
-# of README.md's table is in memtide.yaml(5); every journal event (MEMTIDE_EVENT=...) and journal
+# of docs/configuration.md's table is in memtide.yaml(5); every journal event (MEMTIDE_EVENT=...) and journal
 # field (MEMTIDE_*) the sources log is in memtided(8). Each page renders without warnings.
 # Usage: man_test.sh PATH/TO/memtided PATH/TO/memtidectl SOURCE_DIR
 set -euo pipefail
@@ -33,9 +33,9 @@ for cmd in $("$memtidectl" --help | sed -n '/^Commands:/,/^$/p' | grep -oE '^  [
   grep -qE -- "(^|[^a-z-])$cmd([^a-z-]|$)" <<<"$ctl_page" || missing "memtidectl command $cmd" "$man/memtidectl.8"
 done
 
-keys=$(grep -oE '^\| `(daemon|libvirt|host|ksm|metrics|alerts)\.[a-z_.]+`' "$src/README.md" |
+keys=$(grep -oE '^\| `(daemon|libvirt|host|ksm|metrics|alerts)\.[a-z_.]+`' "$src/docs/configuration.md" |
   sed 's/^| `//; s/`$//' | sort -u)
-[ "$(wc -l <<<"$keys")" -gt 40 ] || { echo "FAIL: README.md's key table not found"; exit 1; }
+[ "$(wc -l <<<"$keys")" -gt 40 ] || { echo "FAIL: docs/configuration.md's key table not found"; exit 1; }
 for key in $keys; do
   grep -qF -- "$key" <<<"$config_page" || missing "config key $key" "$man/memtide.yaml.5"
 done

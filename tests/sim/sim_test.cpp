@@ -338,8 +338,9 @@ Three run_all(const Scenario& sc) {
   return {run(sc, *m).totals, run(sc, *o).totals, run(sc, *p).totals};
 }
 
-// The named scenarios at every ratio README's table shows: memtide never costs more guest OOMs
-// than the better baseline. (Where it swaps more than one of them, README says why.)
+// The named scenarios at every ratio docs/evaluation.md's table shows: memtide never costs more
+// guest OOMs than the better baseline. (Where it swaps more than one of them, docs/evaluation.md
+// says why.)
 TEST(Evaluation, NamedScenariosNoMoreOomsThanEitherBaseline) {
   for (const auto& name : scenario_names()) {
     for (const double ratio : {1.0, 1.5, 2.0}) {

@@ -36,15 +36,14 @@ nlohmann::json notice_labels(const AlertNotice& n,
   return labels;
 }
 
-// The README section on the alert, as the shipped rules' runbook_url has it.
-std::string runbook_url(const std::string& name) {
-  std::string anchor = policy::alertname(name);
+}  // namespace
+
+std::string runbook_url(const std::string& runbook_base, const std::string& alert) {
+  std::string anchor = policy::alertname(alert);
   std::transform(anchor.begin(), anchor.end(), anchor.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return std::string(kRunbookBase) + anchor;
+  return runbook_base + "#" + anchor;
 }
-
-}  // namespace
 
 std::map<std::string, std::string> alert_target_labels(
     const std::string& hostname, const std::string& metrics_listen,
@@ -61,14 +60,16 @@ std::map<std::string, std::string> alert_target_labels(
 }
 
 nlohmann::json alertmanager_body(const std::vector<AlertNotice>& alerts,
-                                 const std::map<std::string, std::string>& target) {
+                                 const std::map<std::string, std::string>& target,
+                                 const std::string& runbook_base) {
   nlohmann::json body = nlohmann::json::array();
   for (const auto& n : alerts) {
-    body.push_back({{"labels", notice_labels(n, target)},
-                    {"annotations",
-                     {{"summary", n.alert.summary}, {"runbook_url", runbook_url(n.alert.name)}}},
-                    {"startsAt", rfc3339(n.starts_unix_ms)},
-                    {"endsAt", rfc3339(n.ends_unix_ms)}});
+    body.push_back(
+        {{"labels", notice_labels(n, target)},
+         {"annotations",
+          {{"summary", n.alert.summary}, {"runbook_url", runbook_url(runbook_base, n.alert.name)}}},
+         {"startsAt", rfc3339(n.starts_unix_ms)},
+         {"endsAt", rfc3339(n.ends_unix_ms)}});
   }
   return body;
 }

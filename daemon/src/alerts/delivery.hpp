@@ -32,13 +32,14 @@ struct AlertNotice {
   std::int64_t ends_unix_ms = 0;  // resolution time, or when a firing alert lapses unless re-sent
 };
 
-// Where each alert's runbook is: the README's "Runbooks" section as published, one heading per
-// alertname, lower-cased as the anchor. The shipped Prometheus rules link the same pages.
-inline constexpr const char* kRunbookBase = "https://memtide.org/readme#";
+// Where an alert's runbook is: `runbook_base` (alerts.runbook_base, the installed
+// docs/runbooks.md by default) and the alertname lower-cased as the anchor, which is the
+// runbook's heading there. The shipped Prometheus rules link the same pages.
+std::string runbook_url(const std::string& runbook_base, const std::string& alert);
 
 // Labels naming this host on every alert sent to Alertmanager: instance
 // ("<hostname>:<port of metrics_listen>", or the host name when metrics are off) and
-// job="memtide", as Prometheus names the target it scrapes (the README's scrape config), then
+// job="memtide", as Prometheus names the target it scrapes (docs/alerts.md), then
 // alerts.alertmanager.labels over them.
 std::map<std::string, std::string> alert_target_labels(
     const std::string& hostname, const std::string& metrics_listen,
@@ -48,7 +49,8 @@ std::map<std::string, std::string> alert_target_labels(
 // domain (guest alerts) and `target` (alert_target_labels); annotations summary and
 // runbook_url; startsAt and endsAt in RFC 3339.
 nlohmann::json alertmanager_body(const std::vector<AlertNotice>& alerts,
-                                 const std::map<std::string, std::string>& target);
+                                 const std::map<std::string, std::string>& target,
+                                 const std::string& runbook_base);
 
 // The exec hook's stdin for one transition.
 nlohmann::json exec_body(const AlertNotice& notice, const std::string& host);

@@ -21,6 +21,7 @@ AlertRouter::AlertRouter(Logger& log) : log_(log), hostname_(this_hostname()) {}
 void AlertRouter::configure(const config::AlertsSection& a, const std::string& metrics_listen) {
   resend_ms_ = a.alertmanager_resend_interval.count();
   target_labels_ = alert_target_labels(hostname_, metrics_listen, a.alertmanager_labels);
+  runbook_base_ = a.runbook_base;
   if (a.alertmanager_url.empty()) {
     alertmanager_.reset();
   } else if (!alertmanager_ || alertmanager_->url() != a.alertmanager_url + "/api/v2/alerts") {
@@ -82,7 +83,8 @@ void AlertRouter::deliver(const std::vector<AlertNotice>& changed,
     for (const auto& a : firing_) {
       batch.push_back({a, false, started_unix_ms_[Key(a.name, a.subject)], now + 3 * resend_ms_});
     }
-    alertmanager_->submit(report::dump_json(alertmanager_body(batch, target_labels_)));
+    alertmanager_->submit(
+        report::dump_json(alertmanager_body(batch, target_labels_, runbook_base_)));
     alertmanager_sent_unix_ms_ = now;
   }
 }

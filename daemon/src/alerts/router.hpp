@@ -70,6 +70,7 @@ class AlertRouter {
   std::map<std::string, FailuresLogged> failures_logged_;  // by sink name
   std::string hostname_;
   std::map<std::string, std::string> target_labels_;  // on every alert sent to Alertmanager
+  std::string runbook_base_;                          // alerts.runbook_base
 };
 
 }  // namespace memtide::daemon

@@ -1,7 +1,7 @@
 // The validated, typed configuration. A Config is immutable once built: the daemon holds a
 // std::shared_ptr<const Config> and a reload swaps the pointer whole, so nothing ever sees a
 // half-applied file. Every field documented here is documented for operators in
-// config/memtide.yaml and README.md; defaults below are the defaults of an empty file.
+// config/memtide.yaml and docs/configuration.md; defaults below are the defaults of an empty file.
 #pragma once
 
 #include <chrono>
@@ -194,6 +194,10 @@ struct AlertsSection {
   // An executable run once per alert transition with the alert as JSON on stdin; "" off.
   std::string exec_command;
   std::chrono::milliseconds exec_timeout = 10s;  // killed after this
+  // Where the runbooks are: each alert sent to Alertmanager links RUNBOOK_BASE#<alertname in
+  // lower case>. The default is the page the package installs; a site that serves the runbooks
+  // (docs/runbooks.md) elsewhere sets its URL here and in the shipped rules.
+  std::string runbook_base = "file:///usr/share/doc/memtide/runbooks.md";
   friend bool operator==(const AlertsSection&, const AlertsSection&) = default;
 };
 

@@ -1,4 +1,4 @@
-// Process exit codes of memtided and memtidectl, documented in README.md and their --help.
+// Process exit codes of memtided and memtidectl, documented in docs/operating.md and their --help.
 #pragma once
 
 namespace memtide {
