@@ -296,14 +296,14 @@ class HostHog {
 // reclaimed and the host gets back above its reserve; a guest that then writes to tmpfs is fed
 // in time; no guest runs out of memory and no balloon leaves [floor, maximum].
 TEST_F(ManagedGuests, GenuineHostPressure) {
-  // Two guests touched 300 and 250 MiB and freed them; "grower" idles at 40 MiB for 200 s (memtide
+  // Two guests touched 300 and 250 MiB and freed them; "grower" idles at 40 MiB for 150 s (memtide
   // shrinks it meanwhile: it has the most spare), then writes 160 MiB more to its tmpfs at once,
   // memory only a larger balloon can give it (no guest swap, no autodeflate). Shrunk to its
   // comfort band it would die of that burst before memtide could grow it; the host is below its
   // reserve but neither swapping nor stalling, so it keeps a quarter of its maximum usable.
   start_guest("touched", 512, "300:20,0:3600");
   start_guest("touched2", 512, "250:20,0:3600");
-  start_guest("grower", 768, "40:200,200:3600");
+  start_guest("grower", 768, "40:150,200:3600");
   ASSERT_TRUE(wait_for_workloads(
       {{"touched", "holding 0 MiB"}, {"touched2", "holding 0 MiB"}, {"grower", "holding 40 MiB"}},
       180s))
