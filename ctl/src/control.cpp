@@ -229,7 +229,11 @@ void print_dry_run_summary(const nlohmann::json& recent) {
     const auto from = c["from_bytes"].get<std::uint64_t>();
     const auto to = c["to_bytes"].get<std::uint64_t>();
     ++count;
-    (to < from ? shrink : grow) += to < from ? from - to : to - from;
+    if (to < from) {
+      shrink += from - to;
+    } else {
+      grow += to - from;
+    }
   }
   std::cout << "  dry run: "
             << (count == 0 ? std::string("no balloon command decided yet")

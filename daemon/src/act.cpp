@@ -184,9 +184,8 @@ void Actions::restore_on_stop(collectors::HypervisorWorker& hypervisor,
   // Fresh figures (the last tick's may predate a VM's start or stop), after any call still in
   // flight, each VM with its own timeout and retries, all within kRestoreBudget. A dry run
   // changed no balloon, so it has none to give back: it only says what a restore would do.
-  const bool dry_run = config.daemon.dry_run;
   const auto run = actuators::restore_within(
-      hypervisor, config, dry_run, config.libvirt.timeout,
+      hypervisor, config, config.daemon.dry_run, config.libvirt.timeout,
       std::chrono::steady_clock::now() + actuators::kRestoreBudget, [](const std::string& what) {
         // A stop that takes long must not look hung to the watchdog.
         sd_notify(0, ("WATCHDOG=1\nSTATUS=" + what).c_str());
