@@ -209,6 +209,7 @@ void Actions::restore_on_stop(collectors::HypervisorWorker& hypervisor,
         memory.last_change_ms = last->monotonic_ms;
         memory.last_direction = 1;
         memory.last_target_bytes = o.to_bytes;
+        memory.last_from_bytes = o.from_bytes;
       }
       log_.notice("restored on stop: " + actuators::describe(o), fields);
     } else if (o.kind == Kind::failed) {

@@ -88,6 +88,7 @@ std::string state_to_json(const policy::PolicyState& state, std::int64_t monoton
     vms[uuid] = {{"last_change_ms", vm.last_change_ms},
                  {"last_direction", vm.last_direction},
                  {"last_target_bytes", optional_u64(vm.last_target_bytes)},
+                 {"last_from_bytes", optional_u64(vm.last_from_bytes)},
                  {"swap_in_bytes_total", optional_u64(vm.swap_in_bytes_total)},
                  {"major_faults_total", optional_u64(vm.major_faults_total)},
                  {"sampled_ms", vm.sampled_ms},
@@ -141,6 +142,10 @@ policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved) {
   // 0 with no direction means "never changed" and stays so.
   vm.last_change_ms = vm.last_direction != 0 ? moved(i64(v.at("last_change_ms"))) : 0;
   vm.last_target_bytes = read_optional_u64(v, "last_target_bytes");
+  // Added when in-flight commands were bounded by where they started: absent in older files,
+  // whose last command is then taken as over.
+  vm.last_from_bytes =
+      v.contains("last_from_bytes") ? read_optional_u64(v, "last_from_bytes") : std::nullopt;
   vm.swap_in_bytes_total = read_optional_u64(v, "swap_in_bytes_total");
   vm.major_faults_total = read_optional_u64(v, "major_faults_total");
   vm.sampled_ms = moved(i64(v.at("sampled_ms")));

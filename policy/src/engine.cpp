@@ -285,6 +285,24 @@ std::uint64_t step_limit(const Candidate& c, std::uint64_t amount) {
   return c.settings.max_step_bytes > 0 ? std::min(amount, c.settings.max_step_bytes) : amount;
 }
 
+// The last command's target while the balloon is still on its way to it, between where the
+// command started and its target (libvirt reports the size with a lag, a guest frees pages over
+// seconds). A balloon outside that span was resized by someone else (virsh setmem, the safety
+// net's restore after a crash): that command is over, and taking its target for one in flight
+// would stretch the next step past max_step. A command whose start is unknown (a state file
+// written before it was recorded) is over too.
+std::optional<std::uint64_t> in_flight_target(const PolicyState::Vm& memory,
+                                              std::uint64_t current) {
+  if (memory.last_direction == 0 || !memory.last_target_bytes || !memory.last_from_bytes) {
+    return std::nullopt;
+  }
+  const auto [low, high] = std::minmax(*memory.last_from_bytes, *memory.last_target_bytes);
+  if (current < low || current > high) {
+    return std::nullopt;
+  }
+  return memory.last_target_bytes;
+}
+
 double usable_share(const Candidate& c) {
   return static_cast<double>(c.usable) / static_cast<double>(c.vm->current_bytes);
 }
@@ -504,10 +522,10 @@ Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t 
   const bool grown_recently =
       memory.last_direction > 0 && now_ms - memory.last_change_ms < settings.hysteresis.count();
   const std::int64_t since_change = now_ms - memory.last_change_ms;
+  const auto in_flight = in_flight_target(memory, vm.current_bytes);
   const bool refusing =
-      memory.last_direction < 0 && memory.last_target_bytes &&
-      vm.current_bytes > *memory.last_target_bytes + settings.deadband_bytes &&
-      since_change >= kBalloonSettleMs &&
+      memory.last_direction < 0 && in_flight &&
+      vm.current_bytes > *in_flight + settings.deadband_bytes && since_change >= kBalloonSettleMs &&
       since_change < std::max<std::int64_t>(settings.hysteresis.count(), kBalloonSettleMs * 2);
   if (grown_recently || refusing) {
     c.held_by_hysteresis = c.spare > 0;
@@ -881,14 +899,25 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     const bool clamped_only = c.delta == 0 && target != wanted;
     // A balloon still on its way to the last target (libvirt reports its size with a lag) is
     // not sent a target short of that one in the same direction: that would undo part of the
-    // last command. The new target is at least as far as the one in flight.
-    if (memory.last_target_bytes && memory.last_direction != 0) {
-      const auto in_flight = static_cast<std::int64_t>(*memory.last_target_bytes);
+    // last command. The new target is at least as far as the one in flight, but never more
+    // than a step from the balloon's size nor outside [floor, maximum] (either may have changed
+    // by a reload since). A command no longer in flight is forgotten.
+    if (const auto flight = in_flight_target(memory, vm.current_bytes)) {
+      const auto step = static_cast<std::int64_t>(c.settings.max_step_bytes);
+      auto in_flight = static_cast<std::int64_t>(*flight);
+      if (step > 0) {
+        in_flight = std::clamp(in_flight, current - step, current + step);
+      }
+      in_flight = std::clamp(in_flight, static_cast<std::int64_t>(c.settings.floor_bytes),
+                             static_cast<std::int64_t>(c.settings.max_bytes));
       if (memory.last_direction > 0 && target > current && in_flight > current) {
         target = std::max(target, in_flight);
       } else if (memory.last_direction < 0 && target < current && in_flight < current) {
         target = std::min(target, in_flight);
       }
+    } else {
+      memory.last_target_bytes.reset();
+      memory.last_from_bytes.reset();
     }
     const std::int64_t change = target - current;
     Outcome& outcome = plan.outcomes[c.outcome];
@@ -965,12 +994,13 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     bc.reason = why_text + "; " + vm.name + " has " + guest_status(outcome) + ": " +
                 (direction > 0 ? "grow " : "shrink ") + format_size(magnitude);
     bc.previous = {memory.last_change_ms, memory.last_change_unix_ms, memory.last_direction,
-                   memory.last_target_bytes};
+                   memory.last_target_bytes, memory.last_from_bytes};
     plan.balloons.push_back(std::move(bc));
     memory.last_change_ms = now_ms;
     memory.last_change_unix_ms = snapshot.collected_at_unix_ms;
     memory.last_direction = direction;
     memory.last_target_bytes = static_cast<std::uint64_t>(target);
+    memory.last_from_bytes = vm.current_bytes;
     if (direction < 0) {
       memory.faults_before_shrink_per_second = c.major_faults_per_s;
     }
@@ -1128,6 +1158,7 @@ void unsend(PolicyState& state, const BalloonChange& change) {
   it->second.last_change_unix_ms = change.previous.last_change_unix_ms;
   it->second.last_direction = change.previous.last_direction;
   it->second.last_target_bytes = change.previous.last_target_bytes;
+  it->second.last_from_bytes = change.previous.last_from_bytes;
 }
 
 SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_t>>& history,

@@ -823,33 +823,37 @@ TEST(DaemonAlerts, FailedDeliveriesAreLoggedWithTheirReason) {
   EXPECT_EQ(daemon.wait(), 0) << dir.read("err");
 }
 
-// A restart mid-scenario: the guest is being grown when memtided stops; the restarted daemon
-// reads the policy state back and waits for the command in flight instead of sending it again
-// (without the state it sends at once: the burst of commands a restart used to cause).
+// A restart mid-scenario: the guest is being grown when memtided stops (the test driver's guest
+// starts again at 2 GiB, a balloon that has not moved yet); the restarted daemon reads the policy
+// state back and waits for the command in flight instead of sending it again (without the state
+// it sends at once: the burst of commands a restart used to cause).
 TEST(DaemonState, ARestartKeepsThePolicysMemory) {
   TempDir dir;
   std::string config = kHungryClass;
   config.replace(config.find("  on_stop: keep\n"), 15,
                  "  on_stop: keep\n  state_file: " + dir.file("state.json") + "\n");
+  // Ticks 1 s apart: the first run stops after its first command, well before a second.
+  config.replace(config.find("interval: 200ms"), 15, "interval: 1s");
   dir.write("memtide.yaml", config);
-  auto run_once = [&](const std::string& err) {
+  auto run_once = [&](const std::string& err, const std::string& until) {
     NotifySocket notify(dir.file("notify"));
     DaemonProcess daemon({"--config", dir.file("memtide.yaml"), "--connect", "test:///default",
                           "--log-target", "stderr"},
                          notify.path(), "", dir.file("out"), dir.file(err));
-    EXPECT_NE(notify.wait_for("STATUS=tick 4 "), "") << dir.read(err);
+    EXPECT_NE(notify.wait_for(until), "") << dir.read(err);
     daemon.signal(SIGTERM);
     EXPECT_EQ(daemon.wait(), 0);
     return dir.read(err);
   };
-  const std::string first = run_once("err1");
+  const std::string first = run_once("err1", "STATUS=tick 2 ");
   EXPECT_NE(first.find("no policy state at"), std::string::npos) << first;
-  EXPECT_NE(first.find("notice: balloon test: 2 GiB -> 2.8 GiB"), std::string::npos) << first;
+  ASSERT_NE(first.find("notice: balloon test: 2 GiB -> 2.8 GiB"), std::string::npos) << first;
+  ASSERT_EQ(first.find("notice: balloon test: 2.8 GiB"), std::string::npos) << first;
   struct stat st {};
   ASSERT_EQ(stat(dir.file("state.json").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 
-  const std::string second = run_once("err2");
+  const std::string second = run_once("err2", "STATUS=tick 4 ");
   EXPECT_NE(second.find("policy state restored from " + dir.file("state.json") + ": 1 VM(s)"),
             std::string::npos)
       << second;
@@ -857,7 +861,7 @@ TEST(DaemonState, ARestartKeepsThePolicysMemory) {
 
   // A damaged state file is reported and ignored: the daemon starts fresh.
   dir.write("state.json", "{\"format\": 1, \"saved_unix_ms\": ");
-  const std::string third = run_once("err3");
+  const std::string third = run_once("err3", "STATUS=tick 2 ");
   EXPECT_NE(third.find("not used, starting fresh"), std::string::npos) << third;
   EXPECT_NE(third.find("notice: balloon test: 2 GiB -> 2.8 GiB"), std::string::npos) << third;
 }

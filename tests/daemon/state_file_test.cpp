@@ -75,6 +75,34 @@ TEST(StateFile, ARestartKeepsACommandInFlight) {
   EXPECT_EQ(policy::decide(hungry(t1), {}, config, t1).plan.balloons.size(), 1u);
 }
 
+// What memtided leaves behind when it dies after a shrink and the safety net (or virsh setmem)
+// then grows the guest: the restarted daemon's first shrink is one max_step, not the old target.
+TEST(StateFile, ARestartForgetsAShrinkTheBalloonLeft) {
+  auto config = one_class();
+  config.classes[0].balloon.max_step = SizeOrRatio{800ULL << 20};
+  auto squeezed = [](std::int64_t now_ms, std::uint64_t current) {
+    auto s = hungry(now_ms);
+    s.host.meminfo.available_bytes = GiB;  // below the 2 GiB reserve: reclaim
+    s.vms[0].current_bytes = current;
+    s.vms[0].guest.usable_bytes = current - GiB;
+    return s;
+  };
+  const std::int64_t t0 = 1'000'000;
+  auto first = policy::decide(squeezed(t0, 3 * GiB + (256ULL << 20)), {}, config, t0);
+  ASSERT_EQ(first.plan.balloons.size(), 1u);
+  ASSERT_LT(first.plan.balloons[0].to_bytes, 3 * GiB);
+  const auto text = state_to_json(first.state, t0 + 1000, kUnix);
+  EXPECT_NE(text.find("\"last_from_bytes\""), std::string::npos) << text;
+
+  auto restored = state_from_json(text, 5'000'000, kUnix + 600'000);
+  ASSERT_TRUE(restored.ok()) << restored.error().message;
+  const auto after =
+      policy::decide(squeezed(5'000'000, 4 * GiB), std::move(*restored), config, 5'000'000);
+  ASSERT_EQ(after.plan.balloons.size(), 1u);
+  EXPECT_EQ(after.plan.balloons[0].to_bytes, 4 * GiB - (800ULL << 20))
+      << after.plan.balloons[0].reason;
+}
+
 TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   policy::PolicyState s;
   s.available_history = {{900'000, 10 * GiB}, {1'000'000, 9 * GiB}};

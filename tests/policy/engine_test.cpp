@@ -479,6 +479,60 @@ TEST(Decide, ABalloonStillMovingIsNotSentATargetShortOfTheLastOne) {
   }
 }
 
+// A command is in flight only while the balloon lies between where it started and its target.
+// memtide shrank the guest 3.25 -> 2.5 GiB; someone (virsh setmem, the safety net after a crash)
+// then gave it 4 GiB again: the next shrink is one step from 4 GiB, not straight to 2.5 GiB.
+TEST(Decide, AShrinkTheBalloonLeftIsForgottenNotStretchedPastMaxStep) {
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{800 * MiB};
+  auto p = host(GiB);  // under pressure: reclaim
+  p.vms = {guest("donor", 4 * GiB, 8 * GiB, 3 * GiB)};
+  PolicyState state;
+  auto& memory = state.vms["uuid-donor"];
+  memory.last_direction = -1;
+  memory.last_change_ms = 0;
+  memory.last_target_bytes = 2560 * MiB;
+  memory.last_from_bytes = 3328 * MiB;
+  for (const bool start_known : {true, false}) {
+    if (!start_known) {
+      memory.last_from_bytes.reset();  // a state file written before starts were recorded
+    }
+    const auto d = decide(p, state, c, 600'000);
+    const auto* shrink = change_for(d.plan, "donor");
+    ASSERT_NE(shrink, nullptr) << d.plan.explanation("donor");
+    EXPECT_EQ(shrink->to_bytes, 4 * GiB - 800 * MiB) << shrink->reason;
+    EXPECT_EQ(d.state.vms.at("uuid-donor").last_from_bytes, 4 * GiB);
+  }
+  // The same without a restart: shrunk 4 -> 3.25 GiB, reached, then grown by someone to 5 GiB.
+  p.vms = {guest("donor", 4 * GiB, 8 * GiB, 3 * GiB)};
+  const auto first = decide(p, {}, c, 0);
+  ASSERT_EQ(first.plan.balloons.size(), 1u);
+  p.vms = {guest("donor", 5 * GiB, 8 * GiB, 4 * GiB)};
+  const auto d = decide(p, first.state, c, 600'000);
+  const auto* shrink = change_for(d.plan, "donor");
+  ASSERT_NE(shrink, nullptr) << d.plan.explanation("donor");
+  EXPECT_EQ(shrink->to_bytes, 5 * GiB - 800 * MiB) << shrink->reason;
+}
+
+// A command still in flight when a reload lowered max_step or raised the floor does not carry
+// the next command past either.
+TEST(Decide, ACommandInFlightKeepsToTheCurrentStepAndFloor) {
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{256 * MiB};
+  c.classes[0].balloon.floor = SizeOrRatio{3 * GiB + 512 * MiB};
+  auto p = host(GiB);
+  p.vms = {guest("donor", 4 * GiB, 8 * GiB, 3 * GiB)};
+  PolicyState state;
+  auto& memory = state.vms["uuid-donor"];
+  memory.last_direction = -1;
+  memory.last_target_bytes = 2 * GiB;  // sent before the reload, from 5 GiB
+  memory.last_from_bytes = 5 * GiB;
+  const auto d = decide(p, state, c, 600'000);
+  const auto* shrink = change_for(d.plan, "donor");
+  ASSERT_NE(shrink, nullptr) << d.plan.explanation("donor");
+  EXPECT_EQ(shrink->to_bytes, 4 * GiB - 256 * MiB) << shrink->reason;
+}
+
 TEST(Decide, DeadbandSkipsSmallChanges) {
   auto s = host(2000 * MiB);  // 48 MiB below the 2 GiB reserve
   s.vms = {self_rescuing(guest("a", 4 * GiB, 8 * GiB, 2 * GiB))};

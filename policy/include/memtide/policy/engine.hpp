@@ -93,6 +93,7 @@ struct BalloonChange {
     std::int64_t last_change_unix_ms = 0;
     int last_direction = 0;
     std::optional<std::uint64_t> last_target_bytes;
+    std::optional<std::uint64_t> last_from_bytes;
     friend bool operator==(const Previous&, const Previous&) = default;
   } previous;
   friend bool operator==(const BalloonChange&, const BalloonChange&) = default;
@@ -188,6 +189,9 @@ struct PolicyState {
     std::int64_t last_change_ms = 0;
     int last_direction = 0;                          // +1 grew, -1 shrank, 0 never changed
     std::optional<std::uint64_t> last_target_bytes;  // what the last command asked for
+    // The balloon's size when the last command was sent: the command is in flight only while the
+    // balloon lies between this and its target (unset in state files written before it).
+    std::optional<std::uint64_t> last_from_bytes;
     std::int64_t last_change_unix_ms = 0;  // wall clock of the last command, against which the
                                            // guest's statistics' last update is compared
     std::optional<std::uint64_t> swap_in_bytes_total;
