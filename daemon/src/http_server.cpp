@@ -6,7 +6,9 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -55,20 +57,33 @@ std::string describe_socket(int fd, std::uint16_t* port) {
   return "?";
 }
 
-// The peer's address as text ("127.0.0.1", "::1"): the unit of kMaxHttpPerAddress.
+}  // namespace
+
+std::string address_share(const sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (addr.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, host, sizeof host);
+    return host;
+  }
+  if (addr.ss_family != AF_INET6) {
+    return host;
+  }
+  in6_addr a = reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr;
+  if (IN6_IS_ADDR_V4MAPPED(&a)) {
+    inet_ntop(AF_INET, &a.s6_addr[12], host, sizeof host);
+    return host;
+  }
+  std::fill(std::begin(a.s6_addr) + 8, std::end(a.s6_addr), 0);
+  inet_ntop(AF_INET6, &a, host, sizeof host);
+  return std::string(host) + "/64";
+}
+
+namespace {
+
 std::string peer_address(int fd) {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    if (addr.ss_family == AF_INET) {
-      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, host, sizeof host);
-    } else if (addr.ss_family == AF_INET6) {
-      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, host,
-                sizeof host);
-    }
-  }
-  return host;
+  return getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 ? address_share(addr) : "?";
 }
 
 struct Response {
@@ -118,6 +133,11 @@ Response answer(std::string_view head, bool& head_only) {
   return {404, "Not Found", "text/plain; charset=utf-8", text("not found; try /metrics\n")};
 }
 
+// Input a connection may send after its request (a body, or a flood) before it is dropped: one
+// request per connection, so none of it is read; and what one event reads of it.
+constexpr std::size_t kMaxDiscardedBytes = 4 * kMaxHttpRequestBytes;
+constexpr std::size_t kReadPerEvent = kMaxHttpRequestBytes;
+
 struct Connection {
   std::string address;
   Clock::time_point started;
@@ -126,13 +146,17 @@ struct Connection {
   enum class State { reading, waiting, answering, closing } state = State::reading;
   Clock::time_point waiting_since{};
   Clock::time_point answered{};
+  Clock::time_point progress{};             // when the response last moved (answered, or sent)
   std::string head;                         // status line and headers
   std::shared_ptr<const std::string> body;  // null for HEAD
   std::size_t sent = 0;                     // of head + body
+  std::size_t discarded = 0;                // input read after the request
+  bool blocked = false;    // answering, and the socket took no more: the peer is not reading
+  bool peer_done = false;  // the peer shut down its side after a whole request (a half-close)
 };
 
-// The server's connections: admission (with eviction of the oldest unfinished request when
-// full), reading a request, answering it, and closing. Runs on the server thread only.
+// The server's connections: admission (with eviction when full), reading a request, answering
+// it, and closing. Runs on the server thread only.
 class ConnectionTable {
  public:
   // The page as held; holding a publication's page gzipped instead; and the request for a new
@@ -176,13 +200,22 @@ class ConnectionTable {
 
  private:
   void drop(int fd);
-  // The oldest connection still sending its request, from `address` ("" any); -1 if none.
-  int oldest_reading(const std::string& address) const;
-  void watch(int fd, std::uint32_t events);
+  // The connection a new one takes the place of, from `address` ("" any); -1 if none may go.
+  // First a finished response (all sent, only the peer's close awaited), oldest first; then a
+  // request still arriving, oldest first; then a response its peer has stopped taking, least
+  // progress first. A request waiting for its page and a response that moves are never pushed
+  // out: whoever holds slots without reading or finishing only pushes itself out, and a scrape,
+  // which sends its request at once and reads its answer, is served.
+  int victim(const std::string& address) const;
+  // Watches `fd` for `events`, and for the peer's end of input until it has come.
+  void watch(int fd, const Connection& c, std::uint32_t events);
   // Sends what the socket takes; after the whole response, half-closes and waits for the peer
   // to close (closing with unread input would reset the connection and could lose the reply).
   void send_more(int fd, Connection& c);
-  void respond(int fd, Connection& c, const Response& r, bool head_only);
+  // Answers with `r`; for HEAD without a body at hand, Content-Length is `head_length` (left out
+  // when nullopt: the page's form is not held and is not made only to be measured).
+  void respond(int fd, Connection& c, const Response& r, bool head_only,
+               std::optional<std::size_t> head_length = std::nullopt);
   void on_readable(int fd, Connection& c);
   // Answers the whole request in c.in (its head ends at `head_end`) with the page as it is.
   void answer_request(int fd, Connection& c, std::size_t head_end);
@@ -221,19 +254,35 @@ void ConnectionTable::drop(int fd) {
   connections_.erase(it);
 }
 
-int ConnectionTable::oldest_reading(const std::string& address) const {
-  int oldest = -1;
+int ConnectionTable::victim(const std::string& address) const {
+  // (rank, progress measure, time): the smallest goes.
+  using Key = std::tuple<int, std::size_t, Clock::time_point>;
+  int chosen = -1;
+  Key chosen_key{};
   for (const auto& [fd, c] : connections_) {
-    if (c.state == Connection::State::reading && (address.empty() || c.address == address) &&
-        (oldest < 0 || c.started < connections_.at(oldest).started)) {
-      oldest = fd;
+    if (!address.empty() && c.address != address) {
+      continue;
+    }
+    Key key;
+    if (c.state == Connection::State::closing) {
+      key = {0, 0, c.progress};
+    } else if (c.state == Connection::State::reading) {
+      key = {1, 0, c.started};
+    } else if (c.state == Connection::State::answering && c.blocked) {
+      key = {2, c.sent, c.progress};
+    } else {
+      continue;
+    }
+    if (chosen < 0 || key < chosen_key) {
+      chosen = fd;
+      chosen_key = key;
     }
   }
-  return oldest;
+  return chosen;
 }
 
-void ConnectionTable::watch(int fd, std::uint32_t events) {
-  epoll_event e{events | EPOLLRDHUP, {.fd = fd}};
+void ConnectionTable::watch(int fd, const Connection& c, std::uint32_t events) {
+  epoll_event e{c.peer_done ? events : events | EPOLLIN | EPOLLRDHUP, {.fd = fd}};
   epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &e);
 }
 
@@ -254,7 +303,8 @@ void ConnectionTable::send_more(int fd, Connection& c) {
     msg.msg_iovlen = static_cast<std::size_t>(n_parts);
     const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EAGAIN) {
-      watch(fd, EPOLLOUT);
+      c.blocked = true;
+      watch(fd, c, EPOLLOUT);
       return;
     }
     if (n <= 0) {
@@ -262,22 +312,29 @@ void ConnectionTable::send_more(int fd, Connection& c) {
       return;
     }
     c.sent += static_cast<std::size_t>(n);
+    c.progress = Clock::now();
+    c.blocked = false;
+  }
+  if (c.peer_done) {
+    drop(fd);  // both sides are done, and no input is left unread: the close loses nothing
+    return;
   }
   shutdown(fd, SHUT_WR);
   c.state = Connection::State::closing;
-  watch(fd, EPOLLIN);
+  watch(fd, c, 0);
 }
 
-void ConnectionTable::respond(int fd, Connection& c, const Response& r, bool head_only) {
-  const std::size_t length = r.body ? r.body->size() : 0;
+void ConnectionTable::respond(int fd, Connection& c, const Response& r, bool head_only,
+                              std::optional<std::size_t> head_length) {
+  const std::optional<std::size_t> length = r.body ? r.body->size() : head_length;
   c.head = "HTTP/1.1 " + std::to_string(r.status) + " " + r.reason + "\r\nContent-Type: " + r.type +
-           "\r\nContent-Length: " + std::to_string(length) +
+           (length ? "\r\nContent-Length: " + std::to_string(*length) : "") +
            (r.gzipped ? "\r\nContent-Encoding: gzip" : "") +
            (r.metrics ? "\r\nVary: Accept-Encoding" : "") +
            (r.allow_header ? "\r\nAllow: GET, HEAD" : "") + "\r\nConnection: close\r\n\r\n";
   c.body = head_only ? nullptr : r.body;
   c.state = Connection::State::answering;
-  c.answered = Clock::now();
+  c.answered = c.progress = Clock::now();
   send_more(fd, c);
 }
 
@@ -327,31 +384,49 @@ void ConnectionTable::set_page_body(Response& r, bool gzip_it) {
 
 void ConnectionTable::on_readable(int fd, Connection& c) {
   char buf[4096];
-  for (;;) {
+  // At most kReadPerEvent a call: a flooding client waits for the next turn like everyone else.
+  for (std::size_t read = 0; read < kReadPerEvent;) {
     const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n < 0 && errno == EAGAIN) {
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      return;
+    }
+    const bool whole_request =
+        c.state == Connection::State::waiting || c.state == Connection::State::answering;
+    if (n == 0 && whole_request && !c.peer_done) {
+      // End of input after a whole request is a half-close (nc -N, socat, scripts): the
+      // request is still answered, in full.
+      c.peer_done = true;
+      watch(fd, c, c.state == Connection::State::answering ? std::uint32_t{EPOLLOUT} : 0);
       return;
     }
     if (n <= 0) {
       drop(fd);  // closed (or reset) before a whole request, or done after the response
       return;
     }
+    read += static_cast<std::size_t>(n);
     if (c.state != Connection::State::reading) {
-      continue;  // closing: input after the request (a body) is read and discarded
+      // Input after the request (a body, a flood) is read and discarded, up to a bound.
+      c.discarded += static_cast<std::size_t>(n);
+      if (c.discarded > kMaxDiscardedBytes) {
+        drop(fd);
+        return;
+      }
+      continue;
     }
     c.in.append(buf, static_cast<std::size_t>(n));
     const auto end = c.in.find("\r\n\r\n");
     if (end != std::string::npos && end + 4 <= kMaxHttpRequestBytes) {
+      c.discarded = c.in.size() - (end + 4);
+      c.in.resize(end + 4);
       bool head_only = false;
       if (answer(std::string_view(c.in).substr(0, end), head_only).metrics && page_().stale) {
-        c.in.resize(end + 4);
         c.state = Connection::State::waiting;
         c.waiting_since = Clock::now();
         if (!asked_) {
           asked_ = true;
           want_page_();
         }
-        return;
+        continue;  // read on: the peer may half-close
       }
       answer_request(fd, c, end);
       return;
@@ -370,11 +445,22 @@ void ConnectionTable::answer_request(int fd, Connection& c, std::size_t head_end
   bool head_only = false;
   const std::string_view head = std::string_view(c.in).substr(0, head_end);
   auto r = answer(head, head_only);
-  if (r.metrics) {
+  std::optional<std::size_t> head_length;
+  if (r.metrics && head_only) {
+    // HEAD names the form GET would send, with its length when known: a form is never made
+    // (compressed or inflated) only to be measured.
+    const HeldPage page = page_();
+    r.gzipped = accepts_gzip(head) && (page.gzipped || page.plain);
+    if (r.gzipped && page.gzipped) {
+      head_length = page.gzipped->size();
+    } else if (!r.gzipped) {
+      head_length = page.plain_bytes;
+    }
+  } else if (r.metrics) {
     set_page_body(r, accepts_gzip(head));
   }
   c.in.clear();
-  respond(fd, c, r, head_only);
+  respond(fd, c, r, head_only, head_length);
 }
 
 void ConnectionTable::on_published() {
@@ -396,15 +482,15 @@ void ConnectionTable::admit(int fd) {
   // Make room by pushing out the oldest unfinished request, of this address first.
   const bool address_full = per_address_[address] >= kMaxHttpPerAddress;
   if (address_full || connections_.size() >= kMaxHttpConnections) {
-    const int victim = oldest_reading(address_full ? address : "");
-    if (victim < 0) {
+    const int pushed_out = victim(address_full ? address : "");
+    if (pushed_out < 0) {
       close(fd);  // every slot is busy answering: the client retries
       if (per_address_[address] == 0) {
         per_address_.erase(address);
       }
       return;
     }
-    drop(victim);
+    drop(pushed_out);
   }
   epoll_event e{EPOLLIN | EPOLLRDHUP, {.fd = fd}};
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &e) != 0) {
@@ -535,7 +621,8 @@ MetricsServer::~MetricsServer() {
 void MetricsServer::publish(std::shared_ptr<const std::string> page) {
   {
     std::lock_guard lock(mutex_);
-    page_ = {std::move(page), nullptr, page_.number + 1, false};
+    const std::size_t bytes = page ? page->size() : 0;
+    page_ = {std::move(page), nullptr, page_.number + 1, bytes, false};
   }
   const std::uint64_t one = 1;
   (void)!write(published_fd_, &one, sizeof one);

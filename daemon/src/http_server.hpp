@@ -9,11 +9,17 @@
 // - a request must arrive whole (request line and headers, at most kMaxHttpRequestBytes) within
 //   kRequestDeadline of the connection's start, however it trickles in; a response must be
 //   taken within kResponseDeadline;
-// - at most kMaxHttpConnections connections, and kMaxHttpPerAddress from one address;
-// - when either limit is reached, a new connection takes the place of the oldest connection
-//   still sending its request (from that address, or from any): clients that hold connections
-//   open without finishing a request only ever push each other out, so a scrape, which sends its
-//   request at once, is served. Connections already being answered are never pushed out.
+// - at most kMaxHttpConnections connections, and kMaxHttpPerAddress from one IPv4 address or
+//   one IPv6 /64;
+// - when either limit is reached, a new connection takes the place of a finished response (sent
+//   whole, its peer's close awaited), else of the oldest request still arriving, else of the
+//   response its peer has stopped taking with the least sent (from that address, or from any):
+//   clients that hold connections without finishing a request or reading their answer only
+//   push each other out, so a scrape, which sends its request at once and reads its answer, is
+//   served. Requests waiting for their page and responses being taken are never pushed out;
+// - a client that shuts down its side after a whole request (a half-close) is still answered;
+//   input after the request is discarded, at most kMaxHttpRequestBytes a turn, and a client
+//   that sends more than 4 x kMaxHttpRequestBytes of it is dropped.
 // One request per connection (responses say "Connection: close").
 //
 // A page is held as published until a scrape asks for it gzipped (Prometheus always does); from
@@ -29,6 +35,8 @@
 #include <string>
 #include <thread>
 #include <utility>
+
+#include <sys/socket.h>
 
 #include <memtide/core/result.hpp>
 
@@ -47,8 +55,14 @@ struct HeldPage {
   std::shared_ptr<const std::string> plain;    // null once the gzipped page is held
   std::shared_ptr<const std::string> gzipped;  // null until a scrape asked for gzip
   std::uint64_t number = 0;                    // which publication (1 the first page)
+  std::size_t plain_bytes = 0;                 // the plain page's length, held in either form
   bool stale = false;                          // the figures behind it changed since
 };
+
+// The unit of kMaxHttpPerAddress a peer belongs to: its IPv4 address ("127.0.0.1", also for an
+// IPv4-mapped IPv6 peer), or its IPv6 /64 ("2001:db8:1:2::/64"): one IPv6 host commonly holds a
+// whole /64, so a share per IPv6 address would bound nothing. "?" for other families.
+std::string address_share(const sockaddr_storage& peer);
 
 // "127.0.0.1:9847", "[::1]:9847", "0.0.0.0:9847" or "[::]:9847" (port 0 picks a free port).
 Result<int> listen_on(const std::string& address);
