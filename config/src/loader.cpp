@@ -5,9 +5,11 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <variant>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -850,6 +852,27 @@ bool apply_yaml(std::string_view yaml, Config& config, Diagnostics& diag) {
   return !root.IsNull();
 }
 
+// Whether what `st` describes (a configuration file, or the directory of drop-ins), as opened,
+// may be trusted: owned by root or by the user reading it (memtided's own), and writable by no
+// group and no other user. A configuration names commands memtided runs (alerts.exec) and
+// decides every guest's memory, so a file or directory someone else may write is refused, as
+// sshd, sudo and logrotate refuse theirs. Checked on the opened descriptor, so a symlink is
+// judged by what it leads to and a rename in between changes nothing. nullopt when trusted.
+std::optional<std::string> untrusted(const struct stat& st) {
+  const uid_t self = ::geteuid();
+  if (st.st_uid != 0 && st.st_uid != self) {
+    return "owned by uid " + std::to_string(st.st_uid) +
+           ", neither root nor the user reading it: refused (chown root)";
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return std::string("writable by ") + ((st.st_mode & S_IWOTH) != 0 ? "others" : "its group") +
+           " (mode " + mode + "): refused (chmod go-w)";
+  }
+  return std::nullopt;
+}
+
 // The whole of the regular file `path`, read once (a FIFO or device is refused without
 // blocking), or the error that prevented it.
 std::variant<std::string, ConfigError> read_config_text(const std::string& path) {
@@ -863,6 +886,10 @@ std::variant<std::string, ConfigError> read_config_text(const std::string& path)
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     return ConfigError{path, 0, 0, "", "not a regular file"};
+  }
+  if (auto why = untrusted(st)) {
+    ::close(fd);
+    return ConfigError{path, 0, 0, "", *why};
   }
   // Read once into memory, at most one byte past the limit: enough to tell that the file is too
   // large without reading all of it. The text parsed is the text read, whatever happens to the
@@ -948,27 +975,51 @@ std::string dropin_directory(const std::string& path) {
 
 DropIns list_dropins(const std::string& directory) {
   DropIns found;
-  std::error_code ec;
-  std::filesystem::directory_iterator it(directory, ec);
-  if (ec) {
-    if (ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
-      found.error = ConfigError{directory, 0, 0, "", "cannot list drop-ins: " + ec.message()};
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT && errno != ENOTDIR) {
+      found.error = ConfigError{directory, 0, 0, "",
+                                std::string("cannot list drop-ins: ") + std::strerror(errno)};
     }
     return found;
   }
-  for (const auto& entry : it) {
-    const auto name = entry.path().filename().string();
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    found.error = ConfigError{directory, 0, 0, "",
+                              std::string("cannot list drop-ins: ") + std::strerror(errno)};
+    ::close(fd);
+    return found;
+  }
+  if (auto why = untrusted(st)) {
+    // Files anyone else could have put there are not read.
+    found.error = ConfigError{directory, 0, 0, "", "drop-in directory " + *why};
+    ::close(fd);
+    return found;
+  }
+  DIR* dir = ::fdopendir(fd);  // takes the descriptor
+  if (dir == nullptr) {
+    found.error = ConfigError{directory, 0, 0, "",
+                              std::string("cannot list drop-ins: ") + std::strerror(errno)};
+    ::close(fd);
+    return found;
+  }
+  std::size_t count = 0;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
     if (name.empty() || name[0] == '.' || name.size() <= 5 ||
         name.compare(name.size() - 5, 5, ".yaml") != 0) {
       continue;  // editors' backups (memtide.yaml~, .#x.yaml), dpkg's .dpkg-old and the like
     }
-    found.files.push_back(entry.path().string());
+    if (++count <= kMaxDropIns) {  // more are only counted
+      found.files.push_back((std::filesystem::path(directory) / name).string());
+    }
   }
+  ::closedir(dir);
   std::sort(found.files.begin(), found.files.end());  // byte order: 10-x.yaml before 20-y.yaml
-  if (found.files.size() > kMaxDropIns) {
-    found.error = ConfigError{directory, 0, 0, "",
-                              std::to_string(found.files.size()) + " drop-ins; at most " +
-                                  std::to_string(kMaxDropIns) + " are read"};
+  if (count > kMaxDropIns) {
+    found.error = ConfigError{
+        directory, 0, 0, "",
+        std::to_string(count) + " drop-ins; at most " + std::to_string(kMaxDropIns) + " are read"};
     found.files.clear();
   }
   return found;

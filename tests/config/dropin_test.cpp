@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <memtide/config/files.hpp>
 #include <memtide/config/loader.hpp>
@@ -162,6 +163,51 @@ TEST_F(DropIns, TooManyAreRefused) {
   const auto r = load_config_with_dropins(main_);
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_NE(r.errors[0].message.find("101 drop-ins; at most 100"), std::string::npos);
+}
+
+// A configuration names commands memtided runs (alerts.exec): a file or drop-in directory
+// someone else may write is refused, located, on what is opened (a symlink is judged by what it
+// leads to). Both attacks were once loaded silently by root's memtided.
+TEST_F(DropIns, FilesAndDirectoriesOthersMayWriteAreRefused) {
+  write(main_, "daemon: {interval: 2s}\n");
+  dropin("50-exec.yaml", "alerts: {exec: {command: /bin/true}}\n");
+  ASSERT_TRUE(load_config_with_dropins(main_).ok());
+  const auto refused = [&](const std::string& where, const std::string& why) {
+    const auto r = load_config_with_dropins(main_);
+    EXPECT_FALSE(r.ok());
+    bool found = false;
+    for (const auto& e : r.errors) {
+      found = found || (e.file == where && e.message.find(why) != std::string::npos);
+    }
+    EXPECT_TRUE(found) << where << ": " << why << "; got "
+                       << (r.errors.empty() ? "no error" : r.errors[0].to_string());
+  };
+  const auto exec = (dir_ / "memtide.d" / "50-exec.yaml").string();
+  fs::permissions(exec, fs::perms(0666));
+  refused(exec, "writable by others (mode 0666)");
+  fs::permissions(exec, fs::perms(0620));
+  refused(exec, "writable by its group (mode 0620)");
+  fs::permissions(exec, fs::perms(0644));
+  fs::permissions(dir_ / "memtide.d", fs::perms(0777));
+  refused((dir_ / "memtide.d").string(), "drop-in directory writable by others");
+  fs::permissions(dir_ / "memtide.d", fs::perms(0755));
+  fs::permissions(main_, fs::perms(0666));
+  refused(main_, "writable by others");
+  EXPECT_FALSE(load_config_file(main_).ok());  // alone too (memtidectl, --check-config)
+  fs::permissions(main_, fs::perms(0600));
+  ASSERT_TRUE(load_config_with_dropins(main_).ok());
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "the ownership cases need root (chown)";
+  }
+  // A drop-in symlinked to a file owned by nobody.
+  const auto foreign = (dir_ / "foreign.yaml").string();
+  write(foreign, "alerts: {exec: {command: /bin/true}}\n");
+  ASSERT_EQ(chown(foreign.c_str(), 65534, 65534), 0);
+  fs::create_symlink(foreign, dir_ / "memtide.d" / "60-link.yaml");
+  refused((dir_ / "memtide.d" / "60-link.yaml").string(), "owned by uid 65534");
+  fs::remove(dir_ / "memtide.d" / "60-link.yaml");
+  ASSERT_EQ(chown((dir_ / "memtide.d").c_str(), 65534, 65534), 0);
+  refused((dir_ / "memtide.d").string(), "owned by uid 65534");
 }
 
 TEST(DropInDirectory, IsNamedAfterTheMainFile) {

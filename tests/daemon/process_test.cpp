@@ -866,6 +866,23 @@ TEST(DaemonState, ARestartKeepsThePolicysMemory) {
   EXPECT_NE(third.find("notice: balloon test: 2 GiB -> 2.8 GiB"), std::string::npos) << third;
 }
 
+// A drop-in anyone may write (here one that sets the alert hook) is refused at --check-config,
+// located; it was once accepted with exit 0 and loaded by root's memtided.
+TEST(DaemonCli, CheckConfigRefusesADropInOthersMayWrite) {
+  TempDir dir;
+  dir.write("memtide.yaml", "daemon: {interval: 2s}\n");
+  std::filesystem::create_directory(dir.file("memtide.d"));
+  dir.write("memtide.d/50-hook.yaml", "alerts: {exec: {command: /bin/true}}\n");
+  EXPECT_EQ(run({"--check-config", dir.file("memtide.yaml")}).status, 0);
+  chmod(dir.file("memtide.d/50-hook.yaml").c_str(), 0666);
+  const auto r = run({"--check-config", dir.file("memtide.yaml")});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(
+      (r.out + r.err).find(dir.file("memtide.d/50-hook.yaml") + ": writable by others (mode 0666)"),
+      std::string::npos)
+      << r.out << r.err;
+}
+
 // A configuration value with a byte that is not UTF-8 is refused at --check-config, located.
 TEST(DaemonCli, CheckConfigRefusesInvalidUtf8) {
   TempDir dir;
