@@ -147,6 +147,12 @@ std::optional<std::uint64_t> times(std::optional<std::uint64_t> v, std::uint64_t
   return __builtin_mul_overflow(*v, factor, &r) ? std::nullopt : std::optional(r);
 }
 
+// A guest statistics' last-update time (Unix seconds) as the policy may compute with it: one past
+// 2^40 s (34,000 years) is damage, not a time, and is dropped rather than overflow later sums.
+std::optional<std::int64_t> unix_seconds(std::uint64_t v) {
+  return v <= (std::uint64_t{1} << 40) ? std::optional(static_cast<std::int64_t>(v)) : std::nullopt;
+}
+
 }  // namespace
 
 LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options)
@@ -533,7 +539,7 @@ LibvirtHypervisor::BalloonFigures LibvirtHypervisor::fill_from_domain_calls(virD
         g.usable_bytes = times(v, KiB);
         break;
       case VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE:
-        g.last_update_unix_s = static_cast<std::int64_t>(v);
+        g.last_update_unix_s = unix_seconds(v);
         break;
       case VIR_DOMAIN_MEMORY_STAT_DISK_CACHES:
         g.disk_caches_bytes = times(v, KiB);
@@ -612,7 +618,7 @@ std::optional<LibvirtHypervisor::BalloonFigures> LibvirtHypervisor::bulk_balloon
   g.usable_bytes = times(param_u64(b, n, "balloon.usable"), KiB);
   g.disk_caches_bytes = times(param_u64(b, n, "balloon.disk_caches"), KiB);
   if (auto t = param_u64(b, n, "balloon.last-update")) {
-    g.last_update_unix_s = static_cast<std::int64_t>(*t);
+    g.last_update_unix_s = unix_seconds(*t);
   }
   f.host_rss_bytes = times(param_u64(b, n, "balloon.rss"), KiB);
   return f;

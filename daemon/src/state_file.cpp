@@ -20,10 +20,10 @@ namespace {
 
 using nlohmann::json;
 
-// Bounds on what a state file may hold, so a damaged or hostile one cannot exhaust memory.
-constexpr std::size_t kMaxVms = 1'000'000;
-constexpr std::size_t kMaxHistory = 1'000'000;
-constexpr std::size_t kMaxAlerts = 100'000;
+// Bounds on what a state file may hold, so a damaged or hostile one cannot exhaust memory:
+// kMaxStateVms, a few alerts each, and the longest forecast history (1 h at 100 ms ticks).
+constexpr std::size_t kMaxHistory = 36'000;
+constexpr std::size_t kMaxAlerts = 4 * kMaxStateVms;
 // Times in the file, in ms, lie within +-2^52 (142,000 years): moving them cannot overflow.
 constexpr std::int64_t kMaxTime = std::int64_t{1} << 52;
 
@@ -136,7 +136,21 @@ namespace {
 // range (caught with the JSON errors).
 using MoveTime = std::function<std::int64_t(std::int64_t)>;
 
-policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved) {
+// A wall-clock time in the file (Unix ms, or s with `per_second` 1000): not before 1970 and not
+// after the save (a time in the future would keep a guest "settling" forever); throws otherwise.
+std::int64_t wall_time(std::int64_t t, std::int64_t saved_unix_ms, std::int64_t per_second) {
+  if (t < 0 || t > saved_unix_ms / per_second + 1) {
+    throw std::out_of_range("a wall-clock time is out of range");
+  }
+  return t;
+}
+
+std::optional<std::int64_t> wall_time(std::optional<std::int64_t> t, std::int64_t saved_unix_ms,
+                                      std::int64_t per_second) {
+  return t ? std::optional(wall_time(*t, saved_unix_ms, per_second)) : std::nullopt;
+}
+
+policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved, std::int64_t saved_unix_ms) {
   policy::PolicyState::Vm vm;
   vm.last_direction = std::clamp(small_int(v.at("last_direction")), -1, 1);
   // 0 with no direction means "never changed" and stays so.
@@ -151,7 +165,7 @@ policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved) {
   vm.sampled_ms = moved(i64(v.at("sampled_ms")));
   // Added with the graded policy; files written before it lack them.
   if (v.contains("burst_bytes")) {
-    vm.last_change_unix_ms = i64(v.at("last_change_unix_ms"));
+    vm.last_change_unix_ms = wall_time(i64(v.at("last_change_unix_ms")), saved_unix_ms, 1);
     vm.in_use_bytes = read_optional_u64(v, "in_use_bytes");
     vm.burst_bytes = u64(v.at("burst_bytes"));
     vm.burst_ms = moved(i64(v.at("burst_ms")));
@@ -161,8 +175,11 @@ policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved) {
   }
   // Added with rates over the guest's report times: unset in older files, where the first rate
   // after a restart is then taken over the ticks, as before.
-  vm.faults_report_unix_s = read_optional_i64(v, "faults_report_unix_s");
-  vm.in_use_report_unix_s = read_optional_i64(v, "in_use_report_unix_s");
+  // The guest's report times come from its statistics, on the host's clock (QEMU's).
+  vm.faults_report_unix_s =
+      wall_time(read_optional_i64(v, "faults_report_unix_s"), saved_unix_ms, 1000);
+  vm.in_use_report_unix_s =
+      wall_time(read_optional_i64(v, "in_use_report_unix_s"), saved_unix_ms, 1000);
   return vm;
 }
 
@@ -225,15 +242,18 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
 
     policy::PolicyState state;
     const auto& vms = j.at("vms");
-    if (!vms.is_object() || vms.size() > kMaxVms) {
-      return Error{"", 0, 0, "vms: expected an object of at most 1000000 VMs"};
+    if (!vms.is_object() || vms.size() > kMaxStateVms) {
+      return Error{"", 0, 0,
+                   "vms: expected an object of at most " + std::to_string(kMaxStateVms) + " VMs"};
     }
     for (const auto& [uuid, v] : vms.items()) {
-      state.vms.emplace(uuid, read_vm(v, moved));
+      state.vms.emplace(uuid, read_vm(v, moved, saved_unix));
     }
     const auto& alerts = j.at("alerts");
     if (!alerts.is_array() || alerts.size() > kMaxAlerts) {
-      return Error{"", 0, 0, "alerts: expected an array of at most 100000 alerts"};
+      return Error{
+          "", 0, 0,
+          "alerts: expected an array of at most " + std::to_string(kMaxAlerts) + " alerts"};
     }
     for (const auto& a : alerts) {
       auto memory = read_alert(a, moved);
@@ -248,7 +268,9 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
     state.ksm.stopped_for_cost_ms = stopped < 0 ? -1 : moved(stopped);
     const auto& history = j.at("available_history");
     if (!history.is_array() || history.size() > kMaxHistory) {
-      return Error{"", 0, 0, "available_history: expected an array of at most 1000000 points"};
+      return Error{"", 0, 0,
+                   "available_history: expected an array of at most " +
+                       std::to_string(kMaxHistory) + " points"};
     }
     for (const auto& point : history) {
       if (!point.is_array() || point.size() != 2) {
@@ -312,7 +334,8 @@ Result<std::string> read_state_file(const std::string& path) {
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
       static_cast<std::uint64_t>(st.st_size) > kMaxStateBytes) {
     ::close(fd);
-    return Error{path, 0, 0, "not a regular file of at most 64 MiB"};
+    return Error{path, 0, 0,
+                 "not a regular file of at most " + std::to_string(kMaxStateBytes >> 20) + " MiB"};
   }
   std::string text(static_cast<std::size_t>(st.st_size), '\0');
   std::size_t done = 0;

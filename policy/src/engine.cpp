@@ -372,10 +372,11 @@ void discount_unresident(const VmSample& vm, Candidate& c) {
 double change_interval_s(std::optional<std::int64_t> report_before_s,
                          std::optional<std::int64_t> report_now_s, std::int64_t tick_before_ms,
                          std::int64_t tick_now_ms) {
+  // In double: the times come from guests and files, and their difference must not overflow.
   if (report_before_s && report_now_s && *report_now_s > *report_before_s) {
-    return static_cast<double>(*report_now_s - *report_before_s);
+    return static_cast<double>(*report_now_s) - static_cast<double>(*report_before_s);
   }
-  return static_cast<double>(tick_now_ms - tick_before_ms) / 1000.0;
+  return (static_cast<double>(tick_now_ms) - static_cast<double>(tick_before_ms)) / 1000.0;
 }
 
 Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t usable,
@@ -411,9 +412,12 @@ Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t 
   // older than now comes from another clock (libvirt's test driver reports a fixed date) and
   // says nothing about the order.
   const auto& updated_s = vm.guest.last_update_unix_s;
+  // (In double: neither time may overflow the sums, whatever a guest or a state file said.)
   c.settling = updated_s && memory.last_change_unix_ms > 0 &&
-               *updated_s < (memory.last_change_unix_ms + 999) / 1000 &&
-               collected_unix_ms - *updated_s * 1000 < kComparableStatsAgeMs;
+               static_cast<double>(*updated_s) <
+                   std::ceil(static_cast<double>(memory.last_change_unix_ms) / 1000.0) &&
+               static_cast<double>(collected_unix_ms) - static_cast<double>(*updated_s) * 1000.0 <
+                   static_cast<double>(kComparableStatsAgeMs);
 
   // Trend and burst, from in-use memory (which a balloon change does not move).
   if (!c.settling) {

@@ -164,6 +164,68 @@ TEST(StateFile, DamagedForeignOldAndFutureFilesAreRefused) {
   EXPECT_FALSE(state_from_json(typed, 1000, kUnix).ok());
 }
 
+// Wall-clock times are range-checked like the monotonic ones: INT64_MAX or INT64_MIN once reached
+// the engine's sums, and a change time after the save kept a guest "settling" forever.
+TEST(StateFile, WallClockTimesOutOfRangeAreRefused) {
+  policy::PolicyState s;
+  auto& vm = s.vms["u1"];
+  vm.last_direction = -1;
+  vm.last_change_ms = 990'000;
+  vm.sampled_ms = 995'000;
+  vm.last_change_unix_ms = kUnix - 10'000;
+  vm.faults_report_unix_s = kUnix / 1000 - 5;
+  vm.in_use_report_unix_s = kUnix / 1000 - 5;
+  const auto good = nlohmann::json::parse(state_to_json(s, 1'000'000, kUnix));
+  ASSERT_TRUE(state_from_json(good.dump(), 1'000'000, kUnix).ok());
+  const auto with = [&](const char* key, nlohmann::json value) {
+    auto j = good;
+    j["vms"]["u1"][key] = std::move(value);
+    return state_from_json(j.dump(), 1'000'000, kUnix);
+  };
+  for (const char* key : {"last_change_unix_ms", "faults_report_unix_s", "in_use_report_unix_s"}) {
+    EXPECT_FALSE(with(key, INT64_MAX).ok()) << key;
+    EXPECT_FALSE(with(key, INT64_MIN).ok()) << key;
+    EXPECT_FALSE(with(key, -1).ok()) << key;
+  }
+  EXPECT_FALSE(with("last_change_unix_ms", kUnix + 3'600'000).ok());  // after the save
+  EXPECT_FALSE(with("faults_report_unix_s", kUnix / 1000 + 3600).ok());
+}
+
+// The cap on a state file's size (read before it is parsed) holds the largest real one:
+// kMaxStateVms VMs with long names, figures of every size, alerts and the longest history.
+TEST(StateFile, TheLargestRealStateFitsUnderTheCap) {
+  policy::PolicyState s;
+  for (std::size_t i = 0; i < kMaxStateVms; ++i) {
+    char uuid[40];
+    std::snprintf(uuid, sizeof uuid, "%08zx-1234-1234-1234-123456789012", i);
+    auto& vm = s.vms[uuid];
+    vm.last_direction = -1;
+    vm.last_change_ms = vm.sampled_ms = vm.burst_ms = vm.cache_protected_until_ms = 999'999;
+    vm.last_target_bytes = vm.last_from_bytes = vm.in_use_bytes = 1ULL << 40;
+    vm.swap_in_bytes_total = vm.major_faults_total = 1ULL << 50;
+    vm.burst_bytes = 1ULL << 40;
+    vm.last_change_unix_ms = kUnix;
+    vm.faults_report_unix_s = vm.in_use_report_unix_s = kUnix / 1000;
+    vm.faults_before_shrink_per_second = 12345.678901234;
+    const std::string name = "guest-" + std::string(57, 'x') + std::to_string(i);
+    for (const char* alert : {"guest-distress", "guest-stale"}) {
+      s.alerts[{alert, name}] = {{alert, name, policy::Severity::warning,
+                                  name + " at its floor 2.4 GiB with 1 GiB usable (target 1.2 GiB) "
+                                         "and faulting 1234 pages/s",
+                                  999'999},
+                                 0};
+    }
+  }
+  for (std::int64_t t = 0; t < 36'000; ++t) {
+    s.available_history.emplace_back(1'000'000 - 36'000 + t, 1ULL << 40);
+  }
+  const auto text = state_to_json(s, 1'000'000, kUnix);
+  EXPECT_LT(text.size() + text.size() / 4, kMaxStateBytes);  // a quarter to spare
+  const auto back = state_from_json(text, 1'000'000, kUnix);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->vms.size(), kMaxStateVms);
+}
+
 TEST(StateFile, SavedAtomicallyWithMode0600AndNeverThroughASymlink) {
   char tmpl[] = "/tmp/memtide-state-XXXXXX";
   const std::string dir = mkdtemp(tmpl);

@@ -533,6 +533,28 @@ TEST(Decide, ACommandInFlightKeepsToTheCurrentStepAndFloor) {
   EXPECT_EQ(shrink->to_bytes, 4 * GiB - 256 * MiB) << shrink->reason;
 }
 
+// Times from guests and state files at the ends of their range: no sum overflows (UBSan checks
+// this in the sanitizer build) and no guest is taken as settling for it.
+TEST(Decide, ExtremeReportTimesOverflowNothing) {
+  for (const std::int64_t extreme : {INT64_MAX, INT64_MIN, std::int64_t{0}}) {
+    auto s = host(GiB);
+    s.collected_at_unix_ms = 1'780'000'000'000;
+    auto g = guest("donor", 6 * GiB, 8 * GiB, 5 * GiB);
+    g.guest.last_update_unix_s = extreme;
+    s.vms = {g};
+    PolicyState state;
+    auto& memory = state.vms["uuid-donor"];
+    memory.last_direction = -1;
+    memory.last_change_unix_ms = extreme;
+    memory.faults_report_unix_s = extreme == INT64_MAX ? INT64_MIN : INT64_MAX;
+    memory.in_use_report_unix_s = memory.faults_report_unix_s;
+    memory.major_faults_total = 0;
+    memory.in_use_bytes = GiB;
+    const auto d = decide(s, state, base_config(), 600'000);
+    EXPECT_NE(change_for(d.plan, "donor"), nullptr) << d.plan.explanation("donor");
+  }
+}
+
 TEST(Decide, DeadbandSkipsSmallChanges) {
   auto s = host(2000 * MiB);  // 48 MiB below the 2 GiB reserve
   s.vms = {self_rescuing(guest("a", 4 * GiB, 8 * GiB, 2 * GiB))};
