@@ -13,6 +13,7 @@
 #include <memtide/report/json_text.hpp>
 
 #include "commands.hpp"
+#include "terminal.hpp"
 
 namespace memtide::ctl {
 
@@ -110,7 +111,7 @@ int restore(const config::Config& config, bool dry_run, bool if_service_failed, 
   int failures = 0;
   for (const auto& outcome : run.outcomes) {
     if (!json) {
-      std::cout << actuators::describe(outcome) << '\n';
+      std::cout << for_terminal(actuators::describe(outcome)) << '\n';
     }
     failures += outcome.kind == actuators::RestoreOutcome::Kind::failed ? 1 : 0;
   }

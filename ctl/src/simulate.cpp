@@ -6,6 +6,7 @@
 #include <memtide/trace/trace.hpp>
 
 #include "commands.hpp"
+#include "terminal.hpp"
 
 namespace memtide::ctl {
 
@@ -22,7 +23,7 @@ int simulate(std::shared_ptr<const config::Config> config, const std::vector<std
             if (json) {
               events.push_back(trace::to_json(event));
             } else if (!quiet) {
-              std::cout << trace::describe(event) << '\n';
+              std::cout << for_terminal(trace::describe(event)) << '\n';
             }
           }
         },
@@ -43,7 +44,7 @@ int simulate(std::shared_ptr<const config::Config> config, const std::vector<std
     if (!quiet && replay.summary().ticks > 0) {
       std::cout << '\n';
     }
-    std::cout << trace::describe(replay.summary());
+    std::cout << lines_for_terminal(trace::describe(replay.summary()));
     if (!skipped.empty()) {
       std::cout << "skipped lines: " << skipped.size() << '\n';
     }

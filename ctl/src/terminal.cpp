@@ -1,8 +1,13 @@
 #include "terminal.hpp"
 
+#include <algorithm>
+#include <clocale>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cwchar>
 
+#include <locale.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -35,9 +40,9 @@ bool in(std::uint32_t c, std::uint32_t lo, std::uint32_t hi) {
   return c >= lo && c <= hi;
 }
 
-// Columns of one code point (a compact subset of Unicode's East Asian Width and general
-// categories: the ranges a terminal renders wide or not at all).
-std::size_t columns_of(std::uint32_t c) {
+// Columns of one code point by a compact subset of Unicode's East Asian Width and general
+// categories: used only where the C library has no UTF-8 locale.
+std::size_t columns_by_table(std::uint32_t c) {
   if (in(c, 0x0300, 0x036F) || in(c, 0x1AB0, 0x1AFF) || in(c, 0x1DC0, 0x1DFF) ||
       in(c, 0x20D0, 0x20FF) || in(c, 0xFE20, 0xFE2F) || in(c, 0x200B, 0x200F) ||
       in(c, 0xFE00, 0xFE0F) || c == 0x2060 || c == 0xFEFF) {
@@ -47,10 +52,54 @@ std::size_t columns_of(std::uint32_t c) {
       in(c, 0x3400, 0x4DBF) || in(c, 0x4E00, 0x9FFF) || in(c, 0xA000, 0xA4CF) ||
       in(c, 0xAC00, 0xD7A3) || in(c, 0xF900, 0xFAFF) || in(c, 0xFE30, 0xFE4F) ||
       in(c, 0xFF00, 0xFF60) || in(c, 0xFFE0, 0xFFE6) || in(c, 0x1F300, 0x1F64F) ||
-      in(c, 0x1F900, 0x1F9FF) || in(c, 0x20000, 0x3FFFD)) {
+      in(c, 0x1F680, 0x1F6FF) || in(c, 0x1F900, 0x1F9FF) || in(c, 0x20000, 0x3FFFD)) {
     return 2;  // CJK, Hangul, fullwidth forms, emoji
   }
   return 1;
+}
+
+// The C library's UTF-8 character type, whatever the locale memtidectl runs in (ssh sessions
+// often have none): its wcwidth follows the Unicode data glibc ships.
+locale_t utf8_locale() {
+  static const locale_t utf8 = [] {
+    locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+    return l != static_cast<locale_t>(nullptr)
+               ? l
+               : newlocale(LC_CTYPE_MASK, "en_US.UTF-8", static_cast<locale_t>(nullptr));
+  }();
+  return utf8;
+}
+
+// Columns of one code point: wcwidth in a UTF-8 locale (a character it calls unprintable takes
+// one column: it is shown as one replacement or escape), else the table above.
+std::size_t columns_of(std::uint32_t c) {
+  const locale_t utf8 = utf8_locale();
+  if (utf8 == static_cast<locale_t>(nullptr)) {
+    return columns_by_table(c);
+  }
+  const locale_t before = uselocale(utf8);
+  const int w = ::wcwidth(static_cast<wchar_t>(c));
+  uselocale(before);
+  return w < 0 ? 1 : static_cast<std::size_t>(w);
+}
+
+// Unicode's format characters (general category Cf, Unicode 15) and the line and paragraph
+// separators: invisible, and the bidirectional ones (embeddings, overrides, isolates, marks)
+// reorder the text around them ("Trojan Source").
+bool is_format(std::uint32_t c) {
+  static constexpr std::uint32_t kRanges[][2] = {
+      {0x00AD, 0x00AD},   {0x0600, 0x0605},   {0x061C, 0x061C},   {0x06DD, 0x06DD},
+      {0x070F, 0x070F},   {0x0890, 0x0891},   {0x08E2, 0x08E2},   {0x180E, 0x180E},
+      {0x200B, 0x200F},   {0x2028, 0x202E},   {0x2060, 0x2064},   {0x2066, 0x206F},
+      {0xFEFF, 0xFEFF},   {0xFFF9, 0xFFFB},   {0x110BD, 0x110BD}, {0x110CD, 0x110CD},
+      {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001},
+      {0xE0020, 0xE007F}};
+  for (const auto& r : kRanges) {
+    if (in(c, r[0], r[1])) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool is_control(std::uint32_t c) {
@@ -74,12 +123,31 @@ std::string for_terminal(std::string_view s) {
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
     const std::size_t n = utf8_sequence_length(s.substr(i));
-    if (n == 0 || is_control(decode(s.substr(i), n))) {
+    const std::uint32_t c = n == 0 ? 0 : decode(s.substr(i), n);
+    if (n == 0 || is_control(c)) {
       out += kReplacement;
+    } else if (is_format(c)) {
+      char escaped[16];
+      std::snprintf(escaped, sizeof escaped, "<U+%04X>", static_cast<unsigned>(c));
+      out += escaped;
     } else {
       out.append(s.substr(i, n));
     }
     i += n == 0 ? 1 : n;
+  }
+  return out;
+}
+
+std::string lines_for_terminal(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t start = 0; start < s.size();) {
+    const std::size_t end = std::min(s.find('\n', start), s.size());
+    out += for_terminal(s.substr(start, end - start));
+    if (end < s.size()) {
+      out += '\n';
+    }
+    start = end + 1;
   }
   return out;
 }

@@ -8,14 +8,20 @@
 
 namespace memtide::ctl {
 
-// Columns `s` takes on a terminal: 0 for combining marks and zero-width characters, 2 for East
-// Asian wide and fullwidth characters and emoji, 1 for the rest. Invalid UTF-8 bytes count 1
-// each (they are shown as U+FFFD).
+// Columns `s` takes on a terminal, by the C library's wcwidth in a UTF-8 locale (whatever the
+// process's locale): 0 for combining marks and zero-width characters, 2 for East Asian wide and
+// fullwidth characters and emoji, 1 for the rest. Invalid UTF-8 bytes and characters wcwidth
+// calls unprintable count 1 each.
 std::size_t display_width(std::string_view s);
 
 // `s` safe to print: valid UTF-8, with control characters (C0, DEL, C1: escape sequences a
-// domain name or message could carry) shown as U+FFFD.
+// domain name or message could carry) shown as U+FFFD, and format characters (general category
+// Cf: bidirectional embeddings, overrides, isolates and marks that reorder what the operator
+// reads, zero-width characters) and line separators shown as "<U+202E>".
 std::string for_terminal(std::string_view s);
+
+// for_terminal() of each line of `s`, with its line ends kept.
+std::string lines_for_terminal(std::string_view s);
 
 // `s` (already for_terminal) cut to at most `columns` columns on a character boundary, ending in
 // "…" when cut.

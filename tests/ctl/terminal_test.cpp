@@ -2,6 +2,7 @@
 // character boundaries.
 #include "terminal.hpp"
 
+#include <clocale>
 #include <cstdlib>
 
 #include <gtest/gtest.h>
@@ -35,6 +36,46 @@ TEST(Terminal, ControlCharactersNeverReachTheTerminal) {
             "2J");
   EXPECT_EQ(for_terminal("tab\there"), "tab\xEF\xBF\xBDhere");
   EXPECT_EQ(for_terminal("\xE6\x95\xB0"), "\xE6\x95\xB0");  // printable text is kept
+}
+
+// Bidirectional controls in a domain name could reorder what the operator reads ("Trojan
+// Source"): they, and the other invisible format characters, are shown as escapes. They once
+// reached the terminal raw.
+TEST(Terminal, FormatCharactersAreShownAsEscapes) {
+  EXPECT_EQ(for_terminal("web\xE2\x80\xAE"
+                         "1-bd"),
+            "web<U+202E>1-bd");  // right-to-left override
+  EXPECT_EQ(for_terminal("\xE2\x81\xA6"
+                         "a"
+                         "\xE2\x81\xA9"),
+            "<U+2066>a<U+2069>");  // isolate
+  EXPECT_EQ(for_terminal("a\xE2\x80\x8F"
+                         "b"),
+            "a<U+200F>b");  // right-to-left mark
+  EXPECT_EQ(for_terminal("a\xC2\xAD"
+                         "b"),
+            "a<U+00AD>b");  // soft hyphen
+  EXPECT_EQ(for_terminal("a\xE2\x80\xA8"
+                         "b"),
+            "a<U+2028>b");                                   // line separator
+  EXPECT_EQ(for_terminal("\xF3\xA0\x80\x81"), "<U+E0001>");  // language tag
+  EXPECT_EQ(for_terminal("caf\xC3\xA9 \xF0\x9F\x9A\x80"), "caf\xC3\xA9 \xF0\x9F\x9A\x80");
+}
+
+// Widths come from the C library's Unicode data, not a hand-written subset of wide ranges,
+// whatever locale memtidectl runs in.
+TEST(Terminal, WidthsFollowTheCLibraryInAnyLocale) {
+  EXPECT_EQ(display_width("\xF0\x9F\x9A\x80"), 2u);  // U+1F680 rocket, missed by the old subset
+  EXPECT_EQ(display_width("\xF0\x9F\xAB\x80"), 2u);  // U+1FAC0 anatomical heart (Unicode 13)
+  EXPECT_EQ(display_width("\xE1\x85\xA0"), 0u);      // U+1160 Hangul jungseong filler
+  std::setlocale(LC_CTYPE, "C");
+  EXPECT_EQ(display_width("\xE6\x95\xB0"), 2u);
+}
+
+TEST(Terminal, LinesKeepTheirEnds) {
+  EXPECT_EQ(lines_for_terminal("a\x1B\nb\xE2\x80\xAE\n"), "a\xEF\xBF\xBD\nb<U+202E>\n");
+  EXPECT_EQ(lines_for_terminal("x"), "x");
+  EXPECT_EQ(lines_for_terminal("\n\n"), "\n\n");
 }
 
 TEST(Terminal, FitCutsOnCharacterBoundaries) {

@@ -73,6 +73,47 @@ class ControlledDaemon : public RunningDaemon {
   }
 };
 
+// Domains named with bidirectional controls ("Trojan Source") and a wide character the old
+// width table missed: status and explain show the controls escaped, and the rows stay aligned.
+class BidiNamedGuests : public ControlledDaemon {
+ public:
+  std::string uri() const override {
+    return std::string("test://") + MEMTIDE_FIXTURES + "/libvirt/node-bidi.xml";
+  }
+};
+
+TEST_F(BidiNamedGuests, StatusAndExplainShowControlsEscapedAndAligned) {
+  std::this_thread::sleep_for(1500ms);
+  const auto status = ctl("status");
+  for (const char* raw : {"\xE2\x80\xAE", "\xE2\x81\xA6", "\xE2\x81\xA9"}) {
+    EXPECT_EQ(status.find(raw), std::string::npos) << status;
+  }
+  EXPECT_NE(status.find("web<U+202E>1-bd"), std::string::npos) << status;
+  EXPECT_NE(status.find("<U+2066>db<U+2069>-\xF0\x9F\x9A\x80"), std::string::npos) << status;
+  // The column after the name starts at the same screen column on both rows.
+  std::vector<std::size_t> class_columns;
+  std::istringstream lines(status);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("-bd ") == std::string::npos &&
+        line.find("\xF0\x9F\x9A\x80 ") == std::string::npos) {
+      continue;
+    }
+    const auto at = line.find(" all ");
+    ASSERT_NE(at, std::string::npos) << line;
+    // Columns before the class: bytes, less 2 for the 4-byte rocket shown in 2 columns.
+    const std::size_t rockets =
+        line.substr(0, at).find("\xF0\x9F\x9A\x80") == std::string::npos ? 0 : 1;
+    class_columns.push_back(at - rockets * 2);
+  }
+  ASSERT_EQ(class_columns.size(), 2u) << status;
+  EXPECT_EQ(class_columns[0], class_columns[1]) << status;
+  const auto explain =
+      ctl("explain 'web\xE2\x80\xAE"
+          "1-bd'");
+  EXPECT_NE(explain.find("web<U+202E>1-bd"), std::string::npos) << explain;
+  EXPECT_EQ(explain.find("\xE2\x80\xAE"), std::string::npos) << explain;
+}
+
 TEST_F(ControlledDaemon, SocketIsRootOnly) {
   struct stat st {};
   ASSERT_EQ(stat(control_socket().c_str(), &st), 0);

@@ -34,8 +34,8 @@ class RunningDaemon : public ::testing::Test {
       const int err = open((dir_ + "/err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       dup2(err, STDERR_FILENO);
       execl(MEMTIDED_BINARY, MEMTIDED_BINARY, "--config", (dir_ + "/memtide.yaml").c_str(),
-            "--connect", "test:///default", "--log-target", "stderr", "--metrics-listen",
-            "127.0.0.1:0", static_cast<char*>(nullptr));
+            "--connect", uri().c_str(), "--log-target", "stderr", "--metrics-listen", "127.0.0.1:0",
+            static_cast<char*>(nullptr));
       _exit(127);
     }
     const std::regex listening("serving metrics on 127\\.0\\.0\\.1:([0-9]+)");
@@ -56,6 +56,8 @@ class RunningDaemon : public ::testing::Test {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log();
     std::system(("rm -rf '" + dir_ + "'").c_str());
   }
+  // The libvirt connection memtided manages.
+  virtual std::string uri() const { return "test:///default"; }
   // YAML appended to the test's configuration (sections other than daemon and host).
   virtual std::string extra_config() const { return ""; }
   // More keys of the daemon section, each after ", " ("procfs: /tmp/x/proc, ...").
