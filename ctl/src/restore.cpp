@@ -3,11 +3,13 @@
 #include <iostream>
 #include <optional>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memtide/actuators/restore.hpp>
 #include <memtide/collectors/collect.hpp>
 #include <memtide/collectors/other_managers.hpp>
+#include <memtide/core/dry_run_marker.hpp>
 #include <memtide/core/exit_code.hpp>
 #include <memtide/policy/coexist.hpp>
 #include <memtide/report/json_text.hpp>
@@ -78,11 +80,14 @@ int restore(const config::Config& config, bool dry_run, bool if_service_failed, 
       return nothing(std::string("memtided ended (") + result +
                      "); daemon.on_stop is keep: nothing to do");
     }
-    if (config.daemon.dry_run) {
-      // A dry run changed no balloon: there is nothing of memtide's to give back, and a restore
-      // would resize guests an operator only meant to watch.
+    // A dry run changed no balloon: there is nothing of memtide's to give back, and a restore
+    // would resize guests an operator only meant to watch. memtided marks a dry run given by
+    // --dry-run too, which the configuration does not show.
+    const auto marker = dry_run_marker_path();
+    struct stat st {};
+    if (config.daemon.dry_run || (marker && ::lstat(marker->c_str(), &st) == 0)) {
       return nothing(std::string("memtided ended (") + result +
-                     "); daemon.dry_run is on, so it changed nothing: nothing to restore");
+                     "); it ran in dry run, so it changed nothing: nothing to restore");
     }
     if (!json) {
       std::cout << "memtided ended without restoring (" << result << "); restoring\n";

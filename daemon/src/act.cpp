@@ -57,6 +57,7 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
                                                                 config.libvirt.timeout, deadline)
                              : std::vector<actuators::CommandOutcome>(plan.balloons.size());
   std::size_t carried_over = 0;
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> held_now;  // becomes not_applied_
   for (std::size_t i = 0; i < plan.balloons.size(); ++i) {
     const auto& change = plan.balloons[i];
     const std::string what = change.vm + ": " + config::format_size(change.from_bytes) + " -> " +
@@ -75,12 +76,22 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
         {"MEMTIDE_TO_BYTES", std::to_string(change.to_bytes)}};
     const std::int64_t at = snapshot.collected_at_unix_ms;
     if (held) {
-      log_.notice(std::string(dry_run ? "dry run" : "paused") + ", not applied: balloon " + what,
-                  fields);
-      remember(at, change, dry_run ? "dry run" : "paused");
-      if (!dry_run) {
-        policy::unsend(state, change);
+      // Not sent, so not remembered as sent: the policy's state (and the state file) records
+      // no command a dry run or a pause only decided. Decided again every tick, it is logged
+      // when it differs from the last one not applied.
+      const std::pair<std::uint64_t, std::uint64_t> sizes{change.from_bytes, change.to_bytes};
+      const auto last = not_applied_.find(change.uuid);
+      const bool repeated = last != not_applied_.end() && last->second == sizes;
+      held_now[change.uuid] = sizes;
+      const std::string said =
+          std::string(dry_run ? "dry run" : "paused") + ", not applied: balloon " + what;
+      if (!repeated) {
+        log_.notice(said, fields);
+        remember(at, change, dry_run ? "dry run" : "paused");
+      } else {
+        log_.debug(said, fields);
       }
+      policy::unsend(state, change);
       continue;
     }
     if (outcome.kind == Kind::carried_over) {
@@ -104,6 +115,7 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
       }
     }
   }
+  not_applied_ = std::move(held_now);
   if (carried_over > 0) {
     ++figures_.errors_total["tick-budget"];
     log_.warning(std::to_string(carried_over) +

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <memtide/actuators/huge_page_release.hpp>
 #include <memtide/actuators/ksm_writer.hpp>
@@ -38,9 +39,10 @@ class Actions {
     // CLOCK_MONOTONIC µs when the first balloon command of the tick was applied.
     std::optional<std::uint64_t> first_applied_usec;
   };
-  // Carries out `plan`, decided on `snapshot`. Commands not sent (paused, or carried over when
-  // the tick's time ran out at `deadline`) are taken back out of `state` so the next tick
-  // decides them again. `hypervisor` null: nothing can be sent (treated as a dry run).
+  // Carries out `plan`, decided on `snapshot`. Commands not sent (dry run, paused, or carried
+  // over when the tick's time ran out at `deadline`) are taken back out of `state` so the next
+  // tick decides them again: the state (and the state file) records only commands sent.
+  // `hypervisor` null: nothing can be sent (treated as a dry run).
   Done carry_out(const policy::Plan& plan, const Snapshot& snapshot, policy::PolicyState& state,
                  collectors::HypervisorWorker* hypervisor, const config::Config& config,
                  std::chrono::steady_clock::time_point deadline);
@@ -69,6 +71,9 @@ class Actions {
   std::unique_ptr<actuators::HugePageRelease> huge_pages_;
   std::deque<report::RecentCommand> recent_;    // newest last
   std::optional<KsmSettings> ksm_not_applied_;  // last settings logged as not applied
+  // The balloon commands of the last tick not applied (dry run or paused), by VM UUID: (from,
+  // to) bytes. A command decided again unchanged is not logged again at notice.
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> not_applied_;
   LogOnChange ksm_error_;
   LogOnChange huge_page_error_;
 };

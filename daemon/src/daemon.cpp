@@ -1,14 +1,20 @@
 #include "daemon.hpp"
 
+#include <cerrno>
+#include <cstring>
+
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
+#include <unistd.h>
 
 #include <memtide/actuators/balloon_commands.hpp>
 #include <memtide/config/files.hpp>
 #include <memtide/config/overrides.hpp>
 #include <memtide/config/units.hpp>
 #include <memtide/core/clock.hpp>
+#include <memtide/core/dry_run_marker.hpp>
 #include <memtide/policy/coexist.hpp>
 #include <memtide/report/metrics.hpp>
 #include <memtide/report/status.hpp>
@@ -341,6 +347,21 @@ void Daemon::log_reaction(std::uint64_t applied_usec) {
 }
 
 void Daemon::announce_dry_run() {
+  // The mark for the unit's safety net, which cannot see --dry-run (core/dry_run_marker.hpp).
+  if (const auto marker = dry_run_marker_path()) {
+    if (!config_->daemon.dry_run) {
+      ::unlink(marker->c_str());
+    } else if (const int fd = ::open(marker->c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+               fd >= 0) {
+      ::close(fd);
+    } else {
+      log_.warning("cannot mark the dry run for the safety net at " + *marker + ": " +
+                       std::strerror(errno) +
+                       "; a restore after a crash will follow the configuration alone",
+                   {{"MEMTIDE_EVENT", "dry-run"}});
+    }
+  }
   if (!config_->daemon.dry_run) {
     return;
   }

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -11,6 +12,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <libvirt/libvirt.h>
 #include <nlohmann/json.hpp>
 #include <poll.h>
 #include <signal.h>
@@ -23,6 +25,8 @@
 #include <unistd.h>
 
 #include <memtide/core/text.hpp>
+
+#include "../support/run_command.hpp"
 
 namespace {
 
@@ -571,7 +575,148 @@ TEST(Memtidectl, RestoreIfServiceFailed) {
   const auto dry = with_result("watchdog", {"--config", dir.file("dry.yaml")});
   EXPECT_EQ(dry.status, 0) << dry.err;
   EXPECT_EQ(dry.out.find("->"), std::string::npos) << dry.out;
-  EXPECT_NE(dry.out.find("daemon.dry_run is on"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("it ran in dry run"), std::string::npos) << dry.out;
+}
+
+// Every regular file under `root` with its contents, to tell whether anything wrote there.
+std::map<std::string, std::string> files_under(const std::string& root) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+    if (e.is_regular_file()) {
+      std::ifstream in(e.path());
+      std::stringstream text;
+      text << in.rdbuf();
+      out[e.path().string()] = text.str();
+    }
+  }
+  return out;
+}
+
+// A dry run changes nothing anywhere: memtided --dry-run through ticks under host pressure, a
+// reload and a stop, then again killed and followed by the unit's safety net, against the libvirt
+// test driver served by a private libvirtd (shared by memtided, memtidectl and this test, which
+// holds its connection so the driver's state lasts) and a copy of a host's /proc and /sys whose
+// KSM files it would tune. The guest's balloon, every file of the host tree, and the state
+// file's record of commands stay as they were. Once, the stop gave the guest its maximum and the
+// safety net did after a kill (it could not see --dry-run). The test driver has no QEMU process,
+// so the huge-page release is not reached here (act.cpp skips it in a dry run).
+TEST(DryRun, ChangesNothingTheHostOrLibvirtHolds) {
+  if (geteuid() != 0 || access("/usr/sbin/libvirtd", X_OK) != 0) {
+    GTEST_SKIP() << "needs root and /usr/sbin/libvirtd";
+  }
+  TempDir dir;
+  // The libvirtd's own directory (it runs as nobody, who cannot enter `dir`).
+  char tmpl[] = "/tmp/memtide-dry-libvirtd-XXXXXX";
+  const std::string libvirtd = mkdtemp(tmpl);
+  const std::string helper = std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd";
+  // Undone whatever the test's outcome, after the connection below is closed.
+  struct Cleanup {
+    std::string stop;
+    ~Cleanup() {
+      unsetenv("SERVICE_RESULT");
+      unsetenv("RUNTIME_DIRECTORY");
+      memtide::testing::run_command(stop);
+    }
+  } cleanup{helper + " stop " + libvirtd};
+  const std::string session = memtide::testing::run_command(helper + " start " + libvirtd);
+  ASSERT_EQ(session.rfind("qemu+unix:///session", 0), 0u) << session;
+  const std::string uri = "test+unix:///default?socket=" + libvirtd + "/run/libvirt/libvirt-sock";
+  struct Holder {
+    virConnectPtr conn = nullptr;
+    virDomainPtr dom = nullptr;
+    ~Holder() {
+      if (dom != nullptr) {
+        virDomainFree(dom);
+      }
+      if (conn != nullptr) {
+        virConnectClose(conn);
+      }
+    }
+  } held;
+  held.conn = virConnectOpen(uri.c_str());
+  ASSERT_NE(held.conn, nullptr);
+  held.dom = virDomainLookupByName(held.conn, "test");
+  ASSERT_NE(held.dom, nullptr);
+  constexpr unsigned long kStartKiB = 2UL << 20;  // below the class's floor (2.4 GiB)
+  ASSERT_EQ(virDomainSetMemoryFlags(held.dom, kStartKiB, VIR_DOMAIN_AFFECT_LIVE), 0);
+  const auto balloon_kib = [&] {
+    virDomainInfo info{};
+    return virDomainGetInfo(held.dom, &info) == 0 ? info.memory : 0;
+  };
+  ASSERT_EQ(balloon_kib(), kStartKiB);
+
+  // The host: a captured tree, with MemAvailable 1 GiB (below the reserve: pressure). The guest
+  // starts below its floor, so every tick decides to raise it.
+  const std::string tree = dir.file("tree");
+  std::filesystem::copy(std::string(MEMTIDE_FIXTURES) + "/hosts/debian12-6.18", tree,
+                        std::filesystem::copy_options::recursive);
+  {
+    std::ifstream in(tree + "/proc/meminfo");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string meminfo = text.str();
+    const auto at = meminfo.find("MemAvailable:");
+    meminfo.replace(at, meminfo.find('\n', at) - at, "MemAvailable:    1048576 kB");
+    std::ofstream(tree + "/proc/meminfo") << meminfo;
+  }
+  const auto host_before = files_under(tree);
+  std::filesystem::create_directory(dir.file("run"));
+  dir.write("memtide.yaml", "daemon:\n  interval: 200ms\n  on_stop: restore\n  state_file: " +
+                                dir.file("state.json") + "\n  procfs: " + tree +
+                                "/proc\n  sysfs: " + tree +
+                                "/sys\nhost: {swap_forecast: {window: 10s}}\n"
+                                "libvirt: {stats_period: 1s}\n"
+                                "classes:\n  - name: all\n    match: {name: \"*\"}\n"
+                                "    balloon: {guest_free: 10%}\n");
+  setenv("RUNTIME_DIRECTORY", dir.file("run").c_str(), 1);
+  const std::vector<std::string> args{"--config", dir.file("memtide.yaml"), "--connect",
+                                      uri,        "--log-target",           "stderr",
+                                      "--dry-run"};
+  {
+    NotifySocket notify(dir.file("notify"));
+    DaemonProcess daemon(args, notify.path(), "", dir.file("out"), dir.file("err"));
+    ASSERT_NE(notify.wait_for("STATUS=tick 4 "), "") << dir.read("err");
+    daemon.signal(SIGHUP);
+    ASSERT_NE(notify.wait_for("RELOADING=1"), "") << dir.read("err");
+    ASSERT_NE(notify.wait_for("STATUS=tick 8 "), "") << dir.read("err");
+    EXPECT_TRUE(std::filesystem::exists(dir.file("run/dry-run")));
+    daemon.signal(SIGTERM);
+    ASSERT_EQ(daemon.wait(), 0) << dir.read("err");
+  }
+  const std::string log = dir.read("err");
+  EXPECT_NE(log.find("dry run, not applied: balloon test"), std::string::npos) << log;
+  EXPECT_NE(log.find("configuration reloaded"), std::string::npos) << log;
+  EXPECT_NE(log.find("dry run, not restored on stop"), std::string::npos) << log;
+  EXPECT_EQ(balloon_kib(), kStartKiB) << log;
+  EXPECT_TRUE(files_under(tree) == host_before) << "the host tree changed";
+  const auto state = nlohmann::json::parse(dir.read("state.json"), nullptr, false);
+  ASSERT_TRUE(state.is_object()) << dir.read("state.json");
+  for (const auto& [uuid, vm] : state["vms"].items()) {
+    EXPECT_TRUE(vm["last_target_bytes"].is_null()) << uuid << ": " << vm;
+    EXPECT_EQ(vm["last_direction"], 0) << uuid << ": " << vm;
+  }
+
+  // Killed in a dry run: the safety net (ExecStopPost) finds the mark and restores nothing,
+  // although the configuration alone says nothing of a dry run.
+  {
+    NotifySocket notify(dir.file("notify"));
+    DaemonProcess daemon(args, notify.path(), "", dir.file("out"), dir.file("err2"));
+    ASSERT_NE(notify.wait_for("STATUS=tick 3 "), "") << dir.read("err2");
+    daemon.signal(SIGKILL);
+    daemon.wait();
+  }
+  setenv("SERVICE_RESULT", "signal", 1);
+  const std::vector<std::string> net{
+      "restore", "--if-service-failed", "--config", dir.file("memtide.yaml"), "--connect", uri};
+  const auto after_kill = run_ctl(net);
+  EXPECT_NE(after_kill.out.find("it ran in dry run"), std::string::npos) << after_kill.out;
+  EXPECT_EQ(balloon_kib(), kStartKiB) << after_kill.out;
+  // Without the mark (memtided not in dry run), the same safety net restores the guest: the
+  // check above can fail.
+  std::filesystem::remove(dir.file("run/dry-run"));
+  const auto acting = run_ctl(net);
+  EXPECT_NE(acting.out.find("test: 2 GiB -> 8 GiB"), std::string::npos) << acting.out;
+  EXPECT_EQ(balloon_kib(), 8UL << 20);
 }
 
 // A configured dry run holds for a restore by hand too: it lists what it would do.
