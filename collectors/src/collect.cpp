@@ -9,7 +9,7 @@
 
 namespace memtide::collectors {
 
-std::unique_ptr<HypervisorWorker> make_libvirt_worker(const config::Config& config) {
+std::unique_ptr<HypervisorWorker> make_libvirt_worker(const config::Config& config, bool daemon) {
   collectors::LibvirtOptions o;
   o.uri = config.libvirt.uri;
   o.keepalive_interval =
@@ -20,6 +20,7 @@ std::unique_ptr<HypervisorWorker> make_libvirt_worker(const config::Config& conf
   o.stats_period_s = static_cast<std::uint32_t>(config.libvirt.stats_period.count());
   o.procfs = config.daemon.procfs;
   o.page_size_bytes = collectors::system_page_size();
+  o.record_boot_sizes = daemon && !config.daemon.dry_run;
   return std::make_unique<HypervisorWorker>(
       std::make_unique<collectors::LibvirtHypervisor>(std::move(o)));
 }

@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <memory>
@@ -342,7 +344,7 @@ class PrunedDomainReader {
         }
         if (is(parent->name, "metadata")) {
           whole_subtree_ = false;
-          return uri != nullptr && is(uri, kMetadataNamespace);
+          return uri != nullptr && (is(uri, kMetadataNamespace) || is(uri, kBootNamespace));
         }
         whole_subtree_ = true;  // <memoryBacking>'s and <seclabel>'s children
         return !is(parent->name, "launchSecurity");
@@ -409,6 +411,36 @@ class PrunedDomainReader {
   bool whole_subtree_ = false;  // whether the current depth-3 element's descendants are built
 };
 
+// An alias the boot record can carry: libvirt's own ("virtiomem0") and user aliases ("ua-x").
+bool plain_alias(std::string_view alias) {
+  return !alias.empty() && alias.size() <= 64 &&
+         std::all_of(alias.begin(), alias.end(), [](char ch) {
+           return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '_' || ch == '-';
+         });
+}
+
+// The boot record's "ALIAS=BYTES ..." into facts.virtio_mem_boot_bytes; entries that are not
+// so (or beyond any device, or past kMaxVirtioMemDevices) are left out.
+void read_boot_record(std::string_view text, DomainXmlFacts& facts) {
+  std::size_t at = 0;
+  while (at < text.size() && facts.virtio_mem_boot_bytes.size() < kMaxVirtioMemDevices) {
+    const std::size_t end = std::min(text.find(' ', at), text.size());
+    const std::string_view entry = text.substr(at, end - at);
+    at = end + 1;
+    const auto eq = entry.find('=');
+    if (eq == std::string_view::npos || !plain_alias(entry.substr(0, eq))) {
+      continue;
+    }
+    const std::string_view digits = entry.substr(eq + 1);
+    std::uint64_t bytes = 0;
+    const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), bytes);
+    if (ec == std::errc() && ptr == digits.data() + digits.size() && !digits.empty() &&
+        bytes <= kMaxPlausibleBytes) {
+      facts.virtio_mem_boot_bytes.emplace(std::string(entry.substr(0, eq)), bytes);
+    }
+  }
+}
+
 }  // namespace
 
 Result<std::string> with_requested_size(std::string_view device_xml,
@@ -441,6 +473,16 @@ Result<std::string> with_requested_size(std::string_view device_xml,
   xmlSetProp(requested, reinterpret_cast<const xmlChar*>("unit"),
              reinterpret_cast<const xmlChar*>("KiB"));
   return element_xml(doc.get(), root);
+}
+
+std::string boot_record_xml(const std::vector<VirtioMemDevice>& devices) {
+  std::string sizes;
+  for (const auto& d : devices) {
+    if (plain_alias(d.alias)) {
+      sizes += (sizes.empty() ? "" : " ") + d.alias + "=" + std::to_string(d.configured_bytes);
+    }
+  }
+  return "<virtio-mem requested='" + sizes + "'/>";
 }
 
 Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
@@ -480,8 +522,16 @@ Result<DomainXmlFacts> parse_domain_xml(std::string_view xml) {
   const xmlNode* metadata = child(root, "metadata");
   int found = 0;
   for (const xmlNode* c = metadata ? metadata->children : nullptr; c != nullptr; c = c->next) {
-    if (c->type != XML_ELEMENT_NODE || c->ns == nullptr || c->ns->href == nullptr ||
-        std::strcmp(reinterpret_cast<const char*>(c->ns->href), kMetadataNamespace) != 0) {
+    if (c->type != XML_ELEMENT_NODE || c->ns == nullptr || c->ns->href == nullptr) {
+      continue;
+    }
+    if (std::strcmp(reinterpret_cast<const char*>(c->ns->href), kBootNamespace) == 0) {
+      if (named(c, "virtio-mem")) {
+        read_boot_record(attribute(c, "requested").value_or(""), facts);
+      }
+      continue;
+    }
+    if (std::strcmp(reinterpret_cast<const char*>(c->ns->href), kMetadataNamespace) != 0) {
       continue;
     }
     if (!named(c, "vm")) {

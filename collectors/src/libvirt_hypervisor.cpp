@@ -397,10 +397,28 @@ void LibvirtHypervisor::load_configured_virtio_mem(virDomainPtr dom, Domain& d) 
       }
     }
   }
-  // A transient domain (or an unreadable configuration): the sizes first seen.
+  // A transient domain (or an unreadable configuration): memtide's boot record, else the sizes
+  // first seen (recorded) or, by a client that records nothing, the device's full size.
+  bool unrecorded = false;
   for (auto& device : devices) {
-    device.configured_bytes =
-        d.first_requested.emplace(device.alias, device.requested_bytes).first->second;
+    const auto recorded = d.facts->virtio_mem_boot_bytes.find(device.alias);
+    if (recorded != d.facts->virtio_mem_boot_bytes.end() && recorded->second <= device.max_bytes) {
+      device.configured_bytes = recorded->second;
+    } else if (options_.record_boot_sizes) {
+      device.configured_bytes =
+          d.first_requested.emplace(device.alias, device.requested_bytes).first->second;
+      unrecorded = true;
+    } else {
+      device.configured_bytes = device.max_bytes;
+    }
+  }
+  if (unrecorded && !d.boot_record_tried) {
+    // Once per domain: a failure (an old libvirt, a driver without live metadata) is not
+    // retried every time the XML is read. The change's event reads the XML again.
+    d.boot_record_tried = true;
+    const std::string record = boot_record_xml(devices);
+    virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, record.c_str(), "memtideboot",
+                         kBootNamespace, VIR_DOMAIN_AFFECT_LIVE);
   }
 }
 

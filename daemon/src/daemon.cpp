@@ -56,7 +56,10 @@ Daemon::~Daemon() {
 }
 
 void Daemon::apply(std::shared_ptr<const config::Config> config) {
-  const bool libvirt_changed = !config_ || config_->libvirt != config->libvirt;
+  // A dry run records nothing in domains either (make_libvirt_worker): turning it on or off
+  // opens the connection anew.
+  const bool libvirt_changed = !config_ || config_->libvirt != config->libvirt ||
+                               config_->daemon.dry_run != config->daemon.dry_run;
   config_ = std::move(config);
   log_.set_level(config_->daemon.log_level);
   known_.figures.dry_run = config_->daemon.dry_run;

@@ -47,8 +47,11 @@ class Daemon {
 
   // `config` is the configuration already loaded (and validated) by main(), with the command
   // line's overrides applied; reloads read `options.config_path` again and apply them again.
-  Daemon(Options options, std::shared_ptr<const config::Config> config, Logger& log,
-         HypervisorFactory make_hypervisor = collectors::make_libvirt_worker);
+  Daemon(
+      Options options, std::shared_ptr<const config::Config> config, Logger& log,
+      HypervisorFactory make_hypervisor = [](const config::Config& c) {
+        return collectors::make_libvirt_worker(c, /*daemon=*/true);
+      });
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;

@@ -1,5 +1,6 @@
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -206,6 +207,37 @@ TEST(DomainXml, MetadataInOurNamespace) {
   EXPECT_EQ(r->metadata.shares, 500u);
   EXPECT_EQ(r->metadata.balloon_enabled, false);
   EXPECT_EQ(r->metadata.scan_enabled, true);
+}
+
+// memtided's record of a transient domain's virtio-mem boot sizes, written and read back as
+// libvirt keeps it in the live XML; damaged entries are left out, never taken.
+TEST(DomainXml, TheVirtioMemBootRecordRoundTrips) {
+  VirtioMemDevice a;
+  a.alias = "virtiomem0";
+  a.configured_bytes = 512ULL << 20;
+  VirtioMemDevice b;
+  b.alias = "ua-mem";
+  b.configured_bytes = 0;
+  VirtioMemDevice odd;
+  odd.alias = "bad alias='x'";
+  odd.configured_bytes = 1;
+  const std::string record = boot_record_xml({a, b, odd});
+  EXPECT_EQ(record, "<virtio-mem requested='virtiomem0=536870912 ua-mem=0'/>");
+  // libvirt writes the element with the prefix and namespace it was given.
+  std::string element = record;
+  element.replace(1, 10, "memtideboot:virtio-mem xmlns:memtideboot='urn:memtide:boot:1'");
+  const auto r = parse_domain_xml(domain("<metadata>" + element + "</metadata><devices>" +
+                                         virtio_mem_device("virtiomem0", "0", "0") + "</devices>"));
+  ASSERT_TRUE(r.ok()) << r.error().to_string() << " in " << element;
+  EXPECT_EQ(r->virtio_mem_boot_bytes,
+            (std::map<std::string, std::uint64_t>{{"virtiomem0", 512ULL << 20}, {"ua-mem", 0}}));
+  EXPECT_TRUE(r->metadata_errors.empty());
+  const auto damaged = parse_domain_xml(
+      domain("<metadata><b:virtio-mem xmlns:b='urn:memtide:boot:1' requested='x=1 =5 y=-1 "
+             "z=99999999999999999999 w=12abc ok=7'/></metadata>"));
+  ASSERT_TRUE(damaged.ok());
+  EXPECT_EQ(damaged->virtio_mem_boot_bytes,
+            (std::map<std::string, std::uint64_t>{{"x", 1}, {"ok", 7}}));
 }
 
 TEST(DomainXml, FloorAsPercentage) {

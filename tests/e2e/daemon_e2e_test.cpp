@@ -491,6 +491,68 @@ TEST_F(ManagedGuests, VirtioMemGuestShrunkUnderPressureAndGrownForItsWorkload) {
   EXPECT_EQ(vm->current_bytes, 768 * MiB) << file("memtided.log");
 }
 
+// A transient guest's virtio-mem device shrunk by memtided, which is then killed: the unit's
+// safety net gives the device back the size it booted with. libvirt keeps no inactive XML for a
+// transient domain, so the safety net, which never saw the boot size, once left the device at
+// what memtided had asked (and the guest short); memtided now records the boot size in the
+// domain's live metadata when it first sees the device.
+TEST_F(ManagedGuests, SafetyNetRestoresATransientGuestsVirtioMemBootSize) {
+  start_virtio_mem_guest("vnet", 256, 1024, 512, "40:3600", "<memballoon model='virtio'/>",
+                         /*persistent=*/false);
+  ASSERT_TRUE(wait_for_workloads({{"vnet", "holding 40 MiB"}}, 180s)) << file("vnet.log");
+  // A reserve above what the host has: memtided takes what the idle guest can give.
+  write_config(host_available() + 400 * MiB, "{mode: unmanaged}",
+               "{floor: 25%, guest_free: 20%, max_step: 128MiB, deadband: 8MiB, "
+               "hysteresis: 10s}");
+  start_daemon();
+  std::uint64_t requested = 512 * MiB;
+  const auto deadline = std::chrono::steady_clock::now() + 90s;
+  while (requested >= 512 * MiB && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1s);
+    const auto v = vms(status())["vnet"];
+    if (v.is_object() && v["virtio_mem"].is_array() && !v["virtio_mem"].empty()) {
+      requested = v["virtio_mem"][0]["requested_bytes"].get<std::uint64_t>();
+    }
+  }
+  ASSERT_LT(requested, 512 * MiB) << "never shrunk through virtio-mem\n" << file("memtided.log");
+  // Killed once libvirt itself holds the smaller size (what a fresh client reads).
+  LibvirtOptions o;
+  o.uri = uri_;
+  LibvirtHypervisor h(o);
+  const auto shrunk = wait_for(
+      h, "vnet",
+      [](const VmSample& v) {
+        return !v.virtio_mem.empty() && v.virtio_mem[0].requested_bytes < 512 * MiB;
+      },
+      60s);
+  ASSERT_TRUE(shrunk.has_value() && !shrunk->virtio_mem.empty());
+  requested = shrunk->virtio_mem[0].requested_bytes;
+  ASSERT_LT(requested, 512 * MiB);
+  kill(daemon_, SIGKILL);
+  waitpid(daemon_, nullptr, 0);
+  daemon_ = -1;
+  // ExecStopPost after a kill, as systemd runs it.
+  const std::string net =
+      run_command("SERVICE_RESULT=signal " + std::string(MEMTIDECTL_BINARY) +
+                  " restore --if-service-failed --config " + dir_ + "/memtide.yaml 2>&1");
+  EXPECT_NE(net.find("restoring"), std::string::npos) << net;
+  const auto vm = wait_for(
+      h, "vnet",
+      [](const VmSample& v) {
+        return !v.virtio_mem.empty() && v.virtio_mem[0].requested_bytes == 512 * MiB;
+      },
+      60s);
+  ASSERT_TRUE(vm.has_value());
+  ASSERT_FALSE(vm->virtio_mem.empty());
+  EXPECT_EQ(vm->virtio_mem[0].requested_bytes, 512 * MiB) << net << file("memtided.log");
+  EXPECT_EQ(vm->virtio_mem[0].configured_bytes, 512 * MiB);  // read from the boot record
+  const std::string guest_log = file("vnet.log");
+  EXPECT_EQ(guest_log.find("Out of memory"), std::string::npos) << guest_log;
+  std::cout << "safety net after a kill: virtio-mem device requested " << requested / MiB
+            << " MiB -> " << vm->virtio_mem[0].requested_bytes / MiB
+            << " MiB (its boot size); memtidectl said: " << net;
+}
+
 TEST_F(ManagedGuests, LibvirtdKilledAndRestarted) {
   start_guest("solo", 512, "40:3600");
   ASSERT_TRUE(wait_for_workloads({{"solo", "holding 40 MiB"}}, 120s)) << file("solo.log");

@@ -96,10 +96,12 @@ class RealGuest : public ::testing::Test {
   // Starts a transient guest with `base_mib` MiB of base memory (one NUMA cell) and a virtio-mem
   // device of `device_mib` MiB in 2 MiB blocks, of which `requested_mib` MiB are plugged at
   // boot; the guest onlines what it plugs as movable memory, so it can unplug it again. The
-  // domain is persistent: its configuration keeps the requested size a restore returns to.
+  // domain is persistent unless `persistent` is false: its configuration keeps the requested
+  // size a restore returns to (a transient one's comes from memtide's boot record).
   void start_virtio_mem_guest(const std::string& name, int base_mib, int device_mib,
                               int requested_mib, const std::string& steps,
-                              const std::string& balloon = "<memballoon model='virtio'/>") {
+                              const std::string& balloon = "<memballoon model='virtio'/>",
+                              bool persistent = true) {
     const std::string base = std::to_string(base_mib);
     start_guest(name, base_mib, steps, "random",
                 "<maxMemory slots='2' unit='MiB'>" + std::to_string(base_mib + device_mib + 512) +
@@ -109,7 +111,7 @@ class RealGuest : public ::testing::Test {
                     std::to_string(device_mib) +
                     "</size><node>0</node><block unit='MiB'>2</block><requested unit='MiB'>" +
                     std::to_string(requested_mib) + "</requested></target></memory>",
-                "memhp_default_state=online_movable", balloon, true);
+                "memhp_default_state=online_movable", balloon, persistent);
   }
 
   // Collects until `pred` holds for guest `name` or `timeout` passes; returns the last sample.

@@ -21,7 +21,11 @@ namespace memtide::collectors {
 
 // The libvirt hypervisor for `config` (libvirt.uri, its timeouts, and daemon.procfs to find the
 // QEMU processes).
-std::unique_ptr<HypervisorWorker> make_libvirt_worker(const config::Config& config);
+// `daemon`: memtided's connection, which records transient domains' virtio-mem boot sizes
+// (LibvirtOptions::record_boot_sizes) unless the configuration is a dry run; a client's records
+// nothing.
+std::unique_ptr<HypervisorWorker> make_libvirt_worker(const config::Config& config,
+                                                      bool daemon = false);
 
 class Collector {
  public:

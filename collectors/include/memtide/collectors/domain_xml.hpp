@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,12 @@
 namespace memtide::collectors {
 
 inline constexpr const char* kMetadataNamespace = "urn:memtide:domain:1";
+// memtided's record, in a transient domain's live <metadata>, of the sizes its virtio-mem devices
+// were first seen with (a transient domain has no inactive XML to take them from):
+//   <boot:virtio-mem xmlns:boot="urn:memtide:boot:1" requested="virtiomem0=536870912"/>
+// with one ALIAS=BYTES per device, space-separated. It lives as long as the domain, so a
+// restarted memtided and the unit's safety net read it after memtided died.
+inline constexpr const char* kBootNamespace = "urn:memtide:boot:1";
 
 struct DomainXmlFacts {
   bool has_balloon = true;           // <memballoon model='none'/> or no memballoon: false
@@ -41,6 +48,8 @@ struct DomainXmlFacts {
   // device to update by its alias and address, so an update sends the element back whole.
   std::vector<VirtioMemDevice> virtio_mem;
   std::vector<std::string> virtio_mem_xml;
+  // The boot record above, by alias (entries that are not ALIAS=BYTES are left out).
+  std::map<std::string, std::uint64_t> virtio_mem_boot_bytes;
   // Set when a virtio-mem device's sizes cannot be real or are not whole blocks: why. Such a
   // VM is left alone (VmSample::invalid_sizes).
   std::optional<std::string> virtio_mem_invalid;
@@ -57,5 +66,9 @@ Result<DomainXmlFacts> parse_domain_xml(std::string_view xml);
 // `requested_bytes` (written in KiB), for virDomainUpdateDeviceFlags. Fails when the element is
 // not a virtio-mem device or `requested_bytes` is not a whole number of KiB.
 Result<std::string> with_requested_size(std::string_view device_xml, std::uint64_t requested_bytes);
+
+// The boot record's element for `devices` (their aliases and configured_bytes); devices whose
+// alias is not plain ([A-Za-z0-9_-]) are left out.
+std::string boot_record_xml(const std::vector<VirtioMemDevice>& devices);
 
 }  // namespace memtide::collectors

@@ -38,6 +38,13 @@ struct LibvirtOptions {
   std::uint32_t stats_period_s = 5;  // set on guests whose statistics are disabled; 0: never
   std::string procfs = "/proc";      // where QEMU processes are looked up
   std::uint64_t page_size_bytes = 4096;
+  // A transient domain's virtio-mem boot sizes (what a restore returns its devices to) come from
+  // memtide's record in its live metadata (domain_xml.hpp: kBootNamespace). With none recorded,
+  // memtided (`record_boot_sizes`) takes the sizes it first sees and records them, so a
+  // restarted memtided and the unit's safety net know them after memtided died; a client that
+  // does not record (memtidectl restore) restores such a device to its full size rather than
+  // leave the guest short of memory it may have booted with.
+  bool record_boot_sizes = false;
 };
 
 class LibvirtEventLoop;
@@ -106,6 +113,7 @@ class LibvirtHypervisor final : public Hypervisor {
     // A transient domain's virtio-mem requested sizes when first seen, by alias: what a restore
     // returns to (a persistent domain's come from its inactive XML).
     std::map<std::string, std::uint64_t> first_requested;
+    bool boot_record_tried = false;  // memtide's boot record was written (or tried) for it
   };
   struct Event {
     std::string uuid;
