@@ -199,6 +199,22 @@ Result<policy::PolicyState::AlertMemory> read_alert(const json& a, const MoveTim
   return memory;
 }
 
+// The forecast's history, [ms, bytes] pairs, into `state`.
+Status read_history(const json& history, const MoveTime& moved, policy::PolicyState& state) {
+  if (!history.is_array() || history.size() > kMaxHistory) {
+    return Error{"", 0, 0,
+                 "available_history: expected an array of at most " + std::to_string(kMaxHistory) +
+                     " points"};
+  }
+  for (const auto& point : history) {
+    if (!point.is_array() || point.size() != 2) {
+      return Error{"", 0, 0, "available_history: expected [ms, bytes] pairs"};
+    }
+    state.available_history.emplace_back(moved(i64(point[0])), u64(point[1]));
+  }
+  return Ok{};
+}
+
 }  // namespace
 
 Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_t monotonic_ms,
@@ -266,17 +282,8 @@ Result<policy::PolicyState> state_from_json(const std::string& text, std::int64_
     state.ksm.merging_since_full_scans = read_optional_u64(ksm, "merging_since_full_scans");
     const auto stopped = i64(ksm.at("stopped_for_cost_ms"));
     state.ksm.stopped_for_cost_ms = stopped < 0 ? -1 : moved(stopped);
-    const auto& history = j.at("available_history");
-    if (!history.is_array() || history.size() > kMaxHistory) {
-      return Error{"", 0, 0,
-                   "available_history: expected an array of at most " +
-                       std::to_string(kMaxHistory) + " points"};
-    }
-    for (const auto& point : history) {
-      if (!point.is_array() || point.size() != 2) {
-        return Error{"", 0, 0, "available_history: expected [ms, bytes] pairs"};
-      }
-      state.available_history.emplace_back(moved(i64(point[0])), u64(point[1]));
+    if (auto read = read_history(j.at("available_history"), moved, state); !read) {
+      return read.error();
     }
     if (const auto it = j.find("last_not_ok_ms"); it != j.end() && !it->is_null()) {
       state.last_not_ok_ms = moved(i64(*it));
