@@ -391,6 +391,9 @@ Snapshot World::snapshot() const {
     vm.max_bytes = g.spec.max_bytes;
     vm.current_bytes = bytes(g.balloon);
     vm.metadata.shares = g.spec.shares;
+    // The operator's floor reaches memtided as domain metadata (<memtide:policy floor=.../>), as
+    // Proxmox's per-VM minimum reaches pvestatd: every policy sees the same floor.
+    vm.metadata.floor = SizeOrRatio{g.spec.floor_bytes};
     if (g.stats_at >= 0) {
       const double age = now_ - g.stats_at;
       vm.stats_status = age > std::max(10.0, 3 * g.spec.stats_period_s) ? GuestStatsStatus::stale

@@ -325,6 +325,26 @@ TEST(Proxmox, StartsAtTheMinimumTakesFromGuestsWithFreeMemoryFirstAndReportsFree
   EXPECT_LT(w.guests()[0].pending_target, 0);  // "busy" left alone
 }
 
+// memtide gets each guest's floor as domain metadata would carry it, so it shrinks a lean guest to
+// the operator's 10 % floor rather than its own default of 30 %, and never below it.
+TEST(MemtideInTheWorld, KeepsToTheScenariosFloorAsDomainMetadata) {
+  auto lean = guest("lean", 0.2 * GiB);
+  lean.floor_bytes = 400 * MiB;
+  World w = settled(31 * GiB + 512 * MiB, {lean});  // under the 2 GiB reserve
+  const auto floor = w.snapshot().vms[0].metadata.floor;
+  ASSERT_TRUE(floor.has_value());
+  EXPECT_EQ(floor->resolve(4 * GiB), 400 * MiB);
+  auto memtide = make_memtide(config::default_config());
+  double lowest = w.guests()[0].balloon;
+  for (int t = 0; t < 1200; ++t) {
+    w.step();
+    memtide->on_second(w);
+    lowest = std::min(lowest, w.guests()[0].balloon);
+  }
+  EXPECT_LT(lowest, 0.3 * 4 * GiB) << "below the default floor: the operator's was used";
+  EXPECT_GE(lowest, 400.0 * MiB);
+}
+
 // --- The evaluation.
 
 struct Three {
