@@ -316,6 +316,16 @@ void World::step_host() {
   const double decay = 1 - std::exp(-1.0 / 10.0);
   psi_some_avg10_ += (some - psi_some_avg10_) * decay;
   psi_full_avg10_ += (full - psi_full_avg10_) * decay;
+  // memtided's PSI trigger (daemon/src/pressure_trigger.cpp): 150 ms of stall in a 2 s window,
+  // and the kernel signals at most once per window.
+  constexpr double kTriggerStallS = 0.15;
+  constexpr double kTriggerWindowS = 2;
+  pressure_event_ = psi_some_last_s_ + some >= kTriggerStallS &&
+                    now_ - last_pressure_event_ >= kTriggerWindowS - 1e-9;
+  if (pressure_event_) {
+    last_pressure_event_ = now_;
+  }
+  psi_some_last_s_ = some;
 }
 
 void World::step() {

@@ -250,6 +250,32 @@ TEST(World, StatisticsArriveLateAndGoStaleWhenTheGuestStarves) {
   EXPECT_EQ(s.vms[0].stats_status, GuestStatsStatus::stale);
 }
 
+// The kernel's PSI trigger memtided registers: silent while nothing stalls, and while the host
+// swaps it fires once per 2 s window, not every second.
+TEST(World, ThePressureTriggerFiresOnStallsAtMostOncePerWindow) {
+  auto count_events = [](World& w, int seconds) {
+    int events = 0;
+    double last = -10;
+    for (int t = 0; t < seconds; ++t) {
+      w.step();
+      if (w.memory_pressure_event()) {
+        ++events;
+        EXPECT_GE(w.now() - last, 2.0) << "twice in one window";
+        last = w.now();
+      }
+    }
+    return events;
+  };
+  World fits(small_host(), {guest("a", 2.0 * GiB), guest("b", 2.0 * GiB)});
+  EXPECT_EQ(count_events(fits, 60), 0);
+  World over(small_host(), {guest("a", 2.0 * GiB), guest("b", 2.0 * GiB), guest("c", 2.0 * GiB),
+                            guest("d", 2.0 * GiB)});
+  const int events = count_events(over, 60);
+  EXPECT_GT(over.totals().host_swap_out_bytes, 1.0 * GiB);
+  EXPECT_GE(events, 10);
+  EXPECT_LE(events, 30);
+}
+
 TEST(World, TrickleShowsInTheCountersOnlyAndSqueezesAreTimed) {
   auto host = small_host();
   host.swap_trickle_bytes_per_s = 16 * 1024;

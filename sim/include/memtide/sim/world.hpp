@@ -167,6 +167,10 @@ class World {
   double host_available_bytes() const;  // MemAvailable: free + page cache - low watermark
   double host_swapped_bytes() const;
   bool host_swapping_now() const { return swap_out_now_ > 0; }
+  // Whether the kernel's memory PSI trigger that memtided registers ("some 150000 2000000",
+  // daemon/src/pressure_trigger.cpp) fired in the last second: at least 150 ms of "some" stall
+  // within the last 2 s, at most one event per 2 s window.
+  bool memory_pressure_event() const { return pressure_event_; }
   const Totals& totals() const { return totals_; }
 
   // The figures a collector would report now: host meminfo, vmstat, memory PSI, and every
@@ -197,6 +201,9 @@ class World {
   double psi_full_total_s_ = 0;
   double psi_some_avg10_ = 0;
   double psi_full_avg10_ = 0;
+  double psi_some_last_s_ = 0;  // "some" stall in the second before this one
+  double last_pressure_event_ = -1e9;
+  bool pressure_event_ = false;
   std::vector<double> squeeze_recovered_;  // per squeeze: -1 until MemAvailable >= reserve
   Totals totals_;
 };
