@@ -24,6 +24,8 @@ const std::vector<Score>& scores() {
       {"guest OOMs", "", [](const Totals& t) { return static_cast<double>(t.guest_ooms); }, 0.5},
       {"guest pressure", "VM-min", [](const Totals& t) { return t.guest_pressure_seconds / 60; },
        0.5},
+      {"lost work", "GiB-min", [](const Totals& t) { return t.lost_work_byte_seconds / kGiB / 60; },
+       0.5},
       {"working set evicted", "GiB-min",
        [](const Totals& t) { return t.evicted_byte_seconds / kGiB / 60; }, 0.5},
       {"refault I/O", "GiB", [](const Totals& t) { return t.refault_bytes / kGiB; }, 0.05},

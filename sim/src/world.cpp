@@ -180,7 +180,13 @@ void World::sample_stats(Guest& g, double room, double anon, double swapped) {
 void World::step_guest(Guest& g) {
   step_balloon(g);
   const double unreclaimable = g.unreclaimable(now_);
-  const double want = now_ < g.oom_until ? 0 : at(g.spec.demand_bytes, now_);
+  const bool restarting = now_ < g.oom_until;
+  const double want = restarting ? 0 : at(g.spec.demand_bytes, now_);
+  if (restarting) {
+    // A killed workload's work is lost until it is back: what it would hold now is lost work,
+    // and its guest is short of memory for the whole restart.
+    totals_.lost_work_byte_seconds += at(g.spec.demand_bytes, now_);
+  }
   deflate_on_oom(g, unreclaimable, want);
   const double room = std::max(0.0, g.balloon - unreclaimable);
 
@@ -220,10 +226,11 @@ void World::step_guest(Guest& g) {
   totals_.refault_bytes += refault;
   totals_.evicted_byte_seconds += g.evicted;
 
-  // Short of what it uses: swapped, re-reading its working set, or waiting on host swap-in.
+  // Short of what it uses: restarting after an OOM kill, swapped, re-reading its working set, or
+  // waiting on host swap-in.
   const double in_use = unreclaimable + anon + std::min(g.cache, ws);
   const bool host_swap_wait = g.host_swapped - std::max(0.0, g.resident - in_use) > 1.0 * MiB;
-  if (swapped > 0 || g.evicted > 16.0 * MiB || host_swap_wait) {
+  if (restarting || swapped > 0 || g.evicted > 16.0 * MiB || host_swap_wait) {
     totals_.guest_pressure_seconds += 1;
   }
 

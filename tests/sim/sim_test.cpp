@@ -170,6 +170,10 @@ TEST(World, AGuestWhoseDemandOutgrowsBalloonAndSwapIsKilled) {
   // The workload restarts a minute later, and is killed again while nobody grows the guest.
   run_for(w, 30);
   EXPECT_EQ(w.totals().guest_ooms, 1u);
+  // The kill relieved the guest of nothing in the score: each second of the restart is a second
+  // short of memory, and the 512 MiB the workload would hold is lost work.
+  EXPECT_GE(w.totals().guest_pressure_seconds, 30);
+  EXPECT_NEAR(w.totals().lost_work_byte_seconds, 31 * 0.5 * GiB, 1.5 * 0.5 * GiB);
   // With swap, anonymous memory goes there instead.
   auto s = guest("swapper", 1.5 * GiB);
   World v(small_host(), {s});

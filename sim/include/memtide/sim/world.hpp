@@ -5,7 +5,8 @@
 // - unreclaimable memory: its kernel and its shmem/tmpfs/locked pages (a demand curve of its own);
 // - anonymous memory (the demand curve): what does not fit goes to the guest's swap, whose size is
 //   limited; what does not fit in swap either gets the guest's largest process killed (a guest
-//   OOM, counted; the workload restarts after kOomRestartSeconds), unless its balloon deflates
+//   OOM, counted; the workload restarts after kOomRestartSeconds, its guest short of memory all
+//   that time and the memory it would hold counted as lost work), unless its balloon deflates
 //   itself (autodeflate);
 // - page cache: fills free guest memory up to the workload's file data; the part of its file
 //   working set that is not cached is re-read from disk (refaults, counted as I/O and as
@@ -134,6 +135,7 @@ struct Totals {
   double host_swap_in_bytes = 0;   // guest memory the host swapped back in (guests waited)
   std::uint64_t guest_ooms = 0;
   double guest_pressure_seconds = 0;  // summed over guests: short of what they use
+  double lost_work_byte_seconds = 0;  // memory killed workloads would hold while restarting
   double guest_swap_out_bytes = 0;
   double evicted_byte_seconds = 0;  // file working set not cached, integrated
   double refault_bytes = 0;         // re-read from disk because of it
