@@ -20,7 +20,13 @@ const std::vector<Score>& scores() {
   constexpr double kGiB = static_cast<double>(GiB);
   static const std::vector<Score> all = {
       {"host swap-out", "GiB", [](const Totals& t) { return t.host_swap_out_bytes / kGiB; }, 0.01},
-      {"host swap-in", "GiB", [](const Totals& t) { return t.host_swap_in_bytes / kGiB; }, 0.01},
+      // Cold pages in host swap cost a write; pages a guest uses cost it a wait when they come
+      // back in (everything the host swaps in is in use).
+      {"host cold swap-out", "GiB",
+       [](const Totals& t) { return (t.host_swap_out_bytes - t.host_hot_swap_out_bytes) / kGiB; },
+       0.01},
+      {"host hot swap-in", "GiB", [](const Totals& t) { return t.host_swap_in_bytes / kGiB; },
+       0.01},
       {"guest OOMs", "", [](const Totals& t) { return static_cast<double>(t.guest_ooms); }, 0.5},
       {"guest pressure", "VM-min", [](const Totals& t) { return t.guest_pressure_seconds / 60; },
        0.5},

@@ -27,6 +27,11 @@ constexpr double kSwapBandwidthBytesPerS = 256.0 * MiB;
 constexpr double kHostCacheFillBytesPerS = 16.0 * MiB;
 // The kernel's low watermark, as a share of RAM: kswapd starts below it and works to twice it.
 constexpr double kLowWatermarkShare = 0.01;
+// kswapd's LRU only approximates "coldest first": a page it finds unreferenced since the last
+// scan is evicted, and a page the guest uses is sometimes among them (aged between two uses, its
+// access bit cleared and not set again in time). Per byte, a page the guest uses is this likely
+// to be evicted compared with a cold one.
+constexpr double kHotEvictionWeight = 0.1;
 // A guest whose swap is this full can no longer run its balloon driver: no statistics.
 constexpr double kStarvingSwapShare = 0.9;
 
@@ -38,6 +43,10 @@ double at(const Curve& curve, double t) {
 
 double Guest::unreclaimable(double t) const {
   return static_cast<double>(spec.kernel_bytes) + at(spec.shmem_bytes, t);
+}
+
+double Guest::host_swapped_in_use(double t) const {
+  return std::max(host_swapped_hot, host_swapped - std::max(0.0, resident - active(t)));
 }
 
 double Guest::active(double t) const {
@@ -229,7 +238,8 @@ void World::step_guest(Guest& g) {
   // Short of what it uses: restarting after an OOM kill, swapped, re-reading its working set, or
   // waiting on host swap-in.
   const double in_use = unreclaimable + anon + std::min(g.cache, ws);
-  const bool host_swap_wait = g.host_swapped - std::max(0.0, g.resident - in_use) > 1.0 * MiB;
+  const bool host_swap_wait =
+      std::max(g.host_swapped_hot, g.host_swapped - std::max(0.0, g.resident - in_use)) > 1.0 * MiB;
   if (restarting || swapped > 0 || g.evicted > 16.0 * MiB || host_swap_wait) {
     totals_.guest_pressure_seconds += 1;
   }
@@ -242,6 +252,7 @@ void World::step_guest(Guest& g) {
   }
   g.resident = std::min(g.balloon, std::max(g.resident, std::min(touched, g.balloon)));
   g.host_swapped = std::min(g.host_swapped, g.resident);
+  g.host_swapped_hot = std::min(g.host_swapped_hot, g.host_swapped);
 
   sample_stats(g, room, anon, swapped);
 }
@@ -259,11 +270,10 @@ void World::step_host() {
     if (!g.running || g.host_swapped <= 0) {
       continue;
     }
-    const double cold = std::max(0.0, g.resident - g.active(now_));
-    const double hot_swapped = std::max(0.0, g.host_swapped - cold);
-    const double back =
-        std::min(hot_swapped * kHostSwapInShare, std::max(0.0, kSwapBandwidthBytesPerS - swap_in));
+    const double back = std::min(g.host_swapped_in_use(now_) * kHostSwapInShare,
+                                 std::max(0.0, kSwapBandwidthBytesPerS - swap_in));
     g.host_swapped -= back;
+    g.host_swapped_hot = std::max(0.0, std::min(g.host_swapped_hot - back, g.host_swapped));
     swap_in += back;
     free -= back;
   }
@@ -279,30 +289,36 @@ void World::step_host() {
     const double swap_room =
         std::max(0.0, static_cast<double>(host_.swap_bytes) - host_swapped_bytes());
     double to_swap = std::min({need, swap_room, std::max(0.0, kSwapBandwidthBytesPerS - swap_in)});
-    // Coldest first: guest pages the guest does not use now, then the rest.
-    for (const bool hot : {false, true}) {
-      double pool = 0;
-      for (const auto& g : guests_) {
-        if (g.running) {
-          const double in_ram = g.resident - g.host_swapped;
-          pool += hot ? in_ram : std::max(0.0, in_ram - g.active(now_));
-        }
+    // By LRU age: cold guest pages mostly, pages the guest uses a little (kHotEvictionWeight);
+    // once the cold ones are gone, pages in use.
+    double cold_total = 0;
+    double hot_total = 0;
+    for (const auto& g : guests_) {
+      if (g.running) {
+        const double in_ram = g.resident - g.host_swapped;
+        const double cold = std::max(0.0, in_ram - g.active(now_));
+        cold_total += cold;
+        hot_total += in_ram - cold;
       }
-      if (pool <= 0 || to_swap <= 0) {
+    }
+    const double weighted = cold_total + kHotEvictionWeight * hot_total;
+    const bool cold_suffices = to_swap <= weighted;
+    const double cold_share = weighted <= 0 ? 0 : cold_suffices ? to_swap / weighted : 1;
+    const double hot_share = cold_suffices
+                                 ? kHotEvictionWeight * cold_share
+                                 : std::min(1.0, (to_swap - cold_total) / std::max(1.0, hot_total));
+    for (auto& g : guests_) {
+      if (!g.running) {
         continue;
       }
-      const double take_share = std::min(1.0, to_swap / pool);
-      for (auto& g : guests_) {
-        if (!g.running) {
-          continue;
-        }
-        const double in_ram = g.resident - g.host_swapped;
-        const double part = hot ? in_ram : std::max(0.0, in_ram - g.active(now_));
-        const double take = part * take_share;
-        g.host_swapped += take;
-        swap_out += take;
-        to_swap -= take;
-      }
+      const double in_ram = g.resident - g.host_swapped;
+      const double cold = std::max(0.0, in_ram - g.active(now_));
+      const double take_cold = cold * cold_share;
+      const double take_hot = (in_ram - cold) * hot_share;
+      g.host_swapped += take_cold + take_hot;
+      g.host_swapped_hot += take_hot;
+      swap_out += take_cold + take_hot;
+      totals_.host_hot_swap_out_bytes += take_hot;
     }
   } else if (free > 2 * watermark) {
     host_cache_ =

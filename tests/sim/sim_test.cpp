@@ -2,6 +2,7 @@
 // published rules, and the evaluation targets over the named and the random scenarios.
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -78,8 +79,18 @@ TEST(World, SwappinessSwapsBeforeThePageCacheIsGone) {
   run_for(w, 400);
   EXPECT_GT(w.totals().host_swap_out_bytes, 0);
   EXPECT_GT(w.host_cache_bytes(), 0);
-  // Cold pages only: nothing comes back in, no guest waits.
-  EXPECT_DOUBLE_EQ(w.totals().host_swap_in_bytes, 0);
+  // Cold pages mostly, since kswapd's LRU is approximate: some pages the guests use go too (an
+  // eviction of a cold page is ten times as likely per byte) and come back in, which the guests
+  // wait for.
+  const Totals& t = w.totals();
+  std::cout << "swap-out " << t.host_swap_out_bytes / MiB << " MiB, of it hot "
+            << t.host_hot_swap_out_bytes / MiB << " MiB; swap-in " << t.host_swap_in_bytes / MiB
+            << " MiB\n";
+  EXPECT_GT(t.host_hot_swap_out_bytes, 0);
+  EXPECT_LT(t.host_hot_swap_out_bytes, t.host_swap_out_bytes / 2);
+  EXPECT_GT(t.host_swap_in_bytes, 0);
+  EXPECT_LE(t.host_swap_in_bytes, t.host_hot_swap_out_bytes + 1.0);
+  EXPECT_GT(t.guest_pressure_seconds, 0);
 }
 
 TEST(World, BalloonsActLateMoveAtFiniteSpeedAndStopAtWhatTheGuestCanFree) {

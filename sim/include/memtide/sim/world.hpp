@@ -25,9 +25,9 @@
 // - each guest's RAM resident on the host: pages the guest touched stay resident until the
 //   balloon takes them back, or, with free page reporting, until the guest reports them free;
 // - swappiness: below the low watermark kswapd reclaims, part of it by swapping guest memory out
-//   (cold pages first), even while page cache remains; guest pages in host swap that the guest
-//   uses are swapped back in, which the guest waits for (counted as pressure), and a host with
-//   memory in swap stalls (PSI);
+//   (by approximate LRU age: cold pages mostly, some in use), even while page cache remains;
+//   guest pages in host swap that the guest uses are swapped back in, which the guest waits for
+//   (counted as pressure), and a host with memory in swap stalls (PSI);
 // - a swap trickle from unrelated cgroups, which shows in the counters and costs nothing.
 #pragma once
 
@@ -111,8 +111,10 @@ struct Guest {
   double cache = 0;
   double resident = 0;      // guest RAM backed on the host (in RAM or in host swap)
   double host_swapped = 0;  // of which in host swap
-  double oom_until = -1;    // workload restarting after an OOM kill
-  double evicted = 0;       // file working set not cached now
+  // Of host_swapped, pages kswapd took while the guest was using them (its LRU is approximate).
+  double host_swapped_hot = 0;
+  double oom_until = -1;  // workload restarting after an OOM kill
+  double evicted = 0;     // file working set not cached now
   // Counters as the guest reports them.
   double swap_in_total = 0;
   double swap_out_total = 0;
@@ -127,12 +129,16 @@ struct Guest {
   double stats_major_faults = 0;
   double unreclaimable(double t) const;
   double active(double t) const;  // memory it uses now: unreclaimable + anon + working set
+  // Of its pages in host swap, those it uses now: the ones kswapd took while they were in use,
+  // and at least what is in swap beyond its cold pages.
+  double host_swapped_in_use(double t) const;
 };
 
 // Running totals of one simulation: the scoreboard.
 struct Totals {
-  double host_swap_out_bytes = 0;  // guest memory the host swapped out (not the trickle)
-  double host_swap_in_bytes = 0;   // guest memory the host swapped back in (guests waited)
+  double host_swap_out_bytes = 0;      // guest memory the host swapped out (not the trickle)
+  double host_swap_in_bytes = 0;       // guest memory the host swapped back in (guests waited)
+  double host_hot_swap_out_bytes = 0;  // of host_swap_out_bytes, pages the guest was using
   std::uint64_t guest_ooms = 0;
   double guest_pressure_seconds = 0;  // summed over guests: short of what they use
   double lost_work_byte_seconds = 0;  // memory killed workloads would hold while restarting
