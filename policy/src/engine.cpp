@@ -121,7 +121,8 @@ struct HostView {
   double psi_full = 0;
   bool psi_some_high = false;
   bool psi_full_high = false;
-  bool heading = false;
+  bool forecast = false;  // swap predicted within the horizon (warned about)
+  bool heading = false;   // ... and near the swap point (acted on)
   HostLevel level = HostLevel::ok;
   std::string reason;  // why the host is not ok ("" when it is)
   double pacing_tick_s() const { return tick_s > 0 ? tick_s : kDefaultTickSeconds; }
@@ -142,7 +143,9 @@ HostView assess_host(const Snapshot& snapshot, PolicyState& next, const config::
 
   add_forecast_point(next.available_history, now_ms, h.available, cfg.swap_forecast.window.count());
   plan.forecast = forecast_swap(next.available_history, h.total);
-  h.heading = plan.forecast.seconds_to_swap && *plan.forecast.seconds_to_swap < h.horizon_s;
+  h.forecast = plan.forecast.seconds_to_swap && *plan.forecast.seconds_to_swap < h.horizon_s;
+  h.heading = h.forecast && static_cast<double>(h.available) <=
+                                kForecastActsBelowReserveFactor * static_cast<double>(h.reserve);
 
   // Rates since the previous tick. PSI counts as the kernel's avg10 or the exact stall share
   // since the last tick, whichever is higher: avg10 lags a sudden stall by seconds.
@@ -831,16 +834,19 @@ void relieve_host(std::vector<Candidate>& candidates, const HostView& host, cons
   }
 }
 
-// Rule 5: an idle host (nothing forecast, no swap being paid back, for kGiveBackQuietMs) gives
-// memory back toward the maximum, keeping kGiveBackReserveFactor x its reserve: one step per guest
-// per tick, at most half the room per tick, most shares first (then the most ballooned). A guest
-// whose last change was a shrink waits out its hysteresis. Pressure ticks (the PSI trigger) come
+// Rule 5: an idle host (nothing forecast now; no real pressure and no swap being paid back for
+// kGiveBackQuietMs) gives memory back toward the maximum, keeping kGiveBackReserveFactor x its
+// reserve: one step per guest per tick, at most half the room per tick, most shares first (then
+// the most ballooned). A guest whose last change was a shrink waits out its hysteresis. Pressure ticks (the PSI trigger) come
 // fast, but a host under pressure gives nothing back, so the tick interval paces this.
 void give_back_when_idle(std::vector<Candidate>& candidates, const HostView& host,
                          PolicyState& next, std::int64_t now_ms) {
-  if (host.level != HostLevel::ok || host.paying_back) {
+  if (host.pressed() || host.paying_back) {
     next.last_not_ok_ms = now_ms;
     return;
+  }
+  if (host.level != HostLevel::ok) {
+    return;  // a forecast near the swap point: nothing back while it lasts, no quiet period after
   }
   if (next.last_not_ok_ms && now_ms - *next.last_not_ok_ms < kGiveBackQuietMs) {
     return;
@@ -1023,7 +1029,7 @@ void raise_alerts(const std::vector<Candidate>& candidates, const HostView& host
                                     : "host memory fully stalled below its reserve",
                       now_ms});
   }
-  if (host.heading) {
+  if (host.forecast) {
     raised.push_back({"host-swap-forecast", "", Severity::warning,
                       "host predicted to swap in " + seconds_text(*plan.forecast.seconds_to_swap) +
                           " (MemAvailable " + format_size(host.available) + ", falling " +

@@ -266,19 +266,17 @@ TEST(Decide, ComfortBandStopsResizingOnSmallDrifts) {
             static_cast<std::uint64_t>(donor_in_use / (1 - 0.15 * kComfortFactor)));
 }
 
-TEST(Decide, HeadingForSwapReclaimsTheShortfallPacedByTimeLeft) {
-  // No pressure yet (MemAvailable above the reserve, no PSI, no swapping) but falling 50 MiB/s:
-  // 8 GiB - 640 MiB (1 % of 64 GiB) lasts 151 s, inside a 300 s horizon. At the horizon
-  // MemAvailable would be 8 GiB - 15000 MiB, 8808 MiB short of the 2 GiB reserve; one 10 s
-  // tick's share of the 151 s left is taken now.
+// MemAvailable falling 50 MiB/s for six 10 s ticks, to `end` at the last; a 300 s horizon and an
+// idle 8 GiB guest whose balloon follows every command at once. The last tick's decision.
+Decision falling_host(std::uint64_t end) {
   auto c = base_config();
   c.host.swap_forecast.horizon = 300s;
   c.classes[0].balloon.max_step = SizeOrRatio{8 * GiB};
   PolicyState state;
   Decision d;
-  std::uint64_t size = 8 * GiB;  // the balloon follows every command at once
+  std::uint64_t size = 8 * GiB;
   for (int t = 0; t <= 6; ++t) {
-    auto s = host(8 * GiB + (6 - t) * 500 * MiB);
+    auto s = host(end + (6 - t) * 500 * MiB);
     s.vms = {guest("idle", size, 8 * GiB, size - 2 * GiB)};
     d = decide(s, state, c, t * 10'000);
     state = d.state;
@@ -286,10 +284,19 @@ TEST(Decide, HeadingForSwapReclaimsTheShortfallPacedByTimeLeft) {
       size = d.plan.balloons[0].to_bytes;
     }
   }
+  return d;
+}
+
+TEST(Decide, HeadingForSwapReclaimsTheShortfallPacedByTimeLeft) {
+  // No pressure yet (MemAvailable 3.5 GiB, above the 2 GiB reserve but within twice it; no PSI,
+  // no swapping) but falling 50 MiB/s: 3.5 GiB - 640 MiB (1 % of 64 GiB) lasts 59 s, inside the
+  // 300 s horizon. At the horizon MemAvailable would be 3.5 GiB - 15000 MiB, 13464 MiB short of
+  // the reserve; one 10 s tick's share of the 59 s left is taken now.
+  const Decision d = falling_host(3584 * MiB);
   ASSERT_TRUE(d.plan.host_heading);
   EXPECT_FALSE(d.plan.host_pressure);
-  const double left_s = (8.0 * 1024 - 0.01 * 64 * 1024) / 50;
-  const double shortfall = 2.0 * 1024 - (8.0 * 1024 - 50.0 * 300);
+  const double left_s = (3.5 * 1024 - 0.01 * 64 * 1024) / 50;
+  const double shortfall = 2.0 * 1024 - (3.5 * 1024 - 50.0 * 300);
   const auto* idle = change_for(d.plan, "idle");
   ASSERT_NE(idle, nullptr);
   EXPECT_NEAR(static_cast<double>(idle->from_bytes - idle->to_bytes) / MiB, shortfall * 10 / left_s,
@@ -297,6 +304,56 @@ TEST(Decide, HeadingForSwapReclaimsTheShortfallPacedByTimeLeft) {
   EXPECT_NE(idle->reason.find("swap predicted in"), std::string::npos) << idle->reason;
   EXPECT_EQ(idle->cause, Cause::swap_forecast);
   EXPECT_STREQ(to_string(idle->cause), "swap-forecast");
+}
+
+// The same fall far above the reserve (8 GiB available, four times it): the forecast warns (the
+// alert fires) but takes nothing from the guest; a process starting or a guest booting looks the
+// same, and the reserve rule acts the moment MemAvailable crosses the reserve.
+TEST(Decide, AForecastFarAboveTheReserveWarnsButShrinksNothing) {
+  const Decision d = falling_host(8 * GiB);
+  ASSERT_TRUE(d.plan.forecast.seconds_to_swap.has_value());
+  EXPECT_FALSE(d.plan.host_heading);
+  EXPECT_EQ(d.plan.host_level, HostLevel::ok);
+  EXPECT_EQ(change_for(d.plan, "idle"), nullptr) << d.plan.explanation("idle");
+  bool warned = false;
+  for (const auto& a : d.plan.alerts) {
+    warned = warned || a.name == "host-swap-forecast";
+  }
+  EXPECT_TRUE(warned);
+}
+
+// A forecast that proves wrong is undone at once: the guest it shrank is given memory back as
+// soon as the host is ok again, without the five-minute quiet period real pressure earns.
+TEST(Decide, AForecastThatProvesWrongIsUndoneWithoutTheQuietPeriod) {
+  auto c = base_config();
+  c.host.swap_forecast.horizon = 300s;
+  c.classes[0].balloon.max_step = SizeOrRatio{8 * GiB};
+  c.classes[0].balloon.hysteresis = 10s;
+  c.classes[0].balloon.grow_when_host_idle = true;
+  PolicyState state;
+  std::uint64_t size = 8 * GiB;
+  std::optional<std::int64_t> shrunk_at;
+  std::optional<std::int64_t> grown_at;
+  for (int t = 0; t <= 30 && !grown_at; ++t) {
+    // Falling 50 MiB/s to 3.5 GiB at t = 6, then flat at 6 GiB (the process that ate it ended).
+    const std::uint64_t available = t <= 6 ? 3584 * MiB + (6 - t) * 500 * MiB : 6 * GiB;
+    auto s = host(available);
+    s.vms = {guest("idle", size, 8 * GiB, size - 2 * GiB)};
+    const Decision d = decide(s, state, c, t * 10'000);
+    state = d.state;
+    for (const auto& b : d.plan.balloons) {
+      if (b.to_bytes < size && !shrunk_at) {
+        ASSERT_EQ(b.cause, Cause::swap_forecast) << b.reason;
+        shrunk_at = t * 10'000;
+      } else if (b.to_bytes > size && shrunk_at) {
+        grown_at = t * 10'000;
+      }
+      size = b.to_bytes;
+    }
+  }
+  ASSERT_TRUE(shrunk_at.has_value());
+  ASSERT_TRUE(grown_at.has_value()) << "never given back";
+  EXPECT_LT(*grown_at - *shrunk_at, kGiveBackQuietMs);
 }
 
 TEST(Decide, ReclaimTakesFromTheMostSparePerShareFirst) {

@@ -158,7 +158,8 @@ struct Plan {
   SwapForecast forecast;
   HostLevel host_level = HostLevel::ok;
   bool host_pressure = false;     // host_level is tight or critical
-  bool host_heading = false;      // swap predicted within the horizon
+  bool host_heading = false;      // swap predicted within the horizon, near the swap point
+                                  // (kForecastActsBelowReserveFactor): the forecast acts
   bool host_paying_back = false;  // swapping in at swap_rate or more with swap in use: the
                                   // host funds no growth except for guests in distress
   std::string host_summary;       // "MemAvailable 1.2 GiB < reserve 2 GiB" or "host fine: ..."
@@ -275,11 +276,18 @@ inline constexpr double kSelfRescueHeadroomShare = 0.25;
 // A guest's largest recent rise of in-use memory between two ticks is kept as burst headroom,
 // which no reclaim takes, for this long after it was seen.
 inline constexpr std::int64_t kBurstMemoryMs = 30LL * 60 * 1000;
+// A swap forecast acts (shrinks guests) only while MemAvailable is at most this factor of the
+// reserve: near the swap point. Above it a forecast is a warning (the host-swap-forecast alert,
+// status) and a reason to prepare, not to take guests' headroom while the host is comfortable: a
+// fast fall far above the reserve is as often a process starting or a guest booting as a
+// runaway, and the reserve rule still acts the moment MemAvailable crosses the reserve.
+inline constexpr double kForecastActsBelowReserveFactor = 2.0;
 // Giving memory back on an idle host stops this factor of the reserve above MemAvailable, so a
 // give-back never pushes the host back under its reserve (and into reclaiming what it gave).
 inline constexpr double kGiveBackReserveFactor = 1.5;
-// ... and starts only once the host has been ok (no pressure, nothing forecast, no swap paid
-// back) for this long, so memory just reclaimed is not handed straight back.
+// ... and starts only once the host has been free of real pressure (below the reserve, PSI,
+// swapping, swap paid back) for this long, so memory just reclaimed is not handed straight back.
+// A forecast alone holds give-back only while it lasts: one that proves wrong is undone at once.
 inline constexpr std::int64_t kGiveBackQuietMs = 5LL * 60 * 1000;
 // A guest's major faults after a shrink count as its cache working set evicted when they exceed
 // twice the rate before the shrink plus this many per second.
