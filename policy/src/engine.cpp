@@ -837,8 +837,9 @@ void relieve_host(std::vector<Candidate>& candidates, const HostView& host, cons
 // Rule 5: an idle host (nothing forecast now; no real pressure and no swap being paid back for
 // kGiveBackQuietMs) gives memory back toward the maximum, keeping kGiveBackReserveFactor x its
 // reserve: one step per guest per tick, at most half the room per tick, most shares first (then
-// the most ballooned). A guest whose last change was a shrink waits out its hysteresis. Pressure ticks (the PSI trigger) come
-// fast, but a host under pressure gives nothing back, so the tick interval paces this.
+// the most ballooned). A guest whose last change was a shrink waits out its hysteresis. Pressure
+// ticks (the PSI trigger) come fast, but a host under pressure gives nothing back, so the tick
+// interval paces this.
 void give_back_when_idle(std::vector<Candidate>& candidates, const HostView& host,
                          PolicyState& next, std::int64_t now_ms) {
   if (host.pressed() || host.paying_back) {

@@ -49,6 +49,10 @@ double Guest::host_swapped_in_use(double t) const {
   return std::max(host_swapped_hot, host_swapped - std::max(0.0, resident - active(t)));
 }
 
+double Guest::cold_in_ram(double t) const {
+  return std::max(0.0, resident - host_swapped - active(t));
+}
+
 double Guest::active(double t) const {
   const double ws =
       std::min(at(spec.file_working_set_bytes, t), static_cast<double>(spec.cache_limit_bytes));
@@ -237,9 +241,7 @@ void World::step_guest(Guest& g) {
 
   // Short of what it uses: restarting after an OOM kill, swapped, re-reading its working set, or
   // waiting on host swap-in.
-  const double in_use = unreclaimable + anon + std::min(g.cache, ws);
-  const bool host_swap_wait =
-      std::max(g.host_swapped_hot, g.host_swapped - std::max(0.0, g.resident - in_use)) > 1.0 * MiB;
+  const bool host_swap_wait = g.host_swapped_in_use(now_) > 1.0 * MiB;
   if (restarting || swapped > 0 || g.evicted > 16.0 * MiB || host_swap_wait) {
     totals_.guest_pressure_seconds += 1;
   }
@@ -295,10 +297,9 @@ void World::step_host() {
     double hot_total = 0;
     for (const auto& g : guests_) {
       if (g.running) {
-        const double in_ram = g.resident - g.host_swapped;
-        const double cold = std::max(0.0, in_ram - g.active(now_));
+        const double cold = g.cold_in_ram(now_);
         cold_total += cold;
-        hot_total += in_ram - cold;
+        hot_total += g.resident - g.host_swapped - cold;
       }
     }
     const double weighted = cold_total + kHotEvictionWeight * hot_total;
@@ -311,10 +312,9 @@ void World::step_host() {
       if (!g.running) {
         continue;
       }
-      const double in_ram = g.resident - g.host_swapped;
-      const double cold = std::max(0.0, in_ram - g.active(now_));
+      const double cold = g.cold_in_ram(now_);
       const double take_cold = cold * cold_share;
-      const double take_hot = (in_ram - cold) * hot_share;
+      const double take_hot = (g.resident - g.host_swapped - cold) * hot_share;
       g.host_swapped += take_cold + take_hot;
       g.host_swapped_hot += take_hot;
       swap_out += take_cold + take_hot;

@@ -557,13 +557,12 @@ TEST_F(ManagedGuests, SafetyNetRestoresATransientGuestsVirtioMemBootSize) {
             << " MiB (its boot size); memtidectl said: " << net;
 }
 
-// What a process holds: open descriptors, threads and resident memory (from /proc).
 // What memtided holds, each the highest of samples over a few seconds: its host collector keeps
 // /proc and /sys files open between ticks and a reload closes them until the next tick, so one
 // sample may catch 21 descriptors or 62 without anything leaking. A leak raises the highest.
 struct Holdings {
   std::size_t fds = 0;
-  std::vector<std::string> fd_targets;  // what each descriptor was at the highest, for a message
+  std::string fd_list;  // "N -> target" a line, at the highest, for a failure's message
   std::size_t threads = 0;
   std::uint64_t rss_bytes = 0;
 };
@@ -577,12 +576,12 @@ Holdings holdings(pid_t pid) {
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
       ++h.fds;
       std::error_code link_ec;
-      h.fd_targets.push_back(it->path().filename().string() + " -> " +
-                             std::filesystem::read_symlink(it->path(), link_ec).string());
+      h.fd_list += "  " + it->path().filename().string() + " -> " +
+                   std::filesystem::read_symlink(it->path(), link_ec).string() + "\n";
     }
     if (h.fds > most.fds) {
       most.fds = h.fds;
-      most.fd_targets = std::move(h.fd_targets);
+      most.fd_list = std::move(h.fd_list);
     }
     std::ifstream status(proc + "/status");
     for (std::string line; std::getline(status, line);) {
@@ -736,17 +735,10 @@ TEST_F(ManagedGuests, LibvirtdKilledAndRestartedUnderLoad) {
   EXPECT_EQ(kill(daemon_, 0), 0) << "memtided still running";
   EXPECT_GE(lowest.load() + MiB, floor) << "below its floor";
   EXPECT_GE(scrapes_ok.load(), scrapes.load() * 9 / 10) << "scrapes answered";
-  auto listed = [](const Holdings& h) {
-    std::string out;
-    for (const auto& t : h.fd_targets) {
-      out += "  " + t + "\n";
-    }
-    return out;
-  };
   EXPECT_LE(after.fds, before.fds + 2)  // a scrape or status in flight
       << "descriptors leaked; before:\n"
-      << listed(before) << "after:\n"
-      << listed(after);
+      << before.fd_list << "after:\n"
+      << after.fd_list;
   EXPECT_LE(after.threads, before.threads) << "threads leaked";
 #if !defined(__SANITIZE_ADDRESS__)
   // Under AddressSanitizer freed memory waits in its quarantine (up to 256 MiB), so resident

@@ -132,6 +132,8 @@ struct Guest {
   // Of its pages in host swap, those it uses now: the ones kswapd took while they were in use,
   // and at least what is in swap beyond its cold pages.
   double host_swapped_in_use(double t) const;
+  // Of its pages in host RAM, those it does not use now.
+  double cold_in_ram(double t) const;
 };
 
 // Running totals of one simulation: the scoreboard.
