@@ -259,15 +259,8 @@ void World::step_guest(Guest& g) {
   sample_stats(g, room, anon, swapped);
 }
 
-void World::step_host() {
-  const double ram = static_cast<double>(host_.ram_bytes);
-  const double watermark = kLowWatermarkShare * ram;
-  double free = ram - nonvm_bytes() - host_cache_ - host_guest_ram_bytes();
-  double swap_out = 0;
+double World::swap_in_used_pages(double& free) {
   double swap_in = 0;
-
-  // Guest pages in host swap that the guest uses fault back in (the kernel finds room for them,
-  // by reclaim if it must).
   for (auto& g : guests_) {
     if (!g.running || g.host_swapped <= 0) {
       continue;
@@ -279,58 +272,53 @@ void World::step_host() {
     swap_in += back;
     free -= back;
   }
+  return swap_in;
+}
 
-  // Below the low watermark kswapd reclaims up to twice it: page cache, and by swappiness a share
-  // of guest memory swapped out even while cache remains (all of it once cache is gone).
-  if (free < watermark) {
-    double need = 2 * watermark - free;
-    const double swap_share = std::clamp(host_.swappiness / 200.0, 0.0, 1.0);
-    const double from_cache = std::min(host_cache_, need * (1 - swap_share));
-    host_cache_ -= from_cache;
-    need -= from_cache;
-    const double swap_room =
-        std::max(0.0, static_cast<double>(host_.swap_bytes) - host_swapped_bytes());
-    double to_swap = std::min({need, swap_room, std::max(0.0, kSwapBandwidthBytesPerS - swap_in)});
-    // By LRU age: cold guest pages mostly, pages the guest uses a little (kHotEvictionWeight);
-    // once the cold ones are gone, pages in use.
-    double cold_total = 0;
-    double hot_total = 0;
-    for (const auto& g : guests_) {
-      if (g.running) {
-        const double cold = g.cold_in_ram(now_);
-        cold_total += cold;
-        hot_total += g.resident - g.host_swapped - cold;
-      }
-    }
-    const double weighted = cold_total + kHotEvictionWeight * hot_total;
-    const bool cold_suffices = to_swap <= weighted;
-    const double cold_share = weighted <= 0 ? 0 : cold_suffices ? to_swap / weighted : 1;
-    const double hot_share = cold_suffices
-                                 ? kHotEvictionWeight * cold_share
-                                 : std::min(1.0, (to_swap - cold_total) / std::max(1.0, hot_total));
-    for (auto& g : guests_) {
-      if (!g.running) {
-        continue;
-      }
+double World::reclaim_to_watermark(double free, double watermark, double swap_in) {
+  double need = 2 * watermark - free;
+  const double swap_share = std::clamp(host_.swappiness / 200.0, 0.0, 1.0);
+  const double from_cache = std::min(host_cache_, need * (1 - swap_share));
+  host_cache_ -= from_cache;
+  need -= from_cache;
+  const double swap_room =
+      std::max(0.0, static_cast<double>(host_.swap_bytes) - host_swapped_bytes());
+  const double to_swap =
+      std::min({need, swap_room, std::max(0.0, kSwapBandwidthBytesPerS - swap_in)});
+  // By LRU age: cold guest pages mostly, pages the guest uses a little (kHotEvictionWeight);
+  // once the cold ones are gone, pages in use.
+  double cold_total = 0;
+  double hot_total = 0;
+  for (const auto& g : guests_) {
+    if (g.running) {
       const double cold = g.cold_in_ram(now_);
-      const double take_cold = cold * cold_share;
-      const double take_hot = (g.resident - g.host_swapped - cold) * hot_share;
-      g.host_swapped += take_cold + take_hot;
-      g.host_swapped_hot += take_hot;
-      swap_out += take_cold + take_hot;
-      totals_.host_hot_swap_out_bytes += take_hot;
+      cold_total += cold;
+      hot_total += g.resident - g.host_swapped - cold;
     }
-  } else if (free > 2 * watermark) {
-    host_cache_ =
-        std::min({static_cast<double>(host_.cache_limit_bytes),
-                  host_cache_ + kHostCacheFillBytesPerS, host_cache_ + free - 2 * watermark});
   }
-  swap_out_now_ = swap_out;
-  host_swap_out_total_ += swap_out + host_.swap_trickle_bytes_per_s;
-  host_swap_in_total_ += swap_in + host_.swap_trickle_bytes_per_s / 4;
-  totals_.host_swap_out_bytes += swap_out;
-  totals_.host_swap_in_bytes += swap_in;
+  const double weighted = cold_total + kHotEvictionWeight * hot_total;
+  const bool cold_suffices = to_swap <= weighted;
+  const double cold_share = weighted <= 0 ? 0 : cold_suffices ? to_swap / weighted : 1;
+  const double hot_share = cold_suffices
+                               ? kHotEvictionWeight * cold_share
+                               : std::min(1.0, (to_swap - cold_total) / std::max(1.0, hot_total));
+  double swap_out = 0;
+  for (auto& g : guests_) {
+    if (!g.running) {
+      continue;
+    }
+    const double cold = g.cold_in_ram(now_);
+    const double take_cold = cold * cold_share;
+    const double take_hot = (g.resident - g.host_swapped - cold) * hot_share;
+    g.host_swapped += take_cold + take_hot;
+    g.host_swapped_hot += take_hot;
+    swap_out += take_cold + take_hot;
+    totals_.host_hot_swap_out_bytes += take_hot;
+  }
+  return swap_out;
+}
 
+void World::account_pressure(double swap_in, double swap_out) {
   // Memory PSI: tasks wait on swap-in, and on reclaim while below the watermark.
   const double some = std::min(1.0, swap_in / kStallingSwapInRate + (swap_out > 0 ? 0.1 : 0.0));
   const double full = some / 2;
@@ -349,6 +337,27 @@ void World::step_host() {
     last_pressure_event_ = now_;
   }
   psi_some_last_s_ = some;
+}
+
+void World::step_host() {
+  const double ram = static_cast<double>(host_.ram_bytes);
+  const double watermark = kLowWatermarkShare * ram;
+  double free = ram - nonvm_bytes() - host_cache_ - host_guest_ram_bytes();
+  const double swap_in = swap_in_used_pages(free);
+  double swap_out = 0;
+  if (free < watermark) {
+    swap_out = reclaim_to_watermark(free, watermark, swap_in);
+  } else if (free > 2 * watermark) {
+    host_cache_ =
+        std::min({static_cast<double>(host_.cache_limit_bytes),
+                  host_cache_ + kHostCacheFillBytesPerS, host_cache_ + free - 2 * watermark});
+  }
+  swap_out_now_ = swap_out;
+  host_swap_out_total_ += swap_out + host_.swap_trickle_bytes_per_s;
+  host_swap_in_total_ += swap_in + host_.swap_trickle_bytes_per_s / 4;
+  totals_.host_swap_out_bytes += swap_out;
+  totals_.host_swap_in_bytes += swap_in;
+  account_pressure(swap_in, swap_out);
 }
 
 void World::step() {

@@ -197,7 +197,17 @@ class World {
   // The balloon statistics, sampled every period unless the guest is starving (its swap nearly
   // full, or restarting after an OOM): then its balloon driver does not get to report.
   void sample_stats(Guest& g, double room, double anon, double swapped);
+  // One second of the host: guest pages in host swap that are in use fault back in, kswapd
+  // reclaims below the low watermark, and memory PSI accounts the stalls.
   void step_host();
+  // Faults back what guests use from host swap, within the swap bandwidth; lowers free by it.
+  // Returns the bytes swapped in.
+  double swap_in_used_pages(double& free);
+  // Below the low watermark kswapd reclaims up to twice it: page cache, and by swappiness a share
+  // of guest memory swapped out even while cache remains (all of it once cache is gone). Returns
+  // the bytes swapped out.
+  double reclaim_to_watermark(double free, double watermark, double swap_in);
+  void account_pressure(double swap_in, double swap_out);
   double nonvm_bytes() const;
 
   HostSpec host_;
