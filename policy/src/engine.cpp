@@ -130,25 +130,9 @@ struct HostView {
   bool pressed() const { return level == HostLevel::tight || level == HostLevel::critical; }
 };
 
-HostView assess_host(const Snapshot& snapshot, PolicyState& next, const config::Config& config,
-                     std::int64_t now_ms, Plan& plan) {
-  const auto& host = snapshot.host;
-  const auto& cfg = config.host;
-  HostView h;
-  h.total = host.meminfo.total_bytes;
-  h.available = host.meminfo.available_bytes;
-  h.reserve = cfg.reserve_bytes;
-  h.deficit = above(h.reserve, h.available);
-  h.horizon_s = static_cast<double>(cfg.swap_forecast.horizon.count()) / 1000.0;
-
-  add_forecast_point(next.available_history, now_ms, h.available, cfg.swap_forecast.window.count());
-  plan.forecast = forecast_swap(next.available_history, h.total);
-  h.forecast = plan.forecast.seconds_to_swap && *plan.forecast.seconds_to_swap < h.horizon_s;
-  h.heading = h.forecast && static_cast<double>(h.available) <=
-                                kForecastActsBelowReserveFactor * static_cast<double>(h.reserve);
-
-  // Rates since the previous tick. PSI counts as the kernel's avg10 or the exact stall share
-  // since the last tick, whichever is higher: avg10 lags a sudden stall by seconds.
+// Rates since the previous tick, PSI, and whether the host swaps or pays swap back.
+void measure_host_rates(HostView& h, const HostSample& host, const PolicyState& next,
+                        const config::HostSection& cfg, std::int64_t now_ms) {
   h.tick_s = next.previous_host && now_ms > next.previous_host_ms
                  ? static_cast<double>(now_ms - next.previous_host_ms) / 1000.0
                  : 0;
@@ -157,6 +141,8 @@ HostView assess_host(const Snapshot& snapshot, PolicyState& next, const config::
   h.swap_out_rate = rates.swap_out_bytes_per_second;
   h.swap_in_rate = rates.swap_in_bytes_per_second;
   h.swap_used = above(host.meminfo.swap_total_bytes, host.meminfo.swap_free_bytes);
+  // PSI counts as the kernel's avg10 or the exact stall share since the last tick, whichever is
+  // higher: avg10 lags a sudden stall by seconds.
   h.psi_some = std::max(host.psi_memory ? host.psi_memory->some.avg10_ratio : 0,
                         rates.psi_memory_some_stall_ratio);
   h.psi_full =
@@ -170,20 +156,26 @@ HostView assess_host(const Snapshot& snapshot, PolicyState& next, const config::
   h.swapping = h.swap_out_rate >= swap_rate &&
                (h.below_reserve() || h.heading || h.psi_some_high || h.psi_full_high);
   h.paying_back = h.swap_in_rate >= swap_rate && h.swap_used > 0;
+}
 
+HostLevel host_level(const HostView& h) {
   // At the kernel's watermarks (about 1 % of memory) the host swaps within a tick.
   const auto swap_point =
       static_cast<std::uint64_t>(2 * kSwapPointRatio * static_cast<double>(h.total));
   if (h.swapping || h.psi_full_high || (h.below_reserve() && h.psi_some_high) ||
       (h.total > 0 && h.available <= swap_point)) {
-    h.level = HostLevel::critical;
-  } else if (h.below_reserve() || h.psi_some_high) {
-    h.level = HostLevel::tight;
-  } else if (h.heading) {
-    h.level = HostLevel::heading;
+    return HostLevel::critical;
   }
+  if (h.below_reserve() || h.psi_some_high) {
+    return HostLevel::tight;
+  }
+  return h.heading ? HostLevel::heading : HostLevel::ok;
+}
 
-  auto add = [&h](const std::string& r) { h.reason += (h.reason.empty() ? "" : ", ") + r; };
+// Why the host is not ok, for the log and status ("" when it is).
+std::string host_reason(const HostView& h, const config::HostSection& cfg, const Plan& plan) {
+  std::string reason;
+  auto add = [&reason](const std::string& r) { reason += (reason.empty() ? "" : ", ") + r; };
   if (h.below_reserve()) {
     add("host MemAvailable " + format_size(h.available) + " < reserve " + format_size(h.reserve));
   }
@@ -203,22 +195,50 @@ HostView assess_host(const Snapshot& snapshot, PolicyState& next, const config::
         "swap predicted in " + seconds_text(*plan.forecast.seconds_to_swap) + " < " +
         seconds_text(h.horizon_s));
   }
-  if (h.reason.empty()) {
-    plan.host_summary = "host fine: MemAvailable " + format_size(h.available) + ", reserve " +
-                        format_size(h.reserve);
+  return reason;
+}
+
+// The host's line in status: its reason, or why it is fine; and any swap being paid back.
+std::string host_summary(const HostView& h, const config::HostSection& cfg) {
+  std::string summary = h.reason;
+  if (summary.empty()) {
+    summary = "host fine: MemAvailable " + format_size(h.available) + ", reserve " +
+              format_size(h.reserve);
+    const auto swap_rate = static_cast<double>(cfg.pressure.swap_rate_bytes_per_second);
     if (h.swap_out_rate > 0) {
-      plan.host_summary += "; swap-out " + rate_text(h.swap_out_rate) + " is not host pressure (" +
-                           (h.swap_out_rate < swap_rate ? "below swap_rate " + rate_text(swap_rate)
-                                                        : std::string("MemAvailable is ample")) +
-                           ")";
+      summary += "; swap-out " + rate_text(h.swap_out_rate) + " is not host pressure (" +
+                 (h.swap_out_rate < swap_rate ? "below swap_rate " + rate_text(swap_rate)
+                                              : std::string("MemAvailable is ample")) +
+                 ")";
     }
-  } else {
-    plan.host_summary = h.reason;
   }
   if (h.paying_back) {
-    plan.host_summary += "; paying back swap: " + rate_text(h.swap_in_rate) + " swapped in, " +
-                         format_size(h.swap_used) + " in swap";
+    summary += "; paying back swap: " + rate_text(h.swap_in_rate) + " swapped in, " +
+               format_size(h.swap_used) + " in swap";
   }
+  return summary;
+}
+
+HostView assess_host(const Snapshot& snapshot, PolicyState& next, const config::Config& config,
+                     std::int64_t now_ms, Plan& plan) {
+  const auto& host = snapshot.host;
+  const auto& cfg = config.host;
+  HostView h;
+  h.total = host.meminfo.total_bytes;
+  h.available = host.meminfo.available_bytes;
+  h.reserve = cfg.reserve_bytes;
+  h.deficit = above(h.reserve, h.available);
+  h.horizon_s = static_cast<double>(cfg.swap_forecast.horizon.count()) / 1000.0;
+
+  add_forecast_point(next.available_history, now_ms, h.available, cfg.swap_forecast.window.count());
+  plan.forecast = forecast_swap(next.available_history, h.total);
+  h.forecast = plan.forecast.seconds_to_swap && *plan.forecast.seconds_to_swap < h.horizon_s;
+  h.heading = h.forecast && static_cast<double>(h.available) <=
+                                kForecastActsBelowReserveFactor * static_cast<double>(h.reserve);
+  measure_host_rates(h, host, next, cfg, now_ms);
+  h.level = host_level(h);
+  h.reason = host_reason(h, cfg, plan);
+  plan.host_summary = host_summary(h, cfg);
   plan.host_level = h.level;
   plan.host_pressure = h.pressed();
   plan.host_heading = h.heading;
@@ -350,8 +370,6 @@ std::optional<std::uint64_t> usable_memory(const VmSample& vm) {
   return std::nullopt;
 }
 
-// Judges one running, managed guest with fresh statistics: its need, its spare at each level of
-// host pressure, its trend, and what it showed before. Updates its memory in the next state.
 // Free page reporting returns a guest's free pages to the host by itself: the host then holds
 // only what the QEMU process has resident or in swap (VmRSS + VmSwap), and shrinking the guest
 // frees only what it takes beyond the rest. Judging from the guest's free figures alone would
@@ -382,47 +400,47 @@ double change_interval_s(std::optional<std::int64_t> report_before_s,
   return (static_cast<double>(tick_now_ms) - static_cast<double>(tick_before_ms)) / 1000.0;
 }
 
-Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t usable,
-                      PolicyState::Vm& memory, const HostView& host, std::int64_t now_ms,
-                      std::int64_t collected_unix_ms, double major_faults_per_s,
-                      bool guest_swapping) {
-  Candidate c;
-  c.vm = &vm;
-  c.settings = std::move(given);
-  const EffectiveBalloon& settings = c.settings;
-  c.memory = &memory;
-  c.usable = std::min(usable, vm.current_bytes);
-  c.in_use = vm.current_bytes - c.usable;
-  c.guest_swapping = guest_swapping;
-  c.major_faults_per_s = major_faults_per_s;
-  const double g = settings.guest_free_ratio;
-  const double g_comfort = std::min(kComfortFactor * g, (1.0 + g) / 2);
-  auto size_keeping = [&settings](double in_use, double share) {
-    return std::clamp(static_cast<std::uint64_t>(in_use / (1.0 - share)), settings.floor_bytes,
-                      settings.max_bytes);
-  };
-  c.target_free = static_cast<std::uint64_t>(g * static_cast<double>(vm.current_bytes));
-  c.ideal = size_keeping(static_cast<double>(c.in_use), g);
-  // Guests are grown to, and outside host pressure shrunk to, a comfort point above the free
-  // target, so a guest needs its usable share to drift by a quarter of the target before it is
-  // resized again (without this band a guest hovering at its target would be resized on every
-  // drift, back and forth through the guests that fund it).
-  c.comfort = size_keeping(static_cast<double>(c.in_use), g_comfort);
+// At most a quarter of its maximum is held back for bursts: a guest that once touched all its
+// memory (booting, a one-off job) must not be exempt from reclaim for the next half hour.
+std::uint64_t burst_room(const Candidate& c) {
+  return static_cast<std::uint64_t>(kSelfRescueHeadroomShare *
+                                    static_cast<double>(c.settings.max_bytes));
+}
 
-  // Statistics taken before the last balloon change describe a guest of another size: judging
-  // spare memory from them overstates it (a shrunk guest still shows its old free memory).
-  // The timestamp has whole seconds: one in the second of the change counts as older. One far
-  // older than now comes from another clock (libvirt's test driver reports a fixed date) and
-  // says nothing about the order.
+// The usable share a guest is grown to, and outside host pressure shrunk to: a comfort point
+// above the free target, so a guest needs its usable share to drift by a quarter of the target
+// before it is resized again (without this band a guest hovering at its target would be resized
+// on every drift, back and forth through the guests that fund it).
+double comfort_ratio(const EffectiveBalloon& settings) {
+  const double g = settings.guest_free_ratio;
+  return std::min(kComfortFactor * g, (1.0 + g) / 2);
+}
+
+// The size at which a guest using `in_use` bytes keeps `share` of it usable, within its limits.
+std::uint64_t size_keeping(const EffectiveBalloon& settings, double in_use, double share) {
+  return std::clamp(static_cast<std::uint64_t>(in_use / (1.0 - share)), settings.floor_bytes,
+                    settings.max_bytes);
+}
+
+// Whether the statistics predate the last balloon change: then they describe a guest of another
+// size, and judging spare memory from them overstates it (a shrunk guest still shows its old free
+// memory). The timestamp has whole seconds: one in the second of the change counts as older. One
+// far older than now comes from another clock (libvirt's test driver reports a fixed date) and
+// says nothing about the order.
+bool settling(const VmSample& vm, const PolicyState::Vm& memory, std::int64_t collected_unix_ms) {
   const auto& updated_s = vm.guest.last_update_unix_s;
   // (In double: neither time may overflow the sums, whatever a guest or a state file said.)
-  c.settling = updated_s && memory.last_change_unix_ms > 0 &&
-               static_cast<double>(*updated_s) <
-                   std::ceil(static_cast<double>(memory.last_change_unix_ms) / 1000.0) &&
-               static_cast<double>(collected_unix_ms) - static_cast<double>(*updated_s) * 1000.0 <
-                   static_cast<double>(kComparableStatsAgeMs);
+  return updated_s && memory.last_change_unix_ms > 0 &&
+         static_cast<double>(*updated_s) <
+             std::ceil(static_cast<double>(memory.last_change_unix_ms) / 1000.0) &&
+         static_cast<double>(collected_unix_ms) - static_cast<double>(*updated_s) * 1000.0 <
+             static_cast<double>(kComparableStatsAgeMs);
+}
 
-  // Trend and burst, from in-use memory (which a balloon change does not move).
+// Trend and burst, from in-use memory (which a balloon change does not move): the rate it grew
+// at since the last report, and the largest rise of the last kBurstMemoryMs.
+void follow_in_use(Candidate& c, PolicyState::Vm& memory, std::int64_t now_ms) {
+  const VmSample& vm = *c.vm;
   if (!c.settling) {
     if (memory.in_use_bytes && now_ms > memory.sampled_ms) {
       const double dt = change_interval_s(memory.in_use_report_unix_s, vm.guest.last_update_unix_s,
@@ -441,18 +459,22 @@ Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t 
     memory.in_use_bytes = c.in_use;
     memory.in_use_report_unix_s = vm.guest.last_update_unix_s;
   }
-  // At most a quarter of its maximum is held back for bursts: a guest that once touched all its
-  // memory (booting, a one-off job) must not be exempt from reclaim for the next half hour.
-  const auto burst_room = static_cast<std::uint64_t>(kSelfRescueHeadroomShare *
-                                                     static_cast<double>(settings.max_bytes));
-  c.burst = std::min(memory.burst_bytes, burst_room);
+  c.burst = std::min(memory.burst_bytes, burst_room(c));
+}
 
+// Whether the guest needs memory now (short, falling short by the next tick, swapping, or
+// re-reading what it evicted), how badly, and what growth it asks for.
+void judge_need(Candidate& c, const HostView& host) {
+  const VmSample& vm = *c.vm;
+  const EffectiveBalloon& settings = c.settings;
+  const double g = settings.guest_free_ratio;
+  const double g_comfort = comfort_ratio(settings);
   // Page-ins at a high rate while the guest is inside its comfort band, or has little memory
   // free beside its page cache, mean its working set no longer fits (it is re-reading what it
   // just evicted; usable memory that is all cache in use is not spare): give it memory. With
   // plenty free, faults are only first reads.
   const bool little_free = vm.guest.unused_bytes && *vm.guest.unused_bytes < c.target_free;
-  c.faulting = major_faults_per_s > kGuestMajorFaultsPerSecond &&
+  c.faulting = c.major_faults_per_s > kGuestMajorFaultsPerSecond &&
                (static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes) ||
                 little_free);
   const double rising = std::max(0.0, c.in_use_rate);
@@ -461,18 +483,18 @@ Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t 
   const bool falling_short =
       rising > 0 && static_cast<double>(vm.current_bytes) - projected_in_use <
                         g * static_cast<double>(vm.current_bytes);
-  c.needs = guest_swapping || c.faulting || (!c.settling && (short_now || falling_short));
-  c.distress = guest_swapping || (!c.settling && c.usable < c.target_free / 2);
-  c.own_why = guest_swapping  ? Candidate::OwnWhy::swapping
-              : short_now     ? Candidate::OwnWhy::short_of_memory
-              : falling_short ? Candidate::OwnWhy::falling
-              : c.faulting    ? Candidate::OwnWhy::faulting
-                              : Candidate::OwnWhy::none;
+  c.needs = c.guest_swapping || c.faulting || (!c.settling && (short_now || falling_short));
+  c.distress = c.guest_swapping || (!c.settling && c.usable < c.target_free / 2);
+  c.own_why = c.guest_swapping ? Candidate::OwnWhy::swapping
+              : short_now      ? Candidate::OwnWhy::short_of_memory
+              : falling_short  ? Candidate::OwnWhy::falling
+              : c.faulting     ? Candidate::OwnWhy::faulting
+                               : Candidate::OwnWhy::none;
   // A critical host funds no growth but for guests in distress: its memory is going to swap.
   if (c.needs && vm.current_bytes < settings.max_bytes &&
       (c.distress || host.level != HostLevel::critical)) {
     // Up to its comfort point at the in-use it will have by the next tick.
-    const std::uint64_t grow_to = size_keeping(projected_in_use, g_comfort);
+    const std::uint64_t grow_to = size_keeping(settings, projected_in_use, g_comfort);
     std::uint64_t want = above(grow_to, vm.current_bytes);
     if (c.distress) {
       want = std::max(want, settings.max_step_bytes);  // in distress: at least a full step
@@ -481,84 +503,177 @@ Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t 
     want = std::max(want, settings.deadband_bytes);
     c.want = step_limit(c, std::min(want, settings.max_bytes - vm.current_bytes));
   }
+}
 
-  // Cache working-set protection: faults that rise after a shrink mean the shrink evicted what
-  // the guest reads; it is not shrunk again for a while unless the host is critical.
-  if (settings.cache_protection.count() > 0 && memory.last_direction < 0 &&
-      memory.faults_before_shrink_per_second >= 0 &&
-      now_ms - memory.last_change_ms < settings.cache_protection.count() &&
-      major_faults_per_s > 2 * memory.faults_before_shrink_per_second + kCacheFaultRisePerSecond) {
-    memory.cache_protected_until_ms = now_ms + settings.cache_protection.count();
+// Cache working-set protection: faults that rise after a shrink mean the shrink evicted what
+// the guest reads; it is not shrunk again for a while unless the host is critical.
+void watch_cache(Candidate& c, PolicyState::Vm& memory, std::int64_t now_ms) {
+  const auto protection = c.settings.cache_protection.count();
+  if (protection > 0 && memory.last_direction < 0 && memory.faults_before_shrink_per_second >= 0 &&
+      now_ms - memory.last_change_ms < protection &&
+      c.major_faults_per_s >
+          2 * memory.faults_before_shrink_per_second + kCacheFaultRisePerSecond) {
+    memory.cache_protected_until_ms = now_ms + protection;
   }
   c.protected_cache = now_ms < memory.cache_protected_until_ms;
+}
 
-  // What it can give, by how bad the host's pressure is. Every level keeps its floor and its
-  // burst headroom; outside critical it keeps its comfort band, at critical its free target. While
-  // the pressure is mild (below the reserve, but neither heading for swap nor critical) a guest
-  // that cannot rescue itself from a burst (its balloon does not deflate itself that far, it has
-  // no swap it has used) also keeps kSelfRescueHeadroomShare of its maximum.
-  const std::uint64_t keep_burst = saturating_add(c.in_use, c.burst);
-  const bool critical = host.level == HostLevel::critical;
-  const bool mild = !critical && !host.heading;
-  // How large it can make itself without memtide: any size with guest swap it has shown it
-  // uses; with autodeflate, whatever its balloon holds, which for a guest with virtio-mem ends at
-  // the balloon's ceiling (unplugged blocks come back only when memtide plugs them).
-  const std::uint64_t rescues_itself_up_to = vm.guest.swap_out_bytes_total.value_or(0) > 0
-                                                 ? UINT64_MAX
-                                             : !vm.balloon_autodeflate.value_or(false) ? 0
-                                             : vm.virtio_mem.empty()                   ? UINT64_MAX
-                                                                     : balloon_ceiling(vm);
-  const std::uint64_t burst_need = saturating_add(c.in_use, burst_room);
-  const std::uint64_t keep_unrescued = burst_need <= rescues_itself_up_to || !mild ? 0 : burst_need;
-  if (!c.needs && !c.settling && (!c.protected_cache || critical)) {
-    const std::uint64_t keep_comfort = std::max({settings.floor_bytes, c.comfort, keep_burst});
-    const std::uint64_t keep_mild = std::max(keep_comfort, keep_unrescued);
-    // Said in its explanation only when the host wants memory from it.
-    c.keeps_burst_room = host.level != HostLevel::ok && keep_unrescued > keep_comfort &&
-                         vm.current_bytes > keep_comfort;
-    const std::uint64_t keep_critical = std::max({settings.floor_bytes, c.ideal, keep_burst});
-    c.comfortable_spare = above(vm.current_bytes, keep_mild);
-    c.reclaimable = c.comfortable_spare;
-    c.spare = above(vm.current_bytes, critical ? keep_critical : keep_mild);
-    c.rescue_room = above(vm.current_bytes, critical ? keep_critical : keep_comfort);
+// How large the guest can make itself without memtide: any size with guest swap it has shown it
+// uses; with autodeflate, whatever its balloon holds, which for a guest with virtio-mem ends at
+// the balloon's ceiling (unplugged blocks come back only when memtide plugs them).
+std::uint64_t rescues_itself_up_to(const VmSample& vm) {
+  if (vm.guest.swap_out_bytes_total.value_or(0) > 0) {
+    return UINT64_MAX;
   }
-  // A guest grown within its hysteresis cannot be shrunk now, and one whose balloon has not
-  // reached its last shrink target after kBalloonSettleMs cannot give what it was asked for (the
-  // guest could not free it; it is asked again after its hysteresis): counting either as a
-  // donor would fund growth elsewhere with memory that never comes back.
+  if (!vm.balloon_autodeflate.value_or(false)) {
+    return 0;
+  }
+  return vm.virtio_mem.empty() ? UINT64_MAX : balloon_ceiling(vm);
+}
+
+// What it can give, by how bad the host's pressure is. Every level keeps its floor and its burst
+// headroom; outside critical it keeps its comfort band, at critical its free target. While the
+// pressure is mild (below the reserve, but neither heading for swap nor critical) a guest that
+// cannot rescue itself from a burst (its balloon does not deflate itself that far, it has no swap
+// it has used) also keeps kSelfRescueHeadroomShare of its maximum.
+void judge_spare(Candidate& c, const HostView& host) {
+  const VmSample& vm = *c.vm;
+  const EffectiveBalloon& settings = c.settings;
+  const bool critical = host.level == HostLevel::critical;
+  if (c.needs || c.settling || (c.protected_cache && !critical)) {
+    return;
+  }
+  const std::uint64_t keep_burst = saturating_add(c.in_use, c.burst);
+  const bool mild = !critical && !host.heading;
+  const std::uint64_t burst_need = saturating_add(c.in_use, burst_room(c));
+  const std::uint64_t keep_unrescued =
+      burst_need <= rescues_itself_up_to(vm) || !mild ? 0 : burst_need;
+  const std::uint64_t keep_comfort = std::max({settings.floor_bytes, c.comfort, keep_burst});
+  const std::uint64_t keep_mild = std::max(keep_comfort, keep_unrescued);
+  // Said in its explanation only when the host wants memory from it.
+  c.keeps_burst_room = host.level != HostLevel::ok && keep_unrescued > keep_comfort &&
+                       vm.current_bytes > keep_comfort;
+  const std::uint64_t keep_critical = std::max({settings.floor_bytes, c.ideal, keep_burst});
+  c.comfortable_spare = above(vm.current_bytes, keep_mild);
+  c.reclaimable = c.comfortable_spare;
+  c.spare = above(vm.current_bytes, critical ? keep_critical : keep_mild);
+  c.rescue_room = above(vm.current_bytes, critical ? keep_critical : keep_comfort);
+}
+
+// A guest grown within its hysteresis cannot be shrunk now, and one whose balloon has not
+// reached its last shrink target after kBalloonSettleMs cannot give what it was asked for (the
+// guest could not free it; it is asked again after its hysteresis): counting either as a donor
+// would fund growth elsewhere with memory that never comes back.
+bool cannot_give_now(const Candidate& c, const PolicyState::Vm& memory, std::int64_t now_ms) {
+  const std::uint64_t current = c.vm->current_bytes;
+  const auto hysteresis = c.settings.hysteresis.count();
   const bool grown_recently =
-      memory.last_direction > 0 && now_ms - memory.last_change_ms < settings.hysteresis.count();
+      memory.last_direction > 0 && now_ms - memory.last_change_ms < hysteresis;
   const std::int64_t since_change = now_ms - memory.last_change_ms;
-  const auto in_flight = in_flight_target(memory, vm.current_bytes);
-  const bool refusing =
-      memory.last_direction < 0 && in_flight &&
-      vm.current_bytes > *in_flight + settings.deadband_bytes && since_change >= kBalloonSettleMs &&
-      since_change < std::max<std::int64_t>(settings.hysteresis.count(), kBalloonSettleMs * 2);
-  if (grown_recently || refusing) {
+  const auto in_flight = in_flight_target(memory, current);
+  const bool refusing = memory.last_direction < 0 && in_flight &&
+                        current > *in_flight + c.settings.deadband_bytes &&
+                        since_change >= kBalloonSettleMs &&
+                        since_change < std::max<std::int64_t>(hysteresis, kBalloonSettleMs * 2);
+  return grown_recently || refusing;
+}
+
+// A squeeze (critical, nothing spare left) takes what a guest uses, except from a guest in
+// distress. A guest that has shown it can swap pages out by itself, which picks colder pages than
+// the host would, may go to its floor; any other keeps what it uses plus its burst headroom until
+// the host itself swaps or stalls.
+// While the host itself swaps or stalls, any guest may go to its floor, even one short of memory,
+// unless it is swapping already: a balloon only takes what the guest can free (it cannot make the
+// guest kill a process), and a guest pages out its own cold memory better than the host, which
+// pages out guest memory blind and makes every guest wait.
+std::uint64_t squeeze_room(const Candidate& c, const HostView& host) {
+  const VmSample& vm = *c.vm;
+  const bool host_paging = host.swapping || host.psi_full_high;
+  if (host.level != HostLevel::critical || c.settling || c.guest_swapping ||
+      (c.distress && !host_paging)) {
+    return 0;
+  }
+  // A virtio-mem unplug only moves pages, never to swap: what the guest uses above its balloon's
+  // ceiling stays plugged whatever is asked, and an unplug the guest is still trying keeps its
+  // driver from plugging memory when the guest then needs it (seen on real guests: a guest
+  // squeezed so died of its next allocation). Such a guest keeps what it uses.
+  const std::uint64_t keep_burst = saturating_add(c.in_use, c.burst);
+  const bool unplug_only = !vm.virtio_mem.empty() && keep_burst > balloon_ceiling(vm);
+  const bool can_swap =
+      !unplug_only && (vm.guest.swap_out_bytes_total.value_or(0) > 0 || host_paging);
+  return above(vm.current_bytes,
+               can_swap ? c.settings.floor_bytes : std::max(c.settings.floor_bytes, keep_burst));
+}
+
+// What a guest paged in since its last report: whether it swapped in, and its major faults/s.
+// Updates the counters kept in its memory.
+struct PageIns {
+  bool swapping = false;
+  double major_faults_per_s = 0;
+};
+
+PageIns count_page_ins(const VmSample& vm, PolicyState::Vm& memory, std::int64_t now_ms) {
+  PageIns p;
+  p.swapping = memory.swap_in_bytes_total && vm.guest.swap_in_bytes_total &&
+               *vm.guest.swap_in_bytes_total > *memory.swap_in_bytes_total;
+  if (memory.major_faults_total && vm.guest.major_faults_total &&
+      *vm.guest.major_faults_total > *memory.major_faults_total && now_ms > memory.sampled_ms) {
+    p.major_faults_per_s =
+        static_cast<double>(*vm.guest.major_faults_total - *memory.major_faults_total) /
+        change_interval_s(memory.faults_report_unix_s, vm.guest.last_update_unix_s,
+                          memory.sampled_ms, now_ms);
+  }
+  memory.swap_in_bytes_total = vm.guest.swap_in_bytes_total;
+  memory.major_faults_total = vm.guest.major_faults_total;
+  memory.faults_report_unix_s = vm.guest.last_update_unix_s;
+  memory.major_faults_per_second = p.major_faults_per_s;
+  return p;
+}
+
+// A guest whose statistics went stale, judged blind: it may only grow, one step toward its
+// maximum (the one change that cannot hurt it).
+Candidate blind_candidate(const VmSample& vm, EffectiveBalloon settings, PolicyState::Vm& memory) {
+  Candidate c;
+  c.vm = &vm;
+  c.memory = &memory;
+  c.settings = std::move(settings);
+  c.blind = true;
+  c.needs = true;
+  c.want = step_limit(c, c.settings.max_bytes - vm.current_bytes);
+  c.own_why = Candidate::OwnWhy::stale;
+  c.cause = Cause::stale;
+  return c;
+}
+
+// Judges one running, managed guest with fresh statistics: its need, its spare at each level of
+// host pressure, its trend, and what it showed before. Updates its memory in the next state.
+Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t usable,
+                      PolicyState::Vm& memory, const HostView& host, std::int64_t now_ms,
+                      std::int64_t collected_unix_ms, PageIns page_ins) {
+  Candidate c;
+  c.vm = &vm;
+  c.settings = std::move(given);
+  c.memory = &memory;
+  c.usable = std::min(usable, vm.current_bytes);
+  c.in_use = vm.current_bytes - c.usable;
+  c.guest_swapping = page_ins.swapping;
+  c.major_faults_per_s = page_ins.major_faults_per_s;
+  const auto in_use = static_cast<double>(c.in_use);
+  c.target_free = static_cast<std::uint64_t>(c.settings.guest_free_ratio *
+                                             static_cast<double>(vm.current_bytes));
+  c.ideal = size_keeping(c.settings, in_use, c.settings.guest_free_ratio);
+  c.comfort = size_keeping(c.settings, in_use, comfort_ratio(c.settings));
+  c.settling = settling(vm, memory, collected_unix_ms);
+  follow_in_use(c, memory, now_ms);
+  judge_need(c, host);
+  watch_cache(c, memory, now_ms);
+  judge_spare(c, host);
+  if (cannot_give_now(c, memory, now_ms)) {
     c.held_by_hysteresis = c.spare > 0;
     c.spare = c.comfortable_spare = c.rescue_room = 0;
     return c;
   }
-  // A squeeze (critical, nothing spare left) takes what a guest uses, except from a guest in
-  // distress. A guest that has shown it can swap pages out by itself, which picks colder pages
-  // than the host would, may go to its floor; any other keeps what it uses plus its burst
-  // headroom until the host itself swaps or stalls.
-  // While the host itself swaps or stalls, any guest may go to its floor, even one short of
-  // memory, unless it is swapping already: a balloon only takes what the guest can free (it
-  // cannot make the guest kill a process), and a guest pages out its own cold memory better than
-  // the host, which pages out guest memory blind and makes every guest wait.
-  const bool host_paging = host.swapping || host.psi_full_high;
-  if (critical && !c.settling && !c.guest_swapping && (!c.distress || host_paging)) {
-    // A virtio-mem unplug only moves pages, never to swap: what the guest uses above its
-    // balloon's ceiling stays plugged whatever is asked, and an unplug the guest is still trying
-    // keeps its driver from plugging memory when the guest then needs it (seen on real guests:
-    // a guest squeezed so died of its next allocation). Such a guest keeps what it uses.
-    const bool unplug_only = !vm.virtio_mem.empty() && keep_burst > balloon_ceiling(vm);
-    const bool can_swap =
-        !unplug_only && (vm.guest.swap_out_bytes_total.value_or(0) > 0 || host_paging);
-    c.squeeze_room = above(vm.current_bytes, can_swap ? settings.floor_bytes
-                                                      : std::max(settings.floor_bytes, keep_burst));
-  }
+  c.squeeze_room = squeeze_room(c, host);
   discount_unresident(vm, c);
   return c;
 }
@@ -583,20 +698,7 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
                         ? last_order[i]
                         : &*next.vms.try_emplace(vm.uuid).first);
     PolicyState::Vm& memory = order.back()->second;
-    const bool guest_swapping = memory.swap_in_bytes_total && vm.guest.swap_in_bytes_total &&
-                                *vm.guest.swap_in_bytes_total > *memory.swap_in_bytes_total;
-    double major_faults_per_s = 0;
-    if (memory.major_faults_total && vm.guest.major_faults_total &&
-        *vm.guest.major_faults_total > *memory.major_faults_total && now_ms > memory.sampled_ms) {
-      major_faults_per_s =
-          static_cast<double>(*vm.guest.major_faults_total - *memory.major_faults_total) /
-          change_interval_s(memory.faults_report_unix_s, vm.guest.last_update_unix_s,
-                            memory.sampled_ms, now_ms);
-    }
-    memory.swap_in_bytes_total = vm.guest.swap_in_bytes_total;
-    memory.major_faults_total = vm.guest.major_faults_total;
-    memory.faults_report_unix_s = vm.guest.last_update_unix_s;
-    memory.major_faults_per_second = major_faults_per_s;
+    const PageIns page_ins = count_page_ins(vm, memory, now_ms);
 
     Outcome& outcome = plan.outcomes.emplace_back();
     outcome.vm = vm.name;
@@ -618,17 +720,8 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
       // shrunk blind.
       outcome.kind = Outcome::Kind::no_statistics;
       if (vm.current_bytes < settings.max_bytes && host.level == HostLevel::ok) {
-        Candidate c;
-        c.vm = &vm;
-        c.memory = &memory;
-        c.settings = std::move(settings);
-        c.blind = true;
-        c.needs = true;
-        c.want = step_limit(c, c.settings.max_bytes - vm.current_bytes);
-        c.own_why = Candidate::OwnWhy::stale;
-        c.cause = Cause::stale;
-        c.outcome = plan.outcomes.size() - 1;
-        candidates.push_back(std::move(c));
+        candidates.push_back(blind_candidate(vm, std::move(settings), memory));
+        candidates.back().outcome = plan.outcomes.size() - 1;
       }
     } else if (vm.stats_status != GuestStatsStatus::ok) {
       outcome.kind = Outcome::Kind::no_statistics;
@@ -636,8 +729,7 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
       outcome.kind = Outcome::Kind::no_usable_figure;
     } else {
       candidates.push_back(judge_guest(vm, std::move(settings), *usable, memory, host, now_ms,
-                                       snapshot.collected_at_unix_ms, major_faults_per_s,
-                                       guest_swapping));
+                                       snapshot.collected_at_unix_ms, page_ins));
       candidates.back().outcome = plan.outcomes.size() - 1;
     }
     touched += memory.sampled_ms != now_ms ? 1 : 0;
@@ -894,6 +986,114 @@ void give_back_when_idle(std::vector<Candidate>& candidates, const HostView& hos
   }
 }
 
+// A balloon still on its way to the last target (libvirt reports its size with a lag) is not sent
+// a target short of that one in the same direction: that would undo part of the last command.
+// The new target is at least as far as the one in flight, but never more than a step from the
+// balloon's size nor outside [floor, maximum] (either may have changed by a reload since). A
+// command no longer in flight is forgotten.
+std::int64_t continue_in_flight(const Candidate& c, std::int64_t target) {
+  auto& memory = *c.memory;
+  const auto current = static_cast<std::int64_t>(c.vm->current_bytes);
+  const auto flight = in_flight_target(memory, c.vm->current_bytes);
+  if (!flight) {
+    memory.last_target_bytes.reset();
+    memory.last_from_bytes.reset();
+    return target;
+  }
+  const auto step = static_cast<std::int64_t>(c.settings.max_step_bytes);
+  auto in_flight = static_cast<std::int64_t>(*flight);
+  if (step > 0) {
+    in_flight = std::clamp(in_flight, current - step, current + step);
+  }
+  in_flight = std::clamp(in_flight, static_cast<std::int64_t>(c.settings.floor_bytes),
+                         static_cast<std::int64_t>(c.settings.max_bytes));
+  if (memory.last_direction > 0 && target > current && in_flight > current) {
+    return std::max(target, in_flight);
+  }
+  if (memory.last_direction < 0 && target < current && in_flight < current) {
+    return std::min(target, in_flight);
+  }
+  return target;
+}
+
+// Why a change of `change` bytes toward `target` sends no command: too small, the same command
+// waiting on the balloon, or a reversal within the hysteresis. Fills in the outcome and returns
+// true; false when the command goes out.
+bool hold_change(const Candidate& c, std::int64_t change, std::int64_t target, std::int64_t now_ms,
+                 Outcome& outcome) {
+  const auto& memory = *c.memory;
+  const auto& settings = c.settings;
+  if (change == 0) {
+    outcome.kind = c.blind                ? Outcome::Kind::no_statistics
+                   : c.settling           ? Outcome::Kind::settling
+                   : c.held_by_hysteresis ? Outcome::Kind::hysteresis
+                   : c.below_deadband > 0 ? Outcome::Kind::deadband
+                                          : Outcome::Kind::unchanged;
+    if (outcome.kind == Outcome::Kind::hysteresis) {
+      outcome.hysteresis = settings.hysteresis;
+    } else if (outcome.kind == Outcome::Kind::deadband) {
+      outcome.change_bytes = c.below_deadband;
+      outcome.deadband_bytes = settings.deadband_bytes;
+    }
+    outcome.short_at_maximum = c.needs && c.vm->current_bytes >= settings.max_bytes;
+    return true;
+  }
+  // A guest in need (short, falling short, faulting, swapping) may always grow.
+  const bool growing_in_need = change > 0 && c.needs;
+  const auto magnitude = static_cast<std::uint64_t>(change > 0 ? change : -change);
+  if (magnitude < settings.deadband_bytes && !growing_in_need) {
+    outcome.kind = Outcome::Kind::deadband;
+    outcome.change_bytes = magnitude;
+    outcome.deadband_bytes = settings.deadband_bytes;
+    return true;
+  }
+  // A balloon that has not reached the last target (a guest that cannot give more, or is still
+  // working on it) is not sent the same command every tick; it is retried after the class's
+  // hysteresis.
+  if (memory.last_target_bytes == static_cast<std::uint64_t>(target) &&
+      now_ms - memory.last_change_ms <
+          std::max<std::int64_t>(settings.hysteresis.count(), 10'000)) {
+    outcome.kind = Outcome::Kind::waiting;
+    outcome.target_bytes = static_cast<std::uint64_t>(target);
+    return true;
+  }
+  const int direction = change > 0 ? 1 : -1;
+  const bool reversing = memory.last_direction != 0 && memory.last_direction != direction;
+  if (reversing && now_ms - memory.last_change_ms < settings.hysteresis.count() &&
+      !growing_in_need) {
+    outcome.kind = Outcome::Kind::hysteresis;
+    outcome.hysteresis = settings.hysteresis;
+    return true;
+  }
+  return false;
+}
+
+// Why the command goes out: the rule's reason, or the limits that alone moved it, or the change
+// in flight it continues.
+std::string command_reason(const Candidate& c, std::int64_t target, std::int64_t wanted,
+                           const HostView& host, Cause& cause) {
+  const auto& settings = c.settings;
+  std::string why = c.why != nullptr ? *c.why : own_reason(c, host.available);
+  // A balloon outside its limits (a floor raised by a reload or new metadata, a size set by
+  // hand) is moved inside them even when nothing else would change it; the command says so.
+  const bool clamped_only = c.delta == 0 && target != wanted;
+  if (target != wanted && (clamped_only || why.empty())) {
+    cause = Cause::limits;
+    if (target < static_cast<std::int64_t>(c.vm->current_bytes)) {
+      return "above its maximum " + format_size(settings.max_bytes) + ": lowered to the maximum";
+    }
+    return settings.pinned_by.empty()
+               ? "below its floor " + format_size(settings.floor_bytes) + ": raised to the floor"
+               : "the host holds all of its memory whatever its balloon (" + settings.pinned_by +
+                     "): let out to its maximum";
+  }
+  if (why.empty()) {
+    why = "continues the change in flight to " +
+          format_size(*c.memory->last_target_bytes);  // only the in-flight rule moved it
+  }
+  return why;
+}
+
 // Rule 6: deltas become commands within [floor, maximum], deadband and hysteresis.
 void make_commands(std::vector<Candidate>& candidates, const HostView& host,
                    const Snapshot& snapshot, std::int64_t now_ms, Plan& plan) {
@@ -902,34 +1102,9 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     auto& memory = *c.memory;
     const auto current = static_cast<std::int64_t>(vm.current_bytes);
     const std::int64_t wanted = current + c.delta;
-    std::int64_t target =
-        std::clamp<std::int64_t>(wanted, static_cast<std::int64_t>(c.settings.floor_bytes),
-                                 static_cast<std::int64_t>(c.settings.max_bytes));
-    // A balloon outside its limits (a floor raised by a reload or new metadata, a size set by
-    // hand) is moved inside them even when nothing else would change it; the command says so.
-    const bool clamped_only = c.delta == 0 && target != wanted;
-    // A balloon still on its way to the last target (libvirt reports its size with a lag) is
-    // not sent a target short of that one in the same direction: that would undo part of the
-    // last command. The new target is at least as far as the one in flight, but never more
-    // than a step from the balloon's size nor outside [floor, maximum] (either may have changed
-    // by a reload since). A command no longer in flight is forgotten.
-    if (const auto flight = in_flight_target(memory, vm.current_bytes)) {
-      const auto step = static_cast<std::int64_t>(c.settings.max_step_bytes);
-      auto in_flight = static_cast<std::int64_t>(*flight);
-      if (step > 0) {
-        in_flight = std::clamp(in_flight, current - step, current + step);
-      }
-      in_flight = std::clamp(in_flight, static_cast<std::int64_t>(c.settings.floor_bytes),
-                             static_cast<std::int64_t>(c.settings.max_bytes));
-      if (memory.last_direction > 0 && target > current && in_flight > current) {
-        target = std::max(target, in_flight);
-      } else if (memory.last_direction < 0 && target < current && in_flight < current) {
-        target = std::min(target, in_flight);
-      }
-    } else {
-      memory.last_target_bytes.reset();
-      memory.last_from_bytes.reset();
-    }
+    const std::int64_t target = continue_in_flight(
+        c, std::clamp<std::int64_t>(wanted, static_cast<std::int64_t>(c.settings.floor_bytes),
+                                    static_cast<std::int64_t>(c.settings.max_bytes)));
     const std::int64_t change = target - current;
     Outcome& outcome = plan.outcomes[c.outcome];
     outcome.blind = c.blind;
@@ -937,48 +1112,11 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     outcome.guest_free_ratio = c.settings.guest_free_ratio;
     outcome.keeps_burst_room = c.keeps_burst_room && change >= 0;
     outcome.unresident_bytes = c.unresident;
-    if (change == 0) {
-      outcome.kind = c.blind                ? Outcome::Kind::no_statistics
-                     : c.settling           ? Outcome::Kind::settling
-                     : c.held_by_hysteresis ? Outcome::Kind::hysteresis
-                     : c.below_deadband > 0 ? Outcome::Kind::deadband
-                                            : Outcome::Kind::unchanged;
-      if (outcome.kind == Outcome::Kind::hysteresis) {
-        outcome.hysteresis = c.settings.hysteresis;
-      } else if (outcome.kind == Outcome::Kind::deadband) {
-        outcome.change_bytes = c.below_deadband;
-        outcome.deadband_bytes = c.settings.deadband_bytes;
-      }
-      outcome.short_at_maximum = c.needs && vm.current_bytes >= c.settings.max_bytes;
+    if (hold_change(c, change, target, now_ms, outcome)) {
       continue;
     }
-    const bool growing_in_need = change > 0 && c.needs;
-    const auto magnitude = static_cast<std::uint64_t>(change > 0 ? change : -change);
-    if (magnitude < c.settings.deadband_bytes && !growing_in_need) {
-      outcome.kind = Outcome::Kind::deadband;
-      outcome.change_bytes = magnitude;
-      outcome.deadband_bytes = c.settings.deadband_bytes;
-      continue;
-    }
-    // A balloon that has not reached the last target (a guest that cannot give more, or is
-    // still working on it) is not sent the same command every tick; it is retried after the
-    // class's hysteresis.
-    if (memory.last_target_bytes == static_cast<std::uint64_t>(target) &&
-        now_ms - memory.last_change_ms <
-            std::max<std::int64_t>(c.settings.hysteresis.count(), 10'000)) {
-      outcome.kind = Outcome::Kind::waiting;
-      outcome.target_bytes = static_cast<std::uint64_t>(target);
-      continue;
-    }
-    // A guest in need (short, falling short, faulting, swapping) may always grow.
     const int direction = change > 0 ? 1 : -1;
-    const bool reversing = memory.last_direction != 0 && memory.last_direction != direction;
-    if (reversing && now_ms - memory.last_change_ms < c.settings.hysteresis.count() &&
-        !growing_in_need) {
-      outcome.kind = Outcome::Kind::hysteresis;
-      outcome.hysteresis = c.settings.hysteresis;
-      continue;
-    }
+    const auto magnitude = static_cast<std::uint64_t>(change > 0 ? change : -change);
     outcome.kind = Outcome::Kind::changed;
     outcome.change_index = plan.balloons.size();
     BalloonChange bc;
@@ -988,22 +1126,9 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     bc.to_bytes = static_cast<std::uint64_t>(target);
     bc.floor_bytes = c.settings.floor_bytes;
     bc.cause = c.cause;
-    std::string why_text = c.why != nullptr ? *c.why : own_reason(c, host.available);
-    if (target != wanted && (clamped_only || why_text.empty())) {
-      why_text =
-          direction < 0 ? "above its maximum " + format_size(c.settings.max_bytes) +
-                              ": lowered to the maximum"
-          : c.settings.pinned_by.empty()
-              ? "below its floor " + format_size(c.settings.floor_bytes) + ": raised to the floor"
-              : "the host holds all of its memory whatever its balloon (" + c.settings.pinned_by +
-                    "): let out to its maximum";
-      bc.cause = Cause::limits;
-    } else if (why_text.empty()) {
-      why_text = "continues the change in flight to " +
-                 format_size(*memory.last_target_bytes);  // only the in-flight rule moved it
-    }
-    bc.reason = why_text + "; " + vm.name + " has " + guest_status(outcome) + ": " +
-                (direction > 0 ? "grow " : "shrink ") + format_size(magnitude);
+    bc.reason = command_reason(c, target, wanted, host, bc.cause) + "; " + vm.name + " has " +
+                guest_status(outcome) + ": " + (direction > 0 ? "grow " : "shrink ") +
+                format_size(magnitude);
     bc.previous = {memory.last_change_ms, memory.last_change_unix_ms, memory.last_direction,
                    memory.last_target_bytes, memory.last_from_bytes};
     plan.balloons.push_back(std::move(bc));
