@@ -227,14 +227,16 @@ void World::step_guest(Guest& g) {
 
   // Page cache gives way to anonymous memory and to the balloon, and refills free memory up to
   // the file data the workload has read. The working set that is not cached is re-read.
+  // A page re-read lands in the cache like any read, so a guest with free memory caches its
+  // working set again as fast as it re-reads it.
   const double free_for_cache = room - anon;
   g.cache = std::min(g.cache, free_for_cache);
-  g.cache = std::min(g.cache + g.spec.cache_fill_bytes_per_s,
-                     std::min(static_cast<double>(g.spec.cache_limit_bytes), free_for_cache));
   const double ws = std::min(at(g.spec.file_working_set_bytes, now_),
                              static_cast<double>(g.spec.cache_limit_bytes));
+  const double refault = std::max(0.0, ws - g.cache) / kWorkingSetRereadSeconds;
+  g.cache = std::min(g.cache + g.spec.cache_fill_bytes_per_s + refault,
+                     std::min(static_cast<double>(g.spec.cache_limit_bytes), free_for_cache));
   g.evicted = std::max(0.0, ws - g.cache);
-  const double refault = g.evicted / kWorkingSetRereadSeconds;
   g.major_faults_total += refault / 4096;
   totals_.refault_bytes += refault;
   totals_.evicted_byte_seconds += g.evicted;

@@ -232,6 +232,26 @@ TEST(World, EvictingTheFileWorkingSetCostsRefaultsAndPressure) {
   EXPECT_GT(w.snapshot().vms[0].guest.major_faults_total.value_or(0), 1000u);
 }
 
+TEST(World, ReReadPagesAreCachedAgainOnceTheGuestHasRoom) {
+  // 1 GiB anonymous and a 2 GiB working set that fills its cache at 1 MiB/s only: the working set
+  // comes back into the cache mostly by being re-read.
+  GuestSpec g = guest("reader", 1.0 * GiB, 2.0 * GiB, 2.0 * GiB);
+  g.cache_fill_bytes_per_s = 1.0 * MiB;
+  World w(small_host(), {g});
+  run_for(w, 1);
+  w.set_target(0, 1200 * MiB);  // the working set is evicted, all but ~70 MiB
+  run_for(w, 30);
+  ASSERT_GT(w.guests()[0].evicted, 1.9 * GiB);
+  w.set_target(0, 4 * GiB);
+  run_for(w, 5);
+  // Re-reads run at evicted / 100 s: the evicted part halves in about 70 s, where the fill rate
+  // alone would have cached 70 MiB of it.
+  run_for(w, 70);
+  EXPECT_LT(w.guests()[0].evicted, 1.1 * GiB);
+  run_for(w, 400);
+  EXPECT_LT(w.guests()[0].evicted, 64.0 * MiB);
+}
+
 TEST(World, FreePageReportingReturnsFreeMemoryToTheHost) {
   auto boot = guest("booted", 0.5 * GiB);
   boot.demand_bytes = [](double t) { return t < 10 ? 3.0 * GiB : 0.5 * GiB; };

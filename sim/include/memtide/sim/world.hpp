@@ -10,7 +10,8 @@
 //   itself (autodeflate);
 // - page cache: fills free guest memory up to the workload's file data; the part of its file
 //   working set that is not cached is re-read from disk (refaults, counted as I/O and as
-//   working set evicted) and the guest counts as short of memory;
+//   working set evicted; re-read pages are cached again where there is room) and the guest
+//   counts as short of memory;
 // - optionally a virtio-mem device (GuestSpec::virtio_mem_*): resized in whole blocks, it
 //   cannot unplug what the guest uses and cannot be taken back by autodeflate;
 // - statistics, sampled every stats_period_s (they arrive late) and not at all while the guest
