@@ -148,14 +148,20 @@ void measure_host_rates(HostView& h, const HostSample& host, const PolicyState& 
   h.psi_full =
       std::max(host.psi_memory && host.psi_memory->full ? host.psi_memory->full->avg10_ratio : 0,
                rates.psi_memory_full_stall_ratio);
-  h.psi_some_high = h.psi_some > cfg.pressure.psi_some_avg10_ratio;
-  h.psi_full_high = h.psi_full > cfg.pressure.psi_full_avg10_ratio;
   const auto swap_rate = static_cast<double>(cfg.pressure.swap_rate_bytes_per_second);
+  h.paying_back = h.swap_in_rate >= swap_rate && h.swap_used > 0;
+  // A host paying swap back stalls on the swap-ins themselves; with MemAvailable well above the
+  // reserve, that stall is not a shortage a balloon could relieve (shrinking guests would only
+  // evict what they use), so it is not host pressure.
+  const bool stall_counts =
+      !h.paying_back || static_cast<double>(h.available) <=
+                            kForecastActsBelowReserveFactor * static_cast<double>(h.reserve);
+  h.psi_some_high = stall_counts && h.psi_some > cfg.pressure.psi_some_avg10_ratio;
+  h.psi_full_high = stall_counts && h.psi_full > cfg.pressure.psi_full_avg10_ratio;
   // Swap-out counts only at a real rate and with the host short of memory: a trickle, or a
   // cgroup swapping at its own limit while MemAvailable is plentiful, is not host pressure.
   h.swapping = h.swap_out_rate >= swap_rate &&
                (h.below_reserve() || h.heading || h.psi_some_high || h.psi_full_high);
-  h.paying_back = h.swap_in_rate >= swap_rate && h.swap_used > 0;
 }
 
 HostLevel host_level(const HostView& h) {
@@ -498,6 +504,10 @@ void judge_need(Candidate& c, const HostView& host) {
     std::uint64_t want = above(grow_to, vm.current_bytes);
     if (c.distress) {
       want = std::max(want, settings.max_step_bytes);  // in distress: at least a full step
+    }
+    if (c.faulting) {
+      want = std::max(want, static_cast<std::uint64_t>(c.major_faults_per_s * kGuestPageBytes *
+                                                       kRereadFundingSeconds));
     }
     // A guest in need is never held back by the deadband.
     want = std::max(want, settings.deadband_bytes);
@@ -957,7 +967,9 @@ void give_back_when_idle(std::vector<Candidate>& candidates, const HostView& hos
         m.last_direction < 0 && now_ms - m.last_change_ms < c.settings.hysteresis.count();
     // A guest whose statistics predate its last change waits for fresh ones: it may have been
     // grown for need a moment ago.
-    if (c.settings.grow_when_host_idle && c.delta == 0 && !c.blind && !c.settling &&
+    // A guest granted growth for its need this tick stays eligible: the idle host may give it
+    // the rest of its step.
+    if (c.settings.grow_when_host_idle && c.delta >= 0 && !c.blind && !c.settling &&
         !waiting_out_shrink &&
         c.vm->current_bytes + c.settings.deadband_bytes < c.settings.max_bytes) {
       order.push_back(&c);
@@ -974,15 +986,18 @@ void give_back_when_idle(std::vector<Candidate>& candidates, const HostView& hos
     return ballooned(a) != ballooned(b) ? ballooned(a) > ballooned(b) : a->vm->name < b->vm->name;
   });
   for (Candidate* c : order) {
-    const std::uint64_t grow =
-        std::min(step_limit(*c, c->settings.max_bytes - c->vm->current_bytes), room);
+    const auto granted = static_cast<std::uint64_t>(c->delta);
+    const std::uint64_t grow = std::min(
+        above(step_limit(*c, c->settings.max_bytes - c->vm->current_bytes), granted), room);
     if (grow < c->settings.deadband_bytes) {
-      break;
+      continue;
     }
     room -= grow;
-    c->delta = static_cast<std::int64_t>(grow);
-    c->cause = Cause::host_idle;
-    c->own_why = Candidate::OwnWhy::host_idle;
+    c->delta += static_cast<std::int64_t>(grow);
+    if (granted == 0) {
+      c->cause = Cause::host_idle;
+      c->own_why = Candidate::OwnWhy::host_idle;
+    }
   }
 }
 

@@ -725,6 +725,50 @@ TEST(Decide, MajorFaultsNearTheTargetCountAsNeed) {
   EXPECT_TRUE(decide(s, r1.state, c, 10'000).plan.balloons.empty());
 }
 
+// A guest re-reading what it evicted asks in proportion to its re-reads (a minute of them per
+// tick, within max_step), not by the deadband its free target alone would give it.
+TEST(Decide, AReReadingGuestAsksInProportionToItsFaultRate) {
+  auto c = base_config();
+  c.classes[0].balloon.max_step = SizeOrRatio{4 * GiB};
+  auto grown_at = [&c](std::uint64_t faults_per_s) {
+    auto s = host(40 * GiB);
+    // 17 % usable: inside the comfort band, where the comfort point is only just above its size.
+    auto v = guest("reader", 8 * GiB, 16 * GiB, 8 * GiB * 17 / 100);
+    v.guest.major_faults_total = 1000;
+    s.vms = {v};
+    const auto first = decide(s, {}, c, 0);
+    v.guest.major_faults_total = 1000 + faults_per_s * 10;
+    s.vms = {v};
+    const auto second = decide(s, first.state, c, 10'000);
+    const auto* b = change_for(second.plan, "reader");
+    return b == nullptr ? 8 * GiB : b->to_bytes;
+  };
+  // 200 faults/s re-read 800 KiB/s: 47 MiB a minute. 5,000 faults/s: 1.14 GiB a minute.
+  const std::uint64_t slow = grown_at(200) - 8 * GiB;
+  const std::uint64_t fast = grown_at(5000) - 8 * GiB;
+  EXPECT_GE(slow, 32 * MiB);
+  EXPECT_LT(slow, 200 * MiB);
+  EXPECT_NEAR(static_cast<double>(fast), 5000.0 * 4096 * 60, 1.0 * MiB);
+  // Bounded by max_step.
+  c.classes[0].balloon.max_step = SizeOrRatio{512 * MiB};
+  EXPECT_EQ(grown_at(5000), 8 * GiB + 512 * MiB);
+}
+
+// A guest granted growth for its need stays eligible for give-back: an idle host gives it the
+// rest of its step at once.
+TEST(Decide, AnIdleHostGivesAGuestInNeedTheRestOfItsStep) {
+  auto c = base_config();
+  c.classes[0].balloon.grow_when_host_idle = true;
+  auto s = host(40 * GiB);
+  // 14 % usable: short of its 15 % target by a little.
+  s.vms = {guest("short", 4 * GiB, 8 * GiB, 4 * GiB * 14 / 100)};
+  const auto d = decide(s, {}, c, 0);
+  const auto* b = change_for(d.plan, "short");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->to_bytes, 4 * GiB + 512 * MiB) << b->reason;
+  EXPECT_EQ(b->cause, Cause::guest_need);  // its own cause stands
+}
+
 // A guest reports once a statistics period; ticks may come faster (here every second, against a
 // 5 s period). Its fault rate is the faults between two reports over the time between them,
 // not over the one tick in which the new report was seen.
@@ -854,6 +898,31 @@ TEST(Decide, SuddenStallCountsBeforeAvg10Catches) {
       << second.plan.host_summary;
   ASSERT_EQ(second.plan.balloons.size(), 1u);  // the idle guest gives a step back
   EXPECT_EQ(second.plan.balloons[0].to_bytes, 6 * GiB - 512 * MiB);
+}
+
+// A host paying swap back stalls on the swap-ins; with MemAvailable far above the reserve the
+// stall is no shortage a balloon can relieve, so nothing is shrunk. Near the reserve it counts.
+TEST(Decide, AStallWhilePayingBackSwapWithAmpleMemoryShrinksNothing) {
+  auto c = base_config();
+  auto decide_at = [&c](std::uint64_t available) {
+    auto s = host(available);
+    s.host.meminfo.swap_free_bytes = 14 * GiB;  // 2 GiB in swap
+    s.host.psi_memory = Pressure{PressureLine{0, 0, 0, 100.0}, PressureLine{0, 0, 0, 50.0}};
+    s.vms = {self_rescuing(guest("idle", 6 * GiB, 8 * GiB, 5 * GiB))};
+    const auto first = decide(s, {}, c, 0);
+    // 2 s later: 0.5 s of stall (25 %) while 64 MiB/s comes back from swap.
+    s.host.psi_memory->some.total_seconds = 100.5;
+    s.host.vmstat.swap_in_bytes_total += 128 * MiB;
+    return decide(s, first.state, c, 2000);
+  };
+  const auto ample = decide_at(20 * GiB);
+  EXPECT_FALSE(ample.plan.host_pressure) << ample.plan.host_summary;
+  EXPECT_TRUE(ample.plan.balloons.empty()) << ample.plan.host_summary;
+  EXPECT_NE(ample.plan.host_summary.find("paying back swap"), std::string::npos);
+  // At 3 GiB available (under twice the 2 GiB reserve) the same stall is host pressure.
+  const auto near = decide_at(3 * GiB);
+  EXPECT_TRUE(near.plan.host_pressure) << near.plan.host_summary;
+  EXPECT_FALSE(near.plan.balloons.empty());
 }
 
 // --- Properties over random inputs.

@@ -257,6 +257,11 @@ inline constexpr double kComfortFactor = 1.25;
 // Major faults per second inside a guest above which it counts as short of memory while it is
 // within its comfort band (a guest with plenty free may fault pages in from its disks freely).
 inline constexpr double kGuestMajorFaultsPerSecond = 100;
+// A guest re-reading what it evicted (faulting, above) asks for this many seconds of its re-reads
+// (major faults x page size) per tick, within max_step: growth in proportion to how much of its
+// working set is missing, where its free target alone would grow it by the deadband.
+inline constexpr double kRereadFundingSeconds = 60;
+inline constexpr std::uint64_t kGuestPageBytes = 4096;
 // An alert resolves only after its condition has been false for this many ticks in a row.
 inline constexpr int kAlertClearTicks = 3;
 // The forecast keeps at most this many points over its window (older ones thinned evenly), so a
