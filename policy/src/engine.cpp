@@ -127,6 +127,12 @@ struct HostView {
   std::string reason;  // why the host is not ok ("" when it is)
   double pacing_tick_s() const { return tick_s > 0 ? tick_s : kDefaultTickSeconds; }
   bool below_reserve() const { return deficit > 0; }
+  // MemAvailable within kForecastActsBelowReserveFactor x the reserve: close enough to the swap
+  // point that a forecast, or a stall while swap is paid back, is a shortage worth acting on.
+  bool near_swap_point() const {
+    return static_cast<double>(available) <=
+           kForecastActsBelowReserveFactor * static_cast<double>(reserve);
+  }
   bool pressed() const { return level == HostLevel::tight || level == HostLevel::critical; }
 };
 
@@ -153,9 +159,7 @@ void measure_host_rates(HostView& h, const HostSample& host, const PolicyState& 
   // A host paying swap back stalls on the swap-ins themselves; with MemAvailable well above the
   // reserve, that stall is not a shortage a balloon could relieve (shrinking guests would only
   // evict what they use), so it is not host pressure.
-  const bool stall_counts =
-      !h.paying_back || static_cast<double>(h.available) <=
-                            kForecastActsBelowReserveFactor * static_cast<double>(h.reserve);
+  const bool stall_counts = !h.paying_back || h.near_swap_point();
   h.psi_some_high = stall_counts && h.psi_some > cfg.pressure.psi_some_avg10_ratio;
   h.psi_full_high = stall_counts && h.psi_full > cfg.pressure.psi_full_avg10_ratio;
   // Swap-out counts only at a real rate and with the host short of memory: a trickle, or a
@@ -239,8 +243,7 @@ HostView assess_host(const Snapshot& snapshot, PolicyState& next, const config::
   add_forecast_point(next.available_history, now_ms, h.available, cfg.swap_forecast.window.count());
   plan.forecast = forecast_swap(next.available_history, h.total);
   h.forecast = plan.forecast.seconds_to_swap && *plan.forecast.seconds_to_swap < h.horizon_s;
-  h.heading = h.forecast && static_cast<double>(h.available) <=
-                                kForecastActsBelowReserveFactor * static_cast<double>(h.reserve);
+  h.heading = h.forecast && h.near_swap_point();
   measure_host_rates(h, host, next, cfg, now_ms);
   h.level = host_level(h);
   h.reason = host_reason(h, cfg, plan);

@@ -261,7 +261,7 @@ void World::step_guest(Guest& g) {
   sample_stats(g, room, anon, swapped);
 }
 
-double World::swap_in_used_pages(double& free) {
+double World::swap_in_used_pages() {
   double swap_in = 0;
   for (auto& g : guests_) {
     if (!g.running || g.host_swapped <= 0) {
@@ -272,7 +272,6 @@ double World::swap_in_used_pages(double& free) {
     g.host_swapped -= back;
     g.host_swapped_hot = std::max(0.0, std::min(g.host_swapped_hot - back, g.host_swapped));
     swap_in += back;
-    free -= back;
   }
   return swap_in;
 }
@@ -345,7 +344,9 @@ void World::step_host() {
   const double ram = static_cast<double>(host_.ram_bytes);
   const double watermark = kLowWatermarkShare * ram;
   double free = ram - nonvm_bytes() - host_cache_ - host_guest_ram_bytes();
-  const double swap_in = swap_in_used_pages(free);
+  // Pages swapped back in take host RAM (the kernel finds room for them, by reclaim if it must).
+  const double swap_in = swap_in_used_pages();
+  free -= swap_in;
   double swap_out = 0;
   if (free < watermark) {
     swap_out = reclaim_to_watermark(free, watermark, swap_in);

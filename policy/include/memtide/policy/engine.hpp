@@ -261,7 +261,7 @@ inline constexpr double kGuestMajorFaultsPerSecond = 100;
 // (major faults x page size) per tick, within max_step: growth in proportion to how much of its
 // working set is missing, where its free target alone would grow it by the deadband.
 inline constexpr double kRereadFundingSeconds = 60;
-inline constexpr std::uint64_t kGuestPageBytes = 4096;
+inline constexpr std::uint64_t kGuestPageBytes = 4096;  // what one major fault reads (x86-64)
 // An alert resolves only after its condition has been false for this many ticks in a row.
 inline constexpr int kAlertClearTicks = 3;
 // The forecast keeps at most this many points over its window (older ones thinned evenly), so a

@@ -201,9 +201,9 @@ class World {
   // One second of the host: guest pages in host swap that are in use fault back in, kswapd
   // reclaims below the low watermark, and memory PSI accounts the stalls.
   void step_host();
-  // Faults back what guests use from host swap, within the swap bandwidth; lowers free by it.
-  // Returns the bytes swapped in.
-  double swap_in_used_pages(double& free);
+  // Faults back what guests use from host swap, within the swap bandwidth. Returns the bytes
+  // swapped in.
+  double swap_in_used_pages();
   // Below the low watermark kswapd reclaims up to twice it: page cache, and by swappiness a share
   // of guest memory swapped out even while cache remains (all of it once cache is gone). Returns
   // the bytes swapped out.
