@@ -221,6 +221,7 @@ void World::step_guest(Guest& g) {
   g.swap_out_total += out;
   g.swap_in_total += in;
   g.major_faults_total += in / 4096;
+  g.faults_now = in / 4096;
   totals_.guest_swap_out_bytes += std::max(0.0, swapped - g.swapped);
   g.anon = anon;
   g.swapped = swapped;
@@ -238,6 +239,7 @@ void World::step_guest(Guest& g) {
                      std::min(static_cast<double>(g.spec.cache_limit_bytes), free_for_cache));
   g.evicted = std::max(0.0, ws - g.cache);
   g.major_faults_total += refault / 4096;
+  g.faults_now += refault / 4096;
   totals_.refault_bytes += refault;
   totals_.evicted_byte_seconds += g.evicted;
 
@@ -391,6 +393,7 @@ void World::step() {
   totals_.min_available_bytes = totals_.min_available_bytes < 0
                                     ? available
                                     : std::min(totals_.min_available_bytes, available);
+  account_long_rereads(available);
   for (std::size_t i = 0; i < host_.squeezes.size(); ++i) {
     const auto& s = host_.squeezes[i];
     if (now_ >= s.start_s && squeeze_recovered_[i] < 0) {
@@ -399,6 +402,22 @@ void World::step() {
       } else {
         totals_.reserve_recovery_seconds += 1;
       }
+    }
+  }
+}
+
+void World::account_long_rereads(double available) {
+  const bool host_has_reserve = available >= static_cast<double>(host_.reserve_bytes);
+  for (auto& g : guests_) {
+    if (!g.running || !host_has_reserve || g.faults_now <= kLongRereadFaultsPerS) {
+      g.rereading_since = -1;
+      continue;
+    }
+    if (g.rereading_since < 0) {
+      g.rereading_since = now_;
+    }
+    if (now_ - g.rereading_since >= kLongRereadSeconds) {
+      totals_.long_reread_seconds += 1;
     }
   }
 }

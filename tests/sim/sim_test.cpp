@@ -252,6 +252,37 @@ TEST(World, ReReadPagesAreCachedAgainOnceTheGuestHasRoom) {
   EXPECT_LT(w.guests()[0].evicted, 64.0 * MiB);
 }
 
+TEST(World, LongReReadsCountOnlyPastAMinuteWithTheHostAboveItsReserve) {
+  // Shrunk to 1200 MiB, a guest with 1 GiB anonymous and a 2 GiB working set re-reads about
+  // 1.9 GiB / 100 s: some 4,900 major faults/s, for as long as it stays so small.
+  GuestSpec g = guest("reader", 1.0 * GiB, 2.0 * GiB, 2.0 * GiB);
+  HostSpec roomy = small_host();  // about 3 GiB available: above the 2 GiB reserve
+  HostSpec short_host = small_host();
+  short_host.reserve_bytes = 6 * GiB;  // the same host, below a reserve of 6 GiB
+  World above(roomy, {g});
+  World below(short_host, {g});
+  for (World* w : {&above, &below}) {
+    run_for(*w, 1);
+    w->set_target(0, 1200 * MiB);
+  }
+  run_for(above, 50);
+  EXPECT_GT(above.guests()[0].faults_now, kLongRereadFaultsPerS);
+  EXPECT_EQ(above.totals().long_reread_seconds, 0);  // its first minute is not counted
+  run_for(above, 50);
+  run_for(below, 100);
+  // Re-reading from a few seconds in (the balloon inflates at 256 MiB/s): counted from a minute
+  // after that to t = 101 s, at most 41 s.
+  EXPECT_GT(above.totals().long_reread_seconds, 30);
+  EXPECT_LE(above.totals().long_reread_seconds, 41);
+  EXPECT_EQ(below.totals().long_reread_seconds, 0);
+  // Given its room back, it stops re-reading within seconds, and nothing more is counted.
+  above.set_target(0, 4 * GiB);
+  run_for(above, 200);
+  const double counted = above.totals().long_reread_seconds;
+  run_for(above, 100);
+  EXPECT_EQ(above.totals().long_reread_seconds, counted);
+}
+
 TEST(World, FreePageReportingReturnsFreeMemoryToTheHost) {
   auto boot = guest("booted", 0.5 * GiB);
   boot.demand_bytes = [](double t) { return t < 10 ? 3.0 * GiB : 0.5 * GiB; };
@@ -445,6 +476,7 @@ TEST(Evaluation, RandomScenariosFewerOomsThanBothAndLessSwapThanMomAtTheMedian) 
   std::vector<double> ooms[3];
   std::vector<double> swap[3];
   std::vector<double> hot_swap_in[3];
+  std::vector<double> long_rereads[3];
   for (std::uint64_t seed = 1; seed <= 500; ++seed) {
     const auto r = run_all(make_random_scenario(seed));
     const Totals* t[3] = {&r.memtide, &r.mom, &r.proxmox};
@@ -452,6 +484,7 @@ TEST(Evaluation, RandomScenariosFewerOomsThanBothAndLessSwapThanMomAtTheMedian) 
       ooms[p].push_back(static_cast<double>(t[p]->guest_ooms));
       swap[p].push_back(t[p]->host_swap_out_bytes);
       hot_swap_in[p].push_back(t[p]->host_swap_in_bytes);
+      long_rereads[p].push_back(t[p]->long_reread_seconds);
     }
   }
   EXPECT_LT(median(ooms[0]), median(ooms[1]));
@@ -461,6 +494,10 @@ TEST(Evaluation, RandomScenariosFewerOomsThanBothAndLessSwapThanMomAtTheMedian) 
   EXPECT_LT(median(swap[0]), median(swap[1]));
   // Guests wait on host swap-in no more than under the better baseline.
   EXPECT_LE(median(hot_swap_in[0]), std::min(median(hot_swap_in[1]), median(hot_swap_in[2])));
+  // Guests re-reading above 1,000 faults/s for over a minute with the host above its reserve:
+  // under a VM-minute in the median scenario, and a tenth of MOM's at most.
+  EXPECT_LE(median(long_rereads[0]), 60);
+  EXPECT_LE(10 * median(long_rereads[0]), median(long_rereads[1]));
 }
 
 TEST(Evaluation, Deterministic) {

@@ -44,6 +44,11 @@ namespace memtide::sim {
 inline constexpr std::uint64_t MiB = 1ULL << 20;
 inline constexpr std::uint64_t GiB = 1ULL << 30;
 inline constexpr double kOomRestartSeconds = 60;
+// A guest re-reading faster than this (major faults/s) for longer than kLongRereadSeconds while
+// the host has its reserve is losing work no policy should leave it to: the target "no guest
+// above 1,000 major faults/s for more than 60 s while the host is above its reserve".
+inline constexpr double kLongRereadFaultsPerS = 1000;
+inline constexpr double kLongRereadSeconds = 60;
 
 using Curve = std::function<double(double t)>;  // bytes at second t
 
@@ -114,8 +119,10 @@ struct Guest {
   double host_swapped = 0;  // of which in host swap
   // Of host_swapped, pages kswapd took while the guest was using them (its LRU is approximate).
   double host_swapped_hot = 0;
-  double oom_until = -1;  // workload restarting after an OOM kill
-  double evicted = 0;     // file working set not cached now
+  double oom_until = -1;        // workload restarting after an OOM kill
+  double evicted = 0;           // file working set not cached now
+  double faults_now = 0;        // major faults in the last second (swap-ins and re-reads)
+  double rereading_since = -1;  // start of its re-reading above kLongRereadFaultsPerS (-1: not)
   // Counters as the guest reports them.
   double swap_in_total = 0;
   double swap_out_total = 0;
@@ -148,6 +155,9 @@ struct Totals {
   double guest_swap_out_bytes = 0;
   double evicted_byte_seconds = 0;  // file working set not cached, integrated
   double refault_bytes = 0;         // re-read from disk because of it
+  // Summed over guests: seconds past the first kLongRereadSeconds of re-reading above
+  // kLongRereadFaultsPerS while the host's MemAvailable was at or above its reserve.
+  double long_reread_seconds = 0;
   double ballooned_byte_seconds = 0;
   double seconds = 0;
   std::uint64_t balloon_actions = 0;
@@ -209,6 +219,8 @@ class World {
   // the bytes swapped out.
   double reclaim_to_watermark(double free, double watermark, double swap_in);
   void account_pressure(double swap_in, double swap_out);
+  // Counts the guests re-reading for long while the host has its reserve (Totals).
+  void account_long_rereads(double available);
   double nonvm_bytes() const;
 
   HostSpec host_;
