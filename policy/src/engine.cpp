@@ -156,10 +156,11 @@ void measure_host_rates(HostView& h, const HostSample& host, const PolicyState& 
                rates.psi_memory_full_stall_ratio);
   const auto swap_rate = static_cast<double>(cfg.pressure.swap_rate_bytes_per_second);
   h.paying_back = h.swap_in_rate >= swap_rate && h.swap_used > 0;
-  // A host paying swap back stalls on the swap-ins themselves; with MemAvailable well above the
-  // reserve, that stall is not a shortage a balloon could relieve (shrinking guests would only
-  // evict what they use), so it is not host pressure.
-  const bool stall_counts = !h.paying_back || h.near_swap_point();
+  // A stall with MemAvailable well above the reserve is not a shortage a balloon could relieve:
+  // it comes from swap being paid back (the swap-ins themselves), a cgroup at its own limit, or
+  // a process's own I/O, and shrinking guests would only evict what they use. It counts as host
+  // pressure only near the swap point.
+  const bool stall_counts = h.near_swap_point();
   h.psi_some_high = stall_counts && h.psi_some > cfg.pressure.psi_some_avg10_ratio;
   h.psi_full_high = stall_counts && h.psi_full > cfg.pressure.psi_full_avg10_ratio;
   // Swap-out counts only at a real rate and with the host short of memory: a trickle, or a

@@ -885,7 +885,7 @@ TEST(Alerts, HostSwappingAndGuestDistress) {
 
 TEST(Decide, SuddenStallCountsBeforeAvg10Catches) {
   auto c = base_config();
-  auto s = host(20 * GiB);
+  auto s = host(3 * GiB);  // near the swap point: under twice the 2 GiB reserve
   s.host.psi_memory = Pressure{PressureLine{0, 0, 0, 100.0}, PressureLine{0, 0, 0, 50.0}};
   s.vms = {guest("idle", 6 * GiB, 8 * GiB, 5 * GiB)};
   const auto first = decide(s, {}, c, 0);
@@ -922,6 +922,29 @@ TEST(Decide, AStallWhilePayingBackSwapWithAmpleMemoryShrinksNothing) {
   // At 3 GiB available (under twice the 2 GiB reserve) the same stall is host pressure.
   const auto near = decide_at(3 * GiB);
   EXPECT_TRUE(near.plan.host_pressure) << near.plan.host_summary;
+  EXPECT_FALSE(near.plan.balloons.empty());
+}
+
+// A stall with no swap at all and MemAvailable far above the reserve (a cgroup at its own memory
+// limit, a process's own I/O) is no shortage a balloon can relieve: shrinking guests would only
+// evict what they use. The same stall near the swap point is host pressure.
+TEST(Decide, AStallWithAmpleMemoryAndNoSwapShrinksNothing) {
+  auto c = base_config();
+  auto decide_at = [&c](std::uint64_t available) {
+    auto s = host(available);
+    s.host.meminfo.swap_total_bytes = s.host.meminfo.swap_free_bytes = 0;
+    s.host.psi_memory = Pressure{PressureLine{0, 0, 0, 100.0}, PressureLine{0, 0, 0, 50.0}};
+    s.vms = {self_rescuing(guest("idle", 6 * GiB, 8 * GiB, 5 * GiB))};
+    const auto first = decide(s, {}, c, 0);
+    // 2 s later: 0.5 s of "some" and 0.2 s of "full" stall, avg10 at 20 % and 8 %.
+    s.host.psi_memory = Pressure{PressureLine{0.2, 0, 0, 100.5}, PressureLine{0.08, 0, 0, 50.2}};
+    return decide(s, first.state, c, 2000);
+  };
+  const auto ample = decide_at(20 * GiB);
+  EXPECT_EQ(ample.plan.host_level, HostLevel::ok) << ample.plan.host_summary;
+  EXPECT_TRUE(ample.plan.balloons.empty()) << ample.plan.host_summary;
+  const auto near = decide_at(3 * GiB);
+  EXPECT_EQ(near.plan.host_level, HostLevel::critical) << near.plan.host_summary;
   EXPECT_FALSE(near.plan.balloons.empty());
 }
 
