@@ -46,9 +46,11 @@ HOOK
 chmod +x "$work/hook"
 metrics_port=$(free_port)
 # Prometheus calls the target 127.0.0.1:PORT, so memtided is told to call itself the same.
+# The fixture has 23.2 GiB available: a reserve of 12 GiB puts that near the swap point (at most
+# twice the reserve), where a stall counts as host pressure.
 cat >"$work/memtide.yaml" <<YAML
 daemon: {interval: 500ms, procfs: $work/host/proc, sysfs: $work/host/sys, control_socket: ""}
-host: {swap_forecast: {window: 10s}, pressure: {psi_some_avg10: 10%}}
+host: {reserve: 12GiB, swap_forecast: {window: 10s}, pressure: {psi_some_avg10: 10%}}
 libvirt: {uri: "test:///default"}
 metrics: {listen: "127.0.0.1:$metrics_port"}
 alerts:
