@@ -64,6 +64,10 @@ class LibvirtEventLoop {
 namespace {
 
 constexpr std::uint64_t KiB = 1024;
+// The groups asked with a domain's balloon statistics: its disks' read counters come with them
+// (one more QMP query for each domain asked, once a statistics period), so the policy sees a
+// guest re-reading from disk what a shrink evicted.
+constexpr unsigned int kBalloonGroups = VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_BLOCK;
 
 struct ConnClose {
   void operator()(virConnectPtr c) const { virConnectClose(c); }
@@ -137,6 +141,25 @@ std::optional<std::uint64_t> param_u64(const virTypedParameter* params, int n, c
     }
   }
   return std::nullopt;
+}
+
+// What the guest read from all its disks (block.N.rd.bytes summed over block.count); nullopt
+// without the block group, or when a sum overflows (a counter no disk could reach).
+std::optional<std::uint64_t> disk_read_bytes(const virTypedParameter* params, int n) {
+  const auto count = param_u64(params, n, "block.count");
+  if (!count) {
+    return std::nullopt;
+  }
+  std::uint64_t total = 0;
+  for (std::uint64_t i = 0; i < std::min<std::uint64_t>(*count, 4096); ++i) {
+    const std::string field = "block." + std::to_string(i) + ".rd.bytes";
+    const auto read = param_u64(params, n, field.c_str()).value_or(0);
+    if (read > UINT64_MAX - total) {
+      return std::nullopt;
+    }
+    total += read;
+  }
+  return total;
 }
 
 std::optional<std::uint64_t> times(std::optional<std::uint64_t> v, std::uint64_t factor) {
@@ -639,6 +662,7 @@ std::optional<LibvirtHypervisor::BalloonFigures> LibvirtHypervisor::bulk_balloon
     g.last_update_unix_s = unix_seconds(*t);
   }
   f.host_rss_bytes = times(param_u64(b, n, "balloon.rss"), KiB);
+  f.disk_read_bytes_total = disk_read_bytes(b, n);
   return f;
 }
 
@@ -696,6 +720,7 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, std::string uui
   bool asked = false;
   if (balloon_params != nullptr && bulk_balloon_supported_) {
     if (auto f = bulk_balloon_figures(balloon_params, n_balloon)) {
+      f->asked_ms = monotonic_ms;
       d.balloon = std::move(*f);
       asked = true;
     } else {
@@ -711,6 +736,8 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, std::string uui
     vm.current_bytes = d.balloon->current_bytes;
     vm.max_bytes = d.balloon->max_bytes;
     vm.host_rss_bytes = d.balloon->host_rss_bytes;
+    vm.disk_read_bytes_total = d.balloon->disk_read_bytes_total;
+    vm.disk_reads_at_ms = d.balloon->asked_ms;
     vm.guest = d.balloon->guest;
     vm.invalid_sizes = d.balloon->invalid_sizes;
   }
@@ -785,7 +812,7 @@ Status LibvirtHypervisor::ask_due_balloons(const StatsRecords& all,
     return Ok{};
   }
   handles.push_back(nullptr);  // the list's end
-  due.size = virDomainListGetStats(handles.data(), VIR_DOMAIN_STATS_BALLOON, &due.list, 0);
+  due.size = virDomainListGetStats(handles.data(), kBalloonGroups, &due.list, 0);
   if (due.size < 0) {
     return libvirt_error("cannot get balloon statistics");
   }
@@ -817,7 +844,7 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
                   [&](const auto& e) { return balloon_due(e.second, monotonic_ms); });
   StatsRecords all;
   all.size = virConnectGetAllDomainStats(
-      conn_, VIR_DOMAIN_STATS_STATE | (balloon_in_bulk ? VIR_DOMAIN_STATS_BALLOON : 0), &all.list,
+      conn_, VIR_DOMAIN_STATS_STATE | (balloon_in_bulk ? kBalloonGroups : 0), &all.list,
       VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
   if (all.size < 0) {
     return collection_failed(libvirt_error("cannot get domain statistics"));

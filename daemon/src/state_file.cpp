@@ -99,7 +99,11 @@ std::string state_to_json(const policy::PolicyState& state, std::int64_t monoton
                  {"faults_before_shrink_per_second", vm.faults_before_shrink_per_second},
                  {"cache_protected_until_ms", vm.cache_protected_until_ms},
                  {"faults_report_unix_s", optional_i64(vm.faults_report_unix_s)},
-                 {"in_use_report_unix_s", optional_i64(vm.in_use_report_unix_s)}};
+                 {"in_use_report_unix_s", optional_i64(vm.in_use_report_unix_s)},
+                 {"disk_read_bytes_total", optional_u64(vm.disk_read_bytes_total)},
+                 {"disk_reads_at_ms", vm.disk_reads_at_ms},
+                 {"disk_reads_per_second", vm.disk_reads_per_second},
+                 {"reads_before_shrink_per_second", vm.reads_before_shrink_per_second}};
   }
   json alerts = json::array();
   for (const auto& [key, memory] : state.alerts) {
@@ -180,6 +184,15 @@ policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved, std::int64
       wall_time(read_optional_i64(v, "faults_report_unix_s"), saved_unix_ms, 1000);
   vm.in_use_report_unix_s =
       wall_time(read_optional_i64(v, "in_use_report_unix_s"), saved_unix_ms, 1000);
+  // Added with disk reads as re-reads: absent in older files, where the first rate after a
+  // restart is then taken between the next two asks.
+  if (v.contains("disk_reads_at_ms")) {
+    vm.disk_read_bytes_total = read_optional_u64(v, "disk_read_bytes_total");
+    vm.disk_reads_at_ms = moved(i64(v.at("disk_reads_at_ms")));
+    vm.disk_reads_per_second = std::clamp(v.at("disk_reads_per_second").get<double>(), 0.0, 1e15);
+    vm.reads_before_shrink_per_second =
+        std::clamp(v.at("reads_before_shrink_per_second").get<double>(), -1.0, 1e15);
+  }
   return vm;
 }
 

@@ -272,12 +272,16 @@ struct Candidate {
   bool needs = false;             // short, falling short by the next tick, swapping or faulting
   bool distress = false;          // below half its free target, or swapping
   bool guest_swapping = false;
-  bool faulting = false;          // many major faults while close to its free target
-  bool settling = false;          // statistics predate its last balloon change
-  bool protected_cache = false;   // its working set showed in faults after a shrink
+  bool faulting = false;         // many major faults while close to its free target
+  bool settling = false;         // statistics predate its last balloon change
+  bool protected_cache = false;  // its working set showed in faults after a shrink
+  // Its major faults or its disk reads rose after its last shrink: the shrink evicted what it
+  // reads (disk reads through read() are no major faults, and count only so).
+  bool rereading_evicted = false;
   bool keeps_burst_room = false;  // spare held back: it cannot rescue itself from a burst
   bool blind = false;             // statistics stale: may only grow, funded by host room
   double major_faults_per_s = 0;
+  double disk_reads_per_s = 0;          // bytes/s
   std::uint64_t want = 0;               // growth it asks for this tick (step-limited)
   std::uint64_t spare = 0;              // what it can give under host pressure
   std::uint64_t comfortable_spare = 0;  // what it can give to guests in need outside pressure
@@ -356,8 +360,13 @@ std::string own_reason(const Candidate& c, std::uint64_t host_available) {
              "): " + percent(usable_share(c)) + " usable, below its target " +
              percent(c.settings.guest_free_ratio) + " by the next tick at this pace";
     case Candidate::OwnWhy::faulting:
-      return "guest is faulting pages in (" + std::to_string(std::llround(c.major_faults_per_s)) +
-             " major faults/s) at " + percent(usable_share(c)) + " usable, target " +
+      return (c.rereading_evicted && c.disk_reads_per_s > 0
+                  ? "guest is re-reading what a shrink evicted (" +
+                        std::to_string(std::llround(c.major_faults_per_s)) + " major faults/s, " +
+                        rate_text(c.disk_reads_per_s) + " read from disk)"
+                  : "guest is faulting pages in (" +
+                        std::to_string(std::llround(c.major_faults_per_s)) + " major faults/s)") +
+             " at " + percent(usable_share(c)) + " usable, target " +
              percent(c.settings.guest_free_ratio);
     case Candidate::OwnWhy::host_idle:
       return "host has room (" + format_size(host_available) +
@@ -483,8 +492,12 @@ void judge_need(Candidate& c, const HostView& host) {
   // free beside its page cache, mean its working set no longer fits (it is re-reading what it
   // just evicted; usable memory that is all cache in use is not spare): give it memory. With
   // plenty free, faults are only first reads.
+  // Disk reads count as re-reads only once they rose after a shrink: a guest streaming a file
+  // reads as much whatever its size.
   const bool little_free = vm.guest.unused_bytes && *vm.guest.unused_bytes < c.target_free;
-  c.faulting = c.major_faults_per_s > kGuestMajorFaultsPerSecond &&
+  const double rereads_per_s =
+      c.major_faults_per_s + (c.rereading_evicted ? c.disk_reads_per_s / kGuestPageBytes : 0);
+  c.faulting = rereads_per_s > kGuestMajorFaultsPerSecond &&
                (static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes) ||
                 little_free);
   const double rising = std::max(0.0, c.in_use_rate);
@@ -510,7 +523,7 @@ void judge_need(Candidate& c, const HostView& host) {
       want = std::max(want, settings.max_step_bytes);  // in distress: at least a full step
     }
     if (c.faulting) {
-      want = std::max(want, static_cast<std::uint64_t>(c.major_faults_per_s * kGuestPageBytes *
+      want = std::max(want, static_cast<std::uint64_t>(rereads_per_s * kGuestPageBytes *
                                                        kRereadFundingSeconds));
     }
     // A guest in need is never held back by the deadband.
@@ -519,15 +532,24 @@ void judge_need(Candidate& c, const HostView& host) {
   }
 }
 
-// Cache working-set protection: faults that rise after a shrink mean the shrink evicted what
+// Whether the guest's major faults, or its disk reads, rose after its last shrink (within its
+// class's cache_protection): then the shrink evicted what the guest reads.
+bool rereads_after_shrink(const Candidate& c, const PolicyState::Vm& memory, std::int64_t now_ms) {
+  const auto rose = [](double now, double before) {
+    return before >= 0 && now > 2 * before + kCacheFaultRisePerSecond;
+  };
+  const auto page = static_cast<double>(kGuestPageBytes);
+  return c.settings.cache_protection.count() > 0 && memory.last_direction < 0 &&
+         now_ms - memory.last_change_ms < c.settings.cache_protection.count() &&
+         (rose(c.major_faults_per_s, memory.faults_before_shrink_per_second) ||
+          rose(c.disk_reads_per_s / page, memory.reads_before_shrink_per_second / page));
+}
+
+// Cache working-set protection: page-ins that rise after a shrink mean the shrink evicted what
 // the guest reads; it is not shrunk again for a while unless the host is critical.
 void watch_cache(Candidate& c, PolicyState::Vm& memory, std::int64_t now_ms) {
-  const auto protection = c.settings.cache_protection.count();
-  if (protection > 0 && memory.last_direction < 0 && memory.faults_before_shrink_per_second >= 0 &&
-      now_ms - memory.last_change_ms < protection &&
-      c.major_faults_per_s >
-          2 * memory.faults_before_shrink_per_second + kCacheFaultRisePerSecond) {
-    memory.cache_protected_until_ms = now_ms + protection;
+  if (c.rereading_evicted) {
+    memory.cache_protected_until_ms = now_ms + c.settings.cache_protection.count();
   }
   c.protected_cache = now_ms < memory.cache_protected_until_ms;
 }
@@ -624,7 +646,30 @@ std::uint64_t squeeze_room(const Candidate& c, const HostView& host) {
 struct PageIns {
   bool swapping = false;
   double major_faults_per_s = 0;
+  double disk_reads_per_s = 0;  // bytes/s
 };
+
+// The disks' read rate between the last two times the collector asked (their figures stand in
+// between, and so does the rate); none without figures, and 0 after a counter went back (a disk
+// removed).
+void count_disk_reads(const VmSample& vm, PolicyState::Vm& memory) {
+  if (!vm.disk_read_bytes_total) {
+    memory.disk_read_bytes_total.reset();
+    memory.disk_reads_per_second = 0;
+    return;
+  }
+  if (memory.disk_read_bytes_total && vm.disk_reads_at_ms == memory.disk_reads_at_ms) {
+    return;  // not asked again since
+  }
+  memory.disk_reads_per_second =
+      memory.disk_read_bytes_total && vm.disk_reads_at_ms > memory.disk_reads_at_ms &&
+              *vm.disk_read_bytes_total >= *memory.disk_read_bytes_total
+          ? static_cast<double>(*vm.disk_read_bytes_total - *memory.disk_read_bytes_total) /
+                (static_cast<double>(vm.disk_reads_at_ms - memory.disk_reads_at_ms) / 1000.0)
+          : 0;
+  memory.disk_read_bytes_total = vm.disk_read_bytes_total;
+  memory.disk_reads_at_ms = vm.disk_reads_at_ms;
+}
 
 PageIns count_page_ins(const VmSample& vm, PolicyState::Vm& memory, std::int64_t now_ms) {
   PageIns p;
@@ -641,6 +686,8 @@ PageIns count_page_ins(const VmSample& vm, PolicyState::Vm& memory, std::int64_t
   memory.major_faults_total = vm.guest.major_faults_total;
   memory.faults_report_unix_s = vm.guest.last_update_unix_s;
   memory.major_faults_per_second = p.major_faults_per_s;
+  count_disk_reads(vm, memory);
+  p.disk_reads_per_s = memory.disk_reads_per_second;
   return p;
 }
 
@@ -672,6 +719,8 @@ Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t 
   c.in_use = vm.current_bytes - c.usable;
   c.guest_swapping = page_ins.swapping;
   c.major_faults_per_s = page_ins.major_faults_per_s;
+  c.disk_reads_per_s = page_ins.disk_reads_per_s;
+  c.rereading_evicted = rereads_after_shrink(c, memory, now_ms);
   const auto in_use = static_cast<double>(c.in_use);
   c.target_free = static_cast<std::uint64_t>(c.settings.guest_free_ratio *
                                              static_cast<double>(vm.current_bytes));
@@ -1158,6 +1207,7 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     memory.last_from_bytes = vm.current_bytes;
     if (direction < 0) {
       memory.faults_before_shrink_per_second = c.major_faults_per_s;
+      memory.reads_before_shrink_per_second = c.vm->disk_read_bytes_total ? c.disk_reads_per_s : -1;
     }
   }
 }

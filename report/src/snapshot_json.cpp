@@ -219,6 +219,8 @@ void fields(F& f, M& vm) {
   f("max_bytes", vm.max_bytes);
   f("current_bytes", vm.current_bytes);
   f("host_rss_bytes", vm.host_rss_bytes);
+  f("disk_read_bytes_total", vm.disk_read_bytes_total);
+  f("disk_reads_at_ms", vm.disk_reads_at_ms);
   f("stats_status", vm.stats_status);
   f("stats_period_seconds", vm.stats_period_s);
   f("balloon_autodeflate", vm.balloon_autodeflate);

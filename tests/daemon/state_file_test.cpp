@@ -126,6 +126,10 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   vm.sampled_ms = 995'000;
   vm.faults_report_unix_s = kUnix / 1000 - 7;
   vm.in_use_report_unix_s = kUnix / 1000 - 12;
+  vm.disk_read_bytes_total = 77ULL << 30;
+  vm.disk_reads_at_ms = 996'000;
+  vm.disk_reads_per_second = 200.0 * (1 << 20);
+  vm.reads_before_shrink_per_second = 1.5 * (1 << 20);
   s.vms["u1"] = vm;
   const auto text = state_to_json(s, 1'000'000, kUnix);
   const auto back = state_from_json(text, 1'000'000, kUnix);
@@ -135,9 +139,16 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   auto old = nlohmann::json::parse(text);
   old["vms"]["u1"].erase("faults_report_unix_s");
   old["vms"]["u1"].erase("in_use_report_unix_s");
+  // ... and before disk reads were: read, with none recorded before a shrink.
+  for (const char* key : {"disk_read_bytes_total", "disk_reads_at_ms", "disk_reads_per_second",
+                          "reads_before_shrink_per_second"}) {
+    old["vms"]["u1"].erase(key);
+  }
   const auto from_old = state_from_json(old.dump(), 1'000'000, kUnix);
   ASSERT_TRUE(from_old.ok()) << from_old.error().message;
   EXPECT_FALSE(from_old->vms.at("u1").faults_report_unix_s.has_value());
+  EXPECT_FALSE(from_old->vms.at("u1").disk_read_bytes_total.has_value());
+  EXPECT_EQ(from_old->vms.at("u1").reads_before_shrink_per_second, -1);
   EXPECT_EQ(from_old->vms.at("u1").in_use_bytes, vm.in_use_bytes);
 }
 
@@ -207,6 +218,9 @@ TEST(StateFile, TheLargestRealStateFitsUnderTheCap) {
     vm.last_change_unix_ms = kUnix;
     vm.faults_report_unix_s = vm.in_use_report_unix_s = kUnix / 1000;
     vm.faults_before_shrink_per_second = 12345.678901234;
+    vm.disk_read_bytes_total = 1ULL << 50;
+    vm.disk_reads_at_ms = 999'999;
+    vm.disk_reads_per_second = vm.reads_before_shrink_per_second = 123456789.01234567;
     const std::string name = "guest-" + std::string(57, 'x') + std::to_string(i);
     for (const char* alert : {"guest-distress", "guest-stale"}) {
       s.alerts[{alert, name}] = {{alert, name, policy::Severity::warning,

@@ -23,7 +23,14 @@ namespace memtide::collectors {
 namespace {
 
 TEST_F(RealGuest, StatisticsProcessAndBalloonWork) {
-  start_guest("e2e-balloon", 512, 64);
+  // A 64 MiB disk whose first 16 MiB the guest reads every 2 s (from the disk the first time).
+  ASSERT_EQ(run_command("truncate -s 64M " + dir_ + "/disk.raw && chmod 644 " + dir_ +
+                        "/disk.raw && echo ok"),
+            "ok");
+  start_guest("e2e-balloon", 512, "64:1", "random", "",
+              "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='" +
+                  dir_ + "/disk.raw'/><target dev='vda' bus='virtio'/><readonly/></disk>",
+              "memtide.reread=16 memtide.reread_pause=2");
   LibvirtOptions o;
   o.uri = uri_;
   o.stats_period_s = 1;
@@ -49,6 +56,13 @@ TEST_F(RealGuest, StatisticsProcessAndBalloonWork) {
   ASSERT_TRUE(vm->process.has_value());
   EXPECT_GT(vm->process->pid, 0);
   EXPECT_GT(vm->process->rss_bytes.value_or(0), 64 * MiB);
+  // Its disk reads, asked with the balloon statistics: at least the first pass's 16 MiB.
+  vm = wait_for(
+      h, "e2e-balloon",
+      [](const VmSample& v) { return v.disk_read_bytes_total.value_or(0) >= 16 * MiB; }, 60s);
+  ASSERT_TRUE(vm.has_value());
+  EXPECT_GE(vm->disk_read_bytes_total.value_or(0), 16 * MiB) << file("e2e-balloon.log");
+  EXPECT_GT(vm->disk_reads_at_ms, 0);
 
   // Balloon: ask for 200 MiB with a 300 MiB floor; the floor wins, and the guest's MemTotal
   // shrinks by about the 212 MiB taken.

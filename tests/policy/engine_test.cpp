@@ -754,6 +754,53 @@ TEST(Decide, AReReadingGuestAsksInProportionToItsFaultRate) {
   EXPECT_EQ(grown_at(5000), 8 * GiB + 512 * MiB);
 }
 
+// Re-reads through read() are no major faults; the guest's disks show them. Disk reads that rise
+// after a shrink (its working set evicted) are re-reads: the guest asks back a minute of them and
+// is not shrunk again for its cache_protection. Reads as high before the shrink are a guest
+// streaming data, which a larger guest would read as much: nothing.
+TEST(Decide, DiskReadsThatRiseAfterAShrinkAreReReads) {
+  auto c = base_config();
+  auto after_shrink = [&c](std::uint64_t reads_before_per_s, std::uint64_t reads_after_per_s) {
+    auto v = self_rescuing(guest("reader", 4 * GiB, 8 * GiB, 2 * GiB));
+    v.guest.major_faults_total = 100;
+    v.disk_read_bytes_total = GiB;
+    v.disk_reads_at_ms = 0;
+    auto s = host(20 * GiB);
+    s.vms = {v};
+    const auto first = decide(s, {}, c, 0);
+    // 5 s later the host is below its reserve: the guest gives a step of its spare.
+    v.disk_read_bytes_total = *v.disk_read_bytes_total + 5 * reads_before_per_s;
+    v.disk_reads_at_ms = 5000;
+    s = host(GiB);
+    s.vms = {v};
+    const auto shrunk = decide(s, first.state, c, 5000);
+    const auto* b = change_for(shrunk.plan, "reader");
+    EXPECT_NE(b, nullptr);
+    // 10 s later at its new size: using as much as before, its page cache full (1 % free), and
+    // reading from disk.
+    v.current_bytes = b == nullptr ? 4 * GiB : b->to_bytes;
+    v.guest.total_bytes = v.current_bytes;
+    v.guest.usable_bytes = v.current_bytes - 2 * GiB;
+    v.guest.unused_bytes = v.current_bytes / 100;
+    v.disk_read_bytes_total = *v.disk_read_bytes_total + 10 * reads_after_per_s;
+    v.disk_reads_at_ms = 15'000;
+    s = host(20 * GiB);
+    s.vms = {v};
+    return decide(s, shrunk.state, c, 15'000);
+  };
+  const auto rereading = after_shrink(MiB, 200 * MiB);
+  const auto* grown = change_for(rereading.plan, "reader");
+  ASSERT_NE(grown, nullptr) << rereading.plan.explanation("reader");
+  EXPECT_EQ(grown->cause, Cause::guest_need);
+  EXPECT_NE(grown->reason.find("re-reading what a shrink evicted"), std::string::npos)
+      << grown->reason;
+  EXPECT_EQ(grown->to_bytes - grown->from_bytes, 512 * MiB);  // a minute of it: a full step
+  // Not shrunk again while it re-reads, although the host is below its reserve once more.
+  EXPECT_GT(rereading.state.vms.at("uuid-reader").cache_protected_until_ms, 15'000);
+  const auto streaming = after_shrink(200 * MiB, 200 * MiB);
+  EXPECT_EQ(change_for(streaming.plan, "reader"), nullptr) << streaming.plan.explanation("reader");
+}
+
 // A guest granted growth for its need stays eligible for give-back: an idle host gives it the
 // rest of its step at once.
 TEST(Decide, AnIdleHostGivesAGuestInNeedTheRestOfItsStep) {

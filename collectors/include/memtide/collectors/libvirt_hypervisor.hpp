@@ -83,6 +83,8 @@ class LibvirtHypervisor final : public Hypervisor {
     std::uint64_t current_bytes = 0;
     std::uint64_t max_bytes = 0;
     std::optional<std::uint64_t> host_rss_bytes;
+    std::optional<std::uint64_t> disk_read_bytes_total;  // bulk block statistics only
+    std::int64_t asked_ms = 0;                           // our clock
     GuestMemory guest;
     std::optional<std::string> invalid_sizes;
     // Answered per domain (no bulk balloon group): the actual-balloon statistic, which leaves

@@ -105,6 +105,13 @@ struct VmSample {
   std::uint64_t max_bytes = 0;      // the most the balloon may give the guest (balloon.maximum)
   std::uint64_t current_bytes = 0;  // the balloon's current size (balloon.current)
   std::optional<std::uint64_t> host_rss_bytes;  // balloon.rss as QEMU reports it
+  // Bytes the guest has read from its disks (libvirt's block.N.rd.bytes, summed over its disks),
+  // as asked at disk_reads_at_ms (the collector's monotonic clock), with its balloon statistics.
+  // A guest re-reading through read() what a shrink evicted shows here and not in its major
+  // faults, which count only faults on mapped files. Unset where the driver gives no bulk block
+  // statistics.
+  std::optional<std::uint64_t> disk_read_bytes_total;
+  std::int64_t disk_reads_at_ms = 0;
   GuestStatsStatus stats_status = GuestStatsStatus::disabled;
   std::uint32_t stats_period_s = 0;  // balloon statistics period in force (0: disabled)
   // The balloon device's options from the domain XML; unset until the XML has been read (and in

@@ -206,6 +206,12 @@ struct PolicyState {
     std::int64_t burst_ms = 0;           // when burst_bytes was seen (forgotten after kBurstMemory)
     double major_faults_per_second = 0;  // at sampled_ms
     double faults_before_shrink_per_second = -1;  // at the last shrink; -1: none recorded
+    // Its disks' read counter as last asked (VmSample::disk_read_bytes_total, at
+    // disk_reads_at_ms on the collector's clock) and the rate between the last two asks.
+    std::optional<std::uint64_t> disk_read_bytes_total;
+    std::int64_t disk_reads_at_ms = 0;
+    double disk_reads_per_second = 0;            // bytes/s
+    double reads_before_shrink_per_second = -1;  // bytes/s at the last shrink; -1: none recorded
     std::int64_t cache_protected_until_ms = 0;
     std::int64_t sampled_ms = 0;
     friend bool operator==(const Vm&, const Vm&) = default;
@@ -294,8 +300,8 @@ inline constexpr double kGiveBackReserveFactor = 1.5;
 // swapping, swap paid back) for this long, so memory just reclaimed is not handed straight back.
 // A forecast alone holds give-back only while it lasts: one that proves wrong is undone at once.
 inline constexpr std::int64_t kGiveBackQuietMs = 5LL * 60 * 1000;
-// A guest's major faults after a shrink count as its cache working set evicted when they exceed
-// twice the rate before the shrink plus this many per second.
+// A guest's major faults (or its disk reads, in pages) after a shrink count as its cache working
+// set evicted when they exceed twice the rate before the shrink plus this many per second.
 inline constexpr double kCacheFaultRisePerSecond = 20;
 
 // `state` is taken by value: callers move the previous tick's state in (it is updated in place,
