@@ -275,9 +275,10 @@ struct Candidate {
   bool faulting = false;         // many major faults while close to its free target
   bool settling = false;         // statistics predate its last balloon change
   bool protected_cache = false;  // its working set showed in faults after a shrink
-  // Its major faults or its disk reads rose after its last shrink: the shrink evicted what it
-  // reads (disk reads through read() are no major faults, and count only so).
-  bool rereading_evicted = false;
+  // Its major faults, or its disk reads, rose after its last shrink: the shrink evicted what it
+  // reads (re-reads through read() are no major faults; disk reads count as re-reads only so).
+  bool faults_rose = false;
+  bool reads_rose = false;
   bool keeps_burst_room = false;  // spare held back: it cannot rescue itself from a burst
   bool blind = false;             // statistics stale: may only grow, funded by host room
   double major_faults_per_s = 0;
@@ -360,7 +361,7 @@ std::string own_reason(const Candidate& c, std::uint64_t host_available) {
              "): " + percent(usable_share(c)) + " usable, below its target " +
              percent(c.settings.guest_free_ratio) + " by the next tick at this pace";
     case Candidate::OwnWhy::faulting:
-      return (c.rereading_evicted && c.disk_reads_per_s > 0
+      return (c.reads_rose && c.disk_reads_per_s > 0
                   ? "guest is re-reading what a shrink evicted (" +
                         std::to_string(std::llround(c.major_faults_per_s)) + " major faults/s, " +
                         rate_text(c.disk_reads_per_s) + " read from disk)"
@@ -496,7 +497,7 @@ void judge_need(Candidate& c, const HostView& host) {
   // reads as much whatever its size.
   const bool little_free = vm.guest.unused_bytes && *vm.guest.unused_bytes < c.target_free;
   const double rereads_per_s =
-      c.major_faults_per_s + (c.rereading_evicted ? c.disk_reads_per_s / kGuestPageBytes : 0);
+      c.major_faults_per_s + (c.reads_rose ? c.disk_reads_per_s / kGuestPageBytes : 0);
   c.faulting = rereads_per_s > kGuestMajorFaultsPerSecond &&
                (static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes) ||
                 little_free);
@@ -532,23 +533,24 @@ void judge_need(Candidate& c, const HostView& host) {
   }
 }
 
-// Whether the guest's major faults, or its disk reads, rose after its last shrink (within its
-// class's cache_protection): then the shrink evicted what the guest reads.
-bool rereads_after_shrink(const Candidate& c, const PolicyState::Vm& memory, std::int64_t now_ms) {
-  const auto rose = [](double now, double before) {
-    return before >= 0 && now > 2 * before + kCacheFaultRisePerSecond;
-  };
-  const auto page = static_cast<double>(kGuestPageBytes);
-  return c.settings.cache_protection.count() > 0 && memory.last_direction < 0 &&
-         now_ms - memory.last_change_ms < c.settings.cache_protection.count() &&
-         (rose(c.major_faults_per_s, memory.faults_before_shrink_per_second) ||
-          rose(c.disk_reads_per_s / page, memory.reads_before_shrink_per_second / page));
+// Whether a page-in rate rose after the guest's last shrink, within its class's cache_protection,
+// from `before` at the shrink (-1: none recorded) to `now` (both in pages/s): more than twice as
+// high plus kCacheFaultRisePerSecond.
+bool rose_after_shrink(const Candidate& c, const PolicyState::Vm& memory, std::int64_t now_ms,
+                       double now, double before) {
+  const auto protection = c.settings.cache_protection.count();
+  return protection > 0 && memory.last_direction < 0 &&
+         now_ms - memory.last_change_ms < protection && before >= 0 &&
+         now > 2 * before + kCacheFaultRisePerSecond;
 }
 
-// Cache working-set protection: page-ins that rise after a shrink mean the shrink evicted what
-// the guest reads; it is not shrunk again for a while unless the host is critical.
+// Cache working-set protection: major faults that rise after a shrink mean the shrink evicted
+// what the guest reads; it is not shrunk again for a while unless the host is critical. Disk
+// reads that rise do not hold it so: they mix first reads in, and a hold of cache_protection on
+// one such reading kept memory from the host that it needed (in the simulator, more guest OOMs);
+// they make the guest ask back what it re-reads, tick by tick, while they last (judge_need).
 void watch_cache(Candidate& c, PolicyState::Vm& memory, std::int64_t now_ms) {
-  if (c.rereading_evicted) {
+  if (c.faults_rose) {
     memory.cache_protected_until_ms = now_ms + c.settings.cache_protection.count();
   }
   c.protected_cache = now_ms < memory.cache_protected_until_ms;
@@ -720,7 +722,11 @@ Candidate judge_guest(const VmSample& vm, EffectiveBalloon given, std::uint64_t 
   c.guest_swapping = page_ins.swapping;
   c.major_faults_per_s = page_ins.major_faults_per_s;
   c.disk_reads_per_s = page_ins.disk_reads_per_s;
-  c.rereading_evicted = rereads_after_shrink(c, memory, now_ms);
+  const auto page = static_cast<double>(kGuestPageBytes);
+  c.faults_rose = rose_after_shrink(c, memory, now_ms, c.major_faults_per_s,
+                                    memory.faults_before_shrink_per_second);
+  c.reads_rose = rose_after_shrink(c, memory, now_ms, c.disk_reads_per_s / page,
+                                   memory.reads_before_shrink_per_second / page);
   const auto in_use = static_cast<double>(c.in_use);
   c.target_free = static_cast<std::uint64_t>(c.settings.guest_free_ratio *
                                              static_cast<double>(vm.current_bytes));

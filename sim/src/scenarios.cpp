@@ -199,6 +199,7 @@ Scenario make_random_scenario(std::uint64_t seed) {
   // earlier scenario of a seed) stays as it was.
   std::mt19937_64 later(seed ^ 0x9e3779b97f4a7c15ULL);
   const bool deflating = std::bernoulli_distribution(0.3)(later);  // balloons with autodeflate
+  std::uniform_real_distribution<double> mapped(0.0, 1.0);  // each guest's mmap share of reads
   double total_max = 0;
   for (std::size_t i = 0; total_max < s.overcommit_ratio * ram && i < 256; ++i) {
     GuestSpec g;
@@ -218,6 +219,7 @@ Scenario make_random_scenario(std::uint64_t seed) {
     g.cache_limit_bytes = static_cast<std::uint64_t>(read);
     g.file_working_set_bytes = constant(read * uniform(0.1, 0.8));
     g.shmem_bytes = constant(std::min(max * 0.02, 256.0 * MiB));
+    g.mapped_read_share = mapped(later);
     random_demand(g, rng, anon, max, seed * 1000 + i);
     g.name = numbered("vm", i);
     total_max += max;

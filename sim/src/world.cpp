@@ -235,10 +235,13 @@ void World::step_guest(Guest& g) {
   const double ws = std::min(at(g.spec.file_working_set_bytes, now_),
                              static_cast<double>(g.spec.cache_limit_bytes));
   const double refault = std::max(0.0, ws - g.cache) / kWorkingSetRereadSeconds;
+  const double cached_before = g.cache;
   g.cache = std::min(g.cache + g.spec.cache_fill_bytes_per_s + refault,
                      std::min(static_cast<double>(g.spec.cache_limit_bytes), free_for_cache));
   g.evicted = std::max(0.0, ws - g.cache);
-  g.major_faults_total += refault / 4096;
+  // Read from disk: the re-reads, and the first reads the cache grew by beyond them.
+  g.disk_read_total += refault + std::max(0.0, g.cache - cached_before - refault);
+  g.major_faults_total += refault * g.spec.mapped_read_share / 4096;
   g.faults_now += refault / 4096;
   totals_.refault_bytes += refault;
   totals_.evicted_byte_seconds += g.evicted;
@@ -486,6 +489,9 @@ Snapshot World::snapshot() const {
                                        requested, plugged, size}};
     }
     vm.host_rss_bytes = bytes(g.resident - g.host_swapped);
+    // Block statistics are live (QEMU's counters): asked with every snapshot here.
+    vm.disk_read_bytes_total = bytes(g.disk_read_total);
+    vm.disk_reads_at_ms = now_ms;
     // The QEMU process as the host sees it: VmRSS and VmSwap.
     vm.process = QemuProcess{0, vm.host_rss_bytes, bytes(g.host_swapped), std::nullopt};
     s.vms.push_back(std::move(vm));

@@ -252,6 +252,33 @@ TEST(World, ReReadPagesAreCachedAgainOnceTheGuestHasRoom) {
   EXPECT_LT(w.guests()[0].evicted, 64.0 * MiB);
 }
 
+TEST(World, ReReadsThroughReadShowOnlyAsDiskReads) {
+  // The same shrunk reader, once reading its files through mappings and once with read().
+  GuestSpec mapped = guest("mapped", 1.0 * GiB, 2.0 * GiB, 2.0 * GiB);
+  GuestSpec plain = mapped;
+  plain.name = "plain";
+  plain.mapped_read_share = 0;
+  World w(small_host(), {mapped, plain});
+  run_for(w, 40);  // its cache filled, as far as it goes
+  const Snapshot before = w.snapshot();
+  w.set_target(0, 1200 * MiB);
+  w.set_target(1, 1200 * MiB);
+  run_for(w, 60);
+  const Snapshot after = w.snapshot();
+  auto rise = [&](std::size_t i, auto field) {
+    return static_cast<double>(field(after.vms[i]) - field(before.vms[i]));
+  };
+  const auto faults = [](const VmSample& v) { return v.guest.major_faults_total.value_or(0); };
+  const auto reads = [](const VmSample& v) { return v.disk_read_bytes_total.value_or(0); };
+  // Both re-read about the same from disk (some 1.9 GiB evicted, re-read at 1 % a second).
+  EXPECT_GT(rise(0, reads), 0.5 * GiB);
+  EXPECT_NEAR(rise(1, reads), rise(0, reads), 0.05 * rise(0, reads));
+  // Only the mapped reader's re-reads are major faults.
+  EXPECT_GT(rise(0, faults) * 4096, 0.9 * rise(0, reads));
+  EXPECT_EQ(rise(1, faults), 0);
+  EXPECT_EQ(after.vms[1].disk_reads_at_ms, after.monotonic_ms);
+}
+
 TEST(World, LongReReadsCountOnlyPastAMinuteWithTheHostAboveItsReserve) {
   // Shrunk to 1200 MiB, a guest with 1 GiB anonymous and a 2 GiB working set re-reads about
   // 1.9 GiB / 100 s: some 4,900 major faults/s, for as long as it stays so small.

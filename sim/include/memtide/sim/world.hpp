@@ -12,6 +12,8 @@
 //   working set that is not cached is re-read from disk (refaults, counted as I/O and as
 //   working set evicted; re-read pages are cached again where there is room) and the guest
 //   counts as short of memory;
+//   re-reads through mappings are major faults, the rest (read()) show only in the guest's disk
+//   reads, with its first reads;
 // - optionally a virtio-mem device (GuestSpec::virtio_mem_*): resized in whole blocks, it
 //   cannot unplug what the guest uses and cannot be taken back by autodeflate;
 // - statistics, sampled every stats_period_s (they arrive late) and not at all while the guest
@@ -44,7 +46,8 @@ namespace memtide::sim {
 inline constexpr std::uint64_t MiB = 1ULL << 20;
 inline constexpr std::uint64_t GiB = 1ULL << 30;
 inline constexpr double kOomRestartSeconds = 60;
-// A guest re-reading faster than this (major faults/s) for longer than kLongRereadSeconds while
+// A guest re-reading (or swapping in) faster than this (pages/s, whether they show as major
+// faults or only as disk reads) for longer than kLongRereadSeconds while
 // the host has its reserve is losing work no policy should leave it to: the target "no guest
 // above 1,000 major faults/s for more than 60 s while the host is above its reserve".
 inline constexpr double kLongRereadFaultsPerS = 1000;
@@ -64,6 +67,9 @@ struct GuestSpec {
   Curve file_working_set_bytes;               // file data it re-reads (none if empty)
   std::uint64_t cache_limit_bytes = 1 * GiB;  // all the file data it has read: cache fills to it
   double cache_fill_bytes_per_s = 8.0 * MiB;
+  // The share of its file reads made through mappings (mmap): only those re-reads are major
+  // faults; the rest (read(), as most servers and databases do) show only as disk reads.
+  double mapped_read_share = 1.0;
   std::uint64_t swap_bytes = 1 * GiB;  // the guest's own swap; 0: none (an OOM comes sooner)
   bool free_page_reporting = false;    // returns free pages to the host after about 2 s
   // The balloon deflates itself when the guest would otherwise run out of memory (virtio-balloon
@@ -121,12 +127,13 @@ struct Guest {
   double host_swapped_hot = 0;
   double oom_until = -1;        // workload restarting after an OOM kill
   double evicted = 0;           // file working set not cached now
-  double faults_now = 0;        // major faults in the last second (swap-ins and re-reads)
+  double faults_now = 0;        // pages paged in in the last second (swap-ins and re-reads)
   double rereading_since = -1;  // start of its re-reading above kLongRereadFaultsPerS (-1: not)
   // Counters as the guest reports them.
   double swap_in_total = 0;
   double swap_out_total = 0;
   double major_faults_total = 0;  // pages
+  double disk_read_total = 0;     // bytes read from its disks: first reads and re-reads
   // The statistics as last sampled (what libvirt shows).
   double stats_at = -1;
   double stats_unused = 0;
