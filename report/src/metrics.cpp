@@ -341,6 +341,10 @@ std::vector<VmFamily> guest_families() {
        [](std::size_t, const VmSample& vm) { return opt(vm.guest.swap_out_bytes_total); }},
       {"memtide_vm_major_faults_total", "counter", "Major page faults inside the guest.", false,
        [](std::size_t, const VmSample& vm) { return opt(vm.guest.major_faults_total); }},
+      {"memtide_vm_disk_read_bytes_total", "counter",
+       "Bytes the guest read from its disks, as last asked with its balloon statistics (re-reads "
+       "through read() show here, not as major faults); absent without bulk block statistics.",
+       false, [](std::size_t, const VmSample& vm) { return opt(vm.disk_read_bytes_total); }},
       {"memtide_vm_host_resident_bytes", "gauge",
        "Guest memory resident on the host (VmRSS of the QEMU process).", false,
        [](std::size_t, const VmSample& vm) {

@@ -73,6 +73,7 @@ Snapshot snapshot() {
   scan.duplicate_bytes = 1536 * MiB;
   scan.volatile_ratio = 0.02;
   s.vms[0].page_scan = scan;
+  s.vms[0].disk_read_bytes_total = 77 * GiB;
   s.vms[1].page_scan = VmPageScan{};
   s.vms[1].page_scan->status = "opted-out";
   return s;
@@ -152,6 +153,12 @@ TEST(Metrics, ValuesComeFromTheInputs) {
   EXPECT_EQ(m.at("memtide_vm_balloon_floor_bytes{domain=\"web-1\",uuid=\"u-1\"}"),
             std::to_string(static_cast<std::uint64_t>(0.3 * 8 * GiB)));
   EXPECT_EQ(m.at("memtide_vm_managed{domain=\"web-1\",uuid=\"u-1\"}"), "1");
+  EXPECT_EQ(m.at("memtide_vm_disk_read_bytes_total{domain=\"web-1\",uuid=\"u-1\"}"),
+            std::to_string(77 * GiB));
+  EXPECT_EQ(
+      m.count("memtide_vm_disk_read_bytes_total{domain=\"odd \\\"name\\\" \\\\ with\\nnewline\","
+              "uuid=\"u-2\"}"),
+      0u);  // no block statistics: absent
   EXPECT_EQ(m.at("memtide_vm_stats_status{domain=\"web-1\",uuid=\"u-1\",status=\"ok\"}"), "1");
   EXPECT_EQ(m.at("memtide_ksm_memory_bytes{state=\"sharing\"}"), std::to_string(300 * MiB));
   EXPECT_EQ(m.at("memtide_forecast_seconds_to_swap"), "95.5");
