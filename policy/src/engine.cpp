@@ -1168,6 +1168,24 @@ std::string command_reason(const Candidate& c, std::int64_t target, std::int64_t
   return why;
 }
 
+// The page-in rates a rise after a shrink is measured against (rose_after_shrink): those at the
+// first shrink of a run. A guest shrunk again within cache_protection of the last shrink keeps
+// the lowest rate of the run, so re-reads the earlier shrinks caused do not become the measure
+// (a real guest shrunk 512 -> 262 MiB in four steps was grown back one step only, its reads at
+// the last step already high).
+void remember_page_ins_before_shrink(const Candidate& c, PolicyState::Vm& memory,
+                                     std::int64_t now_ms) {
+  const bool in_run = memory.last_direction < 0 &&
+                      now_ms - memory.last_change_ms < c.settings.cache_protection.count();
+  const auto lowest = [in_run](double before, double now) {
+    return in_run && before >= 0 && now >= 0 ? std::min(before, now) : now;
+  };
+  memory.faults_before_shrink_per_second =
+      lowest(memory.faults_before_shrink_per_second, c.major_faults_per_s);
+  memory.reads_before_shrink_per_second = lowest(
+      memory.reads_before_shrink_per_second, c.vm->disk_read_bytes_total ? c.disk_reads_per_s : -1);
+}
+
 // Rule 6: deltas become commands within [floor, maximum], deadband and hysteresis.
 void make_commands(std::vector<Candidate>& candidates, const HostView& host,
                    const Snapshot& snapshot, std::int64_t now_ms, Plan& plan) {
@@ -1206,15 +1224,14 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     bc.previous = {memory.last_change_ms, memory.last_change_unix_ms, memory.last_direction,
                    memory.last_target_bytes, memory.last_from_bytes};
     plan.balloons.push_back(std::move(bc));
+    if (direction < 0) {
+      remember_page_ins_before_shrink(c, memory, now_ms);
+    }
     memory.last_change_ms = now_ms;
     memory.last_change_unix_ms = snapshot.collected_at_unix_ms;
     memory.last_direction = direction;
     memory.last_target_bytes = static_cast<std::uint64_t>(target);
     memory.last_from_bytes = vm.current_bytes;
-    if (direction < 0) {
-      memory.faults_before_shrink_per_second = c.major_faults_per_s;
-      memory.reads_before_shrink_per_second = c.vm->disk_read_bytes_total ? c.disk_reads_per_s : -1;
-    }
   }
 }
 

@@ -801,6 +801,43 @@ TEST(Decide, DiskReadsThatRiseAfterAShrinkAreReReads) {
   EXPECT_EQ(change_for(streaming.plan, "reader"), nullptr) << streaming.plan.explanation("reader");
 }
 
+// Shrunk twice in a row, the second time while it already re-read what the first evicted: its
+// reads are measured against those before the first shrink, not the re-reads it had by then.
+TEST(Decide, ARunOfShrinksMeasuresReReadsFromItsFirstShrink) {
+  auto c = base_config();
+  auto v = self_rescuing(guest("reader", 4 * GiB, 8 * GiB, 2 * GiB));
+  v.guest.unused_bytes = 40 * MiB;
+  v.disk_read_bytes_total = GiB;
+  auto at = [&v](std::int64_t ms, std::uint64_t available, std::uint64_t reads_per_s,
+                 std::int64_t since_ms) {
+    v.disk_read_bytes_total =
+        *v.disk_read_bytes_total + reads_per_s * static_cast<std::uint64_t>(ms - since_ms) / 1000;
+    v.disk_reads_at_ms = ms;
+    auto s = host(available);
+    s.vms = {v};
+    return s;
+  };
+  const auto first = decide(at(0, 20 * GiB, 0, 0), {}, c, 0);
+  // Below the reserve twice: reading 1 MiB/s at the first shrink, 100 MiB/s at the second.
+  const auto shrink1 = decide(at(5000, GiB, MiB, 0), first.state, c, 5000);
+  ASSERT_NE(change_for(shrink1.plan, "reader"), nullptr);
+  v.current_bytes = change_for(shrink1.plan, "reader")->to_bytes;
+  v.guest.total_bytes = v.current_bytes;
+  v.guest.usable_bytes = v.current_bytes - 2 * GiB;
+  const auto shrink2 = decide(at(70'000, GiB, 100 * MiB, 5000), shrink1.state, c, 70'000);
+  ASSERT_NE(change_for(shrink2.plan, "reader"), nullptr) << shrink2.plan.explanation("reader");
+  v.current_bytes = change_for(shrink2.plan, "reader")->to_bytes;
+  v.guest.total_bytes = v.current_bytes;
+  v.guest.usable_bytes = v.current_bytes - 2 * GiB;
+  // The host has room again; the guest reads 150 MiB/s: re-reads against its 1 MiB/s.
+  const auto after = decide(at(80'000, 20 * GiB, 150 * MiB, 70'000), shrink2.state, c, 80'000);
+  const auto* grown = change_for(after.plan, "reader");
+  ASSERT_NE(grown, nullptr) << after.plan.explanation("reader");
+  EXPECT_GT(grown->to_bytes, grown->from_bytes);
+  EXPECT_NE(grown->reason.find("re-reading what a shrink evicted"), std::string::npos)
+      << grown->reason;
+}
+
 // A guest granted growth for its need stays eligible for give-back: an idle host gives it the
 // rest of its step at once.
 TEST(Decide, AnIdleHostGivesAGuestInNeedTheRestOfItsStep) {
