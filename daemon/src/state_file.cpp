@@ -103,7 +103,8 @@ std::string state_to_json(const policy::PolicyState& state, std::int64_t monoton
                  {"disk_read_bytes_total", optional_u64(vm.disk_read_bytes_total)},
                  {"disk_reads_at_ms", vm.disk_reads_at_ms},
                  {"disk_reads_per_second", vm.disk_reads_per_second},
-                 {"reads_before_shrink_per_second", vm.reads_before_shrink_per_second}};
+                 {"reads_before_shrink_per_second", vm.reads_before_shrink_per_second},
+                 {"last_shrink_ms", optional_i64(vm.last_shrink_ms)}};
   }
   json alerts = json::array();
   for (const auto& [key, memory] : state.alerts) {
@@ -192,6 +193,13 @@ policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved, std::int64
     vm.disk_reads_per_second = std::clamp(v.at("disk_reads_per_second").get<double>(), 0.0, 1e15);
     vm.reads_before_shrink_per_second =
         std::clamp(v.at("reads_before_shrink_per_second").get<double>(), -1.0, 1e15);
+  }
+  // Kept since a grow no longer ends a shrink's re-read measure; older files had only the last
+  // command, which is the last shrink when it was one.
+  if (const auto shrunk = read_optional_i64(v, "last_shrink_ms")) {
+    vm.last_shrink_ms = moved(*shrunk);
+  } else if (!v.contains("last_shrink_ms") && vm.last_direction < 0) {
+    vm.last_shrink_ms = vm.last_change_ms;
   }
   return vm;
 }

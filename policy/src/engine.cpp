@@ -539,9 +539,8 @@ void judge_need(Candidate& c, const HostView& host) {
 bool rose_after_shrink(const Candidate& c, const PolicyState::Vm& memory, std::int64_t now_ms,
                        double now, double before) {
   const auto protection = c.settings.cache_protection.count();
-  return protection > 0 && memory.last_direction < 0 &&
-         now_ms - memory.last_change_ms < protection && before >= 0 &&
-         now > 2 * before + kCacheFaultRisePerSecond;
+  return protection > 0 && memory.last_shrink_ms && now_ms - *memory.last_shrink_ms < protection &&
+         before >= 0 && now > 2 * before + kCacheFaultRisePerSecond;
 }
 
 // Cache working-set protection: major faults that rise after a shrink mean the shrink evicted
@@ -1169,14 +1168,14 @@ std::string command_reason(const Candidate& c, std::int64_t target, std::int64_t
 }
 
 // The page-in rates a rise after a shrink is measured against (rose_after_shrink): those at the
-// first shrink of a run. A guest shrunk again within cache_protection of the last shrink keeps
-// the lowest rate of the run, so re-reads the earlier shrinks caused do not become the measure
-// (a real guest shrunk 512 -> 262 MiB in four steps was grown back one step only, its reads at
-// the last step already high).
+// first shrink of a run. A guest shrunk again within cache_protection of its last shrink keeps
+// the lowest rate of the run, so re-reads the earlier shrinks caused do not become the measure.
+// Records the shrink's time: growth given back since does not end the run.
 void remember_page_ins_before_shrink(const Candidate& c, PolicyState::Vm& memory,
                                      std::int64_t now_ms) {
-  const bool in_run = memory.last_direction < 0 &&
-                      now_ms - memory.last_change_ms < c.settings.cache_protection.count();
+  const bool in_run = memory.last_shrink_ms &&
+                      now_ms - *memory.last_shrink_ms < c.settings.cache_protection.count();
+  memory.last_shrink_ms = now_ms;
   const auto lowest = [in_run](double before, double now) {
     return in_run && before >= 0 && now >= 0 ? std::min(before, now) : now;
   };

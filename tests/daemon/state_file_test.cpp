@@ -130,6 +130,7 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   vm.disk_reads_at_ms = 996'000;
   vm.disk_reads_per_second = 200.0 * (1 << 20);
   vm.reads_before_shrink_per_second = 1.5 * (1 << 20);
+  vm.last_shrink_ms = 980'000;
   s.vms["u1"] = vm;
   const auto text = state_to_json(s, 1'000'000, kUnix);
   const auto back = state_from_json(text, 1'000'000, kUnix);
@@ -141,7 +142,7 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   old["vms"]["u1"].erase("in_use_report_unix_s");
   // ... and before disk reads were: read, with none recorded before a shrink.
   for (const char* key : {"disk_read_bytes_total", "disk_reads_at_ms", "disk_reads_per_second",
-                          "reads_before_shrink_per_second"}) {
+                          "reads_before_shrink_per_second", "last_shrink_ms"}) {
     old["vms"]["u1"].erase(key);
   }
   const auto from_old = state_from_json(old.dump(), 1'000'000, kUnix);
@@ -149,6 +150,7 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   EXPECT_FALSE(from_old->vms.at("u1").faults_report_unix_s.has_value());
   EXPECT_FALSE(from_old->vms.at("u1").disk_read_bytes_total.has_value());
   EXPECT_EQ(from_old->vms.at("u1").reads_before_shrink_per_second, -1);
+  EXPECT_EQ(from_old->vms.at("u1").last_shrink_ms, vm.last_change_ms);  // its last command
   EXPECT_EQ(from_old->vms.at("u1").in_use_bytes, vm.in_use_bytes);
 }
 
@@ -221,6 +223,7 @@ TEST(StateFile, TheLargestRealStateFitsUnderTheCap) {
     vm.disk_read_bytes_total = 1ULL << 50;
     vm.disk_reads_at_ms = 999'999;
     vm.disk_reads_per_second = vm.reads_before_shrink_per_second = 123456789.01234567;
+    vm.last_shrink_ms = 999'999;
     const std::string name = "guest-" + std::string(57, 'x') + std::to_string(i);
     for (const char* alert : {"guest-distress", "guest-stale"}) {
       s.alerts[{alert, name}] = {{alert, name, policy::Severity::warning,

@@ -787,9 +787,9 @@ TEST(Decide, DiskReadsThatRiseAfterAShrinkAreReReads) {
     v.disk_reads_at_ms = 15'000;
     s = host(20 * GiB);
     s.vms = {v};
-    return decide(s, shrunk.state, c, 15'000);
+    return std::pair(decide(s, shrunk.state, c, 15'000), v);
   };
-  const auto rereading = after_shrink(MiB, 200 * MiB);
+  const auto [rereading, reader] = after_shrink(MiB, 200 * MiB);
   const auto* grown = change_for(rereading.plan, "reader");
   ASSERT_NE(grown, nullptr) << rereading.plan.explanation("reader");
   EXPECT_EQ(grown->cause, Cause::guest_need);
@@ -797,7 +797,22 @@ TEST(Decide, DiskReadsThatRiseAfterAShrinkAreReReads) {
       << grown->reason;
   EXPECT_EQ(grown->to_bytes - grown->from_bytes, 512 * MiB);  // a minute of it: a full step
   EXPECT_EQ(rereading.state.vms.at("uuid-reader").cache_protected_until_ms, 0);
-  const auto streaming = after_shrink(200 * MiB, 200 * MiB);
+  // Grown back a step and still re-reading as much: it asks again (a grow does not end what the
+  // shrink caused).
+  auto v = reader;
+  v.current_bytes = grown->to_bytes;
+  v.guest.total_bytes = v.current_bytes;
+  v.guest.usable_bytes = v.current_bytes - 2 * GiB;
+  v.guest.unused_bytes = v.current_bytes / 100;
+  v.disk_read_bytes_total = *v.disk_read_bytes_total + 10 * 200 * MiB;
+  v.disk_reads_at_ms = 25'000;
+  auto s = host(20 * GiB);
+  s.vms = {v};
+  const auto again = decide(s, rereading.state, c, 25'000);
+  const auto* grown_again = change_for(again.plan, "reader");
+  ASSERT_NE(grown_again, nullptr) << again.plan.explanation("reader");
+  EXPECT_GT(grown_again->to_bytes, grown->to_bytes);
+  const auto streaming = after_shrink(200 * MiB, 200 * MiB).first;
   EXPECT_EQ(change_for(streaming.plan, "reader"), nullptr) << streaming.plan.explanation("reader");
 }
 

@@ -206,6 +206,9 @@ struct PolicyState {
     std::int64_t burst_ms = 0;           // when burst_bytes was seen (forgotten after kBurstMemory)
     double major_faults_per_second = 0;  // at sampled_ms
     double faults_before_shrink_per_second = -1;  // at the last shrink; -1: none recorded
+    // When memtide last shrank it (unset: never, or a state file written before it was kept): a
+    // rise of page-ins within cache_protection of it is re-reads, whatever was given back since.
+    std::optional<std::int64_t> last_shrink_ms;
     // Its disks' read counter as last asked (VmSample::disk_read_bytes_total, at
     // disk_reads_at_ms on the collector's clock) and the rate between the last two asks.
     std::optional<std::uint64_t> disk_read_bytes_total;
