@@ -1220,8 +1220,14 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     bc.reason = command_reason(c, target, wanted, host, bc.cause) + "; " + vm.name + " has " +
                 guest_status(outcome) + ": " + (direction > 0 ? "grow " : "shrink ") +
                 format_size(magnitude);
-    bc.previous = {memory.last_change_ms, memory.last_change_unix_ms, memory.last_direction,
-                   memory.last_target_bytes, memory.last_from_bytes};
+    bc.previous = {memory.last_change_ms,
+                   memory.last_change_unix_ms,
+                   memory.last_direction,
+                   memory.last_target_bytes,
+                   memory.last_from_bytes,
+                   memory.last_shrink_ms,
+                   memory.faults_before_shrink_per_second,
+                   memory.reads_before_shrink_per_second};
     plan.balloons.push_back(std::move(bc));
     if (direction < 0) {
       remember_page_ins_before_shrink(c, memory, now_ms);
@@ -1386,6 +1392,9 @@ void unsend(PolicyState& state, const BalloonChange& change) {
   it->second.last_direction = change.previous.last_direction;
   it->second.last_target_bytes = change.previous.last_target_bytes;
   it->second.last_from_bytes = change.previous.last_from_bytes;
+  it->second.last_shrink_ms = change.previous.last_shrink_ms;
+  it->second.faults_before_shrink_per_second = change.previous.faults_before_shrink_per_second;
+  it->second.reads_before_shrink_per_second = change.previous.reads_before_shrink_per_second;
 }
 
 SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_t>>& history,

@@ -507,6 +507,23 @@ TEST(Decide, UnsentCommandIsAskedForAgainNextTick) {
   ASSERT_EQ(again.plan.balloons.size(), 1u);
   EXPECT_EQ(again.plan.balloons[0].to_bytes, first.plan.balloons[0].to_bytes);
   EXPECT_EQ(state.vms.at("uuid-hungry").last_target_bytes, std::nullopt);
+  // An unsent shrink leaves no shrink behind either: no re-read measure starts from it.
+  auto tight = host(GiB);
+  auto idle = self_rescuing(guest("idle", 4 * GiB, 8 * GiB, 3 * GiB));
+  idle.guest.major_faults_total = 100;
+  idle.disk_read_bytes_total = GiB;
+  tight.vms = {idle};
+  const auto shrink = decide(tight, {}, base_config(), 0);
+  ASSERT_EQ(shrink.plan.balloons.size(), 1u);
+  ASSERT_LT(shrink.plan.balloons[0].to_bytes, 4 * GiB);
+  auto kept = shrink.state;
+  ASSERT_TRUE(kept.vms.at("uuid-idle").last_shrink_ms.has_value());
+  unsend(kept, shrink.plan.balloons[0]);
+  const auto& vm = kept.vms.at("uuid-idle");
+  EXPECT_EQ(vm.last_direction, 0);
+  EXPECT_EQ(vm.last_shrink_ms, std::nullopt);
+  EXPECT_EQ(vm.faults_before_shrink_per_second, -1);
+  EXPECT_EQ(vm.reads_before_shrink_per_second, -1);
 }
 
 TEST(Decide, ABalloonStillMovingIsNotSentATargetShortOfTheLastOne) {

@@ -94,6 +94,10 @@ struct BalloonChange {
     int last_direction = 0;
     std::optional<std::uint64_t> last_target_bytes;
     std::optional<std::uint64_t> last_from_bytes;
+    // What a shrink's re-read measure replaced (PolicyState::Vm's fields of the same names).
+    std::optional<std::int64_t> last_shrink_ms;
+    double faults_before_shrink_per_second = -1;
+    double reads_before_shrink_per_second = -1;
     friend bool operator==(const Previous&, const Previous&) = default;
   } previous;
   friend bool operator==(const BalloonChange&, const BalloonChange&) = default;
