@@ -272,7 +272,7 @@ struct Candidate {
   bool needs = false;             // short, falling short by the next tick, swapping or faulting
   bool distress = false;          // below half its free target, or swapping
   bool guest_swapping = false;
-  bool faulting = false;         // many major faults while close to its free target
+  bool faulting = false;         // re-reading (major faults, risen disk reads) near its target
   bool settling = false;         // statistics predate its last balloon change
   bool protected_cache = false;  // its working set showed in faults after a shrink
   // Its major faults, or its disk reads, rose after its last shrink: the shrink evicted what it

@@ -35,8 +35,8 @@ const std::vector<Score>& scores() {
       {"working set evicted", "GiB-min",
        [](const Totals& t) { return t.evicted_byte_seconds / kGiB / 60; }, 0.5},
       {"refault I/O", "GiB", [](const Totals& t) { return t.refault_bytes / kGiB; }, 0.05},
-      // Re-reading above 1,000 major faults/s past its first minute with the host above its
-      // reserve: memory the host had was not given where it was lost work.
+      // Re-reading (or swapping in) above 1,000 pages/s past its first minute with the host above
+      // its reserve: memory the host had was not given where it was lost work.
       {"long re-reads above reserve", "VM-min",
        [](const Totals& t) { return t.long_reread_seconds / 60; }, 0.5},
       {"balloon commands", "",

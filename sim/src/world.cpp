@@ -221,7 +221,7 @@ void World::step_guest(Guest& g) {
   g.swap_out_total += out;
   g.swap_in_total += in;
   g.major_faults_total += in / 4096;
-  g.faults_now = in / 4096;
+  g.pages_in_now = in / 4096;
   totals_.guest_swap_out_bytes += std::max(0.0, swapped - g.swapped);
   g.anon = anon;
   g.swapped = swapped;
@@ -242,7 +242,7 @@ void World::step_guest(Guest& g) {
   // Read from disk: the re-reads, and the first reads the cache grew by beyond them.
   g.disk_read_total += refault + std::max(0.0, g.cache - cached_before - refault);
   g.major_faults_total += refault * g.spec.mapped_read_share / 4096;
-  g.faults_now += refault / 4096;
+  g.pages_in_now += refault / 4096;
   totals_.refault_bytes += refault;
   totals_.evicted_byte_seconds += g.evicted;
 
@@ -412,7 +412,7 @@ void World::step() {
 void World::account_long_rereads(double available) {
   const bool host_has_reserve = available >= static_cast<double>(host_.reserve_bytes);
   for (auto& g : guests_) {
-    if (!g.running || !host_has_reserve || g.faults_now <= kLongRereadFaultsPerS) {
+    if (!g.running || !host_has_reserve || g.pages_in_now <= kLongRereadPagesPerS) {
       g.rereading_since = -1;
       continue;
     }

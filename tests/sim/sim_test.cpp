@@ -293,7 +293,7 @@ TEST(World, LongReReadsCountOnlyPastAMinuteWithTheHostAboveItsReserve) {
     w->set_target(0, 1200 * MiB);
   }
   run_for(above, 50);
-  EXPECT_GT(above.guests()[0].faults_now, kLongRereadFaultsPerS);
+  EXPECT_GT(above.guests()[0].pages_in_now, kLongRereadPagesPerS);
   EXPECT_EQ(above.totals().long_reread_seconds, 0);  // its first minute is not counted
   run_for(above, 50);
   run_for(below, 100);

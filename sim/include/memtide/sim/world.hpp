@@ -47,10 +47,10 @@ inline constexpr std::uint64_t MiB = 1ULL << 20;
 inline constexpr std::uint64_t GiB = 1ULL << 30;
 inline constexpr double kOomRestartSeconds = 60;
 // A guest re-reading (or swapping in) faster than this (pages/s, whether they show as major
-// faults or only as disk reads) for longer than kLongRereadSeconds while
-// the host has its reserve is losing work no policy should leave it to: the target "no guest
-// above 1,000 major faults/s for more than 60 s while the host is above its reserve".
-inline constexpr double kLongRereadFaultsPerS = 1000;
+// faults or only as disk reads) for longer than kLongRereadSeconds while the host has its reserve
+// is losing work no policy should leave it to: the target "no guest above 1,000 major faults/s
+// for more than 60 s while the host is above its reserve", counting re-reads through read() too.
+inline constexpr double kLongRereadPagesPerS = 1000;
 inline constexpr double kLongRereadSeconds = 60;
 
 using Curve = std::function<double(double t)>;  // bytes at second t
@@ -127,8 +127,8 @@ struct Guest {
   double host_swapped_hot = 0;
   double oom_until = -1;        // workload restarting after an OOM kill
   double evicted = 0;           // file working set not cached now
-  double faults_now = 0;        // pages paged in in the last second (swap-ins and re-reads)
-  double rereading_since = -1;  // start of its re-reading above kLongRereadFaultsPerS (-1: not)
+  double pages_in_now = 0;      // pages paged in in the last second (swap-ins and re-reads)
+  double rereading_since = -1;  // start of its re-reading above kLongRereadPagesPerS (-1: not)
   // Counters as the guest reports them.
   double swap_in_total = 0;
   double swap_out_total = 0;
@@ -163,7 +163,7 @@ struct Totals {
   double evicted_byte_seconds = 0;  // file working set not cached, integrated
   double refault_bytes = 0;         // re-read from disk because of it
   // Summed over guests: seconds past the first kLongRereadSeconds of re-reading above
-  // kLongRereadFaultsPerS while the host's MemAvailable was at or above its reserve.
+  // kLongRereadPagesPerS while the host's MemAvailable was at or above its reserve.
   double long_reread_seconds = 0;
   double ballooned_byte_seconds = 0;
   double seconds = 0;
