@@ -279,6 +279,11 @@ struct Candidate {
   // reads (re-reads through read() are no major faults; disk reads count as re-reads only so).
   bool faults_rose = false;
   bool reads_rose = false;
+  // Re-reading above kGuestMajorFaultsPerSecond since either rose, outside a critical host: the
+  // shrink took page cache the guest uses, which is not spare at any share it has left (only the
+  // host's survival may take it). It is funded from the reserve's upper half as a guest in
+  // distress is, and its cache is held for cache_protection.
+  bool rereading_evicted = false;
   bool keeps_burst_room = false;  // spare held back: it cannot rescue itself from a burst
   bool blind = false;             // statistics stale: may only grow, funded by host room
   double major_faults_per_s = 0;
@@ -361,7 +366,7 @@ std::string own_reason(const Candidate& c, std::uint64_t host_available) {
              "): " + percent(usable_share(c)) + " usable, below its target " +
              percent(c.settings.guest_free_ratio) + " by the next tick at this pace";
     case Candidate::OwnWhy::faulting:
-      return (c.reads_rose && c.disk_reads_per_s > 0
+      return (c.rereading_evicted || (c.reads_rose && c.disk_reads_per_s > 0)
                   ? "guest is re-reading what a shrink evicted (" +
                         std::to_string(std::llround(c.major_faults_per_s)) + " major faults/s, " +
                         rate_text(c.disk_reads_per_s) + " read from disk)"
@@ -492,15 +497,20 @@ void judge_need(Candidate& c, const HostView& host) {
   // Page-ins at a high rate while the guest is inside its comfort band, or has little memory
   // free beside its page cache, mean its working set no longer fits (it is re-reading what it
   // just evicted; usable memory that is all cache in use is not spare): give it memory. With
-  // plenty free, faults are only first reads.
+  // plenty free, faults are only first reads, unless they rose after a shrink: then they are
+  // re-reads whatever its usable share (a guest whose memory is mostly a cached hot set shows a
+  // roomy share while it re-reads the part a shrink took).
   // Disk reads count as re-reads only once they rose after a shrink: a guest streaming a file
   // reads as much whatever its size.
   const bool little_free = vm.guest.unused_bytes && *vm.guest.unused_bytes < c.target_free;
   const double rereads_per_s =
       c.major_faults_per_s + (c.reads_rose ? c.disk_reads_per_s / kGuestPageBytes : 0);
-  c.faulting = rereads_per_s > kGuestMajorFaultsPerSecond &&
+  const bool rereading = rereads_per_s > kGuestMajorFaultsPerSecond;
+  c.rereading_evicted =
+      rereading && (c.faults_rose || c.reads_rose) && host.level != HostLevel::critical;
+  c.faulting = rereading &&
                (static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes) ||
-                little_free);
+                little_free || c.rereading_evicted);
   const double rising = std::max(0.0, c.in_use_rate);
   const double projected_in_use = static_cast<double>(c.in_use) + rising * host.pacing_tick_s();
   const bool short_now = c.usable < c.target_free;
@@ -545,11 +555,11 @@ bool rose_after_shrink(const Candidate& c, const PolicyState::Vm& memory, std::i
 
 // Cache working-set protection: major faults that rise after a shrink mean the shrink evicted
 // what the guest reads; it is not shrunk again for a while unless the host is critical. Disk
-// reads that rise do not hold it so: they mix first reads in, and a hold of cache_protection on
-// one such reading kept memory from the host that it needed (in the simulator, more guest OOMs);
-// they make the guest ask back what it re-reads, tick by tick, while they last (judge_need).
+// reads that rise hold it so only at a re-read rate (rereading_evicted): they mix first reads
+// in. Without the hold a guest grown back was shrunk into its hot set again as soon as its
+// hysteresis ended, on real guests again and again.
 void watch_cache(Candidate& c, PolicyState::Vm& memory, std::int64_t now_ms) {
-  if (c.faults_rose) {
+  if (c.faults_rose || c.rereading_evicted) {
     memory.cache_protected_until_ms = now_ms + c.settings.cache_protection.count();
   }
   c.protected_cache = now_ms < memory.cache_protected_until_ms;
@@ -884,8 +894,9 @@ struct SharedReasons {
 
 // Rule 3: guests in need grow first, most urgent first (in distress, then least usable per
 // share). The host funds them from its room above the reserve while it is not pressed and not
-// paying back swap; a guest in distress may also take from the upper half of the reserve while
-// the host is neither critical nor heading for swap (a guest's life before the host's comfort).
+// paying back swap; a guest in distress, or re-reading what a shrink evicted, may also take from
+// the upper half of the reserve while the host is neither critical nor heading for swap (a
+// guest's life, and the work it loses, before the host's comfort).
 // The rest comes from guests with spare.
 void fund_guests_in_need(std::vector<Candidate>& candidates, const HostView& host,
                          const SharedReasons& reasons) {
@@ -926,7 +937,7 @@ void fund_guests_in_need(std::vector<Candidate>& candidates, const HostView& hos
   for (Candidate* c : needy) {
     std::uint64_t grant = std::min(c->want, host_room);
     host_room -= grant;
-    if (c->distress && !c->blind) {
+    if ((c->distress || c->rereading_evicted) && !c->blind) {
       const std::uint64_t extra = std::min(c->want - grant, distress_room);
       distress_room -= extra;
       grant += extra;

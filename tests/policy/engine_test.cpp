@@ -773,9 +773,9 @@ TEST(Decide, AReReadingGuestAsksInProportionToItsFaultRate) {
 
 // Re-reads through read() are no major faults; the guest's disks show them. Disk reads that rise
 // after a shrink (its working set evicted) are re-reads: the guest asks back a minute of them,
-// tick by tick while they last (they do not hold its cache for cache_protection as a rise of
-// major faults does: disk reads mix first reads in). Reads as high before the shrink are a guest
-// streaming data, which a larger guest would read as much: nothing.
+// tick by tick while they last, and its cache is held for cache_protection as after a rise of
+// major faults. Reads as high before the shrink are a guest streaming data, which a larger guest
+// would read as much: nothing, and no hold.
 TEST(Decide, DiskReadsThatRiseAfterAShrinkAreReReads) {
   auto c = base_config();
   auto after_shrink = [&c](std::uint64_t reads_before_per_s, std::uint64_t reads_after_per_s) {
@@ -813,7 +813,8 @@ TEST(Decide, DiskReadsThatRiseAfterAShrinkAreReReads) {
   EXPECT_NE(grown->reason.find("re-reading what a shrink evicted"), std::string::npos)
       << grown->reason;
   EXPECT_EQ(grown->to_bytes - grown->from_bytes, 512 * MiB);  // a minute of it: a full step
-  EXPECT_EQ(rereading.state.vms.at("uuid-reader").cache_protected_until_ms, 0);
+  EXPECT_EQ(rereading.state.vms.at("uuid-reader").cache_protected_until_ms,
+            15'000 + c.classes[0].balloon.cache_protection.count());
   // Grown back a step and still re-reading as much: it asks again (a grow does not end what the
   // shrink caused).
   auto v = reader;
@@ -831,6 +832,53 @@ TEST(Decide, DiskReadsThatRiseAfterAShrinkAreReReads) {
   EXPECT_GT(grown_again->to_bytes, grown->to_bytes);
   const auto streaming = after_shrink(200 * MiB, 200 * MiB).first;
   EXPECT_EQ(change_for(streaming.plan, "reader"), nullptr) << streaming.plan.explanation("reader");
+  EXPECT_EQ(streaming.state.vms.at("uuid-reader").cache_protected_until_ms, 0);
+}
+
+// A guest whose memory is mostly a cached hot set looks roomy (60 % usable, 20 % free) while it
+// re-reads the part a shrink took: with the host below its reserve but far from swapping, it
+// grows back from the reserve's upper half and its cache is not taken again, since page cache
+// it re-reads is not spare at any share. Only a critical host (its survival) leaves it so.
+TEST(Decide, ARoomyGuestReReadingWhatAShrinkEvictedGrowsBelowTheReserve) {
+  auto c = base_config();
+  auto v = self_rescuing(guest("reader", 4 * GiB, 8 * GiB, 3 * GiB));
+  v.guest.unused_bytes = 2 * GiB;
+  v.disk_read_bytes_total = GiB;
+  v.disk_reads_at_ms = 0;
+  auto s = host(GiB * 19 / 10);  // below the 2 GiB reserve, above the critical 1.28 GiB
+  s.vms = {v};
+  const auto first = decide(s, {}, c, 0);
+  const auto* shrink = change_for(first.plan, "reader");
+  ASSERT_NE(shrink, nullptr) << first.plan.explanation("reader");
+  ASSERT_LT(shrink->to_bytes, shrink->from_bytes);
+  // 10 s later at its new size: 60 % usable, 20 % free, reading 200 MiB/s from disk (its reads
+  // were flat before the shrink).
+  auto after = [&](std::uint64_t available) {
+    auto w = v;
+    w.current_bytes = shrink->to_bytes;
+    w.guest.total_bytes = w.current_bytes;
+    w.guest.usable_bytes = w.current_bytes * 6 / 10;
+    w.guest.unused_bytes = w.current_bytes / 5;
+    w.disk_read_bytes_total = GiB + 10 * 200 * MiB;
+    w.disk_reads_at_ms = 10'000;
+    w.guest.last_update_unix_s = 10;
+    auto t = host(available);
+    t.vms = {w};
+    return decide(t, first.state, c, 10'000);
+  };
+  const auto tight = after(GiB * 19 / 10);
+  const auto* grown = change_for(tight.plan, "reader");
+  ASSERT_NE(grown, nullptr) << tight.plan.explanation("reader");
+  EXPECT_GT(grown->to_bytes, grown->from_bytes);
+  EXPECT_EQ(grown->cause, Cause::guest_need);
+  EXPECT_NE(grown->reason.find("re-reading what a shrink evicted"), std::string::npos)
+      << grown->reason;
+  EXPECT_GT(tight.state.vms.at("uuid-reader").cache_protected_until_ms, 10'000);
+  // A critical host keeps what it took: its survival comes first.
+  const auto critical = after(GiB);
+  const auto* at_critical = change_for(critical.plan, "reader");
+  EXPECT_TRUE(at_critical == nullptr || at_critical->to_bytes <= at_critical->from_bytes)
+      << critical.plan.explanation("reader");
 }
 
 // Shrunk twice in a row, the second time while it already re-read what the first evicted: its
