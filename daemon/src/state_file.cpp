@@ -104,7 +104,8 @@ std::string state_to_json(const policy::PolicyState& state, std::int64_t monoton
                  {"disk_reads_at_ms", vm.disk_reads_at_ms},
                  {"disk_reads_per_second", vm.disk_reads_per_second},
                  {"reads_before_shrink_per_second", vm.reads_before_shrink_per_second},
-                 {"last_shrink_ms", optional_i64(vm.last_shrink_ms)}};
+                 {"last_shrink_ms", optional_i64(vm.last_shrink_ms)},
+                 {"size_before_shrink_bytes", optional_u64(vm.size_before_shrink_bytes)}};
   }
   json alerts = json::array();
   for (const auto& [key, memory] : state.alerts) {
@@ -201,6 +202,11 @@ policy::PolicyState::Vm read_vm(const json& v, const MoveTime& moved, std::int64
   } else if (!v.contains("last_shrink_ms") && vm.last_direction < 0) {
     vm.last_shrink_ms = vm.last_change_ms;
   }
+  // Added with growth back to it for re-reads: absent in older files, where such growth is then
+  // bounded by a minute of re-reads alone until the next run of shrinks.
+  vm.size_before_shrink_bytes = v.contains("size_before_shrink_bytes")
+                                    ? read_optional_u64(v, "size_before_shrink_bytes")
+                                    : std::nullopt;
   return vm;
 }
 

@@ -281,8 +281,8 @@ struct Candidate {
   bool reads_rose = false;
   // Re-reading above kGuestMajorFaultsPerSecond since either rose, outside a critical host: the
   // shrink took page cache the guest uses, which is not spare at any share it has left (only the
-  // host's survival may take it). It is funded from the reserve's upper half as a guest in
-  // distress is, and its cache is held for cache_protection.
+  // host's survival may take it). It is given back what the shrinks took, from the reserve's
+  // upper quarter if need be, and its cache is held for cache_protection.
   bool rereading_evicted = false;
   bool keeps_burst_room = false;  // spare held back: it cannot rescue itself from a burst
   bool blind = false;             // statistics stale: may only grow, funded by host room
@@ -508,9 +508,11 @@ void judge_need(Candidate& c, const HostView& host) {
   const bool rereading = rereads_per_s > kGuestMajorFaultsPerSecond;
   c.rereading_evicted =
       rereading && (c.faults_rose || c.reads_rose) && host.level != HostLevel::critical;
-  c.faulting = rereading &&
-               (static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes) ||
-                little_free || c.rereading_evicted);
+  const bool faulting_by_share =
+      rereading &&
+      (static_cast<double>(c.usable) < g_comfort * static_cast<double>(vm.current_bytes) ||
+       little_free);
+  c.faulting = faulting_by_share || c.rereading_evicted;
   const double rising = std::max(0.0, c.in_use_rate);
   const double projected_in_use = static_cast<double>(c.in_use) + rising * host.pacing_tick_s();
   const bool short_now = c.usable < c.target_free;
@@ -534,8 +536,15 @@ void judge_need(Candidate& c, const HostView& host) {
       want = std::max(want, settings.max_step_bytes);  // in distress: at least a full step
     }
     if (c.faulting) {
-      want = std::max(want, static_cast<std::uint64_t>(rereads_per_s * kGuestPageBytes *
-                                                       kRereadFundingSeconds));
+      std::uint64_t reread_want =
+          static_cast<std::uint64_t>(rereads_per_s * kGuestPageBytes * kRereadFundingSeconds);
+      // Re-reads that make it faulting only because they rose after a shrink (its share looks
+      // roomy) ask back what the shrinks took, no more: growth past it is not what they evicted.
+      if (!faulting_by_share && c.memory->size_before_shrink_bytes) {
+        reread_want =
+            std::min(reread_want, above(*c.memory->size_before_shrink_bytes, vm.current_bytes));
+      }
+      want = std::max(want, reread_want);
     }
     // A guest in need is never held back by the deadband.
     want = std::max(want, settings.deadband_bytes);
@@ -894,9 +903,10 @@ struct SharedReasons {
 
 // Rule 3: guests in need grow first, most urgent first (in distress, then least usable per
 // share). The host funds them from its room above the reserve while it is not pressed and not
-// paying back swap; a guest in distress, or re-reading what a shrink evicted, may also take from
-// the upper half of the reserve while the host is neither critical nor heading for swap (a
-// guest's life, and the work it loses, before the host's comfort).
+// paying back swap; while the host is neither critical nor heading for swap, a guest in distress
+// may also take from the upper half of the reserve, and one re-reading what a shrink evicted
+// from its upper quarter (kRereadReserveShare): a guest's life, and the work it loses, come
+// before the host's comfort.
 // The rest comes from guests with spare.
 void fund_guests_in_need(std::vector<Candidate>& candidates, const HostView& host,
                          const SharedReasons& reasons) {
@@ -932,14 +942,20 @@ void fund_guests_in_need(std::vector<Candidate>& candidates, const HostView& hos
   std::uint64_t distress_room = host.level == HostLevel::critical || host.heading
                                     ? 0
                                     : above(host.available, host.reserve / 2) - host_room;
+  const auto reread_floor =
+      static_cast<std::uint64_t>(kRereadReserveShare * static_cast<double>(host.reserve));
+  std::uint64_t reread_room =
+      distress_room == 0 ? 0 : above(above(host.available, reread_floor), host_room);
   std::uint64_t short_distress = 0;
   std::uint64_t short_other = 0;
   for (Candidate* c : needy) {
     std::uint64_t grant = std::min(c->want, host_room);
     host_room -= grant;
     if ((c->distress || c->rereading_evicted) && !c->blind) {
-      const std::uint64_t extra = std::min(c->want - grant, distress_room);
+      const std::uint64_t room = c->distress ? distress_room : std::min(distress_room, reread_room);
+      const std::uint64_t extra = std::min(c->want - grant, room);
       distress_room -= extra;
+      reread_room -= std::min(reread_room, extra);
       grant += extra;
     }
     c->granted = grant;
@@ -1194,6 +1210,10 @@ void remember_page_ins_before_shrink(const Candidate& c, PolicyState::Vm& memory
       lowest(memory.faults_before_shrink_per_second, c.major_faults_per_s);
   memory.reads_before_shrink_per_second = lowest(
       memory.reads_before_shrink_per_second, c.vm->disk_read_bytes_total ? c.disk_reads_per_s : -1);
+  memory.size_before_shrink_bytes =
+      in_run && memory.size_before_shrink_bytes
+          ? std::max(*memory.size_before_shrink_bytes, c.vm->current_bytes)
+          : c.vm->current_bytes;
 }
 
 // Rule 6: deltas become commands within [floor, maximum], deadband and hysteresis.
@@ -1238,7 +1258,8 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
                    memory.last_from_bytes,
                    memory.last_shrink_ms,
                    memory.faults_before_shrink_per_second,
-                   memory.reads_before_shrink_per_second};
+                   memory.reads_before_shrink_per_second,
+                   memory.size_before_shrink_bytes};
     plan.balloons.push_back(std::move(bc));
     if (direction < 0) {
       remember_page_ins_before_shrink(c, memory, now_ms);
@@ -1406,6 +1427,7 @@ void unsend(PolicyState& state, const BalloonChange& change) {
   it->second.last_shrink_ms = change.previous.last_shrink_ms;
   it->second.faults_before_shrink_per_second = change.previous.faults_before_shrink_per_second;
   it->second.reads_before_shrink_per_second = change.previous.reads_before_shrink_per_second;
+  it->second.size_before_shrink_bytes = change.previous.size_before_shrink_bytes;
 }
 
 SwapForecast forecast_swap(const std::deque<std::pair<std::int64_t, std::uint64_t>>& history,

@@ -131,6 +131,7 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   vm.disk_reads_per_second = 200.0 * (1 << 20);
   vm.reads_before_shrink_per_second = 1.5 * (1 << 20);
   vm.last_shrink_ms = 980'000;
+  vm.size_before_shrink_bytes = 6 * GiB;
   s.vms["u1"] = vm;
   const auto text = state_to_json(s, 1'000'000, kUnix);
   const auto back = state_from_json(text, 1'000'000, kUnix);
@@ -141,8 +142,9 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   old["vms"]["u1"].erase("faults_report_unix_s");
   old["vms"]["u1"].erase("in_use_report_unix_s");
   // ... and before disk reads were: read, with none recorded before a shrink.
-  for (const char* key : {"disk_read_bytes_total", "disk_reads_at_ms", "disk_reads_per_second",
-                          "reads_before_shrink_per_second", "last_shrink_ms"}) {
+  for (const char* key :
+       {"disk_read_bytes_total", "disk_reads_at_ms", "disk_reads_per_second",
+        "reads_before_shrink_per_second", "last_shrink_ms", "size_before_shrink_bytes"}) {
     old["vms"]["u1"].erase(key);
   }
   const auto from_old = state_from_json(old.dump(), 1'000'000, kUnix);
@@ -152,6 +154,7 @@ TEST(StateFile, AlertsKsmAndHistoryRoundTrip) {
   EXPECT_EQ(from_old->vms.at("u1").reads_before_shrink_per_second, -1);
   EXPECT_EQ(from_old->vms.at("u1").last_shrink_ms, vm.last_change_ms);  // its last command
   EXPECT_EQ(from_old->vms.at("u1").in_use_bytes, vm.in_use_bytes);
+  EXPECT_FALSE(from_old->vms.at("u1").size_before_shrink_bytes.has_value());
 }
 
 TEST(StateFile, DamagedForeignOldAndFutureFilesAreRefused) {

@@ -518,12 +518,14 @@ TEST(Decide, UnsentCommandIsAskedForAgainNextTick) {
   ASSERT_LT(shrink.plan.balloons[0].to_bytes, 4 * GiB);
   auto kept = shrink.state;
   ASSERT_TRUE(kept.vms.at("uuid-idle").last_shrink_ms.has_value());
+  ASSERT_EQ(kept.vms.at("uuid-idle").size_before_shrink_bytes, 4 * GiB);
   unsend(kept, shrink.plan.balloons[0]);
   const auto& vm = kept.vms.at("uuid-idle");
   EXPECT_EQ(vm.last_direction, 0);
   EXPECT_EQ(vm.last_shrink_ms, std::nullopt);
   EXPECT_EQ(vm.faults_before_shrink_per_second, -1);
   EXPECT_EQ(vm.reads_before_shrink_per_second, -1);
+  EXPECT_EQ(vm.size_before_shrink_bytes, std::nullopt);
 }
 
 TEST(Decide, ABalloonStillMovingIsNotSentATargetShortOfTheLastOne) {
@@ -837,8 +839,9 @@ TEST(Decide, DiskReadsThatRiseAfterAShrinkAreReReads) {
 
 // A guest whose memory is mostly a cached hot set looks roomy (60 % usable, 20 % free) while it
 // re-reads the part a shrink took: with the host below its reserve but far from swapping, it
-// grows back from the reserve's upper half and its cache is not taken again, since page cache
-// it re-reads is not spare at any share. Only a critical host (its survival) leaves it so.
+// grows back to where the shrink found it, from the reserve's upper quarter, and its cache is
+// not taken again, since page cache it re-reads is not spare at any share. Only a critical host
+// (its survival) leaves it so.
 TEST(Decide, ARoomyGuestReReadingWhatAShrinkEvictedGrowsBelowTheReserve) {
   auto c = base_config();
   auto v = self_rescuing(guest("reader", 4 * GiB, 8 * GiB, 3 * GiB));
@@ -873,7 +876,12 @@ TEST(Decide, ARoomyGuestReReadingWhatAShrinkEvictedGrowsBelowTheReserve) {
   EXPECT_EQ(grown->cause, Cause::guest_need);
   EXPECT_NE(grown->reason.find("re-reading what a shrink evicted"), std::string::npos)
       << grown->reason;
+  // Back to where the shrink found it, no further: growth past it is not what it evicted.
+  EXPECT_EQ(grown->to_bytes, shrink->from_bytes);
   EXPECT_GT(tight.state.vms.at("uuid-reader").cache_protected_until_ms, 10'000);
+  // Below three quarters of its reserve the host keeps the rest for guests in distress.
+  const auto low = after(GiB * 14 / 10);
+  EXPECT_EQ(change_for(low.plan, "reader"), nullptr) << low.plan.explanation("reader");
   // A critical host keeps what it took: its survival comes first.
   const auto critical = after(GiB);
   const auto* at_critical = change_for(critical.plan, "reader");

@@ -497,14 +497,16 @@ double median(std::vector<double> v) {
 
 // Over seeded random scenarios (the check that constants were not tuned to the named ones):
 // memtide's median guest OOMs are below both baselines' and its median host swap-out below
-// MOM's. 500 seeds: the medians of host swap lie a few GiB apart with a tail of 100 GiB, and 60
-// seeds could not tell them apart. `memtide-sim --random 1000` prints the full distribution.
+// MOM's. 1,000 seeds, the set the policy's targets are stated on (`memtide-sim --random 1000`
+// prints the full distribution): the medians of host swap lie a few GiB apart with a tail of
+// 100 GiB (60 seeds could not tell them apart), and half the scenarios end with at most 2 guest
+// OOMs under memtide by a margin of a few scenarios, which the first 500 alone do not keep.
 TEST(Evaluation, RandomScenariosFewerOomsThanBothAndLessSwapThanMomAtTheMedian) {
   std::vector<double> ooms[3];
   std::vector<double> swap[3];
   std::vector<double> hot_swap_in[3];
   std::vector<double> long_rereads[3];
-  for (std::uint64_t seed = 1; seed <= 500; ++seed) {
+  for (std::uint64_t seed = 1; seed <= 1000; ++seed) {
     const auto r = run_all(make_random_scenario(seed));
     const Totals* t[3] = {&r.memtide, &r.mom, &r.proxmox};
     for (int p = 0; p < 3; ++p) {

@@ -98,6 +98,7 @@ struct BalloonChange {
     std::optional<std::int64_t> last_shrink_ms;
     double faults_before_shrink_per_second = -1;
     double reads_before_shrink_per_second = -1;
+    std::optional<std::uint64_t> size_before_shrink_bytes;
     friend bool operator==(const Previous&, const Previous&) = default;
   } previous;
   friend bool operator==(const BalloonChange&, const BalloonChange&) = default;
@@ -219,6 +220,10 @@ struct PolicyState {
     std::int64_t disk_reads_at_ms = 0;
     double disk_reads_per_second = 0;            // bytes/s
     double reads_before_shrink_per_second = -1;  // bytes/s at the last shrink; -1: none recorded
+    // The balloon's size before the run of shrinks the last one belongs to (shrinks within
+    // cache_protection of each other): a guest re-reading what they evicted is given back up to
+    // it, no further (unset: none recorded).
+    std::optional<std::uint64_t> size_before_shrink_bytes;
     std::int64_t cache_protected_until_ms = 0;
     std::int64_t sampled_ms = 0;
     friend bool operator==(const Vm&, const Vm&) = default;
@@ -274,6 +279,14 @@ inline constexpr double kGuestMajorFaultsPerSecond = 100;
 // (major faults x page size) per tick, within max_step: growth in proportion to how much of its
 // working set is missing, where its free target alone would grow it by the deadband.
 inline constexpr double kRereadFundingSeconds = 60;
+// A guest re-reading what a shrink evicted may be grown back from the host's reserve while the
+// host is neither critical nor heading for swap, down to MemAvailable at this share of the
+// reserve: lost work ranks between the host's comfort and a guest's life (a guest in distress
+// may go down to half the reserve). Without it a host below its reserve left such guests
+// re-reading their hot sets from disk for good (real guests, scripts/bench-overcommit --hot 320:
+// throughput -84 %); with the half, hosts dipped toward swap more often (memtide-sim's daily
+// scenario at 1.5x: host swap-out 0.41 -> 3.3 GiB).
+inline constexpr double kRereadReserveShare = 0.75;
 inline constexpr std::uint64_t kGuestPageBytes = 4096;  // what one major fault reads (x86-64)
 // An alert resolves only after its condition has been false for this many ticks in a row.
 inline constexpr int kAlertClearTicks = 3;
