@@ -937,15 +937,16 @@ void fund_guests_in_need(std::vector<Candidate>& candidates, const HostView& hos
   });
   const bool host_funds = host.level <= HostLevel::heading && !host.paying_back;
   std::uint64_t host_room = host_funds ? above(host.available, host.reserve) : 0;
-  // The upper half of the reserve is for guests in distress while the host holds steady: not
-  // when it is critical, and not while its MemAvailable is falling toward swap.
-  std::uint64_t distress_room = host.level == HostLevel::critical || host.heading
-                                    ? 0
-                                    : above(host.available, host.reserve / 2) - host_room;
-  const auto reread_floor =
-      static_cast<std::uint64_t>(kRereadReserveShare * static_cast<double>(host.reserve));
-  std::uint64_t reread_room =
-      distress_room == 0 ? 0 : above(above(host.available, reread_floor), host_room);
+  // The reserve is open to guests in distress (its upper half) and to guests re-reading what a
+  // shrink evicted (its upper quarter) while the host holds steady: not when it is critical, and
+  // not while its MemAvailable is falling toward swap.
+  const bool reserve_open = host.level != HostLevel::critical && !host.heading;
+  const auto reserve_room_down_to = [&](double share) -> std::uint64_t {
+    const auto floor = static_cast<std::uint64_t>(share * static_cast<double>(host.reserve));
+    return reserve_open ? above(above(host.available, floor), host_room) : 0;
+  };
+  std::uint64_t distress_room = reserve_room_down_to(0.5);
+  std::uint64_t reread_room = reserve_room_down_to(kRereadReserveShare);
   std::uint64_t short_distress = 0;
   std::uint64_t short_other = 0;
   for (Candidate* c : needy) {
