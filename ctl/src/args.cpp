@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include <memtide/config/files.hpp>
+#include <memtide/config/units.hpp>
 #include <memtide/core/command_line.hpp>
 #include <memtide/core/exit_code.hpp>
 #include <memtide/core/text.hpp>
@@ -31,6 +32,11 @@ Commands:
   status         the running daemon's view: host, alerts, every VM with why it was or was not
                  resized, and the last balloon commands
   explain VM     why the daemon did or did not resize VM (name or UUID)
+  history [VM...]
+                 what the daemon did and saw over time: each VM's balloon commands and alerts,
+                 with a chart of its balloon, floor and usable memory on a terminal (VMs are
+                 names or globs; all when none); with --trace, what the policy of --config
+                 decides on a recorded trace instead
   pause          stop applying balloon commands (decisions are still made and logged)
   resume         apply them again
   reload         make the daemon reload its configuration; prints why a bad file was rejected
@@ -43,8 +49,10 @@ Options:
       --if-service-failed
                       restore: only when systemd's SERVICE_RESULT says memtided did not stop
                       cleanly and daemon.on_stop is restore (the unit's ExecStopPost)
-  -t, --trace FILE    simulate: a trace to replay; repeat for rotated files, oldest first
-                      (--trace trace.jsonl.1 --trace trace.jsonl)
+  -t, --trace FILE    simulate, history: a trace to replay; repeat for rotated files, oldest
+                      first (--trace trace.jsonl.1 --trace trace.jsonl)
+      --since DUR     history: only what happened in the last DUR (30s, 10m, 2h, 48h; default
+                      all there is)
   -q, --quiet         simulate: print the summary only
       --json          print JSON (every command)
       --vm GLOB       status: only the VMs whose name matches GLOB (repeatable)
@@ -93,22 +101,24 @@ std::string parse_number(const std::string& a, const std::optional<std::string>&
 const std::map<std::string_view, std::vector<std::string_view>>& option_commands() {
   static const std::map<std::string_view, std::vector<std::string_view>> kTable = {
       {"--config",
-       {"restore", "check-config", "simulate", "status", "explain", "pause", "resume", "reload"}},
+       {"restore", "check-config", "simulate", "status", "explain", "history", "pause", "resume",
+        "reload"}},
       {"--connect", {"restore"}},
       {"--dry-run", {"restore"}},
       {"--if-service-failed", {"restore"}},
-      {"--trace", {"simulate"}},
+      {"--trace", {"simulate", "history"}},
+      {"--since", {"history"}},
       {"--quiet", {"simulate"}},
       {"--json",
-       {"restore", "check-config", "simulate", "scan", "status", "explain", "pause", "resume",
-        "reload"}},
+       {"restore", "check-config", "simulate", "scan", "status", "explain", "history", "pause",
+        "resume", "reload"}},
       {"--passes", {"scan"}},
       {"--interval", {"scan"}},
-      {"--socket", {"status", "explain", "pause", "resume", "reload"}},
+      {"--socket", {"status", "explain", "history", "pause", "resume", "reload"}},
       {"--pid", {"reload"}},
       {"--vm", {"status"}},
       {"--sort", {"status"}},
-      {"--utc", {"status"}},
+      {"--utc", {"status", "history"}},
   };
   return kTable;
 }
@@ -204,6 +214,14 @@ std::string apply_option(const std::string& name, const std::string& spelled,
       return message + (v ? ", got '" + shorten_utf8(*v, 40) + "'" : std::string());
     }
     o.sort = *v;
+  } else if (name == "--since") {
+    const auto v = next();
+    const auto d = v ? config::parse_duration(*v) : Result<std::chrono::milliseconds>(Error{});
+    if (!v || !d || d->count() <= 0) {
+      return "--since needs a duration such as 30s, 10m or 2h" +
+             (v ? ", got '" + shorten_utf8(*v, 40) + "'" : std::string());
+    }
+    o.since = *d;
   } else if (name == "--passes" || name == "--interval") {
     return parse_number(name, next(), o);
   } else if (name == "--pid") {
@@ -237,7 +255,7 @@ bool take_operand(const std::string& a, Args& o) {
   } else if (o.command == "check-config" && !o.config_given) {
     o.config_path = a;
     o.config_given = true;
-  } else if (o.command == "explain" || o.command == "scan") {
+  } else if (o.command == "explain" || o.command == "scan" || o.command == "history") {
     o.operands.push_back(a);
   } else {
     return false;

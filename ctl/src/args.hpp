@@ -1,6 +1,7 @@
 // memtidectl's command line: one parse for every command, then each command reads what it takes.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,12 +21,13 @@ struct Args {
   bool json = false;
   std::optional<std::string> socket;
   std::optional<int> reload_pid;      // reload --pid: SIGHUP to it when there is no control socket
-  std::vector<std::string> operands;  // explain's VM, scan's PIDs
+  std::vector<std::string> operands;  // explain's VM, scan's PIDs, history's VMs
   int passes = 2;
   double interval_s = 1;
   std::vector<std::string> vm_globs;  // status --vm: VMs whose name matches any (fnmatch)
   std::string sort = "name";          // status --sort: one of status_sort_keys()
-  bool utc = false;                   // status --utc: RFC 3339 UTC times, not local and relative
+  bool utc = false;  // status, history --utc: RFC 3339 UTC times, not local and relative
+  std::optional<std::chrono::milliseconds> since;  // history --since
 };
 
 // The orders `status --sort` takes.

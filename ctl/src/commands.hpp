@@ -30,6 +30,11 @@ int scan(const std::vector<std::string>& pids, int passes, double interval_s, bo
 // gives the command, its operands, --json and status's --vm, --sort and --utc.
 int control(const std::string& socket, const Args& args);
 
+// history: what the daemon at `socket` did and saw, for args.operands' VMs since args.since
+// (history.cpp); history_of_traces: the same decided by the policy of `config` on args.traces.
+int history(const std::string& socket, const Args& args);
+int history_of_traces(std::shared_ptr<const config::Config> config, const Args& args);
+
 // reload without a control socket (`socket` does not exist): SIGHUP to `pid` (control.cpp).
 int signal_reload(int pid, const std::string& socket);
 

@@ -35,38 +35,6 @@ nlohmann::json member(const nlohmann::json& j, const char* key) {
   return j.contains(key) ? j[key] : nlohmann::json();
 }
 
-// Columns padded to their widest cell, measured in terminal columns; the last column is not
-// padded, and is cut to what is left of `columns` (when known) so that no line wraps.
-void print_table(std::vector<std::vector<std::string>> rows, std::optional<std::size_t> columns) {
-  std::vector<std::size_t> width;
-  for (auto& row : rows) {
-    width.resize(std::max(width.size(), row.size()));
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      row[i] = for_terminal(row[i]);
-      width[i] = std::max(width[i], display_width(row[i]));
-    }
-  }
-  std::size_t before_last = 0;  // columns taken by every column but the last, with gaps
-  for (std::size_t i = 0; i + 1 < width.size(); ++i) {
-    before_last += width[i] + 2;
-  }
-  constexpr std::size_t kLeastLastColumn = 20;
-  for (const auto& row : rows) {
-    std::string line;
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      if (i + 1 < row.size()) {
-        line += row[i] + std::string(width[i] - display_width(row[i]) + 2, ' ');
-      } else if (columns) {
-        line += fit(row[i], std::max(kLeastLastColumn,
-                                     *columns > before_last ? *columns - before_last : 0));
-      } else {
-        line += row[i];
-      }
-    }
-    std::cout << line << '\n';
-  }
-}
-
 // Seconds since the epoch of an RFC 3339 UTC time as the daemon writes it
 // ("2026-11-28T04:07:32.521Z"), or nullopt.
 std::optional<std::time_t> parse_utc(const std::string& text) {
@@ -406,16 +374,11 @@ int control(const std::string& socket, const Args& args) {
   } else if (!operands.empty()) {
     return usage_error(command + " takes no operand");
   }
-  auto reply = control_request(socket, request, std::chrono::seconds(10));
+  auto reply = ask_daemon(socket, request);
   if (!reply) {
-    std::cerr << "memtidectl: " << reply.error().to_string() << '\n';
     return kExitFailure;
   }
   nlohmann::json& r = *reply;
-  if (!r.value("ok", false)) {
-    std::cerr << "memtidectl: " << r.value("error", std::string("request refused")) << '\n';
-    return kExitFailure;
-  }
   if (command == "status" && r.contains("vms") && r["vms"].is_array()) {
     select_and_sort(r, args);
   }

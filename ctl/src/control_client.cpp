@@ -1,6 +1,7 @@
 #include "control_client.hpp"
 
 #include <cerrno>
+#include <iostream>
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -70,6 +71,19 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
     return Error{path, 0, 0, report::kBusyMessage};
   }
   return j;
+}
+
+std::optional<nlohmann::json> ask_daemon(const std::string& path, const nlohmann::json& request) {
+  auto reply = control_request(path, request, std::chrono::seconds(10));
+  if (!reply) {
+    std::cerr << "memtidectl: " << reply.error().to_string() << '\n';
+    return std::nullopt;
+  }
+  if (!reply->value("ok", false)) {
+    std::cerr << "memtidectl: " << reply->value("error", std::string("request refused")) << '\n';
+    return std::nullopt;
+  }
+  return std::move(*reply);
 }
 
 }  // namespace memtide::ctl

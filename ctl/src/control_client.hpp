@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -18,5 +19,9 @@ inline constexpr std::size_t kMaxReplyBytes = std::size_t{64} << 20;
 // `timeout` for each part of it. "busy" (report::kBusyMessage) is an error.
 Result<nlohmann::json> control_request(const std::string& path, const nlohmann::json& request,
                                        std::chrono::milliseconds timeout);
+
+// control_request() with memtidectl's 10 s timeout: the daemon's accepting reply ("ok": true),
+// or nullopt when it could not be reached or refused the request (said on stderr).
+std::optional<nlohmann::json> ask_daemon(const std::string& path, const nlohmann::json& request);
 
 }  // namespace memtide::ctl

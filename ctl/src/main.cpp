@@ -38,7 +38,8 @@ int run(const std::vector<std::string>& argv) {
   }
   const bool control_command = a.command == "status" || a.command == "explain" ||
                                a.command == "pause" || a.command == "resume" ||
-                               a.command == "reload";
+                               a.command == "reload" ||
+                               (a.command == "history" && a.traces.empty());
   if (control_command) {
     std::string path = report::kDefaultControlSocket;
     if (a.socket) {
@@ -58,9 +59,9 @@ int run(const std::vector<std::string>& argv) {
     if (a.command == "reload" && a.reload_pid && ::stat(path.c_str(), &st) != 0) {
       return ctl::signal_reload(*a.reload_pid, path);
     }
-    return ctl::control(path, a);
+    return a.command == "history" ? ctl::history(path, a) : ctl::control(path, a);
   }
-  if (a.command != "restore" && a.command != "simulate") {
+  if (a.command != "restore" && a.command != "simulate" && a.command != "history") {
     return usage_error(a.command.empty() ? "a command is required"
                                          : "unknown command '" + shorten_utf8(a.command, 40) + "'");
   }
@@ -73,6 +74,9 @@ int run(const std::vector<std::string>& argv) {
   }
   if (a.command == "simulate") {
     return ctl::simulate(config, a.traces, a.quiet, a.json);
+  }
+  if (a.command == "history") {
+    return ctl::history_of_traces(config, a);
   }
   config::Overrides overrides;
   overrides.libvirt_uri = a.connect;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cwchar>
+#include <iostream>
 
 #include <locale.h>
 #include <sys/ioctl.h>
@@ -188,6 +189,36 @@ std::optional<std::size_t> output_columns() {
     return static_cast<std::size_t>(ws.ws_col);
   }
   return std::nullopt;
+}
+
+void print_table(std::vector<std::vector<std::string>> rows, std::optional<std::size_t> columns) {
+  std::vector<std::size_t> width;
+  for (auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      row[i] = for_terminal(row[i]);
+      width[i] = std::max(width[i], display_width(row[i]));
+    }
+  }
+  std::size_t before_last = 0;  // columns taken by every column but the last, with gaps
+  for (std::size_t i = 0; i + 1 < width.size(); ++i) {
+    before_last += width[i] + 2;
+  }
+  constexpr std::size_t kLeastLastColumn = 20;
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      if (i + 1 < row.size()) {
+        line += row[i] + std::string(width[i] - display_width(row[i]) + 2, ' ');
+      } else if (columns) {
+        line += fit(row[i], std::max(kLeastLastColumn,
+                                     *columns > before_last ? *columns - before_last : 0));
+      } else {
+        line += row[i];
+      }
+    }
+    std::cout << line << '\n';
+  }
 }
 
 }  // namespace memtide::ctl

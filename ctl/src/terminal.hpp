@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace memtide::ctl {
 
@@ -26,6 +27,11 @@ std::string lines_for_terminal(std::string_view s);
 // `s` (already for_terminal) cut to at most `columns` columns on a character boundary, ending in
 // "…" when cut.
 std::string fit(std::string_view s, std::size_t columns);
+
+// Prints `rows` to stdout as columns padded to their widest cell (after for_terminal), measured
+// in terminal columns; the last column is not padded, and is cut to what is left of `columns`
+// (when known) so that no line wraps.
+void print_table(std::vector<std::vector<std::string>> rows, std::optional<std::size_t> columns);
 
 // The width to fit output to: $COLUMNS when it is a number (as ls and ps take it), else the
 // terminal's width when stdout is one, else none (pipes and files get whole lines).

@@ -36,8 +36,9 @@ Actions::Done Actions::carry_out(const policy::Plan& plan, const Snapshot& snaps
   return done;
 }
 
-void Actions::remember(std::int64_t unix_ms, const policy::BalloonChange& change,
+void Actions::remember(Done& done, std::int64_t unix_ms, const policy::BalloonChange& change,
                        std::string outcome) {
+  done.commands.push_back({unix_ms, change, outcome});
   recent_.push_back({unix_ms, change, std::move(outcome)});
   if (recent_.size() > kRecentCommands) {
     recent_.pop_front();
@@ -87,7 +88,7 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
           std::string(dry_run ? "dry run" : "paused") + ", not applied: balloon " + what;
       if (!repeated) {
         log_.notice(said, fields);
-        remember(at, change, dry_run ? "dry run" : "paused");
+        remember(done, at, change, dry_run ? "dry run" : "paused");
       } else {
         log_.debug(said, fields);
       }
@@ -97,16 +98,16 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
     if (outcome.kind == Kind::carried_over) {
       // The tick's time is spent (a slow hypervisor): the next tick decides it again.
       log_.debug("carried over to the next tick: balloon " + what, fields);
-      remember(at, change, "carried over");
+      remember(done, at, change, "carried over");
       policy::unsend(state, change);
       ++carried_over;
     } else if (outcome.kind == Kind::failed) {
       ++figures_.errors_total["balloon"];
       log_.error("balloon command failed for " + change.vm + ": " + outcome.error, fields);
-      remember(at, change, "failed: " + outcome.error);
+      remember(done, at, change, "failed: " + outcome.error);
       done.failed[change.vm] = outcome.error;
     } else {
-      remember(at, change, "applied");
+      remember(done, at, change, "applied");
       ++figures_.balloon_actions_total[{change.to_bytes > change.from_bytes ? "grow" : "shrink",
                                         policy::to_string(change.cause)}];
       log_.notice("balloon " + what, fields);

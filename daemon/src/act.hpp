@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <memtide/actuators/huge_page_release.hpp>
 #include <memtide/actuators/ksm_writer.hpp>
@@ -38,6 +39,9 @@ class Actions {
     std::map<std::string, std::string> failed;  // VM -> why its balloon command failed
     // CLOCK_MONOTONIC µs when the first balloon command of the tick was applied.
     std::optional<std::uint64_t> first_applied_usec;
+    // The tick's commands and what became of them, as remembered for status (a command decided
+    // again unchanged while not applied is not repeated).
+    std::vector<report::RecentCommand> commands;
   };
   // Carries out `plan`, decided on `snapshot`. Commands not sent (dry run, paused, or carried
   // over when the tick's time ran out at `deadline`) are taken back out of `state` so the next
@@ -59,7 +63,9 @@ class Actions {
   Done send_balloons(const policy::Plan& plan, const Snapshot& snapshot, policy::PolicyState& state,
                      collectors::HypervisorWorker* hypervisor, const config::Config& config,
                      std::chrono::steady_clock::time_point deadline);
-  void remember(std::int64_t unix_ms, const policy::BalloonChange& change, std::string outcome);
+  // Keeps the command for status and adds it to the tick's `done`.
+  void remember(Done& done, std::int64_t unix_ms, const policy::BalloonChange& change,
+                std::string outcome);
   // `only_decide`: why nothing may be written ("dry run", "paused"); null when memtide acts.
   void write_ksm(const policy::Plan& plan, const Snapshot& snapshot, const char* only_decide);
   void release_huge_pages(const Snapshot& snapshot, std::int64_t now_ms);

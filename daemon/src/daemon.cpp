@@ -1,5 +1,6 @@
 #include "daemon.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -148,6 +149,9 @@ nlohmann::json Daemon::handle_control(const nlohmann::json& request) {
     }
     return report::explain_reply(tick_report(), request["vm"].get<std::string>());
   }
+  if (command == "history") {
+    return history_reply(request);
+  }
   auto& paused = known_.figures.paused;
   if (command == "pause" || command == "resume") {
     if (paused != (command == "pause")) {
@@ -170,8 +174,43 @@ nlohmann::json Daemon::handle_control(const nlohmann::json& request) {
     return {{"ok", true}, {"config", config_->source}};
   }
   return {{"ok", false},
-          {"error",
-           "unknown command '" + command + "'; commands: status, explain, pause, resume, reload"}};
+          {"error", "unknown command '" + command +
+                        "'; commands: status, explain, history, pause, resume, reload"}};
+}
+
+nlohmann::json Daemon::history_reply(const nlohmann::json& request) const {
+  constexpr std::size_t kMaxGlobs = 256;
+  constexpr std::size_t kMaxGlobBytes = 1024;
+  std::vector<std::string> globs;
+  if (request.contains("vms")) {
+    const auto& vms = request["vms"];
+    const bool valid = vms.is_array() && vms.size() <= kMaxGlobs &&
+                       std::all_of(vms.begin(), vms.end(), [](const nlohmann::json& v) {
+                         return v.is_string() && !v.get<std::string>().empty() &&
+                                v.get<std::string>().size() <= kMaxGlobBytes;
+                       });
+    if (!valid) {
+      return {{"ok", false}, {"error", "\"vms\" is a list of at most 256 VM names or globs"}};
+    }
+    globs = vms.get<std::vector<std::string>>();
+  }
+  std::int64_t since = INT64_MIN;
+  if (request.contains("since_unix_ms")) {
+    if (!request["since_unix_ms"].is_number_integer()) {
+      return {{"ok", false}, {"error", "\"since_unix_ms\" is an integer"}};
+    }
+    since = request["since_unix_ms"].get<std::int64_t>();
+  }
+  nlohmann::json entries = nlohmann::json::array();
+  for (const auto* e : history_.select(globs, since)) {
+    entries.push_back(report::to_json(*e));
+  }
+  const auto& all = history_.entries();
+  return {{"ok", true},
+          {"entries", std::move(entries)},
+          {"oldest_unix_ms", all.empty() ? nlohmann::json() : nlohmann::json(all.front().unix_ms)},
+          {"bytes", history_.bytes()},
+          {"max_bytes", history_.max_bytes()}};
 }
 
 int Daemon::run() {
@@ -197,6 +236,9 @@ int Daemon::run() {
   serve_control();
   if (auto saved = state_.load()) {
     known_.policy = std::move(*saved);
+  }
+  if (auto saved = state_.load_history()) {
+    history_ = std::move(*saved);
   }
   log_.notice(
       "memtided " MEMTIDE_VERSION " started",
@@ -234,6 +276,7 @@ void Daemon::stop() {
   if (known_.snapshot) {
     state_.save(known_.policy, true, true);
   }
+  state_.save_history(history_, true);
 }
 
 template <typename F>
@@ -333,7 +376,9 @@ void Daemon::decide_and_act(const Snapshot& snapshot,
   const bool changed = !plan.balloons.empty() || firing_before != alerts_.firing() || !last ||
                        (plan.ksm && last->ksm && plan.ksm->settings != last->ksm->settings);
   known_.plan = std::move(decision.plan);
+  history_.record(tick_report(), done.commands);
   state_.save(known_.policy, changed, false);
+  state_.save_history(history_, false);
 }
 
 void Daemon::log_reaction(std::uint64_t applied_usec) {

@@ -21,6 +21,7 @@
 #include <memtide/config/config.hpp>
 #include <memtide/core/snapshot.hpp>
 #include <memtide/policy/engine.hpp>
+#include <memtide/report/history.hpp>
 #include <memtide/report/tick_report.hpp>
 
 #include "act.hpp"
@@ -62,7 +63,7 @@ class Daemon {
   // One tick: collect, decide, act, report. run() calls it from the loop's timer and the PSI
   // trigger; tests call it directly.
   void tick();
-  // Answers one control request (status, explain, pause, resume, reload).
+  // Answers one control request (status, explain, history, pause, resume, reload).
   nlohmann::json handle_control(const nlohmann::json& request);
   // What the last tick knows, for every output (metrics, status, explain).
   report::TickReport tick_report();
@@ -80,6 +81,9 @@ class Daemon {
   // Decides on `snapshot` and carries the plan out, sending balloon commands until `deadline`.
   void decide_and_act(const Snapshot& snapshot, std::chrono::steady_clock::time_point deadline);
   void log_reaction(std::uint64_t applied_usec);
+  // The control request "history": the entries of the VMs in "vms" (globs; all when absent) since
+  // "since_unix_ms" (all when absent).
+  nlohmann::json history_reply(const nlohmann::json& request) const;
   // Opens, moves or closes the control socket to match the configuration.
   void serve_control();
   // Renders the metrics page from what the daemon knows now and serves it (see MetricsEndpoint).
@@ -116,6 +120,7 @@ class Daemon {
   // act
   Actions actions_;
   StateStore state_;
+  report::History history_;  // what the daemon did, for `memtidectl history`
   Recorder recorder_;
   // report
   AlertRouter alerts_;

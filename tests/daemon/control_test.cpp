@@ -14,6 +14,7 @@
 #include <systemd/sd-event.h>
 
 #include "../support/run_command.hpp"
+#include "../support/run_in_pty.hpp"
 #include "../support/running_daemon.hpp"
 #include "control_socket.hpp"
 
@@ -145,6 +146,96 @@ TEST_F(ControlledDaemon, StatusAndExplainShowTheDecisions) {
                                     control_socket() + " 2>&1; true")
           .find("no running VM named 'nosuchvm'"),
       std::string::npos);
+}
+
+// The history holds every command the daemon sent, as status lists them, with their figures.
+TEST_F(ControlledDaemon, HistoryShowsTheCommandsTheDaemonSent) {
+  std::this_thread::sleep_for(1500ms);
+  const auto status = nlohmann::json::parse(ctl("status --json"));
+  const auto history = nlohmann::json::parse(ctl("history test --since 10m --json"));
+  ASSERT_TRUE(history["ok"].get<bool>()) << history;
+  std::vector<std::string> sent;
+  for (const auto& c : status["recent_commands"]) {
+    sent.push_back(c["vm"].get<std::string>() + " " + c["at"].get<std::string>() + " " +
+                   std::to_string(c["from_bytes"].get<std::uint64_t>()) + " -> " +
+                   std::to_string(c["to_bytes"].get<std::uint64_t>()));
+  }
+  std::vector<std::string> recorded;
+  for (const auto& e : history["entries"]) {
+    if (e["kind"] == "command") {
+      recorded.push_back(e["vm"].get<std::string>() + " " + e["at"].get<std::string>() + " " +
+                         std::to_string(e["balloon_bytes"].get<std::uint64_t>()) + " -> " +
+                         std::to_string(e["target_bytes"].get<std::uint64_t>()));
+      EXPECT_EQ(e["what"], "guest-need") << e;
+      EXPECT_EQ(e["result"], "applied") << e;
+      EXPECT_GT(e["usable_bytes"].get<std::uint64_t>(), 0u) << e;
+      EXPECT_EQ(e["max_bytes"].get<std::uint64_t>(), 8ULL << 30) << e;
+    }
+  }
+  ASSERT_FALSE(sent.empty()) << status;
+  // Status keeps the last 50; the history has those (and any sent after status answered).
+  for (const auto& c : sent) {
+    EXPECT_NE(std::find(recorded.begin(), recorded.end(), c), recorded.end()) << c;
+  }
+  // As a table: one row per command.
+  const auto table = ctl("history test --since 10m");
+  EXPECT_NE(table.find("TIME"), std::string::npos) << table;
+  EXPECT_NE(table.find("guest-need, applied"), std::string::npos) << table;
+  EXPECT_EQ(table.find("in use  : usable"), std::string::npos) << "no chart off a terminal";
+  EXPECT_NE(ctl("history nosuchvm").find("no balloon command or alert"), std::string::npos);
+}
+
+// On a terminal the history draws each VM's chart above the table.
+TEST_F(ControlledDaemon, HistoryDrawsAChartOnATerminal) {
+  std::this_thread::sleep_for(1500ms);
+  const auto run = memtide::testing::run_in_pty(
+      {MEMTIDECTL_BINARY, "history", "--since", "1m", "--socket", control_socket()}, 100);
+  ASSERT_TRUE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0) << run.output;
+  const auto chart = run.output.find("8 GiB |");
+  const auto legend = run.output.find("# in use  : usable");
+  const auto table = run.output.find("TIME");
+  ASSERT_NE(chart, std::string::npos) << run.output;
+  ASSERT_NE(legend, std::string::npos) << run.output;
+  ASSERT_NE(table, std::string::npos) << run.output;
+  EXPECT_LT(chart, legend);
+  EXPECT_LT(legend, table);
+  // The guest grew: a '^' under the chart, and its balloon drawn.
+  const std::string marks = run.output.substr(chart, legend - chart);
+  EXPECT_NE(marks.find('^'), std::string::npos) << marks;
+  EXPECT_NE(marks.find('#'), std::string::npos) << marks;
+  // No line is wider than the terminal (counted in characters: all of them take one column).
+  std::size_t start = 0;
+  for (auto end = run.output.find("\r\n"); end != std::string::npos;
+       start = end + 2, end = run.output.find("\r\n", start)) {
+    const std::string line = run.output.substr(start, end - start);
+    const auto characters = std::count_if(line.begin(), line.end(), [](char c) {
+      return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    });
+    EXPECT_LE(characters, 100) << line;
+  }
+}
+
+// The history is kept across a restart, beside the policy state.
+class StatefulDaemon : public ControlledDaemon {
+ public:
+  std::string daemon_settings() const override {
+    return ", state_file: " + dir_ + "/policy-state.json";
+  }
+};
+
+TEST_F(StatefulDaemon, HistorySurvivesARestart) {
+  std::this_thread::sleep_for(1500ms);
+  const auto before = nlohmann::json::parse(ctl("history --json"));
+  ASSERT_FALSE(before["entries"].empty()) << before;
+  ASSERT_TRUE(WIFEXITED(stop()));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/decision-history.json"));
+  start();
+  const auto after = nlohmann::json::parse(ctl("history --json"));
+  ASSERT_GE(after["entries"].size(), before["entries"].size()) << after;
+  for (std::size_t i = 0; i < before["entries"].size(); ++i) {
+    EXPECT_EQ(after["entries"][i], before["entries"][i]) << i;
+  }
+  EXPECT_NE(log().find("decision history restored"), std::string::npos) << log();
 }
 
 TEST_F(ControlledDaemon, PauseStopsActionsAndResumeRestartsThem) {

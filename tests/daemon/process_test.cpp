@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <memtide/config/units.hpp>
 #include <memtide/core/text.hpp>
 
 #include "../support/run_command.hpp"
@@ -901,6 +902,24 @@ TEST(DaemonRecord, SimulateReproducesTheDaemonsDecisions) {
       << text.out;
   EXPECT_EQ(run_ctl({"simulate", "--trace", dir.file("absent")}).status, 1);
   EXPECT_EQ(run_ctl({"simulate"}).status, 64);
+
+  // history --trace: the same commands, in the same order, as entries of the decision history.
+  const auto history = run_ctl({"history", "test", "--config", dir.file("memtide.yaml"), "--trace",
+                                dir.file("trace.jsonl"), "--json"});
+  ASSERT_EQ(history.status, 0) << history.err;
+  const auto entries = nlohmann::json::parse(history.out)["entries"];
+  std::vector<std::string> commands;
+  for (const auto& e : entries) {
+    if (e["kind"] == "command") {
+      EXPECT_EQ(e["result"], "replayed");
+      commands.push_back(e["vm"].get<std::string>() + ": " +
+                         memtide::config::format_size(e["balloon_bytes"].get<std::uint64_t>()) +
+                         " -> " +
+                         memtide::config::format_size(e["target_bytes"].get<std::uint64_t>()) +
+                         ": " + e["detail"].get<std::string>());
+    }
+  }
+  EXPECT_EQ(commands, logged);
 }
 
 // A domain's metadata with long non-ASCII values: the warning quoting them once carried a

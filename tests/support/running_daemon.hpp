@@ -29,6 +29,17 @@ class RunningDaemon : public ::testing::Test {
         << "daemon: {interval: 200ms, log_level: debug, control_socket: " << control_socket()
         << daemon_settings() << "}\nhost: {swap_forecast: {window: 10s}}\n"
         << extra_config();
+    start();
+  }
+  void TearDown() override {
+    const int status = stop();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log();
+    std::system(("rm -rf '" + dir_ + "'").c_str());
+  }
+  // Starts memtided on the test's configuration (again after stop(): same directory, state and
+  // socket); returns once it serves metrics.
+  void start() {
+    port_ = 0;
     pid_ = fork();
     if (pid_ == 0) {
       const int err = open((dir_ + "/err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -49,12 +60,12 @@ class RunningDaemon : public ::testing::Test {
     }
     ASSERT_NE(port_, 0) << log();
   }
-  void TearDown() override {
+  // Stops it with SIGTERM; returns its wait status.
+  int stop() {
     kill(pid_, SIGTERM);
     int status = 0;
     waitpid(pid_, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log();
-    std::system(("rm -rf '" + dir_ + "'").c_str());
+    return status;
   }
   // The libvirt connection memtided manages.
   virtual std::string uri() const { return "test:///default"; }

@@ -72,6 +72,7 @@ std::vector<ReplayEvent> Replay::feed(const Snapshot& snapshot) {
                       "resolved"});
   }
   firing_ = std::move(now_firing);
+  last_plan_ = std::move(decision.plan);
   return events;
 }
 

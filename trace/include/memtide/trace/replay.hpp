@@ -56,12 +56,17 @@ class Replay {
   // clock is the snapshot's monotonic_ms) and returns what it did.
   std::vector<ReplayEvent> feed(const Snapshot& snapshot);
   const ReplaySummary& summary() const { return summary_; }
+  // After feed(): that tick's plan, the policy's state after it and the alerts firing then.
+  const policy::Plan& last_plan() const { return last_plan_; }
+  const policy::PolicyState& state() const { return state_; }
+  const std::vector<policy::Alert>& firing() const { return firing_; }
 
  private:
   std::shared_ptr<const config::Config> config_;
   policy::PolicyState state_;
   policy::ServiceAlerts service_alerts_;
   std::vector<policy::Alert> firing_;  // sorted by (name, subject)
+  policy::Plan last_plan_;
   std::optional<std::int64_t> previous_monotonic_ms_;
   ReplaySummary summary_;
 };
