@@ -144,8 +144,7 @@ Result<HistoryEntry> history_entry_from_json(const nlohmann::json& j) {
 void History::add(HistoryEntry entry) {
   bytes_ += entry.bytes();
   if (entry.kind == EntryKind::sample || entry.kind == EntryKind::command) {
-    auto& last = last_entry_ms_[entry.vm];
-    last = std::max(last, entry.unix_ms);
+    last_figures_[entry.vm] = entry;
   }
   entries_.push_back(std::move(entry));
   changed_ = true;
@@ -187,20 +186,44 @@ void History::record(const TickReport& r, const std::vector<RecentCommand>& comm
     sample(r, i, commanded);
   }
   // VMs gone from the snapshot need no sampling clock any more.
-  std::erase_if(last_entry_ms_, [&s](const auto& kv) {
+  std::erase_if(last_figures_, [&s](const auto& kv) {
     return std::none_of(s.vms.begin(), s.vms.end(),
                         [&kv](const VmSample& vm) { return vm.name == kv.first; });
   });
   record_alerts(r);
 }
 
+bool History::moved(const HistoryEntry& last, const HistoryEntry& now) {
+  if (now.unix_ms - last.unix_ms >= kHistoryHeartbeatMs) {
+    return true;
+  }
+  // After a command, its target is the balloon's size to compare with.
+  const std::uint64_t balloon = last.kind == EntryKind::command
+                                    ? last.target_bytes.value_or(last.balloon_bytes)
+                                    : last.balloon_bytes;
+  if (now.balloon_bytes != balloon || now.floor_bytes != last.floor_bytes ||
+      now.max_bytes != last.max_bytes ||
+      now.target_bytes.has_value() != last.target_bytes.has_value() ||
+      now.usable_bytes.has_value() != last.usable_bytes.has_value()) {
+    return true;
+  }
+  if (!now.usable_bytes) {
+    return false;
+  }
+  const std::uint64_t a = *now.usable_bytes;
+  const std::uint64_t b = *last.usable_bytes;
+  return static_cast<double>(a > b ? a - b : b - a) >=
+         kHistoryUsableStep * static_cast<double>(now.max_bytes);
+}
+
 void History::sample(const TickReport& r, std::size_t index,
                      const std::set<std::string>& commanded) {
   const Snapshot& s = *r.snapshot;
   const VmSample& vm = s.vms[index];
-  const auto last = last_entry_ms_.find(vm.name);
+  const auto last = last_figures_.find(vm.name);
   if (commanded.contains(vm.name) ||
-      (last != last_entry_ms_.end() && s.collected_at_unix_ms - last->second < kHistorySampleMs)) {
+      (last != last_figures_.end() &&
+       s.collected_at_unix_ms - last->second.unix_ms < kHistorySampleMs)) {
     return;
   }
   HistoryEntry e;
@@ -214,7 +237,9 @@ void History::sample(const TickReport& r, std::size_t index,
   e.floor_bytes = settings.floor_bytes;
   e.usable_bytes = usable_of(r, index);
   e.target_bytes = balloon_target_of(r, vm.uuid);
-  add(std::move(e));
+  if (last == last_figures_.end() || moved(last->second, e)) {
+    add(std::move(e));
+  }
 }
 
 void History::record_alerts(const TickReport& r) {

@@ -27,7 +27,11 @@ struct Tick {
     snapshot.collected_at_unix_ms = kEpoch + t_ms;
     snapshot.vms = {policy::testing::guest("web-1", 4 * GiB, 8 * GiB, 3 * GiB),
                     policy::testing::guest("db", 6 * GiB, 8 * GiB, 4 * GiB)};
-    auto decision = policy::decide(snapshot, {}, config, t_ms);
+    decide();
+  }
+  // The plan and state for the snapshot as it is now.
+  void decide() {
+    auto decision = policy::decide(snapshot, {}, config, snapshot.monotonic_ms);
     plan = std::move(decision.plan);
     state = std::move(decision.state);
   }
@@ -89,14 +93,35 @@ TEST(History, RecordsEachCommandWithItsFiguresAndSamplesEveryVmOnceAMinute) {
   EXPECT_EQ(samples[0]->usable_bytes, 4 * GiB);
   EXPECT_EQ(samples[0]->floor_bytes, 1 * GiB);
 
-  // Within the minute nothing more; after it, both again.
+  // Within the minute nothing more. After it, only what moved: web-1 is not at its command's
+  // target (this fixture's balloon stays where it was); db is as it was.
   h.record(Tick(30'000).report(), {});
   EXPECT_EQ(of_kind(h, EntryKind::sample).size(), 1u);
   h.record(Tick(kHistorySampleMs).report(), {});
   samples = of_kind(h, EntryKind::sample);
-  ASSERT_EQ(samples.size(), 3u);
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(samples[1]->vm, "web-1");
   EXPECT_EQ(samples[1]->unix_ms, kEpoch + kHistorySampleMs);
-  EXPECT_EQ(samples[2]->unix_ms, kEpoch + kHistorySampleMs);
+  // db's usable memory moves by a thirty-second of its maximum: sampled.
+  Tick moved(2 * kHistorySampleMs);
+  moved.snapshot.vms[1].guest.usable_bytes = 4 * GiB - 8 * GiB / 32;
+  moved.decide();
+  h.record(moved.report(), {});
+  samples = of_kind(h, EntryKind::sample);
+  ASSERT_EQ(samples.size(), 3u);
+  EXPECT_EQ(samples[2]->vm, "db");
+  // A minute later db is back at 4 GiB usable: sampled; web-1 has not moved: not.
+  h.record(Tick(3 * kHistorySampleMs).report(), {});
+  samples = of_kind(h, EntryKind::sample);
+  ASSERT_EQ(samples.size(), 4u);
+  EXPECT_EQ(samples[3]->vm, "db");
+  // Ten minutes after its last sample, web-1 is sampled though it has not moved.
+  h.record(Tick(kHistorySampleMs + kHistoryHeartbeatMs - 1).report(), {});
+  EXPECT_EQ(of_kind(h, EntryKind::sample).size(), 4u);
+  h.record(Tick(kHistorySampleMs + kHistoryHeartbeatMs).report(), {});
+  samples = of_kind(h, EntryKind::sample);
+  ASSERT_EQ(samples.size(), 5u);
+  EXPECT_EQ(samples[4]->vm, "web-1");
 }
 
 TEST(History, AlertsAreRecordedWhenTheyFireAndWhenTheyResolve) {

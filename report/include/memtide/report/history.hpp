@@ -1,8 +1,9 @@
 // What memtided did and saw over time, per VM, for `memtidectl history`. It records each
 // balloon command with the figures it was decided on and what became of it, and each alert as
-// it fired and as it resolved. It also takes a sample of every VM's figures (balloon, target,
-// floor, maximum, usable) once per kHistorySampleMs, so a chart can show the time between
-// commands.
+// it fired and as it resolved. Between commands it samples each VM's figures (balloon, target,
+// floor, maximum, usable) so a chart can show that time: at most once per kHistorySampleMs, and
+// only when they moved (usable by kHistoryUsableStep of the maximum or more, anything else at
+// all) or kHistoryHeartbeatMs passed.
 //
 // The history is bounded in bytes: past the budget, the oldest entries go first, whatever their
 // VM. The daemon saves it beside the policy state. Times are wall-clock milliseconds (a history
@@ -27,10 +28,13 @@
 
 namespace memtide::report {
 
-// About 40,000 entries: on a host of 16 VMs, two weeks of samples and commands; on one of 1,000
-// VMs with a sample a minute, about 35 minutes.
+// About 20,000 entries of 200 bytes (a command's reason adds its length). A steady VM takes 6
+// samples an hour: 16 of them fill it in about 9 days; 1,000 busy ones (a sample a minute each)
+// in about 20 minutes.
 inline constexpr std::size_t kHistoryMaxBytes = std::size_t{4} << 20;
 inline constexpr std::int64_t kHistorySampleMs = 60'000;
+inline constexpr std::int64_t kHistoryHeartbeatMs = 600'000;
+inline constexpr double kHistoryUsableStep = 1.0 / 32;
 
 struct HistoryEntry {
   enum class Kind : std::uint8_t { sample, command, alert_fired, alert_resolved };
@@ -89,12 +93,14 @@ class History {
  private:
   void sample(const TickReport& r, std::size_t index, const std::set<std::string>& commanded);
   void record_alerts(const TickReport& r);
+  // Whether `now` differs enough from `last` (the VM's newest figures) to be sampled.
+  static bool moved(const HistoryEntry& last, const HistoryEntry& now);
 
   std::size_t max_bytes_;
   std::size_t bytes_ = 0;
   std::deque<HistoryEntry> entries_;  // oldest first
   bool changed_ = false;
-  std::map<std::string, std::int64_t> last_entry_ms_;  // by VM name: its newest figures
+  std::map<std::string, HistoryEntry> last_figures_;  // by VM name: its newest sample or command
   // Alerts firing at the last record(): (name, subject) -> summary and severity.
   std::map<std::pair<std::string, std::string>, policy::Alert> firing_;
 };
