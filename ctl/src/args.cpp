@@ -32,6 +32,9 @@ Commands:
   status         the running daemon's view: host, alerts, every VM with why it was or was not
                  resized, and the last balloon commands
   explain VM     why the daemon did or did not resize VM (name or UUID)
+  top            a live view of the daemon, redrawn every --interval seconds: the host, then the
+                 VMs by pressure (keys: p pressure, d what memtide does, n name, b balloon; q
+                 quits); -n N or --once for scripts
   history [VM...]
                  what the daemon did and saw over time: each VM's balloon commands and alerts,
                  with a chart of its balloon, floor and usable memory on a terminal (VMs are
@@ -60,7 +63,9 @@ Options:
                       target or held (maximum minus balloon); sizes largest first
       --utc           status: times in UTC (RFC 3339) rather than local with their age
       --passes N      scan: passes over each process (default 2; volatility needs 2)
-      --interval S    scan: seconds between passes (default 1)
+      --interval S    scan: seconds between passes; top: between frames (default 1)
+  -n, --iterations N  top: stop after N frames (-n is --dry-run for restore)
+      --once          top: one frame, then stop
   -s, --socket PATH   the daemon's control socket (default: daemon.control_socket of the
                       configuration, /run/memtide/control.sock)
       --pid PID       reload: when the control socket does not exist (daemon.control_socket
@@ -101,8 +106,8 @@ std::string parse_number(const std::string& a, const std::optional<std::string>&
 const std::map<std::string_view, std::vector<std::string_view>>& option_commands() {
   static const std::map<std::string_view, std::vector<std::string_view>> kTable = {
       {"--config",
-       {"restore", "check-config", "simulate", "status", "explain", "history", "pause", "resume",
-        "reload"}},
+       {"restore", "check-config", "simulate", "status", "explain", "history", "top", "pause",
+        "resume", "reload"}},
       {"--connect", {"restore"}},
       {"--dry-run", {"restore"}},
       {"--if-service-failed", {"restore"}},
@@ -113,8 +118,10 @@ const std::map<std::string_view, std::vector<std::string_view>>& option_commands
        {"restore", "check-config", "simulate", "scan", "status", "explain", "history", "pause",
         "resume", "reload"}},
       {"--passes", {"scan"}},
-      {"--interval", {"scan"}},
-      {"--socket", {"status", "explain", "history", "pause", "resume", "reload"}},
+      {"--interval", {"scan", "top"}},
+      {"--iterations", {"top"}},
+      {"--once", {"top"}},
+      {"--socket", {"status", "explain", "history", "top", "pause", "resume", "reload"}},
       {"--pid", {"reload"}},
       {"--vm", {"status"}},
       {"--sort", {"status"}},
@@ -222,6 +229,15 @@ std::string apply_option(const std::string& name, const std::string& spelled,
              (v ? ", got '" + shorten_utf8(*v, 40) + "'" : std::string());
     }
     o.since = *d;
+  } else if (name == "--iterations") {
+    const auto v = next();
+    char* end = nullptr;
+    const long n = v ? std::strtol(v->c_str(), &end, 10) : 0;
+    if (!v || end == v->c_str() || *end != '\0' || n < 1 || n > 1'000'000) {
+      return spelled + " needs a number of frames, 1 or more" +
+             (v ? ", got '" + shorten_utf8(*v, 40) + "'" : std::string());
+    }
+    o.iterations = static_cast<int>(n);
   } else if (name == "--passes" || name == "--interval") {
     return parse_number(name, next(), o);
   } else if (name == "--pid") {
@@ -240,6 +256,9 @@ std::string apply_option(const std::string& name, const std::string& spelled,
     o.quiet = o.quiet || name == "--quiet";
     o.json = o.json || name == "--json";
     o.utc = o.utc || name == "--utc";
+    if (name == "--once") {
+      o.iterations = 1;
+    }
   }
   return "";
 }
@@ -276,7 +295,9 @@ Parsed parse_args(const std::vector<std::string>& args) {
   CommandLine line(args);
   while (!line.done()) {
     const auto word = line.next();
-    const std::string name = long_name(word.name);
+    // top's -n counts frames, as top(1)'s does; everywhere else -n is --dry-run.
+    const std::string name =
+        word.name == "-n" && o.command == "top" ? "--iterations" : long_name(word.name);
     if (name.empty()) {
       if (word.inline_value || !take_operand(word.text, o)) {
         return {o, usage_error("unexpected argument '" + shorten_utf8(word.text, 40) + "'")};

@@ -23,11 +23,12 @@ struct Args {
   std::optional<int> reload_pid;      // reload --pid: SIGHUP to it when there is no control socket
   std::vector<std::string> operands;  // explain's VM, scan's PIDs, history's VMs
   int passes = 2;
-  double interval_s = 1;
+  double interval_s = 1;              // scan: between passes; top: between frames
   std::vector<std::string> vm_globs;  // status --vm: VMs whose name matches any (fnmatch)
   std::string sort = "name";          // status --sort: one of status_sort_keys()
   bool utc = false;  // status, history --utc: RFC 3339 UTC times, not local and relative
   std::optional<std::chrono::milliseconds> since;  // history --since
+  std::optional<int> iterations;                   // top -n N / --once: frames before it ends
 };
 
 // The orders `status --sort` takes.

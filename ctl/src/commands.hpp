@@ -35,6 +35,9 @@ int control(const std::string& socket, const Args& args);
 int history(const std::string& socket, const Args& args);
 int history_of_traces(std::shared_ptr<const config::Config> config, const Args& args);
 
+// top: a live view of the daemon at `socket` (top.cpp).
+int top(const std::string& socket, const Args& args);
+
 // reload without a control socket (`socket` does not exist): SIGHUP to `pid` (control.cpp).
 int signal_reload(int pid, const std::string& socket);
 

@@ -19,6 +19,7 @@
 #include "commands.hpp"
 #include "control_client.hpp"
 #include "terminal.hpp"
+#include "time_text.hpp"
 
 namespace memtide::ctl {
 
@@ -33,46 +34,6 @@ std::string size_or_dash(const nlohmann::json& v) {
 // `j[key]`, or null when a daemon of another version did not send it.
 nlohmann::json member(const nlohmann::json& j, const char* key) {
   return j.contains(key) ? j[key] : nlohmann::json();
-}
-
-// Seconds since the epoch of an RFC 3339 UTC time as the daemon writes it
-// ("2026-11-28T04:07:32.521Z"), or nullopt.
-std::optional<std::time_t> parse_utc(const std::string& text) {
-  std::tm tm{};
-  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (end == nullptr) {
-    return std::nullopt;
-  }
-  return timegm(&tm);
-}
-
-// "3 s ago", "5 min ago", "2 h ago", "4 d ago" ("in 2 s" when the daemon's clock is ahead).
-std::string age_text(std::time_t at, std::time_t now) {
-  const long long d = static_cast<long long>(now) - static_cast<long long>(at);
-  const long long a = d < 0 ? -d : d;
-  const std::string amount = a < 120      ? std::to_string(a) + " s"
-                             : a < 7200   ? std::to_string(a / 60) + " min"
-                             : a < 172800 ? std::to_string(a / 3600) + " h"
-                                          : std::to_string(a / 86400) + " d";
-  return d < 0 ? "in " + amount : amount + " ago";
-}
-
-// A time from the daemon for people: as sent (RFC 3339 UTC) with --utc, else local time (the
-// date too when not today) and its age: "14:02:11 (3 s ago)".
-std::string time_text(const std::string& utc_text, bool utc) {
-  const auto at = parse_utc(utc_text);
-  if (utc || !at) {
-    return utc_text;
-  }
-  const std::time_t now = std::time(nullptr);
-  std::tm local{};
-  std::tm today{};
-  localtime_r(&*at, &local);
-  localtime_r(&now, &today);
-  char buf[32];
-  const bool same_day = local.tm_year == today.tm_year && local.tm_yday == today.tm_yday;
-  std::strftime(buf, sizeof buf, same_day ? "%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &local);
-  return std::string(buf) + " (" + age_text(*at, now) + ")";
 }
 
 // Whether `name` matches one of `globs` (all names when there are none).

@@ -157,22 +157,4 @@ std::string chart_legend() {
   return "# in use  : usable  - floor  ^ grown  v shrunk  * both  ! alert fired";
 }
 
-std::string clock_text(std::int64_t unix_ms, bool utc) {
-  const std::time_t at = static_cast<std::time_t>(unix_ms / 1000);
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  std::tm today{};
-  if (utc) {
-    gmtime_r(&at, &tm);
-    gmtime_r(&now, &today);
-  } else {
-    localtime_r(&at, &tm);
-    localtime_r(&now, &today);
-  }
-  const bool same_day = tm.tm_year == today.tm_year && tm.tm_yday == today.tm_yday;
-  char buf[32];
-  std::strftime(buf, sizeof buf, same_day ? "%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &tm);
-  return std::string(buf) + (utc ? "Z" : "");
-}
-
 }  // namespace memtide::ctl

@@ -23,6 +23,8 @@
 
 #include <memtide/report/history.hpp>
 
+#include "time_text.hpp"
+
 namespace memtide::ctl {
 
 struct ChartFrame {
@@ -40,8 +42,5 @@ std::vector<std::string> vm_chart(const std::vector<const report::HistoryEntry*>
 
 // "# in use  : usable  - floor  ^ grown  v shrunk  * both  ! alert fired"
 std::string chart_legend();
-
-// HH:MM:SS of `unix_ms` (local time, or UTC with `utc`), with the date when it is not today's.
-std::string clock_text(std::int64_t unix_ms, bool utc);
 
 }  // namespace memtide::ctl

@@ -38,7 +38,7 @@ int run(const std::vector<std::string>& argv) {
   }
   const bool control_command = a.command == "status" || a.command == "explain" ||
                                a.command == "pause" || a.command == "resume" ||
-                               a.command == "reload" ||
+                               a.command == "reload" || a.command == "top" ||
                                (a.command == "history" && a.traces.empty());
   if (control_command) {
     std::string path = report::kDefaultControlSocket;
@@ -59,7 +59,10 @@ int run(const std::vector<std::string>& argv) {
     if (a.command == "reload" && a.reload_pid && ::stat(path.c_str(), &st) != 0) {
       return ctl::signal_reload(*a.reload_pid, path);
     }
-    return a.command == "history" ? ctl::history(path, a) : ctl::control(path, a);
+    if (a.command == "history") {
+      return ctl::history(path, a);
+    }
+    return a.command == "top" ? ctl::top(path, a) : ctl::control(path, a);
   }
   if (a.command != "restore" && a.command != "simulate" && a.command != "history") {
     return usage_error(a.command.empty() ? "a command is required"

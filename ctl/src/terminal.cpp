@@ -176,8 +176,12 @@ std::string fit(std::string_view s, std::size_t columns) {
   return out + "\xE2\x80\xA6";  // U+2026
 }
 
-std::optional<std::size_t> output_columns() {
-  if (const char* env = std::getenv("COLUMNS"); env != nullptr && *env != '\0') {
+namespace {
+
+// The number in the environment variable `variable` (as ls and ps take $COLUMNS), else the
+// terminal's size `field` when stdout is one.
+std::optional<std::size_t> terminal_size(const char* variable, unsigned short winsize::*field) {
+  if (const char* env = std::getenv(variable); env != nullptr && *env != '\0') {
     char* end = nullptr;
     const long n = std::strtol(env, &end, 10);
     if (*end == '\0' && n > 0 && n < 100000) {
@@ -185,13 +189,24 @@ std::optional<std::size_t> output_columns() {
     }
   }
   winsize ws{};
-  if (isatty(STDOUT_FILENO) == 1 && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
-    return static_cast<std::size_t>(ws.ws_col);
+  if (isatty(STDOUT_FILENO) == 1 && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.*field > 0) {
+    return static_cast<std::size_t>(ws.*field);
   }
   return std::nullopt;
 }
 
-void print_table(std::vector<std::vector<std::string>> rows, std::optional<std::size_t> columns) {
+}  // namespace
+
+std::optional<std::size_t> output_columns() {
+  return terminal_size("COLUMNS", &winsize::ws_col);
+}
+
+std::optional<std::size_t> output_rows() {
+  return terminal_size("LINES", &winsize::ws_row);
+}
+
+void print_table(std::vector<std::vector<std::string>> rows, std::optional<std::size_t> columns,
+                 std::ostream& out) {
   std::vector<std::size_t> width;
   for (auto& row : rows) {
     width.resize(std::max(width.size(), row.size()));
@@ -217,7 +232,7 @@ void print_table(std::vector<std::vector<std::string>> rows, std::optional<std::
         line += row[i];
       }
     }
-    std::cout << line << '\n';
+    out << line << '\n';
   }
 }
 

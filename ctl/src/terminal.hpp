@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <iostream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,13 +29,18 @@ std::string lines_for_terminal(std::string_view s);
 // "…" when cut.
 std::string fit(std::string_view s, std::size_t columns);
 
-// Prints `rows` to stdout as columns padded to their widest cell (after for_terminal), measured
+// Prints `rows` to `out` as columns padded to their widest cell (after for_terminal), measured
 // in terminal columns; the last column is not padded, and is cut to what is left of `columns`
 // (when known) so that no line wraps.
-void print_table(std::vector<std::vector<std::string>> rows, std::optional<std::size_t> columns);
+void print_table(std::vector<std::vector<std::string>> rows, std::optional<std::size_t> columns,
+                 std::ostream& out = std::cout);
 
 // The width to fit output to: $COLUMNS when it is a number (as ls and ps take it), else the
 // terminal's width when stdout is one, else none (pipes and files get whole lines).
 std::optional<std::size_t> output_columns();
+
+// The terminal's height when stdout is one ($LINES first, as output_columns() takes $COLUMNS),
+// else none.
+std::optional<std::size_t> output_rows();
 
 }  // namespace memtide::ctl

@@ -1249,9 +1249,16 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     bc.to_bytes = static_cast<std::uint64_t>(target);
     bc.floor_bytes = c.settings.floor_bytes;
     bc.cause = c.cause;
-    bc.reason = command_reason(c, target, wanted, host, bc.cause) + "; " + vm.name + " has " +
-                guest_status(outcome) + ": " + (direction > 0 ? "grow " : "shrink ") +
-                format_size(magnitude);
+    const std::string why = command_reason(c, target, wanted, host, bc.cause);
+    // The guest's own reasons state its usable share already; a shared one (the host's) and a
+    // limit do not, so the command adds it.
+    const bool own_states_share =
+        c.why == nullptr && bc.cause != Cause::limits &&
+        (c.own_why == Candidate::OwnWhy::swapping ||
+         c.own_why == Candidate::OwnWhy::short_of_memory ||
+         c.own_why == Candidate::OwnWhy::falling || c.own_why == Candidate::OwnWhy::faulting);
+    bc.reason = why + (own_states_share ? "" : "; " + vm.name + " has " + guest_status(outcome)) +
+                ": " + (direction > 0 ? "grow " : "shrink ") + format_size(magnitude);
     bc.previous = {memory.last_change_ms,
                    memory.last_change_unix_ms,
                    memory.last_direction,

@@ -215,6 +215,41 @@ TEST_F(ControlledDaemon, HistoryDrawsAChartOnATerminal) {
   }
 }
 
+// memtidectl top on a terminal: it redraws in place, takes keys at once and quits on q.
+TEST_F(ControlledDaemon, TopRunsOnATerminalAndQuitsOnQ) {
+  std::this_thread::sleep_for(1000ms);
+  const auto run = memtide::testing::run_in_pty(
+      {MEMTIDECTL_BINARY, "top", "--interval", "0.2", "--socket", control_socket()}, 120, "dq",
+      "LAST COMMAND");
+  ASSERT_TRUE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0) << run.output;
+  EXPECT_EQ(run.output.find("\x1b[H\x1b[2J"), 0u) << "the first frame clears the screen";
+  EXPECT_NE(run.output.find("order: pressure"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("order: doing"), std::string::npos) << "d was taken at once";
+  EXPECT_NE(run.output.find("host ok: MemAvailable"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("test "), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("(guest-need)"), std::string::npos) << run.output;
+}
+
+// Off a terminal, for scripts: --once prints one frame, plain, and ends; -n counts frames.
+TEST_F(ControlledDaemon, TopOnceForScripts) {
+  std::this_thread::sleep_for(1000ms);
+  const auto once = ctl("top --once");
+  EXPECT_NE(once.find("VM    BALLOON"), std::string::npos) << once;
+  EXPECT_EQ(once.find('\x1b'), std::string::npos) << once;
+  const auto two = ctl("top -n 2 --interval 0.1");
+  const auto frames = [](const std::string& text) {
+    int n = 0;
+    for (auto at = text.find("VM    BALLOON"); at != std::string::npos;
+         at = text.find("VM    BALLOON", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(frames(once), 1) << once;
+  EXPECT_EQ(frames(two), 2) << two;
+  EXPECT_EQ(ctl_status("top -n 0"), 64 << 8);
+}
+
 // The history is kept across a restart, beside the policy state.
 class StatefulDaemon : public ControlledDaemon {
  public:
