@@ -127,20 +127,19 @@ double as_double(std::uint64_t v) {
 
 void host_metrics(Exposition& e, const Snapshot& s) {
   const auto& m = s.host.meminfo;
-  e.family("memtide_host_memory_bytes", "gauge",
-           "Host memory from /proc/meminfo, by field (total, available, free, cached, "
-           "swap_total, swap_free).");
-  const std::pair<const char*, std::uint64_t> fields[] = {
-      {"total", m.total_bytes},
-      {"available", m.available_bytes},
-      {"free", m.free_bytes},
-      {"cached", m.cached_bytes},
-      {"swap_total", m.swap_total_bytes},
-      {"swap_free", m.swap_free_bytes},
-  };
-  for (const auto& [field, value] : fields) {
-    e.sample("memtide_host_memory_bytes", {{"field", field}}, value);
-  }
+  // One quantity per name, as node_exporter's node_memory_*_bytes: a sum over a label of
+  // unrelated fields would mean nothing.
+  e.gauge("memtide_host_memory_total_bytes", "Host RAM (MemTotal).", as_double(m.total_bytes));
+  e.gauge("memtide_host_memory_available_bytes",
+          "Host memory available without swapping (MemAvailable).", as_double(m.available_bytes));
+  e.gauge("memtide_host_memory_free_bytes", "Host memory unused (MemFree).",
+          as_double(m.free_bytes));
+  e.gauge("memtide_host_memory_cached_bytes", "Host page cache (Cached).",
+          as_double(m.cached_bytes));
+  e.gauge("memtide_host_swap_total_bytes", "Host swap space (SwapTotal).",
+          as_double(m.swap_total_bytes));
+  e.gauge("memtide_host_swap_free_bytes", "Host swap space unused (SwapFree).",
+          as_double(m.swap_free_bytes));
   e.counter("memtide_host_swap_in_bytes_total", "Bytes the host swapped in (pswpin).",
             s.host.vmstat.swap_in_bytes_total);
   e.counter("memtide_host_swap_out_bytes_total", "Bytes the host swapped out (pswpout).",
@@ -154,27 +153,17 @@ void host_metrics(Exposition& e, const Snapshot& s) {
     e.sample("memtide_host_thp_partially_mapped_bytes", {}, *s.host.thp_partially_mapped_bytes);
   }
   if (const auto& p = s.host.psi_memory) {
-    e.family("memtide_host_memory_pressure_ratio", "gauge",
-             "Share of time tasks stalled on memory (PSI), by kind (some, full) and window.");
-    const std::pair<const char*, const PressureLine*> kinds[] = {
-        {"some", &p->some}, {"full", p->full ? &*p->full : nullptr}};
-    for (const auto& [kind, line] : kinds) {
-      if (line == nullptr) {
-        continue;
-      }
-      e.sample("memtide_host_memory_pressure_ratio", {{"kind", kind}, {"window", "10s"}},
-               line->avg10_ratio);
-      e.sample("memtide_host_memory_pressure_ratio", {{"kind", kind}, {"window", "60s"}},
-               line->avg60_ratio);
-      e.sample("memtide_host_memory_pressure_ratio", {{"kind", kind}, {"window", "300s"}},
-               line->avg300_ratio);
-    }
-    e.family("memtide_host_memory_stall_seconds_total", "counter",
-             "Time tasks stalled on memory since boot (PSI total), by kind.");
-    for (const auto& [kind, line] : kinds) {
-      if (line != nullptr) {
-        e.sample("memtide_host_memory_stall_seconds_total", {{"kind", kind}}, line->total_seconds);
-      }
+    // The kernel's stall totals, as node_exporter's node_pressure_memory_*_seconds_total: any
+    // window is a rate() away. (The kernel's own moving averages are not exported.)
+    // "some" and "full" are two names: full time is part of some time, so their sum would count
+    // it twice.
+    e.family("memtide_host_memory_stall_some_seconds_total", "counter",
+             "Time at least one task stalled on memory since boot (PSI some total).");
+    e.sample("memtide_host_memory_stall_some_seconds_total", {}, p->some.total_seconds);
+    e.family("memtide_host_memory_stall_full_seconds_total", "counter",
+             "Time all non-idle tasks stalled on memory at once since boot (PSI full total).");
+    if (p->full) {
+      e.sample("memtide_host_memory_stall_full_seconds_total", {}, p->full->total_seconds);
     }
   }
 }
@@ -185,16 +174,18 @@ void ksm_metrics(Exposition& e, const KsmSample& k) {
   e.gauge("memtide_ksm_pages_to_scan", "Pages ksmd scans per wake-up.", as_double(k.pages_to_scan));
   e.gauge("memtide_ksm_sleep_seconds", "Sleep of ksmd between wake-ups.",
           as_double(k.sleep_ms) / 1000.0);
-  e.family("memtide_ksm_memory_bytes", "gauge",
-           "KSM page counts in bytes, by state (shared: KSM pages in use, sharing: memory saved, "
-           "unshared, volatile).");
-  const std::pair<const char*, std::uint64_t> states[] = {{"shared", k.shared_bytes},
-                                                          {"sharing", k.sharing_bytes},
-                                                          {"unshared", k.unshared_bytes},
-                                                          {"volatile", k.volatile_bytes}};
-  for (const auto& [state, value] : states) {
-    e.sample("memtide_ksm_memory_bytes", {{"state", state}}, value);
-  }
+  // One quantity per name: these four are different things, not parts of one whole.
+  e.gauge("memtide_ksm_shared_bytes",
+          "KSM pages in use, each holding merged content (pages_shared).",
+          as_double(k.shared_bytes));
+  e.gauge("memtide_ksm_sharing_bytes",
+          "Memory KSM saves: the sites sharing a KSM page (pages_sharing).",
+          as_double(k.sharing_bytes));
+  e.gauge("memtide_ksm_unshared_bytes",
+          "Pages ksmd checked that have no twin yet (pages_unshared).",
+          as_double(k.unshared_bytes));
+  e.gauge("memtide_ksm_volatile_bytes", "Pages changing too fast to merge (pages_volatile).",
+          as_double(k.volatile_bytes));
   e.counter("memtide_ksm_full_scans_total", "Full scans ksmd completed.", k.full_scans_total);
   e.family("memtide_ksm_zero_pages_bytes", "gauge",
            "Empty pages merged with the zero page (kernel 6.10+).");

@@ -125,11 +125,9 @@ TEST_F(OneReport, ThePolicyActedSoTheReportHasSomethingToAgreeOn) {
 TEST_F(OneReport, HostFiguresAgree) {
   const auto& host = status_["host"];
   const auto& meminfo = snapshot_json_["host"]["meminfo"];
-  EXPECT_EQ(metric("memtide_host_memory_bytes{field=\"total\"}"),
-            host["total_bytes"].get<double>());
+  EXPECT_EQ(metric("memtide_host_memory_total_bytes"), host["total_bytes"].get<double>());
   EXPECT_EQ(host["total_bytes"], meminfo["total_bytes"]);
-  EXPECT_EQ(metric("memtide_host_memory_bytes{field=\"available\"}"),
-            host["available_bytes"].get<double>());
+  EXPECT_EQ(metric("memtide_host_memory_available_bytes"), host["available_bytes"].get<double>());
   EXPECT_EQ(host["available_bytes"], meminfo["available_bytes"]);
   EXPECT_EQ(metric("memtide_libvirt_up"), host["libvirt_up"].get<bool>() ? 1 : 0);
   EXPECT_EQ(host["libvirt_up"], snapshot_json_["hypervisor"]["up"]);
