@@ -54,7 +54,8 @@ std::vector<RestoreOutcome> restore_balloons(collectors::HypervisorWorker& hyper
 RestoreRun restore_within(collectors::HypervisorWorker& hypervisor, const config::Config& config,
                           bool dry_run, std::chrono::milliseconds call_timeout,
                           std::chrono::steady_clock::time_point deadline,
-                          const std::function<void(const std::string&)>& progress) {
+                          const std::function<void(const std::string&)>& progress,
+                          const std::function<void(const RestoreOutcome&)>& done) {
   using Clock = std::chrono::steady_clock;
   using std::chrono::milliseconds;
   auto left = [&] { return std::chrono::duration_cast<milliseconds>(deadline - Clock::now()); };
@@ -110,6 +111,9 @@ RestoreRun restore_within(collectors::HypervisorWorker& hypervisor, const config
         break;
       }
       pause();
+    }
+    if (done) {
+      done(o);
     }
     run.outcomes.push_back(std::move(o));
   }

@@ -106,18 +106,21 @@ int restore(const config::Config& config, bool dry_run, bool if_service_failed, 
                  "would do:\n";
   }
   auto worker = collectors::make_libvirt_worker(config);
+  // Each VM is printed as soon as it is done: a restore can take up to a minute.
   const auto run = actuators::restore_within(
       *worker, config, dry_run || config.daemon.dry_run, config.libvirt.timeout,
-      std::chrono::steady_clock::now() + actuators::kRestoreBudget);
+      std::chrono::steady_clock::now() + actuators::kRestoreBudget, nullptr,
+      [json](const actuators::RestoreOutcome& outcome) {
+        if (!json) {
+          std::cout << for_terminal(actuators::describe(outcome)) << std::endl;
+        }
+      });
   if (run.collect_error) {
     std::cerr << "memtidectl: " << run.collect_error->message << '\n';
     return kExitFailure;
   }
   int failures = 0;
   for (const auto& outcome : run.outcomes) {
-    if (!json) {
-      std::cout << for_terminal(actuators::describe(outcome)) << '\n';
-    }
     failures += outcome.kind == actuators::RestoreOutcome::Kind::failed ? 1 : 0;
   }
   if (json) {

@@ -7,6 +7,7 @@
 #include <memtide/collectors/page_scanner.hpp>
 #include <memtide/config/units.hpp>
 #include <memtide/core/exit_code.hpp>
+#include <memtide/core/progress.hpp>
 #include <memtide/core/text.hpp>
 #include <memtide/report/json_text.hpp>
 
@@ -30,6 +31,8 @@ int scan(const std::vector<std::string>& pids, int passes, double interval_s, bo
   }
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   int failures = 0;
+  ProgressLine progress;
+  std::size_t done = 0;
   for (const auto& text : pids) {
     if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
         text.size() > 9) {
@@ -54,6 +57,10 @@ int scan(const std::vector<std::string>& pids, int passes, double interval_s, bo
     collectors::PageScanner scanner;
     std::optional<collectors::PageScanFigures> last;
     for (int pass = 0; pass < passes; ++pass) {
+      progress.show("scanning PID " + std::to_string(pid) + " (" + std::to_string(done + 1) +
+                        " of " + std::to_string(pids.size()) + "): pass " +
+                        std::to_string(pass + 1) + " of " + std::to_string(passes),
+                    true);
       if (pass > 0) {
         std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
       }
@@ -65,6 +72,8 @@ int scan(const std::vector<std::string>& pids, int passes, double interval_s, bo
       }
       last = *figures;
     }
+    ++done;
+    progress.clear();
     if (!last) {
       ++failures;
       continue;

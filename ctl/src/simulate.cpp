@@ -1,6 +1,9 @@
 #include <iostream>
 
+#include <unistd.h>
+
 #include <memtide/core/exit_code.hpp>
+#include <memtide/core/progress.hpp>
 #include <memtide/report/json_text.hpp>
 #include <memtide/trace/replay.hpp>
 #include <memtide/trace/trace.hpp>
@@ -15,6 +18,8 @@ int simulate(std::shared_ptr<const config::Config> config, const std::vector<std
   trace::Replay replay(std::move(config));
   nlohmann::ordered_json events = nlohmann::ordered_json::array();
   nlohmann::ordered_json skipped = nlohmann::ordered_json::array();
+  // On a terminal with nothing else printed as it goes (--quiet, --json), say how far it got.
+  ProgressLine progress(isatty(STDERR_FILENO) == 1 && (quiet || json));
   for (const auto& trace : traces) {
     auto status = trace::read_trace(
         trace,
@@ -26,16 +31,21 @@ int simulate(std::shared_ptr<const config::Config> config, const std::vector<std
               std::cout << for_terminal(trace::describe(event)) << '\n';
             }
           }
+          progress.show("replaying " + for_terminal(trace) + ": " +
+                        std::to_string(replay.summary().ticks) + " ticks");
         },
         [&](const Error& error) {
           skipped.push_back(error.to_string());
+          progress.clear();
           std::cerr << "memtidectl: skipped " << error.to_string() << '\n';
         });
     if (!status) {
+      progress.clear();
       std::cerr << "memtidectl: " << status.error().to_string() << '\n';
       return kExitFailure;
     }
   }
+  progress.clear();
   if (json) {
     nlohmann::ordered_json out = {
         {"events", events}, {"summary", trace::to_json(replay.summary())}, {"skipped", skipped}};

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <memtide/config/loader.hpp>
+#include <memtide/core/progress.hpp>
 #include <memtide/sim/run.hpp>
 
 using namespace memtide;
@@ -90,7 +91,9 @@ int run_random(const std::shared_ptr<const config::Config>& config, std::uint64_
   std::vector<std::vector<std::vector<double>>> results(
       3, std::vector<std::vector<double>>(all.size()));
   std::vector<std::string> names;
+  ProgressLine progress;
   for (int k = 0; k < count; ++k) {
+    progress.show("scenario " + std::to_string(k + 1) + " of " + std::to_string(count));
     Scenario sc = make_random_scenario(first + static_cast<std::uint64_t>(k));
     adjust(sc);
     auto policies = all_policies(config);
@@ -106,6 +109,7 @@ int run_random(const std::shared_ptr<const config::Config>& config, std::uint64_
       }
     }
   }
+  progress.clear();
   if (json) {
     return 0;
   }

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include <memtide/actuators/restore.hpp>
@@ -112,6 +114,33 @@ TEST(RestoreWithin, EachVmIsRetriedOnItsOwn) {
   ASSERT_EQ(bad.outcomes.size(), 2u);
   EXPECT_EQ(bad.outcomes[0].kind, RestoreOutcome::Kind::failed);
   EXPECT_EQ(bad.attempts, 6);
+}
+
+// Each VM's outcome is handed on as soon as it is final, before the next VM is tried: memtidectl
+// prints it then, not at the end of a restore that can take a minute.
+TEST(RestoreWithin, EachOutcomeIsHandedOnBeforeTheNextVm) {
+  auto fake = std::make_unique<testing::FakeHypervisor>();
+  fake->vms = {vm("web-1", "u1", 1 * GiB, 4 * GiB), vm("web-2", "u2", 1 * GiB, 4 * GiB)};
+  fake->set_balloon_failures = 1;  // web-1 is retried once
+  collectors::HypervisorWorker worker(std::move(fake));
+  std::vector<std::string> events;
+  const auto run = restore_within(
+      worker, *config::default_config(), false, 1s, std::chrono::steady_clock::now() + 10s,
+      [&](const std::string& what) { events.push_back(what); },
+      [&](const RestoreOutcome& o) { events.push_back("done " + describe(o)); });
+  ASSERT_EQ(run.outcomes.size(), 2u);
+  const auto at = [&events](const std::string& e) {
+    return std::find(events.begin(), events.end(), e) - events.begin();
+  };
+  const auto web1_done = at("done web-1: 1 GiB -> 4 GiB");
+  const auto web2_tried = at("restoring balloons: web-2");
+  const auto web2_done = at("done web-2: 1 GiB -> 4 GiB");
+  ASSERT_LT(web2_done, static_cast<std::ptrdiff_t>(events.size()));
+  EXPECT_LT(web1_done, web2_tried);
+  EXPECT_LT(web2_tried, web2_done);
+  EXPECT_EQ(std::count_if(events.begin(), events.end(),
+                          [](const std::string& e) { return e.rfind("done ", 0) == 0; }),
+            2);
 }
 
 // However slow libvirt is, the restore ends by its deadline, naming the VMs it could not do.

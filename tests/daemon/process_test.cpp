@@ -28,6 +28,7 @@
 #include <memtide/core/text.hpp>
 
 #include "../support/run_command.hpp"
+#include "../support/run_in_pty.hpp"
 
 namespace {
 
@@ -520,6 +521,47 @@ TEST(Memtidectl, RestoreAndDryRun) {
   EXPECT_EQ(real.out, "test: 2 GiB -> 8 GiB\n");
 }
 
+// Long work shows how far it got on a terminal (stderr), and nothing anywhere else: the progress
+// line is erased before the results, which stay the same.
+TEST(Progress, ShownOnATerminalOnly) {
+  // A small process of its own to scan (this test's, under a sanitizer, maps terabytes).
+  const pid_t sleeper = fork();
+  if (sleeper == 0) {
+    execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  } reap{sleeper};
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // exec'd
+  const std::string me = std::to_string(sleeper);
+  const auto scan = memtide::testing::run_in_pty(
+      {MEMTIDECTL_BINARY, "scan", me, "--passes", "2", "--interval", "0.2"});
+  ASSERT_TRUE(WIFEXITED(scan.status) && WEXITSTATUS(scan.status) == 0) << scan.output;
+  EXPECT_NE(scan.output.find("\r\x1b[Kscanning PID " + me + " (1 of 1): pass 2 of 2"),
+            std::string::npos)
+      << scan.output;
+  EXPECT_NE(scan.output.find("PID " + me + ": "), std::string::npos) << scan.output;
+  const auto piped = run_ctl({"scan", me, "--passes", "1"});
+  EXPECT_EQ(piped.status, 0) << piped.err;
+  EXPECT_EQ((piped.out + piped.err).find('\x1b'), std::string::npos) << piped.err;
+
+  const auto sim = memtide::testing::run_in_pty({MEMTIDE_SIM_BINARY, "--random", "20"}, 200, "", "",
+                                                std::chrono::seconds(60));
+  ASSERT_TRUE(WIFEXITED(sim.status) && WEXITSTATUS(sim.status) == 0) << sim.output;
+  EXPECT_NE(sim.output.find("\r\x1b[Kscenario 1 of 20"), std::string::npos) << sim.output;
+  // Erased before the table.
+  EXPECT_LT(sim.output.rfind("\r\x1b[K"), sim.output.find("Random scenarios: 20"));
+  const auto sim_piped =
+      memtide::testing::run_command(std::string(MEMTIDE_SIM_BINARY) + " --random 20 2>&1");
+  EXPECT_NE(sim_piped.find("Random scenarios: 20"), std::string::npos);
+  EXPECT_EQ(sim_piped.find('\x1b'), std::string::npos);
+}
+
 // Beside another balloon manager (a root momd in the configured procfs) restore leaves the
 // balloons to it, unless daemon.coexist is force.
 TEST(Memtidectl, RestoreLeavesBalloonsToAnotherManager) {
@@ -900,6 +942,14 @@ TEST(DaemonRecord, SimulateReproducesTheDaemonsDecisions) {
   EXPECT_NE(text.out.find("balloon commands: " + std::to_string(logged.size()) + " ("),
             std::string::npos)
       << text.out;
+  // --quiet on a terminal says how far the replay got, then erases it before the summary.
+  const auto on_terminal =
+      memtide::testing::run_in_pty({MEMTIDECTL_BINARY, "simulate", "-c", dir.file("memtide.yaml"),
+                                    "-t", dir.file("trace.jsonl"), "--quiet"});
+  EXPECT_NE(on_terminal.output.find("\r\x1b[Kreplaying " + dir.file("trace.jsonl") + ": 1 ticks"),
+            std::string::npos)
+      << on_terminal.output;
+  EXPECT_EQ(text.err.find('\x1b'), std::string::npos) << text.err;
   EXPECT_EQ(run_ctl({"simulate", "--trace", dir.file("absent")}).status, 1);
   EXPECT_EQ(run_ctl({"simulate"}).status, 64);
 

@@ -46,11 +46,14 @@ struct RestoreRun {
 // a slow libvirt) instead of failing "busy", lists the VMs afresh, then gives each VM its own
 // `call_timeout`; the listing and each VM get up to 3 tries, all within `deadline` (steady
 // clock).
-// `progress` is called between calls (memtided pings the watchdog and updates its status).
+// `progress` is called between calls (memtided pings the watchdog and updates its status), and
+// `done` with each VM's outcome as soon as it is final, before the next VM is tried (memtidectl
+// prints it: a whole restore can take up to kRestoreBudget).
 RestoreRun restore_within(collectors::HypervisorWorker& hypervisor, const config::Config& config,
                           bool dry_run, std::chrono::milliseconds call_timeout,
                           std::chrono::steady_clock::time_point deadline,
-                          const std::function<void(const std::string&)>& progress = nullptr);
+                          const std::function<void(const std::string&)>& progress = nullptr,
+                          const std::function<void(const RestoreOutcome&)>& done = nullptr);
 
 // "web-1: 1 GiB -> 4 GiB" and the like.
 std::string describe(const RestoreOutcome& outcome);
