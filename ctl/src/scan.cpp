@@ -1,5 +1,6 @@
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -21,6 +22,29 @@ std::string rate_text(double bytes_per_second) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f GB/s", bytes_per_second / 1e9);
   return buf;
+}
+
+// `passes` passes over `regions` of `pid`, `interval_s` apart, calling `starting(pass)` (from 1)
+// before each: the last pass's figures (volatility comes from the ones before), or nullopt when
+// one failed (said on stderr).
+std::optional<collectors::PageScanFigures> scan_passes(
+    int pid, const std::vector<collectors::MemoryRegion>& regions, int passes, double interval_s,
+    const std::function<void(int)>& starting) {
+  collectors::PageScanner scanner;
+  std::optional<collectors::PageScanFigures> last;
+  for (int pass = 0; pass < passes; ++pass) {
+    starting(pass + 1);
+    if (pass > 0) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+    }
+    auto figures = scanner.scan(pid, regions);
+    if (!figures) {
+      std::cerr << "memtidectl: " << figures.error().to_string() << '\n';
+      return std::nullopt;
+    }
+    last = *figures;
+  }
+  return last;
 }
 
 }  // namespace
@@ -54,25 +78,12 @@ int scan(const std::vector<std::string>& pids, int passes, double interval_s, bo
       ++failures;
       continue;
     }
-    collectors::PageScanner scanner;
-    std::optional<collectors::PageScanFigures> last;
-    for (int pass = 0; pass < passes; ++pass) {
-      progress.show("scanning PID " + std::to_string(pid) + " (" + std::to_string(done + 1) +
-                        " of " + std::to_string(pids.size()) + "): pass " +
-                        std::to_string(pass + 1) + " of " + std::to_string(passes),
+    const std::string which = "scanning PID " + std::to_string(pid) + " (" +
+                              std::to_string(++done) + " of " + std::to_string(pids.size()) + ")";
+    const auto last = scan_passes(pid, *regions, passes, interval_s, [&](int pass) {
+      progress.show(which + ": pass " + std::to_string(pass) + " of " + std::to_string(passes),
                     true);
-      if (pass > 0) {
-        std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
-      }
-      auto figures = scanner.scan(pid, *regions);
-      if (!figures) {
-        std::cerr << "memtidectl: " << figures.error().to_string() << '\n';
-        last.reset();
-        break;
-      }
-      last = *figures;
-    }
-    ++done;
+    });
     progress.clear();
     if (!last) {
       ++failures;

@@ -168,6 +168,9 @@ void host_metrics(Exposition& e, const Snapshot& s) {
   }
 }
 
+void ksm_settings_metrics(Exposition& e, const KsmSample& k);
+
+// KSM's run state and page counts.
 void ksm_metrics(Exposition& e, const KsmSample& k) {
   e.gauge("memtide_ksm_run", "KSM run mode: 0 stopped, 1 merging, 2 stopped and unmerged.",
           as_double(k.run));
@@ -212,6 +215,11 @@ void ksm_metrics(Exposition& e, const KsmSample& k) {
       e.sample(name, {}, as_double(**value));
     }
   }
+  ksm_settings_metrics(e, k);
+}
+
+// KSM's stable nodes, its other settings, the advisor and ksmd's CPU time.
+void ksm_settings_metrics(Exposition& e, const KsmSample& k) {
   e.family(
       "memtide_ksm_stable_nodes", "gauge",
       "KSM stable node chains and duplicates (stable_node_chains, stable_node_dups), by kind.");
