@@ -1,5 +1,7 @@
 #include "act.hpp"
 
+#include <algorithm>
+
 #include <systemd/sd-daemon.h>
 
 #include <memtide/actuators/balloon_commands.hpp>
@@ -25,6 +27,13 @@ Actions::Done Actions::carry_out(const policy::Plan& plan, const Snapshot& snaps
                                  const config::Config& config,
                                  std::chrono::steady_clock::time_point deadline) {
   auto done = send_balloons(plan, snapshot, state, hypervisor, config, deadline);
+  // A VM's command count lives as long as the VM (its series ends with it).
+  if (snapshot.hypervisor_up) {
+    std::erase_if(figures_.vm_balloon_commands_total, [&snapshot](const auto& kv) {
+      return std::none_of(snapshot.vms.begin(), snapshot.vms.end(),
+                          [&kv](const VmSample& vm) { return vm.uuid == kv.first; });
+    });
+  }
   // Why nothing is changed this tick; null when memtide acts.
   const char* only_decide = config.daemon.dry_run ? "dry run"
                             : figures_.paused     ? "paused"
@@ -110,6 +119,7 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
       remember(done, at, change, "applied");
       ++figures_.balloon_actions_total[{change.to_bytes > change.from_bytes ? "grow" : "shrink",
                                         policy::to_string(change.cause)}];
+      ++figures_.vm_balloon_commands_total[change.uuid];
       log_.notice("balloon " + what, fields);
       if (!done.first_applied_usec) {
         done.first_applied_usec = clock::monotonic_usec();

@@ -434,6 +434,18 @@ std::vector<VmFamily> memtide_families(const TickReport& report,
        [&](std::size_t, const VmSample& vm) {
          return scanned(vm) ? vm.page_scan->volatile_ratio : std::nullopt;
        }},
+      {"memtide_vm_balloon_commands_total", "counter",
+       "Balloon commands memtided carried out for the VM (for annotations: its changes() mark "
+       "when memtide acted on it).",
+       true,
+       [&](std::size_t, const VmSample& vm) -> std::optional<double> {
+         if (report.daemon == nullptr) {
+           return std::nullopt;
+         }
+         const auto& counts = report.daemon->vm_balloon_commands_total;
+         const auto it = counts.find(vm.uuid);
+         return as_double(it == counts.end() ? 0 : it->second);
+       }},
       {"memtide_vm_managed", "gauge", "1 when memtide may resize the VM's balloon.", true,
        [&](std::size_t index, const VmSample&) -> std::optional<double> {
          return settings.empty() ? std::nullopt

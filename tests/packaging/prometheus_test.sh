@@ -20,7 +20,16 @@ promtool check rules "$src/packaging/prometheus/memtide-alerts.yml"
 (cd "$src/packaging/prometheus" && promtool test rules memtide-alerts.test.yml)
 
 echo "== memtided"
-printf 'daemon: {interval: 1s}\nhost: {swap_forecast: {window: 10s}}\n' >"$work/memtide.yaml"
+# The test guest is kept short of memory (60 % free wanted, 64 MiB steps), so memtided grows it
+# every tick for a minute and a half: its command counter moves while Prometheus scrapes.
+cat >"$work/memtide.yaml" <<'YAML'
+daemon: {interval: 1s}
+host: {swap_forecast: {window: 10s}}
+classes:
+  - name: all
+    match: {name: "*"}
+    balloon: {guest_free: 60%, max_step: 64MiB, deadband: 1MiB}
+YAML
 "$memtided" --config "$work/memtide.yaml" --connect test:///default --log-target stderr \
   --metrics-listen 127.0.0.1:0 2>"$work/memtided.log" &
 pids+=($!)
@@ -85,7 +94,15 @@ grep -q '"domain":"test"' <<<"$result" || { tail -20 "$work/prometheus.log"; ech
 grep -q '"job":"memtide"' <<<"$result"
 grep -q '"value":\[[0-9.]*,"1"\]' <<<"$(query 'up{job="memtide"}')" || { echo "FAIL: target not up"; exit 1; }
 
-echo "== every dashboard query runs, with its variables as Grafana fills them"
+# The command annotation needs two scrapes that saw the counter move.
+for _ in $(seq 40); do
+  if grep -q '"domain":"test"' <<<"$(query 'changes(memtide_vm_balloon_commands_total[1m]) > 0')"; then
+    break
+  fi
+  sleep 0.5
+done
+
+echo "== every dashboard query and annotation runs, with its variables as Grafana fills them"
 # All hosts and VMs selected, top 10, Grafana's rate interval and range. The per-VM panels must
 # return libvirt's test domain, so a broken \$domain filter or top-k shows up as no data.
 python3 - "$src/packaging/grafana/memtide.json" "http://127.0.0.1:$prom_port" <<'PY'
@@ -97,29 +114,46 @@ assert {"instance", "domain", "topk"} <= names, names
 values = {"$instance": ".*", "$domain": ".*", "$topk": "10", "$__rate_interval": "1m",
           "$__range": "5m"}
 failed = 0
-for panel in d["panels"]:
-    for target in panel.get("targets", []):
-        expr = target["expr"]
-        per_vm = "memtide_vm_" in expr
-        if per_vm and "$domain" not in expr:
-            print("FAIL: per-VM panel without the $domain filter:", panel["title"])
-            failed = 1
-        for name, value in values.items():
-            expr = expr.replace(name, value)
-        url = prometheus + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        try:
-            reply = json.load(urllib.request.urlopen(url, timeout=10))
-        except Exception as e:  # a 400 carries Prometheus's parse error
-            print("FAIL:", panel["title"], expr, getattr(e, "read", lambda: b"")().decode())
-            failed = 1
-            continue
-        series = reply["data"]["result"]
-        # Panels of ranked quantities may be empty on an idle test host (no faults, nothing
-        # below its target); the balloon and usable panels always have the test domain.
-        if per_vm and "balloon_bytes" in expr and "target" not in expr and not series:
-            print("FAIL: no data:", panel["title"], expr)
-            failed = 1
-        print(f"{panel['title']}: {len(series)} series")
+# The per-guest row repeats for each VM selected in $domain.
+rows = [p for p in d["panels"] if p["type"] == "row" and p.get("repeat") == "domain"]
+if not rows:
+    print("FAIL: no per-guest row repeated by $domain")
+    failed = 1
+# The annotations (memtide's commands and alerts) run like the panels' queries, and the counter
+# the command marks come from has the test domain's series.
+queries = [(panel["title"], target["expr"]) for panel in d["panels"]
+           for target in panel.get("targets", [])]
+queries += [("annotation " + a["name"], a["expr"]) for a in d.get("annotations", {}).get("list", [])
+            if "expr" in a]
+if not any("memtide_vm_balloon_commands_total" in expr for title, expr in queries
+           if title.startswith("annotation")):
+    print("FAIL: no annotation of memtide's balloon commands")
+    failed = 1
+queries.append(("commands counter", 'memtide_vm_balloon_commands_total{domain=~"$domain"}'))
+for title, expr in queries:
+    per_vm = "memtide_vm_" in expr
+    if per_vm and "$domain" not in expr:
+        print("FAIL: per-VM query without the $domain filter:", title)
+        failed = 1
+    for name, value in values.items():
+        expr = expr.replace(name, value)
+    url = prometheus + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        reply = json.load(urllib.request.urlopen(url, timeout=10))
+    except Exception as e:  # a 400 carries Prometheus's parse error
+        print("FAIL:", title, expr, getattr(e, "read", lambda: b"")().decode())
+        failed = 1
+        continue
+    series = reply["data"]["result"]
+    # Panels of ranked quantities may be empty on an idle test host (no faults, nothing
+    # below its target); the balloon and usable panels, the command counter and the
+    # annotation of commands (the guest is grown every tick) always have the test domain.
+    must = (per_vm and "balloon_bytes" in expr and "target" not in expr) or \
+        title in ("commands counter", "annotation memtide balloon commands")
+    if must and not series:
+        print("FAIL: no data:", title, expr)
+        failed = 1
+    print(f"{title}: {len(series)} series")
 sys.exit(failed)
 PY
 echo "ok"

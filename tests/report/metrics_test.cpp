@@ -117,6 +117,7 @@ std::string render_full() {
     f.errors_total["balloon"] = 2;
     f.balloon_actions_total[{"shrink", "host-pressure"}] = 3;
     f.balloon_actions_total[{"grow", "guest-need"}] = 1;
+    f.vm_balloon_commands_total["u-1"] = 4;
     f.last_reaction_seconds = 0.0007;
     f.started_unix_s = 1'800'000'000;
     f.ksm_writes_total["run"] = 1;
@@ -166,6 +167,12 @@ TEST(Metrics, ValuesComeFromTheInputs) {
   EXPECT_EQ(m.at("memtide_alert_firing{alert=\"guest-distress\",domain=\"web-1\",severity="
                  "\"warning\"}"),
             "1");
+  // Per VM: its own count, 0 for a VM never commanded (a series from its first tick on).
+  EXPECT_EQ(m.at("memtide_vm_balloon_commands_total{domain=\"web-1\",uuid=\"u-1\"}"), "4");
+  EXPECT_EQ(
+      m.at("memtide_vm_balloon_commands_total{domain=\"odd \\\"name\\\" \\\\ with\\nnewline\","
+           "uuid=\"u-2\"}"),
+      "0");
   EXPECT_EQ(m.at("memtide_balloon_actions_total{direction=\"shrink\",cause=\"host-pressure\"}"),
             "3");
   EXPECT_EQ(m.at("memtide_errors_total{kind=\"balloon\"}"), "2");

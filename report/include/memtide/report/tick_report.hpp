@@ -35,6 +35,8 @@ struct DaemonFigures {
   std::map<std::string, std::uint64_t> errors_total;  // by kind: collect, balloon, record, reload
   // Balloon commands carried out, by (direction "grow"/"shrink", cause).
   std::map<std::pair<std::string, std::string>, std::uint64_t> balloon_actions_total;
+  // Balloon commands carried out, by VM UUID; VMs gone from the snapshot are dropped.
+  std::map<std::string, std::uint64_t> vm_balloon_commands_total;
   std::uint64_t pressure_events_total = 0;      // PSI trigger wake-ups
   std::optional<double> last_reaction_seconds;  // pressure event to first balloon command
   bool paused = false;                          // actions paused from the control socket
