@@ -57,6 +57,8 @@ Options:
       --since DUR     history: only what happened in the last DUR (30s, 10m, 2h, 48h; default
                       all there is)
   -q, --quiet         simulate: print the summary only
+      --plot FILE     simulate: also write an SVG of the host's MemAvailable, each VM's memory
+                      as recorded and the balloon targets the policy decides, over the trace
       --json          print JSON (every command)
       --vm GLOB       status: only the VMs whose name matches GLOB (repeatable)
       --sort KEY      status: order VMs by name (default), class, balloon, max, floor, usable,
@@ -114,6 +116,7 @@ const std::map<std::string_view, std::vector<std::string_view>>& option_commands
       {"--trace", {"simulate", "history"}},
       {"--since", {"history"}},
       {"--quiet", {"simulate"}},
+      {"--plot", {"simulate"}},
       {"--json",
        {"restore", "check-config", "simulate", "scan", "status", "explain", "history", "pause",
         "resume", "reload"}},
@@ -189,7 +192,7 @@ std::string apply_option(const std::string& name, const std::string& spelled,
                          const std::function<std::optional<std::string>()>& next, Args& o) {
   const auto needs = [&spelled](const char* what) { return spelled + " needs " + what; };
   if (name == "--config" || name == "--trace" || name == "--socket" || name == "--connect" ||
-      name == "--vm") {
+      name == "--vm" || name == "--plot") {
     auto v = next();
     if (!v || v->empty()) {
       return needs(name == "--socket"    ? "a path"
@@ -206,6 +209,8 @@ std::string apply_option(const std::string& name, const std::string& spelled,
       o.socket = *v;
     } else if (name == "--connect") {
       o.connect = *v;
+    } else if (name == "--plot") {
+      o.plot = *v;
     } else {
       o.vm_globs.push_back(*v);
     }

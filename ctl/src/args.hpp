@@ -18,6 +18,7 @@ struct Args {
   bool if_service_failed = false;
   std::vector<std::string> traces;
   bool quiet = false;
+  std::string plot;  // simulate --plot FILE: "" none
   bool json = false;
   std::optional<std::string> socket;
   std::optional<int> reload_pid;      // reload --pid: SIGHUP to it when there is no control socket

@@ -19,9 +19,10 @@ int restore(const config::Config& config, bool dry_run, bool if_service_failed, 
 // (check_config.cpp). Without --json, config::check_config_file prints the same as memtided.
 int check_config_json(const std::string& path);
 
-// simulate: replays traces through the policy of `config` (simulate.cpp).
+// simulate: replays traces through the policy of `config` (simulate.cpp); with `plot_path`,
+// also writes an SVG of the host, the VMs and the decisions over the trace.
 int simulate(std::shared_ptr<const config::Config> config, const std::vector<std::string>& traces,
-             bool quiet, bool json);
+             bool quiet, bool json, const std::string& plot_path);
 
 // scan PID...: page-content statistics of processes (scan.cpp).
 int scan(const std::vector<std::string>& pids, int passes, double interval_s, bool json);

@@ -76,7 +76,7 @@ int run(const std::vector<std::string>& argv) {
     return kExitInvalidConfig;
   }
   if (a.command == "simulate") {
-    return ctl::simulate(config, a.traces, a.quiet, a.json);
+    return ctl::simulate(config, a.traces, a.quiet, a.json, a.plot);
   }
   if (a.command == "history") {
     return ctl::history_of_traces(config, a);

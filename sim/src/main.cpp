@@ -1,6 +1,7 @@
 // memtide-sim: runs the evaluation scenarios under memtide's policy and the two comparison
 // policies and prints one table row per (scenario, overcommit ratio, policy).
 #include <algorithm>
+#include <fstream>
 #include <functional>
 #include <iomanip>
 #include <iostream>
@@ -11,6 +12,7 @@
 
 #include <memtide/config/loader.hpp>
 #include <memtide/core/progress.hpp>
+#include <memtide/report/svg_plot.hpp>
 #include <memtide/sim/run.hpp>
 
 using namespace memtide;
@@ -38,6 +40,8 @@ Options:
       --free-page-reporting
                         every guest reports its free pages to the host
       --json            one JSON object per line instead of the table
+      --plot FILE       also write an SVG of one named scenario at one ratio: host MemAvailable,
+                        host swap and every guest's memory over the run, each policy side by side
   -h, --help            this help
 
 Targets checked on the named scenarios (printed after the table; exit code 1 when one is
@@ -149,6 +153,7 @@ struct SimArgs {
   std::uint64_t seed = 1;
   bool virtio_mem = false;
   bool free_page_reporting = false;
+  std::string plot;  // --plot FILE: "" none
 };
 
 // The command line into `args`; the exit code to end with at once (help, errors), else nullopt.
@@ -207,6 +212,8 @@ std::optional<int> parse_args(int argc, char** argv, SimArgs& args) {
       args.seed = static_cast<std::uint64_t>(n);
     } else if (a == "--json") {
       args.json = true;
+    } else if (a == "--plot") {
+      args.plot = value();
     } else if (a == "--virtio-mem") {
       args.virtio_mem = true;
     } else if (a == "--free-page-reporting") {
@@ -296,6 +303,60 @@ int run_named(const std::shared_ptr<const config::Config>& config,
   return missed.empty() ? 0 : 1;
 }
 
+// --plot: the scenario of `args` under each policy, sampled about 120 times, as an SVG
+// of three rows (host MemAvailable, host swap, each guest's memory) by one column per policy.
+int write_plot(const SimArgs& args, const Adjust& adjust) {
+  Scenario scenario;
+  try {
+    scenario = make_scenario(args.scenarios[0], args.ratios[0]);
+    adjust(scenario);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "memtide-sim: " << e.what() << '\n';
+    return 64;
+  }
+  constexpr double kGiBd = static_cast<double>(GiB);
+  // About 120 points a line: enough for the eye, and a file small enough to keep in the docs.
+  const long every = std::max(10L, static_cast<long>(scenario.duration_s / 120));
+  std::vector<report::PlotPanel> available;
+  std::vector<report::PlotPanel> swapped;
+  std::vector<report::PlotPanel> guests;
+  for (auto& policy : all_policies(args.config)) {
+    report::PlotPanel a{"MemAvailable: " + policy->name(), "minutes", "GiB", {{"host", {}}}};
+    report::PlotPanel w{"host swap: " + policy->name(), "minutes", "GiB", {{"host", {}}}};
+    report::PlotPanel g{"guest memory: " + policy->name(), "minutes", "GiB", {}};
+    for (const auto& spec : scenario.guests) {
+      g.series.push_back({spec.name, {}});
+    }
+    run(scenario, *policy, [&](const World& world) {
+      const double t = world.now();
+      if (static_cast<long>(t) % every != 0) {
+        return;
+      }
+      a.series[0].points.emplace_back(t / 60, world.host_available_bytes() / kGiBd);
+      w.series[0].points.emplace_back(t / 60, world.host_swapped_bytes() / kGiBd);
+      for (std::size_t i = 0; i < world.guests().size(); ++i) {
+        const auto& guest = world.guests()[i];
+        g.series[i].points.emplace_back(t / 60, guest.running ? guest.balloon / kGiBd : 0);
+      }
+    });
+    available.push_back(std::move(a));
+    swapped.push_back(std::move(w));
+    guests.push_back(std::move(g));
+  }
+  std::vector<report::PlotPanel> panels = std::move(available);
+  panels.insert(panels.end(), swapped.begin(), swapped.end());
+  panels.insert(panels.end(), guests.begin(), guests.end());
+  const std::string title =
+      "memtide-sim: " + args.scenarios[0] + " at " + fixed(args.ratios[0], 1) + "x overcommit";
+  std::ofstream out(args.plot);
+  out << report::svg_plot(title, panels, 3);
+  if (!out.flush()) {
+    std::cerr << "memtide-sim: cannot write " << args.plot << '\n';
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -313,6 +374,15 @@ int main(int argc, char** argv) {
   };
   if (args.random > 0) {
     return run_random(args.config, args.seed, args.random, args.json, adjust);
+  }
+  if (!args.plot.empty()) {
+    if (args.scenarios.size() != 1 || args.ratios.size() != 1) {
+      std::cerr << "memtide-sim: --plot needs one --scenario and one --ratio\n";
+      return 64;
+    }
+    if (const int code = write_plot(args, adjust); code != 0) {
+      return code;
+    }
   }
   if (args.scenarios.empty()) {
     args.scenarios = scenario_names();

@@ -2,12 +2,16 @@
 
 namespace memtide::sim {
 
-Outcome run(const Scenario& scenario, Policy& policy) {
+Outcome run(const Scenario& scenario, Policy& policy,
+            const std::function<void(const World&)>& each_second) {
   World world(scenario.host, scenario.guests);
   const auto seconds = static_cast<long>(scenario.duration_s);
   for (long t = 0; t < seconds; ++t) {
     world.step();
     policy.on_second(world);
+    if (each_second) {
+      each_second(world);
+    }
   }
   return {scenario.name, scenario.overcommit_ratio, policy.name(), world.totals()};
 }

@@ -562,6 +562,24 @@ TEST(Progress, ShownOnATerminalOnly) {
   EXPECT_EQ(sim_piped.find('\x1b'), std::string::npos);
 }
 
+// memtide-sim --plot: one named scenario at one ratio, each policy side by side.
+TEST(SimPlot, WritesEachPolicySideBySide) {
+  TempDir dir;
+  const auto out =
+      memtide::testing::run_command(std::string(MEMTIDE_SIM_BINARY) + " -s steady -r 1.0 --plot " +
+                                    dir.file("s.svg") + " >/dev/null 2>&1; echo $?");
+  EXPECT_EQ(out, "0");
+  const std::string svg = dir.read("s.svg");
+  for (const char* title :
+       {"MemAvailable: memtide", "host swap: oVirt MOM", "guest memory: Proxmox"}) {
+    EXPECT_NE(svg.find(title), std::string::npos) << title;
+  }
+  EXPECT_EQ(memtide::testing::run_command(std::string(MEMTIDE_SIM_BINARY) + " --plot " +
+                                          dir.file("x.svg") + " 2>&1; echo $?")
+                .substr(0, 22),
+            "memtide-sim: --plot ne");
+}
+
 // Beside another balloon manager (a root momd in the configured procfs) restore leaves the
 // balloons to it, unless daemon.coexist is force.
 TEST(Memtidectl, RestoreLeavesBalloonsToAnotherManager) {
@@ -942,6 +960,19 @@ TEST(DaemonRecord, SimulateReproducesTheDaemonsDecisions) {
   EXPECT_NE(text.out.find("balloon commands: " + std::to_string(logged.size()) + " ("),
             std::string::npos)
       << text.out;
+  // --plot: an SVG of the host, the VM and the decisions, one line per series.
+  const auto plotted = run_ctl({"simulate", "-c", dir.file("memtide.yaml"), "-t",
+                                dir.file("trace.jsonl"), "--quiet", "--plot", dir.file("p.svg")});
+  EXPECT_EQ(plotted.status, 0) << plotted.err;
+  const std::string svg = dir.read("p.svg");
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u) << svg.substr(0, 200);
+  EXPECT_NE(svg.find("<title>test</title>"), std::string::npos);  // the VM's lines
+  std::size_t polylines = 0;
+  for (auto at = svg.find("<polyline"); at != std::string::npos;
+       at = svg.find("<polyline", at + 1)) {
+    ++polylines;
+  }
+  EXPECT_EQ(polylines, 3u);  // MemAvailable, the VM as recorded, the VM's decided targets
   // --quiet on a terminal says how far the replay got, then erases it before the summary.
   const auto on_terminal =
       memtide::testing::run_in_pty({MEMTIDECTL_BINARY, "simulate", "-c", dir.file("memtide.yaml"),

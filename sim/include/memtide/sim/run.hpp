@@ -1,6 +1,7 @@
 // Running a scenario under a policy, and the scores compared across policies.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,9 @@ struct Outcome {
 };
 
 // Steps the world one simulated second at a time for the scenario's duration, letting the policy
-// act after each step. Deterministic.
-Outcome run(const Scenario& scenario, Policy& policy);
+// act after each step, then `each_second` look at the world (memtide-sim --plot). Deterministic.
+Outcome run(const Scenario& scenario, Policy& policy,
+            const std::function<void(const World&)>& each_second = nullptr);
 
 // One score of the scoreboard: lower is better for every one.
 struct Score {
