@@ -17,6 +17,7 @@ struct Figures {
   std::uint64_t balloon = 0;
   std::optional<std::uint64_t> in_use;  // balloon - usable, when the guest reported usable
   std::uint64_t floor = 0;
+  std::optional<std::uint64_t> target;  // what memtide last asked for
 };
 
 bool has_figures(const report::HistoryEntry& e) {
@@ -27,6 +28,7 @@ Figures figures_of(const report::HistoryEntry& e) {
   Figures f;
   f.balloon = e.balloon_bytes;
   f.floor = e.floor_bytes;
+  f.target = e.target_bytes;
   if (e.usable_bytes) {
     f.in_use = e.balloon_bytes - std::min(*e.usable_bytes, e.balloon_bytes);
   }
@@ -53,6 +55,13 @@ char cell(const std::optional<Figures>& f, double lo, double hi) {
     return ' ';
   }
   const double mid = (lo + hi) / 2;
+  // A target the balloon has not reached (in flight, or refused by the guest) is marked where it
+  // lies, when that is another row than the balloon's top.
+  const auto in_row = [lo, hi](double v) { return v >= lo && v < hi; };
+  if (f->target && in_row(static_cast<double>(*f->target)) &&
+      !in_row(static_cast<double>(f->balloon))) {
+    return 'T';
+  }
   if (f->in_use && mid < static_cast<double>(*f->in_use)) {
     return '#';
   }
@@ -154,7 +163,8 @@ std::vector<std::string> vm_chart(const std::vector<const report::HistoryEntry*>
 }
 
 std::string chart_legend() {
-  return "# in use  : usable  - floor  ^ grown  v shrunk  * both  ! alert fired";
+  return "# in use  : usable  - floor  T target not reached  ^ grown  v shrunk  * both  ! alert "
+         "fired";
 }
 
 }  // namespace memtide::ctl

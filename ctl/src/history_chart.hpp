@@ -5,7 +5,8 @@
 //   8 GiB |
 //         |:::::
 //   4 GiB |######::::::::            '#' in use, ':' usable (free and page cache) inside the
-//         |######::::::::::::::::     balloon, '-' the floor where nothing else is drawn
+//         |######::::::::::::::::     balloon, '-' the floor where nothing else is drawn, 'T'
+//                                     a target the balloon has not reached
 //         |##############:::::::
 //       0 |##############:::::::
 //          ^     v       !           '^' grown, 'v' shrunk, '*' both, '!' an alert fired
@@ -40,7 +41,7 @@ struct ChartFrame {
 std::vector<std::string> vm_chart(const std::vector<const report::HistoryEntry*>& entries,
                                   const ChartFrame& frame);
 
-// "# in use  : usable  - floor  ^ grown  v shrunk  * both  ! alert fired"
+// "# in use  : usable  - floor  T target not reached  ^ grown  v shrunk  * both  ! alert fired"
 std::string chart_legend();
 
 }  // namespace memtide::ctl

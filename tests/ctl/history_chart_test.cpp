@@ -1,6 +1,8 @@
 // memtidectl history's chart: each cell from the figures of its time.
 #include "history_chart.hpp"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 namespace memtide::ctl {
@@ -69,6 +71,26 @@ TEST(HistoryChart, CellsShowInUseUsableAndFloorAndMarksShowCommands) {
   const std::size_t bar = lines[0].find('|') + 1;
   EXPECT_EQ(marks.substr(bar), "     v !");          // the shrink at 55 s, the alert at 75 s
   EXPECT_NE(lines[9].find("Z"), std::string::npos);  // UTC labels
+}
+
+// A target the balloon has not reached (the guest refused part of a shrink) is marked T in its
+// row; one the balloon reached is not.
+TEST(HistoryChart, ATargetNotReachedIsMarked) {
+  report::HistoryEntry refused = sample(5'000, 4 * GiB, 2 * GiB);
+  refused.target_bytes = 1 * GiB + GiB / 2;
+  report::HistoryEntry reached = sample(55'000, 4 * GiB, 2 * GiB);
+  reached.target_bytes = 4 * GiB;
+  const auto lines = vm_chart({&refused, &reached}, {kFrom, kFrom + 100'000, 10, 8, true});
+  EXPECT_EQ(cell(lines, 0, 1.5), 'T');
+  EXPECT_EQ(cell(lines, 0, 0.5), '#');
+  EXPECT_EQ(cell(lines, 6, 1.5), '#');
+  std::size_t marks = 0;
+  for (std::size_t row = 0; row < 8; ++row) {
+    const auto& line = lines[row];
+    marks +=
+        std::count(line.begin() + static_cast<std::ptrdiff_t>(line.find('|')), line.end(), 'T');
+  }
+  EXPECT_EQ(marks, 5u);  // columns 0 to 4, until the balloon reached its target at 55 s
 }
 
 TEST(HistoryChart, NothingToDrawWithoutFigures) {
