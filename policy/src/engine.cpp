@@ -794,6 +794,7 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
     outcome.current_bytes = vm.current_bytes;
     auto settings = effective_balloon(vm, config, balloons_owned_by);
     outcome.pinned_by = settings.pinned_by;
+    outcome.floor_bytes = settings.floor_bytes;
     std::optional<std::uint64_t> usable;
     if (!settings.managed) {
       outcome.kind = Outcome::Kind::unmanaged;

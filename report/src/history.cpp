@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <string_view>
 
 #include <fnmatch.h>
 
@@ -185,11 +186,20 @@ void History::record(const TickReport& r, const std::vector<RecentCommand>& comm
   for (std::size_t i = 0; i < s.vms.size(); ++i) {
     sample(r, i, commanded);
   }
-  // VMs gone from the snapshot need no sampling clock any more.
-  std::erase_if(last_figures_, [&s](const auto& kv) {
-    return std::none_of(s.vms.begin(), s.vms.end(),
-                        [&kv](const VmSample& vm) { return vm.name == kv.first; });
-  });
+  // VMs gone from the snapshot need no sampling clock any more. Only when there are more clocks
+  // than VMs (a VM that went and one that came leave one more clock after the new one's first
+  // sample); names sorted once, so a host of thousands of VMs never compares every pair.
+  if (last_figures_.size() > s.vms.size()) {
+    std::vector<std::string_view> names;
+    names.reserve(s.vms.size());
+    for (const auto& vm : s.vms) {
+      names.emplace_back(vm.name);
+    }
+    std::sort(names.begin(), names.end());
+    std::erase_if(last_figures_, [&names](const auto& kv) {
+      return !std::binary_search(names.begin(), names.end(), std::string_view(kv.first));
+    });
+  }
   record_alerts(r);
 }
 
@@ -232,9 +242,17 @@ void History::sample(const TickReport& r, std::size_t index,
   e.vm = vm.name;
   e.balloon_bytes = vm.current_bytes;
   e.max_bytes = vm.max_bytes;
-  const auto settings = policy::effective_balloon(
-      vm, *r.config, policy::yielding_to(s.other_managers, policy::Controls::balloons, *r.config));
-  e.floor_bytes = settings.floor_bytes;
+  // The floor decide() worked out (judging it again for each VM would cost more than the tick's
+  // decision); without a plan of these VMs, judged here.
+  if (const auto* outcome = outcome_of(r, index)) {
+    e.floor_bytes = outcome->floor_bytes;
+  } else {
+    e.floor_bytes =
+        policy::effective_balloon(
+            vm, *r.config,
+            policy::yielding_to(s.other_managers, policy::Controls::balloons, *r.config))
+            .floor_bytes;
+  }
   e.usable_bytes = usable_of(r, index);
   e.target_bytes = balloon_target_of(r, vm.uuid);
   if (last == last_figures_.end() || moved(last->second, e)) {

@@ -1,9 +1,12 @@
 // Rendering /metrics for many VMs (target: 1,000 VMs in under 5 ms), and gzipping the page for
 // scrapers that accept it (once per page, on the HTTP thread), and inflating it back for those that
-// do not once it is held gzipped. Run with scripts/bench.
+// do not once it is held gzipped; and recording a tick in the decision history (report/history),
+// which memtided does every tick. Run with scripts/bench.
 #include <benchmark/benchmark.h>
 
 #include <memtide/config/loader.hpp>
+#include <memtide/policy/engine.hpp>
+#include <memtide/report/history.hpp>
 #include <memtide/report/metrics.hpp>
 
 #include "../support/sizes.hpp"
@@ -86,6 +89,55 @@ void BM_GunzipMetricsPage(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_GunzipMetricsPage)->Arg(1000)->Unit(benchmark::kMillisecond);
+
+// Argument: VMs. One tick's record in the decision history, 10 s after the last: every VM whose
+// last sample is a minute old is judged for a new one (here a tenth of them each tick, as when
+// they were first seen over a minute), and a quarter of those moved.
+void BM_RecordHistory(benchmark::State& state) {
+  const int vms = static_cast<int>(state.range(0));
+  memtide::Snapshot s;
+  s.hypervisor_up = true;
+  s.host.meminfo.total_bytes = 1024 * GiB;
+  memtide::policy::PolicyState policy_state;
+  for (int i = 0; i < vms; ++i) {
+    memtide::VmSample v;
+    v.name = "vm-" + std::to_string(i);
+    v.uuid = "uuid-" + std::to_string(i);
+    v.state = memtide::VmState::running;
+    v.stats_status = memtide::GuestStatsStatus::ok;
+    v.max_bytes = 8 * GiB;
+    v.current_bytes = 6 * GiB;
+    v.guest.usable_bytes = 2 * GiB;
+    s.vms.push_back(std::move(v));
+  }
+  const auto config = memtide::config::default_config();
+  // The plan of these VMs, as the daemon records it after deciding.
+  auto decision = memtide::policy::decide(s, {}, *config, 0);
+  memtide::policy::Plan plan = std::move(decision.plan);
+  policy_state = std::move(decision.state);
+  memtide::report::TickReport in;
+  in.snapshot = &s;
+  in.plan = &plan;
+  in.state = &policy_state;
+  in.config = config.get();
+  memtide::report::History history;
+  std::int64_t t = 1'800'000'000'000;
+  for (int tick = 0; tick < 6; ++tick) {  // a minute of ticks: every VM sampled once
+    s.collected_at_unix_ms = t += 10'000;
+    history.record(in, {});
+  }
+  int tick = 0;
+  for (auto _ : state) {
+    s.collected_at_unix_ms = t += 10'000;
+    for (std::size_t i = static_cast<std::size_t>(tick % 4); i < s.vms.size(); i += 4) {
+      s.vms[i].guest.usable_bytes = (tick % 2 == 0 ? 1 : 2) * GiB;
+    }
+    ++tick;
+    history.record(in, {});
+  }
+  state.counters["entries"] = static_cast<double>(history.entries().size());
+}
+BENCHMARK(BM_RecordHistory)->Arg(1000)->Unit(benchmark::kMillisecond);
 
 // Arguments: VMs, metrics.per_vm (0 full, 1 decisions, 2 off).
 BENCHMARK(BM_RenderMetrics)

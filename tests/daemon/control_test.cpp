@@ -217,7 +217,7 @@ TEST_F(ControlledDaemon, HistoryDrawsAChartOnATerminal) {
 
 // memtidectl top on a terminal: it redraws in place, takes keys at once and quits on q.
 TEST_F(ControlledDaemon, TopRunsOnATerminalAndQuitsOnQ) {
-  std::this_thread::sleep_for(1000ms);
+  std::this_thread::sleep_for(1500ms);
   const auto run = memtide::testing::run_in_pty(
       {MEMTIDECTL_BINARY, "top", "--interval", "0.2", "--socket", control_socket()}, 120, "dq",
       "LAST COMMAND");
@@ -232,7 +232,7 @@ TEST_F(ControlledDaemon, TopRunsOnATerminalAndQuitsOnQ) {
 
 // Off a terminal, for scripts: --once prints one frame, plain, and ends; -n counts frames.
 TEST_F(ControlledDaemon, TopOnceForScripts) {
-  std::this_thread::sleep_for(1000ms);
+  std::this_thread::sleep_for(1500ms);
   const auto once = ctl("top --once");
   EXPECT_NE(once.find("VM    BALLOON"), std::string::npos) << once;
   EXPECT_EQ(once.find('\x1b'), std::string::npos) << once;
@@ -265,7 +265,13 @@ TEST_F(StatefulDaemon, HistorySurvivesARestart) {
   ASSERT_TRUE(WIFEXITED(stop()));
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/decision-history.json"));
   start();
-  const auto after = nlohmann::json::parse(ctl("history --json"));
+  // start() returns once metrics are served; the control socket follows (slowly under TSan).
+  std::string reply;
+  for (int i = 0; i < 100 && reply.empty(); ++i) {
+    reply = ctl("history --json");
+    std::this_thread::sleep_for(100ms);
+  }
+  const auto after = nlohmann::json::parse(reply);
   ASSERT_GE(after["entries"].size(), before["entries"].size()) << after;
   for (std::size_t i = 0; i < before["entries"].size(); ++i) {
     EXPECT_EQ(after["entries"][i], before["entries"][i]) << i;

@@ -147,6 +147,7 @@ struct Outcome {
   // no shrink can free; said in the explanation.
   std::uint64_t unresident_bytes = 0;
   std::uint64_t current_bytes = 0;  // balloon size
+  std::uint64_t floor_bytes = 0;    // its effective floor (class, metadata), managed or not
   std::uint64_t usable_bytes = 0;
   double guest_free_ratio = 0;  // the class's target
   std::uint64_t change_bytes = 0;

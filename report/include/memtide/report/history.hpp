@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -100,7 +101,8 @@ class History {
   std::size_t bytes_ = 0;
   std::deque<HistoryEntry> entries_;  // oldest first
   bool changed_ = false;
-  std::map<std::string, HistoryEntry> last_figures_;  // by VM name: its newest sample or command
+  // By VM name: its newest sample or command.
+  std::unordered_map<std::string, HistoryEntry> last_figures_;
   // Alerts firing at the last record(): (name, subject) -> summary and severity.
   std::map<std::pair<std::string, std::string>, policy::Alert> firing_;
 };
