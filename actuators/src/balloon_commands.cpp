@@ -18,7 +18,7 @@ std::vector<CommandOutcome> send_balloon_commands(collectors::HypervisorWorker& 
       break;  // this one and the rest stay carried_over
     }
     const auto& change = changes[i];
-    auto set = hypervisor.set_memory_size(change.uuid, change.to_bytes, change.floor_bytes,
+    auto set = hypervisor.set_memory_size(change.key(), change.to_bytes, change.floor_bytes,
                                           std::min(call_timeout, left));
     if (set) {
       out[i].kind = CommandOutcome::Kind::applied;

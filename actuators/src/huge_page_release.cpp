@@ -93,8 +93,8 @@ std::vector<HugePageRelease::Released> HugePageRelease::run(const Snapshot& snap
     if (vm.state != VmState::running || !vm.process || vm.process->pid <= 0) {
       continue;
     }
-    present.insert(vm.uuid);
-    auto [it, first_sight] = seen_.try_emplace(vm.uuid, Seen{vm.current_bytes, 0, false});
+    present.insert(vm.key());
+    auto [it, first_sight] = seen_.try_emplace(vm.key(), Seen{vm.current_bytes, 0, false});
     Seen& seen = it->second;
     if (first_sight) {
       continue;

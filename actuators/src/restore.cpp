@@ -26,7 +26,7 @@ std::vector<RestoreOutcome> restore_balloons(collectors::HypervisorWorker& hyper
   for (const auto& vm : vms) {
     // Its maximum; virtio-mem devices at their configured size (restore_size).
     const std::uint64_t target = restore_size(vm);
-    RestoreOutcome o{vm.name,          vm.uuid, RestoreOutcome::Kind::restored,
+    RestoreOutcome o{vm.name,         vm.uuid, vm.connection, RestoreOutcome::Kind::restored,
                      vm.current_bytes, target,  ""};
     const bool devices_configured = std::all_of(
         vm.virtio_mem.begin(), vm.virtio_mem.end(),
@@ -40,7 +40,7 @@ std::vector<RestoreOutcome> restore_balloons(collectors::HypervisorWorker& hyper
     } else if (dry_run) {
       o.kind = RestoreOutcome::Kind::dry_run;
     } else if (auto set =
-                   hypervisor.set_memory_size(vm.uuid, target, settings.floor_bytes, timeout)) {
+                   hypervisor.set_memory_size(vm.key(), target, settings.floor_bytes, timeout)) {
       o.to_bytes = *set;
     } else {
       o.kind = RestoreOutcome::Kind::failed;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <memtide/collectors/collect.hpp>
+#include <memtide/collectors/connection_set.hpp>
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 #include <memtide/core/clock.hpp>
 
@@ -21,8 +22,20 @@ std::unique_ptr<HypervisorWorker> make_libvirt_worker(const config::Config& conf
   o.procfs = config.daemon.procfs;
   o.page_size_bytes = collectors::system_page_size();
   o.record_boot_sizes = daemon && !config.daemon.dry_run;
-  return std::make_unique<HypervisorWorker>(
-      std::make_unique<collectors::LibvirtHypervisor>(std::move(o)));
+  const auto& libvirt = config.libvirt;
+  if (libvirt.connections.empty() && libvirt.discover.empty()) {
+    return std::make_unique<HypervisorWorker>(
+        std::make_unique<collectors::LibvirtHypervisor>(std::move(o)));
+  }
+  ConnectionSetOptions set;
+  set.base = std::move(o);
+  set.connections = libvirt.connections;
+  set.discover = libvirt.discover;
+  set.max_connections = libvirt.max_connections;
+  set.discover_interval = libvirt.discover_interval;
+  // A fifth of the caller's timeout is left for the set's own work (discovery, merging).
+  set.budget = libvirt.timeout * 4 / 5;
+  return std::make_unique<HypervisorWorker>(std::make_unique<ConnectionSet>(std::move(set)));
 }
 
 Collector::Collector(collectors::HostRoots roots, std::unique_ptr<HypervisorWorker> hypervisor,
@@ -97,6 +110,7 @@ Result<Snapshot> Collector::collect() {
     } else {
       snapshot.hypervisor_error = vms.error().message;
     }
+    snapshot.connections = hypervisor_->connection_states();
   } else {
     snapshot.hypervisor_error = "no hypervisor configured";
   }

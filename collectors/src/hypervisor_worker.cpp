@@ -59,32 +59,66 @@ HypervisorWorker::~HypervisorWorker() {
 }
 
 template <typename T>
+HypervisorWorker::Pending<T> HypervisorWorker::start(
+    std::function<Result<T>(collectors::Hypervisor&)> fn) {
+  Pending<T> pending;
+  auto promise = std::make_shared<std::promise<Result<T>>>();
+  pending.answer = promise->get_future();
+  pending.started = std::chrono::steady_clock::now();
+  std::lock_guard lock(shared_->mutex);
+  if (shared_->busy) {
+    const auto running =
+        std::chrono::duration_cast<std::chrono::seconds>(pending.started - shared_->started);
+    pending.refused = Error{
+        "", 0, EBUSY,
+        "libvirt still busy with a call started " + std::to_string(running.count()) + "s ago"};
+    return pending;
+  }
+  shared_->busy = true;
+  shared_->started = pending.started;
+  shared_->task = [promise, fn = std::move(fn), s = shared_.get()] {
+    auto result = std::make_shared<Result<T>>(fn(*s->hypervisor));
+    return std::function<void()>([promise, result] { promise->set_value(std::move(*result)); });
+  };
+  shared_->wake.notify_all();
+  return pending;
+}
+
+template <typename T>
+Result<T> HypervisorWorker::finish(Pending<T>& pending,
+                                   std::chrono::steady_clock::time_point deadline) {
+  if (pending.refused) {
+    return *pending.refused;
+  }
+  if (pending.answer.wait_until(deadline) != std::future_status::ready) {
+    const auto waited =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - pending.started);
+    return Error{"", 0, ETIMEDOUT,
+                 "libvirt did not answer within " + std::to_string(waited.count()) + " ms"};
+  }
+  return pending.answer.get();
+}
+
+template <typename T>
 Result<T> HypervisorWorker::call(std::function<Result<T>(collectors::Hypervisor&)> fn,
                                  std::chrono::milliseconds timeout) {
-  auto promise = std::make_shared<std::promise<Result<T>>>();
-  auto future = promise->get_future();
-  {
-    std::lock_guard lock(shared_->mutex);
-    if (shared_->busy) {
-      const auto running = std::chrono::duration_cast<std::chrono::seconds>(
-          std::chrono::steady_clock::now() - shared_->started);
-      return Error{
-          "", 0, EBUSY,
-          "libvirt still busy with a call started " + std::to_string(running.count()) + "s ago"};
-    }
-    shared_->busy = true;
-    shared_->started = std::chrono::steady_clock::now();
-    shared_->task = [promise, fn = std::move(fn), s = shared_.get()] {
-      auto result = std::make_shared<Result<T>>(fn(*s->hypervisor));
-      return std::function<void()>([promise, result] { promise->set_value(std::move(*result)); });
-    };
-    shared_->wake.notify_all();
-  }
-  if (future.wait_for(timeout) != std::future_status::ready) {
-    return Error{"", 0, ETIMEDOUT,
-                 "libvirt did not answer within " + std::to_string(timeout.count()) + " ms"};
-  }
-  return future.get();
+  auto pending = start<T>(std::move(fn));
+  return finish(pending, pending.started + timeout);
+}
+
+template Result<std::vector<VmSample>> HypervisorWorker::finish(
+    Pending<std::vector<VmSample>>& pending, std::chrono::steady_clock::time_point deadline);
+
+HypervisorWorker::Pending<std::vector<VmSample>> HypervisorWorker::start_collect(
+    std::int64_t monotonic_ms, const ProcessReadHints& hints) {
+  return start<std::vector<VmSample>>(
+      [monotonic_ms, hints](collectors::Hypervisor& h) { return h.collect(monotonic_ms, hints); });
+}
+
+std::vector<ConnectionState> HypervisorWorker::connection_states() const {
+  std::lock_guard lock(shared_->mutex);
+  return shared_->hypervisor ? shared_->hypervisor->connection_states()
+                             : std::vector<ConnectionState>{};
 }
 
 bool HypervisorWorker::wait_idle(std::chrono::steady_clock::time_point deadline) {

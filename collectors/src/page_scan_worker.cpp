@@ -308,7 +308,7 @@ void attach_page_scans(PageScanWorker* worker, Snapshot& snapshot,
     std::vector<ScanTarget> targets;
     targets.reserve(snapshot.vms.size());
     for (const auto& vm : snapshot.vms) {
-      ScanTarget t{vm.uuid, vm.name, vm.process ? vm.process->pid : 0, vm.max_bytes, ""};
+      ScanTarget t{vm.key(), vm.name, vm.process ? vm.process->pid : 0, vm.max_bytes, ""};
       // Reading guest memory is a privilege the operator withholds per VM.
       if (!vm.sharing_allowed) {
         t.refused = "opted-out";
@@ -321,7 +321,7 @@ void attach_page_scans(PageScanWorker* worker, Snapshot& snapshot,
   }
   auto view = worker->view();
   for (auto& vm : snapshot.vms) {
-    if (const auto it = view.vms.find(vm.uuid); it != view.vms.end()) {
+    if (const auto it = view.vms.find(vm.key()); it != view.vms.end()) {
       vm.page_scan = std::move(it->second);
     }
   }

@@ -76,7 +76,12 @@ std::shared_ptr<const Config> with_overrides(std::shared_ptr<const Config> confi
   };
   set(changed->daemon.procfs, overrides.procfs);
   set(changed->daemon.sysfs, overrides.sysfs);
-  set(changed->libvirt.uri, overrides.libvirt_uri);
+  if (overrides.libvirt_uri) {
+    // One URI on the command line replaces the configured connections (a test, a one-off run).
+    changed->libvirt.uri = *overrides.libvirt_uri;
+    changed->libvirt.connections.clear();
+    changed->libvirt.discover.clear();
+  }
   set(changed->metrics.listen, overrides.metrics_listen);
   set(changed->daemon.control_socket, overrides.control_socket);
   changed->daemon.dry_run = changed->daemon.dry_run || overrides.dry_run;

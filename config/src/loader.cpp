@@ -431,6 +431,112 @@ Result<std::string> parse_uri(std::string_view text) {
   return std::string(text);
 }
 
+// A connection's name, as it appears in VM keys ("name/uuid"), metric labels and file names.
+Result<std::string> parse_connection_name(std::string_view text) {
+  const bool valid = !text.empty() && text.size() <= 64 &&
+                     text.find_first_not_of(
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                         "0123456789._-") == std::string_view::npos;
+  if (!valid) {
+    return Error{"", 0, 0,
+                 "expected a name of 1 to 64 letters, digits, '.', '_' or '-', got '" +
+                     shorten_utf8(text, 40) + "'"};
+  }
+  return std::string(text);
+}
+
+// The items of list `key` as maps, each read by `item(map, path)`; `what` names an item.
+template <typename Fn>
+void read_list(MapReader& parent, Diagnostics& diag, const std::string& key, const char* what,
+               Fn item) {
+  const auto node = parent.take(key);
+  if (!node) {
+    return;
+  }
+  const std::string path = parent.child_path(key);
+  if (!node->IsSequence()) {
+    diag.add(node->Mark(), path,
+             std::string("expected a list of ") + what + ", got " + node_kind(*node));
+    return;
+  }
+  std::size_t index = 0;
+  for (const auto& element : *node) {
+    const std::string at = path + "[" + std::to_string(index++) + "]";
+    MapReader map(element, at, diag);
+    if (element.IsMap()) {
+      item(map, element, at);
+    }
+  }
+}
+
+// A required scalar `key` of an item at `at`.
+template <typename T, typename Parse>
+void read_required(MapReader& map, Diagnostics& diag, const YAML::Node& item, const std::string& at,
+                   const std::string& key, T& out, Parse parse) {
+  if (!map.has(key)) {
+    diag.add(item.Mark(), at, "missing required key '" + key + "'");
+    return;
+  }
+  read_scalar(map, diag, key, out, parse);
+}
+
+// libvirt.connections and libvirt.discover: names unique across both.
+void read_libvirt_connections(MapReader& map, Diagnostics& diag, LibvirtSection& out) {
+  std::map<std::string, int> first_line_of_name;
+  auto unique_name = [&](MapReader& item, const YAML::Node& node, const std::string& name) {
+    const auto mark = node["name"].Mark();
+    const auto [it, inserted] = first_line_of_name.try_emplace(name, mark.line + 1);
+    if (!inserted) {
+      diag.add(mark, item.child_path("name"),
+               "connection '" + name + "' is already named on line " + std::to_string(it->second));
+    }
+  };
+  read_list(map, diag, "connections", "connections",
+            [&](MapReader& item, const YAML::Node& node, const std::string& at) {
+              LibvirtConnectionSpec c;
+              read_required(item, diag, node, at, "name", c.name, parse_connection_name);
+              read_required(item, diag, node, at, "uri", c.uri, parse_uri);
+              if (!c.name.empty()) {
+                unique_name(item, node, c.name);
+              }
+              out.connections.push_back(std::move(c));
+            });
+  read_list(map, diag, "discover", "socket globs",
+            [&](MapReader& item, const YAML::Node& node, const std::string& at) {
+              LibvirtDiscovery d;
+              read_required(item, diag, node, at, "name", d.name, parse_connection_name);
+              read_required(item, diag, node, at, "socket", d.socket, parse_absolute_path);
+              read_scalar(item, diag, "uri", d.uri,
+                          [](std::string_view text) -> Result<std::string> {
+                            if (text.find("{socket}") == std::string_view::npos) {
+                              return Error{"", 0, 0, "must hold {socket}, the socket's path"};
+                            }
+                            return parse_uri(text);
+                          });
+              if (const auto owners = item.take("owners")) {
+                if (!owners->IsSequence()) {
+                  diag.add(owners->Mark(), item.child_path("owners"),
+                           "expected a list of user IDs, got " + node_kind(*owners));
+                } else {
+                  for (const auto& o : *owners) {
+                    auto uid = o.IsScalar()
+                                   ? parse_uint32(o.Scalar())
+                                   : Result<std::uint32_t>(Error{"", 0, 0, "expected a user ID"});
+                    if (uid) {
+                      d.owners.push_back(*uid);
+                    } else {
+                      diag.add(o.Mark(), item.child_path("owners"), uid.error().message);
+                    }
+                  }
+                }
+              }
+              if (!d.name.empty()) {
+                unique_name(item, node, d.name);
+              }
+              out.discover.push_back(std::move(d));
+            });
+}
+
 void read_libvirt(MapReader& root, Diagnostics& diag, LibvirtSection& out) {
   const auto node = root.take("libvirt");
   if (!node) {
@@ -438,6 +544,22 @@ void read_libvirt(MapReader& root, Diagnostics& diag, LibvirtSection& out) {
   }
   MapReader map(*node, "libvirt", diag);
   read_scalar(map, diag, "uri", out.uri, parse_uri);
+  read_libvirt_connections(map, diag, out);
+  if (map.has("uri") && (!out.connections.empty() || !out.discover.empty())) {
+    diag.add(map.key_mark("uri"), "libvirt.uri",
+             "set either uri (one daemon) or connections/discover (several), not both: name "
+             "this URI among the connections");
+  }
+  read_scalar(map, diag, "max_connections", out.max_connections, parse_uint32,
+              within<std::uint32_t>(1, 1024, [](std::uint32_t v) { return std::to_string(v); }));
+  read_scalar(map, diag, "discover_interval", out.discover_interval, parse_duration,
+              within<std::chrono::milliseconds>(1s, 1h, show_duration));
+  if (out.connections.size() > out.max_connections) {
+    diag.add(map.key_mark("connections"), "libvirt.connections",
+             "lists " + std::to_string(out.connections.size()) +
+                 " connections, more than max_connections (" + std::to_string(out.max_connections) +
+                 ")");
+  }
   read_scalar(map, diag, "timeout", out.timeout, parse_duration,
               within<std::chrono::milliseconds>(100ms, 60s, show_duration));
   if (const auto keepalive = map.take("keepalive")) {

@@ -31,7 +31,7 @@ Actions::Done Actions::carry_out(const policy::Plan& plan, const Snapshot& snaps
   if (snapshot.hypervisor_up) {
     std::erase_if(figures_.vm_balloon_commands_total, [&snapshot](const auto& kv) {
       return std::none_of(snapshot.vms.begin(), snapshot.vms.end(),
-                          [&kv](const VmSample& vm) { return vm.uuid == kv.first; });
+                          [&kv](const VmSample& vm) { return vm.has_key(kv.first); });
     });
   }
   // Why nothing is changed this tick; null when memtide acts.
@@ -90,9 +90,9 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
       // no command a dry run or a pause only decided. Decided again every tick, it is logged
       // when it differs from the last one not applied.
       const std::pair<std::uint64_t, std::uint64_t> sizes{change.from_bytes, change.to_bytes};
-      const auto last = not_applied_.find(change.uuid);
+      const auto last = not_applied_.find(change.key());
       const bool repeated = last != not_applied_.end() && last->second == sizes;
-      held_now[change.uuid] = sizes;
+      held_now[change.key()] = sizes;
       const std::string said =
           std::string(dry_run ? "dry run" : "paused") + ", not applied: balloon " + what;
       if (!repeated) {
@@ -119,7 +119,7 @@ Actions::Done Actions::send_balloons(const policy::Plan& plan, const Snapshot& s
       remember(done, at, change, "applied");
       ++figures_.balloon_actions_total[{change.to_bytes > change.from_bytes ? "grow" : "shrink",
                                         policy::to_string(change.cause)}];
-      ++figures_.vm_balloon_commands_total[change.uuid];
+      ++figures_.vm_balloon_commands_total[change.key()];
       log_.notice("balloon " + what, fields);
       if (!done.first_applied_usec) {
         done.first_applied_usec = clock::monotonic_usec();
@@ -228,7 +228,7 @@ void Actions::restore_on_stop(collectors::HypervisorWorker& hypervisor,
       // The restore was a command to the maximum: the policy's memory says so, or after a
       // restart it would take the old, smaller target for one still in flight.
       if (last != nullptr) {
-        auto& memory = state.vms[o.uuid];
+        auto& memory = state.vms[vm_key(o.connection, o.uuid)];
         memory.last_change_ms = last->monotonic_ms;
         memory.last_direction = 1;
         memory.last_target_bytes = o.to_bytes;

@@ -85,13 +85,13 @@ void CollectionLog::log_process_claims(const Snapshot& snapshot) {
     if (!vm.process_unavailable) {
       continue;
     }
-    if (process_claims_[vm.uuid] != *vm.process_unavailable) {
+    if (process_claims_[vm.key()] != *vm.process_unavailable) {
       log_.warning("domain '" + vm.name + "': host figures unavailable: " + *vm.process_unavailable,
                    {{"MEMTIDE_EVENT", "vm-process-untrusted"},
                     {"MEMTIDE_DOMAIN", vm.name},
                     {"MEMTIDE_DOMAIN_UUID", vm.uuid}});
     }
-    claims[vm.uuid] = *vm.process_unavailable;
+    claims[vm.key()] = *vm.process_unavailable;
   }
   if (snapshot.hypervisor_up) {
     process_claims_ = std::move(claims);
@@ -108,13 +108,13 @@ void CollectionLog::log_metadata_errors(const Snapshot& snapshot) {
     for (const auto& e : vm.metadata_errors) {
       all += (all.empty() ? "" : "; ") + e;
     }
-    if (metadata_errors_[vm.uuid] != all) {
+    if (metadata_errors_[vm.key()] != all) {
       log_.warning("domain '" + vm.name + "': invalid memtide metadata ignored: " + all,
                    {{"MEMTIDE_EVENT", "vm-metadata-invalid"},
                     {"MEMTIDE_DOMAIN", vm.name},
                     {"MEMTIDE_DOMAIN_UUID", vm.uuid}});
     }
-    seen[vm.uuid] = all;
+    seen[vm.key()] = all;
   }
   if (snapshot.hypervisor_up) {
     metadata_errors_ = std::move(seen);
@@ -127,7 +127,7 @@ void CollectionLog::log_metadata_changes(const Snapshot& snapshot) {
   }
   std::map<std::string, VmMetadata> now;
   for (const auto& vm : snapshot.vms) {
-    const auto it = metadata_.find(vm.uuid);
+    const auto it = metadata_.find(vm.key());
     if (it != metadata_.end() && it->second != vm.metadata) {
       log_.notice("domain '" + vm.name + "': memtide settings changed from " +
                       describe(it->second) + " to " + describe(vm.metadata),
@@ -135,7 +135,7 @@ void CollectionLog::log_metadata_changes(const Snapshot& snapshot) {
                    {"MEMTIDE_DOMAIN", vm.name},
                    {"MEMTIDE_DOMAIN_UUID", vm.uuid}});
     }
-    now.emplace(vm.uuid, vm.metadata);
+    now.emplace(vm.key(), vm.metadata);
   }
   metadata_ = std::move(now);
 }

@@ -781,9 +781,9 @@ std::vector<Candidate> consider_guests(const Snapshot& snapshot, const HostView&
   for (const auto& vm : snapshot.vms) {
     // Each VM's memory is updated in place; entries not touched this tick are swept below.
     const std::size_t i = order.size();
-    order.push_back(i < last_order.size() && last_order[i]->first == vm.uuid
+    order.push_back(i < last_order.size() && vm.has_key(last_order[i]->first)
                         ? last_order[i]
-                        : &*next.vms.try_emplace(vm.uuid).first);
+                        : &*next.vms.try_emplace(vm.key()).first);
     PolicyState::Vm& memory = order.back()->second;
     const PageIns page_ins = count_page_ins(vm, memory, now_ms);
 
@@ -1246,6 +1246,7 @@ void make_commands(std::vector<Candidate>& candidates, const HostView& host,
     BalloonChange bc;
     bc.vm = vm.name;
     bc.uuid = vm.uuid;
+    bc.connection = vm.connection;
     bc.from_bytes = vm.current_bytes;
     bc.to_bytes = static_cast<std::uint64_t>(target);
     bc.floor_bytes = c.settings.floor_bytes;
@@ -1424,7 +1425,7 @@ std::string Plan::explain_kind(const Outcome& o) const {
 }
 
 void unsend(PolicyState& state, const BalloonChange& change) {
-  const auto it = state.vms.find(change.uuid);
+  const auto it = state.vms.find(change.key());
   if (it == state.vms.end()) {
     return;
   }

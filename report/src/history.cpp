@@ -162,7 +162,7 @@ void History::record(const TickReport& r, const std::vector<RecentCommand>& comm
   const Snapshot& s = *r.snapshot;
   std::map<std::string, std::size_t> index;  // VM UUID -> its place in the snapshot
   for (std::size_t i = 0; i < s.vms.size(); ++i) {
-    index.emplace(s.vms[i].uuid, i);
+    index.emplace(s.vms[i].key(), i);
   }
   std::set<std::string> commanded;
   for (const auto& c : commands) {
@@ -173,7 +173,7 @@ void History::record(const TickReport& r, const std::vector<RecentCommand>& comm
     e.balloon_bytes = c.change.from_bytes;
     e.target_bytes = c.change.to_bytes;
     e.floor_bytes = c.change.floor_bytes;
-    if (const auto it = index.find(c.change.uuid); it != index.end()) {
+    if (const auto it = index.find(c.change.key()); it != index.end()) {
       e.max_bytes = s.vms[it->second].max_bytes;
       e.usable_bytes = usable_of(r, it->second);
     }
@@ -254,7 +254,7 @@ void History::sample(const TickReport& r, std::size_t index,
             .floor_bytes;
   }
   e.usable_bytes = usable_of(r, index);
-  e.target_bytes = balloon_target_of(r, vm.uuid);
+  e.target_bytes = balloon_target_of(r, vm);
   if (last == last_figures_.end() || moved(last->second, e)) {
     add(std::move(e));
   }

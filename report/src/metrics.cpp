@@ -402,7 +402,7 @@ std::vector<VmFamily> memtide_families(const TickReport& report,
   return {
       {"memtide_vm_balloon_target_bytes", "gauge", "The size memtide last asked the balloon for.",
        true,
-       [&](std::size_t, const VmSample& vm) { return opt(balloon_target_of(report, vm.uuid)); }},
+       [&](std::size_t, const VmSample& vm) { return opt(balloon_target_of(report, vm)); }},
       {"memtide_vm_balloon_floor_bytes", "gauge",
        "The least memory memtide leaves the VM (class or metadata floor).", true,
        [&](std::size_t index, const VmSample&) -> std::optional<double> {
@@ -443,7 +443,7 @@ std::vector<VmFamily> memtide_families(const TickReport& report,
            return std::nullopt;
          }
          const auto& counts = report.daemon->vm_balloon_commands_total;
-         const auto it = counts.find(vm.uuid);
+         const auto it = counts.find(vm.key());
          return as_double(it == counts.end() ? 0 : it->second);
        }},
       {"memtide_vm_managed", "gauge", "1 when memtide may resize the VM's balloon.", true,

@@ -215,6 +215,7 @@ template <typename F, Is<VmSample> M>
 void fields(F& f, M& vm) {
   f("name", vm.name);
   f("uuid", vm.uuid);
+  f("connection", vm.connection);
   f("state", vm.state);
   f("max_bytes", vm.max_bytes);
   f("current_bytes", vm.current_bytes);
@@ -373,6 +374,13 @@ struct Reader {
       } else if constexpr (IsVector<T>::value) {
         v.clear();
         return;
+      } else if constexpr (std::same_as<T, std::string>) {
+        // Scalars added later, with their value in older traces: a VM's connection (none,
+        // the single libvirt.uri).
+        if (std::string_view(key) == "connection") {
+          v.clear();
+          return;
+        }
       }
       throw ReadError{child(key), "missing"};
     }

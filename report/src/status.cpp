@@ -56,6 +56,7 @@ nlohmann::json vm_status(const TickReport& r, const VmSample& vm, const policy::
   nlohmann::json j = {
       {"name", vm.name},
       {"uuid", vm.uuid},
+      {"connection", vm.connection},
       {"state", to_string(vm.state)},
       {"class", settings.class_name},
       {"managed", settings.managed},
@@ -89,7 +90,7 @@ nlohmann::json vm_status(const TickReport& r, const VmSample& vm, const policy::
         {"volatile_ratio", p.volatile_ratio ? nlohmann::json(*p.volatile_ratio) : nlohmann::json()},
     };
   }
-  if (const auto target = balloon_target_of(r, vm.uuid)) {
+  if (const auto target = balloon_target_of(r, vm)) {
     j["target_bytes"] = *target;
   }
   return j;
@@ -241,7 +242,7 @@ nlohmann::json explain_reply(const TickReport& r, const std::string& wanted) {
   }
   const auto& vms = r.snapshot->vms;
   for (std::size_t i = 0; i < vms.size(); ++i) {
-    if (vms[i].name == wanted || vms[i].uuid == wanted) {
+    if (vms[i].name == wanted || vms[i].uuid == wanted || vms[i].key() == wanted) {
       return {{"ok", true},
               {"vm", vm_status(r, vms[i], outcome_of(r, i))},
               {"host", r.plan != nullptr ? r.plan->host_summary : ""}};

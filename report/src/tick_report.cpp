@@ -20,12 +20,16 @@ const policy::Outcome* outcome_of(const TickReport& report, std::size_t index) {
   return &report.plan->outcomes[index];
 }
 
-std::optional<std::uint64_t> balloon_target_of(const TickReport& report, const std::string& uuid) {
+std::optional<std::uint64_t> balloon_target_of(const TickReport& report, const std::string& key) {
   if (report.state == nullptr) {
     return std::nullopt;
   }
-  const auto it = report.state->vms.find(uuid);
+  const auto it = report.state->vms.find(key);
   return it != report.state->vms.end() ? it->second.last_target_bytes : std::nullopt;
+}
+
+std::optional<std::uint64_t> balloon_target_of(const TickReport& report, const VmSample& vm) {
+  return report.state == nullptr ? std::nullopt : balloon_target_of(report, vm.key());
 }
 
 }  // namespace memtide::report

@@ -18,6 +18,7 @@ namespace memtide::actuators {
 struct RestoreOutcome {
   std::string vm;
   std::string uuid;
+  std::string connection;  // VmSample::connection
   enum class Kind { restored, already_at_maximum, unmanaged, failed, dry_run } kind;
   std::uint64_t from_bytes = 0;
   std::uint64_t to_bytes = 0;

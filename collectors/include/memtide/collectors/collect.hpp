@@ -19,8 +19,9 @@
 
 namespace memtide::collectors {
 
-// The libvirt hypervisor for `config` (libvirt.uri, its timeouts, and daemon.procfs to find the
-// QEMU processes).
+// The libvirt hypervisor for `config` (libvirt.uri, or libvirt.connections and
+// libvirt.discover through a ConnectionSet; its timeouts, and daemon.procfs to find the QEMU
+// processes).
 // `daemon`: memtided's connection, which records transient domains' virtio-mem boot sizes
 // (LibvirtOptions::record_boot_sizes) unless the configuration is a dry run; a client's records
 // nothing.

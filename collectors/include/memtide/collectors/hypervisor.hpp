@@ -8,6 +8,7 @@
 
 #include <memtide/collectors/qemu_process.hpp>
 #include <memtide/core/result.hpp>
+#include <memtide/core/snapshot.hpp>
 #include <memtide/core/vm_sample.hpp>
 
 namespace memtide::collectors {
@@ -28,14 +29,18 @@ class Hypervisor {
     return collect(monotonic_ms, ProcessReadHints{});
   }
 
-  // Sets the memory size of running domain `uuid` to `target_bytes`, clamped to
-  // [floor_bytes, the domain's maximum] right here whatever the caller computed (a floor above
-  // the maximum clamps to the maximum), through its balloon and, where it has them, its
+  // Sets the memory size of running domain `uuid` (its key, VmSample::key()) to `target_bytes`,
+  // clamped to [floor_bytes, the domain's maximum] right here whatever the caller computed (a floor
+  // above the maximum clamps to the maximum), through its balloon and, where it has them, its
   // virtio-mem devices (split_memory_size says which carries what). Returns the size actually
   // requested. Fails, and does nothing, when the domain is gone or not running; a failure
   // between the balloon and a device leaves the guest more memory than both sizes, not less.
   virtual Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target_bytes,
                                                 std::uint64_t floor_bytes) = 0;
+
+  // Each connection's state when this hypervisor spans several libvirt daemons; none otherwise.
+  // Unlike the calls above, callable from any thread at any time.
+  virtual std::vector<ConnectionState> connection_states() const { return {}; }
 };
 
 // The clamp every balloon change passes through: the result is within [floor, maximum], and a

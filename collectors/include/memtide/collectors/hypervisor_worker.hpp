@@ -9,8 +9,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <memtide/collectors/hypervisor.hpp>
@@ -29,15 +31,32 @@ class HypervisorWorker {
   Result<std::vector<VmSample>> collect(std::int64_t monotonic_ms,
                                         std::chrono::milliseconds timeout,
                                         const ProcessReadHints& hints = {});
+  // The same in two steps, so that several workers collect at once: start_collect returns at
+  // once, finish waits for the answer until `deadline` (then it fails with ETIMEDOUT as collect
+  // does, and the call goes on in the background).
+  template <typename T>
+  struct Pending {
+    std::future<Result<T>> answer;
+    std::optional<Error> refused;  // not started: an earlier call is still running (EBUSY)
+    std::chrono::steady_clock::time_point started;
+  };
+  Pending<std::vector<VmSample>> start_collect(std::int64_t monotonic_ms,
+                                               const ProcessReadHints& hints = {});
+  template <typename T>
+  static Result<T> finish(Pending<T>& pending, std::chrono::steady_clock::time_point deadline);
   Result<std::uint64_t> set_memory_size(const std::string& uuid, std::uint64_t target_bytes,
                                         std::uint64_t floor_bytes,
                                         std::chrono::milliseconds timeout);
+  // Hypervisor::connection_states(), at once, whatever call is running.
+  std::vector<ConnectionState> connection_states() const;
   // Waits until no call is running (an abandoned one has returned) or `deadline` passes; true
   // when idle.
   bool wait_idle(std::chrono::steady_clock::time_point deadline);
 
  private:
   struct Shared;
+  template <typename T>
+  Pending<T> start(std::function<Result<T>(collectors::Hypervisor&)> fn);
   template <typename T>
   Result<T> call(std::function<Result<T>(collectors::Hypervisor&)> fn,
                  std::chrono::milliseconds timeout);

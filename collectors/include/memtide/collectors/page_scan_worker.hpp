@@ -25,7 +25,7 @@
 namespace memtide::collectors {
 
 struct ScanTarget {
-  std::string uuid;
+  std::string uuid;  // the VM's key (VmSample::key())
   std::string name;
   int pid = 0;                  // the QEMU process; 0 when unknown
   std::uint64_t max_bytes = 0;  // sizes the hash sample

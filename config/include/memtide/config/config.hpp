@@ -60,8 +60,32 @@ struct DaemonSection {
   friend bool operator==(const DaemonSection&, const DaemonSection&) = default;
 };
 
+// One libvirt daemon among several (libvirt.connections).
+struct LibvirtConnectionSpec {
+  std::string name;  // in logs, metrics, status, the trace and VM keys: [A-Za-z0-9._-], <= 64
+  std::string uri;
+  friend bool operator==(const LibvirtConnectionSpec&, const LibvirtConnectionSpec&) = default;
+};
+
+// Daemons found by their sockets (libvirt.discover): each socket matching `socket` (a glob) is
+// a connection to `uri` with {socket} replaced by its path, named `name`-<what the glob's
+// wildcards matched>. Only sockets owned by root or one of `owners` are used.
+struct LibvirtDiscovery {
+  std::string name;
+  std::string socket;
+  std::string uri = "qemu+unix:///session?socket={socket}";
+  std::vector<std::uint32_t> owners;  // user IDs trusted besides root
+  friend bool operator==(const LibvirtDiscovery&, const LibvirtDiscovery&) = default;
+};
+
 struct LibvirtSection {
-  std::string uri = "qemu:///system";      // libvirt connection URI; --connect overrides it
+  std::string uri = "qemu:///system";  // libvirt connection URI; --connect overrides it
+  // Several daemons at once, instead of `uri`: named connections and discovered sockets. Each
+  // has its own thread, reconnection and share of `timeout`; one policy decides across all.
+  std::vector<LibvirtConnectionSpec> connections;
+  std::vector<LibvirtDiscovery> discover;
+  std::uint32_t max_connections = 64;                 // configured and discovered together
+  std::chrono::milliseconds discover_interval = 10s;  // how often the socket globs are read
   std::chrono::milliseconds timeout = 5s;  // longest a tick waits for libvirt before going on
                                            // with the VM figures it has
   std::chrono::milliseconds keepalive_interval = 5s;  // keepalive probe period on remote drivers

@@ -25,6 +25,20 @@ struct OtherManager {
   friend bool operator==(const OtherManager&, const OtherManager&) = default;
 };
 
+// One libvirt daemon's connection when memtided manages several (libvirt.connections and
+// libvirt.discover); a daemon with the single libvirt.uri lists none.
+struct ConnectionState {
+  enum class Status { up, down, refused };
+  std::string name;
+  std::string uri;
+  bool discovered = false;  // found by a socket glob rather than configured
+  Status status = Status::down;
+  std::uint64_t vms = 0;  // guests at its last good collection (still in the snapshot when down)
+  std::string error;      // down: why; refused: why the socket is not used
+  std::int64_t down_since_ms = -1;  // monotonic; -1 when up
+  friend bool operator==(const ConnectionState&, const ConnectionState&) = default;
+};
+
 struct Snapshot {
   std::int64_t collected_at_unix_ms = 0;  // wall clock, for humans and traces
   std::int64_t monotonic_ms = 0;          // CLOCK_MONOTONIC, for rates; immune to clock steps
@@ -34,6 +48,7 @@ struct Snapshot {
   bool hypervisor_up = false;                // the VM figures below come from a live connection
   std::string hypervisor_error;              // why not, when hypervisor_up is false
   std::vector<VmSample> vms;                 // active domains, sorted by name
+  std::vector<ConnectionState> connections;  // with several daemons: each one, by name
   std::vector<OtherManager> other_managers;  // running now, in PID order
 
   friend bool operator==(const Snapshot&, const Snapshot&) = default;

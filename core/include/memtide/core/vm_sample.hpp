@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <memtide/core/page_scan.hpp>
@@ -98,8 +99,23 @@ struct VirtioMemDevice {
   friend bool operator==(const VirtioMemDevice&, const VirtioMemDevice&) = default;
 };
 
+// A VM's identity in memtide: the name of the libvirt connection it was found on and its UUID,
+// "connection/uuid"; with the single unnamed connection (libvirt.uri), the UUID alone. Two
+// daemons reporting the same UUID are two VMs. Connection names never hold '/' (config), and
+// UUIDs never do, so the key splits at its first '/'.
+inline std::string vm_key(std::string_view connection, std::string_view uuid) {
+  if (connection.empty()) {
+    return std::string(uuid);
+  }
+  std::string key;
+  key.reserve(connection.size() + 1 + uuid.size());
+  key.append(connection).append(1, '/').append(uuid);
+  return key;
+}
+
 struct VmSample {
   std::string uuid;
+  std::string connection;  // the libvirt connection's name; empty with the single libvirt.uri
   std::string name;
   VmState state = VmState::other;
   std::uint64_t max_bytes = 0;      // the most the balloon may give the guest (balloon.maximum)
@@ -134,6 +150,16 @@ struct VmSample {
   // Set when libvirt's sizes for the VM are impossible (beyond any host, current above maximum,
   // a KiB figure that overflows in bytes): why. Nothing is decided or done for such a VM.
   std::optional<std::string> invalid_sizes;
+  // Its identity (vm_key): what per-VM state, history and commands are keyed by.
+  std::string key() const { return vm_key(connection, uuid); }
+  // key() == `k`, without building the key.
+  bool has_key(std::string_view k) const {
+    if (connection.empty()) {
+      return k == uuid;
+    }
+    return k.size() == connection.size() + 1 + uuid.size() && k.starts_with(connection) &&
+           k[connection.size()] == '/' && k.ends_with(uuid);
+  }
   friend bool operator==(const VmSample&, const VmSample&) = default;
 };
 

@@ -82,6 +82,8 @@ inline constexpr Cause kAllCauses[] = {Cause::guest_need,    Cause::funding, Cau
 struct BalloonChange {
   std::string vm;
   std::string uuid;
+  std::string connection;  // VmSample::connection
+  std::string key() const { return vm_key(connection, uuid); }
   std::uint64_t from_bytes = 0;
   std::uint64_t to_bytes = 0;     // already within [floor_bytes, the VM's maximum]
   std::uint64_t floor_bytes = 0;  // passed on to the actuator, which clamps again
@@ -229,7 +231,7 @@ struct PolicyState {
     std::int64_t sampled_ms = 0;
     friend bool operator==(const Vm&, const Vm&) = default;
   };
-  std::unordered_map<std::string, Vm> vms;  // by uuid
+  std::unordered_map<std::string, Vm> vms;  // by VmSample::key()
   // The entries of `vms` in the order of the last snapshot decided on, so that the next tick,
   // whose VMs usually come in the same order, finds each without hashing its UUID. A cache, not
   // state: a copy starts without it, it is never compared or saved, and it stays valid only as

@@ -82,7 +82,9 @@ const std::vector<policy::Alert>& firing_alerts(const TickReport& report);
 // snapshot's VMs (no plan yet, or libvirt down: the plan was made on the host alone).
 const policy::Outcome* outcome_of(const TickReport& report, std::size_t index);
 
-// The balloon size memtide last asked for the VM with `uuid`; nullopt when it never did.
-std::optional<std::uint64_t> balloon_target_of(const TickReport& report, const std::string& uuid);
+// The balloon size memtide last asked for the VM with key `key` (VmSample::key()), or for `vm`;
+// nullopt when it never did.
+std::optional<std::uint64_t> balloon_target_of(const TickReport& report, const std::string& key);
+std::optional<std::uint64_t> balloon_target_of(const TickReport& report, const VmSample& vm);
 
 }  // namespace memtide::report
