@@ -4,8 +4,10 @@
 #include <thread>
 #include <tuple>
 
+#include <fcntl.h>
 #include <glob.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <memtide/collectors/connection_set.hpp>
 
@@ -76,8 +78,12 @@ std::vector<std::string> glob_paths(const std::string& pattern) {
 
 struct ConnectionSet::Connection {
   std::string name;
-  std::string uri;
+  std::string uri;     // as configured, or the discovery's with the socket's path
   std::string socket;  // discovered: the socket's path; configured: ""
+  // Discovered: the socket's directory, held open (O_PATH) for the connection's life. libvirt
+  // connects through /proc/self/fd/N/NAME: a kubelet's pod paths are longer than a Unix socket
+  // address holds (108 bytes), and the directory memtided vetted is the one it connects in.
+  int directory_fd = -1;
   std::unique_ptr<HypervisorWorker> worker;
   std::vector<VmSample> last_vms;  // its last good collection, named
   ConnectionState state;
@@ -111,21 +117,37 @@ ConnectionSet::ConnectionSet(ConnectionSetOptions options) : options_(std::move(
     options_.make = [](const LibvirtOptions& o) { return std::make_unique<LibvirtHypervisor>(o); };
   }
   for (const auto& c : options_.connections) {
-    add(c.name, c.uri, "");
+    add(c.name, c.uri, "", "");
   }
   publish_states();
 }
 
-ConnectionSet::~ConnectionSet() = default;
+ConnectionSet::~ConnectionSet() {
+  for (auto& c : connections_) {
+    c->worker.reset();
+    if (c->directory_fd >= 0) {
+      close(c->directory_fd);
+    }
+  }
+}
 
-ConnectionSet::Connection& ConnectionSet::add(std::string name, std::string uri,
-                                              std::string socket) {
+ConnectionSet::Connection& ConnectionSet::add(std::string name, std::string uri, std::string socket,
+                                              const std::string& uri_template) {
   auto c = std::make_unique<Connection>();
   c->name = std::move(name);
   c->uri = std::move(uri);
   c->socket = std::move(socket);
   auto o = options_.base;
   o.uri = c->uri;
+  if (!c->socket.empty()) {
+    const auto slash = c->socket.rfind('/');
+    const std::string dir = slash == 0 ? "/" : c->socket.substr(0, slash);
+    c->directory_fd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (c->directory_fd >= 0) {
+      o.uri = with_socket(uri_template, "/proc/self/fd/" + std::to_string(c->directory_fd) +
+                                            c->socket.substr(slash));
+    }
+  }
   c->worker = std::make_unique<HypervisorWorker>(options_.make(o));
   c->state.name = c->name;
   c->state.uri = c->uri;
@@ -160,7 +182,7 @@ void ConnectionSet::discover(std::int64_t monotonic_ms) {
     }
   };
   struct Fresh {
-    std::string name, socket, uri;
+    std::string name, socket, uri, uri_template;
   };
   std::vector<Fresh> fresh;
   for (const auto& d : options_.discover) {
@@ -172,7 +194,7 @@ void ConnectionSet::discover(std::int64_t monotonic_ms) {
       }
       present.insert(path);
       if (by_socket.count(path) == 0) {
-        fresh.push_back({name, path, with_socket(d.uri, path)});
+        fresh.push_back({name, path, with_socket(d.uri, path), d.uri});
       }
     }
   }
@@ -182,7 +204,12 @@ void ConnectionSet::discover(std::int64_t monotonic_ms) {
     if (c->socket.empty() || present.count(c->socket) != 0) {
       return false;
     }
-    std::thread([worker = std::move(c->worker)]() mutable { worker.reset(); }).detach();
+    std::thread([worker = std::move(c->worker), fd = c->directory_fd]() mutable {
+      worker.reset();
+      if (fd >= 0) {
+        close(fd);
+      }
+    }).detach();
     return true;
   });
   for (auto& f : fresh) {
@@ -194,7 +221,7 @@ void ConnectionSet::discover(std::int64_t monotonic_ms) {
       refuse(f.name, f.socket,
              "libvirt.max_connections (" + std::to_string(options_.max_connections) + ") reached");
     } else {
-      add(std::move(f.name), std::move(f.uri), std::move(f.socket));
+      add(std::move(f.name), std::move(f.uri), std::move(f.socket), f.uri_template);
     }
   }
 }

@@ -172,6 +172,24 @@ void print_dry_run_summary(const nlohmann::json& recent) {
             << "; to act, set daemon.dry_run: false and reload\n";
 }
 
+// With several libvirt daemons: a line per connection, and per socket refused.
+void print_connections(const nlohmann::json& connections) {
+  for (const auto& c : connections) {
+    const auto status = c["status"].get<std::string>();
+    std::cout << "libvirt " << (c["discovered"].get<bool>() ? "socket " : "connection ")
+              << for_terminal(c["name"].get<std::string>()) << " ("
+              << for_terminal(c["uri"].get<std::string>()) << "): ";
+    if (status == "up") {
+      std::cout << "up, " << c["guests"].get<std::uint64_t>() << " guests\n";
+    } else if (status == "down") {
+      std::cout << "DOWN (" << for_terminal(c["error"].get<std::string>()) << "); its "
+                << c["guests"].get<std::uint64_t>() << " guests' last figures stand\n";
+    } else {
+      std::cout << "refused: " << for_terminal(c["error"].get<std::string>()) << '\n';
+    }
+  }
+}
+
 void print_status(const nlohmann::json& r, bool utc) {
   const auto& d = r["daemon"];
   const auto& h = r["host"];
@@ -206,6 +224,7 @@ void print_status(const nlohmann::json& r, bool utc) {
                     ? ""
                     : "; libvirt DOWN: " + h["libvirt_error"].get<std::string>())
             << '\n';
+  print_connections(member(h, "libvirt_connections"));
   for (const auto& m : member(h, "other_managers")) {
     std::string left;
     for (const auto& what : m["left_to_it"]) {
@@ -229,7 +248,10 @@ void print_status(const nlohmann::json& r, bool utc) {
   std::vector<std::vector<std::string>> rows = {
       {"VM", "CLASS", "BALLOON", "MAX", "FLOOR", "USABLE", "TARGET", "STATS", "PAGES", "WHY"}};
   for (const auto& vm : r["vms"]) {
-    rows.push_back({vm["name"].get<std::string>(),
+    const auto connection = member(vm, "connection");
+    rows.push_back({connection.is_string() && !connection.get<std::string>().empty()
+                        ? connection.get<std::string>() + "/" + vm["name"].get<std::string>()
+                        : vm["name"].get<std::string>(),
                     vm["managed"].get<bool>() ? vm["class"].get<std::string>() : "-",
                     size_or_dash(vm["balloon_bytes"]), size_or_dash(vm["max_bytes"]),
                     size_or_dash(vm["floor_bytes"]), size_or_dash(vm["usable_bytes"]),

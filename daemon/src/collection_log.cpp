@@ -55,6 +55,7 @@ void CollectionLog::collected(const Snapshot& snapshot) {
   } else if (hypervisor_error_.recovered()) {
     log_.notice("libvirt connection established", {{"MEMTIDE_EVENT", "libvirt-up"}});
   }
+  log_connections(snapshot);
   log_process_claims(snapshot);
   log_metadata_errors(snapshot);
   log_metadata_changes(snapshot);
@@ -77,6 +78,36 @@ void CollectionLog::other_managers(const std::string& yielded, const std::string
                      " is held by a process that is not memtided; ignored",
                  {{"MEMTIDE_EVENT", "hypervisor-claim-squatted"}});
   }
+}
+
+void CollectionLog::log_connections(const Snapshot& snapshot) {
+  using Status = ConnectionState::Status;
+  std::map<std::string, std::string> now;
+  for (const auto& c : snapshot.connections) {
+    const std::string said = std::string(to_string(c.status)) + ": " + c.error;
+    now[c.name] = said;
+    const auto last = connections_.find(c.name);
+    if (last != connections_.end() && last->second == said) {
+      continue;
+    }
+    const std::initializer_list<LogField> fields = {
+        {"MEMTIDE_EVENT", c.status == Status::up     ? "libvirt-connection-up"
+                          : c.status == Status::down ? "libvirt-connection-down"
+                                                     : "libvirt-socket-refused"},
+        {"MEMTIDE_CONNECTION", c.name}};
+    const std::string what = "libvirt connection " + c.name + " (" + c.uri + ")";
+    if (c.status == Status::up) {
+      log_.notice(what + " up, " + std::to_string(c.vms) + " guests", fields);
+    } else if (c.status == Status::down) {
+      // A daemon still down with another error is logged at debug level, as libvirt-down is.
+      const bool was_down = last != connections_.end() && last->second.rfind("down:", 0) == 0;
+      log_.log(was_down ? Priority::debug : Priority::err,
+               what + " down, its guests are not managed: " + c.error, fields);
+    } else {
+      log_.warning("libvirt socket " + c.uri + " not used (" + c.name + "): " + c.error, fields);
+    }
+  }
+  connections_ = std::move(now);
 }
 
 void CollectionLog::log_process_claims(const Snapshot& snapshot) {

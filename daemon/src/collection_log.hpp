@@ -32,12 +32,16 @@ class CollectionLog {
   void log_process_claims(const Snapshot& snapshot);
   void log_metadata_errors(const Snapshot& snapshot);
   void log_metadata_changes(const Snapshot& snapshot);
+  // With several libvirt daemons: each connection going up or down, and each socket refused,
+  // on the transition.
+  void log_connections(const Snapshot& snapshot);
 
   Logger& log_;
   LogOnChange collect_error_;
   LogOnChange hypervisor_error_;
   LogOnChange yielded_;
   LogOnChange squatted_;
+  std::map<std::string, std::string> connections_;      // name -> "status: error" logged
   std::map<std::string, std::string> metadata_errors_;  // uuid -> errors logged
   std::map<std::string, std::string> process_claims_;   // uuid -> reason logged
   std::map<std::string, VmMetadata> metadata_;          // uuid -> settings last seen

@@ -8,6 +8,7 @@ namespace memtide::policy {
 
 std::vector<Alert> ServiceAlerts::update(std::vector<Alert> alerts, bool hypervisor_up,
                                          const std::string& hypervisor_error,
+                                         const std::vector<ConnectionState>& connections,
                                          const std::map<std::string, std::string>& failed,
                                          std::int64_t now_ms) {
   if (hypervisor_up) {
@@ -18,6 +19,27 @@ std::vector<Alert> ServiceAlerts::update(std::vector<Alert> alerts, bool hypervi
     alerts.push_back({"libvirt-down", "", Severity::critical,
                       "libvirt unreachable, guests are not managed: " + hypervisor_error,
                       libvirt_down_since_ms_});
+  }
+  std::map<std::string, std::int64_t> down;
+  std::string named;
+  std::int64_t first_down_ms = now_ms;
+  for (const auto& c : connections) {
+    if (c.status != ConnectionState::Status::down) {
+      continue;
+    }
+    const auto it = connections_down_since_ms_.find(c.name);
+    const auto since = it != connections_down_since_ms_.end() ? it->second : now_ms;
+    down.emplace(c.name, since);
+    if (it != connections_down_since_ms_.end()) {
+      named += (named.empty() ? "" : "; ") + c.name + " (" + c.error + ")";
+      first_down_ms = std::min(first_down_ms, since);
+    }
+  }
+  connections_down_since_ms_ = std::move(down);
+  if (!named.empty()) {
+    alerts.push_back({"libvirt-connection-down", "", Severity::warning,
+                      "libvirt connections down, their guests are not managed: " + named,
+                      first_down_ms});
   }
   for (const auto& [vm, message] : failed) {
     failing_vms_[vm] = {message, 0};

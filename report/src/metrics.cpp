@@ -105,6 +105,9 @@ class Exposition {
       out_ += '{';
       bool first = true;
       for (const auto& [key, value] : labels) {
+        if (value.empty() && key == "connection") {
+          continue;  // a VM of the single libvirt.uri: Prometheus reads an empty label as none
+        }
         if (!first) {
           out_ += ',';
         }
@@ -401,8 +404,7 @@ std::vector<VmFamily> memtide_families(const TickReport& report,
   };
   return {
       {"memtide_vm_balloon_target_bytes", "gauge", "The size memtide last asked the balloon for.",
-       true,
-       [&](std::size_t, const VmSample& vm) { return opt(balloon_target_of(report, vm)); }},
+       true, [&](std::size_t, const VmSample& vm) { return opt(balloon_target_of(report, vm)); }},
       {"memtide_vm_balloon_floor_bytes", "gauge",
        "The least memory memtide leaves the VM (class or metadata floor).", true,
        [&](std::size_t index, const VmSample&) -> std::optional<double> {
@@ -461,7 +463,11 @@ void page_scan_status_metrics(Exposition& e, const Snapshot& s) {
   for (const auto& vm : s.vms) {
     if (vm.page_scan) {
       e.sample("memtide_vm_page_scan_status",
-               {{"domain", vm.name}, {"uuid", vm.uuid}, {"status", vm.page_scan->status}}, 1.0);
+               {{"domain", vm.name},
+                {"uuid", vm.uuid},
+                {"connection", vm.connection},
+                {"status", vm.page_scan->status}},
+               1.0);
     }
   }
 }
@@ -494,7 +500,8 @@ void vm_metrics(Exposition& e, const TickReport& report) {
       for (std::size_t index = 0; index < s.vms.size(); ++index) {
         const VmSample& vm = s.vms[index];
         if (const auto v = f.value(index, vm)) {
-          e.sample(f.name, {{"domain", vm.name}, {"uuid", vm.uuid}}, *v);
+          e.sample(f.name, {{"domain", vm.name}, {"uuid", vm.uuid}, {"connection", vm.connection}},
+                   *v);
         }
       }
     }
@@ -507,8 +514,42 @@ void vm_metrics(Exposition& e, const TickReport& report) {
            "no-balloon).");
   for (const auto& vm : s.vms) {
     e.sample("memtide_vm_stats_status",
-             {{"domain", vm.name}, {"uuid", vm.uuid}, {"status", to_string(vm.stats_status)}}, 1.0);
+             {{"domain", vm.name},
+              {"uuid", vm.uuid},
+              {"connection", vm.connection},
+              {"status", to_string(vm.stats_status)}},
+             1.0);
   }
+}
+
+// With several libvirt daemons (libvirt.connections, libvirt.discover): each connection's state.
+void connection_metrics(Exposition& e, const Snapshot& s) {
+  if (s.connections.empty()) {
+    return;
+  }
+  using Status = ConnectionState::Status;
+  e.family("memtide_libvirt_connection_up", "gauge",
+           "1 when the libvirt connection answered the last collection (its guests' figures are "
+           "fresh); 0 while it is down and its guests' last figures stand.");
+  for (const auto& c : s.connections) {
+    if (c.status != Status::refused) {
+      e.sample("memtide_libvirt_connection_up", {{"connection", c.name}},
+               c.status == Status::up ? 1.0 : 0.0);
+    }
+  }
+  e.family("memtide_libvirt_connection_guests", "gauge",
+           "Guests the libvirt connection reported at its last good collection.");
+  for (const auto& c : s.connections) {
+    if (c.status != Status::refused) {
+      e.sample("memtide_libvirt_connection_guests", {{"connection", c.name}}, c.vms);
+    }
+  }
+  const auto refused = std::count_if(s.connections.begin(), s.connections.end(),
+                                     [](const auto& c) { return c.status == Status::refused; });
+  e.gauge("memtide_libvirt_sockets_refused",
+          "Sockets the discovery globs matched but memtide does not use (not a socket, an "
+          "untrusted owner, past libvirt.max_connections); memtidectl status names them.",
+          static_cast<double>(refused));
 }
 
 void overcommit_metrics(Exposition& e, const Snapshot& s) {
@@ -724,6 +765,7 @@ std::string render_metrics(const TickReport& in) {
     const Snapshot& s = *in.snapshot;
     e.gauge("memtide_libvirt_up", "1 when the VM figures come from a live libvirt connection.",
             s.hypervisor_up ? 1 : 0);
+    connection_metrics(e, s);
     e.gauge("memtide_last_collection_time_seconds",
             "When the figures below were collected, in seconds since the epoch.",
             static_cast<double>(s.collected_at_unix_ms) / 1000.0);

@@ -246,6 +246,17 @@ void fields(F& f, M& m) {
   f("ksm", m.ksm);
 }
 
+template <typename F, Is<ConnectionState> M>
+void fields(F& f, M& c) {
+  f("name", c.name);
+  f("uri", c.uri);
+  f("discovered", c.discovered);
+  f("status", c.status);
+  f("vms", c.vms);
+  f("error", c.error);
+  f("down_since_ms", c.down_since_ms);
+}
+
 template <typename F, Is<Snapshot> M>
 void fields(F& f, M& s) {
   f("collected_at_unix_ms", s.collected_at_unix_ms);
@@ -258,6 +269,7 @@ void fields(F& f, M& s) {
     g("error", s.hypervisor_error);
   });
   f("vms", s.vms);
+  f("connections", s.connections);
   f("other_managers", s.other_managers);
 }
 
@@ -272,8 +284,8 @@ struct IsVector<std::vector<T>> : std::true_type {};
 
 // Enums travel as the names to_string() gives them.
 template <typename E>
-concept NamedEnum =
-    std::same_as<E, VmState> || std::same_as<E, GuestStatsStatus> || std::same_as<E, MemoryPin>;
+concept NamedEnum = std::same_as<E, VmState> || std::same_as<E, GuestStatsStatus> ||
+    std::same_as<E, MemoryPin> || std::same_as<E, ConnectionState::Status>;
 
 template <NamedEnum E>
 std::vector<E> all_values() {
@@ -281,6 +293,9 @@ std::vector<E> all_values() {
     return {VmState::running, VmState::paused, VmState::shutoff, VmState::crashed, VmState::other};
   } else if constexpr (std::same_as<E, MemoryPin>) {
     return {std::begin(kAllMemoryPins), std::end(kAllMemoryPins)};
+  } else if constexpr (std::same_as<E, ConnectionState::Status>) {
+    return {ConnectionState::Status::up, ConnectionState::Status::down,
+            ConnectionState::Status::refused};
   } else {
     return {GuestStatsStatus::ok, GuestStatsStatus::disabled, GuestStatsStatus::no_driver,
             GuestStatsStatus::stale, GuestStatsStatus::no_balloon};

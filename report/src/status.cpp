@@ -160,6 +160,20 @@ nlohmann::json other_managers_status(const TickReport& r) {
   return out;
 }
 
+// With several libvirt daemons: each connection, and each socket discovery refused.
+nlohmann::json connections_status(const Snapshot& s) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : s.connections) {
+    out.push_back({{"name", c.name},
+                   {"uri", c.uri},
+                   {"discovered", c.discovered},
+                   {"status", to_string(c.status)},
+                   {"guests", c.vms},
+                   {"error", c.error}});
+  }
+  return out;
+}
+
 nlohmann::json host_status(const TickReport& r) {
   const Snapshot& s = *r.snapshot;
   const policy::Plan* plan = r.plan;
@@ -182,6 +196,7 @@ nlohmann::json host_status(const TickReport& r) {
            plan != nullptr ? nlohmann::json(plan->reclaimable_bytes) : nlohmann::json()},
           {"libvirt_up", s.hypervisor_up},
           {"libvirt_error", s.hypervisor_error},
+          {"libvirt_connections", connections_status(s)},
           {"other_managers", other_managers_status(r)}};
 }
 
@@ -242,7 +257,8 @@ nlohmann::json explain_reply(const TickReport& r, const std::string& wanted) {
   }
   const auto& vms = r.snapshot->vms;
   for (std::size_t i = 0; i < vms.size(); ++i) {
-    if (vms[i].name == wanted || vms[i].uuid == wanted || vms[i].key() == wanted) {
+    if (vms[i].name == wanted || vms[i].uuid == wanted || vms[i].key() == wanted ||
+        (!vms[i].connection.empty() && vms[i].connection + "/" + vms[i].name == wanted)) {
       return {{"ok", true},
               {"vm", vm_status(r, vms[i], outcome_of(r, i))},
               {"host", r.plan != nullptr ? r.plan->host_summary : ""}};

@@ -7,8 +7,10 @@
 #include <fstream>
 #include <thread>
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -43,16 +45,20 @@ const VmSample* find(const std::vector<VmSample>& vms, const std::string& key) {
   return nullptr;
 }
 
-// A Unix socket listening at `path`; with `answer` false it accepts nothing and says nothing,
-// as a daemon that hangs.
+// A Unix socket listening at `path` that accepts nothing and says nothing, as a daemon that
+// hangs. Bound through its directory's descriptor, as a path may be longer than an address.
 class ListeningSocket {
  public:
   explicit ListeningSocket(const std::string& path) : fd_(socket(AF_UNIX, SOCK_STREAM, 0)) {
+    const auto slash = path.rfind('/');
+    const int dir = open(path.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    const std::string at = "/proc/self/fd/" + std::to_string(dir) + path.substr(slash);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", at.c_str());
     EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path;
     EXPECT_EQ(listen(fd_, 16), 0);
+    close(dir);
   }
   ~ListeningSocket() { close(fd_); }
   ListeningSocket(const ListeningSocket&) = delete;
@@ -188,10 +194,10 @@ TEST(ConnectionSet, DiscoveryFollowsSocketsAndRefusesTheUntrusted) {
   ASSERT_TRUE(vms.ok()) << vms.error().to_string();
   EXPECT_EQ(vms->size(), 8u);
   ASSERT_EQ(uris.size(), 2u);
-  EXPECT_EQ(uris[0], "test://" + socket_of("pod-a"));
   auto states = set.connection_states();
   ASSERT_EQ(states.size(), 4u);
   EXPECT_EQ(states[0].name, "kv-pod-a");
+  EXPECT_EQ(states[0].uri, "test://" + socket_of("pod-a"));
   EXPECT_EQ(states[0].status, ConnectionState::Status::up);
   EXPECT_TRUE(states[0].discovered);
   EXPECT_EQ(states[1].name, "kv-pod-b");
@@ -218,6 +224,66 @@ TEST(ConnectionSet, DiscoveryFollowsSocketsAndRefusesTheUntrusted) {
   ConnectionSet trusting(o);
   ASSERT_TRUE(trusting.collect(0).ok());
   EXPECT_EQ(trusting.size(), 3u);  // pod-b, pod-d, pod-e
+}
+
+// The glob docs/multiple-daemons.md gives for KubeVirt nodes finds each launcher pod's socket in
+// the kubelet's layout (here under a temporary root) and names the connection after the pod.
+TEST(ConnectionSet, TheKubevirtGlobFindsLauncherSockets) {
+  std::ifstream page(std::string(MEMTIDE_TESTS) + "/../docs/multiple-daemons.md");
+  std::string glob;
+  for (std::string line; std::getline(page, line) && glob.empty();) {
+    if (const auto at = line.find("socket: /var/lib/kubelet/"); at != std::string::npos) {
+      glob = line.substr(at + 8);
+    }
+  }
+  ASSERT_FALSE(glob.empty()) << "no kubelet socket glob in docs/multiple-daemons.md";
+  TempDir root;
+  const std::string pods = root.path() + "/var/lib/kubelet/pods/";
+  const std::string volume = "/volumes/kubernetes.io~empty-dir/libvirt-runtime/";
+  std::vector<std::unique_ptr<ListeningSocket>> sockets;
+  for (const char* uid : {"0f1e2d3c-aaaa-4bbb-8ccc-000000000001", "9a8b7c6d-aaaa-4bbb-8ccc-2"}) {
+    std::string runtime = pods;
+    runtime.append(uid).append(volume);
+    std::filesystem::create_directories(runtime);
+    sockets.push_back(std::make_unique<ListeningSocket>(runtime + "virtqemud-sock"));
+  }
+  // Another pod's emptyDir of the same name without a daemon, and another volume: not matched.
+  std::filesystem::create_directories(pods + "no-daemon" + volume);
+  std::filesystem::create_directories(pods + "other/volumes/kubernetes.io~empty-dir/private");
+  sockets.push_back(std::make_unique<ListeningSocket>(
+      pods + "other/volumes/kubernetes.io~empty-dir/private/virtqemud-sock"));
+  auto o = options();
+  o.discover = {{"pod", root.path() + glob, "qemu+unix:///session?socket={socket}", {}}};
+  std::vector<std::string> uris;
+  o.make = [&uris](const LibvirtOptions& base) -> std::unique_ptr<Hypervisor> {
+    uris.push_back(base.uri);
+    auto test = base;
+    test.uri = kNodeUri;
+    return std::make_unique<LibvirtHypervisor>(test);
+  };
+  ConnectionSet set(o);
+  ASSERT_TRUE(set.collect(0).ok());
+  const auto states = set.connection_states();
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states[0].name, "pod-0f1e2d3c-aaaa-4bbb-8ccc-000000000001");
+  EXPECT_EQ(states[1].name, "pod-9a8b7c6d-aaaa-4bbb-8ccc-2");
+  // The kubelet's path is longer than a socket address: libvirt is given one through the
+  // directory memtided holds open, which names the same socket.
+  const std::string socket =
+      pods + "0f1e2d3c-aaaa-4bbb-8ccc-000000000001" + volume + "virtqemud-sock";
+  EXPECT_GT(socket.size(), sizeof(sockaddr_un::sun_path));
+  EXPECT_EQ(states[0].uri, "qemu+unix:///session?socket=" + socket);
+  ASSERT_EQ(uris.size(), 2u);
+  const std::string prefix = "qemu+unix:///session?socket=/proc/self/fd/";
+  ASSERT_EQ(uris[0].rfind(prefix, 0), 0u) << uris[0];
+  const std::string given = uris[0].substr(uris[0].find('=') + 1);
+  EXPECT_LT(given.size(), sizeof(sockaddr_un::sun_path));
+  struct stat via {};
+  struct stat real {};
+  ASSERT_EQ(stat(given.c_str(), &via), 0) << given;
+  ASSERT_EQ(stat(socket.c_str(), &real), 0);
+  EXPECT_EQ(via.st_ino, real.st_ino);
+  EXPECT_TRUE(S_ISSOCK(via.st_mode));
 }
 
 TEST(ConnectionSet, DiscoveredNamesArePlainAndBounded) {

@@ -14,6 +14,9 @@
 //  other managers and pinned memory: nothing sent beside a pvestatd, then a guest with
 //      preallocated memory is never shrunk while its twin without is; a second memtided for the
 //      same URI yields to the first and takes over when it stops;
+//  several libvirt daemons: a configured one and two discovered by socket glob, one policy
+//      across their guests under genuine host pressure, one daemon killed and restarted and one
+//      SIGSTOPped without holding the ticks, every guest restored on stop;
 //  fault injection: libvirtd killed and restarted, the trace's filesystem full, SIGHUP during a
 //      non-atomic rewrite of the config, a hanging Alertmanager, then SIGKILL and the unit's
 //      restore safety net: no crash, no balloon outside [floor, maximum], every guest back at
@@ -27,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -400,6 +404,167 @@ TEST_F(ManagedGuests, GenuineHostPressure) {
             << " MiB; grower now " << grower.value("balloon_bytes", std::uint64_t{0}) / MiB
             << " MiB holding 200 MiB of tmpfs, no guest OOM; " << releases
             << " releases of partly mapped huge pages\n";
+}
+
+// Three libvirt daemons at once, one policy: a configured connection and two session daemons
+// found by a socket glob (their sockets owned by the unprivileged user they run as, trusted by
+// the discovery's `owners`). Under genuine host pressure memtided reclaims from guests of
+// different daemons; one daemon killed and restarted and another SIGSTOPped mid-run leave the
+// ticks going and the rest managed, the stopped one is reported down and alerted; on stop every
+// guest of every daemon gets its maximum back.
+TEST_F(ManagedGuests, SeveralLibvirtDaemonsOnePolicy) {
+  const std::string helper = std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd ";
+  const std::string uri_a = uri_;
+  std::map<std::string, std::string> uri_of{{"a", uri_a}};
+  struct Daemons {
+    std::string helper, dir;
+    ~Daemons() {
+      // c's may still be stopped: it is resumed, then both are stopped with their guests.
+      run_command("kill -CONT $(cat " + dir + "/c/run/libvirt/libvirtd.pid) 2>/dev/null; true");
+      for (const char* d : {"/b", "/c"}) {
+        run_command(helper + "stop " + dir + d);
+      }
+    }
+  } daemons{helper, dir_};
+  for (const char* d : {"b", "c"}) {
+    uri_of[d] = run_command(helper + "start " + dir_ + "/" + d);
+    ASSERT_EQ(uri_of[d].rfind("qemu+unix:///session", 0), 0u) << uri_of[d];
+  }
+  // start_guest starts on uri_: pointed at the daemon wanted for the while.
+  auto start_on = [this, &uri_a](const std::string& uri, const std::string& name,
+                                 const std::string& steps) {
+    uri_ = uri;
+    start_guest(name, 512, steps);
+    uri_ = uri_a;
+  };
+  start_on(uri_a, "touched-a", "300:20,0:3600");
+  start_on(uri_of["b"], "touched-b", "250:20,0:3600");
+  start_on(uri_of["c"], "idle-c", "40:3600");
+  ASSERT_TRUE(wait_for_workloads({{"touched-a", "holding 0 MiB"},
+                                  {"touched-b", "holding 0 MiB"},
+                                  {"idle-c", "holding 40 MiB"}},
+                                 180s))
+      << file("touched-a.log");
+
+  const std::uint64_t reserve = 1ULL << 30;
+  write_config(reserve, "{mode: unmanaged}",
+               "{floor: 40%, guest_free: 20%, max_step: 64MiB, deadband: 8MiB, hysteresis: 10s}");
+  std::string config = file("memtide.yaml");
+  const std::string one = "libvirt: {uri: \"" + uri_a + "\", stats_period: 1s}";
+  config.replace(config.find(one), one.size(),
+                 "libvirt:\n  stats_period: 1s\n  timeout: 2s\n  discover_interval: 2s\n"
+                 "  connections: [{name: a, uri: \"" +
+                     uri_a +
+                     "\"}]\n"
+                     "  discover: [{name: s, socket: \"" +
+                     dir_ +
+                     "/*/run/libvirt/libvirt-sock\", "
+                     "owners: [" +
+                     run_command("id -u nobody") + "]}]");
+  std::ofstream(dir_ + "/memtide.yaml") << config;
+  const std::uint64_t available = host_available();
+  ASSERT_GT(available, reserve + 1024 * MiB);
+  HostHog hog(available - reserve + 200 * MiB);
+  ASSERT_TRUE(hog.ok());
+  const auto squeezed_at = std::chrono::steady_clock::now();
+  start_daemon();
+
+  // One policy across the daemons: guests of two of them shrunk; the host back above its
+  // reserve; floors and maxima kept throughout.
+  std::map<std::string, std::uint64_t> lowest;
+  auto check_limits = [this, &lowest]() {
+    for (const auto& [name, v] : vms(status())) {
+      const auto balloon = v["balloon_bytes"].get<std::uint64_t>();
+      EXPECT_GE(balloon + MiB, v["floor_bytes"].get<std::uint64_t>()) << name << " below floor";
+      EXPECT_LE(balloon, 512 * MiB) << name << " above its maximum";
+      lowest[name] = std::min(lowest.count(name) ? lowest[name] : balloon, balloon);
+    }
+  };
+  bool recovered = false;
+  while (std::chrono::steady_clock::now() < squeezed_at + 180s &&
+         !(recovered && lowest["touched-a"] < 512 * MiB && lowest["touched-b"] < 512 * MiB)) {
+    std::this_thread::sleep_for(1s);
+    check_limits();
+    recovered = recovered || host_available() >= reserve;
+  }
+  const auto s = status();
+  ASSERT_TRUE(s.contains("host")) << file("memtided.log");
+  EXPECT_EQ(s["host"]["libvirt_connections"].size(), 3u) << s["host"];
+  std::set<std::string> connections;
+  for (const auto& v : s["vms"]) {
+    connections.insert(v.value("connection", std::string()));
+  }
+  EXPECT_EQ(connections, (std::set<std::string>{"a", "s-b", "s-c"}));
+  EXPECT_TRUE(recovered) << file("memtided.log");
+  EXPECT_LT(lowest["touched-a"], 512 * MiB) << file("memtided.log");
+  EXPECT_LT(lowest["touched-b"], 512 * MiB) << file("memtided.log");
+
+  // b's daemon killed, c's stopped: the ticks go on at their pace, a's guest stays listed and
+  // fresh, c is reported down and alerted.
+  run_command(helper + "kill " + dir_ + "/b");
+  int c_pid = 0;
+  std::ifstream(dir_ + "/c/run/libvirt/libvirtd.pid") >> c_pid;
+  ASSERT_GT(c_pid, 0);
+  kill(c_pid, SIGSTOP);
+  const auto ticks = status()["daemon"]["ticks"].get<std::uint64_t>();
+  bool alerted = false;
+  const auto faults_until = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < faults_until) {
+    std::this_thread::sleep_for(1s);
+    check_limits();
+    for (const auto& a : status().value("alerts", nlohmann::json::array())) {
+      alerted = alerted || (a["name"] == "libvirt-connection-down" &&
+                            a["summary"].get<std::string>().find("s-c") != std::string::npos);
+    }
+  }
+  const auto during = status();
+  EXPECT_GE(during["daemon"]["ticks"].get<std::uint64_t>(), ticks + 10) << "ticks held up";
+  EXPECT_TRUE(alerted) << during.dump();
+  std::map<std::string, std::string> state;
+  for (const auto& c : during["host"]["libvirt_connections"]) {
+    state[c["name"].get<std::string>()] = c["status"].get<std::string>();
+  }
+  EXPECT_EQ(state["a"], "up");
+  EXPECT_EQ(state["s-c"], "down");
+  EXPECT_EQ(vms(during).count("touched-a"), 1u);
+
+  // b back: memtided reconnects by itself; c resumed.
+  ASSERT_EQ(run_command(helper + "start " + dir_ + "/b"), uri_of["b"]);
+  kill(c_pid, SIGCONT);
+  bool all_up = false;
+  const auto back_until = std::chrono::steady_clock::now() + 60s;
+  while (!all_up && std::chrono::steady_clock::now() < back_until) {
+    std::this_thread::sleep_for(1s);
+    all_up = true;
+    for (const auto& c : status()["host"]["libvirt_connections"]) {
+      all_up = all_up && c["status"] == "up";
+    }
+  }
+  EXPECT_TRUE(all_up) << status()["host"].dump() << file("memtided.log");
+  const std::string log = file("memtided.log");
+  EXPECT_NE(log.find("libvirt connection s-c"), std::string::npos) << log;
+
+  // Stop: every guest of every daemon back at its maximum.
+  stop_daemon();
+  for (const auto& [d, name] : std::map<std::string, std::string>{
+           {"a", "touched-a"}, {"b", "touched-b"}, {"c", "idle-c"}}) {
+    LibvirtOptions o;
+    o.uri = uri_of[d];
+    LibvirtHypervisor h(o);
+    auto vm = wait_for(
+        h, name, [](const VmSample& v) { return v.current_bytes == v.max_bytes; }, 30s);
+    ASSERT_TRUE(vm.has_value()) << name;
+    EXPECT_EQ(vm->current_bytes, 512 * MiB) << name << "\n" << file("memtided.log");
+  }
+  for (const auto& name : {"touched-a", "touched-b", "idle-c"}) {
+    const std::string console = file(std::string(name) + ".log");
+    EXPECT_EQ(console.find("Out of memory"), std::string::npos) << name << "\n" << console;
+  }
+  std::cout << "three daemons: lowest balloons touched-a " << lowest["touched-a"] / MiB
+            << " MiB, touched-b " << lowest["touched-b"] / MiB << " MiB, idle-c "
+            << lowest["idle-c"] / MiB << " MiB; "
+            << during["daemon"]["ticks"].get<std::uint64_t>() - ticks
+            << " ticks in the 30 s with b killed and c stopped\n";
 }
 
 // A guest with a virtio-mem device under genuine host pressure: memtided shrinks it through the

@@ -50,10 +50,12 @@ std::vector<ReplayEvent> Replay::feed(const Snapshot& snapshot) {
           ? std::max<std::int64_t>(0, snapshot.monotonic_ms - *previous_monotonic_ms_)
           : 0;
   previous_monotonic_ms_ = snapshot.monotonic_ms;
-  // memtide's own alerts as the daemon raised them: libvirt-down from the snapshot (a recorded
-  // tick without libvirt says so); balloon commands were not sent, so none failed.
-  auto now_firing = service_alerts_.update(plan.alerts, snapshot.hypervisor_up,
-                                           snapshot.hypervisor_error, {}, snapshot.monotonic_ms);
+  // memtide's own alerts as the daemon raised them: libvirt-down and libvirt-connection-down
+  // from the snapshot (a recorded tick without libvirt, or with a connection down, says so);
+  // balloon commands were not sent, so none failed.
+  auto now_firing =
+      service_alerts_.update(plan.alerts, snapshot.hypervisor_up, snapshot.hypervisor_error,
+                             snapshot.connections, {}, snapshot.monotonic_ms);
   const auto changes = policy::alert_changes(firing_, now_firing);
   for (const auto& alert : now_firing) {
     s.alerts[alert.name].firing_ms += elapsed_ms;

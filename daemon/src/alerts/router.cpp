@@ -37,8 +37,9 @@ void AlertRouter::configure(const config::AlertsSection& a, const std::string& m
 
 void AlertRouter::route(const policy::Plan& plan, const Snapshot& snapshot,
                         const std::map<std::string, std::string>& failed, std::int64_t now_ms) {
-  auto firing = service_alerts_.update(plan.alerts, snapshot.hypervisor_up,
-                                       snapshot.hypervisor_error, failed, now_ms);
+  auto firing =
+      service_alerts_.update(plan.alerts, snapshot.hypervisor_up, snapshot.hypervisor_error,
+                             snapshot.connections, failed, now_ms);
   const std::int64_t now = snapshot.collected_at_unix_ms;
   const auto changes = policy::alert_changes(firing_, firing);
   std::vector<AlertNotice> changed;   // transitions, for the exec hook

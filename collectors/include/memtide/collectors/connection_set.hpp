@@ -64,7 +64,10 @@ class ConnectionSet final : public Hypervisor {
   // Reads the socket globs: adds connections for new sockets (within max_connections), retires
   // those whose socket is gone, and lists the refused.
   void discover(std::int64_t monotonic_ms);
-  Connection& add(std::string name, std::string uri, std::string socket);
+  // A connection to `uri`; a discovered one's `socket`, whose URI the daemon is reached by is
+  // `uri_template` with {socket} (see Connection::directory_fd).
+  Connection& add(std::string name, std::string uri, std::string socket,
+                  const std::string& uri_template);
   void publish_states();
 
   ConnectionSetOptions options_;

@@ -39,6 +39,18 @@ struct ConnectionState {
   friend bool operator==(const ConnectionState&, const ConnectionState&) = default;
 };
 
+inline const char* to_string(ConnectionState::Status status) {
+  switch (status) {
+    case ConnectionState::Status::up:
+      return "up";
+    case ConnectionState::Status::down:
+      return "down";
+    case ConnectionState::Status::refused:
+      return "refused";
+  }
+  return "?";
+}
+
 struct Snapshot {
   std::int64_t collected_at_unix_ms = 0;  // wall clock, for humans and traces
   std::int64_t monotonic_ms = 0;          // CLOCK_MONOTONIC, for rates; immune to clock steps

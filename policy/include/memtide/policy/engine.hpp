@@ -52,10 +52,11 @@ struct Alert {
 };
 
 // Every alert name memtide raises: decide()'s and ServiceAlerts' (service_alerts.hpp).
-inline constexpr const char* kAllAlertNames[] = {
-    "host-swap-forecast",   "host-swapping",          "host-memory-pressure",
-    "guest-distress",       "guest-starving",         "guest-stale",
-    "other-memory-manager", "balloon-command-failed", "libvirt-down"};
+inline constexpr const char* kAllAlertNames[] = {"host-swap-forecast",   "host-swapping",
+                                                 "host-memory-pressure", "guest-distress",
+                                                 "guest-starving",       "guest-stale",
+                                                 "other-memory-manager", "balloon-command-failed",
+                                                 "libvirt-down",         "libvirt-connection-down"};
 
 // The name Alertmanager and the shipped Prometheus rules give an alert: "Memtide" and its name
 // in CamelCase ("host-swap-forecast" -> "MemtideHostSwapForecast"). Both paths send the same

@@ -19,13 +19,18 @@ class ServiceAlerts {
   // by (name, subject):
   // - libvirt-down (critical) from the second tick in a row without libvirt (one failed
   //   collection may be a restart in progress), with the time of the first;
+  // - libvirt-connection-down (warning) while, with several libvirt daemons, one or more
+  //   connections have been down for two ticks in a row (`connections`: the snapshot's), naming
+  //   them, with the time the first of them went down;
   // - balloon-command-failed (warning) per VM, until kAlertClearTicks ticks without a failure.
   std::vector<Alert> update(std::vector<Alert> plan_alerts, bool hypervisor_up,
                             const std::string& hypervisor_error,
+                            const std::vector<ConnectionState>& connections,
                             const std::map<std::string, std::string>& failed, std::int64_t now_ms);
 
  private:
-  std::int64_t libvirt_down_since_ms_ = -1;  // monotonic ms; -1 while up
+  std::int64_t libvirt_down_since_ms_ = -1;                        // monotonic ms; -1 while up
+  std::map<std::string, std::int64_t> connections_down_since_ms_;  // by connection name
   // VMs whose last balloon command failed -> (message, consecutive ticks without a failure).
   std::map<std::string, std::pair<std::string, int>> failing_vms_;
 };
