@@ -85,7 +85,6 @@ struct ConnectionSet::Connection {
   // address holds (108 bytes), and the directory memtided vetted is the one it connects in.
   int directory_fd = -1;
   std::unique_ptr<HypervisorWorker> worker;
-  std::vector<VmSample> last_vms;  // its last good collection, named
   ConnectionState state;
 };
 
@@ -110,6 +109,26 @@ std::string discovered_name(const config::LibvirtDiscovery& d, const std::string
     name = d.name.substr(0, 64 - 17) + "-" + hash;
   }
   return name;
+}
+
+void keep_guests_of_down_connections(Snapshot& snapshot, std::vector<VmSample>& last) {
+  std::set<std::string_view> down;
+  for (const auto& c : snapshot.connections) {
+    if (c.status == ConnectionState::Status::down) {
+      down.insert(c.name);
+    }
+  }
+  if (down.empty()) {
+    return;
+  }
+  auto& vms = snapshot.vms;
+  const auto fresh = static_cast<std::ptrdiff_t>(vms.size());
+  for (auto& vm : last) {
+    if (!vm.connection.empty() && down.count(vm.connection) != 0) {
+      vms.push_back(std::move(vm));
+    }
+  }
+  std::inplace_merge(vms.begin(), vms.begin() + fresh, vms.end(), VmSample::in_order);
 }
 
 ConnectionSet::ConnectionSet(ConnectionSetOptions options) : options_(std::move(options)) {
@@ -232,12 +251,12 @@ Result<std::vector<VmSample>> ConnectionSet::collect(std::int64_t monotonic_ms,
   // Every connection collects at once, on its own thread; each answers within the budget or
   // keeps its last good samples.
   std::vector<HypervisorWorker::Pending<std::vector<VmSample>>> pending;
+  std::vector<VmSample> vms;
   pending.reserve(connections_.size());
   for (auto& c : connections_) {
     pending.push_back(c->worker->start_collect(monotonic_ms, hints));
   }
   const auto deadline = std::chrono::steady_clock::now() + options_.budget;
-  std::vector<VmSample> vms;
   std::string errors;
   bool any_up = false;
   for (std::size_t i = 0; i < connections_.size(); ++i) {
@@ -247,7 +266,9 @@ Result<std::vector<VmSample>> ConnectionSet::collect(std::int64_t monotonic_ms,
       for (auto& vm : *got) {
         vm.connection = c.name;
       }
-      c.last_vms = std::move(*got);
+      c.state.vms = got->size();
+      vms.insert(vms.end(), std::make_move_iterator(got->begin()),
+                 std::make_move_iterator(got->end()));
       c.state.status = ConnectionState::Status::up;
       c.state.error.clear();
       c.state.down_since_ms = -1;
@@ -260,17 +281,13 @@ Result<std::vector<VmSample>> ConnectionSet::collect(std::int64_t monotonic_ms,
       c.state.error = got.error().message;
       errors += (errors.empty() ? "" : "; ") + c.name + ": " + c.state.error;
     }
-    c.state.vms = c.last_vms.size();
-    vms.insert(vms.end(), c.last_vms.begin(), c.last_vms.end());
   }
   publish_states();
   if (!any_up) {
     return Error{"", 0, 0,
                  connections_.empty() ? "no libvirt connection configured or discovered" : errors};
   }
-  std::sort(vms.begin(), vms.end(), [](const VmSample& a, const VmSample& b) {
-    return std::tie(a.name, a.connection, a.uuid) < std::tie(b.name, b.connection, b.uuid);
-  });
+  std::sort(vms.begin(), vms.end(), VmSample::in_order);
   return vms;
 }
 

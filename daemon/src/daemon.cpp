@@ -319,6 +319,8 @@ void Daemon::tick() {
     if (!snapshot->hypervisor_up && known_.snapshot) {
       // The hypervisor is down or too slow: the VMs of the last good collection stand.
       snapshot->vms = std::move(known_.snapshot->vms);
+    } else if (known_.snapshot) {
+      collectors::keep_guests_of_down_connections(*snapshot, known_.snapshot->vms);
     }
     collectors::attach_page_scans(page_scans_.get(), *snapshot, config_->ksm.scan);
     const bool squatted = claim_->judge(snapshot->other_managers);

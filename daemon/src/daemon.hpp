@@ -16,6 +16,7 @@
 #include <string>
 
 #include <memtide/collectors/collect.hpp>
+#include <memtide/collectors/connection_set.hpp>
 #include <memtide/collectors/page_scan_worker.hpp>
 #include <memtide/collectors/virt_facts.hpp>
 #include <memtide/config/config.hpp>

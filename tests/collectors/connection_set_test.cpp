@@ -153,6 +153,37 @@ TEST(ConnectionSet, AHungDaemonDoesNotHoldTheOthers) {
   EXPECT_FALSE(states[2].error.empty());
 }
 
+// The daemon keeps a down connection's guests from its last snapshot, in the snapshot's order,
+// and only those.
+TEST(ConnectionSet, ADownConnectionsGuestsKeepTheirLastFigures) {
+  auto vm = [](const char* name, const char* connection, std::uint64_t bytes) {
+    VmSample v;
+    v.name = name;
+    v.connection = connection;
+    v.uuid = std::string("uuid-") + name;
+    v.current_bytes = bytes;
+    return v;
+  };
+  std::vector<VmSample> last = {vm("a", "east", 1), vm("b", "west", 2), vm("c", "east", 3),
+                                vm("d", "north", 4)};
+  Snapshot now;
+  now.vms = {vm("b", "west", 20), vm("bb", "west", 30)};
+  now.connections.resize(3);
+  now.connections[0].name = "east";
+  now.connections[0].status = ConnectionState::Status::down;
+  now.connections[1].name = "west";
+  now.connections[1].status = ConnectionState::Status::up;
+  now.connections[2].name = "north";
+  now.connections[2].status = ConnectionState::Status::refused;
+  keep_guests_of_down_connections(now, last);
+  std::vector<std::string> keys;
+  for (const auto& v : now.vms) {
+    keys.push_back(v.key() + "=" + std::to_string(v.current_bytes));
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"east/uuid-a=1", "west/uuid-b=20", "west/uuid-bb=30",
+                                            "east/uuid-c=3"}));
+}
+
 TEST(ConnectionSet, EveryConnectionDownFailsTheCollection) {
   TempDir dir;
   auto o = options();

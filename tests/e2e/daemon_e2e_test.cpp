@@ -527,6 +527,7 @@ TEST_F(ManagedGuests, SeveralLibvirtDaemonsOnePolicy) {
   EXPECT_EQ(state["a"], "up");
   EXPECT_EQ(state["s-c"], "down");
   EXPECT_EQ(vms(during).count("touched-a"), 1u);
+  EXPECT_EQ(vms(during).count("idle-c"), 1u) << "a down daemon's guest keeps its last figures";
 
   // b back: memtided reconnects by itself; c resumed.
   ASSERT_EQ(run_command(helper + "start " + dir_ + "/b"), uri_of["b"]);

@@ -5,9 +5,10 @@
 // the collection, the commands or the restore of the others' guests.
 //
 // Samples carry their connection's name (VmSample::connection); set_memory_size takes a VM's
-// key ("connection/uuid"). A connection that fails a collection keeps its last good samples in
-// the result (as the daemon keeps all VMs when the only connection is down); the collection as
-// a whole fails only when every connection failed. Discovery reads the socket globs at most
+// key ("connection/uuid"). A connection that fails a collection has no samples in the result and
+// is down in connection_states() (the daemon keeps its guests' last good samples, as it keeps
+// all VMs when the only connection is down); the collection as a whole fails only when every
+// connection failed. Discovery reads the socket globs at most
 // once a discover_interval, inside collect (on the caller's worker thread, never the tick's).
 //
 // Threads: collect and set_memory_size from one thread at a time, as for any Hypervisor;
@@ -78,6 +79,11 @@ class ConnectionSet final : public Hypervisor {
   mutable std::mutex states_mutex_;
   std::vector<ConnectionState> states_;  // published copy for connection_states()
 };
+
+// Puts into `snapshot` the guests in `last` (the previous snapshot's, in its order) of each
+// connection the snapshot lists down: their last good figures stand until it answers again.
+// `last` is left with what was not taken.
+void keep_guests_of_down_connections(Snapshot& snapshot, std::vector<VmSample>& last);
 
 // The connection name for a socket `path` matched by discovery `d`: d.name, '-', and what the
 // glob's wildcard components matched, joined by '-' (characters outside [A-Za-z0-9._-] become

@@ -161,6 +161,13 @@ struct VmSample {
            k[connection.size()] == '/' && k.ends_with(uuid);
   }
   friend bool operator==(const VmSample&, const VmSample&) = default;
+  // The snapshot's order: by name, then connection, then UUID.
+  static bool in_order(const VmSample& a, const VmSample& b) {
+    if (a.name != b.name) {
+      return a.name < b.name;
+    }
+    return a.connection != b.connection ? a.connection < b.connection : a.uuid < b.uuid;
+  }
 };
 
 // The most the balloon alone may give the guest: its maximum without the virtio-mem devices'
