@@ -3,6 +3,7 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <libxml/parser.h>
 #include <pthread.h>
 
 #include <memtide/collectors/libvirt_connection.hpp>
@@ -41,6 +42,10 @@ class LibvirtEventLoop {
   LibvirtEventLoop() {
     static std::once_flag once;
     std::call_once(once, [] {
+      // libvirt and libxml2 set up their global state here, on one thread, before connections'
+      // workers call into them at once (libxml2's first use from two threads races).
+      virInitialize();
+      xmlInitParser();
       // Errors are returned to callers as values; libvirt must not print them itself.
       virSetErrorFunc(nullptr, [](void*, virErrorPtr) {});
       virEventRegisterDefaultImpl();
