@@ -26,8 +26,9 @@ std::vector<RestoreOutcome> restore_balloons(collectors::HypervisorWorker& hyper
   for (const auto& vm : vms) {
     // Its maximum; virtio-mem devices at their configured size (restore_size).
     const std::uint64_t target = restore_size(vm);
-    RestoreOutcome o{vm.name,         vm.uuid, vm.connection, RestoreOutcome::Kind::restored,
-                     vm.current_bytes, target,  ""};
+    RestoreOutcome o{
+        vm.name, vm.uuid, vm.connection, RestoreOutcome::Kind::restored, vm.current_bytes,
+        target,  ""};
     const bool devices_configured = std::all_of(
         vm.virtio_mem.begin(), vm.virtio_mem.end(),
         [](const VirtioMemDevice& d) { return d.requested_bytes == d.configured_bytes; });
