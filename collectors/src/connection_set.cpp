@@ -1,8 +1,6 @@
 #include <algorithm>
-#include <map>
 #include <set>
 #include <thread>
-#include <tuple>
 
 #include <fcntl.h>
 #include <glob.h>
@@ -181,11 +179,11 @@ void ConnectionSet::discover(std::int64_t monotonic_ms) {
     return;
   }
   next_discovery_ms_ = monotonic_ms + options_.discover_interval.count();
-  std::set<std::string> present;  // sockets in use after this pass
-  std::map<std::string, std::size_t> by_socket;
-  for (std::size_t i = 0; i < connections_.size(); ++i) {
-    if (!connections_[i]->socket.empty()) {
-      by_socket.emplace(connections_[i]->socket, i);
+  std::set<std::string> present;    // sockets in use after this pass
+  std::set<std::string> connected;  // sockets with a connection before this pass
+  for (const auto& c : connections_) {
+    if (!c->socket.empty()) {
+      connected.insert(c->socket);
     }
   }
   refused_.clear();
@@ -212,7 +210,7 @@ void ConnectionSet::discover(std::int64_t monotonic_ms) {
         continue;
       }
       present.insert(path);
-      if (by_socket.count(path) == 0) {
+      if (connected.count(path) == 0) {
         fresh.push_back({name, path, with_socket(d.uri, path), d.uri});
       }
     }
