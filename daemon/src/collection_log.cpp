@@ -61,7 +61,7 @@ void CollectionLog::collected(const Snapshot& snapshot) {
   log_metadata_changes(snapshot);
 }
 
-void CollectionLog::other_managers(const std::string& yielded, const std::string& squatted_uri) {
+void CollectionLog::other_managers(const std::string& yielded, const std::string& squatted_uris) {
   if (yielded.empty()) {
     if (yielded_.recovered()) {
       log_.notice("no other memory manager runs any more: memtide manages balloons and KSM again",
@@ -71,11 +71,13 @@ void CollectionLog::other_managers(const std::string& yielded, const std::string
     log_.warning(yielded + " (daemon.coexist: force makes memtide act anyway)",
                  {{"MEMTIDE_EVENT", "other-manager"}});
   }
-  if (squatted_uri.empty()) {
+  if (squatted_uris.empty()) {
     squatted_.recovered();
-  } else if (squatted_.failed(squatted_uri)) {
-    log_.warning("the claim on libvirt URI " + squatted_uri +
-                     " is held by a process that is not memtided; ignored",
+  } else if (squatted_.failed(squatted_uris)) {
+    const bool several = squatted_uris.find(", ") != std::string::npos;
+    log_.warning((several ? "the claims on libvirt URIs " : "the claim on libvirt URI ") +
+                     squatted_uris + (several ? " are" : " is") +
+                     " held by a process that is not memtided; ignored",
                  {{"MEMTIDE_EVENT", "hypervisor-claim-squatted"}});
   }
 }

@@ -22,9 +22,9 @@ class CollectionLog {
   void failed(const std::string& error);
   void collected(const Snapshot& snapshot);
   // What memtide leaves to other memory managers (policy::yield_summary; "" for nothing), logged
-  // when it changes; `squatted_uri` is set while a process that is not memtided holds the claim
-  // on the hypervisor's URI (HypervisorClaim), which memtide ignores.
-  void other_managers(const std::string& yielded, const std::string& squatted_uri);
+  // when it changes; `squatted_uris` (", "-joined) are set while a process that is not memtided
+  // holds the claim on those libvirt URIs (HypervisorClaim), which memtide ignores.
+  void other_managers(const std::string& yielded, const std::string& squatted_uris);
   // The collection failure in force ("" while collections work), for the service status.
   const std::string& failing() const { return collect_error_.current(); }
 

@@ -24,6 +24,21 @@ namespace memtide::daemon {
 
 namespace {
 
+// The libvirt URIs this daemon manages guests of, each claimed (HypervisorClaim): every
+// configured or discovered connection's that is not refused, or else libvirt.uri.
+std::vector<std::string> managed_uris(const Snapshot& snapshot, const config::Config& config) {
+  std::vector<std::string> uris;
+  for (const auto& c : snapshot.connections) {
+    if (c.status != ConnectionState::Status::refused) {
+      uris.push_back(c.uri);
+    }
+  }
+  if (uris.empty() && config.libvirt.connections.empty() && config.libvirt.discover.empty()) {
+    uris.push_back(config.libvirt.uri);
+  }
+  return uris;
+}
+
 // The drop-ins a configuration was read with, as a journal field: their paths, comma-separated
 // ("" without any).
 std::string dropin_list(const config::Config& config) {
@@ -70,7 +85,7 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
     // connect time.
     collector_ = std::make_unique<collectors::Collector>(roots, make_hypervisor_(*config_),
                                                          config_->libvirt.timeout);
-    claim_ = std::make_unique<HypervisorClaim>(config_->libvirt.uri);
+    claim_ = std::make_unique<HypervisorClaim>();
   } else {
     collector_->set_roots(std::move(roots));
   }
@@ -323,13 +338,14 @@ void Daemon::tick() {
       collectors::keep_guests_of_down_connections(*snapshot, known_.snapshot->vms);
     }
     collectors::attach_page_scans(page_scans_.get(), *snapshot, config_->ksm.scan);
-    const bool squatted = claim_->judge(snapshot->other_managers);
+    const auto squatted =
+        claim_->judge(snapshot->other_managers, managed_uris(*snapshot, *config_));
     collection_log_.collected(*snapshot);
     collection_log_.other_managers(
         policy::yield_summary(
             policy::yielding_to(snapshot->other_managers, policy::Controls::balloons, *config_),
             policy::yielding_to(snapshot->other_managers, policy::Controls::ksm, *config_)),
-        squatted ? config_->libvirt.uri : "");
+        squatted);
     figures.collect_error.clear();
     known_.snapshot = std::move(*snapshot);
     decide_and_act(*known_.snapshot, deadline);

@@ -116,7 +116,7 @@ class Daemon {
   // collect
   std::unique_ptr<collectors::Collector> collector_;
   std::unique_ptr<collectors::PageScanWorker> page_scans_;  // null while ksm.scan is off
-  std::unique_ptr<HypervisorClaim> claim_;                  // of config_->libvirt.uri
+  std::unique_ptr<HypervisorClaim> claim_;                  // of managed_uris()
   CollectionLog collection_log_;
   // act
   Actions actions_;

@@ -1,5 +1,6 @@
-// One memtided per hypervisor: each daemon claims its libvirt URI by binding an abstract Unix
-// socket named after it and the daemon's uid ("\0memtide/hypervisor/<FNV-1a of URI and uid>",
+// One memtided per hypervisor: each daemon claims each libvirt URI it manages (libvirt.uri, or
+// every configured and discovered connection's) by binding an abstract Unix socket named after
+// it and the daemon's uid ("\0memtide/hypervisor/<FNV-1a of URI and uid>",
 // no file, gone with the process), and a second daemon for the same URI finds the name taken. The
 // claim is tried again every tick, so the second one takes over when the first stops.
 //
@@ -9,6 +10,7 @@
 // process has a test hypervisor of its own.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,24 +20,23 @@ namespace memtide::daemon {
 
 class HypervisorClaim {
  public:
-  explicit HypervisorClaim(std::string uri);
+  HypervisorClaim() = default;
   ~HypervisorClaim();
   HypervisorClaim(const HypervisorClaim&) = delete;
   HypervisorClaim& operator=(const HypervisorClaim&) = delete;
 
-  // Claims the URI if it is free. True while this daemon holds it (or needs none).
-  bool hold();
+  // Claims each of `uris` not yet held, and lets go of the claims on URIs no longer listed (a
+  // vanished connection). Returns the URIs another process holds, in the order given.
+  std::vector<std::string> hold(const std::vector<std::string>& uris);
 
-  // Keeps the memtided entries of `others` only while another daemon holds this URI: a memtided
-  // seen while this one holds the claim manages another hypervisor (or none: --once, tests).
-  // Returns whether the name is squatted: taken while no memtided runs, so some other process
-  // holds it.
-  bool judge(std::vector<OtherManager>& others);
+  // Keeps the memtided entries of `others` only while another daemon holds one of `uris`: a
+  // memtided seen while this one holds them all manages other hypervisors (or none: --once,
+  // tests). Returns the squatted URIs, ", "-joined: taken while no memtided runs, so some other
+  // process holds them.
+  std::string judge(std::vector<OtherManager>& others, const std::vector<std::string>& uris);
 
  private:
-  std::string uri_;
-  bool needed_ = true;
-  int fd_ = -1;
+  std::map<std::string, int> held_;  // URI -> the bound socket that claims it
 };
 
 }  // namespace memtide::daemon

@@ -780,6 +780,63 @@ TEST(DryRun, ChangesNothingTheHostOrLibvirtHolds) {
   EXPECT_EQ(balloon_kib(), 8UL << 20);
 }
 
+// One memtided per libvirt daemon, with libvirt.connections: each daemon claims its
+// connections' URIs. A second memtided given the same URI as the first yields to it until it
+// stops; one given another URI (here the same socket by another path) does not. Once, with
+// connections configured, every memtided claimed the unused libvirt.uri and the third yielded
+// too. Against libvirt's test driver served by a private libvirtd (in-process test URIs are
+// never claimed).
+TEST(DaemonClaim, EachConnectionsUriIsClaimed) {
+  if (geteuid() != 0 || access("/usr/sbin/libvirtd", X_OK) != 0) {
+    GTEST_SKIP() << "needs root and /usr/sbin/libvirtd";
+  }
+  TempDir dir;
+  char tmpl[] = "/tmp/memtide-claim-libvirtd-XXXXXX";
+  const std::string libvirtd = mkdtemp(tmpl);
+  const std::string helper = std::string(MEMTIDE_SOURCE_DIR) + "/tests/support/session-libvirtd";
+  struct Cleanup {
+    std::string stop;
+    ~Cleanup() { memtide::testing::run_command(stop); }
+  } cleanup{helper + " stop " + libvirtd};
+  const std::string session = memtide::testing::run_command(helper + " start " + libvirtd);
+  ASSERT_EQ(session.rfind("qemu+unix:///session", 0), 0u) << session;
+  const std::string uri = "test+unix:///default?socket=" + libvirtd + "/run/libvirt/libvirt-sock";
+  const std::string other =
+      "test+unix:///default?socket=" + libvirtd + "/run/libvirt/./libvirt-sock";
+  const auto config = [&](const std::string& name, const std::string& to) {
+    dir.write(name + ".yaml",
+              "daemon: {interval: 200ms, control_socket: \"\", state_file: \"\"}\n"
+              "host: {swap_forecast: {window: 10s}}\nksm: {mode: unmanaged}\n"
+              "libvirt:\n  connections:\n    - {name: " +
+                  name + ", uri: \"" + to + "\"}\n");
+    return std::vector<std::string>{"--config", dir.file(name + ".yaml"), "--log-target",
+                                    "stderr",   "--metrics-listen",       "127.0.0.1:0"};
+  };
+  const std::string yields = "memtided (pid";
+  NotifySocket notify_a(dir.file("notify-a"));
+  NotifySocket notify_b(dir.file("notify-b"));
+  NotifySocket notify_c(dir.file("notify-c"));
+  DaemonProcess a(config("a", uri), notify_a.path(), "", dir.file("out-a"), dir.file("err-a"));
+  ASSERT_NE(notify_a.wait_for("STATUS=tick 3 "), "") << dir.read("err-a");
+  DaemonProcess c(config("c", other), notify_c.path(), "", dir.file("out-c"), dir.file("err-c"));
+  DaemonProcess b(config("b", uri), notify_b.path(), "", dir.file("out-b"), dir.file("err-b"));
+  ASSERT_NE(notify_c.wait_for("STATUS=tick 5 "), "") << dir.read("err-c");
+  ASSERT_NE(notify_b.wait_for("STATUS=tick 5 "), "") << dir.read("err-b");
+  EXPECT_NE(dir.read("err-b").find(yields), std::string::npos) << dir.read("err-b");
+  EXPECT_EQ(dir.read("err-c").find(yields), std::string::npos) << dir.read("err-c");
+  EXPECT_EQ(dir.read("err-a").find(yields), std::string::npos) << dir.read("err-a");
+
+  a.signal(SIGTERM);
+  ASSERT_EQ(a.wait(), 0) << dir.read("err-a");
+  const auto deadline = Clock::now() + 10s;
+  while (Clock::now() < deadline &&
+         dir.read("err-b").find("no other memory manager runs any more") == std::string::npos) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_NE(dir.read("err-b").find("no other memory manager runs any more"), std::string::npos)
+      << dir.read("err-b");
+}
+
 // A configured dry run holds for a restore by hand too: it lists what it would do.
 TEST(Memtidectl, RestoreKeepsTheConfiguredDryRun) {
   TempDir dir;
