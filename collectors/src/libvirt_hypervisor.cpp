@@ -471,7 +471,8 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
 
   find_processes(hints);
   read_processes(vms, hints);
-  return sorted_by_name(std::move(vms));
+  sort_by_name(vms);
+  return vms;
 }
 
 void LibvirtHypervisor::read_processes(std::vector<VmSample>& vms, const ProcessReadHints& hints) {
@@ -494,7 +495,7 @@ void LibvirtHypervisor::read_processes(std::vector<VmSample>& vms, const Process
   }
 }
 
-std::vector<VmSample> LibvirtHypervisor::sorted_by_name(std::vector<VmSample> vms) {
+void LibvirtHypervisor::sort_by_name(std::vector<VmSample>& vms) {
   bool same_order = vms.size() == record_order_.size();
   for (std::size_t i = 0; same_order && i < vms.size(); ++i) {
     same_order = vms[i].uuid == record_order_[i];
@@ -510,12 +511,27 @@ std::vector<VmSample> LibvirtHypervisor::sorted_by_name(std::vector<VmSample> vm
       return vms[a].name < vms[b].name || (vms[a].name == vms[b].name && vms[a].uuid < vms[b].uuid);
     });
   }
-  std::vector<VmSample> sorted;
-  sorted.reserve(vms.size());
-  for (const auto i : by_name_) {
-    sorted.push_back(std::move(vms[i]));
+  // Position i takes the sample at by_name_[i]. Following each cycle of that permutation moves
+  // every sample once within `vms`: a new vector of the samples (800 KiB at 1,000 VMs) would be
+  // fresh pages to fault in on every tick.
+  placed_.assign(vms.size(), false);
+  for (std::size_t start = 0; start < vms.size(); ++start) {
+    if (placed_[start]) {
+      continue;
+    }
+    placed_[start] = true;
+    if (by_name_[start] == start) {
+      continue;
+    }
+    VmSample held = std::move(vms[start]);
+    std::size_t at = start;
+    for (std::size_t from = by_name_[at]; from != start; from = by_name_[at]) {
+      vms[at] = std::move(vms[from]);
+      placed_[from] = true;
+      at = from;
+    }
+    vms[at] = std::move(held);
   }
-  return sorted;
 }
 
 Result<std::uint64_t> LibvirtHypervisor::set_memory_size(const std::string& uuid,

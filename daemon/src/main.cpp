@@ -38,14 +38,18 @@ int once(const config::Config& config) {
 }
 
 int run_main(int argc, char** argv) {
-  // A few long-lived threads (libvirt events, hypervisor worker) would each get a malloc arena
-  // of their own; two arenas keep the resident set small at no measurable cost.
-  mallopt(M_ARENA_MAX, 2);
+  // Each libvirt connection has a worker thread that collects at the same moment as the others:
+  // sharing two arenas, ten of them waited on each other's malloc locks for a fifth of their
+  // tick (scripts/bench, part 3). With one connection the resident set stayed as it was with two
+  // arenas: 7.1 MiB beyond the test driver at 1,000 VMs after scrapes.
+  mallopt(M_ARENA_MAX, 8);
   // Blocks of 256 KiB or more (a 1,000-VM metrics page and its gzip, a tick's vector of VMs) are
   // mapped for themselves and given back when freed. Left to itself, glibc raises this
   // threshold after the first such block is freed and serves the next ones from a heap, whose
-  // freed middle stays resident: 1.5 to 2 MiB more at 1,000 VMs (scripts/bench). The price is a
-  // few mmap/munmap calls and page faults per tick, within the bench's noise.
+  // freed middle stays resident: 3 MiB more at 1,000 VMs after scrapes (scripts/bench). The
+  // price is a few mmap/munmap calls and page faults per tick: a vector of VMs (800 KiB at
+  // 1,000 VMs) mapped afresh costs 200 faults, so the collection sorts in place rather than
+  // into new vectors.
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   // Every guest's QEMU process keeps a descriptor open (its statm, re-read each tick), so a host
   // of more guests than the usual soft limit of 1024 must not run short. memtided waits with

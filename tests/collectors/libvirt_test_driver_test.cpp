@@ -344,6 +344,66 @@ TEST(LibvirtTestDriver, ThousandDomains) {
   EXPECT_EQ(again->size(), 1000u);
 }
 
+// The samples come sorted by name whatever order libvirt lists the domains in, each with its own
+// figures, tick after tick and as domains stop: the sort moves samples in place along the
+// cycles of a permutation, which a wrong step would leave out of order or mixed up. Transient
+// domains on test:///default (shared with the peer connection), all destroyed at the end.
+TEST(LibvirtTestDriver, SamplesSortedByNameInPlaceAsDomainsGo) {
+  constexpr int kDomains = 60;
+  const auto label = [](int i) { return (i * 37 + 11) % kDomains; };  // a scrambled bijection
+  const auto name = [&](int i) { return "memtide-sort-" + std::to_string(100 + label(i)); };
+  Peer peer("test:///default");
+  struct Destroy {
+    Peer& peer;
+    std::vector<virDomainPtr> doms;
+    ~Destroy() {
+      for (auto* d : doms) {
+        virDomainDestroy(d);
+        virDomainFree(d);
+      }
+    }
+  } made{peer, {}};
+  for (int i = 0; i < kDomains; ++i) {
+    char uuid[40];
+    std::snprintf(uuid, sizeof uuid, "88888888-0000-0000-0000-%012d", i);
+    const std::string xml = "<domain type='test'><name>" + name(i) + "</name><uuid>" + uuid +
+                            "</uuid><memory unit='MiB'>" + std::to_string(512 + label(i)) +
+                            "</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>";
+    virDomainPtr dom = virDomainCreateXML(peer.get(), xml.c_str(), 0);
+    ASSERT_NE(dom, nullptr) << name(i);
+    made.doms.push_back(dom);
+  }
+  LibvirtHypervisor h(options("test:///default"));
+  // Every sample of ours in name order, with its own size and UUID; the default domain "test"
+  // sorts after them.
+  const auto check = [&](const std::vector<VmSample>& vms, std::size_t ours) {
+    ASSERT_EQ(vms.size(), ours + 1);
+    EXPECT_EQ(vms.back().name, "test");
+    for (std::size_t i = 0; i < ours; ++i) {
+      const int n = std::stoi(vms[i].name.substr(13)) - 100;
+      EXPECT_EQ(vms[i].max_bytes, static_cast<std::uint64_t>(512 + n) * MiB) << vms[i].name;
+      EXPECT_EQ(label(std::stoi(vms[i].uuid.substr(24))), n)
+          << vms[i].name << " has another domain's UUID";
+      if (i > 0) {
+        EXPECT_LT(vms[i - 1].name, vms[i].name);
+      }
+    }
+  };
+  for (int tick = 0; tick < 3; ++tick) {  // the same order again: the kept permutation
+    const auto r = h.collect(tick * 1000);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    check(*r, kDomains);
+  }
+  std::size_t left = kDomains;
+  for (const std::size_t i : {0, 5, 37, 59}) {
+    ASSERT_EQ(virDomainDestroy(made.doms[i]), 0);
+    --left;
+    const auto r = h.collect(10'000 + static_cast<std::int64_t>(kDomains - left) * 1000);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    check(*r, left);
+  }
+}
+
 TEST(LibvirtTestDriver, UnreachableUriBacksOff) {
   auto o = options("qemu+unix:///system?socket=/nonexistent/libvirt-sock");
   o.reconnect_min_backoff = std::chrono::milliseconds(1000);

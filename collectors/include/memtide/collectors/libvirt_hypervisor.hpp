@@ -99,8 +99,9 @@ class LibvirtHypervisor final : public Hypervisor {
                               std::int64_t monotonic_ms);
   // What the domain's XML says, into `vm`.
   void add_facts(virDomainPtr dom, Domain& d, VmSample& vm, std::int64_t monotonic_ms);
-  // `vms` sorted by name (then UUID), reusing the last order when the records came alike.
-  std::vector<VmSample> sorted_by_name(std::vector<VmSample> vms);
+  // Sorts `vms` by name (then UUID) in place, reusing the last order when the records came
+  // alike.
+  void sort_by_name(std::vector<VmSample>& vms);
   void classify_stats(virDomainPtr dom, Domain& d, VmSample& vm, std::int64_t monotonic_ms);
 
   LibvirtOptions options_;
@@ -116,6 +117,7 @@ class LibvirtHypervisor final : public Hypervisor {
   // name: a collection in the same order as the last one is sorted in O(N).
   std::vector<std::string> record_order_;
   std::vector<std::size_t> by_name_;
+  std::vector<bool> placed_;  // sort_by_name's marks, kept to reuse their memory
   std::vector<std::string> stats_period_set_on_;
 };
 
