@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include <fcntl.h>
@@ -467,6 +468,39 @@ PageScanFigures summarise(Pass& pass, std::uint64_t page, std::uint64_t candidat
   return f;
 }
 
+// A process's page map and memory, open for reading, closed with this.
+struct MemoryFiles {
+  std::string pagemap_path;
+  int pagemap = -1;
+  int mem = -1;
+  MemoryFiles() = default;
+  MemoryFiles(const MemoryFiles&) = delete;
+  MemoryFiles& operator=(const MemoryFiles&) = delete;
+  ~MemoryFiles() {
+    if (mem >= 0) {
+      close(mem);
+    }
+    if (pagemap >= 0) {
+      close(pagemap);
+    }
+  }
+};
+
+Result<std::unique_ptr<MemoryFiles>> open_memory(const std::string& procfs, int pid) {
+  auto files = std::make_unique<MemoryFiles>();
+  files->pagemap_path = procfs + "/" + std::to_string(pid) + "/pagemap";
+  files->pagemap = open(files->pagemap_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (files->pagemap < 0) {
+    return Error{files->pagemap_path, 0, errno, "cannot open the page map"};
+  }
+  const std::string mem_path = procfs + "/" + std::to_string(pid) + "/mem";
+  files->mem = open(mem_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (files->mem < 0) {
+    return Error{mem_path, 0, errno, "cannot open the process's memory"};
+  }
+  return files;
+}
+
 }  // namespace
 
 Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegion>& regions,
@@ -477,18 +511,13 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
   for (const auto& r : regions) {
     candidate_pages += (r.end - r.start) / page;
   }
-  const std::string pagemap_path = procfs_ + "/" + std::to_string(pid) + "/pagemap";
-  const int pagemap = open(pagemap_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (pagemap < 0) {
-    return Error{pagemap_path, 0, errno, "cannot open the page map"};
+  auto files = open_memory(procfs_, pid);
+  if (!files) {
+    return files.error();
   }
-  const std::string mem_path = procfs_ + "/" + std::to_string(pid) + "/mem";
-  const int mem = open(mem_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (mem < 0) {
-    const int err = errno;
-    close(pagemap);
-    return Error{mem_path, 0, err, "cannot open the process's memory"};
-  }
+  const std::string pagemap_path = (*files)->pagemap_path;  // outlives the files
+  const int pagemap = (*files)->pagemap;
+  const int mem = (*files)->mem;
   // Every Nth candidate page (by address) is a volatility sample.
   const std::uint64_t stride = std::max<std::uint64_t>(1, candidate_pages / sample_size_);
   Pass pass(pid, page, options, stride, sample_, pagemap, mem);
@@ -501,8 +530,7 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
   if (err == 0) {
     err = pass.finish();
   }
-  close(mem);
-  close(pagemap);
+  files->reset();
   if (pass.pagemap_errno != 0) {
     return Error{pagemap_path, 0, pass.pagemap_errno, "cannot read the page map"};
   }
@@ -517,6 +545,41 @@ Result<PageScanFigures> PageScanner::scan(int pid, const std::vector<MemoryRegio
   sample_ = std::move(pass.next_sample);
   f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return f;
+}
+
+Result<ProbeFigures> PageScanner::probe(int pid, std::size_t max_pages) const {
+  ProbeFigures out;
+  if (sample_.empty() || max_pages == 0) {
+    return out;
+  }
+  const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  auto files = open_memory(procfs_, pid);
+  if (!files) {
+    return files.error();
+  }
+  const int pagemap = (*files)->pagemap;
+  const int mem = (*files)->mem;
+  std::vector<char> buffer(page);
+  const std::size_t step = std::max<std::size_t>(1, sample_.size() / max_pages);
+  std::size_t i = 0;
+  for (const auto& [address, hash] : sample_) {
+    if (i++ % step != 0) {
+      continue;
+    }
+    std::uint64_t entry = 0;
+    if (pread(pagemap, &entry, sizeof entry, static_cast<off_t>(address / page * sizeof entry)) !=
+            sizeof entry ||
+        (entry & kPresent) == 0 || (entry & kFile) != 0) {
+      continue;
+    }
+    if (pread(mem, buffer.data(), page, static_cast<off_t>(address)) !=
+        static_cast<ssize_t>(page)) {
+      continue;  // unmapped meanwhile
+    }
+    ++out.probed_pages;
+    out.changed_pages += XXH3_64bits(buffer.data(), page) != hash ? 1 : 0;
+  }
+  return out;
 }
 
 }  // namespace memtide::collectors

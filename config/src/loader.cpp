@@ -775,6 +775,14 @@ void read_ksm(MapReader& root, Diagnostics& diag, KsmSection& out) {
               within<std::uint64_t>(1ULL << 20, 1ULL << 40, show_rate));
     read_scalar(s, diag, "interval", out.scan.interval, parse_duration,
                 within<std::chrono::milliseconds>(10s, 24h, show_duration));
+    read_scalar(s, diag, "converged_interval", out.scan.converged_interval, parse_duration,
+                within<std::chrono::milliseconds>(10s, 7 * 24h, show_duration));
+    read_scalar(s, diag, "converged_width", out.scan.converged_width, parse_percent,
+                within<double>(0.001, 0.5, show_percent));
+    read_scalar(s, diag, "probe_interval", out.scan.probe_interval, parse_duration,
+                within<std::chrono::milliseconds>(5s, 24h, show_duration));
+    read_scalar(s, diag, "wake_on_change", out.scan.wake_on_change, parse_percent,
+                within<double>(0.01, 1.0, show_percent));
     read_scalar(s, diag, "max_memory", out.scan.max_memory_bytes, parse_size,
                 within<std::uint64_t>(64ULL << 10, 1ULL << 30, show_size));
   }

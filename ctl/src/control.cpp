@@ -111,6 +111,12 @@ std::string page_scan_cell(const nlohmann::json& p) {
   if (p["volatile_ratio"].is_number()) {
     cell += " vol " + percent_text(p["volatile_ratio"].get<double>());
   }
+  // "converged" needs no word: the figures hold still. Else say the scanner is at work.
+  if (const auto schedule = p.value("schedule", std::string()); schedule == "rescanning") {
+    cell += " (rescan)";
+  } else if (schedule == "converging") {
+    cell += " (converging)";
+  }
   return cell;
 }
 
@@ -319,6 +325,14 @@ void print_explain(const nlohmann::json& r) {
   std::cout << "; memory pinned: " << (pinned.empty() ? "no" : pinned) << '\n';
   for (const auto& d : member(vm, "virtio_mem")) {
     print_virtio_mem(d);
+  }
+  if (const auto& p = member(vm, "page_scan"); p.is_object()) {
+    std::cout << "  page scan: " << page_scan_cell(p);
+    if (const auto schedule = p.value("schedule", std::string()); !schedule.empty()) {
+      std::cout << "; " << schedule << ": "
+                << for_terminal(p.value("schedule_reason", std::string()));
+    }
+    std::cout << '\n';
   }
   std::cout << "  host: " << r["host"].get<std::string>() << '\n';
   for (const auto& advice : member(vm, "advice")) {

@@ -337,7 +337,11 @@ void Daemon::tick() {
     } else if (known_.snapshot) {
       collectors::keep_guests_of_down_connections(*snapshot, known_.snapshot->vms);
     }
-    collectors::attach_page_scans(page_scans_.get(), *snapshot, config_->ksm.scan);
+    // Merging may matter when the host nears its reserve: the scanner's converged VMs are then
+    // passed over at the fast interval.
+    const bool near_reserve =
+        snapshot->host.meminfo.available_bytes / 2 < config_->host.reserve_bytes;
+    collectors::attach_page_scans(page_scans_.get(), *snapshot, config_->ksm.scan, near_reserve);
     const auto squatted =
         claim_->judge(snapshot->other_managers, managed_uris(*snapshot, *config_));
     collection_log_.collected(*snapshot);

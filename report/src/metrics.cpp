@@ -289,6 +289,19 @@ void page_scan_metrics(Exposition& e, const std::optional<KsmEstimate>& estimate
   e.sample("memtide_page_scan_cpu_seconds_total", {}, k.cpu_seconds_total);
   e.counter("memtide_page_scan_passes_total", "VM passes the page scanner completed.",
             k.passes_total);
+  e.counter("memtide_page_scan_probes_total",
+            "Probes of converged VMs' sample pages (a few hundred pages re-read to see whether "
+            "the content moved).",
+            k.probes_total);
+  e.family("memtide_page_scan_wakes_total", "counter",
+           "Passes over a converged VM brought forward, by reason (restarted: its QEMU process; "
+           "resident, resized, ksm: its resident, balloon or KSM-merged memory moved; content: a "
+           "probe found its pages changed).");
+  for (const char* reason : {"content", "ksm", "resident", "resized", "restarted"}) {
+    const auto it = k.wakes_total.find(reason);
+    e.sample("memtide_page_scan_wakes_total", {{"reason", reason}},
+             as_double(it == k.wakes_total.end() ? 0 : it->second));
+  }
 }
 
 // One per-VM family: `value` gives the VM's sample, or nullopt to leave the VM out. VMs are
@@ -467,6 +480,20 @@ void page_scan_status_metrics(Exposition& e, const Snapshot& s) {
                 {"uuid", vm.uuid},
                 {"connection", vm.connection},
                 {"status", vm.page_scan->status}},
+               1.0);
+    }
+  }
+  e.family("memtide_vm_page_scan_schedule", "gauge",
+           "1 for the page scanner's schedule for the VM: converging (passes every "
+           "ksm.scan.interval), converged (every converged_interval, probed between), rescanning "
+           "(a pass brought forward).");
+  for (const auto& vm : s.vms) {
+    if (vm.page_scan && !vm.page_scan->schedule.empty()) {
+      e.sample("memtide_vm_page_scan_schedule",
+               {{"domain", vm.name},
+                {"uuid", vm.uuid},
+                {"connection", vm.connection},
+                {"schedule", vm.page_scan->schedule}},
                1.0);
     }
   }

@@ -147,6 +147,8 @@ void fields(F& f, M& p) {
   f("duplicate_bytes", p.duplicate_bytes);
   f("volatile_ratio", p.volatile_ratio);
   f("scanned_unix_ms", p.scanned_unix_ms);
+  f("schedule", p.schedule);
+  f("schedule_reason", p.schedule_reason);
 }
 
 template <typename F, Is<KsmEstimate> M>
@@ -160,6 +162,8 @@ void fields(F& f, M& e) {
   f("read_bytes_total", e.read_bytes_total);
   f("cpu_seconds_total", e.cpu_seconds_total);
   f("passes_total", e.passes_total);
+  f("probes_total", e.probes_total);
+  // wakes_total is served as metrics only: a trace replays decisions, which it does not touch.
 }
 
 template <typename F, Is<GuestMemory> M>

@@ -88,6 +88,8 @@ nlohmann::json vm_status(const TickReport& r, const VmSample& vm, const policy::
         {"zero_ratio", ratio(p.zero_bytes)},
         {"duplicate_ratio", ratio(p.duplicate_bytes)},
         {"volatile_ratio", p.volatile_ratio ? nlohmann::json(*p.volatile_ratio) : nlohmann::json()},
+        {"schedule", p.schedule},
+        {"schedule_reason", p.schedule_reason},
     };
   }
   if (const auto target = balloon_target_of(r, vm)) {

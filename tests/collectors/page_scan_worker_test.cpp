@@ -20,8 +20,22 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// The child's memory, rewritten with distinct contents on SIGUSR1.
+unsigned char* child_memory = nullptr;
+std::size_t child_bytes = 0;
+
+void rewrite_distinct(int /*signal*/) {
+  std::uint64_t x = 88172645463325252ULL;
+  for (std::size_t i = 0; i + 8 <= child_bytes; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(child_memory + i, &x, 8);
+  }
+}
+
 // A child holding `pages` mergeable pages: the first tenth zero, the rest in groups of 10
-// identical pages.
+// identical pages. SIGUSR1 makes every page distinct (rewrite()).
 class Child {
  public:
   explicit Child(std::size_t pages) {
@@ -33,6 +47,9 @@ class Child {
       auto* mem = static_cast<unsigned char*>(
           mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
       madvise(mem, pages * page, MADV_MERGEABLE);
+      child_memory = mem;
+      child_bytes = pages * page;
+      signal(SIGUSR1, rewrite_distinct);
       for (std::size_t p = 0; p < pages; ++p) {
         std::memset(mem + p * page, p < pages / 10 ? 0 : static_cast<int>(1 + p / 10 % 250), page);
       }
@@ -51,6 +68,11 @@ class Child {
     waitpid(pid_, nullptr, 0);
   }
   pid_t pid() const { return pid_; }
+  // Makes every page distinct, and waits for the child to have done it.
+  void rewrite() const {
+    kill(pid_, SIGUSR1);
+    std::this_thread::sleep_for(200ms);
+  }
 
  private:
   pid_t pid_ = -1;
@@ -64,12 +86,13 @@ config::KsmScanSection fast() {
   return s;
 }
 
-// Polls until `uuid` has left "pending", or 10 s.
-PageScanWorker::View wait_scanned(const PageScanWorker& w, const std::string& uuid) {
+// Polls `check` on the view until it holds, or 10 s; returns the last view.
+template <typename Check>
+PageScanWorker::View wait_view(const PageScanWorker& w, Check check) {
   PageScanWorker::View v;
   for (int i = 0; i < 200; ++i) {
     v = w.view();
-    if (v.vms.count(uuid) != 0 && v.vms.at(uuid).status != "pending") {
+    if (check(v)) {
       break;
     }
     std::this_thread::sleep_for(50ms);
@@ -77,27 +100,27 @@ PageScanWorker::View wait_scanned(const PageScanWorker& w, const std::string& uu
   return v;
 }
 
+// Polls until `uuid` has left "pending", or 10 s.
+PageScanWorker::View wait_scanned(const PageScanWorker& w, const std::string& uuid) {
+  return wait_view(w, [&uuid](const PageScanWorker::View& v) {
+    return v.vms.count(uuid) != 0 && v.vms.at(uuid).status != "pending";
+  });
+}
+
 // Polls until the estimate covers `vms` VMs (it is computed after a pass's figures appear, and
 // after the VMs change), or 10 s.
 PageScanWorker::View wait_estimate(const PageScanWorker& w, std::uint64_t vms) {
-  PageScanWorker::View v;
-  for (int i = 0; i < 200; ++i) {
-    v = w.view();
-    if (v.estimate && v.estimate->vms == vms) {
-      break;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-  return v;
+  return wait_view(
+      w, [vms](const PageScanWorker::View& v) { return v.estimate && v.estimate->vms == vms; });
 }
 
 TEST(PageScanWorker, FiguresPerVmAndTheEstimateAcrossThem) {
   const std::uint64_t page = collectors::system_page_size();
   Child a(1000);
   PageScanWorker worker("/proc", fast());
-  worker.update({{"u-a", "a", a.pid(), 1000 * page, ""},
-                 {"u-x", "x", 1, 1ULL << 30, "opted-out"},
-                 {"u-y", "y", 1, 1ULL << 30, "scan-disabled"}},
+  worker.update({{"u-a", "a", a.pid(), 1000 * page, "", {}},
+                 {"u-x", "x", 1, 1ULL << 30, "opted-out", {}},
+                 {"u-y", "y", 1, 1ULL << 30, "scan-disabled", {}}},
                 fast());
   ASSERT_EQ(wait_scanned(worker, "u-a").vms.at("u-a").status, "scanned");
   const auto v = wait_estimate(worker, 1);
@@ -117,8 +140,9 @@ TEST(PageScanWorker, FiguresPerVmAndTheEstimateAcrossThem) {
 
   // A second VM with the same contents: every one of its pages merges with the first's.
   Child b(1000);
-  worker.update({{"u-a", "a", a.pid(), 1000 * page, ""}, {"u-b", "b", b.pid(), 1000 * page, ""}},
-                fast());
+  worker.update(
+      {{"u-a", "a", a.pid(), 1000 * page, "", {}}, {"u-b", "b", b.pid(), 1000 * page, "", {}}},
+      fast());
   ASSERT_EQ(wait_scanned(worker, "u-b").vms.at("u-b").status, "scanned");
   const auto both = wait_estimate(worker, 2);
   ASSERT_TRUE(both.estimate.has_value());
@@ -126,7 +150,7 @@ TEST(PageScanWorker, FiguresPerVmAndTheEstimateAcrossThem) {
   EXPECT_EQ(both.estimate->resident_bytes, 2000 * page);
   EXPECT_EQ(both.estimate->savings_bytes, (2000 - 91) * page);
   // A VM that is gone takes its figures with it.
-  worker.update({{"u-b", "b", b.pid(), 1000 * page, ""}}, fast());
+  worker.update({{"u-b", "b", b.pid(), 1000 * page, "", {}}}, fast());
   EXPECT_EQ(worker.view().vms.count("u-a"), 0u);
   const auto one = wait_estimate(worker, 1);
   ASSERT_TRUE(one.estimate.has_value());
@@ -135,8 +159,8 @@ TEST(PageScanWorker, FiguresPerVmAndTheEstimateAcrossThem) {
 
 TEST(PageScanWorker, AFailedPassIsReported) {
   PageScanWorker worker("/proc", fast());
-  worker.update({{"u-z", "z", 999'999'999, 1ULL << 30, ""}, {"u-n", "n", 0, 1ULL << 30, ""}},
-                fast());
+  worker.update(
+      {{"u-z", "z", 999'999'999, 1ULL << 30, "", {}}, {"u-n", "n", 0, 1ULL << 30, "", {}}}, fast());
   const auto v = wait_scanned(worker, "u-n");
   EXPECT_EQ(v.vms.at("u-n").status, "failed");
   EXPECT_NE(v.vms.at("u-n").error.find("no QEMU process"), std::string::npos);
@@ -153,7 +177,7 @@ TEST(PageScanWorker, ReadRateBudgetAndAStopThatDoesNotWaitForThePass) {
   const auto started = std::chrono::steady_clock::now();
   {
     PageScanWorker worker("/proc", slow);
-    worker.update({{"u-a", "a", a.pid(), 2048 * page, ""}}, slow);
+    worker.update({{"u-a", "a", a.pid(), 2048 * page, "", {}}}, slow);
     std::this_thread::sleep_for(2500ms);
     EXPECT_EQ(worker.view().vms.at("u-a").status, "pending") << "the budget slows the pass";
   }  // destroyed mid-pass
@@ -197,7 +221,7 @@ TEST(PageScanWorker, ASparseMappingKeepsTheBudgetAndAStopIsPrompt) {
   rusage before{};
   getrusage(RUSAGE_SELF, &before);
   auto worker = std::make_unique<PageScanWorker>("/proc", budget);
-  worker->update({{"u-s", "s", child, size, ""}}, budget);
+  worker->update({{"u-s", "s", child, size, "", {}}}, budget);
   std::this_thread::sleep_for(2s);
   const auto stopping = std::chrono::steady_clock::now();
   worker.reset();
@@ -212,6 +236,95 @@ TEST(PageScanWorker, ASparseMappingKeepsTheBudgetAndAStopIsPrompt) {
   EXPECT_LT(stop_took, 1s);
   // 3 % of 2 s is 0.06 s; the bound leaves room for a slow machine, far from a whole core.
   EXPECT_LT(cpu, 0.5) << "CPU seconds used by the scanner in 2 s of wall time";
+}
+
+// Settings for the schedule tests: passes as fast as the child allows while converging, never
+// again once converged (unless woken), probes every 200 ms.
+config::KsmScanSection adaptive() {
+  auto s = fast();
+  s.interval = 100ms;
+  s.converged_interval = 1h;
+  s.probe_interval = 200ms;
+  return s;
+}
+
+// A VM whose figures hold still converges and is then only probed; when its content changes,
+// a probe finds it and the next pass brings the estimate to the new content.
+TEST(PageScanWorker, ConvergedVmsAreOnlyProbedUntilTheirContentChanges) {
+  const std::uint64_t page = collectors::system_page_size();
+  Child a(2000);
+  PageScanWorker worker("/proc", adaptive());
+  worker.update({{"u-a", "a", a.pid(), 2000 * page, "", {}}}, adaptive());
+  auto v = wait_view(worker,
+                     [](const auto& seen) { return seen.vms.at("u-a").schedule == "converged"; });
+  ASSERT_EQ(v.vms.at("u-a").schedule, "converged") << v.vms.at("u-a").schedule_reason;
+  ASSERT_TRUE(v.estimate.has_value());
+  EXPECT_EQ(v.estimate->passes_total, kConvergePasses);
+  EXPECT_EQ(v.vms.at("u-a").duplicate_bytes, (2000 - 181) * page);
+
+  // Converged: a second goes by with probes and no pass.
+  std::this_thread::sleep_for(1s);
+  v = worker.view();
+  EXPECT_EQ(v.estimate->passes_total, kConvergePasses) << "a converged VM was passed over again";
+  EXPECT_GE(v.estimate->probes_total, 2u);
+  EXPECT_EQ(v.vms.at("u-a").schedule, "converged");
+
+  // Every page distinct now: a probe wakes a pass, whose figures show it.
+  a.rewrite();
+  v = wait_view(worker, [](const auto& seen) { return seen.vms.at("u-a").duplicate_bytes == 0; });
+  EXPECT_EQ(v.vms.at("u-a").duplicate_bytes, 0u) << v.vms.at("u-a").schedule_reason;
+  EXPECT_EQ(v.wakes_total.at("content"), 1u);
+  EXPECT_NE(v.vms.at("u-a").schedule, "converged") << "one pass of new figures is not converged";
+}
+
+// The signals the tick passes in wake a converged VM's pass at once, each counted by its
+// reason; a host near its reserve passes converged VMs over at the fast interval.
+TEST(PageScanWorker, SignalsWakeAConvergedVm) {
+  const std::uint64_t page = collectors::system_page_size();
+  Child a(500);
+  constexpr std::uint64_t kMiB = 1ULL << 20;
+  ScanTarget t{"u-a", "a", a.pid(), 500 * page, "", {100 * kMiB, 1024 * kMiB, 0}};
+  PageScanWorker worker("/proc", adaptive());
+  const auto converged = [](const auto& seen) {
+    return seen.vms.at("u-a").schedule == "converged";
+  };
+  worker.update({t}, adaptive());
+  ASSERT_EQ(wait_view(worker, converged).vms.at("u-a").schedule, "converged");
+
+  // Resident memory moves by far more than 10 % of what the passes read.
+  const auto passes = worker.view().estimate->passes_total;
+  t.signals.rss_bytes += 64 * kMiB;
+  worker.update({t}, adaptive());
+  auto v =
+      wait_view(worker, [&](const auto& seen) { return seen.estimate->passes_total > passes; });
+  EXPECT_EQ(v.wakes_total.at("resident"), 1u);
+  EXPECT_GT(v.estimate->passes_total, passes);
+  ASSERT_EQ(wait_view(worker, converged).vms.at("u-a").schedule, "converged");
+
+  t.signals.size_bytes -= 512 * kMiB;  // the balloon took half
+  worker.update({t}, adaptive());
+  v = wait_view(worker, [](const auto& seen) { return seen.wakes_total.count("resized") != 0; });
+  EXPECT_EQ(v.wakes_total.at("resized"), 1u);
+  ASSERT_EQ(wait_view(worker, converged).vms.at("u-a").schedule, "converged");
+
+  // The host near its reserve: rescanning at the fast interval, said so.
+  const auto before = worker.view().estimate->passes_total;
+  worker.update({t}, adaptive(), true);
+  v = wait_view(worker,
+                [&](const auto& seen) { return seen.estimate->passes_total >= before + 2; });
+  EXPECT_GE(v.estimate->passes_total, before + 2);
+  EXPECT_EQ(v.vms.at("u-a").schedule, "rescanning");
+  EXPECT_NE(v.vms.at("u-a").schedule_reason.find("reserve"), std::string::npos);
+
+  // A restarted process: the same VM, another pid, passed over at once and converging anew.
+  worker.update({t}, adaptive());
+  ASSERT_EQ(wait_view(worker, converged).vms.at("u-a").schedule, "converged");
+  Child again(500);
+  t.pid = again.pid();
+  worker.update({t}, adaptive());
+  v = wait_view(worker, [](const auto& seen) { return seen.wakes_total.count("restarted") != 0; });
+  EXPECT_EQ(v.wakes_total.at("restarted"), 1u);
+  ASSERT_EQ(wait_view(worker, converged).vms.at("u-a").schedule, "converged");
 }
 
 }  // namespace

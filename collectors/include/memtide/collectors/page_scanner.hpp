@@ -92,6 +92,16 @@ struct ScanOptions {
 std::uint64_t sampled_duplicates(const std::vector<const std::vector<std::uint64_t>*>& samples,
                                  std::uint64_t below, std::uint64_t& sampled_pages);
 
+// What a probe found: of the sample pages it re-read, how many changed since the last pass.
+struct ProbeFigures {
+  std::uint64_t probed_pages = 0;   // sample pages still resident and private, re-read
+  std::uint64_t changed_pages = 0;  // of which hash differently than at the last pass
+  double changed_ratio() const {
+    return probed_pages > 0 ? static_cast<double>(changed_pages) / static_cast<double>(probed_pages)
+                            : 0.0;
+  }
+};
+
 // Scans one process, pass after pass. Keeps only the hashes of a fixed sample of pages (for
 // volatility) between passes.
 class PageScanner {
@@ -101,6 +111,12 @@ class PageScanner {
 
   Result<PageScanFigures> scan(int pid, const std::vector<MemoryRegion>& regions,
                                const ScanOptions& options = {});
+
+  // Re-reads at most `max_pages` of the last pass's sample pages (an even spread of them; those
+  // no longer resident, or shared, are skipped: reading them would swap them in or count
+  // another's page) and counts those whose content changed: a cheap look at whether the
+  // content moved since the pass. Two reads per page; the sample stays the last pass's.
+  Result<ProbeFigures> probe(int pid, std::size_t max_pages) const;
 
  private:
   std::string procfs_;

@@ -139,7 +139,19 @@ struct KsmScanSection {
   bool enabled = true;
   double cpu_ratio = 0.03;  // scanner thread's CPU budget, share of a core
   std::uint64_t read_bytes_per_second = 256ULL << 20;  // guest memory read per second at most
-  std::chrono::milliseconds interval = 5min;           // between two passes over the same VM
+  // Between two passes over a VM whose figures are still moving (young, or changed).
+  std::chrono::milliseconds interval = 1min;
+  // Between two passes over a VM whose figures converged: the last kConvergePasses passes'
+  // zero and duplicate shares of its resident memory each within `converged_width` (a share).
+  std::chrono::milliseconds converged_interval = 30min;
+  double converged_width = 0.02;
+  // A converged VM's sample pages are re-read this often; a change in more of them than
+  // `converged_width` (or twice its measured volatility) rescans it at once.
+  std::chrono::milliseconds probe_interval = 1min;
+  // A converged VM is also rescanned at once when its resident memory, its size (balloon or
+  // virtio-mem) or its KSM-merged memory moved by more than this share of its resident memory
+  // since its last pass.
+  double wake_on_change = 0.10;
   // Page hashes a pass may hold (8 bytes each); a larger guest is counted from a hash-value
   // sample of this size.
   std::uint64_t max_memory_bytes = 4ULL << 20;

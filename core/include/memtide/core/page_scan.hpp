@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -21,6 +22,11 @@ struct VmPageScan {
   std::uint64_t duplicate_bytes = 0;     // resident pages with an identical twin in this VM
   std::optional<double> volatile_ratio;  // share of sampled pages changed since the pass before
   std::int64_t scanned_unix_ms = 0;      // when the last pass ended
+  // The scanner's schedule for it: "converging" (passes every ksm.scan.interval until its
+  // figures settle), "converged" (every converged_interval, probed between), "rescanning" (a
+  // pass comes early); empty before the first pass. `schedule_reason` says why.
+  std::string schedule;
+  std::string schedule_reason;
   // `bytes` (zero_bytes, duplicate_bytes) as a share of resident_bytes; none before a pass read
   // anything.
   std::optional<double> share_of_resident(std::uint64_t bytes) const {
@@ -43,6 +49,10 @@ struct KsmEstimate {
   std::uint64_t read_bytes_total = 0;  // guest memory the scanner has read since start
   double cpu_seconds_total = 0;        // CPU the scanner thread has used since start
   std::uint64_t passes_total = 0;      // VM passes completed since start
+  std::uint64_t probes_total = 0;      // probes of converged VMs' sample pages since start
+  // Passes woken before their time, by reason ("restarted", "resident", "resized", "ksm",
+  // "content"), since start.
+  std::map<std::string, std::uint64_t> wakes_total;
   friend bool operator==(const KsmEstimate&, const KsmEstimate&) = default;
 };
 
