@@ -128,7 +128,9 @@ nlohmann::json ksm_status(const TickReport& r) {
                      {"zero_bytes", e.zero_bytes},
                      {"savings_bytes", e.savings_bytes},
                      {"read_bytes_total", e.read_bytes_total},
-                     {"cpu_seconds_total", e.cpu_seconds_total}};
+                     {"cpu_seconds_total", e.cpu_seconds_total},
+                     {"passes_total", e.passes_total},
+                     {"probes_total", e.probes_total}};
   }
   return j;
 }

@@ -1147,6 +1147,83 @@ TEST_F(ManagedGuests, KsmAutoMergesDuplicateHeavyGuests) {
   }
 }
 
+// The page scanner's bounded staleness on a real guest: its figures converge while the guest
+// holds 160 MiB of duplicate-heavy pages, and are then only probed; when the guest rewrites that
+// memory with random pages (the same size: no resident or size signal), a probe finds the
+// change and the estimate follows to within 2 points of a fresh scan of the guest's QEMU
+// process (memtidectl scan) in at most one probe_interval plus a pass and a tick (15 s here).
+TEST_F(ManagedGuests, PageScanFollowsAGuestsContentChange) {
+  start_guest("shifting", 320, "160:60:dup,160:3600:random", "dup");
+  ASSERT_TRUE(wait_for_workloads({{"shifting", "holding 160 MiB"}}, 180s)) << file("shifting.log");
+  // Far from any pressure (converged VMs stay slow), balloons and KSM left alone.
+  write_config(64 * MiB,
+               "{mode: unmanaged, scan: {interval: 10s, converged_interval: 30m, "
+               "probe_interval: 5s, max_cpu: 50%}}",
+               "{enabled: false}");
+  start_daemon();
+  const auto scan_of = [this] {
+    auto p = vms(status())["shifting"]["page_scan"];
+    return p.is_object() ? p : nlohmann::json::object();
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 55s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         scan_of().value("schedule", std::string()) != "converged") {
+    std::this_thread::sleep_for(1s);
+  }
+  ASSERT_EQ(scan_of().value("schedule", std::string()), "converged") << scan_of().dump() << "\n"
+                                                                     << file("memtided.log");
+  ASSERT_EQ(file("shifting.log").find("filled with random"), std::string::npos)
+      << "the guest changed its content before the scan converged";
+  const double before = scan_of()["duplicate_ratio"].get<double>();
+
+  // A fresh full pass over the guest's QEMU process: the truth the estimate must reach.
+  const std::string pid = run_command("pgrep -f 'guest=shifting,' | head -1");
+  ASSERT_FALSE(pid.empty());
+  const auto truth = [&pid] {
+    const auto out = run_command(std::string(MEMTIDECTL_BINARY) + " scan " + pid +
+                                 " --passes 1 --json 2>/dev/null");
+    const auto j = nlohmann::json::parse(out, nullptr, false);
+    return j.is_array() && !j.empty() ? j[0].value("duplicate_ratio", -1.0) : -1.0;
+  };
+  const auto change_deadline = std::chrono::steady_clock::now() + 120s;
+  while (std::chrono::steady_clock::now() < change_deadline &&
+         file("shifting.log").find("filled with random") == std::string::npos) {
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_NE(file("shifting.log").find("filled with random"), std::string::npos)
+      << file("shifting.log");
+  const auto changed_at = std::chrono::steady_clock::now();
+  std::optional<double> followed_s;
+  double now_ratio = before;
+  double true_ratio = -1;
+  while (!followed_s && std::chrono::steady_clock::now() < changed_at + 60s) {
+    std::this_thread::sleep_for(1s);
+    const auto p = scan_of();
+    if (!p["duplicate_ratio"].is_number()) {
+      continue;
+    }
+    now_ratio = p["duplicate_ratio"].get<double>();
+    if (std::abs(now_ratio - before) < 0.02) {
+      continue;  // not passed over since the change
+    }
+    true_ratio = truth();
+    if (true_ratio >= 0 && std::abs(now_ratio - true_ratio) <= 0.02) {
+      followed_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - changed_at).count();
+    }
+  }
+  std::cout << "page scan: duplicate share " << before * 100 << " % before the change, "
+            << now_ratio * 100 << " % after (a fresh scan: " << true_ratio * 100 << " %)"
+            << (followed_s ? ", followed in " + std::to_string(*followed_s) + " s" : "") << "\n";
+  ASSERT_TRUE(followed_s.has_value()) << scan_of().dump() << "\n" << file("memtided.log");
+  EXPECT_LE(*followed_s, 15.0 + 5.0) << "probe_interval 5 s + a pass + a tick, with slack";
+  EXPECT_GT(before - true_ratio, 0.2) << "the content change did not move the truth";
+  auto ksm = status()["ksm"]["estimate"];
+  ksm = ksm.is_object() ? ksm : nlohmann::json::object();
+  std::cout << "page scan: passes " << ksm.value("passes_total", 0) << ", probes "
+            << ksm.value("probes_total", 0) << "\n";
+}
+
 // A tmpfs mounted for one test, unmounted however it ends.
 class SmallTmpfs {
  public:
