@@ -168,11 +168,15 @@ TEST(QemuTrust, ALiveImpostorIsRefused) {
   std::snprintf(uuid, sizeof uuid, "12345678-0000-0000-0000-%012d", static_cast<int>(getpid()));
   const pid_t child = fork();
   if (child == 0) {
+    // A process group of its own, killed whole below: the shell's sleep would otherwise outlive
+    // it, holding the test's output open for 30 s.
+    setpgid(0, 0);
     // The shell keeps its command line (the "; true" stops it from exec'ing sleep).
     execl("/bin/sh", "qemu-system-x86_64", "-c", "sleep 30; true", "qemu-system-x86_64", "-uuid",
           uuid, static_cast<char*>(nullptr));
     _exit(127);
   }
+  setpgid(child, child);  // either side may run first
   // The shell's own claim. While it forks sleep, the fork carries the same command line until
   // it execs: a second claim for a moment (seen on a loaded host), an impostor just the same.
   std::optional<QemuCandidate> claim;
@@ -187,7 +191,7 @@ TEST(QemuTrust, ALiveImpostorIsRefused) {
       }
     }
   }
-  kill(child, SIGKILL);
+  kill(-child, SIGKILL);
   waitpid(child, nullptr, 0);
   ASSERT_TRUE(claim.has_value());
   EXPECT_NE(untrusted_reason(*claim, default_qemu_uids()).find("not a QEMU binary"),

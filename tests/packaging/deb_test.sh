@@ -36,8 +36,10 @@ check() {  # check NAME COMMAND...: run, report
 mkdir "$work/src"
 (cd "$src" && git ls-files -z | tar --null -cf - -T -) | tar -xf - -C "$work/src"
 # Every core of the machine (debhelper builds with one job unless told), and no test run: the
-# suite runs from scripts/test.
+# suite runs from scripts/test. Line tables as the only debug information (-g1, after the
+# package's -g): the package is the same but for its debug symbols, and builds in less time.
 if ! (cd "$work/src" && DEB_BUILD_OPTIONS="parallel=$(nproc) nocheck" \
+      DEB_CFLAGS_APPEND=-g1 DEB_CXXFLAGS_APPEND=-g1 \
       dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1); then
   echo "FAIL: dpkg-buildpackage"; tail -40 "$work/build.log"; exit 1
 fi
