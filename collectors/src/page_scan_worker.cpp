@@ -149,6 +149,11 @@ bool PageScanWorker::scannable(const std::string& uuid) const {
 PageScanWorker::View PageScanWorker::view() const {
   std::lock_guard lock(mutex_);
   View v;
+  // The reasons all converged (or settled but differing) VMs share, made once a tick.
+  const std::string width = std::to_string(std::lround(settings_.converged_width * 100)) + " %";
+  const std::string passes = std::to_string(kConvergePasses);
+  const std::string agree = "its last " + passes + " passes agree within " + width;
+  const std::string differ = "its last passes differ by more than " + width;
   for (const auto& t : targets_) {
     VmPageScan& f = v.vms[t.uuid];
     if (!t.refused.empty()) {
@@ -167,17 +172,12 @@ PageScanWorker::View PageScanWorker::view() const {
         f.schedule_reason = "the host is near its reserve: merging may matter";
       } else if (s.converged) {
         f.schedule = "converged";
-        f.schedule_reason = "its last " + std::to_string(kConvergePasses) +
-                            " passes agree within " +
-                            std::to_string(std::lround(settings_.converged_width * 100)) + " %";
+        f.schedule_reason = agree;
       } else {
         f.schedule = "converging";
         f.schedule_reason = s.shares.size() < kConvergePasses
-                                ? std::to_string(s.shares.size()) + " of " +
-                                      std::to_string(kConvergePasses) + " passes"
-                                : "its last passes differ by more than " +
-                                      std::to_string(std::lround(settings_.converged_width * 100)) +
-                                      " %";
+                                ? std::to_string(s.shares.size()) + " of " + passes + " passes"
+                                : differ;
       }
     }
   }
