@@ -1,10 +1,13 @@
 // memtided as a real process: the systemd notification protocol over a real AF_UNIX datagram
 // socket passed as NOTIFY_SOCKET, signals, reloads, exit codes and --once output.
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -60,7 +63,10 @@ class TempDir {
   std::string path_;
 };
 
-// The receiving end of the sd_notify protocol, as systemd sets it up.
+// The receiving end of the sd_notify protocol, as systemd sets it up: a thread reads every
+// datagram as it comes, as systemd does. (An unread socket fills after net.unix.max_dgram_qlen
+// datagrams, 10 by default, and then the daemon's next sd_notify blocks its tick loop: a test
+// that stopped reading one daemon's socket saw that daemon ignore SIGTERM.)
 class NotifySocket {
  public:
   explicit NotifySocket(std::string path) : path_(std::move(path)) {
@@ -69,8 +75,11 @@ class NotifySocket {
     addr.sun_family = AF_UNIX;
     std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
     bound_ = bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    reader_ = std::thread([this] { read_all(); });
   }
   ~NotifySocket() {
+    stop_ = true;
+    reader_.join();
     close(fd_);
     unlink(path_.c_str());
   }
@@ -78,15 +87,29 @@ class NotifySocket {
   const std::string& path() const { return path_; }
 
   // Waits for a datagram containing `needle` (one of its newline-separated assignments, or a
-  // substring of one); returns the whole datagram, or "" on timeout. Everything received is kept
-  // in `log()`.
+  // substring of one) among those not yet passed over by an earlier wait; returns the whole
+  // datagram, or "" on timeout.
   std::string wait_for(const std::string& needle, std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
+    std::unique_lock lock(mutex_);
+    std::string found;
+    arrived_.wait_for(lock, timeout, [&] {
+      while (next_ < received_.size()) {
+        const std::string& msg = received_[next_++];
+        if (msg.find(needle) != std::string::npos) {
+          found = msg;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+
+ private:
+  void read_all() {
+    while (!stop_) {
       pollfd p{fd_, POLLIN, 0};
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (poll(&p, 1, static_cast<int>(std::max<long>(1, left.count()))) <= 0) {
+      if (poll(&p, 1, 50) <= 0) {
         continue;
       }
       char buf[4096];
@@ -94,21 +117,23 @@ class NotifySocket {
       if (n <= 0) {
         continue;
       }
-      std::string msg(buf, static_cast<std::size_t>(n));
-      log_.push_back(msg);
-      if (msg.find(needle) != std::string::npos) {
-        return msg;
+      {
+        const std::lock_guard lock(mutex_);
+        received_.emplace_back(buf, static_cast<std::size_t>(n));
       }
+      arrived_.notify_all();
     }
-    return "";
   }
-  const std::vector<std::string>& log() const { return log_; }
 
- private:
   std::string path_;
   int fd_ = -1;
   bool bound_ = false;
-  std::vector<std::string> log_;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::condition_variable arrived_;
+  std::vector<std::string> received_;  // every datagram, in order
+  std::size_t next_ = 0;               // the first one no wait has passed over
+  std::thread reader_;
 };
 
 // Starts memtided with stdout/stderr in files; kills it at the end if still running.
