@@ -79,6 +79,7 @@ ProcessReadHints Collector::read_hints(const Snapshot& snapshot) {
     }
   }
   hints.ksm_epoch = ksm_epoch_;
+  hints.host_near_reserve = !host_reserve_bytes_ || mem.available_bytes / 2 < *host_reserve_bytes_;
   return hints;
 }
 

@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 
 #include <libvirt/libvirt.h>
 #include <sys/stat.h>
@@ -13,11 +15,6 @@
 namespace memtide::collectors {
 
 namespace {
-
-// The groups asked with a domain's balloon statistics: its disks' read counters come with them
-// (one more QMP query for each domain asked, once a statistics period), so the policy sees a
-// guest re-reading from disk what a shrink evicted.
-constexpr unsigned int kBalloonGroups = VIR_DOMAIN_STATS_BALLOON | VIR_DOMAIN_STATS_BLOCK;
 
 struct DomainFree {
   void operator()(virDomainPtr d) const { virDomainFree(d); }
@@ -48,6 +45,11 @@ struct LibvirtHypervisor::Domain {
   bool pid_searched = false;
   bool period_requested = false;
   BootSizes boot;
+  // Its disks' read counters as last asked (nullopt: never, or the driver has no block group),
+  // when, and when they are asked again.
+  std::optional<std::uint64_t> disk_read_bytes_total;
+  std::int64_t disk_reads_asked_ms = 0;
+  DiskReadSchedule disk_reads;
 };
 
 LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options)
@@ -114,6 +116,8 @@ void LibvirtHypervisor::apply_events() {
         d.pid_searched = false;
         d.period_requested = false;
         d.balloon.reset();
+        d.disk_read_bytes_total.reset();
+        d.disk_reads.restart();
         break;
       case Kind::stopped:
         break;
@@ -350,11 +354,11 @@ VmSample LibvirtHypervisor::sample_from_record(virDomainPtr dom, std::string uui
     vm.current_bytes = d.balloon->current_bytes;
     vm.max_bytes = d.balloon->max_bytes;
     vm.host_rss_bytes = d.balloon->host_rss_bytes;
-    vm.disk_read_bytes_total = d.balloon->disk_read_bytes_total;
-    vm.disk_reads_at_ms = d.balloon->asked_ms;
     vm.guest = d.balloon->guest;
     vm.invalid_sizes = d.balloon->invalid_sizes;
   }
+  vm.disk_read_bytes_total = d.disk_read_bytes_total;
+  vm.disk_reads_at_ms = d.disk_reads_asked_ms;
   if (!d.facts) {
     load_facts(dom, d);
   }
@@ -400,9 +404,47 @@ Status LibvirtHypervisor::ask_due_balloons(const StatsRecords& all,
     return Ok{};
   }
   handles.push_back(nullptr);  // the list's end
-  due.size = virDomainListGetStats(handles.data(), kBalloonGroups, &due.list, 0);
+  due.size = virDomainListGetStats(handles.data(), VIR_DOMAIN_STATS_BALLOON, &due.list, 0);
   if (due.size < 0) {
     return libvirt_error("cannot get balloon statistics");
+  }
+  return Ok{};
+}
+
+Status LibvirtHypervisor::ask_due_disk_reads(const StatsRecords& all, std::vector<VmSample>& vms,
+                                             std::int64_t monotonic_ms, bool host_near_reserve) {
+  std::vector<virDomainPtr> handles;
+  std::unordered_map<std::string_view, VmSample*> due;
+  for (std::size_t i = 0; i < vms.size(); ++i) {
+    auto& d = inventory_.at(vms[i].uuid);
+    if (d.balloon && d.balloon->asked_ms == monotonic_ms && !d.balloon->from_domain_calls &&
+        d.disk_reads.due(monotonic_ms, host_near_reserve)) {
+      handles.push_back(all.list[i]->dom);
+      due.emplace(vms[i].uuid, &vms[i]);
+    }
+  }
+  if (handles.empty()) {
+    return Ok{};
+  }
+  handles.push_back(nullptr);  // the list's end
+  StatsRecords disks;
+  disks.size = virDomainListGetStats(handles.data(), VIR_DOMAIN_STATS_BLOCK, &disks.list, 0);
+  if (disks.size < 0) {
+    return libvirt_error("cannot get disk statistics");
+  }
+  disk_queries_total_ += handles.size() - 1;
+  for (int i = 0; i < disks.size; ++i) {
+    const auto it = due.find(domain_uuid(disks.list[i]->dom));
+    if (it == due.end()) {
+      continue;
+    }
+    VmSample& vm = *it->second;
+    auto& d = inventory_.at(vm.uuid);
+    d.disk_read_bytes_total = disk_read_bytes(disks.list[i]->params, disks.list[i]->nparams);
+    d.disk_reads_asked_ms = monotonic_ms;
+    d.disk_reads.asked(monotonic_ms, options_.disk_reads_interval);
+    vm.disk_read_bytes_total = d.disk_read_bytes_total;
+    vm.disk_reads_at_ms = monotonic_ms;
   }
   return Ok{};
 }
@@ -432,8 +474,9 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
                   [&](const auto& e) { return balloon_due(e.second, monotonic_ms); });
   StatsRecords all;
   all.size = virConnectGetAllDomainStats(
-      connection_.handle(), VIR_DOMAIN_STATS_STATE | (balloon_in_bulk ? kBalloonGroups : 0),
-      &all.list, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+      connection_.handle(),
+      VIR_DOMAIN_STATS_STATE | (balloon_in_bulk ? VIR_DOMAIN_STATS_BALLOON : 0), &all.list,
+      VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
   if (all.size < 0) {
     return connection_.failed(libvirt_error("cannot get domain statistics"));
   }
@@ -464,6 +507,9 @@ Result<std::vector<VmSample>> LibvirtHypervisor::collect(std::int64_t monotonic_
     }
     vms.push_back(sample_from_record(r->dom, std::move(uuid), r->params, r->nparams,
                                      b ? b->params : nullptr, b ? b->nparams : 0, monotonic_ms));
+  }
+  if (auto asked = ask_due_disk_reads(all, vms, monotonic_ms, hints.host_near_reserve); !asked) {
+    return connection_.failed(asked.error());
   }
   // Keep only what libvirt reported active now; a domain that vanished mid-tick drops out here.
   std::erase_if(inventory_,
@@ -569,6 +615,9 @@ Result<std::uint64_t> LibvirtHypervisor::set_memory_size(const std::string& uuid
   constexpr std::int64_t kFollowMs = 30'000;
   d.follow_until_ms = last_collect_ms_ + kFollowMs;
   d.requested_bytes = target_kib * KiB;
+  if (!d.balloon || d.requested_bytes < d.balloon->current_bytes) {
+    d.disk_reads.shrunk(last_collect_ms_, options_.disk_reads_follow);
+  }
   auto requested = resize_domain(dom.get(), max_kib, target_kib, d.facts ? &*d.facts : nullptr);
   if (requested) {
     d.requested_bytes = *requested;

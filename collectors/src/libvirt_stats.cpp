@@ -13,25 +13,6 @@ const virTypedParameter* typed(const void* params) {
   return static_cast<const virTypedParameter*>(params);
 }
 
-// What the guest read from all its disks (block.N.rd.bytes summed over block.count); nullopt
-// without the block group, or when a sum overflows (a counter no disk could reach).
-std::optional<std::uint64_t> disk_read_bytes(const void* params, int n) {
-  const auto count = param_u64(params, n, "block.count");
-  if (!count) {
-    return std::nullopt;
-  }
-  std::uint64_t total = 0;
-  for (std::uint64_t i = 0; i < std::min<std::uint64_t>(*count, 4096); ++i) {
-    const std::string field = "block." + std::to_string(i) + ".rd.bytes";
-    const auto read = param_u64(params, n, field.c_str()).value_or(0);
-    if (read > UINT64_MAX - total) {
-      return std::nullopt;
-    }
-    total += read;
-  }
-  return total;
-}
-
 std::optional<std::uint64_t> times(std::optional<std::uint64_t> v, std::uint64_t factor) {
   if (!v) {
     return std::nullopt;
@@ -87,6 +68,23 @@ std::optional<std::uint64_t> param_u64(const void* params, int n, const char* na
   return std::nullopt;
 }
 
+std::optional<std::uint64_t> disk_read_bytes(const void* params, int n) {
+  const auto count = param_u64(params, n, "block.count");
+  if (!count) {
+    return std::nullopt;
+  }
+  std::uint64_t total = 0;
+  for (std::uint64_t i = 0; i < std::min<std::uint64_t>(*count, 4096); ++i) {
+    const std::string field = "block." + std::to_string(i) + ".rd.bytes";
+    const auto read = param_u64(params, n, field.c_str()).value_or(0);
+    if (read > UINT64_MAX - total) {
+      return std::nullopt;
+    }
+    total += read;
+  }
+  return total;
+}
+
 std::optional<BalloonFigures> bulk_balloon_figures(const void* b, int n) {
   const auto current = param_u64(b, n, "balloon.current");
   if (!current) {
@@ -113,7 +111,6 @@ std::optional<BalloonFigures> bulk_balloon_figures(const void* b, int n) {
     g.last_update_unix_s = unix_seconds(*t);
   }
   f.host_rss_bytes = times(param_u64(b, n, "balloon.rss"), KiB);
-  f.disk_read_bytes_total = disk_read_bytes(b, n);
   return f;
 }
 

@@ -21,8 +21,7 @@ struct BalloonFigures {
   std::uint64_t current_bytes = 0;
   std::uint64_t max_bytes = 0;
   std::optional<std::uint64_t> host_rss_bytes;
-  std::optional<std::uint64_t> disk_read_bytes_total;  // bulk block statistics only
-  std::int64_t asked_ms = 0;                           // the collector's clock
+  std::int64_t asked_ms = 0;  // the collector's clock
   GuestMemory guest;
   std::optional<std::string> invalid_sizes;
   // Answered per domain (no bulk balloon group): the actual-balloon statistic, which leaves
@@ -36,9 +35,14 @@ VmState to_vm_state(int libvirt_state);
 // `params` is a virTypedParameterPtr.
 std::optional<std::uint64_t> param_u64(const void* params, int n, const char* name);
 
-// The balloon group of a bulk statistics record (with the block group's disk reads); nullopt
-// when it has none (the driver does not offer the group).
+// The balloon group of a bulk statistics record; nullopt when it has none (the driver does not
+// offer the group).
 std::optional<BalloonFigures> bulk_balloon_figures(const void* params, int n);
+
+// What the guest read from all its disks (block.N.rd.bytes summed over block.count) in a bulk
+// statistics record; nullopt without the block group, or when a sum overflows (a counter no
+// disk could reach).
+std::optional<std::uint64_t> disk_read_bytes(const void* params, int n);
 
 // The same from per-domain calls (virDomainMemoryStats, and virDomainGetInfo when something is
 // not known otherwise). `max_kib`: the domain's maximum as last asked, updated here when asked

@@ -89,6 +89,7 @@ void Daemon::apply(std::shared_ptr<const config::Config> config) {
   } else {
     collector_->set_roots(std::move(roots));
   }
+  collector_->set_host_reserve(config_->host.reserve_bytes);
   if (auto facts = collectors::read_virt_facts(config_->daemon.sysfs)) {
     known_.facts = *facts;
   } else {

@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include <memtide/core/disk_read_schedule.hpp>
 #include <memtide/sim/policies.hpp>
 
 #include "bytes.hpp"
@@ -36,7 +37,8 @@ class Memtide : public Policy {
       return;
     }
     last_ = world.now();
-    const Snapshot snapshot = world.snapshot();
+    Snapshot snapshot = world.snapshot();
+    ask_disk_reads_as_memtided(snapshot);
     auto decision = policy::decide(snapshot, std::move(state_), *config_, snapshot.monotonic_ms);
     state_ = std::move(decision.state);
     if (index_.empty()) {
@@ -44,13 +46,39 @@ class Memtide : public Policy {
     }
     for (const auto& change : decision.plan.balloons) {
       world.set_target(index_.at(change.vm), change.to_bytes);
+      if (change.to_bytes < change.from_bytes) {
+        disk_reads_[change.vm].schedule.shrunk(snapshot.monotonic_ms);
+      }
     }
   }
 
  private:
+  // The world's disk counters are live; memtided's collector asks for them on its schedule
+  // (DiskReadSchedule), and between times its last figures stand.
+  void ask_disk_reads_as_memtided(Snapshot& snapshot) {
+    const bool near_reserve =
+        snapshot.host.meminfo.available_bytes / 2 < config_->host.reserve_bytes;
+    for (auto& vm : snapshot.vms) {
+      auto& asked = disk_reads_[vm.name];
+      if (asked.schedule.due(snapshot.monotonic_ms, near_reserve)) {
+        asked.schedule.asked(snapshot.monotonic_ms);
+        asked.bytes_total = vm.disk_read_bytes_total;
+        asked.at_ms = vm.disk_reads_at_ms;
+      }
+      vm.disk_read_bytes_total = asked.bytes_total;
+      vm.disk_reads_at_ms = asked.at_ms;
+    }
+  }
+
+  struct DiskReads {
+    DiskReadSchedule schedule;
+    std::optional<std::uint64_t> bytes_total;
+    std::int64_t at_ms = 0;
+  };
   std::shared_ptr<const config::Config> config_;
   policy::PolicyState state_;
   std::map<std::string, std::size_t> index_;
+  std::map<std::string, DiskReads> disk_reads_;  // by guest name
   double last_ = -1;
 };
 

@@ -35,6 +35,8 @@ TEST_F(RealGuest, StatisticsProcessAndBalloonWork) {
   o.uri = uri_;
   o.stats_period_s = 1;
   o.page_size_bytes = 4096;
+  o.disk_reads_interval = 4s;
+  o.disk_reads_follow = 8s;
   LibvirtHypervisor h(o);
 
   // Statistics: disabled at first (no period in the XML); memtide sets the period and fresh
@@ -64,12 +66,49 @@ TEST_F(RealGuest, StatisticsProcessAndBalloonWork) {
   EXPECT_GE(vm->disk_read_bytes_total.value_or(0), 16 * MiB) << file("e2e-balloon.log");
   EXPECT_GT(vm->disk_reads_at_ms, 0);
 
+  // Away from shrinks, with the host far from its reserve, the disks are asked for once every
+  // disk_reads_interval (4 s), while the balloon statistics come every second; their figures
+  // stand in between. Near the reserve (where shrinks come from) they come with every query.
+  const auto queries = [&h] {
+    return std::array<std::uint64_t, 2>{h.balloon_queries_total(), h.disk_queries_total()};
+  };
+  ProcessReadHints far;
+  far.host_near_reserve = false;
+  // Collects every 500 ms for `n` collections; false if one failed or lacked the disk figures.
+  const auto collect_times = [&](int n, const ProcessReadHints& hints) {
+    for (int i = 0; i < n; ++i) {
+      std::this_thread::sleep_for(500ms);
+      const auto r = h.collect(now_ms(), hints);
+      if (!r || r->size() != 1 || !r->front().disk_read_bytes_total) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const auto quiet_from = queries();
+  ASSERT_TRUE(collect_times(16, far));  // 8 s
+  const auto quiet_to = queries();
+  EXPECT_GE(quiet_to[0] - quiet_from[0], 5u);
+  EXPECT_GE(quiet_to[1] - quiet_from[1], 1u);
+  EXPECT_LE(quiet_to[1] - quiet_from[1], 3u);
+  ASSERT_TRUE(collect_times(6, ProcessReadHints{}));  // 3 s near the reserve
+  const auto near_to = queries();
+  EXPECT_GE(near_to[0] - quiet_to[0], 2u);
+  EXPECT_EQ(near_to[1] - quiet_to[1], near_to[0] - quiet_to[0]);
+
   // Balloon: ask for 200 MiB with a 300 MiB floor; the floor wins, and the guest's MemTotal
   // shrinks by about the 212 MiB taken.
   const auto before = *vm->guest.total_bytes;
   const auto set = h.set_memory_size(vm->uuid, 200 * MiB, 300 * MiB);
   ASSERT_TRUE(set.ok()) << set.error().to_string();
   EXPECT_EQ(*set, 300 * MiB);
+  // After a shrink the disks come with every balloon query, for disk_reads_follow (8 s): the
+  // policy looks for re-reads of what the shrink evicted.
+  const auto follow_from = queries();
+  ASSERT_TRUE(collect_times(8, far));  // 4 s
+  const auto follow_to = queries();
+  EXPECT_GE(follow_to[0] - follow_from[0], 3u);
+  EXPECT_EQ(follow_to[1] - follow_from[1], follow_to[0] - follow_from[0]);
   vm = wait_for(
       h, "e2e-balloon",
       [&](const VmSample& v) {

@@ -44,11 +44,15 @@ class Collector {
 
   void set_roots(collectors::HostRoots roots);
   void set_hypervisor_timeout(std::chrono::milliseconds t) { hypervisor_timeout_ = t; }
+  // The host's reserve (host.reserve), for ProcessReadHints::host_near_reserve; unknown until
+  // set, and then the host counts as near it.
+  void set_host_reserve(std::uint64_t bytes) { host_reserve_bytes_ = bytes; }
   HypervisorWorker* hypervisor() { return hypervisor_.get(); }
 
  private:
   // What the host figures just read say about the QEMU processes' files (ProcessReadHints): an
-  // epoch advances when swap traffic or use moved, another while KSM runs or its counts moved.
+  // epoch advances when swap traffic or use moved, another while KSM runs or its counts moved;
+  // and whether MemAvailable is near the reserve.
   ProcessReadHints read_hints(const Snapshot& snapshot);
 
   std::unique_ptr<OtherManagerFinder> managers_;
@@ -57,6 +61,7 @@ class Collector {
   std::unique_ptr<collectors::KsmdCpu> ksmd_cpu_;
   std::unique_ptr<HypervisorWorker> hypervisor_;
   std::chrono::milliseconds hypervisor_timeout_;
+  std::optional<std::uint64_t> host_reserve_bytes_;
   std::array<std::uint64_t, 3> last_swap_{};
   std::uint64_t swap_epoch_ = 0;
   std::array<std::uint64_t, 5> last_ksm_{};

@@ -20,6 +20,7 @@
 #include <memtide/collectors/domain_xml.hpp>
 #include <memtide/collectors/hypervisor.hpp>
 #include <memtide/collectors/libvirt_connection.hpp>
+#include <memtide/core/disk_read_schedule.hpp>
 
 namespace memtide::collectors {
 
@@ -35,6 +36,9 @@ struct LibvirtOptions : ConnectionOptions {
   // does not record (memtidectl restore) restores such a device to its full size rather than
   // leave the guest short of memory it may have booted with.
   bool record_boot_sizes = false;
+  // When a domain's disk read counters are asked (disk_read_schedule.hpp).
+  std::chrono::milliseconds disk_reads_follow = kDiskReadsFollow;
+  std::chrono::milliseconds disk_reads_interval = kDiskReadsInterval;
 };
 
 struct BalloonFigures;
@@ -65,6 +69,8 @@ class LibvirtHypervisor final : public Hypervisor {
   // Domains whose balloon statistics were asked of libvirt, summed over collections (each one
   // costs libvirtd a query to QEMU), for tests and benchmarks.
   std::uint64_t balloon_queries_total() const { return balloon_queries_total_; }
+  // The same for their disks' read counters (disk_reads_follow says when).
+  std::uint64_t disk_queries_total() const { return disk_queries_total_; }
   // The uuids whose statistics period this instance set (for tests and the daemon's report).
   const std::vector<std::string>& stats_period_set_on() const { return stats_period_set_on_; }
 
@@ -78,6 +84,11 @@ class LibvirtHypervisor final : public Hypervisor {
   // are due (`uuids`: theirs, in the same order); their records go to `due`.
   Status ask_due_balloons(const StatsRecords& all, const std::vector<std::string>& uuids,
                           std::int64_t monotonic_ms, StatsRecords& due);
+  // Asks in one call for the disk read counters of those domains in `vms` (their records in
+  // `all`, in the same order) whose balloon statistics were asked at this collection and whose
+  // disk reads are due (DiskReadSchedule), into their samples.
+  Status ask_due_disk_reads(const StatsRecords& all, std::vector<VmSample>& vms,
+                            std::int64_t monotonic_ms, bool host_near_reserve);
   void apply_events();
   Status relist();
   void load_facts(virDomainPtr dom, Domain& d);
@@ -113,6 +124,7 @@ class LibvirtHypervisor final : public Hypervisor {
   std::uint64_t collections_ = 0;     // collect() calls, to mark the domains each one saw
   std::int64_t last_collect_ms_ = 0;  // the last collect()'s clock, for set_memory_size
   std::uint64_t balloon_queries_total_ = 0;
+  std::uint64_t disk_queries_total_ = 0;
   // The order of the last collection's records (UUIDs), and the positions that sort them by
   // name: a collection in the same order as the last one is sorted in O(N).
   std::vector<std::string> record_order_;

@@ -85,9 +85,10 @@ Result<std::uint64_t> parse_process_statm(std::string_view text, std::uint64_t p
                                           std::string_view origin);
 
 // What the host's own figures say about every process's files at one instant, so that a
-// QemuProcessReader skips reads whose answer is already known. Collector fills it from
-// /proc/meminfo, /proc/vmstat and /sys/kernel/mm/ksm just before the VMs are collected. The
-// default reads everything every time.
+// QemuProcessReader skips reads whose answer is already known (and whether the host is near its
+// reserve, for the libvirt collector's disk reads). Collector fills it from /proc/meminfo,
+// /proc/vmstat and /sys/kernel/mm/ksm just before the VMs are collected. The default reads
+// everything every time.
 struct ProcessReadHints {
   // false: the host has no swap in use (SwapTotal == SwapFree), so no process has any.
   bool swap_in_use = true;
@@ -106,6 +107,9 @@ struct ProcessReadHints {
   // (empty_process_ksm_stat), taken without reading the files. Unset on kernels without
   // general_profit, where rmap items cannot be known to be none.
   std::optional<ProcessKsmStat> ksm_all_zero;
+  // MemAvailable is under twice the reserve, where shrinks come from: every guest's disk reads
+  // are asked with its balloon statistics (DiskReadSchedule). True when the reserve is not known.
+  bool host_near_reserve = true;
   friend bool operator==(const ProcessReadHints&, const ProcessReadHints&) = default;
 };
 

@@ -122,10 +122,11 @@ struct VmSample {
   std::uint64_t current_bytes = 0;  // the balloon's current size (balloon.current)
   std::optional<std::uint64_t> host_rss_bytes;  // balloon.rss as QEMU reports it
   // Bytes the guest has read from its disks (libvirt's block.N.rd.bytes, summed over its disks),
-  // as asked at disk_reads_at_ms (the collector's monotonic clock), with its balloon statistics.
-  // A guest re-reading through read() what a shrink evicted shows here and not in its major
-  // faults, which count only faults on mapped files. Unset where the driver gives no bulk block
-  // statistics.
+  // as asked at disk_reads_at_ms (the collector's monotonic clock) on a schedule of their own
+  // (disk_read_schedule.hpp: with the balloon statistics while a shrink may come or has come,
+  // seldom otherwise; the figures stand in between). A guest re-reading through read() what a
+  // shrink evicted shows here and not in its major faults, which count only faults on mapped
+  // files. Unset where the driver gives no bulk block statistics.
   std::optional<std::uint64_t> disk_read_bytes_total;
   std::int64_t disk_reads_at_ms = 0;
   GuestStatsStatus stats_status = GuestStatsStatus::disabled;
