@@ -10,9 +10,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -68,19 +71,29 @@ Server& server() {
   return s;
 }
 
+// A connection to the server; -1 (errno printed) if none could be made in 20 tries over 100 ms.
+// A connect on loopback can fail now and then at this rate (over a thousand connections a
+// second): a SYN from a reused client port meets the server side's TIME_WAIT socket of an earlier
+// connection on the same ports. A server that stopped listening fails every try.
 int connect_to(std::uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  int error = 0;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      return fd;
+    }
+    error = errno;
     close(fd);
-    return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
+  std::fprintf(stderr, "connect to 127.0.0.1:%u: %s\n", port, std::strerror(error));
+  return -1;
 }
 
 // Reads until the server closes, or 3 s pass (a waiting scrape is answered within 1 s).
