@@ -72,9 +72,10 @@ Server& server() {
 }
 
 // A connection to the server; -1 (errno printed) if none could be made in 20 tries over 100 ms.
-// A connect on loopback can fail now and then at this rate (over a thousand connections a
-// second): a SYN from a reused client port meets the server side's TIME_WAIT socket of an earlier
-// connection on the same ports. A server that stopped listening fails every try.
+// A connect on loopback failed once in a full run at this rate (over a thousand connections a
+// second), most likely a SYN from a reused client port meeting the TIME_WAIT socket of an earlier
+// connection on the same ports; the input alone passed. A server that stopped listening fails
+// every try.
 int connect_to(std::uint16_t port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
