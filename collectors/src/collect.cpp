@@ -7,6 +7,7 @@
 #include <memtide/collectors/connection_set.hpp>
 #include <memtide/collectors/libvirt_hypervisor.hpp>
 #include <memtide/core/clock.hpp>
+#include <memtide/core/reserve.hpp>
 
 namespace memtide::collectors {
 
@@ -79,7 +80,8 @@ ProcessReadHints Collector::read_hints(const Snapshot& snapshot) {
     }
   }
   hints.ksm_epoch = ksm_epoch_;
-  hints.host_near_reserve = !host_reserve_bytes_ || mem.available_bytes / 2 < *host_reserve_bytes_;
+  hints.host_near_reserve =
+      !host_reserve_bytes_ || host_near_reserve(mem.available_bytes, *host_reserve_bytes_);
   return hints;
 }
 

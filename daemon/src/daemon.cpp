@@ -16,6 +16,7 @@
 #include <memtide/config/units.hpp>
 #include <memtide/core/clock.hpp>
 #include <memtide/core/dry_run_marker.hpp>
+#include <memtide/core/reserve.hpp>
 #include <memtide/policy/coexist.hpp>
 #include <memtide/report/metrics.hpp>
 #include <memtide/report/status.hpp>
@@ -341,7 +342,7 @@ void Daemon::tick() {
     // Merging may matter when the host nears its reserve: the scanner's converged VMs are then
     // passed over at the fast interval.
     const bool near_reserve =
-        snapshot->host.meminfo.available_bytes / 2 < config_->host.reserve_bytes;
+        host_near_reserve(snapshot->host.meminfo.available_bytes, config_->host.reserve_bytes);
     collectors::attach_page_scans(page_scans_.get(), *snapshot, config_->ksm.scan, near_reserve);
     const auto squatted =
         claim_->judge(snapshot->other_managers, managed_uris(*snapshot, *config_));

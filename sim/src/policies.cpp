@@ -5,6 +5,7 @@
 #include <set>
 
 #include <memtide/core/disk_read_schedule.hpp>
+#include <memtide/core/reserve.hpp>
 #include <memtide/sim/policies.hpp>
 
 #include "bytes.hpp"
@@ -57,7 +58,7 @@ class Memtide : public Policy {
   // (DiskReadSchedule), and between times its last figures stand.
   void ask_disk_reads_as_memtided(Snapshot& snapshot) {
     const bool near_reserve =
-        snapshot.host.meminfo.available_bytes / 2 < config_->host.reserve_bytes;
+        host_near_reserve(snapshot.host.meminfo.available_bytes, config_->host.reserve_bytes);
     for (auto& vm : snapshot.vms) {
       auto& asked = disk_reads_[vm.name];
       if (asked.schedule.due(snapshot.monotonic_ms, near_reserve)) {
