@@ -129,7 +129,10 @@ TEST(ConnectionSet, AHungDaemonDoesNotHoldTheOthers) {
   const std::string hung = dir.path() + "/hung-sock";
   ListeningSocket silent(hung);
   auto o = options();
-  o.budget = 500ms;
+  // The budget this test measures: long enough for the good connection's first collection under
+  // ThreadSanitizer on a loaded machine (500 ms was not), short beside the hang it cuts off.
+  o.budget = 2s;
+  const auto bound = o.budget + 1s;
   o.connections = {{"good", kNodeUri},
                    {"hung", "qemu+unix:///session?socket=" + hung},
                    {"dead", "qemu+unix:///session?socket=" + dir.path() + "/no-such-sock"}};
@@ -140,12 +143,12 @@ TEST(ConnectionSet, AHungDaemonDoesNotHoldTheOthers) {
     const auto took = std::chrono::steady_clock::now() - start;
     ASSERT_TRUE(vms.ok()) << vms.error().to_string();
     EXPECT_EQ(vms->size(), 4u);
-    EXPECT_LT(took, 1500ms) << "tick " << tick << " waited for the hung daemon";
+    EXPECT_LT(took, bound) << "tick " << tick << " waited for the hung daemon";
   }
   const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(set.set_memory_size(std::string("good/") + kWebUuid, 2048 * MiB, 0).ok());
   EXPECT_FALSE(set.set_memory_size("hung/00000000-0000-0000-0000-000000000001", 1, 0).ok());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, bound);
   const auto states = set.connection_states();
   ASSERT_EQ(states.size(), 3u);  // by name: dead, good, hung
   EXPECT_EQ(states[0].status, ConnectionState::Status::down);
